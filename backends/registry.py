@@ -1,0 +1,93 @@
+"""Finding backends: built-in names, plugin files and the `xentcheck.backends` entry points.
+
+A backend spec is one of: a built-in name ("torch"), an entry-point name, or "file:PATH" for a
+Python file that defines `BACKEND` (a Backend subclass or instance) or exactly one Backend
+subclass.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from backends.base import Backend
+
+BUILTIN: dict[str, str] = {
+    "numpy": "backends.numpy_backend:NumpyBackend",
+    "torch": "backends.torch_backend:TorchBackend",
+    "tensorflow": "backends.tensorflow_backend:TensorflowBackend",
+    "jax": "backends.jax_backend:JaxBackend",
+}
+ENTRY_POINT_GROUP = "xentcheck.backends"
+
+
+class BackendLoadError(Exception):
+    """A plugin could not be turned into a Backend (missing file, syntax error, no class...)."""
+
+
+def plugin_names() -> dict[str, str]:
+    """Entry-point backends: name -> 'module:attr'. Never imports them."""
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def known_names() -> list[str]:
+    return list(BUILTIN) + [n for n in plugin_names() if n not in BUILTIN]
+
+
+def _instantiate(obj: object, where: str) -> Backend:
+    if isinstance(obj, type) and issubclass(obj, Backend):
+        return obj()
+    if isinstance(obj, Backend):
+        return obj
+    raise BackendLoadError(f"{where} is not a Backend subclass or instance")
+
+
+def _from_target(target: str) -> Backend:
+    module_name, _, attr = target.partition(":")
+    module = importlib.import_module(module_name)
+    return _instantiate(getattr(module, attr), target)
+
+
+def _from_file(path: str) -> Backend:
+    p = Path(path)
+    if not p.is_file():
+        raise BackendLoadError(f"backend file not found: {path}")
+    mod_name = f"xentcheck_plugin_{abs(hash(str(p.resolve())))}"
+    spec = importlib.util.spec_from_file_location(mod_name, p)
+    if spec is None or spec.loader is None:
+        raise BackendLoadError(f"cannot load {path} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # a plugin's own bug: report it, with its type
+        raise BackendLoadError(f"{path} failed to import: {type(exc).__name__}: {exc}") from exc
+    if hasattr(module, "BACKEND"):
+        return _instantiate(module.BACKEND, f"{path}: BACKEND")
+    classes = [v for v in vars(module).values()
+               if isinstance(v, type) and issubclass(v, Backend) and v is not Backend
+               and v.__module__ == mod_name]
+    if len(classes) != 1:
+        raise BackendLoadError(f"{path} must define BACKEND or exactly one Backend subclass "
+                               f"(found {len(classes)})")
+    return classes[0]()
+
+
+def create(spec: str) -> Backend:
+    """The Backend for `spec`; framework imports happen later, in Backend.load()."""
+    if spec.startswith("file:"):
+        return _from_file(spec[len("file:"):])
+    if spec in BUILTIN:
+        return _from_target(BUILTIN[spec])
+    plugins = plugin_names()
+    if spec in plugins:
+        try:
+            return _from_target(plugins[spec])
+        except BackendLoadError:
+            raise
+        except Exception as exc:
+            raise BackendLoadError(f"entry point {spec!r} failed: {type(exc).__name__}: {exc}") from exc
+    raise BackendLoadError(f"unknown backend {spec!r} (known: {', '.join(known_names())})")

@@ -1,0 +1,72 @@
+"""The floating-point dtypes under test: names, NumPy types, precision facts and ULPs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ml_dtypes
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DtypeInfo:
+    name: str
+    np_type: type
+    digits: int  # significand bits, implicit bit included
+    min_exp: int  # exponent of the smallest normal number: 2**min_exp
+    max: float
+
+    @property
+    def eps(self) -> float:
+        """Unit roundoff u = 2**-digits (half the gap between 1 and the next number)."""
+        return 2.0 ** -self.digits
+
+
+DTYPES: dict[str, DtypeInfo] = {
+    "float16": DtypeInfo("float16", np.float16, 11, -14, 65504.0),
+    "bfloat16": DtypeInfo("bfloat16", ml_dtypes.bfloat16, 8, -126, float(ml_dtypes.finfo(ml_dtypes.bfloat16).max)),
+    "float32": DtypeInfo("float32", np.float32, 24, -126, float(np.finfo(np.float32).max)),
+    "float64": DtypeInfo("float64", np.float64, 53, -1022, float(np.finfo(np.float64).max)),
+}
+DTYPE_NAMES: tuple[str, ...] = tuple(DTYPES)
+
+
+def info(name: str) -> DtypeInfo:
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise ValueError(f"unknown dtype {name!r} (known: {', '.join(DTYPE_NAMES)})") from None
+
+
+def dtype_name(dtype: object) -> str:
+    """Canonical name of a NumPy dtype (ml_dtypes' bfloat16 included), e.g. 'float32'."""
+    return np.dtype(dtype).name
+
+
+def transport_dtype(dtype: object) -> type:
+    """A standard NumPy dtype that holds every value of `dtype` exactly (bfloat16 has no .npy form)."""
+    return np.float64 if np.dtype(dtype).itemsize > 4 else np.float32
+
+
+def ulp(x: np.ndarray, name: str) -> np.ndarray:
+    """The gap between representable numbers of dtype `name` at magnitude |x| (x in higher precision).
+
+    Below the smallest normal the gap is the subnormal spacing; infinities and NaN give NaN.
+    """
+    d = info(name)
+    x = np.abs(np.asarray(x))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        _, e = np.frexp(x)  # x = f * 2**e with f in [0.5, 1)
+    exp = np.maximum(e.astype(np.int64) - 1, d.min_exp)
+    out = np.ldexp(np.ones_like(x, dtype=x.dtype if x.dtype == np.longdouble else np.float64),
+                   exp - (d.digits - 1))
+    return np.where(np.isfinite(x), out, np.nan)
+
+
+def round_to(x: np.ndarray, name: str) -> np.ndarray:
+    """Round high-precision values to dtype `name` (overflow becomes inf, as the dtype would)."""
+    x = np.asarray(x)
+    if x.dtype == np.longdouble:
+        x = x.astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return x.astype(info(name).np_type)

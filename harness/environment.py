@@ -1,0 +1,64 @@
+"""What a run's numbers depend on: machine, library versions and numerics-relevant settings."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+# One thread per worker: deterministic reductions, no oversubscription while several backends
+# run side by side; each worker process still gets a core of its own.
+WORKER_THREAD_ENV: dict[str, str] = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_NUM_INTEROP_THREADS": "1",
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+}
+NUMERICS_ENV = ("XLA_FLAGS", "TF_ENABLE_ONEDNN_OPTS", "JAX_ENABLE_X64", "JAX_DEFAULT_MATMUL_PRECISION",
+                "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE",
+                "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "NVIDIA_TF32_OVERRIDE",
+                "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "CUBLAS_WORKSPACE_CONFIG", "KERAS_BACKEND")
+PACKAGES = ("numpy", "ml_dtypes", "mpmath", "torch", "tensorflow", "tensorflow-cpu", "keras", "jax",
+            "jaxlib", "optax")
+
+
+def worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for key, value in WORKER_THREAD_ENV.items():
+        env.setdefault(key, value)
+    return env
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def fingerprint() -> dict:
+    """Machine and library facts, without importing any framework."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    env = worker_env()
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "packages": versions,
+        "numerics_env": {k: env[k] for k in NUMERICS_ENV if k in env},
+    }

@@ -1,0 +1,112 @@
+"""The high-precision reference for softmax cross-entropy loss and gradient.
+
+For logits o (N x K) and label weights q (one-hot for index labels) the per-row loss is
+    l = sum_j q_j (lse(o) - o_j),   lse(o) = m + log1p(R),  R = sum_{j != argmax} exp(o_j - m)
+and its gradient is  g_j = p_j * sum(q) - q_j  with  p_j = exp(o_j - m) / (1 + R).
+
+Written this way every loss term is >= 0 (no cancellation), log1p keeps lse - max exact for a
+dominant logit, and the argmax entry of the gradient is formed as ((Q - q_a) - q_a R) / (1 + R),
+so p_a - 1 ~ -R keeps full relative accuracy. 0 * inf is taken as 0: a class with no label
+weight contributes nothing, even where its logit is -inf (the mathematical limit).
+
+Working precision: float64 for 16- and 32-bit cases; for float64 cases, np.longdouble where it
+is wider than float64 (x86-64: 64-bit significand), else mpmath at 40 digits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.cases import Case, Inputs
+
+LONGDOUBLE_IS_WIDER = np.finfo(np.longdouble).eps < 1e-18
+
+
+@dataclass
+class Reference:
+    loss: np.ndarray  # () for mean/sum, (N,) for none
+    grad: np.ndarray  # (N, K): gradient of sum(loss) w.r.t. the logits
+    precision: str  # working precision used, e.g. "float64"
+
+
+def label_matrix(case: Case, inputs: Inputs, wp: type) -> np.ndarray:
+    """Labels as an N x K weight matrix in working precision (one-hot for index labels)."""
+    if case.labels == "index":
+        q = np.zeros((case.n, case.k), dtype=wp)
+        q[np.arange(case.n), inputs.labels] = 1
+        return q
+    return inputs.labels.astype(wp)
+
+
+def working_precision(dtype: str) -> str:
+    if dtype != "float64":
+        return "float64"
+    return "longdouble" if LONGDOUBLE_IS_WIDER else "mpmath"
+
+
+def softmax_xent(x: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row loss (N,) and gradient (N, K) of unreduced softmax cross-entropy, in x's precision.
+
+    Works for float64, longdouble and object arrays of mpmath numbers alike.
+    """
+    n = x.shape[0]
+    rows = np.arange(n)
+    a = np.argmax(x, axis=1)
+    m = x[rows, a]
+    with np.errstate(invalid="ignore", over="ignore"):
+        z = x - m[:, None]
+        e = _exp(z)
+        e[rows, a] = 0
+        r = e.sum(axis=1)
+        s = 1 + r
+        d = _log1p(r)[:, None] - z  # lse - o_j >= 0
+        terms = np.where(q != 0, q * d, 0)
+        loss = terms.sum(axis=1)
+        big_q = q.sum(axis=1)
+        grad = e / s[:, None] * big_q[:, None] - q
+        q_a = q[rows, a]
+        grad[rows, a] = ((big_q - q_a) - q_a * r) / s
+    return loss, grad
+
+
+def _exp(z: np.ndarray) -> np.ndarray:
+    if z.dtype == object:
+        import mpmath
+        return np.frompyfunc(mpmath.exp, 1, 1)(z)
+    return np.exp(z)
+
+
+def _log1p(r: np.ndarray) -> np.ndarray:
+    if r.dtype == object:
+        import mpmath
+        return np.frompyfunc(lambda v: mpmath.log(1 + v), 1, 1)(r)
+    return np.log1p(r)
+
+
+def reduce(case: Case, loss_rows: np.ndarray, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if case.reduction == "mean":
+        return loss_rows.sum() / case.n, grad / case.n
+    if case.reduction == "sum":
+        return loss_rows.sum(), grad
+    return loss_rows, grad
+
+
+def reference(case: Case, inputs: Inputs) -> Reference:
+    """Loss and gradient of `case` on `inputs`, in a precision well above the case's dtype."""
+    prec = working_precision(case.dtype)
+    if prec == "mpmath":
+        import mpmath
+        with mpmath.workdps(40):
+            to_mp = np.frompyfunc(lambda v: mpmath.mpf(float(v)), 1, 1)
+            x = to_mp(inputs.logits.astype(np.float64))
+            q = to_mp(label_matrix(case, inputs, np.float64))
+            loss, grad = reduce(case, *softmax_xent(x, q))
+            return Reference(np.asarray(loss, dtype=object).astype(np.float64),
+                             grad.astype(np.float64), prec)
+    wp = np.longdouble if prec == "longdouble" else np.float64
+    x = inputs.logits.astype(wp)
+    q = label_matrix(case, inputs, wp)
+    loss, grad = reduce(case, *softmax_xent(x, q))
+    return Reference(np.asarray(loss), grad, prec)

@@ -1,0 +1,115 @@
+"""report.md: what a person reads first. Every string from a backend or plugin is escaped."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+from harness.compare import BAD_VERDICTS
+from harness.dtypes import DTYPE_NAMES
+
+MAX_FINDINGS = 60
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|#!~])")
+
+
+def esc(value: object) -> str:
+    """Markdown-safe text for a table cell: no markup, no HTML, no line breaks."""
+    text = str(value).replace("&", "&amp;").replace("\r", " ").replace("\n", " ")
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return esc(v)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(row) + " |" for row in rows]
+    return out + [""]
+
+
+def render(summary: dict, records: list[dict]) -> str:
+    c = summary["counts"]
+    cfg = summary.get("config", {})
+    lines = ["# xentcheck report", ""]
+    status = "**OK: every result within tolerance**" if summary["exit_status"] == 0 else \
+        "**DISCREPANCIES FOUND**"
+    if summary.get("interrupted"):
+        status += " (run interrupted: partial results)"
+    lines += [status, "",
+              f"{summary['results']} results: " + ", ".join(f"{v} {k}" for k, v in c.items() if v) + ".",
+              f"Seed {esc(cfg.get('seed'))}, device {esc(cfg.get('device'))}, "
+              f"{esc(cfg.get('n_cases'))} cases, backends {esc(', '.join(cfg.get('backends', [])))}.", ""]
+
+    lines += ["## Pass rates per backend and dtype", "",
+              "Cell: passed / ran (+ skipped). A backend fails a result when any loss or gradient element is "
+              "out of tolerance, NaN/inf where the reference is finite (or the reverse), of the wrong shape "
+              "or computed in another dtype.", ""]
+    by_group: dict[tuple, dict] = defaultdict(dict)
+    for row in summary["pass_rates"]:
+        by_group[(row["backend"], row["impl"], row["mode"])][row["dtype"]] = row
+    dts = [d for d in DTYPE_NAMES if any(d in g for g in by_group.values())]
+    rows = []
+    for (backend, impl, mode), per in by_group.items():
+        cells = []
+        for d in dts:
+            r = per.get(d)
+            if not r:
+                cells.append("")
+                continue
+            cell = f"{r['pass']} / {r['ran']}" + (f" (+{r['skipped']})" if r["skipped"] else "")
+            cells.append(cell if r["pass"] == r["ran"] else f"**{cell}**")
+        rows.append([esc(backend), esc(impl), esc(mode), *cells])
+    lines += _table(["backend", "implementation", "mode", *dts], rows)
+
+    bad = [r for r in records if r["verdict"] in BAD_VERDICTS]
+    lines += ["## Findings", ""]
+    if not bad:
+        lines += ["None.", ""]
+    else:
+        lines += [f"{len(bad)} results out of tolerance or broken"
+                  + (f"; the first {MAX_FINDINGS} below, all in results.jsonl." if len(bad) > MAX_FINDINGS else "."), ""]
+        rows = [[f"`{esc(r['case_id'])}`", esc(r["backend"]), esc(r["verdict"]),
+                 esc("; ".join(r.get("reasons", [])))] for r in bad[:MAX_FINDINGS]]
+        lines += _table(["case", "backend", "verdict", "explanation"], rows)
+
+    for what, title in (("grad", "gradient"), ("loss", "loss")):
+        lines += [f"## Largest {title} errors per backend and dtype", "",
+                  "The compared result with the greatest relative error (ULPs in the tested dtype).", ""]
+        rows = [[esc(w["backend"]), esc(w["dtype"]), f"`{esc(w['case_id'])}`", esc(w["verdict"]),
+                 _fmt(w["abs_err"]), _fmt(w["rel_err"]), _fmt(w["ulp_err"])] for w in summary[f"worst_{what}"]]
+        lines += _table(["backend", "dtype", "case", "verdict", "abs err", "rel err", "ULP err"], rows)
+
+    modified = summary.get("inputs_modified") or []
+    if modified:
+        lines += ["## Backends that modified their inputs", "",
+                  "Each backend gets its own copy, so other results are unaffected; a fused kernel that writes "
+                  "the gradient into the logits buffer shows up here.", ""]
+        lines += [f"- {esc(b)}: `{esc(cid)}`" for b, cid in modified[:MAX_FINDINGS]] + [""]
+
+    lines += ["## Tolerances", "", "An element passes when |actual - reference| <= atol + rtol * |reference|.", ""]
+    tol = summary.get("tolerances", {})
+    lines += _table(["dtype", "rtol", "atol", "origin"],
+                    [[d, f"{t['rtol']:g}", f"{t['atol']:g}", esc(t["origin"])] for d, t in tol.items()])
+
+    lines += ["## Reference", "",
+              "Loss and gradient from the closed form via log-sum-exp (gradient p * sum(q) - q), in float64 for "
+              "16- and 32-bit cases and in " + esc(summary.get("reference_float64", "")) + " for float64 cases.", ""]
+
+    lines += ["## Backends", ""]
+    rows = []
+    for b in summary.get("backends", []):
+        settings = ", ".join(f"{k}={v}" for k, v in (b.get("settings") or {}).items())
+        rows.append([esc(b.get("name", "")), esc(b.get("status", "")), esc(b.get("version", "")),
+                     esc(b.get("impl", "")), esc(b.get("reason", settings))])
+    lines += _table(["backend", "status", "version", "implementation", "settings / reason"], rows)
+
+    env = summary.get("environment", {})
+    lines += ["## Environment", "",
+              f"Python {esc(env.get('python'))} on {esc(env.get('platform'))}, CPU {esc(env.get('cpu'))} "
+              f"({esc(env.get('cpu_count'))} cores). Each backend runs in its own worker process, one thread each.", ""]
+    lines += [f"- {esc(k)} {esc(v)}" for k, v in env.get("packages", {}).items()]
+    lines += [f"- `{esc(k)}={esc(v)}`" for k, v in env.get("numerics_env", {}).items()] + [""]
+    return "\n".join(lines)

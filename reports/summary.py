@@ -1,0 +1,64 @@
+"""summary.json: counts, pass rates per backend x dtype, the worst errors, and the run's context."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+
+from harness.compare import BAD_VERDICTS, VERDICTS
+
+
+def group_key(r: dict) -> tuple[str, str, str, str]:
+    return (r["backend"], r.get("impl", ""), r.get("mode", ""), r["dtype"])
+
+
+def pass_rates(records: list[dict]) -> list[dict]:
+    groups: dict[tuple, Counter] = defaultdict(Counter)
+    for r in records:
+        groups[group_key(r)][r["verdict"]] += 1
+    rows = []
+    for (backend, impl, mode, dtype), counts in sorted(groups.items()):
+        ran = sum(counts.values()) - counts["skipped"]
+        rows.append({"backend": backend, "impl": impl, "mode": mode, "dtype": dtype,
+                     "total": sum(counts.values()), "ran": ran,
+                     **{v: counts[v] for v in VERDICTS},
+                     "pass_rate": counts["pass"] / ran if ran else None})
+    return rows
+
+
+def worst(records: list[dict], what: str = "grad", metric: str = "rel_err") -> list[dict]:
+    """For each backend x impl x mode x dtype, the compared result with the largest error."""
+    best: dict[tuple, dict] = {}
+    for r in records:
+        m = r.get(what)
+        if not m:
+            continue
+        key = group_key(r)
+        if key not in best or m[metric] > best[key][what][metric]:
+            best[key] = r
+    return [{"backend": k[0], "impl": k[1], "mode": k[2], "dtype": k[3], "case_id": r["case_id"],
+             "verdict": r["verdict"], "abs_err": r[what]["abs_err"], "rel_err": r[what]["rel_err"],
+             "ulp_err": r[what]["ulp_err"], "worst_index": r[what].get("worst_index")}
+            for k, r in sorted(best.items())]
+
+
+def exit_status(records: list[dict]) -> int:
+    return 1 if any(r["verdict"] in BAD_VERDICTS for r in records) else 0
+
+
+def build(records: list[dict], context: dict) -> dict:
+    counts = Counter(r["verdict"] for r in records)
+    return {
+        **context,
+        "results": len(records),
+        "counts": {v: counts[v] for v in VERDICTS},
+        "exit_status": exit_status(records),
+        "pass_rates": pass_rates(records),
+        "worst_loss": worst(records, "loss"),
+        "worst_grad": worst(records, "grad"),
+        "inputs_modified": sorted({(r["backend"], r["case_id"]) for r in records if r.get("inputs_modified")}),
+    }
+
+
+def render(summary: dict) -> str:
+    return json.dumps(summary, indent=2, default=str) + "\n"
