@@ -87,11 +87,13 @@ def cli() -> None:
 @click.option("--case", "case_ids", multiple=True, metavar="ID", help="Run this case id (repeatable) instead of the suite.")
 @click.option("--out", type=click.Path(file_okay=False), default="xentcheck-out", show_default=True, help="Output folder.")
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]), help="Device to run backends on.")
+@click.option("--tolerances", "preset", default="xentcheck", show_default=True, type=click.Choice(["xentcheck", "torch", "jax"]), help="Tolerance table: xentcheck (8 u, scale-aware), or the torch/jax published defaults.")
 @click.option("--rtol", multiple=True, metavar="SPEC", help="Relative tolerance: VALUE for every dtype or DTYPE=VALUE,... (repeatable).")
 @click.option("--atol", multiple=True, metavar="SPEC", help="Absolute tolerance, same forms as --rtol.")
 @click.option("--case-timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True, help="Seconds before a hung case is marked timeout.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
-def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, rtol, atol, case_timeout, progress) -> int:
+def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, preset, rtol, atol, case_timeout,
+        progress) -> int:
     """Run the cases through each backend and write results.jsonl, summary.json, report.md and results.csv."""
     from harness.environment import fingerprint
     from harness.reference import working_precision
@@ -102,7 +104,7 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, r
 
     specs = _backend_specs(backends, backend_files)
     dtype_names = _dtypes(dtypes)
-    tol = Tolerances()
+    tol = Tolerances(preset)
     try:
         for spec in rtol:
             tol.override("rtol", spec)

@@ -29,6 +29,8 @@ class Reference:
     loss: np.ndarray  # () for mean/sum, (N,) for none
     grad: np.ndarray  # (N, K): gradient of sum(loss) w.r.t. the logits
     precision: str  # working precision used, e.g. "float64"
+    row_loss: np.ndarray  # (N,) unreduced per-row losses, float64
+    label_sum: np.ndarray  # (N,) sum of each row's label weights, float64
 
 
 def label_matrix(case: Case, inputs: Inputs, wp: type) -> np.ndarray:
@@ -46,8 +48,9 @@ def working_precision(dtype: str) -> str:
     return "longdouble" if LONGDOUBLE_IS_WIDER else "mpmath"
 
 
-def softmax_xent(x: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row loss (N,) and gradient (N, K) of unreduced softmax cross-entropy, in x's precision.
+def softmax_xent(x: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-row loss (N,), gradient (N, K) and label sums (N,) of unreduced softmax cross-entropy,
+    in x's precision.
 
     Works for float64, longdouble and object arrays of mpmath numbers alike.
     """
@@ -68,7 +71,7 @@ def softmax_xent(x: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         grad = e / s[:, None] * big_q[:, None] - q
         q_a = q[rows, a]
         grad[rows, a] = ((big_q - q_a) - q_a * r) / s
-    return loss, grad
+    return loss, grad, big_q
 
 
 def _exp(z: np.ndarray) -> np.ndarray:
@@ -100,13 +103,12 @@ def reference(case: Case, inputs: Inputs) -> Reference:
         import mpmath
         with mpmath.workdps(40):
             to_mp = np.frompyfunc(lambda v: mpmath.mpf(float(v)), 1, 1)
-            x = to_mp(inputs.logits.astype(np.float64))
-            q = to_mp(label_matrix(case, inputs, np.float64))
-            loss, grad = reduce(case, *softmax_xent(x, q))
-            return Reference(np.asarray(loss, dtype=object).astype(np.float64),
-                             grad.astype(np.float64), prec)
+            rows, grad, big_q = softmax_xent(to_mp(inputs.logits.astype(np.float64)),
+                                             to_mp(label_matrix(case, inputs, np.float64)))
+            loss, grad = reduce(case, rows, grad)
+            f64 = lambda a: np.asarray(a, dtype=object).astype(np.float64)
+            return Reference(f64(loss), f64(grad), prec, f64(rows), f64(big_q))
     wp = np.longdouble if prec == "longdouble" else np.float64
-    x = inputs.logits.astype(wp)
-    q = label_matrix(case, inputs, wp)
-    loss, grad = reduce(case, *softmax_xent(x, q))
-    return Reference(np.asarray(loss), grad, prec)
+    rows, grad, big_q = softmax_xent(inputs.logits.astype(wp), label_matrix(case, inputs, wp))
+    loss, grad = reduce(case, rows, grad)
+    return Reference(np.asarray(loss), grad, prec, rows.astype(np.float64), big_q.astype(np.float64))

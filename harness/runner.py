@@ -219,9 +219,10 @@ class Runner:
                 loss, grad = data["loss"], data["grad"]
         finally:
             path.unlink(missing_ok=True)
-        rtol, atol = self.config.tolerances.get(case.dtype)
-        fields = compare(case, self._reference(ci), loss, grad, msg.get("loss_dtype"), msg.get("grad_dtype"), rtol, atol)
-        fields["tolerance"] = {"rtol": rtol, "atol": atol}
+        tol = self.config.tolerances
+        fields = compare(case, self._reference(ci), loss, grad, msg.get("loss_dtype"), msg.get("grad_dtype"), tol)
+        fields["tolerance"] = {"preset": tol.preset, **{w: dict(zip(("rtol", "atol"), tol.get(case.dtype, w)))
+                                                       for w in ("loss", "grad")}}
         fields["reference_precision"] = self._reference(ci).precision
         fields["inputs_modified"] = msg.get("inputs_modified", [])
         if msg.get("notes"):

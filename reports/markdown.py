@@ -89,10 +89,15 @@ def render(summary: dict, records: list[dict]) -> str:
                   "the gradient into the logits buffer shows up here.", ""]
         lines += [f"- {esc(b)}: `{esc(cid)}`" for b, cid in modified[:MAX_FINDINGS]] + [""]
 
-    lines += ["## Tolerances", "", "An element passes when |actual - reference| <= atol + rtol * |reference|.", ""]
     tol = summary.get("tolerances", {})
-    lines += _table(["dtype", "rtol", "atol", "origin"],
-                    [[d, f"{t['rtol']:g}", f"{t['atol']:g}", esc(t["origin"])] for d, t in tol.items()])
+    rule = ("rtol * |reference| + atol * scale, scale being the output's natural scale: max(1, sum q) / "
+            "denominator per gradient row, max(1, row loss) per loss row (summed for sum and mean)"
+            if tol.get("scaled") else "rtol * |reference| + atol")
+    lines += ["## Tolerances", "", f"Preset `{esc(tol.get('preset', ''))}`. An element passes when "
+              f"|actual - reference| <= {rule}.", ""]
+    lines += _table(["dtype", "loss rtol", "loss atol", "gradient rtol", "gradient atol", "origin"],
+                    [[d, f"{t['loss']['rtol']:.3g}", f"{t['loss']['atol']:.3g}", f"{t['grad']['rtol']:.3g}",
+                      f"{t['grad']['atol']:.3g}", esc(t["origin"])] for d, t in tol.get("dtypes", {}).items()])
 
     lines += ["## Reference", "",
               "Loss and gradient from the closed form via log-sum-exp (gradient p * sum(q) - q), in float64 for "
