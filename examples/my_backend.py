@@ -41,15 +41,18 @@ class OnlineSoftmaxKernel(Backend):
             m_new = np.maximum(m, blk.max(axis=1))
             s = s * np.exp(m - m_new) + np.exp(blk - m_new[:, None]).sum(axis=1)
             m = m_new
-        lse = m + np.log(s)
-        # pass 2: loss terms and the gradient p * sum(q) - q, chunk by chunk
+        log_s = np.log(s)
+        # pass 2: loss terms and the gradient p * sum(q) - q, chunk by chunk. Working with
+        # x - m (exact) rather than forming lse = m + log(s) and subtracting x keeps the loss
+        # accurate when logits are large: lse - x would lose u * |x| to cancellation.
         big_q = q.sum(axis=1)
         loss = np.zeros(n, dtype=x.dtype)
         grad = np.empty_like(x)
         for lo in range(0, k, CHUNK):
-            blk, qb = x[:, lo:lo + CHUNK], q[:, lo:lo + CHUNK]
-            loss += np.where(qb != 0, qb * (lse[:, None] - blk), 0).sum(axis=1)
-            grad[:, lo:lo + CHUNK] = np.exp(blk - lse[:, None]) * big_q[:, None] - qb
+            z = x[:, lo:lo + CHUNK] - m[:, None]
+            qb = q[:, lo:lo + CHUNK]
+            loss += np.where(qb != 0, qb * (log_s[:, None] - z), 0).sum(axis=1)
+            grad[:, lo:lo + CHUNK] = np.exp(z) / s[:, None] * big_q[:, None] - qb
         if case.reduction == "mean":
             return Output(loss=loss.sum() / x.dtype.type(n), grad=grad / x.dtype.type(n))
         if case.reduction == "sum":

@@ -57,7 +57,7 @@ def ulp(x: np.ndarray, name: str) -> np.ndarray:
     x = np.abs(np.asarray(x))
     with np.errstate(invalid="ignore", divide="ignore"):
         _, e = np.frexp(x)  # x = f * 2**e with f in [0.5, 1)
-    exp = np.maximum(e.astype(np.int64) - 1, d.min_exp)
+    exp = np.where(x == 0, d.min_exp, np.maximum(e.astype(np.int64) - 1, d.min_exp))
     out = np.ldexp(np.ones_like(x, dtype=x.dtype if x.dtype == np.longdouble else np.float64),
                    exp - (d.digits - 1))
     return np.where(np.isfinite(x), out, np.nan)

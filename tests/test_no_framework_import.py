@@ -1,0 +1,26 @@
+"""Importing the core, or asking for --help, loads no framework."""
+
+import subprocess
+import sys
+
+from tests.conftest import ROOT, run_cli
+
+FRAMEWORKS = ("torch", "tensorflow", "jax", "jaxlib", "optax", "keras")
+
+
+def test_importing_the_core_loads_no_framework():
+    code = ("import sys, harness, harness.cli, harness.runner, harness.reference, harness.compare, "
+            "harness.cases, harness.worker, backends.registry, backends.base, reports.summary, "
+            "reports.markdown, reports.csv; from backends.registry import known_names; known_names(); "
+            f"print(sorted(m for m in {FRAMEWORKS!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_help_loads_no_framework_and_works():
+    res = run_cli("--help")
+    assert res.returncode == 0 and "run" in res.stdout and "backends" in res.stdout
+    code = ("import sys; from harness.cli import main; rc = main(['run', '--help']); "
+            f"print(rc, sorted(m for m in {FRAMEWORKS!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "0 []"
