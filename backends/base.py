@@ -26,6 +26,20 @@ import numpy as np
 from harness.cases import Case, Inputs
 
 ALL_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
+ALL_LABELS: tuple[str, ...] = ("index", "onehot", "soft")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One API called in one execution mode, e.g. ("cross_entropy_probs", "eager")."""
+
+    impl: str
+    mode: str
+    label_forms: tuple[str, ...] = ALL_LABELS
+    api: str = ""  # the call, as a user would write it
+    documented: str = ""  # a documented deviation from the canonical math, if any
+    default: bool = True  # run in the default suite (else only when asked for, or in --suite full)
+    opt_in: bool = False  # run only when its mode is named explicitly (slow or fragile here)
 
 
 @dataclass
@@ -78,3 +92,22 @@ class Backend:
 
     def compute(self, case: Case, inputs: Inputs, device: str) -> Output:
         raise NotImplementedError
+
+    # --- several implementations and modes (the built-ins); a plugin may ignore these ----------
+
+    def variants(self) -> list[Variant]:
+        """The implementations x modes this backend can run; class-level data, no framework needed."""
+        return [Variant(self.impl, self.mode, tuple(self.label_forms))]
+
+    def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
+        return self.compute(case, inputs, device)
+
+    def jvp(self, variant: Variant, case: Case, inputs: Inputs, device: str, tangent: np.ndarray) -> np.ndarray:
+        """Forward-mode derivative of the loss along `tangent` (same shape as the logits)."""
+        raise NotImplementedError(f"{self.name} has no forward-mode derivative")
+
+    def hvp(self, variant: Variant, case: Case, inputs: Inputs, device: str, vector: np.ndarray) -> np.ndarray:
+        """Second derivative of sum(loss) w.r.t. the logits, applied to `vector` (reverse over reverse)."""
+        raise NotImplementedError(f"{self.name} has no second-order derivative")
+
+    float64_hint: str = ""  # how to get true float64 where the framework can silently downcast

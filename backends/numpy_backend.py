@@ -16,7 +16,7 @@ from harness.cases import Case, Inputs
 class NumpyBackend(Backend):
     name = "numpy"
     framework = "numpy"
-    impl = "numpy.analytic"
+    impl = "analytic"
 
     def compute(self, case: Case, inputs: Inputs, device: str) -> Output:
         x = inputs.logits

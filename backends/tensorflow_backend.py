@@ -1,7 +1,7 @@
-"""TensorFlow: tf.nn.(sparse_)softmax_cross_entropy_with_logits through tf.GradientTape.
+"""TensorFlow: tf.nn and Keras cross-entropy through tf.GradientTape; eager, tf.function, XLA.
 
-Index labels use the sparse op, one-hot and soft labels the dense one. Both return per-row
-losses; mean and sum are tf.reduce_mean / tf.reduce_sum over the batch.
+tf.nn ops return per-row losses (mean and sum are tf.reduce_mean / tf.reduce_sum); the Keras
+losses are used with from_logits=True and their own reductions, and their default dtype.
 """
 
 from __future__ import annotations
@@ -10,20 +10,37 @@ import os
 
 import numpy as np
 
-from backends.base import Backend, Output
+from backends.base import Backend, Output, Variant
 from harness.cases import Case, Inputs
+
+_DENSE_DOC = "labels must be a valid probability distribution (tf.nn.softmax_cross_entropy_with_logits)"
+_IMPLS = (
+    ("sparse_softmax_ce", ("index",), "tf.nn.sparse_softmax_cross_entropy_with_logits", True, ""),
+    ("softmax_ce", ("onehot", "soft"), "tf.nn.softmax_cross_entropy_with_logits", True, _DENSE_DOC),
+    ("keras_sparse_cce", ("index",), "keras.losses.SparseCategoricalCrossentropy(from_logits=True)", False, ""),
+    ("keras_cce", ("onehot", "soft"), "keras.losses.CategoricalCrossentropy(from_logits=True)", False, ""),
+)
+_MODES = ("eager", "function", "xla")
+_KERAS_REDUCTION = {"mean": "sum_over_batch_size", "sum": "sum", "none": None}
 
 
 class TensorflowBackend(Backend):
     name = "tensorflow"
     framework = "tensorflow"
-    impl = "tf.nn.softmax_cross_entropy_with_logits"
+    impl = "sparse_softmax_ce"
+    float64_hint = "Keras losses compute in keras.config.floatx() (float32) unless constructed with dtype='{dtype}'"
+
+    def variants(self) -> list[Variant]:
+        return [Variant(i, m, lf, api if m == "eager" else f"tf.function({api}{', jit_compile=True' if m == 'xla' else ''})",
+                        documented=doc, default=d and m == "eager")
+                for m in _MODES for i, lf, api, d, doc in _IMPLS]
 
     def load(self) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import tensorflow as tf
         self.tf = tf
         tf.config.experimental.enable_tensor_float_32_execution(False)
+        self._fns: dict = {}
 
     def version(self) -> str:
         return self.tf.__version__
@@ -38,26 +55,65 @@ class TensorflowBackend(Backend):
                 "tf32": tf.config.experimental.tensor_float_32_execution_enabled(),
                 "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(default)")}
 
-    def compute(self, case: Case, inputs: Inputs, device: str) -> Output:
+    def _loss(self, impl: str, reduction: str):
         tf = self.tf
-        with tf.device("/GPU:0" if device == "cuda" else "/CPU:0"):
+        if impl.startswith("keras"):
+            import keras
+            cls = keras.losses.SparseCategoricalCrossentropy if impl == "keras_sparse_cce" else keras.losses.CategoricalCrossentropy
+            obj = cls(from_logits=True, reduction=_KERAS_REDUCTION[reduction])
+            return lambda x, labels: obj(labels, x)
+        op = tf.nn.sparse_softmax_cross_entropy_with_logits if impl == "sparse_softmax_ce" else tf.nn.softmax_cross_entropy_with_logits
+        reduce = {"mean": tf.reduce_mean, "sum": tf.reduce_sum, "none": lambda r: r}[reduction]
+        return lambda x, labels: reduce(op(labels=labels, logits=x))
+
+    def _value_and_grad(self, impl: str, reduction: str, mode: str):
+        key = (impl, reduction, mode)
+        if key not in self._fns:
+            tf, loss_fn = self.tf, self._loss(impl, reduction)
+
+            def f(x, labels):
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    loss = loss_fn(x, labels)
+                return loss, tape.gradient(loss, x, output_gradients=tf.ones_like(loss))
+
+            self._fns[key] = f if mode == "eager" else tf.function(f, jit_compile=(mode == "xla"))
+        return self._fns[key]
+
+    def _device(self, device: str) -> str:
+        return "/GPU:0" if device == "cuda" else "/CPU:0"
+
+    def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
+        tf = self.tf
+        with tf.device(self._device(device)):
+            f = self._value_and_grad(variant.impl, case.reduction, variant.mode)
+            loss, grad = f(tf.constant(inputs.logits), tf.constant(inputs.labels))
+        return Output(loss=np.asarray(loss.numpy()), grad=np.asarray(grad.numpy()),
+                      loss_dtype=loss.dtype.name, grad_dtype=grad.dtype.name)
+
+    def compute(self, case: Case, inputs: Inputs, device: str) -> Output:
+        v = next(v for v in self.variants() if case.labels in v.label_forms)
+        return self.run_variant(v, case, inputs, device)
+
+    def jvp(self, variant, case, inputs, device, tangent):
+        tf = self.tf
+        with tf.device(self._device(device)):
             x = tf.constant(inputs.logits)
-            labels = tf.constant(inputs.labels)
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                if case.labels == "index":
-                    rows = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=x)
-                else:
-                    rows = tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=x)
-                if case.reduction == "mean":
-                    loss = tf.reduce_mean(rows)
-                elif case.reduction == "sum":
-                    loss = tf.reduce_sum(rows)
-                else:
-                    loss = rows
-            grad = tape.gradient(loss, x, output_gradients=tf.ones_like(loss))
-        return Output(loss=_np(loss), grad=_np(grad), loss_dtype=loss.dtype.name, grad_dtype=grad.dtype.name)
+            v = tf.constant(tangent.astype(inputs.logits.dtype))
+            with tf.autodiff.ForwardAccumulator(primals=x, tangents=v) as acc:
+                loss = self._loss(variant.impl, case.reduction)(x, tf.constant(inputs.labels))
+            return np.asarray(acc.jvp(loss).numpy())
 
-
-def _np(t) -> np.ndarray:
-    return np.asarray(t.numpy())
+    def hvp(self, variant, case, inputs, device, vector):
+        tf = self.tf
+        with tf.device(self._device(device)):
+            x = tf.constant(inputs.logits)
+            v = tf.constant(vector.astype(inputs.logits.dtype))
+            loss_fn = self._loss(variant.impl, case.reduction)
+            with tf.GradientTape() as outer:
+                outer.watch(x)
+                with tf.GradientTape() as inner:
+                    inner.watch(x)
+                    loss = tf.reduce_sum(loss_fn(x, tf.constant(inputs.labels)))
+                gv = tf.reduce_sum(inner.gradient(loss, x) * v)
+            return np.asarray(outer.gradient(gv, x).numpy())

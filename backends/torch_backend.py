@@ -1,21 +1,33 @@
-"""PyTorch: torch.nn.functional.cross_entropy through autograd.
+"""PyTorch: cross-entropy through autograd, eagerly or under torch.compile (opt-in).
 
-Index labels use class-index targets, one-hot and soft labels use probability targets (both
-documented forms of the same API). The gradient is that of sum(loss): backward() with ones.
+Implementations: F.cross_entropy with class-index targets, F.cross_entropy with probability
+targets, and F.log_softmax + F.nll_loss. The gradient is that of sum(loss): backward() with ones.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from backends.base import Backend, Output
+from backends.base import Backend, Output, Variant
 from harness.cases import Case, Inputs
+
+_IMPLS = (
+    ("cross_entropy_index", ("index",), "F.cross_entropy(x, target)", True),
+    ("cross_entropy_probs", ("onehot", "soft"), "F.cross_entropy(x, probs)", True),
+    ("log_softmax_nll", ("index",), "F.nll_loss(F.log_softmax(x, 1), target)", False),
+)
 
 
 class TorchBackend(Backend):
     name = "torch"
     framework = "torch"
-    impl = "F.cross_entropy"
+    impl = "cross_entropy_index"
+
+    def variants(self) -> list[Variant]:
+        out = [Variant(i, "eager", lf, api, default=d) for i, lf, api, d in _IMPLS]
+        # torch.compile builds a C++ kernel per shape on the CPU: minutes for a suite, so opt-in
+        out += [Variant(i, "compile", lf, f"torch.compile({api})", default=False, opt_in=True) for i, lf, api, _ in _IMPLS]
+        return out
 
     def load(self) -> None:
         import torch
@@ -23,6 +35,7 @@ class TorchBackend(Backend):
         # correctness runs pin numerics: no TF32 on CUDA matmuls/convolutions
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
+        self._compiled: dict = {}
 
     def devices(self) -> list[str]:
         return ["cpu"] + (["cuda"] if self.torch.cuda.is_available() else [])
@@ -30,7 +43,8 @@ class TorchBackend(Backend):
     def settings(self) -> dict:
         t = self.torch
         return {"num_threads": t.get_num_threads(), "cuda_available": t.cuda.is_available(),
-                "cuda": t.version.cuda, "allow_tf32": t.backends.cuda.matmul.allow_tf32}
+                "cuda": t.version.cuda, "cudnn": t.backends.cudnn.version() if t.cuda.is_available() else None,
+                "allow_tf32": t.backends.cuda.matmul.allow_tf32}
 
     def _tensor(self, a: np.ndarray, device: str):
         t = self.torch
@@ -40,18 +54,52 @@ class TorchBackend(Backend):
 
     def _numpy(self, x) -> np.ndarray:
         x = x.detach().cpu()
-        if x.dtype == self.torch.bfloat16:
-            return x.float().numpy()
-        return x.numpy()
+        return x.float().numpy() if x.dtype == self.torch.bfloat16 else x.numpy()
 
-    def compute(self, case: Case, inputs: Inputs, device: str) -> Output:
-        t = self.torch
+    def _fn(self, impl: str, reduction: str, mode: str):
+        F = self.torch.nn.functional
+        if impl == "log_softmax_nll":
+            def fn(x, labels):
+                return F.nll_loss(F.log_softmax(x, dim=1), labels, reduction=reduction)
+        else:
+            def fn(x, labels):
+                return F.cross_entropy(x, labels, reduction=reduction)
+        if mode == "compile":
+            key = (impl, reduction)
+            if key not in self._compiled:
+                self._compiled[key] = self.torch.compile(fn, dynamic=False)
+            return self._compiled[key]
+        return fn
+
+    def _prepare(self, variant: Variant, case: Case, inputs: Inputs, device: str):
         x = self._tensor(inputs.logits, device).requires_grad_(True)
-        labels = self._tensor(inputs.labels, device)
-        loss = t.nn.functional.cross_entropy(x, labels, reduction=case.reduction)
+        return x, self._tensor(inputs.labels, device), self._fn(variant.impl, case.reduction, variant.mode)
+
+    def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
+        t = self.torch
+        x, labels, fn = self._prepare(variant, case, inputs, device)
+        loss = fn(x, labels)
         loss.backward(t.ones_like(loss))
         if device == "cuda":
             t.cuda.synchronize()
         return Output(loss=self._numpy(loss), grad=self._numpy(x.grad),
                       loss_dtype=str(loss.dtype).removeprefix("torch."),
                       grad_dtype=str(x.grad.dtype).removeprefix("torch."))
+
+    def compute(self, case: Case, inputs: Inputs, device: str) -> Output:
+        v = next(v for v in self.variants() if case.labels in v.label_forms)
+        return self.run_variant(v, case, inputs, device)
+
+    def jvp(self, variant, case, inputs, device, tangent):
+        x, labels, fn = self._prepare(variant, case, inputs, device)
+        v = self._tensor(tangent.astype(inputs.logits.dtype), device)
+        _, out = self.torch.func.jvp(lambda z: fn(z, labels), (x.detach(),), (v,))
+        return self._numpy(out)
+
+    def hvp(self, variant, case, inputs, device, vector):
+        t = self.torch
+        x, labels, fn = self._prepare(variant, case, inputs, device)
+        v = self._tensor(vector.astype(inputs.logits.dtype), device)
+        (g,) = t.autograd.grad(fn(x, labels).sum(), x, create_graph=True)
+        (hv,) = t.autograd.grad((g * v).sum(), x)
+        return self._numpy(hv)

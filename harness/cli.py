@@ -59,6 +59,26 @@ def _dtypes(value: str | None) -> list[str]:
     return names
 
 
+def _variant_filters(impls: str | None, modes: str | None, specs: list[str]) -> tuple[list[str] | None, list[str] | None]:
+    """--impls / --modes as lists, checked against the built-in backends' variants (no framework
+    is imported: variants are class-level data). Plugins may add names of their own."""
+    from backends.registry import BUILTIN, create
+
+    known = [v for name in BUILTIN for v in create(name).variants()]
+    plugins = any(s not in BUILTIN for s in specs)
+    out = []
+    for value, what, names in ((impls, "impls", {v.impl for v in known}), (modes, "modes", {v.mode for v in known})):
+        if value is None:
+            out.append(None)
+            continue
+        items = _split(value, what)
+        unknown = [i for i in items if i not in names]
+        if unknown and not plugins:
+            raise click.UsageError(f"unknown {what[:-1]} {unknown[0]!r} (known: {', '.join(sorted(names))})")
+        out.append(items)
+    return out[0], out[1]
+
+
 def _select_cases(dtype_names: list[str], n_cases: int | None, ids: tuple[str, ...]):
     from harness.cases import Case, default_suite
 
@@ -90,10 +110,14 @@ def cli() -> None:
 @click.option("--tolerances", "preset", default="xentcheck", show_default=True, type=click.Choice(["xentcheck", "torch", "jax"]), help="Tolerance table: xentcheck (8 u, scale-aware), or the torch/jax published defaults.")
 @click.option("--rtol", multiple=True, metavar="SPEC", help="Relative tolerance: VALUE for every dtype or DTYPE=VALUE,... (repeatable).")
 @click.option("--atol", multiple=True, metavar="SPEC", help="Absolute tolerance, same forms as --rtol.")
+@click.option("--suite", type=click.Choice(["default", "full"]), default="default", show_default=True, help="default: each backend's main APIs, eagerly; full: every implementation and mode, with the property checks.")
+@click.option("--impls", metavar="LIST", help="Only these implementations (see `xentcheck backends`), e.g. softmax_ce,keras_cce.")
+@click.option("--modes", metavar="LIST", help="Only these modes: eager, function, xla, jit, compile (compile is opt-in).")
+@click.option("--properties/--no-properties", default=None, help="Check the properties beyond the reference (default: on for --suite full).")
 @click.option("--case-timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True, help="Seconds before a hung case is marked timeout.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
-def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, preset, rtol, atol, case_timeout,
-        progress) -> int:
+def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, preset, rtol, atol, suite, impls, modes,
+        properties, case_timeout, progress) -> int:
     """Run the cases through each backend and write results.jsonl, summary.json, report.md and results.csv."""
     from harness.environment import fingerprint
     from harness.reference import working_precision
@@ -122,8 +146,11 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, p
         raise click.UsageError(f"cannot create output folder {out}: {exc.strerror}") from None
 
     writer = ResultsWriter(out_dir / "results.jsonl")
+    impl_names, mode_names = _variant_filters(impls, modes, specs)
     config = RunConfig(backends=specs, cases=cases, seed=seed, device=device, tolerances=tol,
-                       case_timeout=case_timeout, log_dir=out_dir / "logs", progress=progress)
+                       case_timeout=case_timeout, log_dir=out_dir / "logs", progress=progress, suite=suite,
+                       impls=impl_names, modes=mode_names,
+                       properties=(suite == "full") if properties is None else properties)
     runner = Runner(config, writer)
     try:
         finished = runner.run()
@@ -132,7 +159,8 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, p
     context = {
         "xentcheck_version": __version__,
         "config": {"backends": specs, "dtypes": dtype_names, "seed": seed, "n_cases": len(cases),
-                   "device": device, "case_timeout": case_timeout},
+                   "device": device, "case_timeout": case_timeout, "suite": suite, "impls": impl_names,
+                   "modes": mode_names, "properties": config.properties},
         "interrupted": not finished,
         "environment": fingerprint(),
         "backends": [i or {"spec": s, "status": "not started"} for i, s in zip(runner.infos, specs)],

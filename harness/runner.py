@@ -44,6 +44,24 @@ class RunConfig:
     startup_timeout: float = 300.0
     log_dir: Path | None = None
     progress: bool = True
+    suite: str = "default"  # "default": each backend's default variants; "full": all but opt-in ones
+    impls: list[str] | None = None
+    modes: list[str] | None = None
+    properties: bool = False
+
+
+def select_variants(variants: list[dict], suite: str, impls: list[str] | None, modes: list[str] | None) -> list[dict]:
+    """The implementations x modes to run: named ones, else the suite's (opt-in modes only when named)."""
+    chosen = []
+    for v in variants:
+        if v.get("opt_in") and not (modes and v["mode"] in modes):
+            continue
+        if (impls and v["impl"] not in impls) or (modes and v["mode"] not in modes):
+            continue
+        if not impls and not modes and suite == "default" and not v.get("default", True):
+            continue
+        chosen.append(v)
+    return chosen
 
 
 class Worker:
@@ -172,21 +190,38 @@ class Runner:
         self.ref_uses: dict[int, int] = {}
         self.scratch = Path(tempfile.mkdtemp(prefix="xentcheck-", dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else None))
         self.infos: list[dict | None] = [None] * self.n_backends
+        self.selected: dict[int, list[dict]] = {}
         self.interrupted = False
 
     # --- results -------------------------------------------------------------------------
 
-    def _base(self, ci: int, bi: int) -> dict:
+    def _base(self, ci: int, bi: int, variant: dict | None = None) -> dict:
         case = self.config.cases[ci]
         info = self.infos[bi] or {}
+        v = variant or {}
         return {**case.as_dict(), "seed": self.config.seed, "backend": info.get("name", self.config.backends[bi]),
-                "impl": info.get("impl", ""), "mode": info.get("mode", ""), "device": self.config.device,
-                "backend_version": info.get("version", "")}
+                "impl": v.get("impl", info.get("impl", "")), "mode": v.get("mode", info.get("mode", "")),
+                "api": v.get("api", ""), "device": self.config.device, "backend_version": info.get("version", "")}
+
+    def _slot_variants(self, ci: int, bi: int) -> list[dict]:
+        """The selected variants that take this case's label form (one record each)."""
+        labels = self.config.cases[ci].labels
+        chosen = [v for v in self.selected.get(bi, []) if labels in v.get("label_forms", [labels])]
+        return chosen or [{}]
 
     def _record(self, ci: int, bi: int, fields: dict) -> None:
-        rec = {**self._base(ci, bi), **fields}
-        rec.setdefault("reasons", [])
-        self.done[(ci, bi)] = rec
+        """The same outcome (crash, timeout, broken backend) for every variant of the slot."""
+        self._record_slot(ci, bi, [(v, dict(fields)) for v in self._slot_variants(ci, bi)])
+
+    def _record_slot(self, ci: int, bi: int, entries: list[tuple[dict, dict]]) -> None:
+        recs = []
+        for variant, fields in entries:
+            rec = {**self._base(ci, bi, variant), **fields}
+            rec.setdefault("reasons", [])
+            if variant.get("documented"):
+                rec["documented"] = variant["documented"]
+            recs.append(rec)
+        self.done[(ci, bi)] = recs
         self.ref_uses[ci] = self.ref_uses.get(ci, 0) + 1
         if self.ref_uses[ci] == self.n_backends:
             self.refs.pop(ci, None)
@@ -195,7 +230,8 @@ class Runner:
             key = divmod(self.cursor, self.n_backends)
             if key not in self.done:
                 break
-            self.emit(self.done.pop(key))
+            for rec in self.done.pop(key):
+                self.emit(rec)
             self.cursor += 1
 
     def _reference(self, ci: int) -> Reference:
@@ -205,31 +241,37 @@ class Runner:
         return self.refs[ci]
 
     def _on_result(self, ci: int, bi: int, msg: dict, seconds: float) -> None:
+        entries = [(entry, self._result_fields(ci, bi, j, entry, seconds)) for j, entry in enumerate(msg.get("results", []))]
+        self._record_slot(ci, bi, entries)
+
+    def _result_fields(self, ci: int, bi: int, j: int, entry: dict, seconds: float) -> dict:
         case = self.config.cases[ci]
         timing = {"wall_seconds": round(seconds, 6)}
-        status = msg.get("status")
+        status = entry.get("status")
         if status == "skipped":
-            return self._record(ci, bi, {"verdict": "skipped", "reasons": [msg.get("reason", "")]})
+            return {"verdict": "skipped", "reasons": [entry.get("reason", "")]}
         if status != "ok":
-            return self._record(ci, bi, {"verdict": "error", "reasons": [msg.get("error", "unknown error")],
-                                         "traceback": msg.get("traceback", ""), "timing": timing})
-        path = self._out_path(bi, ci)
+            return {"verdict": "error", "reasons": [entry.get("error", "unknown error")],
+                    "traceback": entry.get("traceback", ""), "timing": timing}
+        path = self._out_path(bi, ci, j)
         try:
             with np.load(path) as data:
                 loss, grad = data["loss"], data["grad"]
         finally:
             path.unlink(missing_ok=True)
         tol = self.config.tolerances
-        fields = compare(case, self._reference(ci), loss, grad, msg.get("loss_dtype"), msg.get("grad_dtype"), tol)
+        fields = compare(case, self._reference(ci), loss, grad, entry.get("loss_dtype"), entry.get("grad_dtype"), tol)
         fields["tolerance"] = {"preset": tol.preset, **{w: dict(zip(("rtol", "atol"), tol.get(case.dtype, w)))
                                                        for w in ("loss", "grad")}}
         fields["reference_precision"] = self._reference(ci).precision
-        fields["inputs_modified"] = msg.get("inputs_modified", [])
-        if msg.get("notes"):
-            fields["notes"] = msg["notes"]
-        timing["compute_seconds"] = round(msg.get("seconds", 0.0), 6)
+        fields["inputs_modified"] = entry.get("inputs_modified", [])
+        if entry.get("notes"):
+            fields["notes"] = entry["notes"]
+        if "properties" in entry:
+            fields["properties"] = entry["properties"]
+        timing["compute_seconds"] = round(entry.get("seconds", 0.0), 6)
         fields["timing"] = timing
-        self._record(ci, bi, fields)
+        return fields
 
     def _fail_all(self, st: _State, bi: int, verdict: str, reason: str) -> None:
         for ci in st.pending:
@@ -238,25 +280,36 @@ class Runner:
 
     # --- dispatch ------------------------------------------------------------------------
 
-    def _out_path(self, bi: int, ci: int) -> Path:
-        return self.scratch / f"{bi}-{ci}.npz"
+    def _out_path(self, bi: int, ci: int, j: int | None = None) -> Path:
+        """Where the worker writes variant j's arrays (it appends -j.npz to the prefix)."""
+        prefix = self.scratch / f"{bi}-{ci}"
+        return prefix if j is None else Path(f"{prefix}-{j}.npz")
 
     def _dispatch(self, st: _State, bi: int) -> None:
         if st.in_flight is not None or not st.pending:
             return
         ci = st.pending.pop(0)
-        path = self._out_path(bi, ci)
-        ok = st.worker.send({"op": "run", "case_id": self.config.cases[ci].id, "seed": self.config.seed,
-                             "device": self.config.device, "out": str(path)})
+        case = self.config.cases[ci]
+        rtol, atol = self.config.tolerances.get(case.dtype, "grad")
+        ok = st.worker.send({"op": "run", "case_id": case.id, "seed": self.config.seed,
+                             "device": self.config.device, "out": str(self._out_path(bi, ci)),
+                             "variants": [[v["impl"], v["mode"]] for v in self.selected.get(bi, [])],
+                             "properties": self.config.properties,
+                             "tolerance": {"rtol": rtol, "atol": atol, "scaled": self.config.tolerances.scaled}})
         st.in_flight, st.started_at = ci, time.monotonic()
         st.deadline = st.started_at + self.config.case_timeout
         if not ok:
             st.deadline = 0.0  # the EOF event will follow and record the crash
 
     def _on_hello(self, st: _State, bi: int, msg: dict) -> None:
-        first = self.infos[bi] is None
-        if first:
+        if self.infos[bi] is None:
             self.infos[bi] = msg
+            cfg = self.config
+            self.selected[bi] = select_variants(msg.get("variants", []), cfg.suite, cfg.impls, cfg.modes)
+            if msg.get("status") == "ok" and not self.selected[bi]:
+                for ci in st.pending:  # nothing of this backend was asked for: no records
+                    self._record_slot(ci, bi, [])
+                st.pending = []
         status = msg.get("status")
         if status == "missing":
             self._fail_all(st, bi, "skipped", msg.get("reason", "framework not installed"))
@@ -334,7 +387,8 @@ class Runner:
                     st.worker.quit()
             if self.interrupted:  # keep what finished, even out of order
                 for key in sorted(self.done):
-                    self.emit(self.done.pop(key))
+                    for rec in self.done.pop(key):
+                        self.emit(rec)
             shutil.rmtree(self.scratch, ignore_errors=True)
         return not self.interrupted
 

@@ -23,6 +23,7 @@ from harness.dtypes import transport_dtype
 
 def describe(backend) -> dict:
     return {"name": backend.name, "impl": backend.impl, "mode": backend.mode,
+            "variants": [variant_info(v) for v in backend.variants()],
             "version": backend.version(), "dtypes": list(backend.dtypes),
             "label_forms": list(backend.label_forms), "devices": backend.devices(),
             "settings": backend.settings(), "python": sys.version.split()[0],
@@ -61,30 +62,57 @@ def _as_array(value, what: str) -> np.ndarray:
     return arr
 
 
+def variant_info(v) -> dict:
+    return {"impl": v.impl, "mode": v.mode, "label_forms": list(v.label_forms), "api": v.api,
+            "documented": v.documented, "default": v.default, "opt_in": v.opt_in}
+
+
 def run_case(backend, msg: dict) -> dict:
+    """Run one case through the requested variants; one result entry per variant that applies."""
     case = Case.from_id(msg["case_id"])
     reply = {"op": "result", "case_id": case.id}
+    wanted = [tuple(v) for v in msg.get("variants") or []]
+    all_variants = backend.variants()
+    chosen = [v for v in all_variants if (v.impl, v.mode) in wanted] if wanted else \
+        [v for v in all_variants if v.default]
+    applicable = [v for v in chosen if case.labels in v.label_forms]
     why = backend.unsupported(case, msg["device"])
+    if not applicable and chosen and not why:
+        why = f"{backend.name}: no selected implementation takes {case.labels} labels"
     if why:
-        return {**reply, "status": "skipped", "reason": why}
+        v = (applicable or chosen or all_variants)[0]
+        return {**reply, "results": [{**variant_info(v), "status": "skipped", "reason": why}]}
     inputs = make_inputs(case, msg["seed"])
-    pristine = inputs.copy()
+    results = []
+    for j, v in enumerate(applicable):
+        results.append({**variant_info(v), **_run_variant(backend, v, case, inputs, msg, j, all_variants)})
+    return {**reply, "results": results}
+
+
+def _run_variant(backend, v, case: Case, pristine, msg: dict, j: int, all_variants) -> dict:
+    inputs = pristine.copy()
     start = time.perf_counter()
     try:
-        out = backend.compute(case, inputs, msg["device"])
+        out = backend.run_variant(v, case, inputs, msg["device"])
         seconds = time.perf_counter() - start
         loss = _as_array(out.loss, "loss")
         grad = _as_array(out.grad, "gradient")
     except Exception as exc:
-        tb = traceback.format_exc(limit=-3)
-        return {**reply, "status": "error", "error": f"{type(exc).__name__}: {exc}", "traceback": tb}
+        return {"status": "error", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=-3)}
     modified = [name for name in ("logits", "labels")
                 if getattr(inputs, name).tobytes() != getattr(pristine, name).tobytes()]
-    np.savez(msg["out"], loss=loss.astype(transport_dtype(loss.dtype)),
+    np.savez(f"{msg['out']}-{j}.npz", loss=loss.astype(transport_dtype(loss.dtype)),
              grad=grad.astype(transport_dtype(grad.dtype)))
-    return {**reply, "status": "ok", "seconds": seconds, "inputs_modified": modified,
-            "loss_dtype": out.loss_dtype or loss.dtype.name, "grad_dtype": out.grad_dtype or grad.dtype.name,
-            "notes": list(out.notes)}
+    result = {"status": "ok", "seconds": seconds, "inputs_modified": modified,
+              "loss_dtype": out.loss_dtype or loss.dtype.name, "grad_dtype": out.grad_dtype or grad.dtype.name,
+              "notes": list(out.notes)}
+    if msg.get("properties"):
+        from harness.properties import Tol, check_all
+        t = msg["tolerance"]
+        out.loss, out.grad = loss, grad
+        result["properties"] = check_all(backend, v, case, pristine, out, modified, msg["device"],
+                                         Tol(t["rtol"], t["atol"], t["scaled"]), all_variants)
+    return result
 
 
 def main(argv: list[str]) -> int:
@@ -110,8 +138,9 @@ def main(argv: list[str]) -> int:
         try:
             send(run_case(backend, request))
         except Exception as exc:  # keep serving: one bad case must not end the backend's run
-            send({"op": "result", "case_id": request.get("case_id"), "status": "error",
-                  "error": f"worker: {type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=-3)})
+            send({"op": "result", "case_id": request.get("case_id"), "results": [
+                {"status": "error", "error": f"worker: {type(exc).__name__}: {exc}",
+                 "traceback": traceback.format_exc(limit=-3)}]})
     return 0
 
 

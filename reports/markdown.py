@@ -71,9 +71,25 @@ def render(summary: dict, records: list[dict]) -> str:
     else:
         lines += [f"{len(bad)} results out of tolerance or broken"
                   + (f"; the first {MAX_FINDINGS} below, all in results.jsonl." if len(bad) > MAX_FINDINGS else "."), ""]
-        rows = [[f"`{esc(r['case_id'])}`", esc(r["backend"]), esc(r["verdict"]),
-                 esc("; ".join(r.get("reasons", [])))] for r in bad[:MAX_FINDINGS]]
-        lines += _table(["case", "backend", "verdict", "explanation"], rows)
+        rows = [[f"`{esc(r['case_id'])}`", esc(r["backend"]), esc(r.get("impl", "")), esc(r.get("mode", "")),
+                 esc(r["verdict"]) + (" (documented difference)" if r.get("documented") else ""),
+                 esc("; ".join(r.get("reasons", [])) + (f" [documented: {r['documented']}]" if r.get("documented") else ""))]
+                for r in bad[:MAX_FINDINGS]]
+        lines += _table(["case", "backend", "implementation", "mode", "verdict", "explanation"], rows)
+
+    counts = summary.get("property_counts") or {}
+    if counts:
+        from reports.summary import property_findings
+        lines += ["## Properties", "",
+                  "Checked on each backend's own outputs, beyond the reference: each has its own verdict.", ""]
+        lines += _table(["property", "pass", "fail", "error", "skipped"],
+                        [[esc(n), *(str(c.get(v, 0)) for v in ("pass", "fail", "error", "skipped"))] for n, c in counts.items()])
+        found = property_findings(records)
+        if found:
+            lines += [f"{len(found)} property findings" + (f"; the first {MAX_FINDINGS}:" if len(found) > MAX_FINDINGS else ":"), ""]
+            lines += _table(["case", "backend", "implementation", "mode", "property", "verdict", "explanation"],
+                            [[f"`{esc(f['case_id'])}`", esc(f["backend"]), esc(f["impl"]), esc(f["mode"]), esc(f["property"]),
+                              esc(f["verdict"]), esc(f["detail"])] for f in found[:MAX_FINDINGS]])
 
     for what, title in (("grad", "gradient"), ("loss", "loss")):
         lines += [f"## Largest {title} errors per backend and dtype", "",

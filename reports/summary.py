@@ -42,8 +42,26 @@ def worst(records: list[dict], what: str = "grad", metric: str = "rel_err") -> l
             for k, r in sorted(best.items())]
 
 
+BAD_PROPERTY = frozenset({"fail", "error"})
+
+
+def property_findings(records: list[dict]) -> list[dict]:
+    return [{"case_id": r["case_id"], "backend": r["backend"], "impl": r.get("impl", ""), "mode": r.get("mode", ""),
+             "dtype": r["dtype"], "property": name, "verdict": p["verdict"], "detail": p.get("detail", "")}
+            for r in records for name, p in (r.get("properties") or {}).items() if p["verdict"] in BAD_PROPERTY]
+
+
+def property_counts(records: list[dict]) -> dict[str, dict[str, int]]:
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for r in records:
+        for name, p in (r.get("properties") or {}).items():
+            counts[name][p["verdict"]] += 1
+    return {name: dict(c) for name, c in sorted(counts.items())}
+
+
 def exit_status(records: list[dict]) -> int:
-    return 1 if any(r["verdict"] in BAD_VERDICTS for r in records) else 0
+    bad = any(r["verdict"] in BAD_VERDICTS for r in records) or bool(property_findings(records))
+    return 1 if bad else 0
 
 
 def build(records: list[dict], context: dict) -> dict:
@@ -56,6 +74,8 @@ def build(records: list[dict], context: dict) -> dict:
         "pass_rates": pass_rates(records),
         "worst_loss": worst(records, "loss"),
         "worst_grad": worst(records, "grad"),
+        "property_counts": property_counts(records),
+        "property_findings": len(property_findings(records)),
         "inputs_modified": sorted({(r["backend"], r["case_id"]) for r in records if r.get("inputs_modified")}),
     }
 

@@ -64,3 +64,45 @@ def test_describes_itself(backend):
     assert "cpu" in backend.devices()
     assert set(backend.dtypes) == {"float16", "bfloat16", "float32", "float64"}
     assert isinstance(backend.settings(), dict)
+
+
+def test_every_implementation_and_mode_on_the_hand_checked_case(backend):
+    """Each API x mode (torch.compile aside: minutes on a CPU) gives the seed numbers in float64."""
+    for v in backend.variants():
+        if v.opt_in:
+            continue
+        for labels in v.label_forms:
+            case, inputs = _inputs("float64", labels)
+            out = backend.run_variant(v, case, inputs, "cpu")
+            tol = 1e-11
+            if (out.loss_dtype or np.asarray(out.loss).dtype.name) != "float64":  # Keras losses compute in floatx (float32) by default
+                assert v.impl.startswith("keras") and out.loss_dtype == "float32", v
+                tol = 1e-6
+            assert float(np.asarray(out.loss, dtype=np.float64)) == pytest.approx(LOSS, rel=tol), (v, labels)
+            np.testing.assert_allclose(np.asarray(out.grad, dtype=np.float64), [GRAD], rtol=tol, err_msg=str(v))
+
+
+def test_forward_mode_and_second_order(backend):
+    v = backend.variants()[0]
+    case, inputs = _inputs("float64", v.label_forms[0])
+    tangent = np.array([[0.5, -1.0, 2.0]])
+    try:
+        jvp = backend.jvp(v, case, inputs, "cpu", tangent)
+        hvp = backend.hvp(v, case, inputs, "cpu", tangent)
+    except NotImplementedError:
+        pytest.skip(f"{backend.name} has no forward/second-order autodiff")
+    assert float(jvp) == pytest.approx(float(np.dot(GRAD, tangent[0])), rel=1e-12)
+    p = np.exp([1.0, 2.0, 3.0]) / np.exp([1.0, 2.0, 3.0]).sum()
+    expected = p * tangent[0] - p * np.dot(p, tangent[0])
+    np.testing.assert_allclose(np.asarray(hvp)[0], expected, rtol=1e-11)
+
+
+def test_variant_selection():
+    from harness.runner import select_variants
+    vs = [{"impl": "a", "mode": "eager", "default": True}, {"impl": "b", "mode": "eager", "default": False},
+          {"impl": "a", "mode": "jit", "default": False}, {"impl": "a", "mode": "compile", "default": False, "opt_in": True}]
+    names = lambda sel: [(v["impl"], v["mode"]) for v in sel]
+    assert names(select_variants(vs, "default", None, None)) == [("a", "eager")]
+    assert names(select_variants(vs, "full", None, None)) == [("a", "eager"), ("b", "eager"), ("a", "jit")]
+    assert names(select_variants(vs, "default", ["a"], None)) == [("a", "eager"), ("a", "jit")]
+    assert names(select_variants(vs, "default", None, ["compile"])) == [("a", "compile")]
