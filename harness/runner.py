@@ -5,6 +5,10 @@ parent computes each case's reference once, compares, and appends results to res
 a fixed order (case, then backend) as soon as that prefix is complete, so the file is
 deterministic and grows while the run goes on. A worker that dies is recorded as `crashed` for
 its case and replaced; a case that outlives --case-timeout is `timeout`.
+
+A resumed run hands the runner the results it already has: once a backend's worker says who it
+is, the results recorded under that backend's name are taken as done instead of run again, and
+they take their place in the canonical order (`Runner.records`).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class Worker:
         self.generation = 0
         self.proc: subprocess.Popen | None = None
         self.log_path: Path | None = None
+        self.log_offset = 0  # where this generation's stderr starts in the (shared, appended) log
 
     def start(self) -> None:
         self.generation += 1
@@ -62,6 +67,7 @@ class Worker:
         if self.log_dir is not None:
             self.log_path = self.log_dir / f"worker-{self.index}.log"
             log = open(self.log_path, "ab")
+            self.log_offset = log.seek(0, os.SEEK_END)
         else:
             log = subprocess.DEVNULL
         self.proc = subprocess.Popen([sys.executable, "-m", "harness.worker", self.spec],
@@ -90,19 +96,35 @@ class Worker:
             return False
 
     def stderr_tail(self, lines: int = 3) -> str:
+        """The last lines the current worker wrote to stderr (not those of earlier workers)."""
         if self.log_path is None or not self.log_path.exists():
             return ""
-        text = self.log_path.read_text(errors="replace").strip().splitlines()
+        with open(self.log_path, "rb") as f:
+            f.seek(self.log_offset)
+            text = f.read().decode(errors="replace").strip().splitlines()
         return " | ".join(text[-lines:])
 
-    def exit_description(self) -> str:
-        rc = self.proc.wait(timeout=10) if self.proc else None
-        if rc is not None and rc < 0:
+    def exit_status(self) -> dict:
+        """How the worker ended: {"signal": "SIGSEGV"} or {"code": 3}."""
+        if self.proc is None:
+            return {}
+        try:
+            rc = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # closed its stdout but lives on
+            self.kill()
+            rc = self.proc.returncode
+        if rc < 0:
             try:
-                return f"killed by signal {signal.Signals(-rc).name}"
+                return {"signal": signal.Signals(-rc).name}
             except ValueError:
-                return f"killed by signal {-rc}"
-        return f"exited with status {rc}"
+                return {"signal": str(-rc)}
+        return {"code": rc}
+
+    def exit_description(self) -> str:
+        how = self.exit_status()
+        if "signal" in how:
+            return f"killed by signal {how['signal']}"
+        return f"exited with status {how.get('code')}"
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -158,19 +180,44 @@ def describe_backends(specs: list[str], timeout: float = 300.0) -> list[dict]:
     return infos
 
 
+def _scratch_dir() -> Path:
+    """A fresh folder for the workers' outputs, in memory where possible. Its name carries our
+    pid, so the folders of runs that were killed (SIGKILL skips all cleanup) are found and removed."""
+    parent = Path("/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir())
+    for old in parent.glob("xentcheck-run-*-*"):
+        pid = old.name.split("-")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"xentcheck-run-{os.getpid()}-", dir=parent))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 class Runner:
     """Drives the workers; `results` are handed to `emit` in canonical order."""
 
-    def __init__(self, config: RunConfig, emit):
+    def __init__(self, config: RunConfig, emit, prior: list[dict] = ()):
         self.config = config
         self.emit = emit
+        # results of an earlier, interrupted run of the same plan: (case id, backend name) -> record
+        self.prior: dict[tuple[str, str], dict] = {(r["case_id"], r["backend"]): r for r in prior}
+        self.replayed: set[tuple[int, int]] = set()
+        self.records: list[dict] = []  # every result, prior ones included, in canonical order
         self.events: queue.Queue = queue.Queue()
         self.n_backends = len(config.backends)
         self.done: dict[tuple[int, int], dict] = {}
         self.cursor = 0
         self.refs: dict[int, Reference] = {}
         self.ref_uses: dict[int, int] = {}
-        self.scratch = Path(tempfile.mkdtemp(prefix="xentcheck-", dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else None))
+        self.scratch = _scratch_dir()
         self.infos: list[dict | None] = [None] * self.n_backends
         self.interrupted = False
 
@@ -186,6 +233,9 @@ class Runner:
     def _record(self, ci: int, bi: int, fields: dict) -> None:
         rec = {**self._base(ci, bi), **fields}
         rec.setdefault("reasons", [])
+        self._done(ci, bi, rec)
+
+    def _done(self, ci: int, bi: int, rec: dict) -> None:
         self.done[(ci, bi)] = rec
         self.ref_uses[ci] = self.ref_uses.get(ci, 0) + 1
         if self.ref_uses[ci] == self.n_backends:
@@ -195,8 +245,28 @@ class Runner:
             key = divmod(self.cursor, self.n_backends)
             if key not in self.done:
                 break
-            self.emit(self.done.pop(key))
+            self._emit(key)
             self.cursor += 1
+
+    def _emit(self, key: tuple[int, int]) -> None:
+        rec = self.done.pop(key)
+        self.records.append(rec)
+        if key not in self.replayed:  # prior results are in results.jsonl already
+            self.emit(rec)
+
+    def _identify(self, st: "_State", bi: int, info: dict) -> None:
+        """The backend's identity is known (first hello, or it failed before one): take its prior
+        results as done. Every outcome of a backend is recorded under this name."""
+        if self.infos[bi] is not None:
+            return
+        self.infos[bi] = info
+        name = info.get("name", self.config.backends[bi])
+        for ci in list(st.pending):
+            rec = self.prior.pop((self.config.cases[ci].id, name), None)
+            if rec is not None:
+                st.pending.remove(ci)
+                self.replayed.add((ci, bi))
+                self._done(ci, bi, rec)
 
     def _reference(self, ci: int) -> Reference:
         if ci not in self.refs:
@@ -254,9 +324,7 @@ class Runner:
             st.deadline = 0.0  # the EOF event will follow and record the crash
 
     def _on_hello(self, st: _State, bi: int, msg: dict) -> None:
-        first = self.infos[bi] is None
-        if first:
-            self.infos[bi] = msg
+        self._identify(st, bi, msg)
         status = msg.get("status")
         if status == "missing":
             self._fail_all(st, bi, "skipped", msg.get("reason", "framework not installed"))
@@ -275,12 +343,14 @@ class Runner:
     def _on_exit(self, st: _State, bi: int) -> None:
         how = st.worker.exit_description()
         if st.info is None:  # died before saying hello
-            if self.infos[bi] is None:
-                self.infos[bi] = {"status": "broken", "name": self.config.backends[bi]}
-            self._fail_all(st, bi, "error", f"backend worker {how} while starting: {st.worker.stderr_tail()}")
+            reason = f"backend worker {how} while starting: {st.worker.stderr_tail()}"
+            self._identify(st, bi, {"status": "broken", "name": self.config.backends[bi], "reason": reason})
+            self._fail_all(st, bi, "error", reason)
             return
         if st.in_flight is not None:
-            self._record(st.in_flight, bi, {"verdict": "crashed", "reasons": [f"worker {how}: {st.worker.stderr_tail(2)}"]})
+            tail = st.worker.stderr_tail(2)
+            self._record(st.in_flight, bi, {"verdict": "crashed", "reasons": [f"worker {how}" + (f": {tail}" if tail else "")],
+                                            "exit": st.worker.exit_status()})
         self._restart(st, bi)
 
     def run(self) -> bool:
@@ -297,8 +367,12 @@ class Runner:
         total = len(cfg.cases) * self.n_backends
         bar = tqdm(total=total, unit="result", disable=None if cfg.progress else True, file=sys.stderr)
         last = 0
+        # Ctrl-C only sets a flag: the loop stops between events, never halfway through writing a result
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, self._on_sigint)
         try:
-            while self.cursor < total:
+            while self.cursor < total and not self.interrupted:
                 try:
                     bi, gen, msg = self.events.get(timeout=0.2)
                 except queue.Empty:
@@ -326,6 +400,8 @@ class Runner:
         except KeyboardInterrupt:
             self.interrupted = True
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
             bar.close()
             for st in states:
                 if self.interrupted:
@@ -334,17 +410,23 @@ class Runner:
                     st.worker.quit()
             if self.interrupted:  # keep what finished, even out of order
                 for key in sorted(self.done):
-                    self.emit(self.done.pop(key))
+                    self._emit(key)
+            # prior results no backend claimed (names changed?) are kept, never dropped
+            self.records.extend(self.prior.values())
+            self.prior = {}
             shutil.rmtree(self.scratch, ignore_errors=True)
         return not self.interrupted
+
+    def _on_sigint(self, signum, frame) -> None:
+        self.interrupted = True
 
     def _on_timeout(self, st: _State, bi: int) -> None:
         st.worker.kill()
         st.worker.generation += 1  # the killed worker's EOF is stale now
         if st.info is None:
-            if self.infos[bi] is None:
-                self.infos[bi] = {"status": "broken", "name": self.config.backends[bi]}
-            self._fail_all(st, bi, "error", f"backend did not start within {self.config.startup_timeout:g} s")
+            reason = f"backend did not start within {self.config.startup_timeout:g} s"
+            self._identify(st, bi, {"status": "broken", "name": self.config.backends[bi], "reason": reason})
+            self._fail_all(st, bi, "error", reason)
             return
         ci, st.in_flight = st.in_flight, None
         self._record(ci, bi, {"verdict": "timeout",

@@ -22,7 +22,7 @@ from harness.dtypes import transport_dtype
 
 
 def describe(backend) -> dict:
-    return {"name": backend.name, "impl": backend.impl, "mode": backend.mode,
+    return {"name": str(backend.name), "impl": backend.impl, "mode": backend.mode,
             "version": backend.version(), "dtypes": list(backend.dtypes),
             "label_forms": list(backend.label_forms), "devices": backend.devices(),
             "settings": backend.settings(), "python": sys.version.split()[0],
@@ -31,6 +31,7 @@ def describe(backend) -> dict:
 
 def hello(spec: str):
     """Create and load the backend; returns (backend or None, hello message)."""
+    from backends.base import Backend
     from backends.registry import BackendLoadError, create
     try:
         backend = create(spec)
@@ -38,6 +39,9 @@ def hello(spec: str):
         return None, {"op": "hello", "status": "broken", "reason": str(exc)}
     except Exception as exc:
         return None, {"op": "hello", "status": "broken", "reason": f"{type(exc).__name__}: {exc}"}
+    if getattr(type(backend), "compute", None) is Backend.compute:  # say so once, not once per case
+        return None, {"op": "hello", "status": "broken", "name": str(getattr(backend, "name", spec)),
+                      "reason": f"{type(backend).__name__} does not implement compute()"}
     try:
         backend.load()
     except ImportError as exc:
