@@ -259,8 +259,9 @@ class Runner:
         results as done. Every outcome of a backend is recorded under this name."""
         if self.infos[bi] is not None:
             return
-        self.infos[bi] = info
-        name = info.get("name", self.config.backends[bi])
+        spec = self.config.backends[bi]
+        self.infos[bi] = {"name": spec, **info, "spec": spec}  # a plugin broken before naming itself: its spec
+        name = self.infos[bi]["name"]
         for ci in list(st.pending):
             rec = self.prior.pop((self.config.cases[ci].id, name), None)
             if rec is not None:
