@@ -203,8 +203,8 @@ def test_same_command_gives_byte_identical_results(uninterrupted, tmp_path):
 
 # --- 3 and 5. broken plugins, and markup in what plugins say ------------------------------
 
-BROKEN = ("broken_syntax", "broken_import", "broken_nocompute", "broken_shape", "broken_dtype", "broken_string",
-          "markup")
+BROKEN = ("broken_syntax", "broken_import", "broken_segfault_import", "broken_nocompute", "broken_shape",
+          "broken_dtype", "broken_string", "markup")
 
 
 @pytest.fixture(scope="module")
@@ -223,6 +223,7 @@ def _spec(name: str) -> str:
 @pytest.mark.parametrize("backend, verdict, reason", [
     (_spec("broken_syntax"), "error", "failed to import: SyntaxError"),
     (_spec("broken_import"), "error", "failed to import: RuntimeError: cannot load libfancykernel.so"),
+    (_spec("broken_segfault_import"), "error", "backend worker killed by signal SIGSEGV while starting"),
     ("broken-nocompute", "error", "NoCompute does not implement compute()"),
     ("broken-shape", "fail", "gradient shape [32000, 8], expected [8, 32000]"),
     ("broken-dtype", "fail", "loss computed in float64, requested float32"),
@@ -244,6 +245,7 @@ def test_other_backends_run_beside_broken_plugins(broken_run):
     assert status[_spec("broken_syntax")]["status"] == "broken"
     assert "SyntaxError" in status[_spec("broken_syntax")]["reason"]
     assert status["broken-nocompute"]["status"] == "broken"
+    assert "SIGSEGV" in status[_spec("broken_segfault_import")]["reason"]
     assert status["numpy"]["status"] == "ok"
 
 
