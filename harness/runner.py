@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -204,7 +205,7 @@ def _alive(pid: int) -> bool:
 class Runner:
     """Drives the workers; `results` are handed to `emit` in canonical order."""
 
-    def __init__(self, config: RunConfig, emit, prior: list[dict] = ()):
+    def __init__(self, config: RunConfig, emit: Callable[[dict], None], prior: Sequence[dict] = ()):
         self.config = config
         self.emit = emit
         # results of an earlier, interrupted run of the same plan: (case id, backend name) -> record
