@@ -2,6 +2,10 @@
 
 Exit status: 0 all within tolerance, 1 discrepancies found, 2 usage error (one line on stderr),
 130 interrupted (reports still written for what finished).
+
+`run` stores its configuration as run.json in the output folder before any work starts and
+appends each result to results.jsonl as it completes; `run --resume DIR` finishes an interrupted
+run (Ctrl-C, SIGKILL, power loss) with that configuration, running only what is missing.
 """
 
 from __future__ import annotations
