@@ -21,6 +21,7 @@ from harness import dtypes
 LABEL_FORMS: tuple[str, ...] = ("index", "onehot", "soft")
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 MAX_N, MAX_K = 1 << 20, 1 << 20
+MAX_ELEMENTS = 1 << 26  # N x K: the reference holds several float64 copies (~0.5 GiB each at this size)
 
 # Logit families of the default suite. "scale" draws uniform logits in [-s, s]; "offset"
 # adds a large common value o to logits in [-4, 4]; the rest are adversarial structures.
@@ -38,9 +39,11 @@ SHAPES: tuple[tuple[int, int], ...] = (
 )
 DOMINANT_GAP = 40.0  # the dominant logit's lead: p of the others ~ e^-40
 
-_FAMILY_RE = re.compile(r"^(?:scale|offset)(\d+(?:\.\d+)?e[+-]?\d+)$|^(?:neartie|dominant|masked)$")
-_ID_RE = re.compile(r"^(?P<family>[a-z0-9.+-]+)_(?P<dtype>[a-z0-9]+)_(?P<n>\d+)x(?P<k>\d+)"
-                    r"_(?P<labels>[a-z]+)_(?P<reduction>[a-z]+)$")
+# ASCII-only and full matches, no leading zeros: an accepted id is its case's canonical id, so
+# ids compare equal exactly when cases do (resumed runs match results by id).
+_FAMILY_RE = re.compile(r"(?:scale|offset)(\d+(?:\.\d+)?e[+-]?\d+)|neartie|dominant|masked", re.ASCII)
+_ID_RE = re.compile(r"(?P<family>[a-z0-9.+-]+)_(?P<dtype>[a-z0-9]+)_(?P<n>0|[1-9]\d*)x(?P<k>0|[1-9]\d*)"
+                    r"_(?P<labels>[a-z]+)_(?P<reduction>[a-z]+)", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ class Case:
 
     @classmethod
     def from_id(cls, case_id: str) -> "Case":
-        m = _ID_RE.match(case_id)
+        m = _ID_RE.fullmatch(case_id) if isinstance(case_id, str) else None
         if not m:
             raise ValueError(f"malformed case id {case_id!r} (expected family_dtype_NxK_labels_reduction)")
         case = cls(m["family"], m["dtype"], int(m["n"]), int(m["k"]), m["labels"], m["reduction"])
@@ -66,8 +69,11 @@ class Case:
         return case
 
     def validate(self) -> None:
-        if not _FAMILY_RE.match(self.family):
+        m = _FAMILY_RE.fullmatch(self.family)
+        if not m:
             raise ValueError(f"unknown case family {self.family!r}")
+        if m[1] is not None and not float(m[1]) < float("inf"):
+            raise ValueError(f"case family {self.family!r}: the value overflows")
         dtypes.info(self.dtype)
         if self.labels not in LABEL_FORMS:
             raise ValueError(f"unknown label form {self.labels!r} (known: {', '.join(LABEL_FORMS)})")
@@ -75,6 +81,8 @@ class Case:
             raise ValueError(f"unknown reduction {self.reduction!r} (known: {', '.join(REDUCTIONS)})")
         if not (1 <= self.n <= MAX_N and 2 <= self.k <= MAX_K):
             raise ValueError(f"shape {self.n}x{self.k} out of range (1 <= N <= {MAX_N}, 2 <= K <= {MAX_K})")
+        if self.n * self.k > MAX_ELEMENTS:
+            raise ValueError(f"shape {self.n}x{self.k} too large (N x K <= {MAX_ELEMENTS})")
 
     def as_dict(self) -> dict:
         return {"case_id": self.id, "family": self.family, "dtype": self.dtype, "n": self.n,

@@ -2,6 +2,10 @@
 
 Exit status: 0 all within tolerance, 1 discrepancies found, 2 usage error (one line on stderr),
 130 interrupted (reports still written for what finished).
+
+`run` stores its configuration as run.json in the output folder before any work starts and
+appends each result to results.jsonl as it completes; `run --resume DIR` finishes an interrupted
+run (Ctrl-C, SIGKILL, power loss) with that configuration, running only what is missing.
 """
 
 from __future__ import annotations
@@ -17,79 +21,17 @@ from harness import __version__
 EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-def _split(value: str, what: str) -> list[str]:
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    if not items:
-        raise click.UsageError(f"--{what} needs at least one name")
-    return items
+def _usage(fn, *args):
+    """Call a validating function; its ValueError becomes a usage error (one line, exit 2)."""
+    try:
+        return fn(*args)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
-def _backend_specs(backends: str | None, files: tuple[str, ...], allow_empty: bool = False) -> list[str]:
-    """Worker specs: named backends (default: all known unless only files are given), then files."""
-    from backends.registry import known_names
-
-    known = known_names()
-    specs: list[str] = []
-    if allow_empty and backends == "":
-        pass
-    elif backends is not None:
-        for name in _split(backends, "backends"):
-            if name not in known:
-                raise click.UsageError(f"unknown backend {name!r} (known: {', '.join(known)})")
-            if name not in specs:
-                specs.append(name)
-    elif not files:
-        specs = known
-    for f in files:
-        if not Path(f).is_file():
-            raise click.UsageError(f"backend file not found: {f}")
-        specs.append("file:" + str(Path(f).resolve()))
-    return specs
-
-
-def _dtypes(value: str | None) -> list[str]:
-    from harness.dtypes import DTYPE_NAMES
-
-    if value is None:
-        return list(DTYPE_NAMES)
-    names = _split(value, "dtypes")
-    for n in names:
-        if n not in DTYPE_NAMES:
-            raise click.UsageError(f"unknown dtype {n!r} (known: {', '.join(DTYPE_NAMES)})")
-    return names
-
-
-def _variant_filters(impls: str | None, modes: str | None, specs: list[str]) -> tuple[list[str] | None, list[str] | None]:
-    """--impls / --modes as lists, checked against the built-in backends' variants (no framework
-    is imported: variants are class-level data). Plugins may add names of their own."""
-    from backends.registry import BUILTIN, create
-
-    known = [v for name in BUILTIN for v in create(name).variants()]
-    plugins = any(s not in BUILTIN for s in specs)
-    out = []
-    for value, what, names in ((impls, "impls", {v.impl for v in known}), (modes, "modes", {v.mode for v in known})):
-        if value is None:
-            out.append(None)
-            continue
-        items = _split(value, what)
-        unknown = [i for i in items if i not in names]
-        if unknown and not plugins:
-            raise click.UsageError(f"unknown {what[:-1]} {unknown[0]!r} (known: {', '.join(sorted(names))})")
-        out.append(items)
-    return out[0], out[1]
-
-
-def _select_cases(dtype_names: list[str], n_cases: int | None, ids: tuple[str, ...]):
-    from harness.cases import Case, default_suite
-
-    if ids:
-        try:
-            cases = [Case.from_id(i) for i in ids]
-        except ValueError as exc:
-            raise click.UsageError(str(exc)) from None
-        return [c for c in cases if c.dtype in dtype_names]
-    cases = default_suite(dtype_names)
-    return cases[:n_cases] if n_cases else cases
+# options that define what a run computes: --resume takes them all from the folder's run.json
+PLAN_OPTIONS = ("backends", "backend_files", "dtypes", "seed", "n_cases", "case_ids", "out", "device", "preset",
+                "rtol", "atol", "suite", "impls", "modes", "properties")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -110,64 +52,83 @@ def cli() -> None:
 @click.option("--tolerances", "preset", default="xentcheck", show_default=True, type=click.Choice(["xentcheck", "torch", "jax"]), help="Tolerance table: xentcheck (8 u, scale-aware), or the torch/jax published defaults.")
 @click.option("--rtol", multiple=True, metavar="SPEC", help="Relative tolerance: VALUE for every dtype or DTYPE=VALUE,... (repeatable).")
 @click.option("--atol", multiple=True, metavar="SPEC", help="Absolute tolerance, same forms as --rtol.")
+@click.option("--case-timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True, help="Seconds before a hung case is marked timeout.")
 @click.option("--suite", type=click.Choice(["default", "full"]), default="default", show_default=True, help="default: each backend's main APIs, eagerly; full: every implementation and mode, with the property checks.")
-@click.option("--impls", metavar="LIST", help="Only these implementations (see `xentcheck backends`), e.g. softmax_ce,keras_cce.")
+@click.option("--impls", metavar="LIST", help="Only these implementations (`xentcheck backends --json` lists them), e.g. softmax_ce,keras_cce.")
 @click.option("--modes", metavar="LIST", help="Only these modes: eager, function, xla, jit, compile (compile is opt-in).")
 @click.option("--properties/--no-properties", default=None, help="Check the properties beyond the reference (default: on for --suite full).")
-@click.option("--case-timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True, help="Seconds before a hung case is marked timeout.")
+@click.option("--resume", metavar="DIR", help="Finish the interrupted run in DIR with its stored configuration (run.json), "
+              "skipping the results it already has. Only --case-timeout and --progress may be given with it.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
-def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, preset, rtol, atol, suite, impls, modes,
-        properties, case_timeout, progress) -> int:
+def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, preset, rtol, atol, case_timeout,
+        suite, impls, modes, properties, resume, progress) -> int:
     """Run the cases through each backend and write results.jsonl, summary.json, report.md and results.csv."""
+    from harness import resume as resuming, runplan
+
+    ctx = click.get_current_context()
+    if resume is not None:
+        if not resume.strip():
+            raise click.UsageError("--resume needs the folder of the run to finish")
+        given = [p for p in ctx.command.params if p.name in PLAN_OPTIONS
+                 and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise click.UsageError(f"--resume reuses the configuration stored in {resume}; "
+                                   f"{', '.join(p.opts[0] for p in given)} cannot be combined with it")
+        plan = _usage(runplan.load, Path(resume))
+        if ctx.get_parameter_source("case_timeout") == click.core.ParameterSource.COMMANDLINE:
+            plan.case_timeout = _usage(runplan.check_timeout, case_timeout)
+        out_dir = Path(resume)
+        prior = _usage(resuming.prior_results, out_dir, plan)
+    else:
+        plan = _usage(runplan.plan_from_options, backends, backend_files, dtypes, seed, n_cases, case_ids, device,
+                      preset, rtol, atol, case_timeout, suite, impls, modes, properties)
+        out_dir = Path(out)
+        prior = None
+    try:
+        (out_dir / "logs").mkdir(parents=True, exist_ok=True)
+        if prior is None:
+            for old in (out_dir / "logs").glob("worker-*.log"):  # a crash's stderr tail is this run's
+                old.unlink()
+            runplan.save(plan, out_dir)
+        else:
+            resuming.rewrite_results(out_dir, prior)  # without a torn last line, appended to below
+    except OSError as exc:
+        raise click.UsageError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}") from None
+    return _execute(plan, out_dir, prior or [], progress)
+
+
+def _execute(plan, out_dir: Path, prior: list[dict], progress: bool) -> int:
+    from harness import resume as resuming
     from harness.environment import fingerprint
     from harness.reference import working_precision
     from harness.runner import RunConfig, Runner
-    from harness.tolerances import Tolerances
     from reports import csv as csv_report, markdown, summary as summary_report
     from reports.files import ResultsWriter, write_atomic
 
-    specs = _backend_specs(backends, backend_files)
-    dtype_names = _dtypes(dtypes)
-    tol = Tolerances(preset)
-    try:
-        for spec in rtol:
-            tol.override("rtol", spec)
-        for spec in atol:
-            tol.override("atol", spec)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
-    cases = _select_cases(dtype_names, n_cases, case_ids)
-    if not cases:
-        raise click.UsageError("no case matches the given --case and --dtypes")
-    out_dir = Path(out)
-    try:
-        (out_dir / "logs").mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise click.UsageError(f"cannot create output folder {out}: {exc.strerror}") from None
-
-    writer = ResultsWriter(out_dir / "results.jsonl")
-    impl_names, mode_names = _variant_filters(impls, modes, specs)
-    config = RunConfig(backends=specs, cases=cases, seed=seed, device=device, tolerances=tol,
-                       case_timeout=case_timeout, log_dir=out_dir / "logs", progress=progress, suite=suite,
-                       impls=impl_names, modes=mode_names,
-                       properties=(suite == "full") if properties is None else properties)
-    runner = Runner(config, writer)
+    tol = plan.tolerances()
+    writer = ResultsWriter(out_dir / "results.jsonl", append=bool(prior))
+    config = RunConfig(backends=plan.backends, cases=plan.cases, seed=plan.seed, device=plan.device, tolerances=tol,
+                       case_timeout=plan.case_timeout, log_dir=out_dir / "logs", progress=progress, suite=plan.suite,
+                       impls=plan.impls, modes=plan.modes, properties=plan.properties)
+    runner = Runner(config, writer, prior)
     try:
         finished = runner.run()
     finally:
         writer.close()
+    records = runner.records
+    if finished and prior:  # prior and new results, in the canonical order of an uninterrupted run
+        resuming.rewrite_results(out_dir, records)
     context = {
         "xentcheck_version": __version__,
-        "config": {"backends": specs, "dtypes": dtype_names, "seed": seed, "n_cases": len(cases),
-                   "device": device, "case_timeout": case_timeout, "suite": suite, "impls": impl_names,
-                   "modes": mode_names, "properties": config.properties},
+        "config": {"backends": plan.backends, "dtypes": plan.dtypes, "seed": plan.seed, "n_cases": len(plan.cases),
+                   "device": plan.device, "case_timeout": plan.case_timeout, "suite": plan.suite,
+                   "impls": plan.impls, "modes": plan.modes, "properties": plan.properties},
         "interrupted": not finished,
         "environment": fingerprint(),
-        "backends": [i or {"spec": s, "status": "not started"} for i, s in zip(runner.infos, specs)],
+        "backends": [i or {"spec": s, "status": "not started"} for i, s in zip(runner.infos, plan.backends)],
         "tolerances": tol.as_dict(),
         "reference_float64": working_precision("float64"),
     }
-    records = writer.records
     summary = summary_report.build(records, context)
     write_atomic(out_dir / "summary.json", summary_report.render(summary))
     write_atomic(out_dir / "report.md", markdown.render(summary, records))
@@ -188,8 +149,10 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, p
 def backends_cmd(backend_files, as_json) -> int:
     """List backends with availability, versions, dtypes, devices, or why they are unavailable."""
     from harness.runner import describe_backends
+    from harness.runplan import backend_specs
 
-    infos = describe_backends(_backend_specs(None, ()) + _backend_specs("", backend_files, allow_empty=True))
+    specs = _usage(backend_specs, None, ()) + _usage(backend_specs, "", backend_files, True)
+    infos = describe_backends(list(dict.fromkeys(specs)))
     if as_json:
         click.echo(json.dumps(infos, indent=2))
         return EXIT_OK
@@ -207,7 +170,9 @@ def backends_cmd(backend_files, as_json) -> int:
 @click.option("--cases", "n_cases", type=click.IntRange(min=1), help="Only the first N cases.")
 def cases_cmd(dtypes, n_cases) -> int:
     """List the ids of the default suite's cases."""
-    for c in _select_cases(_dtypes(dtypes), n_cases, ()):
+    from harness.runplan import parse_dtypes, select_cases
+
+    for c in select_cases(_usage(parse_dtypes, dtypes), n_cases, ()):
         click.echo(c.id)
     return EXIT_OK
 
@@ -219,8 +184,12 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Abort:
         return EXIT_INTERRUPTED
+    except click.exceptions.NoArgsIsHelpError:
+        click.echo("xentcheck: error: missing command (see xentcheck --help)", err=True)
+        return EXIT_USAGE
     except click.ClickException as exc:
-        click.echo(f"xentcheck: error: {exc.format_message()}", err=True)
+        message = " ".join(exc.format_message().split())  # one line, whatever click wrapped
+        click.echo(f"xentcheck: error: {message}", err=True)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

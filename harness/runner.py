@@ -5,6 +5,10 @@ parent computes each case's reference once, compares, and appends results to res
 a fixed order (case, then backend) as soon as that prefix is complete, so the file is
 deterministic and grows while the run goes on. A worker that dies is recorded as `crashed` for
 its case and replaced; a case that outlives --case-timeout is `timeout`.
+
+A resumed run hands the runner the results it already has: once a backend's worker says who it
+is, the results recorded under that backend's name are taken as done instead of run again, and
+they take their place in the canonical order (`Runner.records`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +77,7 @@ class Worker:
         self.generation = 0
         self.proc: subprocess.Popen | None = None
         self.log_path: Path | None = None
+        self.log_offset = 0  # where this generation's stderr starts in the (shared, appended) log
 
     def start(self) -> None:
         self.generation += 1
@@ -80,6 +86,7 @@ class Worker:
         if self.log_dir is not None:
             self.log_path = self.log_dir / f"worker-{self.index}.log"
             log = open(self.log_path, "ab")
+            self.log_offset = log.seek(0, os.SEEK_END)
         else:
             log = subprocess.DEVNULL
         self.proc = subprocess.Popen([sys.executable, "-m", "harness.worker", self.spec],
@@ -108,19 +115,35 @@ class Worker:
             return False
 
     def stderr_tail(self, lines: int = 3) -> str:
+        """The last lines the current worker wrote to stderr (not those of earlier workers)."""
         if self.log_path is None or not self.log_path.exists():
             return ""
-        text = self.log_path.read_text(errors="replace").strip().splitlines()
+        with open(self.log_path, "rb") as f:
+            f.seek(self.log_offset)
+            text = f.read().decode(errors="replace").strip().splitlines()
         return " | ".join(text[-lines:])
 
-    def exit_description(self) -> str:
-        rc = self.proc.wait(timeout=10) if self.proc else None
-        if rc is not None and rc < 0:
+    def exit_status(self) -> dict:
+        """How the worker ended: {"signal": "SIGSEGV"} or {"code": 3}."""
+        if self.proc is None:
+            return {}
+        try:
+            rc = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # closed its stdout but lives on
+            self.kill()
+            rc = self.proc.returncode
+        if rc < 0:
             try:
-                return f"killed by signal {signal.Signals(-rc).name}"
+                return {"signal": signal.Signals(-rc).name}
             except ValueError:
-                return f"killed by signal {-rc}"
-        return f"exited with status {rc}"
+                return {"signal": str(-rc)}
+        return {"code": rc}
+
+    def exit_description(self) -> str:
+        how = self.exit_status()
+        if "signal" in how:
+            return f"killed by signal {how['signal']}"
+        return f"exited with status {how.get('code')}"
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -176,19 +199,48 @@ def describe_backends(specs: list[str], timeout: float = 300.0) -> list[dict]:
     return infos
 
 
+def _scratch_dir() -> Path:
+    """A fresh folder for the workers' outputs, in memory where possible. Its name carries our
+    pid, so the folders of runs that were killed (SIGKILL skips all cleanup) are found and removed."""
+    parent = Path("/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir())
+    for old in parent.glob("xentcheck-run-*-*"):
+        pid = old.name.split("-")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"xentcheck-run-{os.getpid()}-", dir=parent))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 class Runner:
     """Drives the workers; `results` are handed to `emit` in canonical order."""
 
-    def __init__(self, config: RunConfig, emit):
+    def __init__(self, config: RunConfig, emit: Callable[[dict], None], prior: Sequence[dict] = ()):
         self.config = config
         self.emit = emit
+        # results of an earlier, interrupted run of the same plan: (case id, backend name) -> record
+        # prior results per (case, backend) slot, one per (impl, mode); a repeated one keeps the last
+        self.prior: dict[tuple[str, str], list[dict]] = {}
+        for r in prior:
+            slot = self.prior.setdefault((r["case_id"], r["backend"]), [])
+            slot[:] = [x for x in slot if (x.get("impl"), x.get("mode")) != (r.get("impl"), r.get("mode"))] + [r]
+        self.replayed: set[tuple[int, int]] = set()
+        self.records: list[dict] = []  # every result, prior ones included, in canonical order
         self.events: queue.Queue = queue.Queue()
         self.n_backends = len(config.backends)
         self.done: dict[tuple[int, int], dict] = {}
         self.cursor = 0
         self.refs: dict[int, Reference] = {}
         self.ref_uses: dict[int, int] = {}
-        self.scratch = Path(tempfile.mkdtemp(prefix="xentcheck-", dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else None))
+        self.scratch = _scratch_dir()
         self.infos: list[dict | None] = [None] * self.n_backends
         self.selected: dict[int, list[dict]] = {}
         self.interrupted = False
@@ -221,6 +273,9 @@ class Runner:
             if variant.get("documented"):
                 rec["documented"] = variant["documented"]
             recs.append(rec)
+        self._done(ci, bi, recs)
+
+    def _done(self, ci: int, bi: int, recs: list[dict]) -> None:
         self.done[(ci, bi)] = recs
         self.ref_uses[ci] = self.ref_uses.get(ci, 0) + 1
         if self.ref_uses[ci] == self.n_backends:
@@ -230,9 +285,35 @@ class Runner:
             key = divmod(self.cursor, self.n_backends)
             if key not in self.done:
                 break
-            for rec in self.done.pop(key):
-                self.emit(rec)
+            self._emit(key)
             self.cursor += 1
+
+    def _emit(self, key: tuple[int, int]) -> None:
+        recs = self.done.pop(key)
+        self.records.extend(recs)
+        if key not in self.replayed:  # prior results are in results.jsonl already
+            for rec in recs:
+                self.emit(rec)
+
+    def _identify(self, st: "_State", bi: int, info: dict) -> None:
+        """The backend's identity is known (first hello, or it failed before one): take its prior
+        results as done. Every outcome of a backend is recorded under this name."""
+        if self.infos[bi] is not None:
+            return
+        spec = self.config.backends[bi]
+        self.infos[bi] = {"name": spec, **info, "spec": spec}  # a plugin broken before naming itself: its spec
+        name = self.infos[bi]["name"]
+        for ci in list(st.pending):
+            recs = self.prior.pop((self.config.cases[ci].id, name), None)
+            if recs is not None and self._complete(ci, bi, recs):
+                st.pending.remove(ci)
+                self.replayed.add((ci, bi))
+                self._done(ci, bi, recs)
+
+    def _complete(self, ci: int, bi: int, recs: list[dict]) -> bool:
+        """A slot cut short by a kill (some variants written, not all) is run again."""
+        expected = {(v["impl"], v["mode"]) for v in self._slot_variants(ci, bi) if v}
+        return expected <= {(r.get("impl"), r.get("mode")) for r in recs}
 
     def _reference(self, ci: int) -> Reference:
         if ci not in self.refs:
@@ -303,13 +384,13 @@ class Runner:
 
     def _on_hello(self, st: _State, bi: int, msg: dict) -> None:
         if self.infos[bi] is None:
-            self.infos[bi] = msg
             cfg = self.config
             self.selected[bi] = select_variants(msg.get("variants", []), cfg.suite, cfg.impls, cfg.modes)
-            if msg.get("status") == "ok" and not self.selected[bi]:
-                for ci in st.pending:  # nothing of this backend was asked for: no records
-                    self._record_slot(ci, bi, [])
-                st.pending = []
+        self._identify(st, bi, msg)
+        if msg.get("status") == "ok" and not self.selected.get(bi):
+            for ci in st.pending:  # nothing of this backend was asked for: no records
+                self._record_slot(ci, bi, [])
+            st.pending = []
         status = msg.get("status")
         if status == "missing":
             self._fail_all(st, bi, "skipped", msg.get("reason", "framework not installed"))
@@ -328,12 +409,14 @@ class Runner:
     def _on_exit(self, st: _State, bi: int) -> None:
         how = st.worker.exit_description()
         if st.info is None:  # died before saying hello
-            if self.infos[bi] is None:
-                self.infos[bi] = {"status": "broken", "name": self.config.backends[bi]}
-            self._fail_all(st, bi, "error", f"backend worker {how} while starting: {st.worker.stderr_tail()}")
+            reason = f"backend worker {how} while starting: {st.worker.stderr_tail()}"
+            self._identify(st, bi, {"status": "broken", "name": self.config.backends[bi], "reason": reason})
+            self._fail_all(st, bi, "error", reason)
             return
         if st.in_flight is not None:
-            self._record(st.in_flight, bi, {"verdict": "crashed", "reasons": [f"worker {how}: {st.worker.stderr_tail(2)}"]})
+            tail = st.worker.stderr_tail(2)
+            self._record(st.in_flight, bi, {"verdict": "crashed", "reasons": [f"worker {how}" + (f": {tail}" if tail else "")],
+                                            "exit": st.worker.exit_status()})
         self._restart(st, bi)
 
     def run(self) -> bool:
@@ -350,8 +433,12 @@ class Runner:
         total = len(cfg.cases) * self.n_backends
         bar = tqdm(total=total, unit="result", disable=None if cfg.progress else True, file=sys.stderr)
         last = 0
+        # Ctrl-C only sets a flag: the loop stops between events, never halfway through writing a result
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, self._on_sigint)
         try:
-            while self.cursor < total:
+            while self.cursor < total and not self.interrupted:
                 try:
                     bi, gen, msg = self.events.get(timeout=0.2)
                 except queue.Empty:
@@ -379,6 +466,8 @@ class Runner:
         except KeyboardInterrupt:
             self.interrupted = True
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
             bar.close()
             for st in states:
                 if self.interrupted:
@@ -387,18 +476,23 @@ class Runner:
                     st.worker.quit()
             if self.interrupted:  # keep what finished, even out of order
                 for key in sorted(self.done):
-                    for rec in self.done.pop(key):
-                        self.emit(rec)
+                    self._emit(key)
+            # prior results no backend claimed (names changed?) are kept, never dropped
+            self.records.extend(r for recs in self.prior.values() for r in recs)
+            self.prior = {}
             shutil.rmtree(self.scratch, ignore_errors=True)
         return not self.interrupted
+
+    def _on_sigint(self, signum, frame) -> None:
+        self.interrupted = True
 
     def _on_timeout(self, st: _State, bi: int) -> None:
         st.worker.kill()
         st.worker.generation += 1  # the killed worker's EOF is stale now
         if st.info is None:
-            if self.infos[bi] is None:
-                self.infos[bi] = {"status": "broken", "name": self.config.backends[bi]}
-            self._fail_all(st, bi, "error", f"backend did not start within {self.config.startup_timeout:g} s")
+            reason = f"backend did not start within {self.config.startup_timeout:g} s"
+            self._identify(st, bi, {"status": "broken", "name": self.config.backends[bi], "reason": reason})
+            self._fail_all(st, bi, "error", reason)
             return
         ci, st.in_flight = st.in_flight, None
         self._record(ci, bi, {"verdict": "timeout",

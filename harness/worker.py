@@ -22,7 +22,7 @@ from harness.dtypes import transport_dtype
 
 
 def describe(backend) -> dict:
-    return {"name": backend.name, "impl": backend.impl, "mode": backend.mode,
+    return {"name": str(backend.name), "impl": backend.impl, "mode": backend.mode,
             "variants": [variant_info(v) for v in backend.variants()],
             "version": backend.version(), "dtypes": list(backend.dtypes),
             "label_forms": list(backend.label_forms), "devices": backend.devices(),
@@ -32,6 +32,7 @@ def describe(backend) -> dict:
 
 def hello(spec: str):
     """Create and load the backend; returns (backend or None, hello message)."""
+    from backends.base import Backend
     from backends.registry import BackendLoadError, create
     try:
         backend = create(spec)
@@ -39,6 +40,10 @@ def hello(spec: str):
         return None, {"op": "hello", "status": "broken", "reason": str(exc)}
     except Exception as exc:
         return None, {"op": "hello", "status": "broken", "reason": f"{type(exc).__name__}: {exc}"}
+    cls = type(backend)
+    if cls.compute is Backend.compute and cls.run_variant is Backend.run_variant:  # say so once, not per case
+        return None, {"op": "hello", "status": "broken", "name": str(getattr(backend, "name", spec)),
+                      "reason": f"{type(backend).__name__} does not implement compute()"}
     try:
         backend.load()
     except ImportError as exc:
@@ -79,9 +84,9 @@ def run_case(backend, msg: dict) -> dict:
     why = backend.unsupported(case, msg["device"])
     if not applicable and chosen and not why:
         why = f"{backend.name}: no selected implementation takes {case.labels} labels"
-    if why:
-        v = (applicable or chosen or all_variants)[0]
-        return {**reply, "results": [{**variant_info(v), "status": "skipped", "reason": why}]}
+    if why:  # one skipped result per variant that would have run, so every result key exists
+        return {**reply, "results": [{**variant_info(v), "status": "skipped", "reason": why}
+                                     for v in (applicable or chosen[:1] or all_variants[:1])]}
     inputs = make_inputs(case, msg["seed"])
     results = []
     for j, v in enumerate(applicable):

@@ -1,0 +1,127 @@
+"""Bad invocations end in one line `xentcheck: error: ...` on stderr and exit status 2, never a
+traceback; each is run as a real `python -m harness` process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from harness import runplan
+from harness.cases import default_suite
+
+PLUGINS = ROOT / "tests" / "plugins"
+CASES = default_suite(["float32"])[:2]
+
+
+def resumable(tmp: Path, results: str | None = None, **changes) -> str:
+    """A run folder as `xentcheck run` leaves it: run.json (with `changes`) and results.jsonl."""
+    folder = tmp / "run"
+    folder.mkdir()
+    plan = runplan.RunPlan(backends=["numpy"], dtypes=["float32"], seed=0, cases=CASES)
+    (folder / "run.json").write_text(json.dumps({**plan.to_json(), **changes}))
+    if results is not None:
+        (folder / "results.jsonl").write_text(results)
+    return str(folder)
+
+
+def result_line(case_id: str, backend: str = "numpy") -> str:
+    return json.dumps({"case_id": case_id, "backend": backend, "verdict": "pass"}) + "\n"
+
+
+def existing_file(tmp: Path) -> str:
+    (tmp / "afile").write_text("x")
+    return str(tmp / "afile")
+
+
+# (id, arguments given a scratch folder, what the message must say)
+BAD = [
+    ("unknown-backend", lambda t: ["run", "--backends", "nosuch"], "unknown backend 'nosuch'"),
+    ("empty-backends", lambda t: ["run", "--backends", ","], "--backends needs at least one name"),
+    ("unknown-dtype", lambda t: ["run", "--dtypes", "float8"], "unknown dtype 'float8'"),
+    ("negative-seed", lambda t: ["run", "--seed", "-1"], "'--seed'"),
+    ("text-seed", lambda t: ["run", "--seed", "abc"], "'--seed'"),
+    ("huge-seed", lambda t: ["run", "--seed", str(2**70)], "seed 1180591620717411303424 out of range"),
+    ("zero-cases", lambda t: ["run", "--cases", "0"], "'--cases'"),
+    ("cases-without-value", lambda t: ["run", "--cases"], "'--cases' requires an argument"),
+    ("malformed-case-id", lambda t: ["run", "--case", "notacase"], "malformed case id 'notacase'"),
+    ("case-n-zero", lambda t: ["run", "--case", "scale1e+0_float32_0x5_index_mean"], "shape 0x5 out of range"),
+    ("case-k-one", lambda t: ["run", "--case", "scale1e+0_float32_3x1_index_mean"], "shape 3x1 out of range"),
+    ("case-k-too-big", lambda t: ["run", "--case", "scale1e+0_float32_3x9999999_index_mean"], "out of range"),
+    ("case-too-many-elements", lambda t: ["run", "--case", "scale1e+0_float32_1048576x1048576_index_mean"],
+     "too large"),
+    ("case-unknown-family", lambda t: ["run", "--case", "wild_float32_3x5_index_mean"], "unknown case family"),
+    ("case-filtered-out", lambda t: ["run", "--dtypes", "float16", "--case", "scale1e+0_float32_3x5_index_mean"],
+     "no case matches"),
+    ("rtol-not-a-number", lambda t: ["run", "--rtol", "abc"], "--rtol value 'abc' is not a number"),
+    ("rtol-nan", lambda t: ["run", "--rtol", "nan"], "--rtol must be a finite number >= 0"),
+    ("rtol-unknown-dtype", lambda t: ["run", "--rtol", "float99=1e-3"], "--rtol entry 'float99=1e-3'"),
+    ("negative-atol", lambda t: ["run", "--atol", "-1"], "--atol must be a finite number >= 0"),
+    ("missing-backend-file", lambda t: ["run", "--backend-file", str(t / "nope.py")], "backend file not found"),
+    ("backend-file-is-a-folder", lambda t: ["run", "--backend-file", str(PLUGINS)], "is a directory"),
+    ("backends-cmd-missing-file", lambda t: ["backends", "--backend-file", str(t / "nope.py")],
+     "backend file not found"),
+    ("out-is-a-file", lambda t: ["run", "--out", existing_file(t)], "is a file"),
+    ("out-below-a-file", lambda t: ["run", "--out", existing_file(t) + "/sub"], "cannot write to output folder"),
+    ("case-timeout-zero", lambda t: ["run", "--case-timeout", "0"], "'--case-timeout'"),
+    ("case-timeout-nan", lambda t: ["run", "--case-timeout", "nan"], "--case-timeout must be"),
+    ("unknown-device", lambda t: ["run", "--device", "tpu"], "'--device'"),
+    ("unknown-tolerances", lambda t: ["run", "--tolerances", "foo"], "'--tolerances'"),
+    ("unknown-subcommand", lambda t: ["bogus"], "No such command 'bogus'"),
+    ("unknown-option", lambda t: ["run", "--bogus"], "No such option '--bogus'"),
+    ("extra-argument", lambda t: ["run", "extra"], "unexpected extra argument"),
+    ("no-command", lambda t: [], "missing command"),
+    ("resume-missing-folder", lambda t: ["run", "--resume", str(t / "nothere")], "no such folder"),
+    ("resume-without-run-config", lambda t: ["run", "--resume", str(t)], "no run.json"),
+    ("resume-run-config-not-json", lambda t: ["run", "--resume", _with_run_json(t, "{not json")],
+     "is not valid JSON"),
+    ("resume-run-config-not-utf8", lambda t: ["run", "--resume", _with_run_json(t, b"\xff\xfe{}")], "cannot read"),
+    ("resume-run-config-bad-seed", lambda t: ["run", "--resume", resumable(t, seed="3")],
+     "field 'seed' must be an integer"),
+    ("resume-run-config-unknown-dtype", lambda t: ["run", "--resume", resumable(t, dtypes=["float8"])],
+     "unknown dtype 'float8'"),
+    ("resume-plugin-gone", lambda t: ["run", "--resume", resumable(t, backends=[f"file:{t}/gone.py"])],
+     "backend file not found"),
+    ("resume-broken-middle-line", lambda t: ["run", "--resume", resumable(t, "{torn\n" + result_line(CASES[0].id))],
+     "not a JSON line"),
+    ("resume-result-of-another-run", lambda t: ["run", "--resume",
+                                                resumable(t, result_line("scale1e+0_float64_3x5_index_mean"))],
+     "which this run does not have"),
+    ("resume-result-not-a-record", lambda t: ["run", "--resume", resumable(t, "[1, 2]\n")], "not a result record"),
+    ("resume-results-is-a-folder", lambda t: ["run", "--resume", _with_results_folder(resumable(t))], "cannot read"),
+    ("resume-with-seed", lambda t: ["run", "--resume", resumable(t), "--seed", "3"],
+     "--seed cannot be combined with it"),
+    ("resume-with-out-and-backends", lambda t: ["run", "--resume", resumable(t), "--out", "x", "--backends", "numpy"],
+     "--backends, --out cannot be combined with it"),
+    ("resume-empty", lambda t: ["run", "--resume", ""], "--resume needs the folder"),
+]
+
+
+def _with_run_json(tmp: Path, content: str | bytes) -> str:
+    (tmp / "run.json").write_bytes(content.encode() if isinstance(content, str) else content)
+    return str(tmp)
+
+
+def _with_results_folder(folder: str) -> str:
+    (Path(folder) / "results.jsonl").mkdir()
+    return folder
+
+
+@pytest.mark.parametrize("make_args, message", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_invocation_gives_one_line_and_status_2(cli, tmp_path, make_args, message):
+    args = make_args(tmp_path)
+    proc = cli(*args, timeout=60)
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("xentcheck: error: "), proc.stderr
+    assert message in lines[0]
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_a_resume_refused_leaves_the_folder_as_it_was(cli, tmp_path):
+    folder = Path(resumable(tmp_path, "{torn\n" + result_line(CASES[0].id)))
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert cli("run", "--resume", str(folder)).returncode == 2
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
