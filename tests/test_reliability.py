@@ -269,3 +269,29 @@ def test_markup_from_a_plugin_is_escaped_in_the_markdown_report(broken_run):
         if line.startswith("| ") and "alert" in line:
             cells = re.split(r"(?<!\\)\|", line)[1:-1]
             assert len(cells) in (4, 5, 6), line  # pass rates (one dtype), backends, findings
+
+
+# --- a backend with several implementations x modes: one record per variant, resumable ------
+
+VARIANT_ARGS = ("--backend-file", str(PLUGINS / "slow_variants.py"), "--dtypes", "float32", "--cases", "8",
+                "--no-progress")
+
+
+def test_resume_of_a_multi_variant_backend_reruns_a_slot_cut_short(tmp_path):
+    reference = tmp_path / "whole"
+    assert run_cli("run", *VARIANT_ARGS, "--out", str(reference), timeout=120).returncode == 0
+    assert [(r["impl"], r["mode"]) for r in records(reference)[:3]] == [("first", "eager"), ("second", "eager"),
+                                                                         ("third", "jit")]
+    assert len(records(reference)) == 24
+
+    out = tmp_path / "killed"
+    proc = start_cli("run", *VARIANT_ARGS, "--out", str(out))
+    wait_for_lines(proc, out / "results.jsonl", 9)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    lines = (out / "results.jsonl").read_text().splitlines(keepends=True)
+    # keep two of a slot's three records, as if the kill had come between them, plus a torn line
+    (out / "results.jsonl").write_text("".join(lines[:8]) + '{"case_id": "sca')
+    resumed = run_cli("run", "--resume", str(out), "--no-progress", timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert without_timing(out) == without_timing(reference)
