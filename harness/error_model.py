@@ -1,0 +1,67 @@
+"""The error-model tolerance (`--tolerances model`): a per-element bound on what rounding in
+the tested dtype can do to softmax cross-entropy, derived in docs/tolerance-model.md.
+
+Notation per row: z_j = o_j - max(o) (<= 0), p = softmax, S = sum_j exp(z_j) (1 <= S <= K),
+Q = sum q, u = the dtype's unit roundoff, L = ceil(log2 K) (depth of a blocked/pairwise sum),
+W = sum_j p_j |z_j| (how far the probability mass sits below the maximum). Then, to first order
+in u and with each libm call (exp, log) counted as 2 u,
+
+    rel. error of S            s = u (W + 2 + L + 1)
+    abs. error of log S - z_j  e_j = s + 2 u + u |z_j| + u (log S - z_j)
+    row loss  l = sum_j q_j (log S - z_j):   E = sum_j q_j e_j + u (L + 1) l
+    gradient  g_j = (p_j Q - q_j) / D:       G_j = (p_j Q (u (|z_j| + 2) + s + u (L + 2)) + u |D g_j|) / D + 2 u |g_j|
+
+plus underflow: each of the K exp terms may flush by the dtype's smallest subnormal t (S's
+relative error grows by K t), and each gradient element by 2 t (Q + 1) / D + t. The loss reduction adds u (ceil(log2 N) + 1) of the summed losses (sum) and one rounding for
+the mean's division. A safety factor SAFETY covers what first order leaves out. Everything is
+computed from the case's inputs in float64; it depends on the logits only through z, so a
+kernel that does not subtract the row maximum (and so loses u |max o|) is out of bound.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+SAFETY = 2.0
+
+
+def _ceil_log2(n: int) -> int:
+    return max(1, math.ceil(math.log2(n))) if n > 1 else 1
+
+
+def bounds(case, logits: np.ndarray, q: np.ndarray, u: float, tiny: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Allowed absolute error of each loss element (shape of the reduced loss) and each gradient
+    element (N x K) for `case` in a dtype of unit roundoff `u` whose gap at zero (smallest
+    subnormal) is `tiny`: exp terms, probabilities and outputs may underflow by that much."""
+    x = np.asarray(logits, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    n, k = x.shape
+    finite = np.isfinite(x)
+    m = np.max(np.where(finite, x, -np.inf), axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", over="ignore"):
+        z = np.where(finite, x - m, -np.inf)
+        e = np.exp(z)
+        big_s = e.sum(axis=1, keepdims=True)
+        p = e / big_s
+        absz = np.where(finite, np.abs(z), 0.0)
+    log_k = _ceil_log2(k)
+    w = (p * absz).sum(axis=1, keepdims=True)
+    s = u * (w + 3 + log_k) + k * tiny
+    log_s = np.log(big_s)
+    term = np.where(q != 0, log_s - np.where(finite, z, 0.0), 0.0)  # log S - z_j >= 0
+    e_j = s + 2 * u + u * absz + u * term
+    row_loss = (q * term).sum(axis=1)
+    row_err = (q * e_j).sum(axis=1) + u * (log_k + 1) * row_loss
+    big_q = q.sum(axis=1, keepdims=True)
+    denom = n if case.reduction == "mean" else 1
+    dg = p * big_q - q  # D * g
+    grad_err = (p * big_q * (u * (absz + 2) + s + u * (log_k + 2)) + u * np.abs(dg)) / denom \
+        + 2 * u * np.abs(dg) / denom + 2 * tiny * (big_q + 1) / denom + tiny
+    if case.reduction == "none":
+        loss_err = row_err
+    else:
+        total = row_err.sum() + u * (_ceil_log2(n) + 1) * row_loss.sum()
+        loss_err = np.asarray(total / denom + u * row_loss.sum() / denom)
+    return SAFETY * loss_err, SAFETY * grad_err
