@@ -156,7 +156,7 @@ def compare(case, ref, loss: np.ndarray, grad: np.ndarray, loss_dtype: str | Non
             reasons.append(f"{what} computed in {out[what + '_dtype']}, requested {case.dtype}")
     scales = natural_scales(case, ref)
     d = info(case.dtype)
-    tiny = 2.0 ** (d.min_exp - d.digits + 1)
+    tiny = 2.0 ** d.min_exp  # smallest normal: XLA and TF flush subnormals to zero on CPU
     model = error_model.bounds(case, ref.logits, ref.q, d.eps, tiny) if ref.logits is not None else None
     nonfinite = False
     for i, (what, label, actual, expected) in enumerate((("loss", "loss", loss, ref.loss),

@@ -8,10 +8,12 @@ in u and with each libm call (exp, log) counted as 2 u,
 
     rel. error of S            s = u (W + 2 + L + 1)
     abs. error of log S - z_j  e_j = s + 2 u + u |z_j| + u (log S - z_j)
-    row loss  l = sum_j q_j (log S - z_j):   E = sum_j q_j e_j + u (L + 1) l
+    row loss  l = sum_j q_j (log S - z_j):   E = sum_j q_j e_j + u (L_q + 1) l
+                                             (L_q = ceil(log2 #{j: q_j != 0}), 0 for one label)
     gradient  g_j = (p_j Q - q_j) / D:       G_j = (p_j Q (u (|z_j| + 2) + s + u (L + 2)) + u |D g_j|) / D + 2 u |g_j|
 
-plus underflow: each of the K exp terms may flush by the dtype's smallest subnormal t (S's
+plus underflow: each of the K exp terms may be flushed to zero below the dtype's smallest normal
+number t (kernels run with flush-to-zero, as XLA and TensorFlow do on CPU), so S's
 relative error grows by K t), and each gradient element by 2 t (Q + 1) / D + t. The loss reduction adds u (ceil(log2 N) + 1) of the summed losses (sum) and one rounding for
 the mean's division. A safety factor SAFETY covers what first order leaves out. Everything is
 computed from the case's inputs in float64; it depends on the logits only through z, so a
@@ -33,8 +35,8 @@ def _ceil_log2(n: int) -> int:
 
 def bounds(case, logits: np.ndarray, q: np.ndarray, u: float, tiny: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Allowed absolute error of each loss element (shape of the reduced loss) and each gradient
-    element (N x K) for `case` in a dtype of unit roundoff `u` whose gap at zero (smallest
-    subnormal) is `tiny`: exp terms, probabilities and outputs may underflow by that much."""
+    element (N x K) for `case` in a dtype of unit roundoff `u` whose smallest normal number is
+    `tiny`: exp terms, probabilities and outputs below it may be flushed to zero (FTZ/DAZ)."""
     x = np.asarray(logits, dtype=np.float64)
     q = np.asarray(q, dtype=np.float64)
     n, k = x.shape
@@ -53,7 +55,9 @@ def bounds(case, logits: np.ndarray, q: np.ndarray, u: float, tiny: float = 0.0)
     term = np.where(q != 0, log_s - np.where(finite, z, 0.0), 0.0)  # log S - z_j >= 0
     e_j = s + 2 * u + u * absz + u * term
     row_loss = (q * term).sum(axis=1)
-    row_err = (q * e_j).sum(axis=1) + u * (log_k + 1) * row_loss
+    # the weighted sum has as many terms as the row has labelled classes: one for index labels
+    log_nnz = np.array([_ceil_log2(c) if c > 1 else 0 for c in (q != 0).sum(axis=1)])
+    row_err = (q * e_j).sum(axis=1) + u * (log_nnz + 1) * row_loss
     big_q = q.sum(axis=1, keepdims=True)
     denom = n if case.reduction == "mean" else 1
     dg = p * big_q - q  # D * g
