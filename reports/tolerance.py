@@ -133,7 +133,16 @@ def _g(v: float) -> str:
 def render_md(report: dict) -> str:
     from reports.markdown import esc
 
-    lines = ["# xentcheck tolerance report", "", report["method"].replace("\n", " "), ""]
+    lines = ["# xentcheck tolerance report", "",
+             "Errors are given as max / p99 / median. Results store per-element quantiles, not arrays: max is exact "
+             "over every element of a group, p99 the largest per-result 99th percentile, median the median of the "
+             "per-result medians.", "",
+             "Recommended (rtol, atol), in the plain convention |a - r| <= atol + rtol |r|, covers every passing "
+             f"result of the row with a margin of {report['margin']:g} (each result stores the smallest atol that "
+             "passes it at rtol = 0, u, 2u, ... 2^14 u; the pair allowing least error at |r| = 1 is chosen).", "",
+             "Published defaults are checked on the same elements: FALSE ALARM xN = the default fails N results "
+             "that this run passes; N x looser = it allows N times the largest error it had to "
+             f"(flagged from {report['loose_factor']:g}x); misses N = it would pass N findings of this run.", ""]
     lines += ["## Recommended tolerances per dtype (all backends)", "",
               "| dtype | results | loss rtol | loss atol | gradient rtol | gradient atol | torch loss / grad | "
               "jax loss / grad | tensorflow loss / grad |", "|" + "---|" * 9]
