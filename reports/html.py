@@ -46,6 +46,26 @@ def findings(records: list[dict], specs: dict, preset: str | None) -> tuple[int,
     return len(bad), rows
 
 
+def largest_errors(records: list[dict]) -> list[dict]:
+    """Per output, backend, implementation and dtype: the result with the largest scaled error
+    (max |a - r| / (u (scale + |r|)), what the default tolerance bounds by 8), not the largest
+    relative error, which flush-to-zero of a 1e-40 gradient entry would make 1 everywhere."""
+    best: dict[tuple, tuple[float, dict]] = {}
+    for r in records:
+        for what, title in tolerance.OUTPUTS:
+            e = blame.scaled_error(r.get(what) or {})
+            key = (title, r["backend"], r.get("impl", ""), r["dtype"])
+            if e is not None and (key not in best or e > best[key][0]):
+                best[key] = (e, r)
+    rows = []
+    for (title, backend, impl, dtype), (e, r) in sorted(best.items(), key=lambda kv: (kv[0][0] != "loss", kv[0][1:])):
+        m = r["loss" if title == "loss" else "grad"]
+        rows.append({"output": title, "backend": backend, "impl": impl, "dtype": dtype, "case_id": r["case_id"],
+                     "verdict": r["verdict"], "scaled": e, "abs_err": m["abs_err"], "rel_err": m["rel_err"],
+                     "ulp_err": m["ulp_err"]})
+    return rows
+
+
 def _pass_groups(summary: dict) -> tuple[list[str], list[dict]]:
     groups: dict[tuple, dict] = defaultdict(dict)
     for row in summary.get("pass_rates", []):
@@ -87,7 +107,7 @@ def render(summary: dict, records: list[dict], tol_report: dict | None = None, m
     tol = summary.get("tolerances") or {"preset": "", "dtypes": {}}
     n_bad, rows = findings(records, specs, tol.get("preset"))
     dts, groups = _pass_groups(summary)
-    worst = [{**w, "output": title} for what, title in tolerance.OUTPUTS for w in summary.get(f"worst_{what}", [])]
+    worst = largest_errors(records)
     figures = [f for f in (plots.error_vs_scale(records), plots.ulp_histograms(records),
                            plots.blame_heatmaps(matrix) if matrix["backends"] else None, plots.timings(records)) if f]
     backends = []
