@@ -1,23 +1,22 @@
-"""The error-model tolerance (`--tolerances model`): a per-element bound on what rounding in
+"""The error-model tolerance (`--tolerance model`): a per-element bound on what rounding in
 the tested dtype can do to softmax cross-entropy, derived in docs/tolerance-model.md.
 
-Notation per row: z_j = o_j - max(o) (<= 0), p = softmax, S = sum_j exp(z_j) (1 <= S <= K),
-Q = sum q, u = the dtype's unit roundoff, L = ceil(log2 K) (depth of a blocked/pairwise sum),
-W = sum_j p_j |z_j| (how far the probability mass sits below the maximum). Then, to first order
-in u and with each libm call (exp, log) counted as 2 u,
+Per row: z_j = o_j - max(o) (<= 0), p = softmax, S = sum_j exp(z_j) (1 <= S <= K), Q = sum q,
+u = the dtype's unit roundoff, t = its smallest normal number, L = ceil(log2 K) (depth of a
+blocked or pairwise sum), W = sum_j p_j |z_j| (how far the probability mass sits below the
+maximum), D = N for mean, else 1. To first order in u, with exp and log within 2 u:
 
-    rel. error of S            s = u (W + 2 + L + 1)
-    abs. error of log S - z_j  e_j = s + 2 u + u |z_j| + u (log S - z_j)
-    row loss  l = sum_j q_j (log S - z_j):   E = sum_j q_j e_j + u (L_q + 1) l
-                                             (L_q = ceil(log2 #{j: q_j != 0}), 0 for one label)
-    gradient  g_j = (p_j Q - q_j) / D:       G_j = (p_j Q (u (|z_j| + 2) + s + u (L + 2)) + u |D g_j|) / D + 2 u |g_j|
+    rel. error of S             s   = u (W + 3 + L) + K t      (exp terms flushed below t)
+    abs. error of log S - z_j   e_j = s + 2 u + u |z_j| + u (log S - z_j)
+    row loss l = sum_j q_j (log S - z_j):  E = sum_j q_j e_j + u (L_q + 1) l,
+                                           L_q = ceil(log2 #{j: q_j != 0}), 0 for one label
+    gradient g_j = (p_j Q - q_j) / D:      G_j = (p_j Q (u (|z_j| + 2) + s + u (L + 2)) + u |D g_j|) / D
+                                                 + 2 u |g_j| + 2 t (Q + 1) / D + t
 
-plus underflow: each of the K exp terms may be flushed to zero below the dtype's smallest normal
-number t (kernels run with flush-to-zero, as XLA and TensorFlow do on CPU), so S's
-relative error grows by K t), and each gradient element by 2 t (Q + 1) / D + t. The loss reduction adds u (ceil(log2 N) + 1) of the summed losses (sum) and one rounding for
-the mean's division. A safety factor SAFETY covers what first order leaves out. Everything is
-computed from the case's inputs in float64; it depends on the logits only through z, so a
-kernel that does not subtract the row maximum (and so loses u |max o|) is out of bound.
+and the loss reduction adds u (ceil(log2 N) + 1) of the summed losses plus one final rounding
+(for the mean, its division). The bound is SAFETY times that, for what first order leaves out.
+It depends on the logits only through z: a kernel that does not subtract the row maximum
+before rounding (and so loses u |max o|) is out of bound, as intended.
 """
 
 from __future__ import annotations

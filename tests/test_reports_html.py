@@ -51,3 +51,16 @@ def test_all_passing_run_says_ok_and_dollar_in_names_does_not_break_plots():
     records = [record(c, "a$b$", 0.0) for c in CASES]
     page = html.render(summary_report.build(records, context(["a$b$"])), records)
     assert "OK: every result within tolerance" in page and "a$b$" in page
+
+
+def test_every_report_renders_when_nothing_was_compared(tmp_path):
+    from report_records import CASES, context, error_record
+
+    from reports.write_all import write_all
+
+    for records in ([], [error_record(CASES[0], "broken", "ImportError: no module")]):
+        summary = write_all(tmp_path, records, context(["broken"]))
+        page = (tmp_path / "report.html").read_text()
+        assert "No compared results to plot." in page
+        assert (tmp_path / "junit.xml").read_text().count("<testcase") == len(records)
+        assert summary["exit_status"] == (1 if records else 0)
