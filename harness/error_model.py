@@ -7,7 +7,7 @@ blocked or pairwise sum), W = sum_j p_j |z_j| (how far the probability mass sits
 maximum), D = N for mean, else 1. To first order in u, with exp and log within 2 u:
 
     rel. error of S             s   = u (W + 3 + L) + K t      (exp terms flushed below t)
-    abs. error of log S - z_j   e_j = s + 2 u + u |z_j| + u (log S - z_j)
+    abs. error of log S - z_j   e_j = s + 2 u max(1, log S) + u |z_j| + u (log S - z_j)
     row loss l = sum_j q_j (log S - z_j):  E = sum_j q_j e_j + u (L_q + 1) l,
                                            L_q = ceil(log2 #{j: q_j != 0}), 0 for one label
     gradient g_j = (p_j Q - q_j) / D:      G_j = (p_j Q (u (|z_j| + 2) + s + u (L + 2)) + u |D g_j|) / D
@@ -52,7 +52,7 @@ def bounds(case, logits: np.ndarray, q: np.ndarray, u: float, tiny: float = 0.0)
     s = u * (w + 3 + log_k) + k * tiny
     log_s = np.log(big_s)
     term = np.where(q != 0, log_s - np.where(finite, z, 0.0), 0.0)  # log S - z_j >= 0
-    e_j = s + 2 * u + u * absz + u * term
+    e_j = s + 2 * u * np.maximum(1.0, log_s) + u * absz + u * term  # log's own 2 u is relative to log S
     row_loss = (q * term).sum(axis=1)
     # the weighted sum has as many terms as the row has labelled classes: one for index labels
     log_nnz = np.array([_ceil_log2(c) if c > 1 else 0 for c in (q != 0).sum(axis=1)])
