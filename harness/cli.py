@@ -1,4 +1,4 @@
-"""The `xentcheck` command line: run, backends, cases.
+"""The `xentcheck` command line: run, report, backends, cases.
 
 Exit status: 0 all within tolerance, 1 discrepancies found, 2 usage error (one line on stderr),
 130 interrupted (reports still written for what finished).
@@ -49,7 +49,7 @@ def cli() -> None:
 @click.option("--case", "case_ids", multiple=True, metavar="ID", help="Run this case id (repeatable) instead of the suite.")
 @click.option("--out", type=click.Path(file_okay=False), default="xentcheck-out", show_default=True, help="Output folder.")
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]), help="Device to run backends on.")
-@click.option("--tolerances", "preset", default="xentcheck", show_default=True, type=click.Choice(["xentcheck", "torch", "jax"]), help="Tolerance table: xentcheck (8 u, scale-aware), or the torch/jax published defaults.")
+@click.option("--tolerances", "--tolerance", "preset", default="xentcheck", show_default=True, type=click.Choice(["xentcheck", "model", "torch", "jax", "tensorflow"]), help="Tolerance: xentcheck (8 u, scale-aware), model (error-model bound, docs/tolerance-model.md), or the torch/jax/tensorflow published defaults.")
 @click.option("--rtol", multiple=True, metavar="SPEC", help="Relative tolerance: VALUE for every dtype or DTYPE=VALUE,... (repeatable).")
 @click.option("--atol", multiple=True, metavar="SPEC", help="Absolute tolerance, same forms as --rtol.")
 @click.option("--case-timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True, help="Seconds before a hung case is marked timeout.")
@@ -62,7 +62,8 @@ def cli() -> None:
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
 def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, preset, rtol, atol, case_timeout,
         suite, impls, modes, properties, resume, progress) -> int:
-    """Run the cases through each backend and write results.jsonl, summary.json, report.md and results.csv."""
+    """Run the cases through each backend and write results.jsonl and every report (report.html, report.md,
+    junit.xml, tolerance.md/.json, summary.json, results.csv, results.parquet)."""
     from harness import resume as resuming, runplan
 
     ctx = click.get_current_context()
@@ -102,8 +103,8 @@ def _execute(plan, out_dir: Path, prior: list[dict], progress: bool) -> int:
     from harness.environment import fingerprint
     from harness.reference import working_precision
     from harness.runner import RunConfig, Runner
-    from reports import csv as csv_report, markdown, summary as summary_report
-    from reports.files import ResultsWriter, write_atomic
+    from reports.files import ResultsWriter
+    from reports.write_all import write_all
 
     tol = plan.tolerances()
     writer = ResultsWriter(out_dir / "results.jsonl", append=bool(prior))
@@ -129,10 +130,7 @@ def _execute(plan, out_dir: Path, prior: list[dict], progress: bool) -> int:
         "tolerances": tol.as_dict(),
         "reference_float64": working_precision("float64"),
     }
-    summary = summary_report.build(records, context)
-    write_atomic(out_dir / "summary.json", summary_report.render(summary))
-    write_atomic(out_dir / "report.md", markdown.render(summary, records))
-    write_atomic(out_dir / "results.csv", csv_report.render(records))
+    summary = write_all(out_dir, records, context)
     counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items() if v)
     click.echo(f"{len(records)} results ({counts}); reports in {out_dir}/")
     if not finished:
@@ -140,6 +138,35 @@ def _execute(plan, out_dir: Path, prior: list[dict], progress: bool) -> int:
         return EXIT_INTERRUPTED
     if summary["exit_status"]:
         click.echo(f"discrepancies found: see {out_dir / 'report.md'}")
+    return summary["exit_status"]
+
+
+@cli.command("report")
+@click.argument("results_dir", type=click.Path(exists=True, file_okay=False))
+def report_cmd(results_dir) -> int:
+    """Re-render every report of RESULTS_DIR from its results.jsonl (and the run's context in summary.json)
+    without running anything. Exit status as for `run`: 1 when the results hold discrepancies."""
+    from reports.files import read_results
+    from reports.write_all import context_of, write_all
+
+    out_dir = Path(results_dir)
+    results = out_dir / "results.jsonl"
+    if not results.is_file():
+        raise click.UsageError(f"no results.jsonl in {results_dir}")
+    try:
+        records = read_results(results)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    context: dict = {}
+    if (out_dir / "summary.json").is_file():
+        try:
+            context = context_of(json.loads((out_dir / "summary.json").read_text(encoding="utf-8")))
+        except ValueError:
+            click.echo(f"{out_dir / 'summary.json'} is not valid JSON: rendering without the run's context", err=True)
+    else:
+        click.echo("no summary.json: rendering without the run's context (config, environment)", err=True)
+    summary = write_all(out_dir, records, context)
+    click.echo(f"{len(records)} results; reports rewritten in {out_dir}/")
     return summary["exit_status"]
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.dtypes import round_to, ulp
+from harness import error_model
+from harness.dtypes import info, round_to, ulp
+from harness.tolerances import PRESETS, allowed as allowed_by, default_table
 
 VERDICTS: tuple[str, ...] = ("pass", "fail", "nonfinite", "error", "crashed", "timeout", "skipped")
 BAD_VERDICTS = frozenset({"fail", "nonfinite", "error", "crashed", "timeout"})
@@ -31,10 +33,38 @@ def natural_scales(case, ref) -> tuple[np.ndarray, np.ndarray]:
     return loss_scale, grad_scale
 
 
+RTOL_GRID_EXPONENTS = range(15)  # atol_needed[i] is for rtol = 0 (i = 0), then u * 2**(i - 1)
+SAMPLE_SIZE = 32
+
+
+def rtol_grid(dtype: str) -> list[float]:
+    """The rtol values that `atol_needed` is measured at: 0, then u, 2u, 4u, ... 2**14 u."""
+    u = info(dtype).eps
+    return [0.0] + [u * 2.0 ** j for j in RTOL_GRID_EXPONENTS]
+
+
+def sample_positions(size: int) -> np.ndarray:
+    """Flat indices sampled for cross-backend comparison: the same for every backend of a case."""
+    return np.unique(np.linspace(0, size - 1, min(SAMPLE_SIZE, size)).round().astype(np.int64)) if size else \
+        np.zeros(0, dtype=np.int64)
+
+
+def _q(v: np.ndarray, q: float) -> float:
+    return float(np.quantile(v, q)) if v.size else 0.0
+
+
 def array_metrics(actual: np.ndarray, ref: np.ndarray, dtype: str, rtol: float, atol: float,
-                  scale: np.ndarray | float = 1.0) -> dict:
+                  scale: np.ndarray | float = 1.0, *, allowed: np.ndarray | None = None,
+                  natural: np.ndarray | float | None = None, others: dict | None = None) -> dict:
     """Error metrics of `actual` (any float dtype) against the high-precision `ref`; an element
-    is within tolerance when |actual - ref| <= rtol * |ref| + atol * scale."""
+    is within tolerance when |actual - ref| <= rtol * |ref| + atol * scale (or <= `allowed`,
+    when given).
+
+    Besides maxima, it stores what the reports need without the arrays: medians and 99th
+    percentiles of the absolute, relative and ULP errors, the smallest atol that would pass at each rtol
+    of `rtol_grid` (plain, unscaled convention), max(error / allowed) under each tolerance of
+    `others` (name -> allowed array) and a fixed sample of signed errors in ULPs of
+    max(|ref|, natural scale) for comparing backends with each other."""
     ref = np.asarray(ref)
     wp = np.longdouble if ref.dtype == np.longdouble else np.float64
     a = np.asarray(actual).astype(wp)
@@ -44,9 +74,12 @@ def array_metrics(actual: np.ndarray, ref: np.ndarray, dtype: str, rtol: float, 
     both_finite = np.isfinite(a) & np.isfinite(expected)
     same_nonfinite = (np.isnan(a64) & np.isnan(expected)) | (np.isinf(a64) & (a64 == expected))
     nonfinite_bad = ~both_finite & ~same_nonfinite
-    diff = np.abs(a - r)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        allowed = atol * np.asarray(scale, dtype=wp) + rtol * np.abs(r)
+    signed = a - r
+    diff = np.abs(signed)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if allowed is None:
+            allowed = atol * np.asarray(scale, dtype=wp) + rtol * np.abs(r)
+        allowed = np.broadcast_to(np.asarray(allowed, dtype=wp), r.shape)
         rel = np.where(r != 0, diff / np.abs(r), np.where(diff == 0, 0.0, np.inf))
         ulps = diff / ulp(r, dtype)
     diff, rel, ulps, allowed = (np.where(both_finite, v, 0) for v in (diff, rel, ulps, allowed))
@@ -59,6 +92,22 @@ def array_metrics(actual: np.ndarray, ref: np.ndarray, dtype: str, rtol: float, 
         "n_exceed": int(exceed.sum()),
         "n_nonfinite_mismatch": int(nonfinite_bad.sum()),
     }
+    fin_abs = diff[both_finite].astype(np.float64)
+    fin_rel, fin_ulp = rel[both_finite].astype(np.float64), ulps[both_finite].astype(np.float64)
+    out.update({"p50_abs": _q(fin_abs, 0.5), "p99_abs": _q(fin_abs, 0.99), "p50_rel": _q(fin_rel, 0.5), "p99_rel": _q(fin_rel, 0.99),
+                "p50_ulp": _q(fin_ulp, 0.5), "p99_ulp": _q(fin_ulp, 0.99)})
+    mag = np.where(both_finite, np.abs(r), 0).astype(np.float64)
+    d64 = diff.astype(np.float64)
+    out["atol_needed"] = [float(np.max(d64 - t * mag, initial=0.0)) for t in rtol_grid(dtype)]
+    if others:
+        out["excess"] = {name: _excess(d64, np.where(both_finite, np.broadcast_to(al, r.shape), 0))
+                         for name, al in others.items()}
+    nat = np.broadcast_to(np.asarray(1.0 if natural is None else natural, dtype=np.float64), r.shape)
+    pos = sample_positions(r.size)
+    unit = ulp(np.maximum(np.abs(r.astype(np.float64)), nat), dtype).ravel()[pos]
+    sample = (signed.astype(np.float64).ravel()[pos] / unit)
+    out["sample_ulp"] = [round(float(v), 4) if np.isfinite(v) and bf else None
+                         for v, bf in zip(sample, both_finite.ravel()[pos])]
     if r.size:
         # the worst element: furthest out of tolerance, else furthest from the reference
         score = np.where(nonfinite_bad, np.inf, np.where(allowed > 0, diff / np.where(allowed > 0, allowed, 1), diff))
@@ -68,7 +117,15 @@ def array_metrics(actual: np.ndarray, ref: np.ndarray, dtype: str, rtol: float, 
         out["worst_actual"] = _json_float(a64.ravel()[flat])
         out["worst_expected"] = _json_float(float(r.ravel()[flat]))
         out["worst_scale"] = float(np.broadcast_to(np.asarray(scale, dtype=np.float64), r.shape).ravel()[flat])
+        out["worst_allowed"] = float(allowed.ravel()[flat])
     return out
+
+
+def _excess(diff: np.ndarray, allowed: np.ndarray) -> float | str:
+    """max(diff / allowed): <= 1 passes. 0 / 0 counts as 0, d / 0 as inf."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(allowed > 0, diff / np.where(allowed > 0, allowed, 1), np.where(diff > 0, np.inf, 0.0))
+    return _json_float(float(ratio.max())) if ratio.size else 0.0
 
 
 def _json_float(v: float) -> float | str:
@@ -97,18 +154,36 @@ def compare(case, ref, loss: np.ndarray, grad: np.ndarray, loss_dtype: str | Non
     for what in ("loss", "grad"):
         if out[f"{what}_dtype"] != case.dtype:
             reasons.append(f"{what} computed in {out[what + '_dtype']}, requested {case.dtype}")
-    scales = natural_scales(case, ref) if tolerances.scaled else (1.0, 1.0)
+    scales = natural_scales(case, ref)
+    d = info(case.dtype)
+    tiny = 2.0 ** d.min_exp  # smallest normal: XLA and TF flush subnormals to zero on CPU
+    model = error_model.bounds(case, ref.logits, ref.q, d.eps, tiny) if ref.logits is not None else None
     nonfinite = False
-    for what, label, actual, expected, scale in (("loss", "loss", loss, ref.loss, scales[0]),
-                                                 ("grad", "gradient", grad, ref.grad, scales[1])):
+    for i, (what, label, actual, expected) in enumerate((("loss", "loss", loss, ref.loss),
+                                                         ("grad", "gradient", grad, ref.grad))):
         rtol, atol = tolerances.get(case.dtype, what)
-        m = out[what] = array_metrics(actual, expected, case.dtype, rtol, atol, scale)
+        bound = None if model is None else model[i]
+        others = {}
+        for name, p in PRESETS.items():
+            if p["kind"] == "model" and bound is None:
+                continue
+            o_rtol, o_atol = default_table(name, case.dtype, what)
+            others[name] = allowed_by(p["kind"], o_rtol, o_atol, np.asarray(expected, dtype=np.float64),
+                                      scales[i], bound)
+        if tolerances.kind == "model" and bound is None:
+            raise ValueError("the model tolerance needs the reference's logits and labels")
+        mine = allowed_by(tolerances.kind, rtol, atol, np.asarray(expected), scales[i], bound)
+        scale = scales[i] if tolerances.scaled else 1.0
+        m = out[what] = array_metrics(actual, expected, case.dtype, rtol, atol, scale, allowed=mine,
+                                      natural=scales[i], others=others)
         if m["n_nonfinite_mismatch"]:
             nonfinite = True
             reasons.append(f"{label}: {m['n_nonfinite_mismatch']} / {m['size']} NaN/inf where the reference "
                            f"differs, e.g. {m['worst_actual']} vs {m['worst_expected']} at index {m['worst_index']}")
         elif m["n_exceed"]:
             scale_note = f" x scale {m['worst_scale']:.3g}" if tolerances.scaled else ""
+            if tolerances.kind == "model":
+                scale_note = f"; error-model bound {m['worst_allowed']:.3g}"
             reasons.append(
                 f"{label}: {m['n_exceed']} / {m['size']} out of tolerance; greatest absolute difference "
                 f"{m['abs_err']:.3g}, relative {m['rel_err']:.3g}, {m['ulp_err']:.3g} ULP; worst at index "

@@ -31,6 +31,8 @@ class Reference:
     precision: str  # working precision used, e.g. "float64"
     row_loss: np.ndarray  # (N,) unreduced per-row losses, float64
     label_sum: np.ndarray  # (N,) sum of each row's label weights, float64
+    logits: np.ndarray | None = None  # (N, K) the case's logits in float64 (for the error model)
+    q: np.ndarray | None = None  # (N, K) label weights in float64 (one-hot for index labels)
 
 
 def label_matrix(case: Case, inputs: Inputs, wp: type) -> np.ndarray:
@@ -107,8 +109,10 @@ def reference(case: Case, inputs: Inputs) -> Reference:
                                              to_mp(label_matrix(case, inputs, np.float64)))
             loss, grad = reduce(case, rows, grad)
             f64 = lambda a: np.asarray(a, dtype=object).astype(np.float64)
-            return Reference(f64(loss), f64(grad), prec, f64(rows), f64(big_q))
+            return Reference(f64(loss), f64(grad), prec, f64(rows), f64(big_q),
+                             inputs.logits.astype(np.float64), label_matrix(case, inputs, np.float64))
     wp = np.longdouble if prec == "longdouble" else np.float64
     rows, grad, big_q = softmax_xent(inputs.logits.astype(wp), label_matrix(case, inputs, wp))
     loss, grad = reduce(case, rows, grad)
-    return Reference(np.asarray(loss), grad, prec, rows.astype(np.float64), big_q.astype(np.float64))
+    return Reference(np.asarray(loss), grad, prec, rows.astype(np.float64), big_q.astype(np.float64),
+                     inputs.logits.astype(np.float64), label_matrix(case, inputs, np.float64))

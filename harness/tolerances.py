@@ -9,6 +9,11 @@ losses (summed over rows for sum and mean). Any implementation in a dtype must r
 that scale before p * sum(q) - q cancels, and lse and the target logit before their difference,
 so errors of a few units of roundoff u of that scale are inherent; a fixed atol is either far too
 loose for a mean over many rows or raises false alarms on sums. The preset allows 8 u.
+
+The "model" preset derives each element's bound from the dtype's unit roundoff, the number of
+classes, the logits' spread below the row maximum and the reduction's denominator
+(harness.error_model, docs/tolerance-model.md); its rtol/atol (0 unless overridden) are added
+on top. "tensorflow" is tf.test.TestCase.assertAllCloseAccordingToType's defaults.
 """
 
 from __future__ import annotations
@@ -27,24 +32,41 @@ def _units(n: float) -> dict[str, tuple[float, float]]:
 _TORCH = {"float16": (1e-3, 1e-5), "bfloat16": (1.6e-2, 1e-5), "float32": (1.3e-6, 1e-5), "float64": (1e-7, 1e-7)}
 _JAX_LOSS = {"float16": 1e-3, "bfloat16": 1e-2, "float32": 1e-6, "float64": 1e-15}
 _JAX_GRAD = {"float16": 1e-2, "bfloat16": 1e-1, "float32": 2e-3, "float64": 1e-5}
+_TF = {"float16": 1e-3, "bfloat16": 1e-2, "float32": 1e-6, "float64": 1e-6}
 
 PRESETS: dict[str, dict] = {
     "xentcheck": {
+        "kind": "scaled",
         "scaled": True,
         "origin": "xentcheck default: 8 units of roundoff of the dtype, atol relative to the output's natural scale",
         "loss": _units(8), "grad": _units(8),
     },
     "torch": {
+        "kind": "table",
         "scaled": False,
         "origin": "torch.testing.assert_close defaults",
         "loss": dict(_TORCH), "grad": dict(_TORCH),
     },
     "jax": {
+        "kind": "table",
         "scaled": False,
         "origin": "jax public_test_util: default_tolerance (loss), default_gradient_tolerance (gradient); atol = rtol",
         "loss": {d: (v, v) for d, v in _JAX_LOSS.items()}, "grad": {d: (v, v) for d, v in _JAX_GRAD.items()},
     },
+    "tensorflow": {
+        "kind": "table",
+        "scaled": False,
+        "origin": "tf.test.TestCase.assertAllCloseAccordingToType defaults (rtol = atol)",
+        "loss": {d: (v, v) for d, v in _TF.items()}, "grad": {d: (v, v) for d, v in _TF.items()},
+    },
+    "model": {
+        "kind": "model",
+        "scaled": False,
+        "origin": "error model: bound from unit roundoff, K, logit spread and denominator (docs/tolerance-model.md)",
+        "loss": {d: (0.0, 0.0) for d in DTYPE_NAMES}, "grad": {d: (0.0, 0.0) for d in DTYPE_NAMES},
+    },
 }
+PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
 DEFAULT_PRESET = "xentcheck"
 
 
@@ -67,6 +89,10 @@ class Tolerances:
     def scaled(self) -> bool:
         return PRESETS[self.preset]["scaled"]
 
+    @property
+    def kind(self) -> str:
+        return PRESETS[self.preset]["kind"]
+
     def get(self, dtype: str, output: str) -> tuple[float, float]:
         rtol, atol = self.table[output][dtype]
         return rtol, atol
@@ -80,10 +106,28 @@ class Tolerances:
             self.origin[dtype] = f"{PRESETS[self.preset]['origin']}; overridden on the command line"
 
     def as_dict(self) -> dict:
-        return {"preset": self.preset, "scaled": self.scaled,
+        return {"preset": self.preset, "scaled": self.scaled, "kind": self.kind,
                 "dtypes": {d: {"loss": {"rtol": self.table["loss"][d][0], "atol": self.table["loss"][d][1]},
                                "grad": {"rtol": self.table["grad"][d][0], "atol": self.table["grad"][d][1]},
                                "origin": self.origin[d]} for d in DTYPE_NAMES}}
+
+
+def default_table(preset: str, dtype: str, output: str) -> tuple[float, float]:
+    """(rtol, atol) of a preset as published, without command-line overrides."""
+    rtol, atol = PRESETS[preset][output][dtype]
+    return rtol, atol
+
+
+def allowed(kind: str, rtol: float, atol: float, ref, natural_scale, model_bound):
+    """Per-element allowed |actual - reference| under a preset of `kind` (arrays broadcast)."""
+    import numpy as np
+
+    mag = np.abs(ref)
+    if kind == "scaled":
+        return atol * np.asarray(natural_scale, dtype=mag.dtype) + rtol * mag
+    if kind == "model":
+        return np.asarray(model_bound, dtype=mag.dtype) + rtol * mag + atol
+    return atol + rtol * mag
 
 
 def _number(text: str, what: str) -> float:

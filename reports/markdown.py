@@ -43,6 +43,8 @@ def render(summary: dict, records: list[dict]) -> str:
               f"Seed {esc(cfg.get('seed'))}, device {esc(cfg.get('device'))}, "
               f"{esc(cfg.get('n_cases'))} cases, backends {esc(', '.join(cfg.get('backends', [])))}.", ""]
 
+    lines += ["Also in this folder: report.html (plots, discrepancy matrix), junit.xml (CI), tolerance.md "
+              "(observed errors and recommended tolerances); docs/reports.md explains them.", ""]
     lines += ["## Pass rates per backend and dtype", "",
               "Cell: passed / ran (+ skipped). A backend fails a result when any loss or gradient element is "
               "out of tolerance, NaN/inf where the reference is finite (or the reverse), of the wrong shape "

@@ -64,6 +64,11 @@ def exit_status(records: list[dict]) -> int:
     return 1 if bad else 0
 
 
+# what build() computes from the records; everything else in a summary is the run's context
+DERIVED_KEYS = frozenset({"results", "counts", "exit_status", "pass_rates", "worst_loss", "worst_grad",
+                          "property_counts", "property_findings", "inputs_modified"})
+
+
 def build(records: list[dict], context: dict) -> dict:
     counts = Counter(r["verdict"] for r in records)
     return {

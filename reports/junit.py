@@ -1,0 +1,95 @@
+"""junit.xml: one testcase per (case, backend, implementation, mode, dtype) for CI dashboards.
+
+Suites are backends; a testcase's classname is xentcheck.BACKEND.IMPL.MODE.DTYPE (dots only
+between parts, so dashboards group by backend, then dtype) and its name is the case id.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+
+_NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_NOT_NAME = re.compile(r"[^A-Za-z0-9_+-]+")
+_FAILURES = {"fail", "nonfinite"}
+_ERRORS = {"error", "crashed", "timeout"}
+
+
+def clean(text: object) -> str:
+    """Text XML 1.0 can hold (control characters dropped); ElementTree escapes the rest."""
+    return _NOT_XML.sub("", str(text))
+
+
+def _part(text: str) -> str:
+    return _NOT_NAME.sub("_", text).strip("_") or "_"
+
+
+def classname(r: dict) -> str:
+    return ".".join(["xentcheck", *(_part(r.get(k, "")) for k in ("backend", "impl", "mode", "dtype"))])
+
+
+def repro(r: dict, spec: str | None = None, preset: str | None = None) -> str:
+    """The command that reruns just this result."""
+    where = f"--backend-file {spec[len('file:'):]}" if spec and spec.startswith("file:") else f"--backends {r['backend']}"
+    tol = f" --tolerances {preset}" if preset and preset != "xentcheck" else ""
+    return f"xentcheck run {where} --case {r['case_id']} --seed {r.get('seed', 0)}{tol}"
+
+
+def failure_message(r: dict) -> str:
+    """'loss: greatest absolute / relative / ULP difference A / R / U at index I (x vs y), allowed T; ...'"""
+    parts = []
+    for what, label in (("loss", "loss"), ("grad", "gradient")):
+        m = r.get(what)
+        if not m:
+            continue
+        if m.get("n_nonfinite_mismatch"):
+            parts.append(f"{label}: {m['n_nonfinite_mismatch']} / {m['size']} NaN/inf where the reference differs, "
+                         f"e.g. {m.get('worst_actual')} vs {m.get('worst_expected')} at index {m.get('worst_index')}")
+        elif m.get("n_exceed"):
+            parts.append(f"{label}: greatest absolute / relative / ULP difference {m['abs_err']:.3g} / "
+                         f"{m['rel_err']:.3g} / {m['ulp_err']:.3g} at index {m.get('worst_index')} "
+                         f"({m.get('worst_actual')} vs {m.get('worst_expected')}), allowed "
+                         f"{m.get('worst_allowed', float('nan')):.3g}; {m['n_exceed']} / {m['size']} elements out")
+    return "; ".join(parts) or "; ".join(r.get("reasons", [])) or r["verdict"]
+
+
+def render(records: list[dict], summary: dict) -> str:
+    specs = {b.get("name"): b.get("spec") for b in summary.get("backends", []) if isinstance(b, dict)}
+    preset = summary.get("tolerances", {}).get("preset")
+    suites: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        suites[r["backend"]].append(r)
+    root = ET.Element("testsuites", name="xentcheck")
+    totals = defaultdict(int)
+    for backend, recs in suites.items():
+        suite = ET.SubElement(root, "testsuite", name=clean(f"xentcheck.{backend}"))
+        counts = defaultdict(int)
+        seconds = 0.0
+        for r in recs:
+            t = (r.get("timing") or {}).get("compute_seconds", 0.0) or 0.0
+            seconds += t
+            tc = ET.SubElement(suite, "testcase", classname=clean(classname(r)), name=clean(r["case_id"]),
+                               time=f"{t:.6f}")
+            v = r["verdict"]
+            detail = "\n".join([*r.get("reasons", []), f"repro: {repro(r, specs.get(r['backend']), preset)}"])
+            if v in _FAILURES:
+                counts["failures"] += 1
+                el = ET.SubElement(tc, "failure", message=clean(failure_message(r)), type=v)
+                el.text = clean(detail)
+            elif v in _ERRORS:
+                counts["errors"] += 1
+                el = ET.SubElement(tc, "error", message=clean("; ".join(r.get("reasons", [])) or v), type=v)
+                el.text = clean("\n".join(filter(None, [detail, r.get("traceback", "")])))
+            elif v == "skipped":
+                counts["skipped"] += 1
+                ET.SubElement(tc, "skipped", message=clean("; ".join(r.get("reasons", []))))
+        counts["tests"] = len(recs)
+        for k in ("tests", "failures", "errors", "skipped"):
+            suite.set(k, str(counts[k]))
+            totals[k] += counts[k]
+        suite.set("time", f"{seconds:.6f}")
+    for k in ("tests", "failures", "errors", "skipped"):
+        root.set(k, str(totals[k]))
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

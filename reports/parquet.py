@@ -1,0 +1,42 @@
+"""results.parquet: the flat table of results.csv as typed columns (pandas + pyarrow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def frame(records: list[dict]):
+    """One row per result; nested metrics become columns like grad.rel_err, lists JSON text."""
+    import pandas as pd
+
+    from reports.csv import _flatten
+
+    rows = []
+    for r in records:
+        flat = {}
+        for k, v in _flatten(r).items():
+            # a column must hold one type: lists and the 'inf'/'nan' strings of worst_* as JSON text
+            flat[k] = json.dumps(v) if isinstance(v, (list, dict)) else v
+        rows.append(flat)
+    df = pd.DataFrame(rows)
+    for col in df.columns:
+        if df[col].dtype == object and df[col].map(lambda v: isinstance(v, str)).any():
+            df[col] = df[col].map(lambda v: None if v is None or (isinstance(v, float) and v != v) else str(v))
+    return df
+
+
+def write(records: list[dict], path: Path) -> None:
+    """Write atomically: a temporary file beside `path`, then rename."""
+    import os
+    import tempfile
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        frame(records).to_parquet(tmp, engine="pyarrow", index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

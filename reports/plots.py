@@ -1,0 +1,204 @@
+"""The HTML report's figures, drawn with matplotlib (Agg) and embedded as base64 PNG data URIs.
+
+Each function returns {"title", "caption", "src"} or None when the run has no data for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections import defaultdict
+
+from harness.cases import SCALES
+from harness.dtypes import DTYPE_NAMES
+from reports.blame import OUTPUTS, scaled_error
+
+FLOOR = 1e-3  # errors of exactly 0 drawn here on log axes
+TITLES = {"loss": "loss", "grad": "gradient"}
+
+
+def NullFormatter():
+    from matplotlib.ticker import NullFormatter as F
+    return F()
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "figure.dpi": 100})
+    return plt
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    _plt().close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _dtypes(records: list[dict]) -> list[str]:
+    return [d for d in DTYPE_NAMES if any(r["dtype"] == d for r in records)]
+
+
+def _safe(text: str) -> str:
+    """Backend names as literal text: '$' would start matplotlib mathtext."""
+    return str(text).replace("$", r"\$")
+
+
+def _label(r: dict) -> str:
+    return _safe(r["backend"])
+
+
+def error_vs_scale(records: list[dict]) -> dict | None:
+    """Scaled error of loss and gradient against the logits' scale, one panel per dtype."""
+    rows = [r for r in records if r["family"].startswith("scale") and r.get("grad")]
+    if not rows:
+        return None
+    plt = _plt()
+    dts = _dtypes(rows)
+    fig, axes = plt.subplots(2, len(dts), figsize=(3.2 * len(dts) + 1, 5.6), squeeze=False, sharex=True)
+    backends = sorted({_label(r) for r in rows})
+    for col, d in enumerate(dts):
+        for row, what in enumerate(OUTPUTS):
+            ax = axes[row][col]
+            for b in backends:
+                pts = defaultdict(list)
+                for r in rows:
+                    if r["dtype"] == d and _label(r) == b and r.get(what):
+                        e = scaled_error(r[what])
+                        if e is not None:
+                            pts[float(r["family"][len("scale"):])].append(max(e, FLOOR))
+                if pts:
+                    xs = sorted(pts)
+                    ax.plot(xs, [max(pts[x]) for x in xs], marker="o", ms=3, label=b)
+            ax.axhline(8, color="grey", ls="--", lw=0.8)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.set_title(f"{d} {TITLES[what]}")
+            if col == 0:
+                ax.set_ylabel("max error / (u (scale + |ref|))")
+            if row == 1:
+                ax.set_xlabel("logit scale s (uniform in [-s, s])")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="upper center", ncol=len(labels), bbox_to_anchor=(0.5, 1.04))
+    fig.tight_layout()
+    return {"title": "Error against logit scale", "src": _png(fig),
+            "caption": "Largest error over each scale family's results, in units of roundoff u of the "
+                       "output's natural scale plus its magnitude. The dashed line is the default tolerance "
+                       f"(8 u). Families: scale{', scale'.join(SCALES)}; errors of 0 are drawn at {FLOOR:g}."}
+
+
+def ulp_histograms(records: list[dict]) -> dict | None:
+    """Histograms of sampled per-element errors, per backend (rows) and dtype (columns)."""
+    import numpy as np
+
+    rows = [r for r in records if r.get("grad")]
+    if not rows:
+        return None
+    plt = _plt()
+    dts = _dtypes(rows)
+    backends = sorted({_label(r) for r in rows})
+    fig, axes = plt.subplots(len(backends), len(dts), figsize=(3.0 * len(dts) + 1, 1.9 * len(backends) + 0.8),
+                             squeeze=False, sharex=True)
+    bins = np.logspace(-3, 6, 37)
+    for i, b in enumerate(backends):
+        for j, d in enumerate(dts):
+            ax = axes[i][j]
+            zeros = []
+            for what, color in zip(OUTPUTS, ("tab:orange", "tab:blue")):
+                every = [abs(v) for r in rows if _label(r) == b and r["dtype"] == d and r.get(what)
+                         for v in r[what].get("sample_ulp", []) if v is not None]
+                vals = [v for v in every if v > 0]
+                if every:
+                    zeros.append(f"{TITLES[what]} {100 * (len(every) - len(vals)) / len(every):.0f}%")
+                if vals:
+                    ax.hist(np.clip(vals, bins[0], bins[-1]), bins=bins, color=color, alpha=0.6, label=TITLES[what])
+            if zeros:
+                ax.text(0.98, 0.95, "exact: " + ", ".join(zeros), transform=ax.transAxes, ha="right", va="top",
+                        fontsize=7, color="#444")
+            ax.set_xscale("log")
+            ax.axvline(8, color="grey", ls="--", lw=0.8)
+            if i == 0:
+                ax.set_title(d)
+            if j == 0:
+                ax.set_ylabel(b)
+            if i == len(backends) - 1:
+                ax.set_xlabel("|error| in ULP")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="upper center", ncol=2, bbox_to_anchor=(0.5, 1.03))
+    fig.tight_layout()
+    return {"title": "ULP error histograms", "src": _png(fig),
+            "caption": "Per-element errors on the sampled elements (up to 32 per output and result, the same "
+                       "positions for every backend), in ULPs of the tested dtype at max(|reference|, natural "
+                       f"scale). Exact elements are left out and their share printed in each panel; errors below "
+                       f"{FLOOR:g} ULP are counted in the first bin; the dashed line is 8 ULP."}
+
+
+def blame_heatmaps(matrix: dict) -> dict | None:
+    import numpy as np
+
+    names = [_safe(n) for n in matrix["backends"]]
+    keys = matrix["backends"]
+    if len(names) < 1:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(5.2 * 2, 0.75 * len(names) + 2.4), squeeze=False)
+    for ax, what in zip(axes[0], OUTPUTS):
+        o = matrix["outputs"][what]
+        grid = np.full((len(names), len(names)), np.nan)
+        text = [["" for _ in names] for _ in names]
+        for i, a in enumerate(keys):
+            for j, b in enumerate(keys):
+                cell = o["reference_sampled"][a] if a == b else o["pairs"].get(a, {}).get(b)
+                if cell and cell.get("mean") is not None:
+                    grid[i, j] = max(cell["mean"], FLOOR)
+                    text[i][j] = f"{cell['mean']:.2g}\n({cell['max']:.2g})"
+        im = ax.imshow(np.log10(grid), cmap="magma_r", vmin=-3, vmax=max(1.0, np.nanmax(np.log10(grid)) if
+                                                                         np.isfinite(grid).any() else 1.0))
+        for i in range(len(names)):
+            for j in range(len(names)):
+                if text[i][j]:
+                    ax.text(j, i, text[i][j], ha="center", va="center", fontsize=8,
+                            color="white" if grid[i, j] > 10 else "black")
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+        ax.set_yticks(range(len(names)), names)
+        blame = o.get("blame")
+        ax.set_title(f"{TITLES[what]}: furthest from reference = {_safe(blame)}")
+        fig.colorbar(im, ax=ax, label="log10 mean |difference| (ULP)", shrink=0.8)
+    fig.tight_layout()
+    return {"title": "Discrepancy matrix", "src": _png(fig),
+            "caption": "Off the diagonal: mean (max) |a - b| between two backends on the sampled elements (up to 32 "
+                       "per output and result, the same positions for both) of the cases both computed, in ULPs of "
+                       "the dtype at max(|reference|, natural scale). Diagonal: mean (max) |backend - reference| on "
+                       "the same elements. The backend named in each title is the furthest from the reference over "
+                       "every element (mean over results of the largest error in u of the scale)."}
+
+
+def timings(records: list[dict]) -> dict | None:
+    rows = [r for r in records if (r.get("timing") or {}).get("compute_seconds")]
+    if not rows:
+        return None
+    plt = _plt()
+    dts = _dtypes(rows)
+    fig, axes = plt.subplots(1, len(dts), figsize=(3.2 * len(dts) + 1, 3.2), squeeze=False, sharey=True)
+    for ax, d in zip(axes[0], dts):
+        for b in sorted({_label(r) for r in rows}):
+            pts = [(r["n"] * r["k"], r["timing"]["compute_seconds"]) for r in rows if r["dtype"] == d and _label(r) == b]
+            if pts:
+                ax.scatter(*zip(*pts), s=10, label=b, alpha=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(d)
+        ax.set_xlabel("elements N x K")
+    axes[0][0].set_ylabel("compute seconds")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="upper center", ncol=len(labels), bbox_to_anchor=(0.5, 1.08))
+    fig.tight_layout()
+    return {"title": "Timings", "src": _png(fig),
+            "caption": "Seconds spent in each backend's compute call (forward and backward, first call included, "
+                       "so framework warm-up and compilation show up on the first case of each shape)."}

@@ -1,0 +1,37 @@
+"""Every report of a results folder from its records and the run's context, for `run` and `report`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from reports import blame, csv as csv_report, html, junit, markdown, parquet, summary as summary_report, tolerance
+from reports.files import write_atomic
+
+# keys of summary.json that summary.build derives from the records; the rest is the run's context
+FILES = ("summary.json", "report.md", "results.csv", "report.html", "junit.xml", "tolerance.md", "tolerance.json",
+         "discrepancy.json", "results.parquet")
+
+
+def context_of(summary: dict) -> dict:
+    """The run's context (config, environment, backends, tolerances...) from a summary.json."""
+    return {k: v for k, v in summary.items() if k not in summary_report.DERIVED_KEYS}
+
+
+def write_all(out_dir: Path, records: list[dict], context: dict) -> dict:
+    """Write every report into `out_dir`; returns the summary."""
+    out_dir = Path(out_dir)
+    summary = summary_report.build(records, context)
+    tol_report = tolerance.build(records)
+    matrix = blame.build(records)
+    write_atomic(out_dir / "summary.json", summary_report.render(summary))
+    write_atomic(out_dir / "report.md", markdown.render(summary, records))
+    write_atomic(out_dir / "results.csv", csv_report.render(records))
+    write_atomic(out_dir / "junit.xml", junit.render(records, summary))
+    write_atomic(out_dir / "tolerance.json", tolerance.render_json(tol_report))
+    write_atomic(out_dir / "discrepancy.json", json.dumps(matrix, indent=2) + "\n")
+    write_atomic(out_dir / "tolerance.md", tolerance.render_md(tol_report))
+    write_atomic(out_dir / "report.html", html.render(summary, records, tol_report, matrix))
+    if records:
+        parquet.write(records, out_dir / "results.parquet")
+    return summary
