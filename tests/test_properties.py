@@ -38,5 +38,6 @@ def test_correct_variant_passes_every_property(records, mode):
         props = _props(records, "correct", mode, case)
         bad = {k: v for k, v in props.items() if v["verdict"] not in ("pass", "skipped")}
         assert not bad, (case, bad)
-        assert props["second_order"]["verdict"] == "pass" and props["forward_vs_reverse"]["verdict"] == "pass"
+        autodiff = "pass" if mode == "eager" else "skipped"  # eager autodiff, checked once
+        assert props["second_order"]["verdict"] == autodiff and props["forward_vs_reverse"]["verdict"] == autodiff
         assert props["shift_invariance"]["verdict"] == "pass"
