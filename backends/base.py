@@ -40,6 +40,8 @@ class Variant:
     documented: str = ""  # a documented deviation from the canonical math, if any
     default: bool = True  # run in the default suite (else only when asked for, or in --suite full)
     opt_in: bool = False  # run only when its mode is named explicitly (slow or fragile here)
+    options: tuple[str, ...] = ()  # case options it takes: "w", "ign", "allign", "ls" ("oor" goes to every index API)
+    semantics: str = "plain"  # how the reference reads the options: "plain", "torch" or "keras"
 
 
 @dataclass
@@ -60,6 +62,8 @@ class Backend:
     mode: str = "eager"
     dtypes: tuple[str, ...] = ALL_DTYPES
     label_forms: tuple[str, ...] = ("index", "onehot", "soft")
+    options: tuple[str, ...] = ()  # case options a single-variant plugin takes (see Variant)
+    semantics: str = "plain"
 
     def load(self) -> None:
         """Import the framework and configure it. Raise ImportError when it is missing."""
@@ -97,7 +101,8 @@ class Backend:
 
     def variants(self) -> list[Variant]:
         """The implementations x modes this backend can run; class-level data, no framework needed."""
-        return [Variant(self.impl, self.mode, tuple(self.label_forms))]
+        return [Variant(self.impl, self.mode, tuple(self.label_forms), options=tuple(self.options),
+                        semantics=self.semantics)]
 
     def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
         return self.compute(case, inputs, device)

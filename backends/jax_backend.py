@@ -11,11 +11,11 @@ import numpy as np
 from backends.base import Backend, Output, Variant
 from harness.cases import Case, Inputs
 
-_IMPLS = (
-    ("optax_sce_int", ("index",), "optax.softmax_cross_entropy_with_integer_labels", True),
-    ("optax_sce", ("onehot", "soft"), "optax.softmax_cross_entropy", True),
-    ("optax_safe_sce", ("onehot", "soft"), "optax.safe_softmax_cross_entropy", False),
-    ("log_softmax", ("index", "onehot", "soft"), "-sum(labels * jax.nn.log_softmax(x))", False),
+_IMPLS = (  # name, label forms, call, in the default suite, options (label smoothing via optax.smooth_labels)
+    ("optax_sce_int", ("index",), "optax.softmax_cross_entropy_with_integer_labels", True, ()),
+    ("optax_sce", ("onehot", "soft"), "optax.softmax_cross_entropy", True, ("ls",)),
+    ("optax_safe_sce", ("onehot", "soft"), "optax.safe_softmax_cross_entropy", False, ("ls",)),
+    ("log_softmax", ("index", "onehot", "soft"), "-sum(labels * jax.nn.log_softmax(x))", False, ()),
 )
 
 
@@ -26,8 +26,8 @@ class JaxBackend(Backend):
     float64_hint = "set JAX_ENABLE_X64=1 or jax.config.update('jax_enable_x64', True) for float64"
 
     def variants(self) -> list[Variant]:
-        return [Variant(i, m, lf, api if m == "eager" else f"jax.jit({api})", default=d and m == "eager")
-                for m in ("eager", "jit") for i, lf, api, d in _IMPLS]
+        return [Variant(i, m, lf, api if m == "eager" else f"jax.jit({api})", default=d and m == "eager", options=o)
+                for m in ("eager", "jit") for i, lf, api, d, o in _IMPLS]
 
     def load(self) -> None:
         import jax
@@ -46,7 +46,7 @@ class JaxBackend(Backend):
         return {"jax_enable_x64": bool(self.jax.config.jax_enable_x64),
                 "default_backend": self.jax.default_backend(), "optax": version("optax")}
 
-    def _loss(self, impl: str, labels_form: str, reduction: str):
+    def _loss(self, impl: str, labels_form: str, reduction: str, smoothing: float = 0.0):
         jnp, optax, jax = self.jnp, self.optax, self.jax
         if impl == "optax_sce_int":
             rows = optax.softmax_cross_entropy_with_integer_labels
@@ -61,14 +61,16 @@ class JaxBackend(Backend):
             def rows(x, q):
                 return -jnp.sum(q * jax.nn.log_softmax(x, axis=-1), axis=-1)
         reduce = {"mean": jnp.mean, "sum": jnp.sum, "none": lambda r: r}[reduction]
+        if smoothing:
+            return lambda x, labels: reduce(rows(x, optax.smooth_labels(labels, smoothing)))
         return lambda x, labels: reduce(rows(x, labels))
 
-    def _value_and_grad(self, variant: Variant, case: Case):
+    def _value_and_grad(self, variant: Variant, case: Case, smoothing: float = 0.0):
         jax, jnp = self.jax, self.jnp
-        key = (variant.impl, case.labels, case.reduction, variant.mode)
+        key = (variant.impl, case.labels, case.reduction, variant.mode, smoothing)
         if key in self._jitted:
             return self._jitted[key]
-        loss_fn = self._loss(variant.impl, case.labels, case.reduction)
+        loss_fn = self._loss(variant.impl, case.labels, case.reduction, smoothing)
 
         def f(x, labels):
             loss, pullback = jax.vjp(lambda v: loss_fn(v, labels), x)
@@ -83,7 +85,8 @@ class JaxBackend(Backend):
         return self.jax.device_put(self.jnp.asarray(a), dev)
 
     def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
-        loss, grad = self._value_and_grad(variant, case)(self._put(inputs.logits, device), self._put(inputs.labels, device))
+        loss, grad = self._value_and_grad(variant, case, inputs.smoothing)(self._put(inputs.logits, device),
+                                                                          self._put(inputs.labels, device))
         grad.block_until_ready()
         return Output(loss=np.asarray(loss), grad=np.asarray(grad), loss_dtype=loss.dtype.name, grad_dtype=grad.dtype.name)
 
@@ -92,7 +95,7 @@ class JaxBackend(Backend):
         return self.run_variant(v, case, inputs, device)
 
     def jvp(self, variant, case, inputs, device, tangent):
-        loss_fn = self._loss(variant.impl, case.labels, case.reduction)
+        loss_fn = self._loss(variant.impl, case.labels, case.reduction, inputs.smoothing)
         labels = self._put(inputs.labels, device)
         x = self._put(inputs.logits, device)
         _, out = self.jax.jvp(lambda v: loss_fn(v, labels), (x,), (self._put(tangent.astype(inputs.logits.dtype), device),))
@@ -100,7 +103,7 @@ class JaxBackend(Backend):
 
     def hvp(self, variant, case, inputs, device, vector):
         jax, jnp = self.jax, self.jnp
-        loss_fn = self._loss(variant.impl, case.labels, case.reduction)
+        loss_fn = self._loss(variant.impl, case.labels, case.reduction, inputs.smoothing)
         labels = self._put(inputs.labels, device)
         v = self._put(vector.astype(inputs.logits.dtype), device)
         grad = jax.grad(lambda x: jnp.sum(loss_fn(x, labels)))

@@ -11,14 +11,16 @@ import os
 import numpy as np
 
 from backends.base import Backend, Output, Variant
-from harness.cases import Case, Inputs
+from harness.cases import IGNORE_INDEX, Case, Inputs
 
 _DENSE_DOC = "labels must be a valid probability distribution (tf.nn.softmax_cross_entropy_with_logits)"
-_IMPLS = (
-    ("sparse_softmax_ce", ("index",), "tf.nn.sparse_softmax_cross_entropy_with_logits", True, ""),
-    ("softmax_ce", ("onehot", "soft"), "tf.nn.softmax_cross_entropy_with_logits", True, _DENSE_DOC),
-    ("keras_sparse_cce", ("index",), "keras.losses.SparseCategoricalCrossentropy(from_logits=True)", False, ""),
-    ("keras_cce", ("onehot", "soft"), "keras.losses.CategoricalCrossentropy(from_logits=True)", False, ""),
+_IMPLS = (  # name, label forms, call, in the default suite, documented deviation, options, semantics
+    ("sparse_softmax_ce", ("index",), "tf.nn.sparse_softmax_cross_entropy_with_logits", True, "", (), "plain"),
+    ("softmax_ce", ("onehot", "soft"), "tf.nn.softmax_cross_entropy_with_logits", True, _DENSE_DOC, (), "plain"),
+    ("keras_sparse_cce", ("index",), "keras.losses.SparseCategoricalCrossentropy(from_logits=True)", False, "",
+     ("ign", "allign"), "keras"),
+    ("keras_cce", ("onehot", "soft"), "keras.losses.CategoricalCrossentropy(from_logits=True)", False, "",
+     ("ls",), "keras"),
 )
 _MODES = ("eager", "function", "xla")
 _KERAS_REDUCTION = {"mean": "sum_over_batch_size", "sum": "sum", "none": None}
@@ -32,8 +34,8 @@ class TensorflowBackend(Backend):
 
     def variants(self) -> list[Variant]:
         return [Variant(i, m, lf, api if m == "eager" else f"tf.function({api}{', jit_compile=True' if m == 'xla' else ''})",
-                        documented=doc, default=d and m == "eager")
-                for m in _MODES for i, lf, api, d, doc in _IMPLS]
+                        documented=doc, default=d and m == "eager", options=o, semantics=sem)
+                for m in _MODES for i, lf, api, d, doc, o, sem in _IMPLS]
 
     def load(self) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -55,21 +57,25 @@ class TensorflowBackend(Backend):
                 "tf32": tf.config.experimental.tensor_float_32_execution_enabled(),
                 "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(default)")}
 
-    def _loss(self, impl: str, reduction: str):
+    def _loss(self, impl: str, reduction: str, smoothing: float = 0.0, ignore: bool = False):
         tf = self.tf
         if impl.startswith("keras"):
             import keras
-            cls = keras.losses.SparseCategoricalCrossentropy if impl == "keras_sparse_cce" else keras.losses.CategoricalCrossentropy
-            obj = cls(from_logits=True, reduction=_KERAS_REDUCTION[reduction])
+            if impl == "keras_sparse_cce":
+                obj = keras.losses.SparseCategoricalCrossentropy(
+                    from_logits=True, reduction=_KERAS_REDUCTION[reduction], ignore_class=IGNORE_INDEX if ignore else None)
+            else:
+                obj = keras.losses.CategoricalCrossentropy(from_logits=True, reduction=_KERAS_REDUCTION[reduction],
+                                                           label_smoothing=smoothing)
             return lambda x, labels: obj(labels, x)
         op = tf.nn.sparse_softmax_cross_entropy_with_logits if impl == "sparse_softmax_ce" else tf.nn.softmax_cross_entropy_with_logits
         reduce = {"mean": tf.reduce_mean, "sum": tf.reduce_sum, "none": lambda r: r}[reduction]
         return lambda x, labels: reduce(op(labels=labels, logits=x))
 
-    def _value_and_grad(self, impl: str, reduction: str, mode: str):
-        key = (impl, reduction, mode)
+    def _value_and_grad(self, impl: str, reduction: str, mode: str, smoothing: float = 0.0, ignore: bool = False):
+        key = (impl, reduction, mode, smoothing, ignore)
         if key not in self._fns:
-            tf, loss_fn = self.tf, self._loss(impl, reduction)
+            tf, loss_fn = self.tf, self._loss(impl, reduction, smoothing, ignore)
 
             def f(x, labels):
                 with tf.GradientTape() as tape:
@@ -86,7 +92,8 @@ class TensorflowBackend(Backend):
     def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
         tf = self.tf
         with tf.device(self._device(device)):
-            f = self._value_and_grad(variant.impl, case.reduction, variant.mode)
+            f = self._value_and_grad(variant.impl, case.reduction, variant.mode, inputs.smoothing,
+                                     bool(case.option_set & {"ign", "allign"}))
             loss, grad = f(tf.constant(inputs.logits), tf.constant(inputs.labels))
         return Output(loss=np.asarray(loss.numpy()), grad=np.asarray(grad.numpy()),
                       loss_dtype=loss.dtype.name, grad_dtype=grad.dtype.name)
@@ -101,7 +108,8 @@ class TensorflowBackend(Backend):
             x = tf.constant(inputs.logits)
             v = tf.constant(tangent.astype(inputs.logits.dtype))
             with tf.autodiff.ForwardAccumulator(primals=x, tangents=v) as acc:
-                loss = self._loss(variant.impl, case.reduction)(x, tf.constant(inputs.labels))
+                loss = self._loss(variant.impl, case.reduction, inputs.smoothing,
+                                  bool(case.option_set & {"ign", "allign"}))(x, tf.constant(inputs.labels))
             return np.asarray(acc.jvp(loss).numpy())
 
     def hvp(self, variant, case, inputs, device, vector):
@@ -109,7 +117,7 @@ class TensorflowBackend(Backend):
         with tf.device(self._device(device)):
             x = tf.constant(inputs.logits)
             v = tf.constant(vector.astype(inputs.logits.dtype))
-            loss_fn = self._loss(variant.impl, case.reduction)
+            loss_fn = self._loss(variant.impl, case.reduction, inputs.smoothing, bool(case.option_set & {"ign", "allign"}))
             with tf.GradientTape() as outer:
                 outer.watch(x)
                 with tf.GradientTape() as inner:

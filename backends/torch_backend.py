@@ -9,12 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from backends.base import Backend, Output, Variant
-from harness.cases import Case, Inputs
+from harness.cases import IGNORE_INDEX, Case, Inputs
 
 _IMPLS = (
-    ("cross_entropy_index", ("index",), "F.cross_entropy(x, target)", True),
-    ("cross_entropy_probs", ("onehot", "soft"), "F.cross_entropy(x, probs)", True),
-    ("log_softmax_nll", ("index",), "F.nll_loss(F.log_softmax(x, 1), target)", False),
+    ("cross_entropy_index", ("index",), "F.cross_entropy(x, target)", True, ("w", "ign", "allign", "ls")),
+    ("cross_entropy_probs", ("onehot", "soft"), "F.cross_entropy(x, probs)", True, ("w", "ls")),
+    ("log_softmax_nll", ("index",), "F.nll_loss(F.log_softmax(x, 1), target)", False, ("w", "ign", "allign")),
 )
 
 
@@ -24,9 +24,10 @@ class TorchBackend(Backend):
     impl = "cross_entropy_index"
 
     def variants(self) -> list[Variant]:
-        out = [Variant(i, "eager", lf, api, default=d) for i, lf, api, d in _IMPLS]
+        out = [Variant(i, "eager", lf, api, default=d, options=o, semantics="torch") for i, lf, api, d, o in _IMPLS]
         # torch.compile builds a C++ kernel per shape on the CPU: minutes for a suite, so opt-in
-        out += [Variant(i, "compile", lf, f"torch.compile({api})", default=False, opt_in=True) for i, lf, api, _ in _IMPLS]
+        out += [Variant(i, "compile", lf, f"torch.compile({api})", default=False, opt_in=True, options=o,
+                        semantics="torch") for i, lf, api, _, o in _IMPLS]
         return out
 
     def load(self) -> None:
@@ -56,16 +57,18 @@ class TorchBackend(Backend):
         x = x.detach().cpu()
         return x.float().numpy() if x.dtype == self.torch.bfloat16 else x.numpy()
 
-    def _fn(self, impl: str, reduction: str, mode: str):
+    def _fn(self, impl: str, reduction: str, mode: str, smoothing: float = 0.0):
         F = self.torch.nn.functional
         if impl == "log_softmax_nll":
-            def fn(x, labels):
-                return F.nll_loss(F.log_softmax(x, dim=1), labels, reduction=reduction)
+            def fn(x, labels, weight=None):
+                return F.nll_loss(F.log_softmax(x, dim=1), labels, weight=weight, ignore_index=IGNORE_INDEX,
+                                  reduction=reduction)
         else:
-            def fn(x, labels):
-                return F.cross_entropy(x, labels, reduction=reduction)
+            def fn(x, labels, weight=None):
+                return F.cross_entropy(x, labels, weight=weight, ignore_index=IGNORE_INDEX, reduction=reduction,
+                                       label_smoothing=smoothing)
         if mode == "compile":
-            key = (impl, reduction)
+            key = (impl, reduction, smoothing)
             if key not in self._compiled:
                 self._compiled[key] = self.torch.compile(fn, dynamic=False)
             return self._compiled[key]
@@ -73,7 +76,9 @@ class TorchBackend(Backend):
 
     def _prepare(self, variant: Variant, case: Case, inputs: Inputs, device: str):
         x = self._tensor(inputs.logits, device).requires_grad_(True)
-        return x, self._tensor(inputs.labels, device), self._fn(variant.impl, case.reduction, variant.mode)
+        weight = None if inputs.weights is None else self._tensor(inputs.weights, device)
+        fn = self._fn(variant.impl, case.reduction, variant.mode, inputs.smoothing)
+        return x, self._tensor(inputs.labels, device), lambda z, t: fn(z, t, weight)
 
     def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
         t = self.torch

@@ -38,12 +38,21 @@ SHAPES: tuple[tuple[int, int], ...] = (
     (1, 2), (3, 5), (16, 10), (64, 100), (128, 1000), (512, 128), (8, 32000), (4, 50000),
 )
 DOMINANT_GAP = 40.0  # the dominant logit's lead: p of the others ~ e^-40
+# Families of the full suite only: logits the API must survive or reject sensibly.
+EXTREME_FAMILIES: tuple[str, ...] = ("posinf", "nan", "rowmasked", "nearmax")
+# Options (the API's arguments), in canonical order: class weights, ignored targets (some, or
+# all), label smoothing 0.1, an out-of-range class index.
+OPTIONS: tuple[str, ...] = ("w", "ign", "allign", "ls", "oor")
+INDEX_ONLY_OPTIONS = frozenset({"ign", "allign", "oor"})
+IGNORE_INDEX = -100
+SMOOTHING = 0.1
 
 # ASCII-only and full matches, no leading zeros: an accepted id is its case's canonical id, so
 # ids compare equal exactly when cases do (resumed runs match results by id).
-_FAMILY_RE = re.compile(r"(?:scale|offset)(\d+(?:\.\d+)?e[+-]?\d+)|neartie|dominant|masked", re.ASCII)
+_FAMILY_RE = re.compile(r"(?:scale|offset)(\d+(?:\.\d+)?e[+-]?\d+)|neartie|dominant|masked|posinf|nan|rowmasked"
+                        r"|nearmax", re.ASCII)
 _ID_RE = re.compile(r"(?P<family>[a-z0-9.+-]+)_(?P<dtype>[a-z0-9]+)_(?P<n>0|[1-9]\d*)x(?P<k>0|[1-9]\d*)"
-                    r"_(?P<labels>[a-z]+)_(?P<reduction>[a-z]+)", re.ASCII)
+                    r"_(?P<labels>[a-z]+)_(?P<reduction>[a-z]+)(?:_opt-(?P<options>[a-z+]+))?", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -54,17 +63,23 @@ class Case:
     k: int
     labels: str
     reduction: str
+    options: str = ""  # "+"-joined, in OPTIONS order, e.g. "w+ls"
 
     @property
     def id(self) -> str:
-        return f"{self.family}_{self.dtype}_{self.n}x{self.k}_{self.labels}_{self.reduction}"
+        base = f"{self.family}_{self.dtype}_{self.n}x{self.k}_{self.labels}_{self.reduction}"
+        return f"{base}_opt-{self.options}" if self.options else base
+
+    @property
+    def option_set(self) -> frozenset[str]:
+        return frozenset(self.options.split("+")) if self.options else frozenset()
 
     @classmethod
     def from_id(cls, case_id: str) -> "Case":
         m = _ID_RE.fullmatch(case_id) if isinstance(case_id, str) else None
         if not m:
             raise ValueError(f"malformed case id {case_id!r} (expected family_dtype_NxK_labels_reduction)")
-        case = cls(m["family"], m["dtype"], int(m["n"]), int(m["k"]), m["labels"], m["reduction"])
+        case = cls(m["family"], m["dtype"], int(m["n"]), int(m["k"]), m["labels"], m["reduction"], m["options"] or "")
         case.validate()
         return case
 
@@ -83,10 +98,22 @@ class Case:
             raise ValueError(f"shape {self.n}x{self.k} out of range (1 <= N <= {MAX_N}, 2 <= K <= {MAX_K})")
         if self.n * self.k > MAX_ELEMENTS:
             raise ValueError(f"shape {self.n}x{self.k} too large (N x K <= {MAX_ELEMENTS})")
+        if self.options:
+            tokens = self.options.split("+")
+            if any(t not in OPTIONS for t in tokens) or tokens != sorted(set(tokens), key=OPTIONS.index):
+                raise ValueError(f"options {self.options!r} must be distinct names from {', '.join(OPTIONS)}, "
+                                 "in that order, joined by '+'")
+            if self.labels != "index" and INDEX_ONLY_OPTIONS & set(tokens):
+                raise ValueError(f"options {', '.join(sorted(INDEX_ONLY_OPTIONS))} need index labels")
+            if {"ign", "allign"} <= set(tokens) or ("oor" in tokens and len(tokens) > 1):
+                raise ValueError(f"options {self.options!r} do not combine")
 
     def as_dict(self) -> dict:
-        return {"case_id": self.id, "family": self.family, "dtype": self.dtype, "n": self.n,
-                "k": self.k, "labels": self.labels, "reduction": self.reduction}
+        out = {"case_id": self.id, "family": self.family, "dtype": self.dtype, "n": self.n,
+               "k": self.k, "labels": self.labels, "reduction": self.reduction}
+        if self.options:
+            out["options"] = self.options
+        return out
 
 
 @dataclass
@@ -94,11 +121,14 @@ class Inputs:
     """What a backend receives. `labels` is int64 (N,) for index labels, else (N, K) in the dtype."""
 
     logits: np.ndarray
-    labels: np.ndarray
+    labels: np.ndarray  # ignored rows hold IGNORE_INDEX; an "oor" case holds the class index K
     target: np.ndarray  # int64 (N,): the class each row's label is built around
+    weights: np.ndarray | None = None  # (K,) class weights in the dtype, for the "w" option
+    smoothing: float = 0.0  # label smoothing, for the "ls" option
 
     def copy(self) -> "Inputs":
-        return Inputs(self.logits.copy(), self.labels.copy(), self.target.copy())
+        return Inputs(self.logits.copy(), self.labels.copy(), self.target.copy(),
+                      None if self.weights is None else self.weights.copy(), self.smoothing)
 
 
 def _fits(family: str, dtype: str) -> bool:
@@ -127,6 +157,28 @@ def default_suite(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES)
     for i in range(max((len(c) for c in per_family), default=0)):
         ordered.extend(c[i] for c in per_family if i < len(c))
     return ordered
+
+
+def full_suite(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES) -> list[Case]:
+    """The default suite plus every option family (class weights, ignored targets, label
+    smoothing and their combinations, an out-of-range class), the extreme logit families and a
+    vocabulary-sized K, for each dtype asked for."""
+    extra: list[Case] = []
+    option_sets = {"index": ("w", "ign", "allign", "ls", "w+ls", "ign+ls", "w+ign+ls", "oor"),
+                   "onehot": ("w", "ls", "w+ls"), "soft": ("w", "ls", "w+ls")}
+    for dt in dtypes.DTYPE_NAMES:
+        if dt not in dtype_names:
+            continue
+        for labels, sets in option_sets.items():
+            for i, opts in enumerate(sets):
+                extra.append(Case("scale1e+0", dt, 16, 10, labels, REDUCTIONS[i % 3], opts))
+        extra.append(Case("scale1e+0", dt, 8, 10, "index", "mean", "allign"))
+        for fi, family in enumerate(EXTREME_FAMILIES):
+            for li, labels in enumerate(LABEL_FORMS):
+                extra.append(Case(family, dt, 6, 12, labels, REDUCTIONS[(fi + li) % 3]))
+        if dt in ("bfloat16", "float32"):
+            extra.append(Case("scale1e+1", dt, 4, 128256, "index", "mean"))
+    return default_suite(dtype_names) + list(dict.fromkeys(extra))
 
 
 # --- deterministic random numbers -------------------------------------------------------
@@ -173,6 +225,20 @@ def make_inputs(case: Case, seed: int) -> Inputs:
         dom = _integers(bg, (n,), k)
         x[rows, dom] += DOMINANT_GAP
         target[::2] = dom[::2]  # half the rows are labelled with the dominant class
+    elif fam == "posinf":
+        # a +inf logit: row 0 on another class than its target, row 1 on its target
+        x = 2.0 * u - 1.0
+        x[0, (target[0] + 1) % k] = np.inf
+        if n > 1:
+            x[1, target[1]] = np.inf
+    elif fam == "nan":
+        x = 2.0 * u - 1.0
+        x[0, (target[0] + 1) % k] = np.nan
+    elif fam == "rowmasked":
+        x = (2.0 * u - 1.0) * 5.0
+        x[0, :] = -np.inf  # a whole row masked: no finite logit at all
+    elif fam == "nearmax":
+        x = d.max * (0.5 + 0.5 * u)  # all positive, so differences stay finite
     elif fam == "masked":
         x = (2.0 * u - 1.0) * 5.0
         mask = _uniform(bg, (n, k)) < 0.5
@@ -182,7 +248,8 @@ def make_inputs(case: Case, seed: int) -> Inputs:
     else:
         raise ValueError(f"unknown case family {fam!r}")
 
-    logits = x.astype(d.np_type)
+    with np.errstate(over="ignore"):
+        logits = x.astype(d.np_type)
     if case.labels == "index":
         labels = target.copy()
     else:
@@ -193,6 +260,7 @@ def make_inputs(case: Case, seed: int) -> Inputs:
             w = _uniform(bg, (n, k)) ** 4  # spread-out weights
             w[rows, target] += 1.0
             w[~np.isfinite(x)] = 0.0  # no probability on -inf classes
+            w[w.sum(axis=1) == 0] = 1.0  # a row with no finite logit: any labels will do
             q = w / w.sum(axis=1, keepdims=True)
         labels = q.astype(d.np_type)
         if case.labels == "soft":
@@ -201,4 +269,18 @@ def make_inputs(case: Case, seed: int) -> Inputs:
             resid = 1.0 - labels.astype(np.float64).sum(axis=1)
             big = labels.astype(np.float64).argmax(axis=1)
             labels[rows, big] = (labels[rows, big].astype(np.float64) + resid).astype(d.np_type)
-    return Inputs(logits=logits, labels=labels, target=target)
+    inputs = Inputs(logits=logits, labels=labels, target=target)
+    opts = case.option_set
+    if "w" in opts:
+        inputs.weights = (0.5 + 1.5 * _uniform(bg, (k,))).astype(d.np_type)
+    if "ls" in opts:
+        inputs.smoothing = SMOOTHING
+    if "ign" in opts:
+        ignored = _uniform(bg, (n,)) < 0.3
+        ignored[0] = False  # at least one row counts
+        inputs.labels[ignored] = IGNORE_INDEX
+    if "allign" in opts:
+        inputs.labels[:] = IGNORE_INDEX
+    if "oor" in opts:
+        inputs.labels[n // 2] = k  # one past the last class
+    return inputs

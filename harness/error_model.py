@@ -50,7 +50,8 @@ def bounds(case, logits: np.ndarray, q: np.ndarray, u: float, tiny: float = 0.0)
     log_k = _ceil_log2(k)
     w = (p * absz).sum(axis=1, keepdims=True)
     s = u * (w + 3 + log_k) + k * tiny
-    log_s = np.log(big_s)
+    with np.errstate(divide="ignore"):  # a row with no finite logit: log(0), its bound is moot
+        log_s = np.log(big_s)
     term = np.where(q != 0, log_s - np.where(finite, z, 0.0), 0.0)  # log S - z_j >= 0
     e_j = s + 2 * u * np.maximum(1.0, log_s) + u * absz + u * term  # log's own 2 u is relative to log S
     row_loss = (q * term).sum(axis=1)

@@ -90,29 +90,87 @@ def _log1p(r: np.ndarray) -> np.ndarray:
     return np.log1p(r)
 
 
-def reduce(case: Case, loss_rows: np.ndarray, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+SEMANTICS: tuple[str, ...] = ("plain", "torch", "keras")
+
+
+def undefined_rows(logits: np.ndarray, rows: np.ndarray, grad: np.ndarray) -> None:
+    """A row with a NaN or +inf logit, or no finite logit at all, has no defined loss: the
+    reference expects NaN in its loss and gradient (IEEE propagation), so an API that returns
+    finite numbers there, in silence, is reported."""
+    x = logits.astype(np.float64)
+    bad = np.isnan(x).any(axis=1) | np.isposinf(x).any(axis=1) | np.isneginf(x).all(axis=1)
+    rows[bad] = np.nan
+    grad[bad] = np.nan
+
+
+def effective_labels(case: Case, inputs: Inputs, semantics: str, wp: type) -> tuple[np.ndarray, float]:
+    """The N x K label weights r and the mean's denominator, as the API documents its options.
+
+    With r, every API computes loss_n = sum_c r_nc (lse - x_c) and gradient p * sum(r) - r:
+    - torch (F.cross_entropy): index targets r = (1-e) w_y onehot(y) + (e/K) w, mean over
+      sum of w_y; probability targets r = w * ((1-e) q + e/K), mean over N; ignored rows 0.
+    - keras: SparseCategoricalCrossentropy masks ignore_class rows out of sum and mean;
+      CategoricalCrossentropy smooths y(1-e) + e/K; mean over N (sum_over_batch_size).
+    - plain (tf.nn, optax, NumPy): q, smoothed (1-e) q + e/K where the API is given smoothed labels.
+    Without options all three are the canonical q and N.
+    """
+    n, k, e = case.n, case.k, inputs.smoothing
+    w = None if inputs.weights is None else inputs.weights.astype(wp)
+    if case.labels == "index":
+        t = inputs.labels
+        valid = (t >= 0) & (t < k)  # ignored (and out-of-range) targets carry no weight
+        onehot = np.zeros((n, k), dtype=wp)
+        onehot[np.flatnonzero(valid), t[valid]] = 1
+        if semantics == "torch":
+            w_y = np.zeros(n, dtype=wp)
+            w_y[valid] = w[t[valid]] if w is not None else 1
+            smooth = (w[None, :] if w is not None else np.ones((1, k), dtype=wp)) * valid[:, None]
+            r = (1 - wp(e)) * w_y[:, None] * onehot + wp(e) / k * smooth
+            return r, w_y.sum()
+        r = (1 - wp(e)) * onehot + wp(e) / k * valid[:, None]
+        return r, (valid.sum() if semantics == "keras" else n)
+    q = inputs.labels.astype(wp)
+    r = (1 - wp(e)) * q + wp(e) / k if e else q
+    if semantics == "torch" and w is not None:
+        r = r * w[None, :]
+    return r, n
+
+
+def reduce(case: Case, loss_rows: np.ndarray, grad: np.ndarray, denom: float | None = None,
+           empty_mean: str = "nan") -> tuple[np.ndarray, np.ndarray]:
+    """Apply the reduction; a mean over zero weight (every target ignored) is NaN with a zero
+    gradient (torch) or 0 (keras), as documented."""
     if case.reduction == "mean":
-        return loss_rows.sum() / case.n, grad / case.n
+        denom = case.n if denom is None else denom
+        if denom == 0:
+            zero = loss_rows.sum() * 0
+            return (zero if empty_mean == "zero" else zero + np.nan), grad * 0
+        return loss_rows.sum() / denom, grad / denom
     if case.reduction == "sum":
         return loss_rows.sum(), grad
     return loss_rows, grad
 
 
-def reference(case: Case, inputs: Inputs) -> Reference:
-    """Loss and gradient of `case` on `inputs`, in a precision well above the case's dtype."""
+def reference(case: Case, inputs: Inputs, semantics: str = "plain") -> Reference:
+    """Loss and gradient of `case` on `inputs`, in a precision well above the case's dtype,
+    with the case's options read as `semantics` documents them."""
     prec = working_precision(case.dtype)
+    empty = "zero" if semantics == "keras" else "nan"
     if prec == "mpmath":
         import mpmath
         with mpmath.workdps(40):
             to_mp = np.frompyfunc(lambda v: mpmath.mpf(float(v)), 1, 1)
-            rows, grad, big_q = softmax_xent(to_mp(inputs.logits.astype(np.float64)),
-                                             to_mp(label_matrix(case, inputs, np.float64)))
-            loss, grad = reduce(case, rows, grad)
+            r, denom = effective_labels(case, inputs, semantics, np.float64)
+            rows, grad, big_q = softmax_xent(to_mp(inputs.logits.astype(np.float64)), to_mp(r))
+            undefined_rows(inputs.logits, rows, grad)
+            loss, grad = reduce(case, rows, grad, denom, empty)
             f64 = lambda a: np.asarray(a, dtype=object).astype(np.float64)
             return Reference(f64(loss), f64(grad), prec, f64(rows), f64(big_q),
-                             inputs.logits.astype(np.float64), label_matrix(case, inputs, np.float64))
+                             inputs.logits.astype(np.float64), r)
     wp = np.longdouble if prec == "longdouble" else np.float64
-    rows, grad, big_q = softmax_xent(inputs.logits.astype(wp), label_matrix(case, inputs, wp))
-    loss, grad = reduce(case, rows, grad)
+    r, denom = effective_labels(case, inputs, semantics, wp)
+    rows, grad, big_q = softmax_xent(inputs.logits.astype(wp), r)
+    undefined_rows(inputs.logits, rows, grad)
+    loss, grad = reduce(case, rows, grad, denom, empty)
     return Reference(np.asarray(loss), grad, prec, rows.astype(np.float64), big_q.astype(np.float64),
-                     inputs.logits.astype(np.float64), label_matrix(case, inputs, np.float64))
+                     inputs.logits.astype(np.float64), r.astype(np.float64))

@@ -238,7 +238,7 @@ class Runner:
         self.n_backends = len(config.backends)
         self.done: dict[tuple[int, int], dict] = {}
         self.cursor = 0
-        self.refs: dict[int, Reference] = {}
+        self.refs: dict[int, dict[str, Reference]] = {}
         self.ref_uses: dict[int, int] = {}
         self.scratch = _scratch_dir()
         self.infos: list[dict | None] = [None] * self.n_backends
@@ -315,11 +315,14 @@ class Runner:
         expected = {(v["impl"], v["mode"]) for v in self._slot_variants(ci, bi) if v}
         return expected <= {(r.get("impl"), r.get("mode")) for r in recs}
 
-    def _reference(self, ci: int) -> Reference:
-        if ci not in self.refs:
-            case = self.config.cases[ci]
-            self.refs[ci] = reference(case, make_inputs(case, self.config.seed))
-        return self.refs[ci]
+    def _reference(self, ci: int, semantics: str = "plain") -> Reference:
+        """The case's reference, computed once per case (and per API semantics when it has options)."""
+        case = self.config.cases[ci]
+        key = semantics if case.options else "plain"
+        cached = self.refs.setdefault(ci, {})
+        if key not in cached:
+            cached[key] = reference(case, make_inputs(case, self.config.seed), key)
+        return cached[key]
 
     def _on_result(self, ci: int, bi: int, msg: dict, seconds: float) -> None:
         entries = [(entry, self._result_fields(ci, bi, j, entry, seconds)) for j, entry in enumerate(msg.get("results", []))]
@@ -331,6 +334,8 @@ class Runner:
         status = entry.get("status")
         if status == "skipped":
             return {"verdict": "skipped", "reasons": [entry.get("reason", "")]}
+        if "oor" in case.option_set and status in ("ok", "error"):
+            return self._out_of_range(ci, bi, j, entry, timing)
         if status != "ok":
             return {"verdict": "error", "reasons": [entry.get("error", "unknown error")],
                     "traceback": entry.get("traceback", ""), "timing": timing}
@@ -341,10 +346,11 @@ class Runner:
         finally:
             path.unlink(missing_ok=True)
         tol = self.config.tolerances
-        fields = compare(case, self._reference(ci), loss, grad, entry.get("loss_dtype"), entry.get("grad_dtype"), tol)
+        ref = self._reference(ci, entry.get("semantics", "plain"))
+        fields = compare(case, ref, loss, grad, entry.get("loss_dtype"), entry.get("grad_dtype"), tol)
         fields["tolerance"] = {"preset": tol.preset, **{w: dict(zip(("rtol", "atol"), tol.get(case.dtype, w)))
                                                        for w in ("loss", "grad")}}
-        fields["reference_precision"] = self._reference(ci).precision
+        fields["reference_precision"] = ref.precision
         fields["inputs_modified"] = entry.get("inputs_modified", [])
         if entry.get("notes"):
             fields["notes"] = entry["notes"]
@@ -353,6 +359,22 @@ class Runner:
         timing["compute_seconds"] = round(entry.get("seconds", 0.0), 6)
         fields["timing"] = timing
         return fields
+
+    def _out_of_range(self, ci: int, bi: int, j: int, entry: dict, timing: dict) -> dict:
+        """An out-of-range class index must be refused; a value returned in silence is a finding."""
+        if entry["status"] == "error":
+            return {"verdict": "pass", "reasons": [f"raised on the out-of-range class index: {entry.get('error', '')[:200]}"],
+                    "timing": timing}
+        path = self._out_path(bi, ci, j)
+        try:
+            with np.load(path) as data:
+                loss = data["loss"]
+        finally:
+            path.unlink(missing_ok=True)
+        shown = np.array2string(np.asarray(loss, dtype=np.float64).ravel()[:4], precision=6)
+        return {"verdict": "fail", "timing": timing,
+                "reasons": [f"silently returned loss {shown} for an out-of-range class index "
+                            f"(label {self.config.cases[ci].k} with K = {self.config.cases[ci].k})"]}
 
     def _fail_all(self, st: _State, bi: int, verdict: str, reason: str) -> None:
         for ci in st.pending:

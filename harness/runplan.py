@@ -14,7 +14,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness.cases import Case, default_suite
+from harness.cases import Case, default_suite, full_suite
 from harness.dtypes import DTYPE_NAMES
 from harness.tolerances import PRESETS, Tolerances
 
@@ -210,11 +210,12 @@ def check_timeout(seconds: float) -> float:
     return seconds
 
 
-def select_cases(dtype_names: list[str], n_cases: int | None, ids: tuple[str, ...] | list[str]) -> list[Case]:
+def select_cases(dtype_names: list[str], n_cases: int | None, ids: tuple[str, ...] | list[str],
+                 suite: str = "default") -> list[Case]:
     if ids:
         cases = list(dict.fromkeys(Case.from_id(i) for i in ids))
         return [c for c in cases if c.dtype in dtype_names]
-    cases = default_suite(dtype_names)
+    cases = full_suite(dtype_names) if suite == "full" else default_suite(dtype_names)
     return cases[:n_cases] if n_cases else cases
 
 
@@ -230,7 +231,7 @@ def plan_from_options(backends: str | None, backend_files: tuple[str, ...], dtyp
     specs = backend_specs(backends, backend_files)
     impl_names, mode_names = variant_filters(impls, modes, specs)
     plan = RunPlan(backends=specs, dtypes=dtype_names, seed=check_seed(seed),
-                   cases=select_cases(dtype_names, n_cases, case_ids), device=device, preset=preset,
+                   cases=select_cases(dtype_names, n_cases, case_ids, suite), device=device, preset=preset,
                    rtol=list(rtol), atol=list(atol), case_timeout=check_timeout(case_timeout), suite=suite,
                    impls=impl_names, modes=mode_names,
                    properties=(suite == "full") if properties is None else properties)
