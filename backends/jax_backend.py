@@ -31,7 +31,9 @@ class JaxBackend(Backend):
     def settings(self) -> dict:
         from importlib.metadata import version
         return {"jax_enable_x64": bool(self.jax.config.jax_enable_x64),
-                "default_backend": self.jax.default_backend(), "optax": version("optax")}
+                "default_backend": self.jax.default_backend(), "optax": version("optax"),
+                "jaxlib": version("jaxlib"), "devices": [str(d) for d in self.jax.devices()],
+                "default_matmul_precision": str(self.jax.config.jax_default_matmul_precision)}
 
     def compute(self, case: Case, inputs: Inputs, device: str) -> Output:
         jax, jnp, optax = self.jax, self.jnp, self.optax
