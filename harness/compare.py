@@ -12,7 +12,7 @@ import numpy as np
 
 from harness.dtypes import round_to, ulp
 
-VERDICTS: tuple[str, ...] = ("pass", "fail", "nonfinite", "error", "crashed", "timeout", "skipped")
+VERDICTS: tuple[str, ...] = ("pass", "fail", "nonfinite", "error", "crashed", "timeout", "skipped", "known")
 BAD_VERDICTS = frozenset({"fail", "nonfinite", "error", "crashed", "timeout"})
 
 

@@ -1,0 +1,35 @@
+"""report.md sections for known differences (results accepted by the known-differences file,
+and stale entries) and for shards; appended after the main report."""
+
+from __future__ import annotations
+
+from reports.markdown import MAX_FINDINGS, _table, esc
+
+
+def render(summary: dict, records: list[dict]) -> str:
+    lines: list[str] = []
+    kd = summary.get("known_differences")
+    if kd:
+        known = [r for r in records if r["verdict"] == "known"]
+        lines += ["## Known differences", "",
+                  f"{len(known)} results match an entry of `{esc(kd.get('file', ''))}` "
+                  f"({len(kd['entries'])} entries): accepted, documented behaviour; they do not fail the run.", ""]
+        if known:
+            rows = [[f"`{esc(r['case_id'])}`", esc(r["backend"]), esc(r["original_verdict"]), esc(r["known"]["id"]),
+                     esc(r["known"]["link"])] for r in known[:MAX_FINDINGS]]
+            lines += _table(["case", "backend", "verdict", "entry", "upstream"], rows)
+        if kd["stale"]:
+            lines += ["### Stale entries", "",
+                      "These entries matched no result of this run: the behaviour changed (fixed upstream?) or "
+                      "the entry's fields are wrong. Review them.", ""]
+            by_id = {e["id"]: e for e in kd["entries"]}
+            lines += [f"- `{esc(i)}`: {esc(by_id[i]['reason'])}" for i in kd["stale"]] + [""]
+    shard = summary.get("config", {}).get("shard")
+    if shard:
+        lines += ["## Shard", "", f"Shard {shard['index']} of {shard['count']}: a part of the suite; "
+                  "combine the shards' folders with `xentcheck merge`.", ""]
+    merged = summary.get("merged_from")
+    if merged:
+        lines += ["## Merged", "", f"Merged from {len(merged)} shard folders: "
+                  + ", ".join(f"`{esc(m)}`" for m in merged) + ".", ""]
+    return "\n".join(lines)
