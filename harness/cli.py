@@ -92,15 +92,20 @@ def cli() -> None:
 @click.option("--atol", multiple=True, metavar="SPEC", help="Absolute tolerance, same forms as --rtol.")
 @click.option("--case-timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True, help="Seconds before a hung case is marked timeout.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
+@click.option("--shard", metavar="I/N", help="Run only shard I of N (1-based): cases at positions = I-1 mod N.")
+@click.option("--known", "known_file", metavar="FILE", help="Known-differences TOML: matching bad results become 'known' and pass.")
+@click.option("--python", "pythons", multiple=True, metavar="LABEL=PYTHON", help="Also run the backends in this interpreter (repeatable); results name them BACKEND@LABEL.")
+@click.option("--repro/--no-repro", default=True, show_default=True, help="Write repro/<id>.npz and .py for every failing result.")
 def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, preset, rtol, atol, case_timeout,
-        progress) -> int:
+        progress, shard, known_file, pythons, repro) -> int:
     """Run the cases through each backend and write results.jsonl, summary.json, report.md and results.csv."""
     from harness.environment import fingerprint
     from harness.reference import working_precision
     from harness.runner import RunConfig, Runner
     from harness.tolerances import Tolerances
-    from reports import csv as csv_report, markdown, summary as summary_report
-    from reports.files import ResultsWriter, write_atomic
+    from harness import shards
+    from harness.rundir import write_reports
+    from reports.files import ResultsWriter, read_results
 
     specs = _backend_specs(backends, backend_files)
     dtype_names = _dtypes(dtypes)
@@ -115,6 +120,11 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, p
     cases = _select_cases(dtype_names, n_cases, case_ids)
     if not cases:
         raise click.UsageError("no case matches the given --case and --dtypes")
+    regress = regress_options(shard, known_file, pythons, specs)
+    case_order = [c.id for c in cases]
+    if regress["shard"]:
+        cases = shards.select(cases, *regress["shard"])
+    specs = regress["specs"]
     out_dir = Path(out)
     try:
         (out_dir / "logs").mkdir(parents=True, exist_ok=True)
@@ -123,7 +133,8 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, p
 
     writer = ResultsWriter(out_dir / "results.jsonl")
     config = RunConfig(backends=specs, cases=cases, seed=seed, device=device, tolerances=tol,
-                       case_timeout=case_timeout, log_dir=out_dir / "logs", progress=progress)
+                       case_timeout=case_timeout, log_dir=out_dir / "logs", progress=progress,
+                       interpreters=regress["interpreters"])
     runner = Runner(config, writer)
     try:
         finished = runner.run()
@@ -132,18 +143,22 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, p
     context = {
         "xentcheck_version": __version__,
         "config": {"backends": specs, "dtypes": dtype_names, "seed": seed, "n_cases": len(cases),
-                   "device": device, "case_timeout": case_timeout},
+                   "device": device, "case_timeout": case_timeout, "case_order": case_order,
+                   **({"shard": dict(zip(("index", "count"), regress["shard"]))} if regress["shard"] else {}),
+                   **({"interpreters": regress["interpreters"]} if regress["interpreters"] else {})},
         "interrupted": not finished,
         "environment": fingerprint(),
         "backends": [i or {"spec": s, "status": "not started"} for i, s in zip(runner.infos, specs)],
         "tolerances": tol.as_dict(),
         "reference_float64": working_precision("float64"),
     }
-    records = writer.records
-    summary = summary_report.build(records, context)
-    write_atomic(out_dir / "summary.json", summary_report.render(summary))
-    write_atomic(out_dir / "report.md", markdown.render(summary, records))
-    write_atomic(out_dir / "results.csv", csv_report.render(records))
+    summary = write_reports(out_dir, writer.records, context, regress["known"])
+    records = read_results(out_dir / "results.jsonl")
+    if repro:
+        from harness.repro import write_all
+        write_all(out_dir, records, seed, summary)
+    for stale in (summary.get("known_differences") or {}).get("stale", []):
+        click.echo(f"xentcheck: warning: known difference {stale!r} matched no result (stale)", err=True)
     counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items() if v)
     click.echo(f"{len(records)} results ({counts}); reports in {out_dir}/")
     if not finished:
@@ -182,6 +197,11 @@ def cases_cmd(dtypes, n_cases) -> int:
     for c in _select_cases(_dtypes(dtypes), n_cases, ()):
         click.echo(c.id)
     return EXIT_OK
+
+
+from harness.regress_cli import register as _register_regress, regress_options  # noqa: E402
+
+_register_regress(cli)
 
 
 def main(argv: list[str] | None = None) -> int:
