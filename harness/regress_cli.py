@@ -111,18 +111,22 @@ def repro_cmd(result_id, from_dir, shrink, max_steps) -> int:
     except LookupError as exc:
         raise click.UsageError(str(exc)) from None
     summary = json.loads((folder / "summary.json").read_text())
-    spec = repro.spec_for(record, summary)
+    try:
+        spec = repro.spec_for(record, summary)
+    except LookupError as exc:
+        raise click.UsageError(str(exc)) from None
     outcome = repro.rerun(record, spec, summary)
     click.echo(f"{repro.result_id(record)}: {outcome['verdict']} (recorded: "
                f"{record.get('original_verdict', record['verdict'])})")
     for line in outcome["reasons"]:
         click.echo(f"  {line}")
-    paths = repro.write(folder / "repro", record, outcome["inputs"], outcome["case"], outcome["ref"])
+    paths = repro.write(folder / "repro", record, outcome["inputs"], outcome["case"], outcome["ref"], spec=spec)
     click.echo(f"wrote {paths[0]} and {paths[1]}")
     if shrink and outcome["verdict"] in repro.BAD:
         small = repro.shrink(outcome, spec, summary, max_steps=max_steps,
                              log=lambda msg: click.echo(f"  shrink: {msg}", err=True))
-        paths = repro.write(folder / "repro", record, small["inputs"], small["case"], small["ref"], suffix="-shrunk")
+        paths = repro.write(folder / "repro", record, small["inputs"], small["case"], small["ref"],
+                            suffix="-shrunk", spec=spec)
         click.echo(f"smallest: {small['case'].n}x{small['case'].k}, verdict {small['verdict']}, "
                    f"spread {small['spread']:.3g}; wrote {paths[0]} and {paths[1]}")
         for line in small["reasons"]:

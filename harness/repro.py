@@ -45,16 +45,19 @@ def find(records: list[dict], rid: str) -> dict:
     return hits[0]
 
 
+def specs_by_name(summary: dict) -> dict[str, str]:
+    """Backend name -> the spec that produced it (a built-in name, an entry point or file:PATH);
+    summary.json lists the backends' hellos in the order of config.backends."""
+    specs = summary.get("config", {}).get("backends", [])
+    return {b.get("name", s): b.get("spec", s) for b, s in zip(summary.get("backends", []), specs)}
+
+
 def spec_for(record: dict, summary: dict) -> str:
-    """The backend spec that produced `record` (a built-in name, an entry point or file:PATH)."""
-    for b in summary.get("backends", []):
-        if b.get("name") == record["backend"]:
-            spec = b.get("spec", record["backend"])
-            if "@" in spec and spec.rpartition("@")[2] in (summary.get("config", {}).get("interpreters") or {}):
-                raise LookupError(f"{record['backend']} ran in another interpreter (--python): "
-                                  "re-run it with `python -m harness repro` from that interpreter")
-            return spec
-    return record["backend"]
+    spec = specs_by_name(summary).get(record["backend"], record["backend"])
+    if "@" in spec and spec.rpartition("@")[2] in (summary.get("config", {}).get("interpreters") or {}):
+        raise LookupError(f"{record['backend']} ran in another interpreter (--python): "
+                          "re-run it with `python -m harness repro` from that interpreter")
+    return spec
 
 
 def tolerances_of(summary: dict) -> Tolerances:
@@ -232,7 +235,7 @@ def write(folder: Path, record: dict, inputs: Inputs, case: Case, ref: Reference
 
 def write_all(out_dir: Path, records: list[dict], seed: int, summary: dict | None = None) -> list[Path]:
     """repro/<id>.npz and .py for every bad result of a run (known differences excluded)."""
-    specs = {b.get("name"): b.get("spec") for b in (summary or {}).get("backends", [])}
+    specs = specs_by_name(summary or {})
     written = []
     for r in records:
         if r["verdict"] not in BAD:
