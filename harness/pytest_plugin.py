@@ -67,7 +67,7 @@ def _items(session: pytest.Session) -> list[pytest.Item]:
     cases = default_suite(dtypes)
     if opt("xentcheck_cases"):
         cases = cases[:opt("xentcheck_cases")]
-    suite = XentcheckSuite.from_parent(session, name="xentcheck")
+    suite = XentcheckSuite.from_parent(session, name="xentcheck", nodeid="xentcheck")
     items = []
     for spec in _specs(opt("xentcheck_backends")):
         backend = create(spec)  # class attributes only: frameworks are imported when an item runs
@@ -81,7 +81,10 @@ def _items(session: pytest.Session) -> list[pytest.Item]:
 @pytest.hookimpl(tryfirst=True)  # before -k / -m deselection, which runs in the same hook
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
     if config.getoption("xentcheck"):
-        items.extend(_items(session))
+        new = _items(session)
+        items.extend(new)
+        # report them as collected, so "collected N items" and --collect-only count them
+        config.hook.pytest_collectreport(report=pytest.CollectReport("xentcheck", "passed", None, new))
 
 
 class XentcheckSuite(pytest.Collector):
