@@ -86,6 +86,8 @@ def merge_cmd(out, folders) -> int:
     with open(out_dir / "results.jsonl", "w", encoding="utf-8") as f:
         f.writelines(json.dumps(r) + "\n" for r in records)
     summary = write_reports(out_dir, records, context, known)
+    for stale in (summary.get("known_differences") or {}).get("stale", []):
+        click.echo(f"xentcheck: warning: known difference {stale!r} matched no result (stale)", err=True)
     counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items() if v)
     click.echo(f"merged {len(dirs)} folders: {len(records)} results ({counts}); reports in {out_dir}/")
     return summary["exit_status"]
