@@ -89,3 +89,25 @@ def test_plugin_backends_get_a_script_through_the_registry(tmp_path):
     assert abs(vals["grad"][0] - 16 * vals["grad"][1]) < 1e-5 * abs(vals["grad"][0])  # N times too large
     summary = json.loads((out / "summary.json").read_text())
     assert summary["exit_status"] == 1
+
+
+def test_tensorflow_and_jax_scripts_reproduce_their_findings(tmp_path):
+    """optax's integer-label loss at large logits and the NaN of probability targets on masked
+    classes (README), each reproduced by its standalone script with the recorded numbers."""
+    out = tmp_path / "o"
+    res = run_cli("run", "--backends", "tensorflow,jax", "--case", "offset1e+8_bfloat16_3x5_index_none",
+                  "--case", "masked_bfloat16_3x5_soft_sum", "--out", str(out), "--no-progress")
+    assert res.returncode == 1, res.stderr
+    recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    bad = {repro.result_id(r): r for r in recs if r["verdict"] in repro.BAD}
+    assert set(bad) >= {"jax__offset1e+8_bfloat16_3x5_index_none", "jax__masked_bfloat16_3x5_soft_sum",
+                        "tensorflow__masked_bfloat16_3x5_soft_sum"}
+    for rid, rec in bad.items():
+        script = out / "repro" / f"{rid}.py"
+        body = script.read_text()
+        assert ("import optax" in body) == rid.startswith("jax") and ("import tensorflow" in body) == rid.startswith("tensorflow")
+        _, vals = _run_script(script)
+        if rec["verdict"] == "nonfinite":
+            assert np.isnan(vals["loss"][0]) and np.isfinite(vals["loss"][1])
+        else:  # the same worst element, with the same value, as the harness recorded
+            assert vals["loss"][0] == rec["loss"]["worst_actual"] and vals["loss"][1] == rec["loss"]["worst_expected"]
