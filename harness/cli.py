@@ -156,7 +156,10 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, p
     records = read_results(out_dir / "results.jsonl")
     if repro:
         from harness.repro import write_all
-        write_all(out_dir, records, seed, summary)
+        try:
+            write_all(out_dir, records, seed, summary)
+        except Exception as exc:  # reproducers are an aid: never lose the run's exit status to them
+            click.echo(f"xentcheck: warning: writing repro/ failed: {type(exc).__name__}: {exc}", err=True)
     for stale in (summary.get("known_differences") or {}).get("stale", []):
         click.echo(f"xentcheck: warning: known difference {stale!r} matched no result (stale)", err=True)
     counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items() if v)
