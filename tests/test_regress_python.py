@@ -62,6 +62,9 @@ def test_a_second_interpreter_runs_beside_this_one(tmp_path):
     assert env["backends"]["numpy"]["executable"] == sys.executable
     report = (out / "report.md").read_text()
     assert "numpy@numpy-only" in report
+    # one report, both environments side by side: the other interpreter matched result by result
+    assert "## Interpreter numpy-only against this one" in report
+    assert "2 results matched; 0 worse there, 0 better there" in report  # torch is missing there
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["interpreters"] == {"numpy-only": str(python)}
 
@@ -74,3 +77,25 @@ def test_a_second_interpreter_runs_beside_this_one(tmp_path):
 def test_bad_python_options_exit_2(tmp_path, value, message):
     res = run_cli("run", "--backends", "numpy", "--cases", "1", "--python", value, "--out", str(tmp_path / "o"))
     assert res.returncode == 2 and message in res.stderr, res.stderr
+
+
+def test_report_shows_where_the_other_interpreter_differs(tmp_path):
+    """The other environment computes differently (a .pth file switches the fixture's numerics
+    there, as an older framework version would): the run's report lists the results worse there."""
+    from tests.conftest import ROOT
+
+    python = _numpy_only_venv(tmp_path / "venv")
+    site = next((tmp_path / "venv").glob("lib/python*/site-packages"))
+    (site / "sloppy.pth").write_text("import os; os.environ['XENTCHECK_TEST_SLOPPY'] = '1'\n")
+    out = tmp_path / "o"
+    res = run_cli("run", "--backend-file", str(ROOT / "tests/fixtures/env_sloppy.py"), "--python", f"old={python}",
+                  "--case", "offset1e+8_float32_128x1000_index_mean", "--case", "scale1e+0_float32_16x10_index_mean",
+                  "--out", str(out), "--no-progress", env={"XENTCHECK_TEST_SLOPPY": "0"})
+    assert res.returncode == 1, res.stdout + res.stderr  # env-sloppy@old fails the offset case
+    report = (out / "report.md").read_text()
+    assert "2 results matched; 1 worse there, 0 better there" in report
+    section = report.split("## Interpreter old against this one")[1]
+    assert "| `offset1e+8\\_float32\\_128x1000\\_index\\_mean` | env-sloppy | worse | pass -\\> fail |" in section
+    env = json.loads((out / "environment.json").read_text())
+    assert env["backends"]["env-sloppy@old"]["settings"] == {"XENTCHECK_TEST_SLOPPY": "1"}
+    assert env["backends"]["env-sloppy"]["settings"] == {"XENTCHECK_TEST_SLOPPY": "0"}
