@@ -2,7 +2,8 @@
 new and missing results, and both environments side by side.
 
 Results are matched by (case id, backend, implementation, mode, dtype). A regression is a result
-that was fine in BASE (pass, skipped or known) and is bad in NEW, or one that passes on both
+that was fine in BASE (pass or skipped) and is bad in NEW (known differences count by their
+original verdict), or one that passes on both
 sides while its error grew by more than `factor` (measured by `metric`, ULPs of the tested dtype
 by default, for the loss and the gradient separately; growth while the new error is at most
 `floor` is noise and ignored). An improvement is the reverse. A result present on one side only
@@ -48,7 +49,11 @@ def _growth(b: dict, n: dict, metric: str, factor: float, floor: float) -> list[
 
 def compare_runs(base: list[dict], new: list[dict], factor: float = 2.0, metric: str = "ulp_err",
                  floor: float = 1.0) -> dict:
-    bmap, nmap = {key(r): r for r in base}, {key(r): r for r in new}
+    from harness.known import unapply
+
+    # known differences count by their original verdict: whether a run was given --known must not
+    # make or hide a regression, and a newly appearing known difference is still a change
+    bmap, nmap = {key(r): unapply(r) for r in base}, {key(r): unapply(r) for r in new}
     regressions, improvements, changed = [], [], []
     for k, n in nmap.items():
         b = bmap.get(k)

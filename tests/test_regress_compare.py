@@ -53,13 +53,15 @@ def _rec(case, verdict="pass", ulp=1.0, backend="b", dtype="float32"):
 
 def test_error_growth_verdict_changes_new_and_missing():
     base = [_rec("a", ulp=1.5), _rec("b", ulp=1.5), _rec("c", "fail"), _rec("d"), _rec("e", "nonfinite"),
-            _rec("f", ulp=0.2), _rec("g", "known")]
+            _rec("f", ulp=0.2), {**_rec("g", "known"), "original_verdict": "nonfinite"},
+            {**_rec("h", "known"), "original_verdict": "fail"}]
     new = [_rec("a", ulp=4.0), _rec("b", ulp=2.5), _rec("c", "pass"), _rec("x"), _rec("e", "crashed"),
-           _rec("f", ulp=0.9), _rec("g", "pass")]
+           _rec("f", ulp=0.9), _rec("g", "pass"), _rec("h", "fail")]
     c = compare_runs(base, new, factor=2.0)
     assert [(r["key"][0], r["kind"], r["output"]) for r in c["regressions"]] == [("a", "error", "loss")]
     assert c["regressions"][0]["ratio"] == 4.0 / 1.5
-    assert [r["key"][0] for r in c["improvements"]] == ["c"]  # b grew 1.67x only; f stays under the floor
+    # b grew 1.67x only; f stays under the floor; g was a known NaN; h fails as before, --known or not
+    assert [r["key"][0] for r in c["improvements"]] == ["c", "g"]
     assert [r["key"][0] for r in c["changed"]] == ["e"]
     assert [k[0] for k in c["new"]] == ["x"] and [k[0] for k in c["missing"]] == ["d"]
     assert compare_runs(base, new, factor=3.0)["regressions"] == []
