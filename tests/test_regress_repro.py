@@ -111,3 +111,23 @@ def test_tensorflow_and_jax_scripts_reproduce_their_findings(tmp_path):
             assert np.isnan(vals["loss"][0]) and np.isfinite(vals["loss"][1])
         else:  # the same worst element, with the same value, as the harness recorded
             assert vals["loss"][0] == rec["loss"]["worst_actual"] and vals["loss"][1] == rec["loss"]["worst_expected"]
+
+
+def test_shrinking_a_tolerance_failure_keeps_labels_valid(monkeypatch):
+    """In-process: the sloppy fixture loses u * |x| at large logits; shrinking keeps that
+    discrepancy down to a single row of two equal logits near 1e8, with remapped index labels."""
+    monkeypatch.setenv("XENTCHECK_TEST_SLOPPY", "1")
+    spec = "file:" + str(ROOT / "tests/fixtures/env_sloppy.py")
+    summary = {"tolerances": {"preset": "xentcheck"}}
+    case = Case.from_id("offset1e+8_float32_128x1000_index_mean")
+    start = repro.evaluate(case, make_inputs(case, 0), spec, "cpu", repro.tolerances_of(summary))
+    assert start["verdict"] == "fail"
+    steps = []
+    small = repro.shrink(start, spec, summary, log=steps.append)
+    assert small["verdict"] == "fail" and (small["case"].n, small["case"].k) == (1, 2)
+    x = small["inputs"].logits
+    assert abs(float(x.min()) - 1e8) <= 4 and small["inputs"].labels.tolist()[0] in (0, 1)
+    assert len(steps) >= 5 and all("still fail" in s for s in steps)
+    monkeypatch.setenv("XENTCHECK_TEST_SLOPPY", "0")  # the fixed implementation passes the shrunk case
+    again = repro.evaluate(small["case"], small["inputs"], spec, "cpu", repro.tolerances_of(summary))
+    assert again["verdict"] == "pass"
