@@ -44,7 +44,9 @@ class JaxBackend(Backend):
     def settings(self) -> dict:
         from importlib.metadata import version
         return {"jax_enable_x64": bool(self.jax.config.jax_enable_x64),
-                "default_backend": self.jax.default_backend(), "optax": version("optax")}
+                "default_backend": self.jax.default_backend(), "optax": version("optax"),
+                "jaxlib": version("jaxlib"), "devices": [str(d) for d in self.jax.devices()],
+                "default_matmul_precision": str(self.jax.config.jax_default_matmul_precision)}
 
     def _loss(self, impl: str, labels_form: str, reduction: str, smoothing: float = 0.0):
         jnp, optax, jax = self.jnp, self.optax, self.jax

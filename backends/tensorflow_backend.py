@@ -55,7 +55,9 @@ class TensorflowBackend(Backend):
         return {"intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
                 "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
                 "tf32": tf.config.experimental.tensor_float_32_execution_enabled(),
-                "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(default)")}
+                "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(default)"),
+                **{f"build_{k}": v for k, v in tf.sysconfig.get_build_info().items()
+                   if k in ("cuda_version", "cudnn_version", "is_cuda_build", "is_rocm_build")}}
 
     def _loss(self, impl: str, reduction: str, smoothing: float = 0.0, ignore: bool = False):
         tf = self.tf

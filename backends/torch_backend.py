@@ -43,9 +43,12 @@ class TorchBackend(Backend):
 
     def settings(self) -> dict:
         t = self.torch
+        cudnn = t.backends.cudnn.version() if t.backends.cudnn.is_available() else None
         return {"num_threads": t.get_num_threads(), "cuda_available": t.cuda.is_available(),
-                "cuda": t.version.cuda, "cudnn": t.backends.cudnn.version() if t.cuda.is_available() else None,
-                "allow_tf32": t.backends.cuda.matmul.allow_tf32}
+                "cuda": t.version.cuda, "cudnn": cudnn, "allow_tf32": t.backends.cuda.matmul.allow_tf32,
+                "cudnn_allow_tf32": t.backends.cudnn.allow_tf32, "mkldnn": t.backends.mkldnn.is_available(),
+                "cpu_capability": t.backends.cpu.get_cpu_capability(), "git_version": t.version.git_version,
+                "float32_matmul_precision": t.get_float32_matmul_precision()}
 
     def _tensor(self, a: np.ndarray, device: str):
         t = self.torch

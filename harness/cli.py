@@ -31,7 +31,7 @@ def _usage(fn, *args):
 
 # options that define what a run computes: --resume takes them all from the folder's run.json
 PLAN_OPTIONS = ("backends", "backend_files", "dtypes", "seed", "n_cases", "case_ids", "out", "device", "preset",
-                "rtol", "atol", "suite", "impls", "modes", "properties")
+                "rtol", "atol", "suite", "impls", "modes", "properties", "shard", "known_file", "pythons")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -60,8 +60,12 @@ def cli() -> None:
 @click.option("--resume", metavar="DIR", help="Finish the interrupted run in DIR with its stored configuration (run.json), "
               "skipping the results it already has. Only --case-timeout and --progress may be given with it.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
+@click.option("--shard", metavar="I/N", help="Run only shard I of N (1-based): cases at positions = I-1 mod N.")
+@click.option("--known", "known_file", metavar="FILE", help="Known-differences TOML: matching bad results become 'known' and pass.")
+@click.option("--python", "pythons", multiple=True, metavar="LABEL=PYTHON", help="Also run the backends in this interpreter (repeatable); results name them BACKEND@LABEL.")
+@click.option("--repro/--no-repro", default=True, show_default=True, help="Write repro/<id>.npz and .py for every failing result.")
 def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, preset, rtol, atol, case_timeout,
-        suite, impls, modes, properties, resume, progress) -> int:
+        suite, impls, modes, properties, resume, progress, shard, known_file, pythons, repro) -> int:
     """Run the cases through each backend and write results.jsonl and every report (report.html, report.md,
     junit.xml, tolerance.md/.json, summary.json, results.csv, results.parquet)."""
     from harness import resume as resuming, runplan
@@ -83,6 +87,14 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, p
     else:
         plan = _usage(runplan.plan_from_options, backends, backend_files, dtypes, seed, n_cases, case_ids, device,
                       preset, rtol, atol, case_timeout, suite, impls, modes, properties)
+        regress = regress_options(shard, known_file, pythons, plan.backends)
+        plan.case_order = [c.id for c in plan.cases]
+        if regress["shard"]:
+            from harness import shards
+            plan.shard = list(regress["shard"])
+            plan.cases = shards.select(plan.cases, *regress["shard"])
+        plan.backends, plan.interpreters = regress["specs"], regress["interpreters"]
+        plan.known_file = known_file
         out_dir = Path(out)
         prior = None
     try:
@@ -95,22 +107,23 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, p
             resuming.rewrite_results(out_dir, prior)  # without a torn last line, appended to below
     except OSError as exc:
         raise click.UsageError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}") from None
-    return _execute(plan, out_dir, prior or [], progress)
+    return _execute(plan, out_dir, prior or [], progress, repro)
 
 
-def _execute(plan, out_dir: Path, prior: list[dict], progress: bool) -> int:
+def _execute(plan, out_dir: Path, prior: list[dict], progress: bool, repro: bool = True) -> int:
     from harness import resume as resuming
     from harness.environment import fingerprint
     from harness.reference import working_precision
     from harness.runner import RunConfig, Runner
-    from reports.files import ResultsWriter
-    from reports.write_all import write_all
+    from harness.rundir import write_reports
+    from reports.files import ResultsWriter, read_results
 
     tol = plan.tolerances()
     writer = ResultsWriter(out_dir / "results.jsonl", append=bool(prior))
     config = RunConfig(backends=plan.backends, cases=plan.cases, seed=plan.seed, device=plan.device, tolerances=tol,
                        case_timeout=plan.case_timeout, log_dir=out_dir / "logs", progress=progress, suite=plan.suite,
-                       impls=plan.impls, modes=plan.modes, properties=plan.properties)
+                       impls=plan.impls, modes=plan.modes, properties=plan.properties,
+                       interpreters=plan.interpreters)
     runner = Runner(config, writer, prior)
     try:
         finished = runner.run()
@@ -123,14 +136,29 @@ def _execute(plan, out_dir: Path, prior: list[dict], progress: bool) -> int:
         "xentcheck_version": __version__,
         "config": {"backends": plan.backends, "dtypes": plan.dtypes, "seed": plan.seed, "n_cases": len(plan.cases),
                    "device": plan.device, "case_timeout": plan.case_timeout, "suite": plan.suite,
-                   "impls": plan.impls, "modes": plan.modes, "properties": plan.properties},
+                   "impls": plan.impls, "modes": plan.modes, "properties": plan.properties,
+                   "case_order": plan.case_order or [c.id for c in plan.cases],
+                   **({"shard": dict(zip(("index", "count"), plan.shard))} if plan.shard else {}),
+                   **({"interpreters": plan.interpreters} if plan.interpreters else {})},
         "interrupted": not finished,
         "environment": fingerprint(),
         "backends": [i or {"spec": s, "status": "not started"} for i, s in zip(runner.infos, plan.backends)],
         "tolerances": tol.as_dict(),
         "reference_float64": working_precision("float64"),
     }
-    summary = write_all(out_dir, records, context)
+    known = None
+    if plan.known_file:
+        from harness import known as known_mod
+        known = {"file": plan.known_file, "entries": _usage(known_mod.load, plan.known_file)}
+    summary = write_reports(out_dir, records, context, known)
+    if finished and repro:
+        from harness.repro import write_all as write_repros
+        try:
+            write_repros(out_dir, read_results(out_dir / "results.jsonl"), plan.seed, summary)
+        except Exception as exc:  # reproducers are an aid: never lose the run's exit status to them
+            click.echo(f"xentcheck: warning: writing repro/ failed: {type(exc).__name__}: {exc}", err=True)
+    for stale in (summary.get("known_differences") or {}).get("stale", []):
+        click.echo(f"xentcheck: warning: known difference {stale!r} matched no result (stale)", err=True)
     counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items() if v)
     click.echo(f"{len(records)} results ({counts}); reports in {out_dir}/")
     if not finished:
@@ -202,6 +230,11 @@ def cases_cmd(dtypes, n_cases) -> int:
     for c in select_cases(_usage(parse_dtypes, dtypes), n_cases, ()):
         click.echo(c.id)
     return EXIT_OK
+
+
+from harness.regress_cli import register as _register_regress, regress_options  # noqa: E402
+
+_register_regress(cli)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from harness import error_model
 from harness.dtypes import info, round_to, ulp
 from harness.tolerances import PRESETS, allowed as allowed_by, default_table
 
-VERDICTS: tuple[str, ...] = ("pass", "fail", "nonfinite", "error", "crashed", "timeout", "skipped")
+VERDICTS: tuple[str, ...] = ("pass", "fail", "nonfinite", "error", "crashed", "timeout", "skipped", "known")
 BAD_VERDICTS = frozenset({"fail", "nonfinite", "error", "crashed", "timeout"})
 
 

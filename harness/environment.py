@@ -19,9 +19,13 @@ WORKER_THREAD_ENV: dict[str, str] = {
     "TF_CPP_MIN_LOG_LEVEL": "2",
 }
 NUMERICS_ENV = ("XLA_FLAGS", "TF_ENABLE_ONEDNN_OPTS", "JAX_ENABLE_X64", "JAX_DEFAULT_MATMUL_PRECISION",
-                "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE",
-                "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "NVIDIA_TF32_OVERRIDE",
-                "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "CUBLAS_WORKSPACE_CONFIG", "KERAS_BACKEND")
+                "JAX_DEFAULT_DTYPE_BITS", "JAX_PLATFORMS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS",
+                "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_DEFAULT_FPMATH_MODE", "DNNL_DEFAULT_FPMATH_MODE",
+                "ATEN_CPU_CAPABILITY", "NPY_DISABLE_CPU_FEATURES", "TF_NUM_INTRAOP_THREADS",
+                "TF_NUM_INTEROP_THREADS", "TF_DETERMINISTIC_OPS", "TF_ENABLE_XLA", "NVIDIA_TF32_OVERRIDE",
+                "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "CUBLAS_WORKSPACE_CONFIG", "CUDA_VISIBLE_DEVICES",
+                "KERAS_BACKEND")
 PACKAGES = ("numpy", "ml_dtypes", "mpmath", "torch", "tensorflow", "tensorflow-cpu", "keras", "jax",
             "jaxlib", "optax")
 
@@ -44,8 +48,26 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _cpu_flags() -> list[str]:
+    """SIMD features decide which kernels (AVX-512, AVX2, FMA...) frameworks dispatch to."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return sorted(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return []
+
+
+def _libc() -> str:
+    name, ver = platform.libc_ver()
+    return f"{name} {ver}".strip()
+
+
 def fingerprint() -> dict:
-    """Machine and library facts, without importing any framework."""
+    """Machine and library facts, without importing any framework. Frameworks' build facts
+    (CUDA, cuDNN, oneDNN, thread pools) come from each worker's hello: see `with_backends`."""
     versions = {}
     for name in PACKAGES:
         try:
@@ -59,6 +81,23 @@ def fingerprint() -> dict:
         "machine": platform.machine(),
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
+        "cpu_flags": _cpu_flags(),
+        "os_release": platform.release(),
+        "libc": _libc(),
+        "python_implementation": platform.python_implementation(),
+        "executable": sys.executable,
         "packages": versions,
         "numerics_env": {k: env[k] for k in NUMERICS_ENV if k in env},
     }
+
+
+def with_backends(env: dict, infos: list[dict]) -> dict:
+    """The fingerprint plus, per backend worker, its interpreter, version and build settings."""
+    backends = {}
+    for i in infos:
+        if not i:
+            continue
+        backends[i.get("name", i.get("spec", "?"))] = {
+            k: i[k] for k in ("status", "impl", "mode", "version", "python", "executable", "settings", "reason")
+            if k in i}
+    return {**env, "backends": backends}

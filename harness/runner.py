@@ -32,6 +32,7 @@ import numpy as np
 from harness.cases import Case, make_inputs
 from harness.compare import compare
 from harness.environment import worker_env
+from harness.interpreters import LABEL_ENV, resolve as resolve_interpreter
 from harness.reference import Reference, reference
 from harness.tolerances import Tolerances
 
@@ -53,6 +54,7 @@ class RunConfig:
     impls: list[str] | None = None
     modes: list[str] | None = None
     properties: bool = False
+    interpreters: dict[str, str] = field(default_factory=dict)  # --python LABEL -> executable
 
 
 def select_variants(variants: list[dict], suite: str, impls: list[str] | None, modes: list[str] | None) -> list[dict]:
@@ -72,8 +74,10 @@ def select_variants(variants: list[dict], suite: str, impls: list[str] | None, m
 class Worker:
     """One backend's worker process and the thread that reads its replies."""
 
-    def __init__(self, index: int, spec: str, events: queue.Queue, log_dir: Path | None):
+    def __init__(self, index: int, spec: str, events: queue.Queue, log_dir: Path | None,
+                 interpreters: dict[str, str] | None = None):
         self.index, self.spec, self.events, self.log_dir = index, spec, events, log_dir
+        self.interpreters = interpreters or {}
         self.generation = 0
         self.proc: subprocess.Popen | None = None
         self.log_path: Path | None = None
@@ -89,7 +93,10 @@ class Worker:
             self.log_offset = log.seek(0, os.SEEK_END)
         else:
             log = subprocess.DEVNULL
-        self.proc = subprocess.Popen([sys.executable, "-m", "harness.worker", self.spec],
+        python, spec, label = resolve_interpreter(self.spec, self.interpreters)
+        if label:
+            env[LABEL_ENV] = label
+        self.proc = subprocess.Popen([python, "-m", "harness.worker", spec],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                                      env=env, start_new_session=True)
         if log is not subprocess.DEVNULL:
@@ -448,7 +455,7 @@ class Runner:
         cfg = self.config
         states = []
         for bi, spec in enumerate(cfg.backends):
-            st = _State(Worker(bi, spec, self.events, cfg.log_dir), pending=list(range(len(cfg.cases))))
+            st = _State(Worker(bi, spec, self.events, cfg.log_dir, cfg.interpreters), pending=list(range(len(cfg.cases))))
             st.worker.start()
             st.deadline = time.monotonic() + cfg.startup_timeout
             states.append(st)

@@ -38,6 +38,10 @@ class RunPlan:
     impls: list[str] | None = None
     modes: list[str] | None = None
     properties: bool = False
+    case_order: list[str] = field(default_factory=list)  # the unsharded suite's ids (for merge)
+    shard: list[int] | None = None  # [index, count], 1-based
+    interpreters: dict[str, str] = field(default_factory=dict)  # --python LABEL -> executable
+    known_file: str | None = None
 
     def tolerances(self) -> Tolerances:
         tol = Tolerances(self.preset)
@@ -78,11 +82,13 @@ class RunPlan:
             timeout = float(timeout)
         except OverflowError:
             raise ValueError("field 'case_timeout' is out of range") from None
-        for spec in data["backends"]:
+        labels = set(dict(data.get("interpreters") or {}))
+        own = [s.rpartition("@")[0] if s.rpartition("@")[2] in labels else s for s in data["backends"]]  # BACKEND@LABEL
+        for spec in own:
             if spec.startswith("file:"):
                 check_backend_file(spec[len("file:"):])
         known = set(known_backends())
-        unknown = [s for s in data["backends"] if not s.startswith("file:") and s not in known]
+        unknown = [s for s in own if not s.startswith("file:") and s not in known]
         if unknown:
             raise ValueError(f"unknown backend {unknown[0]!r}")
         if not data["backends"]:
@@ -97,11 +103,20 @@ class RunPlan:
         if not isinstance(data.get("properties", False), bool):
             raise ValueError("field 'properties' must be true or false")
         impls, modes = variant_filters(_join(data.get("impls")), _join(data.get("modes")), data["backends"])
+        extra = {}
+        if data.get("case_order") is not None:
+            extra["case_order"] = [str(i) for i in data["case_order"]]
+        if data.get("shard") is not None:
+            extra["shard"] = [int(v) for v in data["shard"]]
+        if data.get("interpreters"):
+            extra["interpreters"] = {str(k): str(v) for k, v in dict(data["interpreters"]).items()}
+        if data.get("known_file") is not None:
+            extra["known_file"] = str(data["known_file"])
         plan = cls(backends=list(data["backends"]), dtypes=parse_dtypes(",".join(data["dtypes"])),
                    seed=check_seed(data["seed"]), cases=[Case.from_id(i) for i in data["cases"]],
                    device=data["device"], preset=data["preset"], rtol=list(data["rtol"]),
                    atol=list(data["atol"]), case_timeout=check_timeout(timeout), suite=suite,
-                   impls=impls, modes=modes, properties=data.get("properties", False))
+                   impls=impls, modes=modes, properties=data.get("properties", False), **extra)
         plan.validate()
         return plan
 

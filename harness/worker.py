@@ -144,6 +144,9 @@ def main(argv: list[str]) -> int:
         proto.flush()
 
     backend, msg = hello(argv[0])
+    label = os.environ.get("XENTCHECK_INTERPRETER_LABEL")  # --python LABEL=...: name it BACKEND@LABEL
+    if label:
+        msg["name"] = f"{msg.get('name', argv[0])}@{label}"
     send(msg)
     if backend is None:
         return 0

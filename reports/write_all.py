@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from reports import blame, csv as csv_report, html, junit, markdown, parquet, summary as summary_report, tolerance
+from reports import (blame, csv as csv_report, html, junit, known_md, markdown, parquet, summary as summary_report,
+                     tolerance)
 from reports.files import write_atomic
 
 # keys of summary.json that summary.build derives from the records; the rest is the run's context
@@ -25,7 +26,8 @@ def write_all(out_dir: Path, records: list[dict], context: dict) -> dict:
     tol_report = tolerance.build(records)
     matrix = blame.build(records)
     write_atomic(out_dir / "summary.json", summary_report.render(summary))
-    write_atomic(out_dir / "report.md", markdown.render(summary, records))
+    extra = known_md.render(summary, records)  # known differences, other interpreters, shards
+    write_atomic(out_dir / "report.md", markdown.render(summary, records) + ("\n" + extra if extra else ""))
     write_atomic(out_dir / "results.csv", csv_report.render(records))
     write_atomic(out_dir / "junit.xml", junit.render(records, summary))
     write_atomic(out_dir / "tolerance.json", tolerance.render_json(tol_report))

@@ -1,0 +1,174 @@
+"""pytest plugin: `pytest --xentcheck` collects the xentcheck suite as ordinary test items.
+
+One item per case x backend (x implementation x mode x dtype: the case id carries the dtype),
+named `test_BACKEND[IMPL-MODE-CASE_ID]` under the `xentcheck` collector, so `-k`, `-x`,
+`--junitxml` and pytest-xdist (`-n`) work as usual. Items run in-process: each backend is loaded
+once per process (per xdist worker), computes the case, and is compared with the high-precision
+reference; a discrepancy fails with the harness's explanation, an unsupported dtype or a missing
+framework is a skip, a known difference (`--xentcheck-known FILE`) an xfail.
+
+Without `--xentcheck` the plugin adds nothing: a project's own test run is unaffected.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+_BACKENDS: dict[str, object] = {}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("xentcheck", "softmax cross-entropy verification")
+    g.addoption("--xentcheck", action="store_true", help="Collect the xentcheck suite as test items.")
+    g.addoption("--xentcheck-backends", metavar="LIST",
+                help="Comma-separated backends or plugin .py files (default: every known backend).")
+    g.addoption("--xentcheck-dtypes", metavar="LIST", help="Comma-separated dtypes (default: all).")
+    g.addoption("--xentcheck-cases", type=int, metavar="N", help="Only the first N cases of the suite.")
+    g.addoption("--xentcheck-seed", type=int, default=0, metavar="N", help="Seed of the case inputs (default 0).")
+    g.addoption("--xentcheck-tolerances", default="xentcheck", choices=["xentcheck", "torch", "jax"],
+                help="Tolerance table (default: xentcheck).")
+    g.addoption("--xentcheck-known", metavar="FILE", help="Known-differences TOML: matching failures xfail.")
+
+
+class XentcheckFailure(Exception):
+    """A result out of tolerance, NaN/inf where the reference differs, or a raised error."""
+
+
+def _specs(value: str | None) -> list[str]:
+    from pathlib import Path
+
+    from backends.registry import known_names
+
+    if not value:
+        return known_names()
+    specs = []
+    for name in (v.strip() for v in value.split(",") if v.strip()):
+        if name.endswith(".py"):
+            if not Path(name).is_file():
+                raise pytest.UsageError(f"--xentcheck-backends: backend file not found: {name}")
+            specs.append("file:" + str(Path(name).resolve()))
+        elif name in known_names():
+            specs.append(name)
+        else:
+            raise pytest.UsageError(f"--xentcheck-backends: unknown backend {name!r} (known: {', '.join(known_names())})")
+    return specs
+
+
+def _items(session: pytest.Session) -> list[pytest.Item]:
+    from backends.registry import create
+    from harness.cases import default_suite
+    from harness.dtypes import DTYPE_NAMES
+
+    opt = session.config.getoption
+    dtypes = [d.strip() for d in (opt("xentcheck_dtypes") or ",".join(DTYPE_NAMES)).split(",") if d.strip()]
+    unknown = [d for d in dtypes if d not in DTYPE_NAMES]
+    if unknown:
+        raise pytest.UsageError(f"--xentcheck-dtypes: unknown dtype {unknown[0]!r} (known: {', '.join(DTYPE_NAMES)})")
+    cases = default_suite(dtypes)
+    if opt("xentcheck_cases"):
+        cases = cases[:opt("xentcheck_cases")]
+    suite = XentcheckSuite.from_parent(session, name="xentcheck", nodeid="xentcheck")
+    items = []
+    from harness.runner import select_variants
+    from harness.worker import variant_info
+
+    for spec in _specs(opt("xentcheck_backends")):
+        backend = create(spec)  # class attributes only: frameworks are imported when an item runs
+        variants = [v for v in backend.variants()
+                    if v.impl in {s["impl"] for s in select_variants([variant_info(v)], "default", None, None)}]
+        for case in cases:
+            for v in variants:
+                if case.labels not in v.label_forms:
+                    continue
+                impl = str(v.impl).replace(" ", "_")
+                items.append(XentcheckItem.from_parent(
+                    suite, name=f"test_{backend.name}[{impl}-{v.mode}-{case.id}]", spec=spec, case=case, variant=v))
+    return items
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k / -m deselection, which runs in the same hook
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
+    if config.getoption("xentcheck"):
+        new = _items(session)
+        items.extend(new)
+        # report them as collected, so "collected N items" and --collect-only count them
+        config.hook.pytest_collectreport(report=pytest.CollectReport("xentcheck", "passed", None, new))
+
+
+class XentcheckSuite(pytest.Collector):
+    def collect(self):  # items are made in pytest_collection_modifyitems
+        return []
+
+
+def _backend(spec: str):
+    if spec not in _BACKENDS:
+        from backends.registry import create
+
+        b = create(spec)
+        try:
+            b.load()
+        except ImportError as exc:
+            _BACKENDS[spec] = f"{b.name}: framework not installed ({exc})"
+        else:
+            _BACKENDS[spec] = b
+    return _BACKENDS[spec]
+
+
+def _known(config: pytest.Config) -> list[dict]:
+    path = config.getoption("xentcheck_known")
+    if not path:
+        return []
+    if not hasattr(config, "_xentcheck_known"):
+        from harness import known
+
+        try:
+            config._xentcheck_known = known.load(path)
+        except known.KnownFileError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    return config._xentcheck_known
+
+
+class XentcheckItem(pytest.Item):
+    def __init__(self, *, spec: str, case, variant, **kw):
+        super().__init__(**kw)
+        self.spec, self.case, self.variant = spec, case, variant
+        self.user_properties.append(("case_id", case.id))
+
+    def runtest(self) -> None:
+        from harness.cases import make_inputs
+        from harness.compare import BAD_VERDICTS, compare
+        from harness.known import matches
+        from harness.reference import reference
+        from harness.tolerances import Tolerances
+
+        backend = _backend(self.spec)
+        if isinstance(backend, str):
+            pytest.skip(backend)
+        why = backend.unsupported(self.case, "cpu")
+        if why:
+            pytest.skip(why)
+        seed = self.config.getoption("xentcheck_seed")
+        inputs = make_inputs(self.case, seed)
+        ref = reference(self.case, inputs, self.variant.semantics)
+        try:
+            out = backend.run_variant(self.variant, self.case, inputs.copy(), "cpu")
+            fields = compare(self.case, ref, out.loss, out.grad, out.loss_dtype, out.grad_dtype,
+                             Tolerances(self.config.getoption("xentcheck_tolerances")))
+        except Exception as exc:
+            fields = {"verdict": "error", "reasons": [f"{type(exc).__name__}: {exc}"]}
+        if fields["verdict"] not in BAD_VERDICTS:
+            return
+        record = {**self.case.as_dict(), "backend": backend.name, "impl": self.variant.impl, "mode": self.variant.mode,
+                  "verdict": fields["verdict"]}
+        hit = next((e for e in _known(self.config) if matches(e, record)), None)
+        if hit is not None:
+            pytest.xfail(f"known difference {hit['id']}: {hit['link']}")
+        raise XentcheckFailure(f"{fields['verdict']}: " + "; ".join(fields["reasons"]))
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, XentcheckFailure):
+            return f"{self.case.id} on {self.spec}: {excinfo.value}"
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self):
+        return self.path, None, f"xentcheck {self.name}"

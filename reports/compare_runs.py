@@ -1,0 +1,155 @@
+"""Comparing two results folders (`xentcheck compare BASE NEW`): regressions, improvements,
+new and missing results, and both environments side by side.
+
+Results are matched by (case id, backend, implementation, mode, dtype). A regression is a result
+that was fine in BASE (pass or skipped) and is bad in NEW (known differences count by their
+original verdict), or one that passes on both
+sides while its error grew by more than `factor` (measured by `metric`, ULPs of the tested dtype
+by default, for the loss and the gradient separately; growth while the new error is at most
+`floor` is noise and ignored). An improvement is the reverse. A result present on one side only
+is new or missing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.compare import BAD_VERDICTS
+
+METRICS = ("ulp_err", "rel_err", "abs_err")
+
+
+def key(r: dict) -> tuple[str, str, str, str, str]:
+    return (r["case_id"], r["backend"], r.get("impl", ""), r.get("mode", ""), r["dtype"])
+
+
+def load(folder: Path) -> tuple[list[dict], dict]:
+    from reports.files import read_results
+
+    folder = Path(folder)
+    records = read_results(folder / "results.jsonl")
+    summary = json.loads((folder / "summary.json").read_text())
+    env_file = folder / "environment.json"
+    env = json.loads(env_file.read_text()) if env_file.exists() else summary.get("environment", {})
+    return records, {"summary": summary, "environment": env}
+
+
+def _growth(b: dict, n: dict, metric: str, factor: float, floor: float) -> list[dict]:
+    out = []
+    for what in ("loss", "grad"):
+        bm, nm = (b.get(what) or {}).get(metric), (n.get(what) or {}).get(metric)
+        if bm is None or nm is None:
+            continue
+        ratio = nm / bm if bm > 0 else (float("inf") if nm > 0 else 1.0)
+        out.append({"output": what, "base": bm, "new": nm, "ratio": ratio})
+    return [g for g in out if (g["ratio"] > factor and g["new"] > floor) or
+            (g["ratio"] < 1 / factor and g["base"] > floor)]
+
+
+def compare_runs(base: list[dict], new: list[dict], factor: float = 2.0, metric: str = "ulp_err",
+                 floor: float = 1.0) -> dict:
+    from harness.known import unapply
+
+    # known differences count by their original verdict: whether a run was given --known must not
+    # make or hide a regression, and a newly appearing known difference is still a change
+    bmap, nmap = {key(r): unapply(r) for r in base}, {key(r): unapply(r) for r in new}
+    regressions, improvements, changed = [], [], []
+    for k, n in nmap.items():
+        b = bmap.get(k)
+        if b is None:
+            continue
+        bv, nv = b["verdict"], n["verdict"]
+        entry = {"key": list(k), "base_verdict": bv, "new_verdict": nv, "reasons": n.get("reasons", [])}
+        if bv not in BAD_VERDICTS and nv in BAD_VERDICTS:
+            regressions.append({**entry, "kind": "verdict"})
+        elif bv in BAD_VERDICTS and nv not in BAD_VERDICTS:
+            improvements.append({**entry, "kind": "verdict", "reasons": b.get("reasons", [])})
+        elif bv in BAD_VERDICTS and nv in BAD_VERDICTS and bv != nv:
+            changed.append({**entry, "kind": "verdict"})
+        elif bv == nv == "pass":
+            for g in _growth(b, n, metric, factor, floor):
+                item = {**entry, "kind": "error", **g, "metric": metric}
+                (regressions if g["ratio"] > 1 else improvements).append(item)
+    return {
+        "factor": factor, "metric": metric, "floor": floor,
+        "matched": len(set(bmap) & set(nmap)),
+        "regressions": regressions, "improvements": improvements, "changed": changed,
+        "new": [list(k) for k in nmap if k not in bmap],
+        "missing": [list(k) for k in bmap if k not in nmap],
+    }
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        elif isinstance(v, list):
+            out[f"{prefix}{k}"] = " ".join(map(str, v)) if k == "cpu_flags" else json.dumps(v)
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def environment_diff(base_env: dict, new_env: dict) -> list[dict]:
+    """Every fingerprint field on both sides, flattened (packages.torch, backends.jax.settings.x64...)."""
+    b, n = _flatten(base_env), _flatten(new_env)
+    return [{"field": f, "base": b.get(f), "new": n.get(f), "differs": b.get(f) != n.get(f)}
+            for f in sorted(set(b) | set(n))]
+
+
+def build(base_dir: Path, new_dir: Path, factor: float, metric: str, floor: float) -> dict:
+    base, bctx = load(base_dir)
+    new, nctx = load(new_dir)
+    result = compare_runs(base, new, factor, metric, floor)
+    result["base"], result["new_run"] = str(base_dir), str(new_dir)
+    result["environment"] = environment_diff(bctx["environment"], nctx["environment"])
+    result["exit_status"] = 1 if result["regressions"] else 0
+    return result
+
+
+def render_markdown(c: dict) -> str:
+    from reports.markdown import _table, esc
+
+    def case(k: list) -> str:
+        return f"`{esc(k[0])}`"
+
+    lines = ["# xentcheck compare", "",
+             f"Base `{esc(c['base'])}`, new `{esc(c['new_run'])}`: {c['matched']} results matched by "
+             "(case, backend, implementation, mode, dtype).", "",
+             ("**REGRESSIONS FOUND**" if c["regressions"] else "**No regression**")
+             + f": {len(c['regressions'])} regressions, {len(c['improvements'])} improvements, "
+             f"{len(c['changed'])} changed failures, {len(c['new'])} new, {len(c['missing'])} missing. "
+             f"Error growth counts when {esc(c['metric'])} grows more than {c['factor']:g}x (and exceeds "
+             f"{c['floor']:g}) on a result that passes on both sides.", ""]
+    for title, items in (("Regressions", c["regressions"]), ("Improvements", c["improvements"]),
+                         ("Changed failures", c["changed"])):
+        if not items:
+            continue
+        rows = []
+        for it in items:
+            k = it["key"]
+            if it["kind"] == "error":
+                what = (f"{it['output']} {esc(it['metric'])} {it['base']:.3g} -> {it['new']:.3g} "
+                        f"({it['ratio']:.3g}x)")
+            else:
+                what = f"{esc(it['base_verdict'])} -> {esc(it['new_verdict'])}"
+            rows.append([case(k), esc(k[1]), esc(k[2]), esc(k[3]), esc(k[4]), what,
+                         esc("; ".join(it.get("reasons", []))[:300])])
+        lines += [f"## {title}", ""] + _table(["case", "backend", "implementation", "mode", "dtype", "change",
+                                              "explanation"], rows)
+    for title, keys in (("New results (only in new)", c["new"]), ("Missing results (only in base)", c["missing"])):
+        if keys:
+            lines += [f"## {title}", ""] + [f"- {case(k)} {esc(k[1])} {esc(k[2])} {esc(k[3])}" for k in keys[:200]]
+            lines += ([f"- ... and {len(keys) - 200} more"] if len(keys) > 200 else []) + [""]
+    lines += ["## Environments side by side", "", "Fields that differ are in bold.", ""]
+    rows = []
+    for e in c["environment"]:
+        b, n = esc("" if e["base"] is None else e["base"]), esc("" if e["new"] is None else e["new"])
+        if e["field"] in ("cpu_flags",) and not e["differs"]:
+            b = n = "(same)"
+        f = esc(e["field"])
+        rows.append([f"**{f}**", f"**{b}**", f"**{n}**"] if e["differs"] else [f, b, n])
+    lines += _table(["field", "base", "new"], rows)
+    return "\n".join(lines)
