@@ -3,7 +3,7 @@
 For a result, `repro/<id>.npz` holds the exact inputs (logits widened exactly to float32 or
 float64, labels) and the reference loss and gradient; `repro/<id>.py` is a standalone script that
 imports only NumPy and the one framework, calls the same API with the same options as the
-adapter, and prints its loss and gradient next to the reference. <id> is BACKEND__CASE_ID.
+adapter, and prints its loss and gradient next to the reference. <id> is BACKEND.IMPL.MODE__CASE_ID.
 
 Shrinking re-runs the backend in this process on smaller inputs derived from the case (one row,
 half the rows, half the classes keeping every row's labelled class, half the spread of each
@@ -30,11 +30,17 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._+@=-]")
 
 
 def result_id(record: dict) -> str:
-    return _UNSAFE.sub("_", f"{record['backend']}__{record['case_id']}")
+    """BACKEND.IMPL.MODE__CASE_ID: every result of a run has its own id (and repro files), also
+    when a backend runs several implementations and modes."""
+    parts = [record["backend"], record.get("impl") or "", record.get("mode") or ""]
+    return _UNSAFE.sub("_", f"{'.'.join(p for p in parts if p)}__{record['case_id']}")
 
 
 def find(records: list[dict], rid: str) -> dict:
     hits = [r for r in records if result_id(r) == rid]
+    if not hits and "__" in rid:  # BACKEND__CASE_ID: that backend's result(s) for the case
+        backend, _, case_id = rid.partition("__")
+        hits = [r for r in records if r["backend"] == backend and r["case_id"] == case_id]
     if not hits:
         hits = [r for r in records if r["case_id"] == rid]
     if not hits:
@@ -82,24 +88,34 @@ def _backend(spec: str):
     return _BACKENDS[spec]
 
 
-def evaluate(case: Case, inputs: Inputs, spec: str, device: str, tol: Tolerances) -> dict:
-    ref = reference(case, inputs)
+def _variant(backend, case: Case, impl: str | None, mode: str | None):
+    """The backend's implementation x mode that produced a result (else its default for the case)."""
+    vs = backend.variants()
+    return next((v for v in vs if v.impl == impl and v.mode == mode), None) \
+        or next((v for v in vs if v.default and case.labels in v.label_forms), vs[0])
+
+
+def evaluate(case: Case, inputs: Inputs, spec: str, device: str, tol: Tolerances,
+             impl: str | None = None, mode: str | None = None) -> dict:
     backend = _backend(spec)
+    variant = _variant(backend, case, impl, mode)
+    ref = reference(case, inputs, variant.semantics)
     why = backend.unsupported(case, device)
     if why:
         return {"case": case, "inputs": inputs, "ref": ref, "verdict": "skipped", "reasons": [why]}
     try:
-        out = backend.compute(case, inputs.copy(), device)
+        out = backend.run_variant(variant, case, inputs.copy(), device)
         fields = compare(case, ref, np.asarray(out.loss), np.asarray(out.grad), out.loss_dtype, out.grad_dtype, tol)
     except Exception as exc:  # the backend's own failure is the discrepancy being reproduced
         fields = {"verdict": "error", "reasons": [f"{type(exc).__name__}: {exc}"]}
-    return {"case": case, "inputs": inputs, "ref": ref, **fields}
+    return {"case": case, "inputs": inputs, "ref": ref, "impl": variant.impl, "mode": variant.mode, **fields}
 
 
 def rerun(record: dict, spec: str, summary: dict) -> dict:
     case = Case.from_id(record["case_id"])
     seed = record.get("seed", summary.get("config", {}).get("seed", 0))
-    return evaluate(case, make_inputs(case, seed), spec, record.get("device", "cpu"), tolerances_of(summary))
+    return evaluate(case, make_inputs(case, seed), spec, record.get("device", "cpu"), tolerances_of(summary),
+                    record.get("impl"), record.get("mode"))
 
 
 # --- shrinking ---------------------------------------------------------------------------
@@ -115,8 +131,9 @@ def _sub(case: Case, inputs: Inputs, rows: np.ndarray, cols: np.ndarray | None =
         else:
             lab = lab[:, cols]
             tgt = np.array([int(np.argmax(np.asarray(r, dtype=np.float64))) for r in lab], dtype=np.int64)
-    new = Case(case.family, case.dtype, x.shape[0], x.shape[1], case.labels, case.reduction)
-    return new, Inputs(np.ascontiguousarray(x), np.ascontiguousarray(lab), tgt)
+    new = Case(case.family, case.dtype, x.shape[0], x.shape[1], case.labels, case.reduction, case.options)
+    weights = inputs.weights if inputs.weights is None or cols is None else inputs.weights[cols]
+    return new, Inputs(np.ascontiguousarray(x), np.ascontiguousarray(lab), tgt, weights, inputs.smoothing)
 
 
 def _needed_cols(case: Case, inputs: Inputs) -> set[int]:
@@ -184,7 +201,7 @@ def shrink(start: dict, spec: str, summary: dict, max_steps: int = 200,
         progress = False
         for what, case, inputs in _candidates(state):
             tries += 1
-            trial = evaluate(case, inputs, spec, device, tol)
+            trial = evaluate(case, inputs, spec, device, tol, start.get("impl"), start.get("mode"))
             if trial["verdict"] == target:
                 log(f"{what}: {case.n}x{case.k}, still {target}")
                 state, progress = trial, True

@@ -32,14 +32,14 @@ def test_failing_results_get_a_standalone_repro_that_shows_the_discrepancy(tmp_p
                   "--out", str(out), "--no-progress")
     assert res.returncode == 1, res.stderr
     files = sorted(p.name for p in (out / "repro").iterdir())
-    assert files == [f"torch__{MASKED}.npz", f"torch__{MASKED}.py"]  # only the failing result
-    script = out / "repro" / f"torch__{MASKED}.py"
+    assert files == [f"torch.cross_entropy_probs.eager__{MASKED}.npz", f"torch.cross_entropy_probs.eager__{MASKED}.py"]  # only the failing result
+    script = out / "repro" / f"torch.cross_entropy_probs.eager__{MASKED}.py"
     text = script.read_text()
     assert "import torch" in text and "F.cross_entropy" in text and "harness" not in text.split('"""', 2)[2]
     stdout, vals = _run_script(script)
     assert np.isnan(vals["loss"][0]) and vals["loss"][1] > 0  # NaN loss, finite reference
     assert abs(vals["grad"][0] - vals["grad"][1]) < 1e-6  # the gradient is right
-    data = np.load(out / "repro" / f"torch__{MASKED}.npz")
+    data = np.load(out / "repro" / f"torch.cross_entropy_probs.eager__{MASKED}.npz")
     inputs = make_inputs(Case.from_id(MASKED), 0)
     assert np.array_equal(data["logits"], inputs.logits) and np.array_equal(data["labels"], inputs.labels)
 
@@ -50,13 +50,13 @@ def test_repro_command_reruns_and_shrinks(tmp_path):
     assert not (out / "repro").exists()
     res = run_cli("repro", MASKED, "--from", str(out), "--shrink")
     assert res.returncode == 1, res.stdout + res.stderr
-    assert f"torch__{MASKED}: nonfinite (recorded: nonfinite)" in res.stdout
-    shrunk = out / "repro" / f"torch__{MASKED}-shrunk.npz"
+    assert f"torch.cross_entropy_probs.eager__{MASKED}: nonfinite (recorded: nonfinite)" in res.stdout
+    shrunk = out / "repro" / f"torch.cross_entropy_probs.eager__{MASKED}-shrunk.npz"
     data = np.load(shrunk)
     n, k = data["logits"].shape
     assert n == 1 and k <= 4  # one row, a few classes, and still NaN
     assert np.isinf(data["logits"]).any()  # the masked class is what matters
-    _, vals = _run_script(out / "repro" / f"torch__{MASKED}-shrunk.py")
+    _, vals = _run_script(out / "repro" / f"torch.cross_entropy_probs.eager__{MASKED}-shrunk.py")
     assert np.isnan(vals["loss"][0]) and np.isfinite(vals["loss"][1])
     bad = run_cli("repro", "nosuch", "--from", str(out))
     assert bad.returncode == 2 and "no result 'nosuch'" in bad.stderr
@@ -100,8 +100,8 @@ def test_tensorflow_and_jax_scripts_reproduce_their_findings(tmp_path):
     assert res.returncode == 1, res.stderr
     recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     bad = {repro.result_id(r): r for r in recs if r["verdict"] in repro.BAD}
-    assert set(bad) >= {"jax__offset1e+8_bfloat16_3x5_index_none", "jax__masked_bfloat16_3x5_soft_sum",
-                        "tensorflow__masked_bfloat16_3x5_soft_sum"}
+    assert set(bad) >= {"jax.optax_sce_int.eager__offset1e+8_bfloat16_3x5_index_none", "jax.optax_sce.eager__masked_bfloat16_3x5_soft_sum",
+                        "tensorflow.softmax_ce.eager__masked_bfloat16_3x5_soft_sum"}
     for rid, rec in bad.items():
         script = out / "repro" / f"{rid}.py"
         body = script.read_text()
