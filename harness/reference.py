@@ -11,6 +11,10 @@ weight contributes nothing, even where its logit is -inf (the mathematical limit
 
 Working precision: float64 for 16- and 32-bit cases; for float64 cases, np.longdouble where it
 is wider than float64 (x86-64: 64-bit significand), else mpmath at 40 digits.
+
+Every step is row-wise, so the rows are processed in chunks of about CHUNK_ELEMENTS elements:
+the results are bit-identical to a whole-array pass, and the memory beyond the float64 gradient
+stays bounded (a few chunk-sized temporaries, hot in cache) whatever N is.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 from harness.cases import Case, Inputs
 
 LONGDOUBLE_IS_WIDER = np.finfo(np.longdouble).eps < 1e-18
+CHUNK_ELEMENTS = 1 << 16  # elements per row chunk: temporaries of 512 KiB in float64 stay in L2
 
 
 @dataclass
@@ -31,8 +36,18 @@ class Reference:
     precision: str  # working precision used, e.g. "float64"
     row_loss: np.ndarray  # (N,) unreduced per-row losses, float64
     label_sum: np.ndarray  # (N,) sum of each row's label weights, float64
-    logits: np.ndarray | None = None  # (N, K) the case's logits in float64 (for the error model)
-    q: np.ndarray | None = None  # (N, K) label weights in float64 (one-hot for index labels)
+    case: Case | None = None  # with `inputs`: where the float64 logits and labels come from, on demand
+    inputs: Inputs | None = None
+
+    # float64 (N, K) copies for the error model, built only when asked for: holding them always
+    # would triple the reference's memory on large cases
+    @property
+    def logits(self) -> np.ndarray | None:
+        return None if self.inputs is None else self.inputs.logits.astype(np.float64)
+
+    @property
+    def q(self) -> np.ndarray | None:
+        return None if self.inputs is None else label_matrix(self.case, self.inputs, np.float64)
 
 
 def label_matrix(case: Case, inputs: Inputs, wp: type) -> np.ndarray:
@@ -91,8 +106,8 @@ def _log1p(r: np.ndarray) -> np.ndarray:
 
 
 def reduce(case: Case, loss_rows: np.ndarray, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if case.reduction == "mean":
-        return loss_rows.sum() / case.n, grad / case.n
+    if case.reduction == "mean":  # in place: a second N x K copy would double the peak memory
+        return loss_rows.sum() / case.n, np.divide(grad, case.n, out=grad)
     if case.reduction == "sum":
         return loss_rows.sum(), grad
     return loss_rows, grad
@@ -109,10 +124,22 @@ def reference(case: Case, inputs: Inputs) -> Reference:
                                              to_mp(label_matrix(case, inputs, np.float64)))
             loss, grad = reduce(case, rows, grad)
             f64 = lambda a: np.asarray(a, dtype=object).astype(np.float64)
-            return Reference(f64(loss), f64(grad), prec, f64(rows), f64(big_q),
-                             inputs.logits.astype(np.float64), label_matrix(case, inputs, np.float64))
+            return Reference(f64(loss), f64(grad), prec, f64(rows), f64(big_q), case, inputs)
     wp = np.longdouble if prec == "longdouble" else np.float64
-    rows, grad, big_q = softmax_xent(inputs.logits.astype(wp), label_matrix(case, inputs, wp))
+    rows, grad, big_q = chunked_softmax_xent(case, inputs, wp)
     loss, grad = reduce(case, rows, grad)
-    return Reference(np.asarray(loss), grad, prec, rows.astype(np.float64), big_q.astype(np.float64),
-                     inputs.logits.astype(np.float64), label_matrix(case, inputs, np.float64))
+    return Reference(np.asarray(loss), grad, prec, rows.astype(np.float64), big_q.astype(np.float64), case, inputs)
+
+
+def chunked_softmax_xent(case: Case, inputs: Inputs, wp: type) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """softmax_xent in working precision `wp`, a chunk of rows at a time, into preallocated outputs."""
+    n, k = case.n, case.k
+    loss, big_q = np.empty(n, dtype=wp), np.empty(n, dtype=wp)
+    grad = np.empty((n, k), dtype=wp)
+    step = max(1, CHUNK_ELEMENTS // k)
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        part = Inputs(inputs.logits[lo:hi], inputs.labels[lo:hi], inputs.target[lo:hi])
+        sub = Case(case.family, case.dtype, hi - lo, k, case.labels, case.reduction)
+        loss[lo:hi], grad[lo:hi], big_q[lo:hi] = softmax_xent(part.logits.astype(wp), label_matrix(sub, part, wp))
+    return loss, grad, big_q
