@@ -72,8 +72,9 @@ def select_variants(variants: list[dict], suite: str, impls: list[str] | None, m
 class Worker:
     """One backend's worker process and the thread that reads its replies."""
 
-    def __init__(self, index: int, spec: str, events: queue.Queue, log_dir: Path | None):
+    def __init__(self, index: int, spec: str, events: queue.Queue, log_dir: Path | None, env: dict | None = None):
         self.index, self.spec, self.events, self.log_dir = index, spec, events, log_dir
+        self.env = env or {}  # overrides of the worker's environment (bench: its thread count)
         self.generation = 0
         self.proc: subprocess.Popen | None = None
         self.log_path: Path | None = None
@@ -81,7 +82,7 @@ class Worker:
 
     def start(self) -> None:
         self.generation += 1
-        env = worker_env()
+        env = {**worker_env(), **self.env}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
         if self.log_dir is not None:
             self.log_path = self.log_dir / f"worker-{self.index}.log"
