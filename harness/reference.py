@@ -126,20 +126,61 @@ def reference(case: Case, inputs: Inputs) -> Reference:
             f64 = lambda a: np.asarray(a, dtype=object).astype(np.float64)
             return Reference(f64(loss), f64(grad), prec, f64(rows), f64(big_q), case, inputs)
     wp = np.longdouble if prec == "longdouble" else np.float64
-    rows, grad, big_q = chunked_softmax_xent(case, inputs, wp)
-    loss, grad = reduce(case, rows, grad)
+    divisor = case.n if case.reduction == "mean" else None
+    rows, grad, big_q = chunked_softmax_xent(case, inputs, wp, divisor)
+    loss = rows if case.reduction == "none" else rows.sum() / (case.n if case.reduction == "mean" else 1)
     return Reference(np.asarray(loss), grad, prec, rows.astype(np.float64), big_q.astype(np.float64), case, inputs)
 
 
-def chunked_softmax_xent(case: Case, inputs: Inputs, wp: type) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """softmax_xent in working precision `wp`, a chunk of rows at a time, into preallocated outputs."""
+def chunked_softmax_xent(case: Case, inputs: Inputs, wp: type, divisor: int | None = None
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """softmax_xent in working precision `wp`, a chunk of rows at a time, into preallocated outputs;
+    the gradient divided by `divisor` (the mean's N) while each chunk is still in cache."""
     n, k = case.n, case.k
     loss, big_q = np.empty(n, dtype=wp), np.empty(n, dtype=wp)
     grad = np.empty((n, k), dtype=wp)
     step = max(1, CHUNK_ELEMENTS // k)
+    buf = np.empty((min(step, n), k), dtype=wp)  # z, then exp(z): one chunk-sized temporary, reused
     for lo in range(0, n, step):
         hi = min(n, lo + step)
+        if case.labels == "index":
+            loss[lo:hi] = _index_rows(inputs.logits[lo:hi], inputs.labels[lo:hi], buf[:hi - lo], grad[lo:hi], divisor)
+            big_q[lo:hi] = 1
+            continue
         part = Inputs(inputs.logits[lo:hi], inputs.labels[lo:hi], inputs.target[lo:hi])
         sub = Case(case.family, case.dtype, hi - lo, k, case.labels, case.reduction)
         loss[lo:hi], grad[lo:hi], big_q[lo:hi] = softmax_xent(part.logits.astype(wp), label_matrix(sub, part, wp))
+        if divisor is not None:
+            np.divide(grad[lo:hi], divisor, out=grad[lo:hi])
     return loss, grad, big_q
+
+
+def _index_rows(x: np.ndarray, labels: np.ndarray, buf: np.ndarray, grad: np.ndarray, divisor: int | None) -> np.ndarray:
+    """softmax_xent for one-hot labels without the N x K label matrix, in the chunk buffer: the same
+    operations on the same values, so bit-identical (q_j = 0 terms add +0, sum(q) = 1 multiplies
+    exactly); the large gradient array is written once. Returns the rows' losses."""
+    rows = np.arange(x.shape[0])
+    native = x.dtype.kind == "f" and x.dtype.itemsize <= buf.dtype.itemsize  # not ml_dtypes' bfloat16
+    # the argmax of the logits is that of their exact float64 / longdouble values
+    a = np.argmax(x if native else x.astype(buf.dtype), axis=1)
+    m = x[rows, a].astype(buf.dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if native:  # converts exactly, then subtracts: one pass instead of two
+            z = np.subtract(x, m[:, None], out=buf, dtype=buf.dtype)
+        else:
+            buf[...] = x
+            z = np.subtract(buf, m[:, None], out=buf)
+        z_label = z[rows, labels]
+        e = np.exp(z, out=buf)
+        e[rows, a] = 0
+        r = e.sum(axis=1)
+        s = 1 + r
+        g = np.divide(e, s[:, None], out=buf)  # p_j * sum(q) with sum(q) = 1
+        g[rows, labels] -= 1
+        q_a = (a == labels).astype(buf.dtype)
+        g[rows, a] = ((1 - q_a) - q_a * r) / s
+        if divisor is None:
+            grad[...] = g
+        else:
+            np.divide(g, divisor, out=grad)
+        return _log1p(r) - z_label
