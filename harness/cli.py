@@ -60,8 +60,10 @@ def cli() -> None:
 @click.option("--resume", metavar="DIR", help="Finish the interrupted run in DIR with its stored configuration (run.json), "
               "skipping the results it already has. Only --case-timeout and --progress may be given with it.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
+@click.option("--timing", is_flag=True, help="After the run, time the run's own shapes and dtypes as `xentcheck bench` does "
+              "(one backend at a time, 1 thread; several seconds per shape, dtype and implementation).")
 def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, preset, rtol, atol, case_timeout,
-        suite, impls, modes, properties, resume, progress) -> int:
+        suite, impls, modes, properties, resume, progress, timing) -> int:
     """Run the cases through each backend and write results.jsonl and every report (report.html, report.md,
     junit.xml, tolerance.md/.json, summary.json, results.csv, results.parquet)."""
     from harness import resume as resuming, runplan
@@ -95,7 +97,15 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, p
             resuming.rewrite_results(out_dir, prior)  # without a torn last line, appended to below
     except OSError as exc:
         raise click.UsageError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}") from None
-    return _execute(plan, out_dir, prior or [], progress)
+    status = _execute(plan, out_dir, prior or [], progress)
+    if timing and status != EXIT_INTERRUPTED:
+        from harness import bench
+        shapes = sorted({(c.n, c.k) for c in plan.cases}, key=lambda s: s[0] * s[1])
+        config = bench.BenchConfig(backends=plan.backends, dtypes=sorted({c.dtype for c in plan.cases}), shapes=shapes, impls=plan.impls,
+                                   modes=plan.modes, device=plan.device, log_dir=out_dir / "logs", progress=progress)
+        _write_timing(out_dir, bench.run_bench(config))
+        click.echo(f"timings in {out_dir / 'timing.md'}")
+    return status
 
 
 def _execute(plan, out_dir: Path, prior: list[dict], progress: bool) -> int:

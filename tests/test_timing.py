@@ -103,3 +103,13 @@ def test_bench_end_to_end_with_a_plugin_without_timing_fns(tmp_path):
 def test_bench_usage_errors(tmp_path):
     res = run_cli("bench", "--shapes", "8by10", "--out", str(tmp_path / "o"))
     assert res.returncode == 2 and "malformed shape" in res.stderr
+
+
+def test_run_timing_times_the_runs_own_shapes(tmp_path):
+    out = tmp_path / "o"
+    res = run_cli("run", "--backends", "numpy", "--case", "scale1e+0_float32_4x8_index_mean", "--timing",
+                  "--out", str(out), "--no-progress", timeout=300)
+    assert res.returncode == 0, res.stderr
+    rows = json.loads((out / "timing.json").read_text())["rows"]
+    assert [(r["backend"], r["dtype"], r["n"], r["k"], r["status"]) for r in rows] == [("numpy", "float32", 4, 8, "ok")]
+    assert "Timing (xentcheck bench)" in (out / "report.html").read_text()
