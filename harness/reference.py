@@ -20,6 +20,7 @@ stays bounded (a few chunk-sized temporaries, hot in cache) whatever N is.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -41,11 +42,11 @@ class Reference:
 
     # float64 (N, K) copies for the error model, built only when asked for: holding them always
     # would triple the reference's memory on large cases
-    @property
+    @cached_property  # shared by every backend's comparison of the case
     def logits(self) -> np.ndarray | None:
         return None if self.inputs is None else self.inputs.logits.astype(np.float64)
 
-    @property
+    @cached_property
     def q(self) -> np.ndarray | None:
         return None if self.inputs is None else label_matrix(self.case, self.inputs, np.float64)
 
