@@ -19,6 +19,7 @@ Minimal plugin::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -114,5 +115,12 @@ class Backend:
     def hvp(self, variant: Variant, case: Case, inputs: Inputs, device: str, vector: np.ndarray) -> np.ndarray:
         """Second derivative of sum(loss) w.r.t. the logits, applied to `vector` (reverse over reverse)."""
         raise NotImplementedError(f"{self.name} has no second-order derivative")
+
+    def timing_fns(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> dict[str, Callable[[], object]] | None:
+        """Zero-argument callables for `xentcheck bench`: "forward" (the loss), "backward" (the gradient
+        from a forward computed beforehand and kept), "forward_backward"; each waits for the device
+        before it returns. A phase left out is not timed; None: only forward+backward is timed,
+        through run_variant (conversions to NumPy included)."""
+        return None
 
     float64_hint: str = ""  # how to get true float64 where the framework can silently downcast

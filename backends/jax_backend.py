@@ -92,6 +92,20 @@ class JaxBackend(Backend):
         grad.block_until_ready()
         return Output(loss=np.asarray(loss), grad=np.asarray(grad), loss_dtype=loss.dtype.name, grad_dtype=grad.dtype.name)
 
+    def timing_fns(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> dict:
+        jax, jnp = self.jax, self.jnp
+        loss_fn = self._loss(variant.impl, case.labels, case.reduction)
+        x, labels = self._put(inputs.logits, device), self._put(inputs.labels, device)
+        loss, pullback = jax.vjp(lambda v: loss_fn(v, labels), x)  # the kept forward
+        ones = jnp.ones_like(loss)
+        apply = lambda pb, ct: pb(ct)[0]  # noqa: E731  (the pullback is a pytree: jit takes it as an argument)
+        fwd, bwd, both = loss_fn, apply, self._value_and_grad(variant, case)
+        if variant.mode == "jit":
+            fwd, bwd = jax.jit(loss_fn), jax.jit(apply)
+        return {"forward": lambda: fwd(x, labels).block_until_ready(),
+                "backward": lambda: bwd(pullback, ones).block_until_ready(),
+                "forward_backward": lambda: jax.block_until_ready(both(x, labels))}
+
     def compute(self, case: Case, inputs: Inputs, device: str) -> Output:
         v = next(v for v in self.variants() if case.labels in v.label_forms)
         return self.run_variant(v, case, inputs, device)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backends.base import Backend, Output
+from backends.base import Backend, Output, Variant
 from harness.cases import Case, Inputs
 
 
@@ -19,10 +19,20 @@ class NumpyBackend(Backend):
     impl = "analytic"
 
     def compute(self, case: Case, inputs: Inputs, device: str) -> Output:
+        loss, kept = self._forward(case, inputs)
+        return Output(loss=loss, grad=self._backward(case, *kept))
+
+    def timing_fns(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> dict:
+        kept = self._forward(case, inputs)[1]
+        return {"forward": lambda: self._forward(case, inputs), "backward": lambda: self._backward(case, *kept),
+                "forward_backward": lambda: self.compute(case, inputs, device)}
+
+    def _forward(self, case: Case, inputs: Inputs) -> tuple[np.ndarray, tuple]:
+        """The reduced loss, and what the backward needs: exp(x - max), the row sums, the label weights."""
         x = inputs.logits
         dt = x.dtype
         acc = np.float32 if dt.itemsize < 4 else dt
-        n, k = x.shape
+        n = x.shape[0]
         rows = np.arange(n)
         z = x - x.max(axis=1, keepdims=True)
         e = np.exp(z)
@@ -36,10 +46,17 @@ class NumpyBackend(Backend):
             q = inputs.labels
             # 0 * log(0) is 0: unlabelled -inf classes contribute nothing
             loss_rows = -np.where(q != 0, q * logp, 0).sum(axis=1, dtype=acc)
+        if case.reduction == "mean":
+            loss = (loss_rows.sum(dtype=acc) / n).astype(dt)
+        elif case.reduction == "sum":
+            loss = loss_rows.sum(dtype=acc).astype(dt)
+        else:
+            loss = loss_rows.astype(dt)
+        return loss, (e, s, q)
+
+    def _backward(self, case: Case, e: np.ndarray, s: np.ndarray, q: np.ndarray) -> np.ndarray:
+        dt = e.dtype
+        acc = np.float32 if dt.itemsize < 4 else dt
         p = (e / s.astype(dt)).astype(dt)
         grad = p * q.sum(axis=1, keepdims=True, dtype=acc).astype(dt) - q
-        if case.reduction == "mean":
-            return Output(loss=(loss_rows.sum(dtype=acc) / n).astype(dt), grad=(grad / dt.type(n)).astype(dt))
-        if case.reduction == "sum":
-            return Output(loss=loss_rows.sum(dtype=acc).astype(dt), grad=grad)
-        return Output(loss=loss_rows.astype(dt), grad=grad)
+        return (grad / dt.type(e.shape[0])).astype(dt) if case.reduction == "mean" else grad

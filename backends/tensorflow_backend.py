@@ -100,6 +100,24 @@ class TensorflowBackend(Backend):
         return Output(loss=np.asarray(loss.numpy()), grad=np.asarray(grad.numpy()),
                       loss_dtype=loss.dtype.name, grad_dtype=grad.dtype.name)
 
+    def timing_fns(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> dict:
+        tf = self.tf
+        # reading one element back waits for the op that made it (GPU kernels run asynchronously)
+        done = lambda v: v[(0,) * v.shape.rank].numpy()  # noqa: E731
+        with tf.device(self._device(device)):
+            x, labels = tf.constant(inputs.logits), tf.constant(inputs.labels)
+            loss_fn = self._loss(variant.impl, case.reduction)
+            fwd = loss_fn if variant.mode == "eager" else tf.function(loss_fn, jit_compile=(variant.mode == "xla"))
+            both = self._value_and_grad(variant.impl, case.reduction, variant.mode)
+            fns = {"forward": lambda: done(fwd(x, labels)), "forward_backward": lambda: done(both(x, labels)[1])}
+            if variant.mode == "eager":  # a graph fuses forward and backward: no kept forward to replay
+                with tf.GradientTape(persistent=True) as tape:
+                    tape.watch(x)
+                    kept = loss_fn(x, labels)
+                ones = tf.ones_like(kept)
+                fns["backward"] = lambda: done(tape.gradient(kept, x, output_gradients=ones))
+        return fns
+
     def compute(self, case: Case, inputs: Inputs, device: str) -> Output:
         v = next(v for v in self.variants() if case.labels in v.label_forms)
         return self.run_variant(v, case, inputs, device)

@@ -94,6 +94,29 @@ class TorchBackend(Backend):
                       loss_dtype=str(loss.dtype).removeprefix("torch."),
                       grad_dtype=str(x.grad.dtype).removeprefix("torch."))
 
+    def timing_fns(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> dict:
+        t = self.torch
+        x, labels, fn = self._prepare(variant, case, inputs, device)
+        sync = t.cuda.synchronize if device == "cuda" else (lambda: None)
+        kept = fn(x, labels)  # the graph that backward replays (retain_graph keeps it)
+        ones = t.ones_like(kept)
+
+        def forward():
+            fn(x, labels)
+            sync()
+
+        def backward():
+            x.grad = None  # no accumulation into the previous gradient
+            kept.backward(ones, retain_graph=True)
+            sync()
+
+        def forward_backward():
+            x.grad = None
+            fn(x, labels).backward(ones)
+            sync()
+
+        return {"forward": forward, "backward": backward, "forward_backward": forward_backward}
+
     def compute(self, case: Case, inputs: Inputs, device: str) -> Output:
         v = next(v for v in self.variants() if case.labels in v.label_forms)
         return self.run_variant(v, case, inputs, device)

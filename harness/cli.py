@@ -1,4 +1,4 @@
-"""The `xentcheck` command line: run, report, backends, cases.
+"""The `xentcheck` command line: run, report, bench, backends, cases.
 
 Exit status: 0 all within tolerance, 1 discrepancies found, 2 usage error (one line on stderr),
 130 interrupted (reports still written for what finished).
@@ -64,8 +64,10 @@ def cli() -> None:
 @click.option("--known", "known_file", metavar="FILE", help="Known-differences TOML: matching bad results become 'known' and pass.")
 @click.option("--python", "pythons", multiple=True, metavar="LABEL=PYTHON", help="Also run the backends in this interpreter (repeatable); results name them BACKEND@LABEL.")
 @click.option("--repro/--no-repro", default=True, show_default=True, help="Write repro/<id>.npz and .py for every failing result.")
+@click.option("--timing", is_flag=True, help="After the run, time the run's own shapes and dtypes as `xentcheck bench` does "
+              "(one backend at a time, 1 thread; several seconds per shape, dtype and implementation).")
 def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, preset, rtol, atol, case_timeout,
-        suite, impls, modes, properties, resume, progress, shard, known_file, pythons, repro) -> int:
+        suite, impls, modes, properties, resume, progress, shard, known_file, pythons, repro, timing) -> int:
     """Run the cases through each backend and write results.jsonl and every report (report.html, report.md,
     junit.xml, tolerance.md/.json, summary.json, results.csv, results.parquet)."""
     from harness import resume as resuming, runplan
@@ -107,7 +109,16 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, p
             resuming.rewrite_results(out_dir, prior)  # without a torn last line, appended to below
     except OSError as exc:
         raise click.UsageError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}") from None
-    return _execute(plan, out_dir, prior or [], progress, repro)
+    status = _execute(plan, out_dir, prior or [], progress, repro)
+    if timing and status != EXIT_INTERRUPTED:
+        from harness import bench
+        shapes = sorted({(c.n, c.k) for c in plan.cases}, key=lambda s: s[0] * s[1])
+        config = bench.BenchConfig(backends=plan.backends, dtypes=sorted({c.dtype for c in plan.cases}), shapes=shapes,
+                                   impls=plan.impls, modes=plan.modes, device=plan.device, log_dir=out_dir / "logs",
+                                   progress=progress)
+        _write_timing(out_dir, bench.run_bench(config))
+        click.echo(f"timings in {out_dir / 'timing.md'}")
+    return status
 
 
 def _execute(plan, out_dir: Path, prior: list[dict], progress: bool, repro: bool = True) -> int:
@@ -196,6 +207,58 @@ def report_cmd(results_dir) -> int:
     summary = write_all(out_dir, records, context)
     click.echo(f"{len(records)} results; reports rewritten in {out_dir}/")
     return summary["exit_status"]
+
+
+@cli.command("bench")
+@click.option("--backends", "backends", metavar="LIST", help="Comma-separated backends (default: every built-in and installed plugin).")
+@click.option("--backend-file", "backend_files", multiple=True, metavar="PATH", help="A Python file defining a Backend (repeatable).")
+@click.option("--dtypes", default="float32", show_default=True, metavar="LIST", help="Comma-separated dtypes.")
+@click.option("--shapes", metavar="NxK,...", help="Shapes to time (default: 256x1000,1024x8192,1024x32000,512x128256).")
+@click.option("--impls", metavar="LIST", help="Only these implementations (default: each backend's default ones).")
+@click.option("--modes", metavar="LIST", help="Only these modes, e.g. eager,jit,function,xla,compile.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Intra-op threads for every framework.")
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]), help="Device to time on.")
+@click.option("--min-block", type=click.FloatRange(min=0, min_open=True), default=0.2, show_default=True, help="Seconds per timed block.")
+@click.option("--blocks", type=click.IntRange(min=3), default=7, show_default=True, help="Timed blocks per phase.")
+@click.option("--out", type=click.Path(file_okay=False), default="xentcheck-out", show_default=True,
+              help="Output folder; a run's folder gets the timing section in its report.html.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
+def bench_cmd(backends, backend_files, dtypes, shapes, impls, modes, threads, device, min_block, blocks, out, progress) -> int:
+    """Time forward, backward and forward+backward per backend x implementation x mode x dtype x shape, one backend
+    at a time, against the memory-bandwidth floor measured in the same run; writes timing.json, timing.md, timing.png
+    and the timing section of report.html."""
+    from harness import bench, runplan
+
+    specs = _usage(runplan.backend_specs, backends, backend_files)
+    impl_list, mode_list = _usage(runplan.variant_filters, impls, modes, specs)
+    config = bench.BenchConfig(backends=specs, dtypes=_usage(runplan.parse_dtypes, dtypes),
+                               shapes=_usage(bench.parse_shapes, shapes), impls=impl_list, modes=mode_list,
+                               threads=threads, device=device, min_block=min_block, blocks=blocks, progress=progress)
+    out_dir = Path(out)
+    try:
+        (out_dir / "logs").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.UsageError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}") from None
+    config.log_dir = out_dir / "logs"
+    data = bench.run_bench(config)
+    _write_timing(out_dir, data)
+    ok = sum(r.get("status") == "ok" for r in data["rows"])
+    click.echo(f"{ok} of {len(data['rows'])} timings measured; {out_dir / 'timing.md'}")
+    return EXIT_OK
+
+
+def _write_timing(out_dir: Path, data: dict) -> None:
+    """timing.json/.md/.png, and report.html with the timing section (all reports re-rendered in a run's folder)."""
+    from reports import html, timing
+    from reports.files import read_results, write_atomic
+    from reports.write_all import context_of, write_all
+
+    timing.write(out_dir, data)
+    if (out_dir / "results.jsonl").is_file() and (out_dir / "summary.json").is_file():
+        write_all(out_dir, read_results(out_dir / "results.jsonl"),
+                  context_of(json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))))
+    else:
+        write_atomic(out_dir / "report.html", html.render({"environment": data.get("environment", {})}, [], timing=data))
 
 
 @cli.command("backends")

@@ -30,6 +30,15 @@ PACKAGES = ("numpy", "ml_dtypes", "mpmath", "torch", "tensorflow", "tensorflow-c
             "jaxlib", "optax")
 
 
+def thread_env(threads: int) -> dict[str, str]:
+    """The same intra-op thread count for every framework (bench: forced, whatever the caller's env says)."""
+    n = str(threads)
+    xla = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" if threads == 1 else \
+        f"--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={n}"
+    return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "TF_NUM_INTRAOP_THREADS": n,
+            "TF_NUM_INTEROP_THREADS": "1", "XLA_FLAGS": xla}
+
+
 def worker_env() -> dict[str, str]:
     env = dict(os.environ)
     for key, value in WORKER_THREAD_ENV.items():

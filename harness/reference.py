@@ -11,17 +11,23 @@ weight contributes nothing, even where its logit is -inf (the mathematical limit
 
 Working precision: float64 for 16- and 32-bit cases; for float64 cases, np.longdouble where it
 is wider than float64 (x86-64: 64-bit significand), else mpmath at 40 digits.
+
+Every step is row-wise, so the rows are processed in chunks of about CHUNK_ELEMENTS elements:
+the results are bit-identical to a whole-array pass, and the memory beyond the float64 gradient
+stays bounded (a few chunk-sized temporaries, hot in cache) whatever N is.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from harness.cases import Case, Inputs
 
 LONGDOUBLE_IS_WIDER = np.finfo(np.longdouble).eps < 1e-18
+CHUNK_ELEMENTS = 1 << 16  # elements per row chunk: temporaries of 512 KiB in float64 stay in L2
 
 
 @dataclass
@@ -31,8 +37,21 @@ class Reference:
     precision: str  # working precision used, e.g. "float64"
     row_loss: np.ndarray  # (N,) unreduced per-row losses, float64
     label_sum: np.ndarray  # (N,) sum of each row's label weights, float64
-    logits: np.ndarray | None = None  # (N, K) the case's logits in float64 (for the error model)
-    q: np.ndarray | None = None  # (N, K) label weights in float64 (one-hot for index labels)
+    case: Case | None = None  # with `inputs`: where the float64 logits and labels come from, on demand
+    inputs: Inputs | None = None
+    weights: np.ndarray | None = None  # an options case's effective label weights r (else built from the labels)
+
+    # float64 (N, K) copies for the error model, built only when asked for: holding them always
+    # would triple the reference's memory on large cases
+    @cached_property  # shared by every backend's comparison of the case
+    def logits(self) -> np.ndarray | None:
+        return None if self.inputs is None else self.inputs.logits.astype(np.float64)
+
+    @cached_property
+    def q(self) -> np.ndarray | None:
+        if self.weights is not None:
+            return self.weights
+        return None if self.inputs is None else label_matrix(self.case, self.inputs, np.float64)
 
 
 def label_matrix(case: Case, inputs: Inputs, wp: type) -> np.ndarray:
@@ -99,8 +118,9 @@ def undefined_rows(logits: np.ndarray, rows: np.ndarray, grad: np.ndarray) -> No
     finite numbers there, in silence, is reported."""
     x = logits.astype(np.float64)
     bad = np.isnan(x).any(axis=1) | np.isposinf(x).any(axis=1) | np.isneginf(x).all(axis=1)
-    rows[bad] = np.nan
-    grad[bad] = np.nan
+    if bad.any():
+        rows[bad] = np.nan
+        grad[bad] = np.nan
 
 
 def effective_labels(case: Case, inputs: Inputs, semantics: str, wp: type) -> tuple[np.ndarray, float]:
@@ -145,16 +165,30 @@ def reduce(case: Case, loss_rows: np.ndarray, grad: np.ndarray, denom: float | N
         if denom == 0:
             zero = loss_rows.sum() * 0
             return (zero if empty_mean == "zero" else zero + np.nan), grad * 0
-        return loss_rows.sum() / denom, grad / denom
+        # in place: a second N x K copy would double the peak memory
+        return loss_rows.sum() / denom, np.divide(grad, denom, out=grad)
     if case.reduction == "sum":
         return loss_rows.sum(), grad
     return loss_rows, grad
 
 
 def reference(case: Case, inputs: Inputs, semantics: str = "plain") -> Reference:
-    """Loss and gradient of `case` on `inputs`, in a precision well above the case's dtype,
-    with the case's options read as `semantics` documents them."""
+    """Loss and gradient of `case` on `inputs`, in a precision well above the case's dtype, with
+    the case's options (class weights, ignored targets, smoothing) read as `semantics` documents
+    them. Cases without options take the chunked path (bounded memory on vocabulary-sized K)."""
     prec = working_precision(case.dtype)
+    if case.options or prec == "mpmath":
+        return _general(case, inputs, semantics, prec)
+    wp = np.longdouble if prec == "longdouble" else np.float64
+    divisor = case.n if case.reduction == "mean" else None
+    rows, grad, big_q = chunked_softmax_xent(case, inputs, wp, divisor)
+    undefined_rows(inputs.logits, rows, grad)
+    loss = rows if case.reduction == "none" else rows.sum() / (case.n if case.reduction == "mean" else 1)
+    return Reference(np.asarray(loss), grad, prec, rows.astype(np.float64), big_q.astype(np.float64), case, inputs)
+
+
+def _general(case: Case, inputs: Inputs, semantics: str, prec: str) -> Reference:
+    """The whole-array path: options cases (small) and the mpmath fallback."""
     empty = "zero" if semantics == "keras" else "nan"
     if prec == "mpmath":
         import mpmath
@@ -165,12 +199,65 @@ def reference(case: Case, inputs: Inputs, semantics: str = "plain") -> Reference
             undefined_rows(inputs.logits, rows, grad)
             loss, grad = reduce(case, rows, grad, denom, empty)
             f64 = lambda a: np.asarray(a, dtype=object).astype(np.float64)
-            return Reference(f64(loss), f64(grad), prec, f64(rows), f64(big_q),
-                             inputs.logits.astype(np.float64), r)
+            return Reference(f64(loss), f64(grad), prec, f64(rows), f64(big_q), case, inputs, r)
     wp = np.longdouble if prec == "longdouble" else np.float64
     r, denom = effective_labels(case, inputs, semantics, wp)
     rows, grad, big_q = softmax_xent(inputs.logits.astype(wp), r)
     undefined_rows(inputs.logits, rows, grad)
     loss, grad = reduce(case, rows, grad, denom, empty)
-    return Reference(np.asarray(loss), grad, prec, rows.astype(np.float64), big_q.astype(np.float64),
-                     inputs.logits.astype(np.float64), r.astype(np.float64))
+    return Reference(np.asarray(loss), grad, prec, rows.astype(np.float64), big_q.astype(np.float64), case, inputs,
+                     r.astype(np.float64))
+
+
+def chunked_softmax_xent(case: Case, inputs: Inputs, wp: type, divisor: int | None = None
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """softmax_xent in working precision `wp`, a chunk of rows at a time, into preallocated outputs;
+    the gradient divided by `divisor` (the mean's N) while each chunk is still in cache."""
+    n, k = case.n, case.k
+    loss, big_q = np.empty(n, dtype=wp), np.empty(n, dtype=wp)
+    grad = np.empty((n, k), dtype=wp)
+    step = max(1, CHUNK_ELEMENTS // k)
+    buf = np.empty((min(step, n), k), dtype=wp)  # z, then exp(z): one chunk-sized temporary, reused
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        if case.labels == "index":
+            loss[lo:hi] = _index_rows(inputs.logits[lo:hi], inputs.labels[lo:hi], buf[:hi - lo], grad[lo:hi], divisor)
+            big_q[lo:hi] = 1
+            continue
+        part = Inputs(inputs.logits[lo:hi], inputs.labels[lo:hi], inputs.target[lo:hi])
+        sub = Case(case.family, case.dtype, hi - lo, k, case.labels, case.reduction)
+        loss[lo:hi], grad[lo:hi], big_q[lo:hi] = softmax_xent(part.logits.astype(wp), label_matrix(sub, part, wp))
+        if divisor is not None:
+            np.divide(grad[lo:hi], divisor, out=grad[lo:hi])
+    return loss, grad, big_q
+
+
+def _index_rows(x: np.ndarray, labels: np.ndarray, buf: np.ndarray, grad: np.ndarray, divisor: int | None) -> np.ndarray:
+    """softmax_xent for one-hot labels without the N x K label matrix, in the chunk buffer: the same
+    operations on the same values, so bit-identical (q_j = 0 terms add +0, sum(q) = 1 multiplies
+    exactly); the large gradient array is written once. Returns the rows' losses."""
+    rows = np.arange(x.shape[0])
+    native = x.dtype.kind == "f" and x.dtype.itemsize <= buf.dtype.itemsize  # not ml_dtypes' bfloat16
+    # the argmax of the logits is that of their exact float64 / longdouble values
+    a = np.argmax(x if native else x.astype(buf.dtype), axis=1)
+    m = x[rows, a].astype(buf.dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if native:  # converts exactly, then subtracts: one pass instead of two
+            z = np.subtract(x, m[:, None], out=buf, dtype=buf.dtype)
+        else:
+            buf[...] = x
+            z = np.subtract(buf, m[:, None], out=buf)
+        z_label = z[rows, labels]
+        e = np.exp(z, out=buf)
+        e[rows, a] = 0
+        r = e.sum(axis=1)
+        s = 1 + r
+        g = np.divide(e, s[:, None], out=buf)  # p_j * sum(q) with sum(q) = 1
+        g[rows, labels] -= 1
+        q_a = (a == labels).astype(buf.dtype)
+        g[rows, a] = ((1 - q_a) - q_a * r) / s
+        if divisor is None:
+            grad[...] = g
+        else:
+            np.divide(g, divisor, out=grad)
+        return _log1p(r) - z_label

@@ -75,9 +75,10 @@ class Worker:
     """One backend's worker process and the thread that reads its replies."""
 
     def __init__(self, index: int, spec: str, events: queue.Queue, log_dir: Path | None,
-                 interpreters: dict[str, str] | None = None):
+                 interpreters: dict[str, str] | None = None, env: dict | None = None):
         self.index, self.spec, self.events, self.log_dir = index, spec, events, log_dir
         self.interpreters = interpreters or {}
+        self.env = env or {}  # overrides of the worker's environment (bench: its thread count)
         self.generation = 0
         self.proc: subprocess.Popen | None = None
         self.log_path: Path | None = None
@@ -85,7 +86,7 @@ class Worker:
 
     def start(self) -> None:
         self.generation += 1
-        env = worker_env()
+        env = {**worker_env(), **self.env}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
         if self.log_dir is not None:
             self.log_path = self.log_dir / f"worker-{self.index}.log"

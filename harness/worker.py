@@ -2,7 +2,9 @@
 
 Speaks JSON lines: the parent sends {"op": "run", "case_id", "seed", "device", "out"} and the
 worker regenerates the inputs from (seed, case_id), runs the backend and writes loss and
-gradient to the .npz file `out`; only small messages cross the pipe. The first message is a
+gradient to the .npz file `out`; only small messages cross the pipe. {"op": "time", "case_id",
+"seed", "device", "variants"} times the variants instead (`xentcheck bench`) and answers with
+the statistics ({"op": "timing"}). The first message is a
 "hello" describing the backend (or why it is missing or broken). The framework's own chatter
 on stdout is redirected to stderr so it cannot corrupt the protocol.
 """
@@ -105,6 +107,50 @@ def run_case(backend, msg: dict) -> dict:
     return {**reply, "results": results}
 
 
+def time_case(backend, msg: dict) -> dict:
+    """`{"op": "time", ...}`: time forward, backward and forward+backward of each chosen variant."""
+    from harness.timing import measure
+    case = Case.from_id(msg["case_id"])
+    wanted = [tuple(v) for v in msg.get("variants") or []]
+    chosen = [v for v in backend.variants() if (v.impl, v.mode) in wanted] if wanted else \
+        [v for v in backend.variants() if v.default]
+    chosen = [v for v in chosen if case.labels in v.label_forms]
+    reply = {"op": "timing", "case_id": case.id, "results": []}
+    why = backend.unsupported(case, msg["device"])
+    if why or not chosen:
+        reply["results"] = [{"status": "skipped", "reason": why or f"no selected implementation takes {case.labels} labels"}]
+        return reply
+    inputs = make_inputs(case, msg["seed"])
+    opts = {k: msg[k] for k in ("min_block", "blocks", "warmup") if k in msg}
+    for v in chosen:
+        entry = variant_info(v)
+        try:
+            fns = backend.timing_fns(v, case, inputs.copy(), msg["device"])
+            if fns is None:  # a plugin without timing_fns: forward+backward through its compute path
+                fns = {"forward_backward": lambda: backend.run_variant(v, case, inputs.copy(), msg["device"])}
+                entry["notes"] = ["no timing_fns: forward+backward timed through run_variant (NumPy conversions included)"]
+            entry["phases"] = {name: measure(fn, **opts) for name, fn in fns.items()}
+            entry["status"] = "ok"
+        except Exception as exc:
+            entry.update(status="error", error=f"{type(exc).__name__}: {exc}")
+        entry["peak_rss_bytes"] = peak_rss()
+        reply["results"].append(entry)
+    return reply
+
+
+def peak_rss() -> int | None:
+    """This process's peak resident memory so far (VmHWM: unlike ru_maxrss, not inherited from
+    the parent across fork and exec); cases are timed from small to large."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def _run_variant(backend, v, case: Case, pristine, msg: dict, j: int, all_variants) -> dict:
     inputs = pristine.copy()
     start = time.perf_counter()
@@ -155,7 +201,7 @@ def main(argv: list[str]) -> int:
         if request.get("op") == "quit":
             break
         try:
-            send(run_case(backend, request))
+            send(time_case(backend, request) if request.get("op") == "time" else run_case(backend, request))
         except Exception as exc:  # keep serving: one bad case must not end the backend's run
             send({"op": "result", "case_id": request.get("case_id"), "results": [
                 {"status": "error", "error": f"worker: {type(exc).__name__}: {exc}",

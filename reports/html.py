@@ -98,7 +98,9 @@ def _rule(tol: dict) -> str:
     return "an element passes when |actual - reference| <= rtol |reference| + atol."
 
 
-def render(summary: dict, records: list[dict], tol_report: dict | None = None, matrix: dict | None = None) -> str:
+def render(summary: dict, records: list[dict], tol_report: dict | None = None, matrix: dict | None = None,
+           timing: dict | None = None) -> str:
+    """The page; `timing` (the folder's timing.json, from `xentcheck bench`) adds its figure."""
     import jinja2
 
     tol_report = tol_report if tol_report is not None else tolerance.build(records)
@@ -110,6 +112,9 @@ def render(summary: dict, records: list[dict], tol_report: dict | None = None, m
     worst = largest_errors(records)
     figures = [f for f in (plots.error_vs_scale(records), plots.ulp_histograms(records),
                            plots.blame_heatmaps(matrix) if matrix["backends"] else None, plots.timings(records)) if f]
+    if timing:
+        from reports import timing as timing_report
+        figures += timing_report.figures(timing)
     backends = []
     for b in summary.get("backends", []):
         settings = ", ".join(f"{k}={v}" for k, v in (b.get("settings") or {}).items())

@@ -115,7 +115,9 @@ def ulp_histograms(records: list[dict]) -> dict | None:
                 if every:
                     zeros.append(f"{TITLES[what]} {100 * (len(every) - len(vals)) / len(every):.0f}%")
                 if vals:
-                    ax.hist(np.clip(vals, bins[0], bins[-1]), bins=bins, color=color, alpha=0.6, label=TITLES[what])
+                    # stepfilled: one polygon per histogram, not a patch per bar (a third of the report's drawing time)
+                    ax.hist(np.clip(vals, bins[0], bins[-1]), bins=bins, color=color, alpha=0.6, label=TITLES[what],
+                            histtype="stepfilled")
             if zeros:
                 ax.text(0.98, 0.95, "exact: " + ", ".join(zeros), transform=ax.transAxes, ha="right", va="top",
                         fontsize=7, color="#444")

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from reports import (blame, csv as csv_report, html, junit, known_md, markdown, parquet, summary as summary_report,
-                     tolerance)
+                     timing, tolerance)
 from reports.files import write_atomic
 
 # keys of summary.json that summary.build derives from the records; the rest is the run's context
@@ -33,7 +33,7 @@ def write_all(out_dir: Path, records: list[dict], context: dict) -> dict:
     write_atomic(out_dir / "tolerance.json", tolerance.render_json(tol_report))
     write_atomic(out_dir / "discrepancy.json", json.dumps(matrix, indent=2) + "\n")
     write_atomic(out_dir / "tolerance.md", tolerance.render_md(tol_report))
-    write_atomic(out_dir / "report.html", html.render(summary, records, tol_report, matrix))
+    write_atomic(out_dir / "report.html", html.render(summary, records, tol_report, matrix, timing.load(out_dir)))
     if records:
         parquet.write(records, out_dir / "results.parquet")
     return summary

@@ -1,0 +1,205 @@
+"""Harness performance figures, each printed with its target and PASS / MISS.
+
+    python benchmarks/bench_harness.py [--cases N] [--big] [--json FILE]
+
+1. wall time of `xentcheck run` on the default suite vs a plain loop making the same framework
+   calls on the same cases (benchmarks/plain_loop.py, one process per backend side by side, as
+   the harness runs its workers), measured one after the other in this run: <= 1.2x; and the
+   cores the run kept busy (CPU seconds / wall seconds of it and its workers): >= 1.5 of 2;
+2. the reference on 4096 x 32,000 float32 vs the memory-bandwidth floor (copy bandwidth measured
+   here): <= 3x; its peak memory (logits + everything it allocates, by tracemalloc) on
+   N x 128,256 float32 vs the logits' size: <= 4x (N = 2048, or 8192 with --big: 17 GB of RAM);
+3. `xentcheck --help` wall time (a fresh interpreter): < 0.5 s; and no framework imported by the
+   parent process of `--help` or `backends`;
+4. `xentcheck bench`'s torch figures vs torch.utils.benchmark.Timer.blocked_autorange on the same
+   shape and thread count: within 10%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from harness.environment import fingerprint, thread_env, worker_env  # noqa: E402
+
+FRAMEWORKS = ("torch", "tensorflow", "jax", "jaxlib", "optax", "keras")
+BACKENDS = ("numpy", "torch", "tensorflow", "jax")
+rows: list[dict] = []
+
+
+def report(figure: str, value: float, target: str, ok: bool, detail: str = "") -> None:
+    rows.append({"figure": figure, "value": value, "target": target, "pass": ok, "detail": detail})
+    print(f"{'PASS' if ok else 'MISS'}  {figure}: {value:.3g} (target {target}){'  ' + detail if detail else ''}", flush=True)
+
+
+def _env() -> dict:
+    env = worker_env()
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def harness_overhead(n_cases: int | None) -> None:
+    extra = ["--cases", str(n_cases)] if n_cases else []
+    with tempfile.TemporaryDirectory() as tmp:
+        cpu0, t0 = _children_cpu(), time.perf_counter()
+        subprocess.run([sys.executable, "-m", "harness", "run", "--out", tmp, "--no-progress", *extra],
+                       cwd=ROOT, env=_env(), capture_output=True, check=False)
+        harness_s, cores = time.perf_counter() - t0, (_children_cpu() - cpu0)
+        n_results = sum(1 for _ in open(Path(tmp) / "results.jsonl"))
+    cores /= harness_s
+    cpu0, t0 = _children_cpu(), time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "plain_loop.py"), b, *([str(n_cases)] if n_cases else [])],
+                              cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for b in BACKENDS]
+    calls = sum(int(p.communicate()[0] or 0) for p in procs)
+    loop_s = time.perf_counter() - t0
+    loop_cores = (_children_cpu() - cpu0) / loop_s
+    report("harness wall time / plain loop", harness_s / loop_s, "<= 1.2", harness_s / loop_s <= 1.2,
+           f"harness {harness_s:.1f} s ({n_results} results), plain loop {loop_s:.1f} s ({calls} calls), "
+           f"{n_cases or 'all'} cases")
+    report("cores busy while verifying", cores, ">= 1.5 of 2", cores >= 1.5,
+           f"CPU seconds of the run and its workers / wall; the plain loop's 4 processes side by side: {loop_cores:.2f} "
+           f"(what this machine gave us: load average {os.getloadavg()[0]:.2f} at the end)")
+
+
+def _child(code: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(), capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+REFERENCE_TIME = """
+import json, time
+from harness.cases import Case, make_inputs
+from harness.reference import reference
+from harness.timing import copy_bandwidth, floor_bytes
+case = Case("scale1e+0", "float32", 4096, 32000, "index", "mean")
+inputs = make_inputs(case, 0)
+bw = copy_bandwidth()["bytes_per_second"]
+times = []
+for _ in range(3):
+    t = time.perf_counter(); ref = reference(case, inputs); times.append(time.perf_counter() - t); del ref
+# the reference reads float32 logits and int64 labels, writes a float64 gradient and row losses
+floor = floor_bytes(case.n, case.k, "float32", grad_bytes=8) / bw
+print(json.dumps({"seconds": min(times), "all": times, "floor": floor, "bandwidth": bw}))
+"""
+
+REFERENCE_MEMORY = """
+import json, tracemalloc
+from harness.cases import Case, make_inputs
+from harness.reference import reference
+case = Case("scale1e+0", "float32", {n}, 128256, "index", "mean")
+inputs = make_inputs(case, 0)
+tracemalloc.start()
+ref = reference(case, inputs)
+peak = tracemalloc.get_traced_memory()[1]
+hwm = [int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
+print(json.dumps({{"peak": peak, "logits": inputs.logits.nbytes, "labels": inputs.labels.nbytes, "hwm": hwm}}))
+"""
+
+
+def reference_figures(big: bool) -> None:
+    r = _child(REFERENCE_TIME)
+    report("reference 4096x32000 float32 / bandwidth floor", r["seconds"] / r["floor"], "<= 3", r["seconds"] / r["floor"] <= 3,
+           f"{r['seconds']:.3f} s (best of {', '.join(f'{t:.2f}' for t in r['all'])}) vs floor {r['floor']:.3f} s "
+           f"at {r['bandwidth'] / 1e9:.1f} GB/s")
+    n = 8192 if big else 2048
+    m = _child(REFERENCE_MEMORY.format(n=n))
+    ratio = (m["logits"] + m["labels"] + m["peak"]) / m["logits"]
+    report(f"reference peak memory {n}x128256 float32 / logits", ratio, "<= 4", ratio <= 4,
+           f"inputs {m['logits'] / 2**30:.2f} GiB + reference {m['peak'] / 2**30:.2f} GiB (tracemalloc); "
+           f"process VmHWM {m['hwm'] / 2**30:.2f} GiB (input generation included)")
+
+
+def cli_figures() -> None:
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "harness", "--help"], cwd=ROOT, env=_env(), capture_output=True, check=True)
+        times.append(time.perf_counter() - t)
+    report("xentcheck --help wall time (s)", min(times), "< 0.5", min(times) < 0.5,
+           f"best of 5, median {sorted(times)[2]:.3f} s, fresh interpreter each")
+    code = ("import sys, io, contextlib, json; from harness.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n    main(['--help']); a = [m for m in %r if m in sys.modules]\n"
+            "    main(['backends']); b = [m for m in %r if m in sys.modules]\n"
+            "print(json.dumps({'help': a, 'backends': b}))" % (FRAMEWORKS, FRAMEWORKS))
+    r = _child(code)
+    n = len(r["help"]) + len(r["backends"])
+    report("frameworks imported by --help and backends (parent)", n, "0", n == 0,
+           f"--help: {r['help'] or 'none'}; backends: {r['backends'] or 'none'} (workers import their own)")
+
+
+TORCH_TIMER = """
+import json, torch, torch.nn.functional as F
+from torch.utils.benchmark import Timer
+from harness.cases import Case, make_inputs
+out = {{}}
+for n, k in {shapes}:
+    case = Case("scale1e+0", "float32", n, k, "index", "mean")
+    inputs = make_inputs(case, 0)
+    x = torch.from_numpy(inputs.logits.copy()).requires_grad_(True)
+    t = torch.from_numpy(inputs.labels.copy())
+    g = {{"x": x, "t": t, "F": F}}
+    fwd = Timer("F.cross_entropy(x, t)", globals=g, num_threads={threads}).blocked_autorange(min_run_time=2)
+    both = Timer("x.grad = None; F.cross_entropy(x, t).backward()", globals=g, num_threads={threads}).blocked_autorange(min_run_time=2)
+    out[f"{{n}}x{{k}}"] = {{"forward": fwd.median, "forward_backward": both.median}}
+print(json.dumps(out))
+"""
+
+
+def torch_agreement(threads: int = 1) -> None:
+    shapes = [(256, 1000), (1024, 32000)]
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "harness", "bench", "--backends", "torch", "--impls", "cross_entropy_index",
+                        "--modes", "eager", "--shapes", ",".join(f"{n}x{k}" for n, k in shapes), "--threads", str(threads),
+                        "--out", tmp, "--no-progress"], cwd=ROOT, env=_env(), capture_output=True, check=True)
+        data = json.loads((Path(tmp) / "timing.json").read_text())
+    env = {**_env(), **thread_env(threads)}
+    out = subprocess.run([sys.executable, "-c", TORCH_TIMER.format(shapes=shapes, threads=threads)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, check=True)
+    timer = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"      {'shape':<12} {'phase':<17} {'xentcheck bench ms':>19} {'blocked_autorange ms':>21} {'ratio':>6}")
+    worst = 0.0
+    for r in data["rows"]:
+        for phase in ("forward", "forward_backward"):
+            ours, theirs = r["phases"][phase]["median"], timer[f"{r['n']}x{r['k']}"][phase]
+            worst = max(worst, abs(ours / theirs - 1))
+            print(f"      {r['n']}x{r['k']:<7} {phase:<17} {ours * 1e3:>19.3f} {theirs * 1e3:>21.3f} {ours / theirs:>6.3f}")
+    report("torch timing vs blocked_autorange, worst |ratio - 1|", worst, "<= 0.10", worst <= 0.10,
+           f"{threads} thread, medians, same shapes")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", type=int, help="only the first N cases of the default suite (quicker, for development)")
+    ap.add_argument("--big", action="store_true", help="peak memory on 8192 x 128,256 (needs about 17 GB of RAM)")
+    ap.add_argument("--json", help="also write the figures to this file")
+    args = ap.parse_args()
+    env = fingerprint()
+    print(f"{env['cpu']}, {env['cpu_count']} cores, load average {os.getloadavg()[0]:.2f}; "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", flush=True)
+    cli_figures()
+    reference_figures(args.big)
+    torch_agreement()
+    harness_overhead(args.cases)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": env, "figures": rows}, indent=2) + "\n")
+    print(f"{sum(r['pass'] for r in rows)} of {len(rows)} figures within target")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
