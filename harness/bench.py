@@ -63,14 +63,8 @@ def bench_case(dtype: str, n: int, k: int, labels: str) -> Case:
 
 
 def available_memory() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    from harness.environment import proc_kib
+    return proc_kib("/proc/meminfo", "MemAvailable")
 
 
 def too_big(case: Case, available: int | None) -> str | None:

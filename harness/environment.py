@@ -39,6 +39,18 @@ def thread_env(threads: int) -> dict[str, str]:
             "TF_NUM_INTEROP_THREADS": "1", "XLA_FLAGS": xla}
 
 
+def proc_kib(path: str, key: str) -> int | None:
+    """A "Key:  N kB" line of a /proc file, in bytes (None where /proc has no such file or line)."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def worker_env() -> dict[str, str]:
     env = dict(os.environ)
     for key, value in WORKER_THREAD_ENV.items():

@@ -141,14 +141,8 @@ def time_case(backend, msg: dict) -> dict:
 def peak_rss() -> int | None:
     """This process's peak resident memory so far (VmHWM: unlike ru_maxrss, not inherited from
     the parent across fork and exec); cases are timed from small to large."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    from harness.environment import proc_kib
+    return proc_kib("/proc/self/status", "VmHWM")
 
 
 def _run_variant(backend, v, case: Case, pristine, msg: dict, j: int, all_variants) -> dict:
