@@ -20,6 +20,7 @@ import numpy as np
 
 from harness.cases import Case, Inputs
 from harness.dtypes import info
+from harness.reference import label_matrix
 
 MAX_K_SECOND_ORDER = 64
 PROPERTY_NAMES: tuple[str, ...] = (
@@ -50,15 +51,6 @@ def _skip(detail: str) -> dict:
 
 def _f64(a) -> np.ndarray:
     return np.asarray(a).astype(np.float64)
-
-
-def label_weights(case: Case, inputs: Inputs) -> np.ndarray:
-    """The labels as an N x K float64 weight matrix (one-hot for class indices)."""
-    if case.labels == "index":
-        q = np.zeros((case.n, case.k))
-        q[np.arange(case.n), inputs.labels] = 1
-        return q
-    return _f64(inputs.labels)
 
 
 def grad_scale(case: Case, inputs: Inputs) -> np.ndarray:
@@ -253,7 +245,7 @@ def check_all(backend, variant, case: Case, inputs: Inputs, base, modified: list
         terms = g * vf
         expected = terms.sum(axis=1) if case.reduction == "none" else terms.sum()
         # the JVP forms sum(p q v) - sum(q v): measure its error at the scale of those terms
-        q = label_weights(case, inputs) / (case.n if case.reduction == "mean" else 1)
+        q = label_matrix(case, inputs, np.float64) / (case.n if case.reduction == "mean" else 1)
         parts = (np.abs(g + q) + np.abs(q)) * np.abs(vf)
         magnitude = parts.sum(axis=1) if case.reduction == "none" else parts.sum()
         scale = np.fmax(magnitude, np.finfo(np.float64).tiny)
@@ -263,7 +255,6 @@ def check_all(backend, variant, case: Case, inputs: Inputs, base, modified: list
     def second_order() -> dict:
         if case.k > MAX_K_SECOND_ORDER:
             return _skip(f"K > {MAX_K_SECOND_ORDER}")
-        from harness.reference import label_matrix
         v = _rng_vector(case, dt.np_type)
         hv = _f64(backend.hvp(variant, case, inputs.copy(), device, v))
         x = _f64(inputs.logits)

@@ -347,12 +347,7 @@ class Runner:
         if status != "ok":
             return {"verdict": "error", "reasons": [entry.get("error", "unknown error")],
                     "traceback": entry.get("traceback", ""), "timing": timing}
-        path = self._out_path(bi, ci, j)
-        try:
-            with np.load(path) as data:
-                loss, grad = data["loss"], data["grad"]
-        finally:
-            path.unlink(missing_ok=True)
+        loss, grad = self._take_output(bi, ci, j)
         tol = self.config.tolerances
         # extreme cases (logits near the dtype's max, +inf, NaN) overflow in intermediate casts by
         # design; their NaN/inf are compared explicitly, so numpy's warnings would only be noise
@@ -371,17 +366,21 @@ class Runner:
         fields["timing"] = timing
         return fields
 
+    def _take_output(self, bi: int, ci: int, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """Variant j's loss and gradient as the worker wrote them; the file is removed once read."""
+        path = self._out_path(bi, ci, j)
+        try:
+            with np.load(path) as data:
+                return data["loss"], data["grad"]
+        finally:
+            path.unlink(missing_ok=True)
+
     def _out_of_range(self, ci: int, bi: int, j: int, entry: dict, timing: dict) -> dict:
         """An out-of-range class index must be refused; a value returned in silence is a finding."""
         if entry["status"] == "error":
             return {"verdict": "pass", "reasons": [f"raised on the out-of-range class index: {entry.get('error', '')[:200]}"],
                     "timing": timing}
-        path = self._out_path(bi, ci, j)
-        try:
-            with np.load(path) as data:
-                loss = data["loss"]
-        finally:
-            path.unlink(missing_ok=True)
+        loss, _ = self._take_output(bi, ci, j)
         shown = np.array2string(np.asarray(loss, dtype=np.float64).ravel()[:4], precision=6)
         return {"verdict": "fail", "timing": timing,
                 "reasons": [f"silently returned loss {shown} for an out-of-range class index "
