@@ -47,8 +47,8 @@ class Variant:
 
 @dataclass
 class Output:
-    loss: np.ndarray  # () for mean/sum reductions, (N,) for none
-    grad: np.ndarray  # (N, K)
+    loss: np.ndarray  # () for mean/sum reductions, (N,) for none; (N, d1, ...) with extra dimensions
+    grad: np.ndarray  # the logits' shape: (N, K), or (N, d1, ..., K)
     loss_dtype: str | None = None  # dtype the framework computed in; None: taken from the array
     grad_dtype: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -65,6 +65,9 @@ class Backend:
     label_forms: tuple[str, ...] = ("index", "onehot", "soft")
     options: tuple[str, ...] = ()  # case options a single-variant plugin takes (see Variant)
     semantics: str = "plain"
+    # Takes cases with extra dimensions: logits (N, d1, ..., K), labels (N, d1, ...), class axis
+    # last. Off by default: a plugin written for (N, K) gets those cases skipped, with this reason.
+    extra_dims: bool = False
 
     def load(self) -> None:
         """Import the framework and configure it. Raise ImportError when it is missing."""
@@ -91,6 +94,8 @@ class Backend:
             return f"{self.name} does not support dtype {case.dtype}"
         if case.labels not in self.label_forms:
             return f"{self.name} does not support {case.labels} labels"
+        if case.extra and not self.extra_dims:
+            return f"{self.name} takes (N, K) logits only (set extra_dims = True to get (N, d1, ..., K))"
         if device not in self.devices():
             return f"device {device!r} not available to {self.name} (has: {', '.join(self.devices())})"
         return None

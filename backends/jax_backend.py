@@ -23,6 +23,7 @@ class JaxBackend(Backend):
     name = "jax"
     framework = "jax"
     impl = "optax_sce_int"
+    extra_dims = True  # optax and jax.nn take any leading dimensions, classes last
     float64_hint = "set JAX_ENABLE_X64=1 or jax.config.update('jax_enable_x64', True) for float64"
 
     def variants(self) -> list[Variant]:
@@ -58,7 +59,7 @@ class JaxBackend(Backend):
             rows = optax.safe_softmax_cross_entropy
         elif labels_form == "index":
             def rows(x, t):
-                return -jnp.take_along_axis(jax.nn.log_softmax(x, axis=-1), t[:, None], axis=-1)[:, 0]
+                return -jnp.take_along_axis(jax.nn.log_softmax(x, axis=-1), t[..., None], axis=-1)[..., 0]
         else:
             def rows(x, q):
                 return -jnp.sum(q * jax.nn.log_softmax(x, axis=-1), axis=-1)

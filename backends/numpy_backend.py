@@ -17,6 +17,7 @@ class NumpyBackend(Backend):
     name = "numpy"
     framework = "numpy"
     impl = "analytic"
+    extra_dims = True
 
     def compute(self, case: Case, inputs: Inputs, device: str) -> Output:
         loss, kept = self._forward(case, inputs)
@@ -28,26 +29,25 @@ class NumpyBackend(Backend):
                 "forward_backward": lambda: self.compute(case, inputs, device)}
 
     def _forward(self, case: Case, inputs: Inputs) -> tuple[np.ndarray, tuple]:
-        """The reduced loss, and what the backward needs: exp(x - max), the row sums, the label weights."""
+        """The reduced loss, and what the backward needs: exp(x - max), the row sums, the label weights.
+        Classes on the last axis, any leading dimensions (N, d1, ...)."""
         x = inputs.logits
         dt = x.dtype
         acc = np.float32 if dt.itemsize < 4 else dt
-        n = x.shape[0]
-        rows = np.arange(n)
-        z = x - x.max(axis=1, keepdims=True)
+        z = x - x.max(axis=-1, keepdims=True)
         e = np.exp(z)
-        s = e.sum(axis=1, keepdims=True, dtype=acc)
+        s = e.sum(axis=-1, keepdims=True, dtype=acc)
         logp = z - np.log(s).astype(dt)
         if case.labels == "index":
-            loss_rows = -logp[rows, inputs.labels].astype(acc)
-            q = np.zeros_like(x)
-            q[rows, inputs.labels] = 1
+            loss_rows = -np.take_along_axis(logp, inputs.labels[..., None], axis=-1)[..., 0].astype(acc)
+            q = (inputs.labels[..., None] == np.arange(x.shape[-1])).astype(dt)
         else:
             q = inputs.labels
             # 0 * log(0) is 0: unlabelled -inf classes contribute nothing
-            loss_rows = -np.where(q != 0, q * logp, 0).sum(axis=1, dtype=acc)
+            loss_rows = -np.where(q != 0, q * logp, 0).sum(axis=-1, dtype=acc)
         if case.reduction == "mean":
-            loss = (loss_rows.sum(dtype=acc) / n).astype(dt)
+            with np.errstate(invalid="ignore"):  # an empty batch: 0 / 0 is NaN, as in the frameworks
+                loss = (loss_rows.sum(dtype=acc) / loss_rows.size).astype(dt)
         elif case.reduction == "sum":
             loss = loss_rows.sum(dtype=acc).astype(dt)
         else:
@@ -58,5 +58,5 @@ class NumpyBackend(Backend):
         dt = e.dtype
         acc = np.float32 if dt.itemsize < 4 else dt
         p = (e / s.astype(dt)).astype(dt)
-        grad = p * q.sum(axis=1, keepdims=True, dtype=acc).astype(dt) - q
-        return (grad / dt.type(e.shape[0])).astype(dt) if case.reduction == "mean" else grad
+        grad = p * q.sum(axis=-1, keepdims=True, dtype=acc).astype(dt) - q
+        return (grad / dt.type(e.size // e.shape[-1])).astype(dt) if case.reduction == "mean" else grad

@@ -30,6 +30,7 @@ class TensorflowBackend(Backend):
     name = "tensorflow"
     framework = "tensorflow"
     impl = "sparse_softmax_ce"
+    extra_dims = True  # tf.nn and Keras take any leading dimensions, classes last (axis=-1)
     float64_hint = "Keras losses compute in keras.config.floatx() (float32) unless constructed with dtype='{dtype}'"
 
     def variants(self) -> list[Variant]:

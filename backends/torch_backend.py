@@ -2,6 +2,8 @@
 
 Implementations: F.cross_entropy with class-index targets, F.cross_entropy with probability
 targets, and F.log_softmax + F.nll_loss. The gradient is that of sum(loss): backward() with ones.
+torch puts the class axis at dim 1: logits (N, K, d1, ...), probability targets alike, index
+targets (N, d1, ...); the harness's class-last arrays are moved there, and the gradient back.
 """
 
 from __future__ import annotations
@@ -18,10 +20,20 @@ _IMPLS = (
 )
 
 
+def _class_dim1(a: np.ndarray) -> np.ndarray:
+    """(N, d1, ..., K) -> (N, K, d1, ...): torch's class axis (the identity for 2-D)."""
+    return np.moveaxis(a, -1, 1)
+
+
+def _class_last(a: np.ndarray) -> np.ndarray:
+    return np.moveaxis(a, 1, -1)
+
+
 class TorchBackend(Backend):
     name = "torch"
     framework = "torch"
     impl = "cross_entropy_index"
+    extra_dims = True
 
     def variants(self) -> list[Variant]:
         out = [Variant(i, "eager", lf, api, default=d, options=o, semantics="torch") for i, lf, api, d, o in _IMPLS]
@@ -78,10 +90,11 @@ class TorchBackend(Backend):
         return fn
 
     def _prepare(self, variant: Variant, case: Case, inputs: Inputs, device: str):
-        x = self._tensor(inputs.logits, device).requires_grad_(True)
+        x = self._tensor(_class_dim1(inputs.logits), device).requires_grad_(True)
+        labels = inputs.labels if case.labels == "index" else _class_dim1(inputs.labels)
         weight = None if inputs.weights is None else self._tensor(inputs.weights, device)
         fn = self._fn(variant.impl, case.reduction, variant.mode, inputs.smoothing)
-        return x, self._tensor(inputs.labels, device), lambda z, t: fn(z, t, weight)
+        return x, self._tensor(labels, device), lambda z, t: fn(z, t, weight)
 
     def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
         t = self.torch
@@ -90,7 +103,7 @@ class TorchBackend(Backend):
         loss.backward(t.ones_like(loss))
         if device == "cuda":
             t.cuda.synchronize()
-        return Output(loss=self._numpy(loss), grad=self._numpy(x.grad),
+        return Output(loss=self._numpy(loss), grad=_class_last(self._numpy(x.grad)),
                       loss_dtype=str(loss.dtype).removeprefix("torch."),
                       grad_dtype=str(x.grad.dtype).removeprefix("torch."))
 
@@ -123,14 +136,14 @@ class TorchBackend(Backend):
 
     def jvp(self, variant, case, inputs, device, tangent):
         x, labels, fn = self._prepare(variant, case, inputs, device)
-        v = self._tensor(tangent.astype(inputs.logits.dtype), device)
+        v = self._tensor(_class_dim1(tangent.astype(inputs.logits.dtype)), device)
         _, out = self.torch.func.jvp(lambda z: fn(z, labels), (x.detach(),), (v,))
         return self._numpy(out)
 
     def hvp(self, variant, case, inputs, device, vector):
         t = self.torch
         x, labels, fn = self._prepare(variant, case, inputs, device)
-        v = self._tensor(vector.astype(inputs.logits.dtype), device)
+        v = self._tensor(_class_dim1(vector.astype(inputs.logits.dtype)), device)
         (g,) = t.autograd.grad(fn(x, labels).sum(), x, create_graph=True)
         (hv,) = t.autograd.grad((g * v).sum(), x)
-        return self._numpy(hv)
+        return _class_last(self._numpy(hv))

@@ -1,7 +1,14 @@
 """Seeded, reproducible test cases for softmax cross-entropy.
 
 A case is fully described by its id, e.g. ``scale1e+04_float32_64x100_soft_mean``:
-family, dtype, shape N x K, label form and reduction. Its inputs are a pure function of
+family, dtype, shape N x K, label form and reduction. Extra dimensions follow K in torch's
+order, ``4x10x3x2`` (logits of N=4 x K=10 x d1=3 x d2=2, one softmax over K per (n, d1, d2)
+position); N may be 0 (an empty batch).
+
+The harness itself works on rows: `make_inputs` returns (M, K) arrays with one row per softmax
+position, M = N x d1 x ..., in C order of (N, d1, ...). `harness.layout` hands a backend the
+case's own shape (class axis last, (N, d1, ..., K)); each adapter moves the class axis to where
+its framework wants it (torch: dim 1). Its inputs are a pure function of
 (seed, id): the random stream comes from PCG64 seeded by both, and only the generator's raw
 64-bit words and IEEE-exact arithmetic (no libm calls) turn it into numbers, so the inputs
 are bit-for-bit identical on every machine. Workers regenerate inputs from (seed, id);
@@ -21,6 +28,7 @@ from harness import dtypes
 LABEL_FORMS: tuple[str, ...] = ("index", "onehot", "soft")
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 MAX_N, MAX_K = 1 << 20, 1 << 20
+MAX_EXTRA_DIMS = 3  # (N, K, d1, d2, d3): the 5-D volumes torch documents
 MAX_ELEMENTS = 1 << 30  # N x K: 8192 x 128,256 fits; the reference works in row chunks, its float64 gradient is 8 GiB here
 
 # Logit families of the default suite. "scale" draws uniform logits in [-s, s]; "offset"
@@ -52,7 +60,7 @@ SMOOTHING = 0.1
 _FAMILY_RE = re.compile(r"(?:scale|offset)(\d+(?:\.\d+)?e[+-]?\d+)|neartie|dominant|masked|posinf|nan|rowmasked"
                         r"|nearmax", re.ASCII)
 _ID_RE = re.compile(r"(?P<family>[a-z0-9.+-]+)_(?P<dtype>[a-z0-9]+)_(?P<n>0|[1-9]\d*)x(?P<k>0|[1-9]\d*)"
-                    r"_(?P<labels>[a-z]+)_(?P<reduction>[a-z]+)(?:_opt-(?P<options>[a-z+]+))?", re.ASCII)
+                    r"(?P<extra>(?:x(?:0|[1-9]\d*))*)_(?P<labels>[a-z]+)_(?P<reduction>[a-z]+)(?:_opt-(?P<options>[a-z+]+))?", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -64,11 +72,33 @@ class Case:
     labels: str
     reduction: str
     options: str = ""  # "+"-joined, in OPTIONS order, e.g. "w+ls"
+    extra: tuple[int, ...] = ()  # extra dimensions d1, ... after the class axis (torch's order)
 
     @property
     def id(self) -> str:
-        base = f"{self.family}_{self.dtype}_{self.n}x{self.k}_{self.labels}_{self.reduction}"
+        dims = "".join(f"x{d}" for d in self.extra)
+        base = f"{self.family}_{self.dtype}_{self.n}x{self.k}{dims}_{self.labels}_{self.reduction}"
         return f"{base}_opt-{self.options}" if self.options else base
+
+    @property
+    def rows(self) -> int:
+        """Softmax positions M = N x d1 x ...: the rows of the harness's (M, K) arrays."""
+        return self.n * int(np.prod(self.extra, dtype=np.int64))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The logits' shape as a backend receives them, class axis last: (N, d1, ..., K)."""
+        return (self.n, *self.extra, self.k)
+
+    @property
+    def loss_shape(self) -> tuple[int, ...]:
+        """The unreduced loss's shape (and index labels'): (N, d1, ...)."""
+        return (self.n, *self.extra)
+
+    @property
+    def dims(self) -> str:
+        """The shape as written in the id, e.g. "4x10x3" (torch's order: N, K, d1, ...)."""
+        return "x".join(str(v) for v in (self.n, self.k, *self.extra))
 
     @property
     def option_set(self) -> frozenset[str]:
@@ -79,7 +109,9 @@ class Case:
         m = _ID_RE.fullmatch(case_id) if isinstance(case_id, str) else None
         if not m:
             raise ValueError(f"malformed case id {case_id!r} (expected family_dtype_NxK_labels_reduction)")
-        case = cls(m["family"], m["dtype"], int(m["n"]), int(m["k"]), m["labels"], m["reduction"], m["options"] or "")
+        extra = tuple(int(v) for v in m["extra"].split("x")[1:])
+        case = cls(m["family"], m["dtype"], int(m["n"]), int(m["k"]), m["labels"], m["reduction"], m["options"] or "",
+                   extra)
         case.validate()
         return case
 
@@ -94,10 +126,12 @@ class Case:
             raise ValueError(f"unknown label form {self.labels!r} (known: {', '.join(LABEL_FORMS)})")
         if self.reduction not in REDUCTIONS:
             raise ValueError(f"unknown reduction {self.reduction!r} (known: {', '.join(REDUCTIONS)})")
-        if not (1 <= self.n <= MAX_N and 2 <= self.k <= MAX_K):
-            raise ValueError(f"shape {self.n}x{self.k} out of range (1 <= N <= {MAX_N}, 2 <= K <= {MAX_K})")
-        if self.n * self.k > MAX_ELEMENTS:
-            raise ValueError(f"shape {self.n}x{self.k} too large (N x K <= {MAX_ELEMENTS})")
+        if not (0 <= self.n <= MAX_N and 2 <= self.k <= MAX_K):
+            raise ValueError(f"shape {self.dims} out of range (0 <= N <= {MAX_N}, 2 <= K <= {MAX_K})")
+        if len(self.extra) > MAX_EXTRA_DIMS or not all(1 <= d <= MAX_N for d in self.extra):
+            raise ValueError(f"shape {self.dims}: at most {MAX_EXTRA_DIMS} extra dimensions, each 1 to {MAX_N}")
+        if self.rows > MAX_N or self.rows * self.k > MAX_ELEMENTS:
+            raise ValueError(f"shape {self.dims} too large (N x d1 x ... <= {MAX_N}, and times K <= {MAX_ELEMENTS})")
         if self.options:
             tokens = self.options.split("+")
             if any(t not in OPTIONS for t in tokens) or tokens != sorted(set(tokens), key=OPTIONS.index):
@@ -107,10 +141,14 @@ class Case:
                 raise ValueError(f"options {', '.join(sorted(INDEX_ONLY_OPTIONS))} need index labels")
             if {"ign", "allign"} <= set(tokens) or ("oor" in tokens and len(tokens) > 1):
                 raise ValueError(f"options {self.options!r} do not combine")
+            if self.n == 0 and "oor" in tokens:
+                raise ValueError("an empty batch has no label to put out of range (option oor)")
 
     def as_dict(self) -> dict:
         out = {"case_id": self.id, "family": self.family, "dtype": self.dtype, "n": self.n,
                "k": self.k, "labels": self.labels, "reduction": self.reduction}
+        if self.extra:
+            out["extra"] = list(self.extra)
         if self.options:
             out["options"] = self.options
         return out
@@ -118,11 +156,13 @@ class Case:
 
 @dataclass
 class Inputs:
-    """What a backend receives. `labels` is int64 (N,) for index labels, else (N, K) in the dtype."""
+    """A case's arrays. As the harness holds them: logits (M, K) with one row per softmax position;
+    `labels` int64 (M,) for index labels, else (M, K) in the dtype. A backend receives them in the
+    case's shape instead (see harness.layout): (N, d1, ..., K) and (N, d1, ...)."""
 
     logits: np.ndarray
     labels: np.ndarray  # ignored rows hold IGNORE_INDEX; an "oor" case holds the class index K
-    target: np.ndarray  # int64 (N,): the class each row's label is built around
+    target: np.ndarray  # int64 (M,): the class each row's label is built around
     weights: np.ndarray | None = None  # (K,) class weights in the dtype, for the "w" option
     smoothing: float = 0.0  # label smoothing, for the "ls" option
 
@@ -161,8 +201,8 @@ def default_suite(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES)
 
 def full_suite(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES) -> list[Case]:
     """The default suite plus every option family (class weights, ignored targets, label
-    smoothing and their combinations, an out-of-range class), the extreme logit families and a
-    vocabulary-sized K, for each dtype asked for."""
+    smoothing and their combinations, an out-of-range class), the extreme logit families, a
+    vocabulary-sized K, extra dimensions and empty batches, for each dtype asked for."""
     extra: list[Case] = []
     option_sets = {"index": ("w", "ign", "allign", "ls", "w+ls", "ign+ls", "w+ign+ls", "oor"),
                    "onehot": ("w", "ls", "w+ls"), "soft": ("w", "ls", "w+ls")}
@@ -178,6 +218,16 @@ def full_suite(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES) ->
                 extra.append(Case(family, dt, 6, 12, labels, REDUCTIONS[(fi + li) % 3]))
         if dt in ("bfloat16", "float32"):
             extra.append(Case("scale1e+1", dt, 4, 128256, "index", "mean"))
+        # extra dimensions (torch's (N, K, d1, ...), the others' (N, d1, ..., K)), with the options
+        # whose denominators count every position, and empty batches (a mean over nothing)
+        for li, labels in enumerate(LABEL_FORMS):
+            extra.append(Case("scale1e+0", dt, 4, 10, labels, REDUCTIONS[li], extra=(3,)))
+        extra.append(Case("scale1e+1", dt, 2, 7, "soft", "mean", extra=(3, 2)))
+        extra.append(Case("scale1e+0", dt, 4, 10, "index", "mean", "w+ign+ls", extra=(3,)))
+        extra.append(Case("scale1e+0", dt, 4, 10, "index", "sum", "ign", extra=(3,)))
+        for labels, reduction in (("index", "mean"), ("onehot", "sum"), ("soft", "none")):
+            extra.append(Case("scale1e+0", dt, 0, 10, labels, reduction))
+        extra.append(Case("scale1e+0", dt, 0, 10, "index", "mean", extra=(3,)))
     return default_suite(dtype_names) + list(dict.fromkeys(extra))
 
 
@@ -205,7 +255,7 @@ def make_inputs(case: Case, seed: int) -> Inputs:
     if seed < 0:
         raise ValueError("seed must be >= 0")
     bg = _rng(seed, case.id)
-    n, k, d = case.n, case.k, dtypes.info(case.dtype)
+    n, k, d = case.rows, case.k, dtypes.info(case.dtype)
     u = _uniform(bg, (n, k))
     target = _integers(bg, (n,), k)
     rows = np.arange(n)
@@ -228,21 +278,22 @@ def make_inputs(case: Case, seed: int) -> Inputs:
     elif fam == "posinf":
         # a +inf logit: row 0 on another class than its target, row 1 on its target
         x = 2.0 * u - 1.0
-        x[0, (target[0] + 1) % k] = np.inf
+        if n > 0:
+            x[0, (target[0] + 1) % k] = np.inf
         if n > 1:
             x[1, target[1]] = np.inf
     elif fam == "nan":
         x = 2.0 * u - 1.0
-        x[0, (target[0] + 1) % k] = np.nan
+        x[:1, (target[:1] + 1) % k] = np.nan
     elif fam == "rowmasked":
         x = (2.0 * u - 1.0) * 5.0
-        x[0, :] = -np.inf  # a whole row masked: no finite logit at all
+        x[:1, :] = -np.inf  # a whole row masked: no finite logit at all
     elif fam == "nearmax":
         x = d.max * (0.5 + 0.5 * u)  # all positive, so differences stay finite
     elif fam == "masked":
         x = (2.0 * u - 1.0) * 5.0
         mask = _uniform(bg, (n, k)) < 0.5
-        mask[0, :] = True  # row 0: only its target is finite
+        mask[:1, :] = True  # row 0: only its target is finite
         mask[rows, target] = False
         x[mask] = -np.inf
     else:
@@ -277,7 +328,7 @@ def make_inputs(case: Case, seed: int) -> Inputs:
         inputs.smoothing = SMOOTHING
     if "ign" in opts:
         ignored = _uniform(bg, (n,)) < 0.3
-        ignored[0] = False  # at least one row counts
+        ignored[:1] = False  # at least one row counts
         inputs.labels[ignored] = IGNORE_INDEX
     if "allign" in opts:
         inputs.labels[:] = IGNORE_INDEX

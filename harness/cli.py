@@ -112,7 +112,8 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, p
     status = _execute(plan, out_dir, prior or [], progress, repro)
     if timing and status != EXIT_INTERRUPTED:
         from harness import bench
-        shapes = sorted({(c.n, c.k) for c in plan.cases}, key=lambda s: s[0] * s[1])
+        # bench times (N, K) logits: an extra-dimension case is timed as its M x K rows
+        shapes = sorted({(c.rows, c.k) for c in plan.cases if c.rows}, key=lambda s: s[0] * s[1])
         config = bench.BenchConfig(backends=plan.backends, dtypes=sorted({c.dtype for c in plan.cases}), shapes=shapes,
                                    impls=plan.impls, modes=plan.modes, device=plan.device, log_dir=out_dir / "logs",
                                    progress=progress)

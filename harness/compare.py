@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness import error_model
+from harness import error_model, layout
 from harness.dtypes import info, round_to, ulp
 from harness.tolerances import PRESETS, allowed as allowed_by, default_table
 
@@ -26,9 +26,10 @@ def natural_scales(case, ref) -> tuple[np.ndarray, np.ndarray]:
     """The scale each loss and gradient element is computed at (see harness.tolerances):
     max(1, row loss) for losses (summed, then divided by the mean's denominator) and
     max(1, sum q) / denominator for each gradient row."""
-    denom = case.n if case.reduction == "mean" else 1
+    denom = case.rows if case.reduction == "mean" else 1
     row = np.fmax(1.0, np.abs(ref.row_loss))
-    loss_scale = row if case.reduction == "none" else np.asarray(row.sum() / denom)
+    # at least 1, also for an empty batch (no rows: a sum of 0 over a denominator of 0)
+    loss_scale = row if case.reduction == "none" else np.asarray(np.fmax(1.0, row.sum() / max(denom, 1)))
     grad_scale = (np.fmax(1.0, np.abs(ref.label_sum)) / denom)[:, None]
     return loss_scale, grad_scale
 
@@ -143,14 +144,11 @@ def compare(case, ref, loss: np.ndarray, grad: np.ndarray, loss_dtype: str | Non
     reasons: list[str] = []
     loss = np.asarray(loss)
     grad = np.asarray(grad)
-    exp_loss_shape = (case.n,) if case.reduction == "none" else ()
     out: dict = {"loss_dtype": _dtype_of(loss, loss_dtype), "grad_dtype": _dtype_of(grad, grad_dtype)}
-    if loss.shape != exp_loss_shape:
-        reasons.append(f"loss shape {list(loss.shape)}, expected {list(exp_loss_shape)}")
-    if grad.shape != (case.n, case.k):
-        reasons.append(f"gradient shape {list(grad.shape)}, expected {[case.n, case.k]}")
+    reasons = layout.check(case, loss, grad)  # the case's shape: (N, d1, ..., K) and (N, d1, ...)
     if reasons:
         return {**out, "verdict": "fail", "reasons": reasons}
+    loss, grad = layout.to_rows(case, loss, grad)
     for what in ("loss", "grad"):
         if out[f"{what}_dtype"] != case.dtype:
             reasons.append(f"{what} computed in {out[what + '_dtype']}, requested {case.dtype}")

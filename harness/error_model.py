@@ -59,7 +59,7 @@ def bounds(case, logits: np.ndarray, q: np.ndarray, u: float, tiny: float = 0.0)
     log_nnz = np.array([_ceil_log2(c) if c > 1 else 0 for c in (q != 0).sum(axis=1)])
     row_err = (q * e_j).sum(axis=1) + u * (log_nnz + 1) * row_loss
     big_q = q.sum(axis=1, keepdims=True)
-    denom = n if case.reduction == "mean" else 1
+    denom = max(n, 1) if case.reduction == "mean" else 1  # an empty batch's bound is 0, not 0 / 0
     dg = p * big_q - q  # D * g
     grad_err = (p * big_q * (u * (absz + 2) + s + u * (log_k + 2)) + u * np.abs(dg)) / denom \
         + 2 * u * np.abs(dg) / denom + 2 * tiny * (big_q + 1) / denom + tiny

@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 
+from harness import layout
 from harness.cases import Case, Inputs
 from harness.dtypes import info
 from harness.reference import label_matrix
@@ -54,9 +55,9 @@ def _f64(a) -> np.ndarray:
 
 
 def grad_scale(case: Case, inputs: Inputs) -> np.ndarray:
-    """max(1, sum q) / denominator per row, as (N, 1): no gradient entry exceeds it."""
-    q_sum = np.ones(case.n) if case.labels == "index" else _f64(inputs.labels).sum(axis=1)
-    denom = case.n if case.reduction == "mean" else 1
+    """max(1, sum q) / denominator per row, as (M, 1): no gradient entry exceeds it."""
+    q_sum = np.ones(case.rows) if case.labels == "index" else _f64(inputs.labels).sum(axis=1)
+    denom = case.rows if case.reduction == "mean" else 1
     return (np.fmax(1.0, np.abs(q_sum)) / denom)[:, None]
 
 
@@ -118,7 +119,7 @@ def _exact_shift(x: np.ndarray, dtype: str) -> float | None:
 def _rng_vector(case: Case, dtype_t) -> np.ndarray:
     import zlib
     rng = np.random.default_rng(zlib.crc32(case.id.encode()))
-    return rng.uniform(-1, 1, (case.n, case.k)).astype(dtype_t)
+    return rng.uniform(-1, 1, (case.rows, case.k)).astype(dtype_t)
 
 
 Runner = Callable[[object, Case, Inputs], object]  # (variant, case, inputs) -> Output
@@ -126,12 +127,13 @@ Runner = Callable[[object, Case, Inputs], object]  # (variant, case, inputs) -> 
 
 def check_all(backend, variant, case: Case, inputs: Inputs, base, modified: list[str], device: str,
               tol: Tol, all_variants: list) -> dict[str, dict]:
-    """Run every property check for one (case, variant) whose output is `base`."""
+    """Run every property check for one (case, variant) whose output is `base`. Everything here
+    is in rows, (M, K); `harness.layout` gives the backend the case's own shape."""
     dt = info(case.dtype)
     out: dict[str, dict] = {}
 
     def run(v, c: Case, inp: Inputs):
-        return backend.run_variant(v, c, inp.copy(), device)
+        return layout.run(backend, v, c, inp, device)
 
     def guarded(name: str, fn: Callable[[], dict]) -> None:
         try:
@@ -186,8 +188,8 @@ def check_all(backend, variant, case: Case, inputs: Inputs, base, modified: list
         if partner is None:
             return _skip("no one-hot implementation in this mode")
         oh = inputs.copy()
-        oh.labels = np.zeros((case.n, case.k), dtype=dt.np_type)
-        oh.labels[np.arange(case.n), inputs.labels] = 1
+        oh.labels = np.zeros((case.rows, case.k), dtype=dt.np_type)
+        oh.labels[np.arange(case.rows), inputs.labels] = 1
         got = run(partner, replace(case, labels="onehot"), oh)
         return _compare_outputs(got, base, case, inputs, tol, f"one-hot labels through {partner.impl}")
 
@@ -196,13 +198,14 @@ def check_all(backend, variant, case: Case, inputs: Inputs, base, modified: list
             return _skip("mean and sum cases only")
         other = "sum" if case.reduction == "mean" else "mean"
         got = run(variant, replace(case, reduction=other), inputs)
-        factor = 1.0 / case.n if other == "sum" else float(case.n)
+        m = case.rows
+        factor = 1.0 / m if other == "sum" else float(m)
         total = np.abs(_f64(got.loss if other == "sum" else base.loss))
-        if np.isinf(total) and np.isfinite(_f64(got.loss if other == "mean" else base.loss) * case.n).all() \
-                and np.abs(_f64(got.loss if other == "mean" else base.loss)).max() * case.n >= dt.max:
+        if np.isinf(total) and np.isfinite(_f64(got.loss if other == "mean" else base.loss) * m).all() \
+                and np.abs(_f64(got.loss if other == "mean" else base.loss)).max() * m >= dt.max:
             return _skip(f"the sum overflows {case.dtype}: its inf is correct")
         scaled = type(got)(loss=_f64(got.loss) * factor, grad=_f64(got.grad) * factor)
-        return _compare_outputs(scaled, base, case, inputs, tol, f"{other} rescaled by the denominator {case.n}")
+        return _compare_outputs(scaled, base, case, inputs, tol, f"{other} rescaled by the denominator {m}")
 
     g = _f64(base.grad)
     gs = grad_scale(case, inputs)
@@ -240,12 +243,12 @@ def check_all(backend, variant, case: Case, inputs: Inputs, base, modified: list
 
     def forward_vs_reverse() -> dict:
         v = _rng_vector(case, dt.np_type)
-        jvp = _f64(backend.jvp(variant, case, inputs.copy(), device, v))
+        jvp = _f64(layout.jvp(backend, variant, case, inputs, device, v))
         vf = _f64(v)
         terms = g * vf
         expected = terms.sum(axis=1) if case.reduction == "none" else terms.sum()
         # the JVP forms sum(p q v) - sum(q v): measure its error at the scale of those terms
-        q = label_matrix(case, inputs, np.float64) / (case.n if case.reduction == "mean" else 1)
+        q = label_matrix(case, inputs, np.float64) / (case.rows if case.reduction == "mean" else 1)
         parts = (np.abs(g + q) + np.abs(q)) * np.abs(vf)
         magnitude = parts.sum(axis=1) if case.reduction == "none" else parts.sum()
         scale = np.fmax(magnitude, np.finfo(np.float64).tiny)
@@ -256,14 +259,14 @@ def check_all(backend, variant, case: Case, inputs: Inputs, base, modified: list
         if case.k > MAX_K_SECOND_ORDER:
             return _skip(f"K > {MAX_K_SECOND_ORDER}")
         v = _rng_vector(case, dt.np_type)
-        hv = _f64(backend.hvp(variant, case, inputs.copy(), device, v))
+        hv = _f64(layout.hvp(backend, variant, case, inputs, device, v))
         x = _f64(inputs.logits)
         q_sum = label_matrix(case, inputs, np.float64).sum(axis=1, keepdims=True)
         with np.errstate(invalid="ignore", over="ignore"):
             z = x - x.max(axis=1, keepdims=True)
             p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
         vf = _f64(v)
-        denom = case.n if case.reduction == "mean" else 1
+        denom = case.rows if case.reduction == "mean" else 1
         expected = q_sum * (p * vf - p * (p * vf).sum(axis=1, keepdims=True)) / denom
         scale = 2 * np.abs(q_sum) * np.abs(vf).max(axis=1, keepdims=True) / denom
         problem = close(hv, expected, tol, scale)
@@ -280,7 +283,9 @@ def check_all(backend, variant, case: Case, inputs: Inputs, base, modified: list
     option_bound = {"permutation_equivariance", "int_vs_onehot", "mean_vs_sum", "grad_bounds", "second_order",
                     "forward_vs_reverse"} if case.options else set()
     for name in PROPERTY_NAMES:
-        if name in option_bound:
+        if case.rows == 0 and name not in ("dtype_fidelity", "input_isolation", "determinism"):
+            out[name] = _skip("an empty batch: no rows to check")
+        elif name in option_bound:
             out[name] = _skip(f"assumes plain labels; this case has options {case.options}")
         elif name not in ("dtype_fidelity", "input_isolation", "determinism") and computed != {case.dtype}:
             out[name] = _skip(f"computed in {', '.join(sorted(computed))}, not {case.dtype}: see dtype_fidelity")

@@ -138,6 +138,7 @@ class XentcheckItem(pytest.Item):
         from harness.cases import make_inputs
         from harness.compare import BAD_VERDICTS, compare
         from harness.known import matches
+        from harness.layout import to_case
         from harness.reference import reference
         from harness.tolerances import Tolerances
 
@@ -151,7 +152,7 @@ class XentcheckItem(pytest.Item):
         inputs = make_inputs(self.case, seed)
         ref = reference(self.case, inputs, self.variant.semantics)
         try:
-            out = backend.run_variant(self.variant, self.case, inputs.copy(), "cpu")
+            out = backend.run_variant(self.variant, self.case, to_case(self.case, inputs.copy()), "cpu")
             fields = compare(self.case, ref, out.loss, out.grad, out.loss_dtype, out.grad_dtype,
                              Tolerances(self.config.getoption("xentcheck_tolerances")))
         except Exception as exc:

@@ -32,11 +32,11 @@ CHUNK_ELEMENTS = 1 << 16  # elements per row chunk: temporaries of 512 KiB in fl
 
 @dataclass
 class Reference:
-    loss: np.ndarray  # () for mean/sum, (N,) for none
-    grad: np.ndarray  # (N, K): gradient of sum(loss) w.r.t. the logits
+    loss: np.ndarray  # () for mean/sum, (M,) for none: M = N x d1 x ... rows
+    grad: np.ndarray  # (M, K): gradient of sum(loss) w.r.t. the logits
     precision: str  # working precision used, e.g. "float64"
-    row_loss: np.ndarray  # (N,) unreduced per-row losses, float64
-    label_sum: np.ndarray  # (N,) sum of each row's label weights, float64
+    row_loss: np.ndarray  # (M,) unreduced per-row losses, float64
+    label_sum: np.ndarray  # (M,) sum of each row's label weights, float64
     case: Case | None = None  # with `inputs`: where the float64 logits and labels come from, on demand
     inputs: Inputs | None = None
     weights: np.ndarray | None = None  # an options case's effective label weights r (else built from the labels)
@@ -57,8 +57,8 @@ class Reference:
 def label_matrix(case: Case, inputs: Inputs, wp: type) -> np.ndarray:
     """Labels as an N x K weight matrix in working precision (one-hot for index labels)."""
     if case.labels == "index":
-        q = np.zeros((case.n, case.k), dtype=wp)
-        q[np.arange(case.n), inputs.labels] = 1
+        q = np.zeros((case.rows, case.k), dtype=wp)
+        q[np.arange(case.rows), inputs.labels] = 1
         return q
     return inputs.labels.astype(wp)
 
@@ -112,6 +112,12 @@ def _log1p(r: np.ndarray) -> np.ndarray:
 SEMANTICS: tuple[str, ...] = ("plain", "torch", "keras")
 
 
+def semantics_matter(case: Case) -> bool:
+    """Whether the APIs' documented semantics can give `case` different references: options (class
+    weights, ignored targets, smoothing) and the mean of an empty batch (NaN, or Keras's 0)."""
+    return bool(case.options) or case.rows == 0
+
+
 def undefined_rows(logits: np.ndarray, rows: np.ndarray, grad: np.ndarray) -> None:
     """A row with a NaN or +inf logit, or no finite logit at all, has no defined loss: the
     reference expects NaN in its loss and gradient (IEEE propagation), so an API that returns
@@ -134,7 +140,7 @@ def effective_labels(case: Case, inputs: Inputs, semantics: str, wp: type) -> tu
     - plain (tf.nn, optax, NumPy): q, smoothed (1-e) q + e/K where the API is given smoothed labels.
     Without options all three are the canonical q and N.
     """
-    n, k, e = case.n, case.k, inputs.smoothing
+    n, k, e = case.rows, case.k, inputs.smoothing
     w = None if inputs.weights is None else inputs.weights.astype(wp)
     if case.labels == "index":
         t = inputs.labels
@@ -161,7 +167,7 @@ def reduce(case: Case, loss_rows: np.ndarray, grad: np.ndarray, denom: float | N
     """Apply the reduction; a mean over zero weight (every target ignored) is NaN with a zero
     gradient (torch) or 0 (keras), as documented."""
     if case.reduction == "mean":
-        denom = case.n if denom is None else denom
+        denom = case.rows if denom is None else denom
         if denom == 0:
             zero = loss_rows.sum() * 0
             return (zero if empty_mean == "zero" else zero + np.nan), grad * 0
@@ -177,13 +183,13 @@ def reference(case: Case, inputs: Inputs, semantics: str = "plain") -> Reference
     the case's options (class weights, ignored targets, smoothing) read as `semantics` documents
     them. Cases without options take the chunked path (bounded memory on vocabulary-sized K)."""
     prec = working_precision(case.dtype)
-    if case.options or prec == "mpmath":
+    if semantics_matter(case) or prec == "mpmath":
         return _general(case, inputs, semantics, prec)
     wp = np.longdouble if prec == "longdouble" else np.float64
-    divisor = case.n if case.reduction == "mean" else None
+    divisor = case.rows if case.reduction == "mean" else None
     rows, grad, big_q = chunked_softmax_xent(case, inputs, wp, divisor)
     undefined_rows(inputs.logits, rows, grad)
-    loss = rows if case.reduction == "none" else rows.sum() / (case.n if case.reduction == "mean" else 1)
+    loss = rows if case.reduction == "none" else rows.sum() / (case.rows if case.reduction == "mean" else 1)
     return Reference(np.asarray(loss), grad, prec, rows.astype(np.float64), big_q.astype(np.float64), case, inputs)
 
 
@@ -213,7 +219,7 @@ def chunked_softmax_xent(case: Case, inputs: Inputs, wp: type, divisor: int | No
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """softmax_xent in working precision `wp`, a chunk of rows at a time, into preallocated outputs;
     the gradient divided by `divisor` (the mean's N) while each chunk is still in cache."""
-    n, k = case.n, case.k
+    n, k = case.rows, case.k
     loss, big_q = np.empty(n, dtype=wp), np.empty(n, dtype=wp)
     grad = np.empty((n, k), dtype=wp)
     step = max(1, CHUNK_ELEMENTS // k)

@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from harness import layout
 from harness.cases import Case, Inputs, make_inputs
 from harness.compare import BAD_VERDICTS, compare
 from harness.reference import Reference, reference
@@ -104,7 +105,7 @@ def evaluate(case: Case, inputs: Inputs, spec: str, device: str, tol: Tolerances
     if why:
         return {"case": case, "inputs": inputs, "ref": ref, "verdict": "skipped", "reasons": [why]}
     try:
-        out = backend.run_variant(variant, case, inputs.copy(), device)
+        out = backend.run_variant(variant, case, layout.to_case(case, inputs.copy()), device)
         fields = compare(case, ref, np.asarray(out.loss), np.asarray(out.grad), out.loss_dtype, out.grad_dtype, tol)
     except Exception as exc:  # the backend's own failure is the discrepancy being reproduced
         fields = {"verdict": "error", "reasons": [f"{type(exc).__name__}: {exc}"]}
@@ -131,7 +132,9 @@ def _sub(case: Case, inputs: Inputs, rows: np.ndarray, cols: np.ndarray | None =
         else:
             lab = lab[:, cols]
             tgt = np.array([int(np.argmax(np.asarray(r, dtype=np.float64))) for r in lab], dtype=np.int64)
-    new = Case(case.family, case.dtype, x.shape[0], x.shape[1], case.labels, case.reduction, case.options)
+    # all rows kept: the case keeps its extra dimensions; a subset of rows is an (M', K) case
+    n, extra = (case.n, case.extra) if len(rows) == case.rows else (len(rows), ())
+    new = Case(case.family, case.dtype, n, x.shape[1], case.labels, case.reduction, case.options, extra)
     weights = inputs.weights if inputs.weights is None or cols is None else inputs.weights[cols]
     return new, Inputs(np.ascontiguousarray(x), np.ascontiguousarray(lab), tgt, weights, inputs.smoothing)
 
@@ -167,8 +170,8 @@ def _spread(inputs: Inputs) -> float:
 def _candidates(state: dict) -> list[tuple[str, Case, Inputs]]:
     case, inputs = state["case"], state["inputs"]
     out = []
-    n, k = case.n, case.k
-    if n > 1:
+    n, k = case.rows, case.k
+    if n > 1 and not case.extra:  # a subset of the rows would lose the extra dimensions' layout
         worst = [(state.get(w) or {}).get("worst_index") for w in ("grad", "loss")]
         rows = sorted({int(w[0]) for w in worst if w and len(w) >= 1 and (case.reduction == "none" or w is worst[0])})
         for r in rows:
@@ -203,7 +206,7 @@ def shrink(start: dict, spec: str, summary: dict, max_steps: int = 200,
             tries += 1
             trial = evaluate(case, inputs, spec, device, tol, start.get("impl"), start.get("mode"))
             if trial["verdict"] == target:
-                log(f"{what}: {case.n}x{case.k}, still {target}")
+                log(f"{what}: {case.dims}, still {target}")
                 state, progress = trial, True
                 break
             if tries >= max_steps:
@@ -226,21 +229,25 @@ def write(folder: Path, record: dict, inputs: Inputs, case: Case, ref: Reference
     folder.mkdir(parents=True, exist_ok=True)
     name = result_id(record) + suffix
     wide = np.float64 if case.dtype == "float64" else np.float32  # holds every value of the dtype exactly
-    meta = {"result_id": name, "case_id": record["case_id"], "shape": [case.n, case.k], "dtype": case.dtype,
+    meta = {"result_id": name, "case_id": record["case_id"], "shape": list(case.shape), "dtype": case.dtype,
             "labels": case.labels, "reduction": case.reduction, "backend": record["backend"],
             "impl": record.get("impl", ""), "seed": record.get("seed"), "device": record.get("device", "cpu"),
             "verdict": record.get("original_verdict", record["verdict"]), "reasons": record.get("reasons", []),
             "spec": spec or record["backend"]}
-    labels = inputs.labels if case.labels == "index" else inputs.labels.astype(wide)
-    np.savez_compressed(folder / f"{name}.npz", logits=inputs.logits.astype(wide), labels=labels,
-                        ref_loss=np.asarray(ref.loss, dtype=np.float64), ref_grad=np.asarray(ref.grad, dtype=np.float64),
+    # in the case's shape, class axis last, as a backend receives them: (N, d1, ..., K)
+    shaped = layout.to_case(case, inputs)
+    labels = shaped.labels if case.labels == "index" else shaped.labels.astype(wide)
+    ref_loss = np.asarray(ref.loss, dtype=np.float64)
+    np.savez_compressed(folder / f"{name}.npz", logits=shaped.logits.astype(wide), labels=labels,
+                        ref_loss=ref_loss.reshape(case.loss_shape) if ref_loss.ndim else ref_loss,
+                        ref_grad=np.asarray(ref.grad, dtype=np.float64).reshape(case.shape),
                         meta=np.array(json.dumps(meta)))
     fw = _framework(record)
     head = (TEMPLATES / "_head.py.in").read_text()
     body = (TEMPLATES / f"{fw}.py.in").read_text()
     tail = (TEMPLATES / "_tail.py.in").read_text()
     doc = (f'"""Reproduce {name}: {record["backend"]} ({meta["impl"]}) on case {record["case_id"]}'
-           f'{" (shrunk to " + str(case.n) + "x" + str(case.k) + ")" if suffix else ""}.\n\n'
+           f'{" (shrunk to " + case.dims + ")" if suffix else ""}.\n\n'
            f'Recorded verdict: {meta["verdict"]}. Run: python {name}.py\n"""\n')
     script = doc + head.replace("__NAME__", name) + body + tail
     if fw == "plugin":
@@ -248,6 +255,13 @@ def write(folder: Path, record: dict, inputs: Inputs, case: Case, ref: Reference
         script = script.replace("__PROJECT_ROOT__", str(PROJECT_ROOT)).replace("__SPEC__", meta["spec"])
     (folder / f"{name}.py").write_text(script)
     return folder / f"{name}.npz", folder / f"{name}.py"
+
+
+def _semantics(summary: dict, record: dict) -> str:
+    """How the result's API reads options (its backend's hello in summary.json lists its variants)."""
+    hello = next((b for b in summary.get("backends", []) if b.get("name") == record["backend"]), {})
+    return next((v.get("semantics", "plain") for v in hello.get("variants", [])
+                 if v.get("impl") == record.get("impl") and v.get("mode") == record.get("mode")), "plain")
 
 
 def write_all(out_dir: Path, records: list[dict], seed: int, summary: dict | None = None) -> list[Path]:
@@ -259,6 +273,6 @@ def write_all(out_dir: Path, records: list[dict], seed: int, summary: dict | Non
             continue
         case = Case.from_id(r["case_id"])
         inputs = make_inputs(case, r.get("seed", seed))
-        written.append(write(Path(out_dir) / "repro", r, inputs, case, reference(case, inputs),
-                             spec=specs.get(r["backend"]))[1])
+        ref = reference(case, inputs, _semantics(summary or {}, r))
+        written.append(write(Path(out_dir) / "repro", r, inputs, case, ref, spec=specs.get(r["backend"]))[1])
     return written

@@ -33,7 +33,7 @@ from harness.cases import Case, make_inputs
 from harness.compare import compare
 from harness.environment import worker_env
 from harness.interpreters import LABEL_ENV, resolve as resolve_interpreter
-from harness.reference import Reference, reference
+from harness.reference import Reference, reference, semantics_matter
 from harness.tolerances import Tolerances
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -324,9 +324,9 @@ class Runner:
         return expected <= {(r.get("impl"), r.get("mode")) for r in recs}
 
     def _reference(self, ci: int, semantics: str = "plain") -> Reference:
-        """The case's reference, computed once per case (and per API semantics when it has options)."""
+        """The case's reference, computed once per case (and per API semantics where they differ)."""
         case = self.config.cases[ci]
-        key = semantics if case.options else "plain"
+        key = semantics if semantics_matter(case) else "plain"
         cached = self.refs.setdefault(ci, {})
         if key not in cached:
             cached[key] = reference(case, make_inputs(case, self.config.seed), key)

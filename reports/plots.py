@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from collections import defaultdict
 
 from harness.cases import SCALES
@@ -189,13 +190,14 @@ def timings(records: list[dict]) -> dict | None:
     fig, axes = plt.subplots(1, len(dts), figsize=(3.2 * len(dts) + 1, 3.2), squeeze=False, sharey=True)
     for ax, d in zip(axes[0], dts):
         for b in sorted({_label(r) for r in rows}):
-            pts = [(r["n"] * r["k"], r["timing"]["compute_seconds"]) for r in rows if r["dtype"] == d and _label(r) == b]
+            pts = [(_elements(r), r["timing"]["compute_seconds"]) for r in rows
+                   if r["dtype"] == d and _label(r) == b and _elements(r)]  # an empty batch has no place on a log axis
             if pts:
                 ax.scatter(*zip(*pts), s=10, label=b, alpha=0.8)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(d)
-        ax.set_xlabel("elements N x K")
+        ax.set_xlabel("elements N x K (x d1 ...)")
     axes[0][0].set_ylabel("compute seconds")
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
@@ -204,3 +206,8 @@ def timings(records: list[dict]) -> dict | None:
     return {"title": "Timings", "src": _png(fig),
             "caption": "Seconds spent in each backend's compute call (forward and backward, first call included, "
                        "so framework warm-up and compilation show up on the first case of each shape)."}
+
+
+def _elements(r: dict) -> int:
+    """The logits' size: N x K, times the extra dimensions where the case has them."""
+    return r["n"] * r["k"] * math.prod(r.get("extra") or [])

@@ -34,7 +34,9 @@ def test_case_id_round_trip_and_validation():
     for case in default_suite():
         assert Case.from_id(case.id) == case
     for bad in ["", "scale1e+0_float32_4x7_soft", "warp_float32_4x7_soft_mean", "scale1e+0_float8_4x7_soft_mean",
-                "scale1e+0_float32_0x7_soft_mean", "scale1e+0_float32_4x1_soft_mean",
+                "scale1e+0_float32_4x7x0_soft_mean", "scale1e+0_float32_4x7x2x2x2x2_soft_mean",
+                "scale1e+0_float32_0x7_index_mean_opt-oor", "scale1e+0_float32_4x07x2_soft_mean",
+                "scale1e+0_float32_4x1_soft_mean",
                 "scale1e+0_float32_4x7_hard_mean", "scale1e+0_float32_4x7_soft_max"]:
         with pytest.raises(ValueError):
             Case.from_id(bad)
