@@ -170,15 +170,29 @@ class Worker:
                 self.kill()
 
 
+def quit_all(workers: list[Worker]) -> None:
+    """Ask every worker to quit, then wait for them: their teardowns overlap."""
+    for w in workers:
+        if w.proc and w.proc.poll() is None:
+            w.send({"op": "quit"})
+    for w in workers:
+        w.quit()
+
+
+AHEAD = 1  # cases sent to a worker beyond the one it computes
+
+
 @dataclass
 class _State:
     """Where one backend stands: its hello, its queue of cases, the case in flight."""
     worker: Worker
     info: dict | None = None
     pending: list[int] = field(default_factory=list)
-    in_flight: int | None = None
+    in_flight: int | None = None  # the case the worker is computing
+    queued: list[int] = field(default_factory=list)  # sent after it, waiting in the worker's stdin
     deadline: float = 0.0
     started_at: float = 0.0
+    quitting: bool = False  # nothing left for it: told to quit, its EOF is expected
 
 
 def describe_backends(specs: list[str], timeout: float = 300.0) -> list[dict]:
@@ -399,20 +413,45 @@ class Runner:
         return prefix if j is None else Path(f"{prefix}-{j}.npz")
 
     def _dispatch(self, st: _State, bi: int) -> None:
-        if st.in_flight is not None or not st.pending:
-            return
-        ci = st.pending.pop(0)
+        """Keep the worker fed: the case it computes plus AHEAD more in its stdin, so it starts the
+        next case the moment it answers, not once the parent has compared the answer (the parent's
+        comparisons, the references and other backends' results would otherwise stall it)."""
+        while st.pending and (st.in_flight is None or len(st.queued) < AHEAD):
+            ci = st.pending.pop(0)
+            ok = self._send_case(st, bi, ci)
+            if st.in_flight is None:
+                st.in_flight, st.started_at = ci, time.monotonic()
+                st.deadline = st.started_at + self.config.case_timeout
+            else:
+                st.queued.append(ci)
+            if not ok:
+                st.deadline = 0.0  # the EOF event will follow and record the crash
+                break
+
+    def _send_case(self, st: _State, bi: int, ci: int) -> bool:
         case = self.config.cases[ci]
         rtol, atol = self.config.tolerances.get(case.dtype, "grad")
-        ok = st.worker.send({"op": "run", "case_id": case.id, "seed": self.config.seed,
-                             "device": self.config.device, "out": str(self._out_path(bi, ci)),
-                             "variants": [[v["impl"], v["mode"]] for v in self.selected.get(bi, [])],
-                             "properties": self.config.properties,
-                             "tolerance": {"rtol": rtol, "atol": atol, "scaled": self.config.tolerances.scaled}})
-        st.in_flight, st.started_at = ci, time.monotonic()
-        st.deadline = st.started_at + self.config.case_timeout
-        if not ok:
-            st.deadline = 0.0  # the EOF event will follow and record the crash
+        return st.worker.send({"op": "run", "case_id": case.id, "seed": self.config.seed,
+                               "device": self.config.device, "out": str(self._out_path(bi, ci)),
+                               "variants": [[v["impl"], v["mode"]] for v in self.selected.get(bi, [])],
+                               "properties": self.config.properties,
+                               "tolerance": {"rtol": rtol, "atol": atol, "scaled": self.config.tolerances.scaled}})
+
+    def _next_in_flight(self, st: _State) -> int | None:
+        """The worker answered its case: the first queued one is the one it computes now. Returns
+        the answered case."""
+        ci, st.in_flight = st.in_flight, None
+        if st.queued:
+            st.in_flight, st.started_at = st.queued.pop(0), time.monotonic()
+            st.deadline = st.started_at + self.config.case_timeout
+        return ci
+
+    def _quit_if_done(self, st: _State) -> None:
+        """A worker with nothing left to do exits now, while the others run: its teardown (seconds
+        for TensorFlow or JAX) and memory are not left to the end of the run."""
+        if not st.pending and st.in_flight is None and not st.quitting and st.info is not None:
+            st.quitting = True
+            st.worker.send({"op": "quit"})
 
     def _on_hello(self, st: _State, bi: int, msg: dict) -> None:
         if self.infos[bi] is None:
@@ -434,11 +473,14 @@ class Runner:
     def _restart(self, st: _State, bi: int) -> None:
         st.info = None
         st.in_flight = None
+        st.pending[:0], st.queued = st.queued, []  # sent to the dead worker, never started: run again
         if st.pending:
             st.worker.start()
             st.deadline = time.monotonic() + self.config.startup_timeout
 
     def _on_exit(self, st: _State, bi: int) -> None:
+        if st.quitting:  # told to quit with nothing left: its exit is no crash
+            return
         how = st.worker.exit_description()
         if st.info is None:  # died before saying hello
             reason = f"backend worker {how} while starting: {st.worker.stderr_tail()}"
@@ -484,9 +526,11 @@ class Runner:
                     elif msg.get("op") == "hello":
                         self._on_hello(st, bi, msg)
                     elif msg.get("op") == "result" and st.in_flight is not None:
-                        ci, st.in_flight = st.in_flight, None
-                        self._on_result(ci, bi, msg, time.monotonic() - st.started_at)
-                        self._dispatch(st, bi)
+                        seconds = time.monotonic() - st.started_at
+                        ci = self._next_in_flight(st)
+                        self._dispatch(st, bi)  # before comparing: the worker is busy meanwhile
+                        self._on_result(ci, bi, msg, seconds)
+                        self._quit_if_done(st)
                 now = time.monotonic()
                 for bi, st in enumerate(states):
                     if st.deadline and now > st.deadline and (st.in_flight is not None or st.info is None) \
@@ -501,11 +545,11 @@ class Runner:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
             bar.close()
-            for st in states:
-                if self.interrupted:
+            if self.interrupted:
+                for st in states:
                     st.worker.kill()
-                else:
-                    st.worker.quit()
+            else:
+                quit_all([st.worker for st in states])
             if self.interrupted:  # keep what finished, even out of order
                 for key in sorted(self.done):
                     self._emit(key)
