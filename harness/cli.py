@@ -128,7 +128,7 @@ def _execute(plan, out_dir: Path, prior: list[dict], progress: bool, repro: bool
     from harness.reference import working_precision
     from harness.runner import RunConfig, Runner
     from harness.rundir import write_reports
-    from reports.files import ResultsWriter, read_results
+    from reports.files import ResultsWriter
 
     tol = plan.tolerances()
     writer = ResultsWriter(out_dir / "results.jsonl", append=bool(prior))
@@ -162,13 +162,16 @@ def _execute(plan, out_dir: Path, prior: list[dict], progress: bool, repro: bool
     if plan.known_file:
         from harness import known as known_mod
         known = {"file": plan.known_file, "entries": _usage(known_mod.load, plan.known_file)}
-    summary = write_reports(out_dir, records, context, known)
-    if finished and repro:
+
+    def repros(final: list[dict]) -> None:
+        """repro/ for the bad results (known differences applied), while the reports are drawn."""
         from harness.repro import write_all as write_repros
         try:
-            write_repros(out_dir, read_results(out_dir / "results.jsonl"), plan.seed, summary)
+            write_repros(out_dir, final, plan.seed, context)  # it reads the context's config and backends
         except Exception as exc:  # reproducers are an aid: never lose the run's exit status to them
             click.echo(f"xentcheck: warning: writing repro/ failed: {type(exc).__name__}: {exc}", err=True)
+
+    summary = write_reports(out_dir, records, context, known, alongside=repros if finished and repro else None)
     for stale in (summary.get("known_differences") or {}).get("stale", []):
         click.echo(f"xentcheck: warning: known difference {stale!r} matched no result (stale)", err=True)
     counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items() if v)

@@ -238,10 +238,10 @@ def write(folder: Path, record: dict, inputs: Inputs, case: Case, ref: Reference
     shaped = layout.to_case(case, inputs)
     labels = shaped.labels if case.labels == "index" else shaped.labels.astype(wide)
     ref_loss = np.asarray(ref.loss, dtype=np.float64)
-    np.savez_compressed(folder / f"{name}.npz", logits=shaped.logits.astype(wide), labels=labels,
-                        ref_loss=ref_loss.reshape(case.loss_shape) if ref_loss.ndim else ref_loss,
-                        ref_grad=np.asarray(ref.grad, dtype=np.float64).reshape(case.shape),
-                        meta=np.array(json.dumps(meta)))
+    _savez(folder / f"{name}.npz", logits=shaped.logits.astype(wide), labels=labels,
+           ref_loss=ref_loss.reshape(case.loss_shape) if ref_loss.ndim else ref_loss,
+           ref_grad=np.asarray(ref.grad, dtype=np.float64).reshape(case.shape),
+           meta=np.array(json.dumps(meta)))
     fw = _framework(record)
     head = (TEMPLATES / "_head.py.in").read_text()
     body = (TEMPLATES / f"{fw}.py.in").read_text()
@@ -255,6 +255,17 @@ def write(folder: Path, record: dict, inputs: Inputs, case: Case, ref: Reference
         script = script.replace("__PROJECT_ROOT__", str(PROJECT_ROOT)).replace("__SPEC__", meta["spec"])
     (folder / f"{name}.py").write_text(script)
     return folder / f"{name}.npz", folder / f"{name}.py"
+
+
+def _savez(path: Path, **arrays: np.ndarray) -> None:
+    """np.savez_compressed at zlib level 1 instead of 6: the float64 reference's random low bits
+    hardly compress at any level, and level 6 took most of the time of writing a run's repro/
+    (the run waits for it). np.load reads either."""
+    import zipfile
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for key, arr in arrays.items():
+            with zf.open(f"{key}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(arr), allow_pickle=False)
 
 
 def _semantics(summary: dict, record: dict) -> str:
