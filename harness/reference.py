@@ -19,7 +19,7 @@ stays bounded (a few chunk-sized temporaries, hot in cache) whatever N is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -40,6 +40,9 @@ class Reference:
     case: Case | None = None  # with `inputs`: where the float64 logits and labels come from, on demand
     inputs: Inputs | None = None
     weights: np.ndarray | None = None  # an options case's effective label weights r (else built from the labels)
+    # what comparisons derive from the reference alone (harness.compare: the error model's bounds),
+    # kept for the other backends' comparisons of the case
+    derived: dict = field(default_factory=dict, repr=False, compare=False)
 
     # float64 (N, K) copies for the error model, built only when asked for: holding them always
     # would triple the reference's memory on large cases
