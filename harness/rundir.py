@@ -4,11 +4,10 @@ and anything else that produces a results folder, so they all write identical re
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import known as known_mod
+from harness import forked, known as known_mod
 from harness.environment import with_backends
 
 
@@ -16,8 +15,8 @@ def write_reports(out_dir: Path, records: list[dict], context: dict, known: dict
                   alongside: Callable[[list[dict]], None] | None = None) -> dict:
     """Apply known differences (when `known` = {"file", "entries"}), rewriting results.jsonl only
     when verdicts changed, then write every report (reports.write_all) and environment.json.
-    `alongside` (it must not raise) gets the final records in a thread of its own while the reports
-    are drawn: the figures hold the GIL, compression and NumPy mostly do not, so both cores work.
+    `alongside` (it must not raise; its return value is dropped) gets the final records in a forked
+    child process (harness.forked) while the reports are written.
     Returns the summary."""
     from reports.files import write_atomic
     from reports.write_all import write_all
@@ -30,15 +29,12 @@ def write_reports(out_dir: Path, records: list[dict], context: dict, known: dict
         context["known_differences"] = {"file": known["file"], **info}
         if records != before:
             write_atomic(out_dir / "results.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-    helper = None
-    if alongside is not None:
-        helper = threading.Thread(target=alongside, args=(records,), name="xentcheck-alongside")
-        helper.start()
+    helper = forked.start(alongside, records) if alongside is not None else None
     try:
-        summary = write_all(out_dir, records, context)
+        summary = write_all(out_dir, records, context, background_figures=True)
     finally:
         if helper is not None:
-            helper.join()
+            helper()
     env = with_backends(context.get("environment", {}), context.get("backends", []))
     write_atomic(out_dir / "environment.json", json.dumps(env, indent=2, default=str) + "\n")
     return summary

@@ -99,8 +99,9 @@ def _rule(tol: dict) -> str:
 
 
 def render(summary: dict, records: list[dict], tol_report: dict | None = None, matrix: dict | None = None,
-           timing: dict | None = None) -> str:
-    """The page; `timing` (the folder's timing.json, from `xentcheck bench`) adds its figure."""
+           timing: dict | None = None, figures: list[dict] | None = None) -> str:
+    """The page; `timing` (the folder's timing.json, from `xentcheck bench`) adds its figure;
+    `figures`: plots.figures(records, matrix) when already drawn."""
     import jinja2
 
     tol_report = tol_report if tol_report is not None else tolerance.build(records)
@@ -110,8 +111,7 @@ def render(summary: dict, records: list[dict], tol_report: dict | None = None, m
     n_bad, rows = findings(records, specs, tol.get("preset"))
     dts, groups = _pass_groups(summary)
     worst = largest_errors(records)
-    figures = [f for f in (plots.error_vs_scale(records), plots.ulp_histograms(records),
-                           plots.blame_heatmaps(matrix) if matrix["backends"] else None, plots.timings(records)) if f]
+    figures = list(figures if figures is not None else plots.figures(records, matrix))
     if timing:
         from reports import timing as timing_report
         figures += timing_report.figures(timing)

@@ -56,6 +56,12 @@ def _label(r: dict) -> str:
     return _safe(r["backend"])
 
 
+def figures(records: list[dict], matrix: dict) -> list[dict]:
+    """The run's figures for the HTML report, in order (those without data left out)."""
+    return [f for f in (error_vs_scale(records), ulp_histograms(records),
+                        blame_heatmaps(matrix) if matrix["backends"] else None, timings(records)) if f]
+
+
 def error_vs_scale(records: list[dict]) -> dict | None:
     """Scaled error of loss and gradient against the logits' scale, one panel per dtype."""
     rows = [r for r in records if r["family"].startswith("scale") and r.get("grad")]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from reports import (blame, csv as csv_report, html, junit, known_md, markdown, parquet, summary as summary_report,
-                     timing, tolerance)
+from harness import forked
+from reports import (blame, csv as csv_report, html, junit, known_md, markdown, parquet, plots,
+                     summary as summary_report, timing, tolerance)
 from reports.files import write_atomic
 
 # keys of summary.json that summary.build derives from the records; the rest is the run's context
@@ -19,12 +20,15 @@ def context_of(summary: dict) -> dict:
     return {k: v for k, v in summary.items() if k not in summary_report.DERIVED_KEYS}
 
 
-def write_all(out_dir: Path, records: list[dict], context: dict) -> dict:
-    """Write every report into `out_dir`; returns the summary."""
+def write_all(out_dir: Path, records: list[dict], context: dict, background_figures: bool = False) -> dict:
+    """Write every report into `out_dir`; returns the summary. With `background_figures`, the
+    HTML report's figures are drawn in a forked child (harness.forked) while the other files are
+    written (the caller must have no other thread running)."""
     out_dir = Path(out_dir)
+    matrix = blame.build(records)
+    figures = forked.start(plots.figures, records, matrix) if background_figures else None
     summary = summary_report.build(records, context)
     tol_report = tolerance.build(records)
-    matrix = blame.build(records)
     write_atomic(out_dir / "summary.json", summary_report.render(summary))
     extra = known_md.render(summary, records)  # known differences, other interpreters, shards
     write_atomic(out_dir / "report.md", markdown.render(summary, records) + ("\n" + extra if extra else ""))
@@ -33,7 +37,8 @@ def write_all(out_dir: Path, records: list[dict], context: dict) -> dict:
     write_atomic(out_dir / "tolerance.json", tolerance.render_json(tol_report))
     write_atomic(out_dir / "discrepancy.json", json.dumps(matrix, indent=2) + "\n")
     write_atomic(out_dir / "tolerance.md", tolerance.render_md(tol_report))
-    write_atomic(out_dir / "report.html", html.render(summary, records, tol_report, matrix, timing.load(out_dir)))
+    write_atomic(out_dir / "report.html", html.render(summary, records, tol_report, matrix, timing.load(out_dir),
+                                                      figures=figures() if figures else None))
     if records:
         parquet.write(records, out_dir / "results.parquet")
     return summary
