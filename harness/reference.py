@@ -19,6 +19,9 @@ stays bounded (a few chunk-sized temporaries, hot in cache) whatever N is.
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -27,7 +30,12 @@ import numpy as np
 from harness.cases import Case, Inputs
 
 LONGDOUBLE_IS_WIDER = np.finfo(np.longdouble).eps < 1e-18
-CHUNK_ELEMENTS = 1 << 16  # elements per row chunk: temporaries of 512 KiB in float64 stay in L2
+# elements per row chunk: a 2 MiB float64 temporary per thread (L2, else L3); smaller chunks spend
+# more of their time in NumPy's per-call overhead, under the GIL, and two threads stop scaling
+CHUNK_ELEMENTS = 1 << 18
+# threads for the chunks of a large case (the cores this process may use, at most 8), and what is large
+THREADS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+THREAD_MIN_ELEMENTS = 1 << 22
 
 
 @dataclass
@@ -190,8 +198,7 @@ def reference(case: Case, inputs: Inputs, semantics: str = "plain") -> Reference
         return _general(case, inputs, semantics, prec)
     wp = np.longdouble if prec == "longdouble" else np.float64
     divisor = case.rows if case.reduction == "mean" else None
-    rows, grad, big_q = chunked_softmax_xent(case, inputs, wp, divisor)
-    undefined_rows(inputs.logits, rows, grad)
+    rows, grad, big_q = chunked_softmax_xent(case, inputs, wp, divisor)  # undefined rows included
     loss = rows if case.reduction == "none" else rows.sum() / (case.rows if case.reduction == "mean" else 1)
     return Reference(np.asarray(loss), grad, prec, rows.astype(np.float64), big_q.astype(np.float64), case, inputs)
 
@@ -218,27 +225,56 @@ def _general(case: Case, inputs: Inputs, semantics: str, prec: str) -> Reference
                      r.astype(np.float64))
 
 
-def chunked_softmax_xent(case: Case, inputs: Inputs, wp: type, divisor: int | None = None
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def chunked_softmax_xent(case: Case, inputs: Inputs, wp: type, divisor: int | None = None,
+                         threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """softmax_xent in working precision `wp`, a chunk of rows at a time, into preallocated outputs;
-    the gradient divided by `divisor` (the mean's N) while each chunk is still in cache."""
+    the gradient divided by `divisor` (the mean's N) while each chunk is still in cache, and the
+    undefined rows (see undefined_rows) set to NaN.
+
+    Large cases spread their chunks over `threads` threads (default: THREADS, one for cases under
+    THREAD_MIN_ELEMENTS): NumPy releases the GIL in each pass, every row is computed by the same
+    operations whichever thread takes it, and each chunk writes only its own rows, so the result
+    is bit-identical to one thread's."""
     n, k = case.rows, case.k
     loss, big_q = np.empty(n, dtype=wp), np.empty(n, dtype=wp)
     grad = np.empty((n, k), dtype=wp)
     step = max(1, CHUNK_ELEMENTS // k)
-    buf = np.empty((min(step, n), k), dtype=wp)  # z, then exp(z): one chunk-sized temporary, reused
-    for lo in range(0, n, step):
-        hi = min(n, lo + step)
-        if case.labels == "index":
-            loss[lo:hi] = _index_rows(inputs.logits[lo:hi], inputs.labels[lo:hi], buf[:hi - lo], grad[lo:hi], divisor)
-            big_q[lo:hi] = 1
-            continue
-        part = Inputs(inputs.logits[lo:hi], inputs.labels[lo:hi], inputs.target[lo:hi])
-        sub = Case(case.family, case.dtype, hi - lo, k, case.labels, case.reduction)
-        loss[lo:hi], grad[lo:hi], big_q[lo:hi] = softmax_xent(part.logits.astype(wp), label_matrix(sub, part, wp))
-        if divisor is not None:
-            np.divide(grad[lo:hi], divisor, out=grad[lo:hi])
+    starts = range(0, n, step)
+    if threads is None:
+        threads = THREADS if n * k >= THREAD_MIN_ELEMENTS else 1
+    local = threading.local()
+
+    def run(lo: int) -> None:
+        buf = getattr(local, "buf", None)
+        if buf is None:  # z, then exp(z): one chunk-sized temporary per thread, reused
+            buf = local.buf = np.empty((min(step, n), k), dtype=wp)
+        _chunk(case, inputs, wp, divisor, lo, min(n, lo + step), buf, loss, grad, big_q)
+
+    if threads <= 1 or len(starts) < 2:
+        for lo in starts:
+            run(lo)
+    else:
+        # chunks handed out one at a time: a thread slowed by other load takes fewer of them
+        with ThreadPoolExecutor(min(threads, len(starts)), thread_name_prefix="xentcheck-reference") as pool:
+            for _ in pool.map(run, starts):
+                pass
     return loss, grad, big_q
+
+
+def _chunk(case: Case, inputs: Inputs, wp: type, divisor: int | None, lo: int, hi: int, buf: np.ndarray,
+           loss: np.ndarray, grad: np.ndarray, big_q: np.ndarray) -> None:
+    """Rows lo:hi of chunked_softmax_xent's outputs."""
+    k = case.k
+    if case.labels == "index":
+        loss[lo:hi] = _index_rows(inputs.logits[lo:hi], inputs.labels[lo:hi], buf[:hi - lo], grad[lo:hi], divisor)
+        big_q[lo:hi] = 1
+        return
+    part = Inputs(inputs.logits[lo:hi], inputs.labels[lo:hi], inputs.target[lo:hi])
+    sub = Case(case.family, case.dtype, hi - lo, k, case.labels, case.reduction)
+    loss[lo:hi], grad[lo:hi], big_q[lo:hi] = softmax_xent(part.logits.astype(wp), label_matrix(sub, part, wp))
+    if divisor is not None:
+        np.divide(grad[lo:hi], divisor, out=grad[lo:hi])
+    undefined_rows(part.logits, loss[lo:hi], grad[lo:hi])
 
 
 def _index_rows(x: np.ndarray, labels: np.ndarray, buf: np.ndarray, grad: np.ndarray, divisor: int | None) -> np.ndarray:
@@ -269,4 +305,11 @@ def _index_rows(x: np.ndarray, labels: np.ndarray, buf: np.ndarray, grad: np.nda
             grad[...] = g
         else:
             np.divide(g, divisor, out=grad)
-        return _log1p(r) - z_label
+        loss = _log1p(r) - z_label
+    # undefined_rows without another pass: a row's maximum is NaN where it holds a NaN (argmax
+    # stops at the first), +inf where it holds +inf, -inf where every logit is -inf
+    bad = ~np.isfinite(m)
+    if bad.any():
+        loss[bad] = np.nan
+        grad[bad] = np.nan
+    return loss
