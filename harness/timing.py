@@ -8,6 +8,7 @@ min, and a noise flag when IQR / median > NOISY. The callables synchronise the d
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 
@@ -17,7 +18,21 @@ NOISY = 0.10  # IQR / median above this: the figure is flagged as noisy
 
 
 def measure(fn: Callable[[], object], min_block: float = 0.2, blocks: int = 7, warmup: float = 0.2) -> dict:
-    """Seconds per call of `fn`: {"first", "median", "iqr", "min", "noisy", "calls_per_block", "blocks"}."""
+    """Seconds per call of `fn`: {"first", "median", "iqr", "min", "noisy", "calls_per_block", "blocks"}.
+
+    Python's garbage collector is off while it times, as timeit and torch's Timer have it: a
+    collection of the framework's hundreds of thousands of objects, triggered by whatever call
+    happens to allocate next, is not the kernel's time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _measure(fn, min_block, blocks, warmup)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _measure(fn: Callable[[], object], min_block: float, blocks: int, warmup: float) -> dict:
     clock = time.perf_counter
     start = clock()
     fn()
