@@ -55,6 +55,7 @@ class RunConfig:
     modes: list[str] | None = None
     properties: bool = False
     interpreters: dict[str, str] = field(default_factory=dict)  # --python LABEL -> executable
+    helpers: bool = True  # a finished backend's worker slot goes to the backend with the most cases left
 
 
 def select_variants(variants: list[dict], suite: str, impls: list[str] | None, modes: list[str] | None) -> list[dict]:
@@ -180,11 +181,13 @@ def quit_all(workers: list[Worker]) -> None:
 
 
 AHEAD = 1  # cases sent to a worker beyond the one it computes
+HELPER_MIN_CASES = 8  # a backend with fewer cases left gets no helper: its startup would not pay off
 
 
 @dataclass
 class _State:
-    """Where one backend stands: its hello, its queue of cases, the case in flight."""
+    """Where one worker stands: its hello, its queue of cases, the case in flight. A backend has
+    one worker, and a helper while it runs alone with many cases left (see Runner._lend_slot)."""
     worker: Worker
     info: dict | None = None
     pending: list[int] = field(default_factory=list)
@@ -193,6 +196,8 @@ class _State:
     deadline: float = 0.0
     started_at: float = 0.0
     quitting: bool = False  # nothing left for it: told to quit, its EOF is expected
+    backend: int = 0  # index of its backend in config.backends
+    helper: bool = False  # a second worker of the backend, started on a finished backend's slot
 
 
 def describe_backends(specs: list[str], timeout: float = 300.0) -> list[dict]:
@@ -266,6 +271,7 @@ class Runner:
         self.infos: list[dict | None] = [None] * self.n_backends
         self.selected: dict[int, list[dict]] = {}
         self.interrupted = False
+        self.states: list[_State] = []  # every worker's, by the index its events carry
 
     # --- results -------------------------------------------------------------------------
 
@@ -447,13 +453,76 @@ class Runner:
         return ci
 
     def _quit_if_done(self, st: _State) -> None:
-        """A worker with nothing left to do exits now, while the others run: its teardown (seconds
-        for TensorFlow or JAX) and memory are not left to the end of the run."""
+        """A worker with nothing left to do takes half of a sibling's cases (its backend's other
+        worker), else exits now, while the others run: its teardown (seconds for TensorFlow or JAX)
+        and memory are not left to the end of the run, and its slot goes to a busy backend."""
         if not st.pending and st.in_flight is None and not st.quitting and st.info is not None:
+            donor = max(self._siblings(st), key=lambda s: len(s.pending), default=None)
+            if donor is not None and len(donor.pending) >= 2:
+                half = len(donor.pending) // 2
+                st.pending, donor.pending = donor.pending[half:], donor.pending[:half]
+                self._dispatch(st, st.backend)
+                return
             st.quitting = True
             st.worker.send({"op": "quit"})
+            self._lend_slot()
+
+    def _siblings(self, st: _State) -> list[_State]:
+        """The other live workers of st's backend."""
+        return [s for s in self.states if s is not st and s.backend == st.backend and not s.quitting]
+
+    def _lend_slot(self) -> None:
+        """A worker quit: while fewer workers run than there are backends, the backend with the most
+        cases left (at least HELPER_MIN_CASES, one helper at most, its own worker started and
+        identified) gets a helper, which takes the last half of its worker's cases. The run's
+        cores would otherwise idle while one slow backend (JAX compiling op by op) finishes alone.
+        Results do not depend on which worker computed them, and are written in the canonical order."""
+        if not self.config.helpers:
+            return
+        # workers with something to do (a broken or missing backend's worker has not)
+        live = [s for s in self.states if not s.quitting and
+                (s.info is None or s.pending or s.queued or s.in_flight is not None)]
+        if len(live) >= self.n_backends:
+            return
+        candidates = [s for s in live if not s.helper and s.info is not None and s.info.get("status") == "ok"
+                      and not any(h.helper and h.backend == s.backend for h in live)
+                      and len(s.pending) >= HELPER_MIN_CASES]
+        if not candidates:
+            return
+        donor = max(candidates, key=lambda s: len(s.pending))
+        half = len(donor.pending) // 2
+        take, donor.pending = donor.pending[half:], donor.pending[:half]
+        spec = self.config.backends[donor.backend]
+        helper = _State(Worker(len(self.states), spec, self.events, self.config.log_dir, self.config.interpreters),
+                        pending=take, backend=donor.backend, helper=True)
+        self.states.append(helper)
+        helper.worker.start()
+        helper.deadline = time.monotonic() + self.config.startup_timeout
+
+    def _retire_helper(self, st: _State) -> None:
+        """A helper that did not start, or is not the same backend: its cases go back to its
+        backend's worker (started again if it had already quit)."""
+        st.worker.kill()
+        st.worker.generation += 1  # its EOF is stale now
+        back = st.queued + ([] if st.in_flight is None else [st.in_flight]) + st.pending
+        st.pending, st.queued, st.in_flight, st.quitting, st.deadline = [], [], None, True, 0.0
+        main = self.states[st.backend]
+        main.pending = sorted(main.pending + back)
+        if main.quitting and main.pending:
+            main.quitting = False
+            main.worker.generation += 1  # the quitting worker's EOF is stale
+            self._restart(main, main.backend)
 
     def _on_hello(self, st: _State, bi: int, msg: dict) -> None:
+        if st.helper:
+            known = self.infos[bi] or {}
+            if msg.get("status") != "ok" or msg.get("name") != known.get("name") or \
+                    msg.get("version") != known.get("version"):
+                self._retire_helper(st)
+                return
+            st.info = msg
+            self._dispatch(st, bi)
+            return
         if self.infos[bi] is None:
             cfg = self.config
             self.selected[bi] = select_variants(msg.get("variants", []), cfg.suite, cfg.impls, cfg.modes)
@@ -482,6 +551,9 @@ class Runner:
         if st.quitting:  # told to quit with nothing left: its exit is no crash
             return
         how = st.worker.exit_description()
+        if st.info is None and st.helper:  # a helper that never started: its cases go back
+            self._retire_helper(st)
+            return
         if st.info is None:  # died before saying hello
             reason = f"backend worker {how} while starting: {st.worker.stderr_tail()}"
             self._identify(st, bi, {"status": "broken", "name": self.config.backends[bi], "reason": reason})
@@ -498,9 +570,10 @@ class Runner:
         from tqdm import tqdm
 
         cfg = self.config
-        states = []
+        states = self.states  # one per backend, in order; helpers are appended
         for bi, spec in enumerate(cfg.backends):
-            st = _State(Worker(bi, spec, self.events, cfg.log_dir, cfg.interpreters), pending=list(range(len(cfg.cases))))
+            st = _State(Worker(bi, spec, self.events, cfg.log_dir, cfg.interpreters), pending=list(range(len(cfg.cases))),
+                        backend=bi)
             st.worker.start()
             st.deadline = time.monotonic() + cfg.startup_timeout
             states.append(st)
@@ -514,11 +587,12 @@ class Runner:
         try:
             while self.cursor < total and not self.interrupted:
                 try:
-                    bi, gen, msg = self.events.get(timeout=0.2)
+                    si, gen, msg = self.events.get(timeout=0.2)
                 except queue.Empty:
-                    bi = None
-                if bi is not None:
-                    st = states[bi]
+                    si = None
+                if si is not None:
+                    st = states[si]
+                    bi = st.backend
                     if gen != st.worker.generation:
                         continue  # from a worker already replaced
                     if msg is None:
@@ -532,7 +606,8 @@ class Runner:
                         self._on_result(ci, bi, msg, seconds)
                         self._quit_if_done(st)
                 now = time.monotonic()
-                for bi, st in enumerate(states):
+                for st in list(states):
+                    bi = st.backend
                     if st.deadline and now > st.deadline and (st.in_flight is not None or st.info is None) \
                             and st.worker.proc.poll() is None:
                         self._on_timeout(st, bi)
@@ -565,6 +640,9 @@ class Runner:
     def _on_timeout(self, st: _State, bi: int) -> None:
         st.worker.kill()
         st.worker.generation += 1  # the killed worker's EOF is stale now
+        if st.info is None and st.helper:
+            self._retire_helper(st)
+            return
         if st.info is None:
             reason = f"backend did not start within {self.config.startup_timeout:g} s"
             self._identify(st, bi, {"status": "broken", "name": self.config.backends[bi], "reason": reason})

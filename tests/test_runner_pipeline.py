@@ -70,3 +70,52 @@ def test_a_worker_with_nothing_left_is_told_to_quit_once(runners):
     assert [m["op"] for m in worker.sent] == ["run", "quit"] and st.quitting
     runner._on_exit(st, 0)  # its EOF: expected, no crash recorded
     assert runner.done == {}
+
+
+# --- helpers: a finished backend's slot goes to the backend with the most cases left ------------
+
+def test_a_quitting_worker_lends_its_slot_to_the_busiest_backend(runners, monkeypatch):
+    from harness import runner as runner_mod
+    cases = default_suite(["float32"])[:20]
+    runner = Runner(RunConfig(backends=["numpy", "slow"], cases=cases, progress=False), emit=lambda rec: None)
+    runners.append(runner)
+    started = []
+    monkeypatch.setattr(runner_mod.Worker, "start", lambda self: started.append(self.index))
+    done, busy = FakeWorker(), FakeWorker()
+    runner.states = [_State(done, info={"status": "ok"}, pending=[], backend=0),
+                     _State(busy, info={"status": "ok"}, pending=list(range(2, 20)), backend=1)]
+    runner._quit_if_done(runner.states[0])
+    helper = runner.states[2]
+    assert started == [2] and helper.helper and helper.backend == 1
+    assert runner.states[1].pending == list(range(2, 11)) and helper.pending == list(range(11, 20))
+    # a helper that is not the same backend (another version) hands its cases back
+    runner.infos[1] = {"name": "slow", "version": "1"}
+    helper.worker.kill = lambda: None
+    runner._on_hello(helper, 1, {"op": "hello", "status": "ok", "name": "slow", "version": "2"})
+    assert helper.quitting and helper.pending == [] and runner.states[1].pending == list(range(2, 20))
+
+
+def test_an_idle_worker_takes_half_of_its_siblings_cases(runners):
+    runner, st, worker = _runner(runners, 7)
+    sibling = _State(FakeWorker(), info={"status": "ok"}, pending=[3, 4, 5, 6], helper=True)
+    runner.states = [st, sibling]
+    st.pending = []
+    runner._quit_if_done(st)
+    assert not st.quitting and sibling.pending == [3, 4]
+    assert st.in_flight == 5 and st.queued == [6]
+
+
+def test_a_slow_backend_gets_a_helper_and_every_result_once_in_order(tmp_path):
+    import json
+
+    from tests.conftest import ROOT, run_cli
+    out = tmp_path / "run"
+    proc = run_cli("run", "--backends", "numpy", "--backend-file", str(ROOT / "tests" / "plugins" / "slow.py"),
+                   "--dtypes", "float32", "--cases", "24", "--out", str(out), "--no-progress",
+                   env={"XENTCHECK_TEST_DELAY": "0.3"}, timeout=300)
+    assert proc.returncode in (0, 1), proc.stderr
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    ids = [c.id for c in default_suite(["float32"])[:24]]
+    assert [(r["case_id"], r["backend"]) for r in records] == [(c, b) for c in ids for b in ("numpy", "slow")]
+    assert (out / "logs" / "worker-2.log").exists()  # numpy's slot went to a second worker of "slow"
+    assert {r["verdict"] for r in records if r["backend"] == "slow" and r["n"] > 1} == {"pass"}
