@@ -2,8 +2,8 @@
 
 For a result, `repro/<id>.npz` holds the exact inputs (logits widened exactly to float32 or
 float64, labels) and the reference loss and gradient; `repro/<id>.py` is a standalone script that
-imports only NumPy and the one framework, calls the same API with the same options as the
-adapter, and prints its loss and gradient next to the reference. <id> is BACKEND.IMPL.MODE__CASE_ID.
+imports only NumPy and the one framework, calls the same API (the recorded implementation) with the
+same options as the adapter (class weights, ignore_index, label smoothing), and prints its loss and gradient next to the reference. <id> is BACKEND.IMPL.MODE__CASE_ID.
 
 Shrinking re-runs the backend in this process on smaller inputs derived from the case (one row,
 half the rows, half the classes keeping every row's labelled class, half the spread of each
@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from harness import layout
-from harness.cases import Case, Inputs, make_inputs
+from harness.cases import IGNORE_INDEX, Case, Inputs, make_inputs
 from harness.compare import BAD_VERDICTS, compare
 from harness.reference import Reference, reference
 from harness.tolerances import Tolerances
@@ -233,7 +233,8 @@ def write(folder: Path, record: dict, inputs: Inputs, case: Case, ref: Reference
             "labels": case.labels, "reduction": case.reduction, "backend": record["backend"],
             "impl": record.get("impl", ""), "seed": record.get("seed"), "device": record.get("device", "cpu"),
             "verdict": record.get("original_verdict", record["verdict"]), "reasons": record.get("reasons", []),
-            "spec": spec or record["backend"]}
+            "spec": spec or record["backend"], "mode": record.get("mode", ""), "options": case.options,
+            "smoothing": inputs.smoothing, "ignore_index": IGNORE_INDEX}
     # in the case's shape, class axis last, as a backend receives them: (N, d1, ..., K)
     shaped = layout.to_case(case, inputs)
     labels = shaped.labels if case.labels == "index" else shaped.labels.astype(wide)
@@ -241,7 +242,8 @@ def write(folder: Path, record: dict, inputs: Inputs, case: Case, ref: Reference
     _savez(folder / f"{name}.npz", logits=shaped.logits.astype(wide), labels=labels,
            ref_loss=ref_loss.reshape(case.loss_shape) if ref_loss.ndim else ref_loss,
            ref_grad=np.asarray(ref.grad, dtype=np.float64).reshape(case.shape),
-           meta=np.array(json.dumps(meta)))
+           meta=np.array(json.dumps(meta)),
+           **({} if inputs.weights is None else {"weights": inputs.weights.astype(wide)}))
     fw = _framework(record)
     head = (TEMPLATES / "_head.py.in").read_text()
     body = (TEMPLATES / f"{fw}.py.in").read_text()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from harness.compare import BAD_VERDICTS
 from harness.dtypes import DTYPE_NAMES
-from reports import blame, plots, tolerance
+from reports import blame, kinds, plots, tolerance
 from reports.junit import repro
 
 MAX_FINDINGS = 100
@@ -128,7 +128,8 @@ def render(summary: dict, records: list[dict], tol_report: dict | None = None, m
         version=summary.get("xentcheck_version", ""), tolerances=tol, rule=_rule(tol),
         exit_status=summary.get("exit_status", 0), interrupted=summary.get("interrupted", False),
         results=summary.get("results", len(records)), counts=summary.get("counts", {}),
-        dtypes=dts, pass_groups=groups, findings=rows, n_bad=n_bad, worst=worst, figures=figures,
+        dtypes=dts, pass_groups=groups, findings=rows, n_bad=n_bad, kinds=kinds.group(records), worst=worst,
+        figures=figures,
         blame_text=[f"{title.capitalize()}: {blame.blame_sentence(matrix, what)}" for what, title in tolerance.OUTPUTS
                     if matrix["backends"]],
         margin=tol_report.get("margin"), tol_rows=_tol_rows(tol_report), backends=backends,

@@ -7,6 +7,7 @@ from collections import defaultdict
 
 from harness.compare import BAD_VERDICTS
 from harness.dtypes import DTYPE_NAMES
+from reports import kinds
 
 MAX_FINDINGS = 60
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|#!~])")
@@ -71,8 +72,16 @@ def render(summary: dict, records: list[dict]) -> str:
     if not bad:
         lines += ["None.", ""]
     else:
-        lines += [f"{len(bad)} results out of tolerance or broken"
-                  + (f"; the first {MAX_FINDINGS} below, all in results.jsonl." if len(bad) > MAX_FINDINGS else "."), ""]
+        groups = kinds.group(records)
+        lines += [f"{len(bad)} results out of tolerance or broken, of {len(groups)} kinds (the same backend, "
+                  "implementation and first reason, its numbers left out):", ""]
+        lines += _table(["backend", "implementation", "finding", "results", "modes", "dtypes", "options", "cases"],
+                        [[esc(g["backend"]), esc(g["impl"]), esc(g["kind"]), str(g["results"]), esc(", ".join(g["modes"])),
+                          esc(", ".join(g["dtypes"])), esc(", ".join(g["options"])),
+                          f"`{esc(g['cases'][0])}`" + (f" and {len(g['cases']) - 1} more" if len(g["cases"]) > 1 else "")]
+                         for g in groups])
+        lines += ["Each result" + (f" (the first {MAX_FINDINGS}; all are in results.jsonl)" if len(bad) > MAX_FINDINGS else "")
+                  + ":", ""]
         rows = [[f"`{esc(r['case_id'])}`", esc(r["backend"]), esc(r.get("impl", "")), esc(r.get("mode", "")),
                  esc(r["verdict"]) + (" (documented difference)" if r.get("documented") else ""),
                  esc("; ".join(r.get("reasons", [])) + (f" [documented: {r['documented']}]" if r.get("documented") else ""))]

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from harness import repro
 from harness.cases import Case, make_inputs
@@ -131,3 +132,26 @@ def test_shrinking_a_tolerance_failure_keeps_labels_valid(monkeypatch):
     monkeypatch.setenv("XENTCHECK_TEST_SLOPPY", "0")  # the fixed implementation passes the shrunk case
     again = repro.evaluate(small["case"], small["inputs"], spec, "cpu", repro.tolerances_of(summary))
     assert again["verdict"] == "pass"
+
+
+@pytest.mark.parametrize("backend, impl, mode, semantics, case_id", [
+    ("torch", "cross_entropy_index", "eager", "torch", "scale1e+0_float32_16x10_index_mean_opt-w+ign+ls"),
+    ("torch", "log_softmax_nll", "eager", "torch", "scale1e+0_float32_16x10_index_sum_opt-w+ign"),
+    ("tensorflow", "keras_sparse_cce", "function", "keras", "scale1e+0_float32_16x10_index_mean_opt-ign"),
+    ("tensorflow", "keras_cce", "xla", "keras", "scale1e+0_float32_16x10_soft_mean_opt-ls"),
+    ("jax", "optax_sce", "jit", "plain", "scale1e+0_float32_16x10_onehot_none_opt-ls"),
+    ("jax", "log_softmax", "eager", "plain", "scale1e+0_float32_4x10x3_index_mean"),
+])
+def test_scripts_call_the_recorded_api_with_the_case_options(tmp_path, backend, impl, mode, semantics, case_id):
+    """Class weights, ignored targets and smoothing reach the API in the script, through the recorded
+    implementation and mode: each of these correct results reproduces the reference."""
+    pytest.importorskip({"jax": "optax"}.get(backend, backend))
+    case = Case.from_id(case_id)
+    inputs = make_inputs(case, 0)
+    record = {**case.as_dict(), "backend": backend, "impl": impl, "mode": mode, "seed": 0, "verdict": "fail",
+              "reasons": ["test"]}
+    _, script = repro.write(tmp_path, record, inputs, case, reference(case, inputs, semantics))
+    out, vals = _run_script(script)
+    for what in ("loss", "grad"):
+        framework, ref = vals[what]
+        assert abs(framework - ref) <= 1e-5 * max(1.0, abs(ref)), (what, out)
