@@ -250,76 +250,59 @@ def _integers(bitgen: np.random.PCG64, shape: tuple[int, ...], high: int) -> np.
     return (raw % np.uint64(high)).astype(np.int64).reshape(shape)
 
 
-def make_inputs(case: Case, seed: int) -> Inputs:
-    """The case's inputs, rounded to its dtype; identical bytes for the same (seed, id)."""
+GEN_CHUNK_ELEMENTS = 1 << 20  # rows generated at a time: float64 temporaries of 8 MiB, whatever N x K
+
+
+def _fork(bitgen: np.random.PCG64) -> np.random.PCG64:
+    """An independent generator at `bitgen`'s position in the stream."""
+    copy = np.random.PCG64()
+    copy.state = bitgen.state
+    return copy
+
+
+def make_inputs(case: Case, seed: int, chunk_elements: int | None = None) -> Inputs:
+    """The case's inputs, rounded to its dtype; identical bytes for the same (seed, id).
+
+    The stream is drawn in a fixed order: the N x K uniforms of the logits, the targets, the
+    dominant classes ("dominant"), the N x K mask uniforms ("masked"), the N x K soft-label
+    uniforms ("soft"), then the options' draws. The N x K blocks are read a chunk of rows at a
+    time (about `chunk_elements`, default GEN_CHUNK_ELEMENTS) from generators forked at each
+    block's start, and the main generator skips over them (PCG64.advance), so the float64
+    temporaries stay chunk-sized (a whole-array pass held about 6x the logits' size) and every
+    byte is the one a whole-array pass gives: each step is row-wise, and a row's words do not
+    depend on how the rows are split."""
     if seed < 0:
         raise ValueError("seed must be >= 0")
     bg = _rng(seed, case.id)
     n, k, d = case.rows, case.k, dtypes.info(case.dtype)
-    u = _uniform(bg, (n, k))
-    target = _integers(bg, (n,), k)
-    rows = np.arange(n)
     fam = case.family
-
-    if fam.startswith("scale"):
-        x = (2.0 * u - 1.0) * float(fam[len("scale"):])
-    elif fam.startswith("offset"):
-        x = float(fam[len("offset"):]) + (2.0 * u - 1.0) * 4.0
-    elif fam == "neartie":
-        # values a few units in the last place apart around 1.0; every 4th row exactly tied
-        steps = np.floor(u * 7.0) - 3.0
-        steps[::4] = 0.0
-        x = 1.0 + steps * 2.0 ** (1 - d.digits)
-    elif fam == "dominant":
-        x = 2.0 * u - 1.0
-        dom = _integers(bg, (n,), k)
-        x[rows, dom] += DOMINANT_GAP
-        target[::2] = dom[::2]  # half the rows are labelled with the dominant class
-    elif fam == "posinf":
-        # a +inf logit: row 0 on another class than its target, row 1 on its target
-        x = 2.0 * u - 1.0
-        if n > 0:
-            x[0, (target[0] + 1) % k] = np.inf
-        if n > 1:
-            x[1, target[1]] = np.inf
-    elif fam == "nan":
-        x = 2.0 * u - 1.0
-        x[:1, (target[:1] + 1) % k] = np.nan
-    elif fam == "rowmasked":
-        x = (2.0 * u - 1.0) * 5.0
-        x[:1, :] = -np.inf  # a whole row masked: no finite logit at all
-    elif fam == "nearmax":
-        x = d.max * (0.5 + 0.5 * u)  # all positive, so differences stay finite
-    elif fam == "masked":
-        x = (2.0 * u - 1.0) * 5.0
-        mask = _uniform(bg, (n, k)) < 0.5
-        mask[:1, :] = True  # row 0: only its target is finite
-        mask[rows, target] = False
-        x[mask] = -np.inf
-    else:
+    if not (fam.startswith(("scale", "offset")) or fam in ("neartie", "dominant", "posinf", "nan", "rowmasked",
+                                                           "nearmax", "masked")):
         raise ValueError(f"unknown case family {fam!r}")
-
-    with np.errstate(over="ignore"):
-        logits = x.astype(d.np_type)
-    if case.labels == "index":
-        labels = target.copy()
-    else:
-        q = np.zeros((n, k))
-        if case.labels == "onehot":
-            q[rows, target] = 1.0
-        else:
-            w = _uniform(bg, (n, k)) ** 4  # spread-out weights
-            w[rows, target] += 1.0
-            w[~np.isfinite(x)] = 0.0  # no probability on -inf classes
-            w[w.sum(axis=1) == 0] = 1.0  # a row with no finite logit: any labels will do
-            q = w / w.sum(axis=1, keepdims=True)
-        labels = q.astype(d.np_type)
-        if case.labels == "soft":
-            # put the rounding residual on each row's largest entry so sums are as close to 1
-            # as the dtype allows
-            resid = 1.0 - labels.astype(np.float64).sum(axis=1)
-            big = labels.astype(np.float64).argmax(axis=1)
-            labels[rows, big] = (labels[rows, big].astype(np.float64) + resid).astype(d.np_type)
+    u_stream = _fork(bg)
+    bg.advance(n * k)
+    target = _integers(bg, (n,), k)
+    dom = _integers(bg, (n,), k) if fam == "dominant" else None
+    if dom is not None:
+        target[::2] = dom[::2]  # half the rows are labelled with the dominant class
+    mask_stream = w_stream = None
+    if fam == "masked":
+        mask_stream = _fork(bg)
+        bg.advance(n * k)
+    if case.labels == "soft":
+        w_stream = _fork(bg)
+        bg.advance(n * k)
+    logits = np.empty((n, k), dtype=d.np_type)
+    labels = target.copy() if case.labels == "index" else np.empty((n, k), dtype=d.np_type)
+    step = max(1, (chunk_elements or GEN_CHUNK_ELEMENTS) // k)
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        x = _logit_rows(fam, d, lo, hi, k, _uniform(u_stream, (hi - lo, k)), target[lo:hi],
+                        None if dom is None else dom[lo:hi], mask_stream)
+        with np.errstate(over="ignore"):
+            logits[lo:hi] = x
+        if case.labels != "index":
+            labels[lo:hi] = _label_rows(case.labels, d, x, target[lo:hi], w_stream)
     inputs = Inputs(logits=logits, labels=labels, target=target)
     opts = case.option_set
     if "w" in opts:
@@ -335,3 +318,72 @@ def make_inputs(case: Case, seed: int) -> Inputs:
     if "oor" in opts:
         inputs.labels[n // 2] = k  # one past the last class
     return inputs
+
+
+def _logit_rows(fam: str, d: dtypes.DtypeInfo, lo: int, hi: int, k: int, u: np.ndarray, target: np.ndarray,
+                dom: np.ndarray | None, mask_stream: np.random.PCG64 | None) -> np.ndarray:
+    """Rows lo:hi of the family's float64 logits, from their uniforms `u` (and targets)."""
+    rows = np.arange(hi - lo)
+    if fam.startswith("scale"):
+        return (2.0 * u - 1.0) * float(fam[len("scale"):])
+    if fam.startswith("offset"):
+        return float(fam[len("offset"):]) + (2.0 * u - 1.0) * 4.0
+    if fam == "neartie":
+        # values a few units in the last place apart around 1.0; every 4th row exactly tied
+        steps = np.floor(u * 7.0) - 3.0
+        steps[-lo % 4::4] = 0.0  # rows 0, 4, 8, ... of the whole array
+        return 1.0 + steps * 2.0 ** (1 - d.digits)
+    if fam == "dominant":
+        x = 2.0 * u - 1.0
+        x[rows, dom] += DOMINANT_GAP
+        return x
+    if fam == "posinf":
+        # a +inf logit: row 0 on another class than its target, row 1 on its target
+        x = 2.0 * u - 1.0
+        if lo == 0:
+            x[0, (target[0] + 1) % k] = np.inf
+        if lo <= 1 < hi:
+            x[1 - lo, target[1 - lo]] = np.inf
+        return x
+    if fam == "nan":
+        x = 2.0 * u - 1.0
+        if lo == 0:
+            x[:1, (target[:1] + 1) % k] = np.nan
+        return x
+    if fam == "rowmasked":
+        x = (2.0 * u - 1.0) * 5.0
+        if lo == 0:
+            x[:1, :] = -np.inf  # a whole row masked: no finite logit at all
+        return x
+    if fam == "nearmax":
+        return d.max * (0.5 + 0.5 * u)  # all positive, so differences stay finite
+    # masked
+    x = (2.0 * u - 1.0) * 5.0
+    mask = _uniform(mask_stream, (hi - lo, k)) < 0.5
+    if lo == 0:
+        mask[:1, :] = True  # row 0: only its target is finite
+    mask[rows, target] = False
+    x[mask] = -np.inf
+    return x
+
+
+def _label_rows(form: str, d: dtypes.DtypeInfo, x: np.ndarray, target: np.ndarray,
+                w_stream: np.random.PCG64 | None) -> np.ndarray:
+    """One-hot or soft labels of the rows whose float64 logits are `x`, in the dtype."""
+    n, k = x.shape
+    rows = np.arange(n)
+    q = np.zeros((n, k))
+    if form == "onehot":
+        q[rows, target] = 1.0
+        return q.astype(d.np_type)
+    w = _uniform(w_stream, (n, k)) ** 4  # spread-out weights
+    w[rows, target] += 1.0
+    w[~np.isfinite(x)] = 0.0  # no probability on -inf classes
+    w[w.sum(axis=1) == 0] = 1.0  # a row with no finite logit: any labels will do
+    q = w / w.sum(axis=1, keepdims=True)
+    labels = q.astype(d.np_type)
+    # put the rounding residual on each row's largest entry so sums are as close to 1 as the dtype allows
+    resid = 1.0 - labels.astype(np.float64).sum(axis=1)
+    big = labels.astype(np.float64).argmax(axis=1)
+    labels[rows, big] = (labels[rows, big].astype(np.float64) + resid).astype(d.np_type)
+    return labels
