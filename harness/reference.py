@@ -278,9 +278,10 @@ def _chunk(case: Case, inputs: Inputs, wp: type, divisor: int | None, lo: int, h
 
 
 def _index_rows(x: np.ndarray, labels: np.ndarray, buf: np.ndarray, grad: np.ndarray, divisor: int | None) -> np.ndarray:
-    """softmax_xent for one-hot labels without the N x K label matrix, in the chunk buffer: the same
-    operations on the same values, so bit-identical (q_j = 0 terms add +0, sum(q) = 1 multiplies
-    exactly); the large gradient array is written once. Returns the rows' losses."""
+    """softmax_xent for one-hot labels without the N x K label matrix, in the chunk buffer, the
+    gradient written to `grad` in the same pass that divides by the row's 1 + R and the mean's N
+    (e / ((1 + R) N): one pass over the chunk fewer than e / (1 + R), then / N; each within an ulp
+    of the exact value, bit-equal where N is a power of two). Returns the rows' losses."""
     rows = np.arange(x.shape[0])
     native = x.dtype.kind == "f" and x.dtype.itemsize <= buf.dtype.itemsize  # not ml_dtypes' bfloat16
     # the argmax of the logits is that of their exact float64 / longdouble values
@@ -297,14 +298,12 @@ def _index_rows(x: np.ndarray, labels: np.ndarray, buf: np.ndarray, grad: np.nda
         e[rows, a] = 0
         r = e.sum(axis=1)
         s = 1 + r
-        g = np.divide(e, s[:, None], out=buf)  # p_j * sum(q) with sum(q) = 1
-        g[rows, labels] -= 1
+        d = s if divisor is None else s * divisor
+        np.divide(e, d[:, None], out=grad)  # p_j * sum(q) / N, with sum(q) = 1
+        # the label's and the argmax's entries, from the row's own values (p_a - 1 ~ -R stays accurate)
+        grad[rows, labels] = e[rows, labels] / s - 1 if divisor is None else (e[rows, labels] / s - 1) / divisor
         q_a = (a == labels).astype(buf.dtype)
-        g[rows, a] = ((1 - q_a) - q_a * r) / s
-        if divisor is None:
-            grad[...] = g
-        else:
-            np.divide(g, divisor, out=grad)
+        grad[rows, a] = ((1 - q_a) - q_a * r) / d
         loss = _log1p(r) - z_label
     # undefined_rows without another pass: a row's maximum is NaN where it holds a NaN (argmax
     # stops at the first), +inf where it holds +inf, -inf where every logit is -inf

@@ -7,6 +7,7 @@ import pytest
 from harness import dtypes
 from harness.cases import FAMILIES, LABEL_FORMS, Case, Inputs, default_suite, make_inputs
 from harness.reference import label_matrix, reference
+from tests.bits import assert_grad_matches_whole_array, value_bits
 
 
 def _case(labels="index", reduction="mean", dtype="float32", n=1, k=3):
@@ -140,16 +141,9 @@ def test_large_k_row_against_mpmath():
     assert abs(mpmath.mpf(float(ref.loss)) - losses[0]) <= 0.01 * float(dtypes.ulp(np.array(float(losses[0])), "float32"))
 
 
-def _bits(a: np.ndarray) -> bytes:
-    """The value bits: longdouble's 10 bytes of x87 value, not its padding."""
-    a = np.ascontiguousarray(a)
-    if a.dtype == np.longdouble and a.dtype.itemsize == 16 and a.size:
-        return a.view(np.uint8).reshape(-1, 16)[:, :10].tobytes()
-    return a.tobytes()
-
-
 @pytest.mark.parametrize("case_id", ["masked_float32_37x50_soft_mean", "dominant_float64_33x20_index_sum",
-                                     "neartie_bfloat16_19x64_onehot_none", "offset1e+8_float64_4x50000_index_mean"])
+                                     "neartie_bfloat16_19x64_onehot_none", "offset1e+8_float64_4x50000_index_mean",
+                                     "scale1e+1_float32_37x50_index_mean", "dominant_float64_21x30_index_mean"])
 @pytest.mark.parametrize("chunk", [1, 64, 1000])
 def test_row_chunks_are_bit_identical_to_one_pass(monkeypatch, case_id, chunk):
     import harness.reference as ref_mod
@@ -161,7 +155,7 @@ def test_row_chunks_are_bit_identical_to_one_pass(monkeypatch, case_id, chunk):
     loss, grad = reduce(case, rows, grad)
     monkeypatch.setattr(ref_mod, "CHUNK_ELEMENTS", chunk)  # 1: a row per chunk; 64, 1000: ragged last chunks
     ref = reference(case, inputs)
-    assert _bits(np.asarray(ref.loss)) == _bits(np.asarray(loss).astype(ref.loss.dtype))
-    assert ref.grad.dtype == grad.dtype and _bits(ref.grad) == _bits(grad)
-    assert _bits(ref.label_sum) == _bits(big_q.astype(np.float64))
+    assert value_bits(np.asarray(ref.loss)) == value_bits(np.asarray(loss).astype(ref.loss.dtype))
+    assert_grad_matches_whole_array(case, ref.grad, grad)
+    assert value_bits(ref.label_sum) == value_bits(big_q.astype(np.float64))
     assert ref.logits.tobytes() == inputs.logits.astype(np.float64).tobytes()
