@@ -43,6 +43,15 @@ def _png(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _shared_legend(fig, axes, top: float, ncol: int | None = None) -> None:
+    """One legend above the panels, which all draw the same series (in `ncol` columns, default
+    one row), then the layout."""
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="upper center", ncol=ncol or len(labels), bbox_to_anchor=(0.5, top))
+    fig.tight_layout()
+
+
 def _dtypes(records: list[dict]) -> list[str]:
     return [d for d in DTYPE_NAMES if any(r["dtype"] == d for r in records)]
 
@@ -91,10 +100,7 @@ def error_vs_scale(records: list[dict]) -> dict | None:
                 ax.set_ylabel("max error / (u (scale + |ref|))")
             if row == 1:
                 ax.set_xlabel("logit scale s (uniform in [-s, s])")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="upper center", ncol=len(labels), bbox_to_anchor=(0.5, 1.04))
-    fig.tight_layout()
+    _shared_legend(fig, axes, 1.04)
     return {"title": "Error against logit scale", "src": _png(fig),
             "caption": "Largest error over each scale family's results, in units of roundoff u of the "
                        "output's natural scale plus its magnitude. The dashed line is the default tolerance "
@@ -139,10 +145,7 @@ def ulp_histograms(records: list[dict]) -> dict | None:
                 ax.set_ylabel(b)
             if i == len(backends) - 1:
                 ax.set_xlabel("|error| in ULP")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="upper center", ncol=2, bbox_to_anchor=(0.5, 1.03))
-    fig.tight_layout()
+    _shared_legend(fig, axes, 1.03, ncol=2)
     return {"title": "ULP error histograms", "src": _png(fig),
             "caption": "Per-element errors on the sampled elements (up to 32 per output and result, the same "
                        "positions for every backend), in ULPs of the tested dtype at max(|reference|, natural "
@@ -207,10 +210,7 @@ def timings(records: list[dict]) -> dict | None:
         ax.set_title(d)
         ax.set_xlabel("elements N x K (x d1 ...)")
     axes[0][0].set_ylabel("compute seconds")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="upper center", ncol=len(labels), bbox_to_anchor=(0.5, 1.08))
-    fig.tight_layout()
+    _shared_legend(fig, axes, 1.08)
     return {"title": "Timings", "src": _png(fig),
             "caption": "Seconds spent in each backend's compute call (forward and backward, first call included, "
                        "so framework warm-up and compilation show up on the first case of each shape)."}

@@ -19,15 +19,7 @@ from harness.tolerances import Tolerances
 def plain_array_metrics(actual: np.ndarray, ref: np.ndarray, dtype: str, rtol: float, atol: float,
                   scale: np.ndarray | float = 1.0, *, allowed: np.ndarray | None = None,
                   natural: np.ndarray | float | None = None, others: dict | None = None) -> dict:
-    """Error metrics of `actual` (any float dtype) against the high-precision `ref`; an element
-    is within tolerance when |actual - ref| <= rtol * |ref| + atol * scale (or <= `allowed`,
-    when given).
-
-    Besides maxima, it stores what the reports need without the arrays: medians and 99th
-    percentiles of the absolute, relative and ULP errors, the smallest atol that would pass at each rtol
-    of `rtol_grid` (plain, unscaled convention), max(error / allowed) under each tolerance of
-    `others` (name -> allowed array) and a fixed sample of signed errors in ULPs of
-    max(|ref|, natural scale) for comparing backends with each other."""
+    """array_metrics before the shortcuts, formula for formula (its signature and results are the contract)."""
     ref = np.asarray(ref)
     wp = np.longdouble if ref.dtype == np.longdouble else np.float64
     a = np.asarray(actual).astype(wp)
