@@ -238,10 +238,12 @@ def write(folder: Path, record: dict, inputs: Inputs, case: Case, ref: Reference
     # in the case's shape, class axis last, as a backend receives them: (N, d1, ..., K)
     shaped = layout.to_case(case, inputs)
     labels = shaped.labels if case.labels == "index" else shaped.labels.astype(wide)
-    ref_loss = np.asarray(ref.loss, dtype=np.float64)
+    with np.errstate(over="ignore"):  # a float64 case's longdouble sum past float64's range is inf there too
+        ref_loss = np.asarray(ref.loss, dtype=np.float64)
+        ref_grad = np.asarray(ref.grad, dtype=np.float64)
     _savez(folder / f"{name}.npz", logits=shaped.logits.astype(wide), labels=labels,
            ref_loss=ref_loss.reshape(case.loss_shape) if ref_loss.ndim else ref_loss,
-           ref_grad=np.asarray(ref.grad, dtype=np.float64).reshape(case.shape),
+           ref_grad=ref_grad.reshape(case.shape),
            meta=np.array(json.dumps(meta)),
            **({} if inputs.weights is None else {"weights": inputs.weights.astype(wide)}))
     fw = _framework(record)
