@@ -13,8 +13,11 @@ Working precision: float64 for 16- and 32-bit cases; for float64 cases, np.longd
 is wider than float64 (x86-64: 64-bit significand), else mpmath at 40 digits.
 
 Every step is row-wise, so the rows are processed in chunks of about CHUNK_ELEMENTS elements:
-the results are bit-identical to a whole-array pass, and the memory beyond the float64 gradient
-stays bounded (a few chunk-sized temporaries, hot in cache) whatever N is.
+the results are the same bits whatever the chunk size, and the memory beyond the float64 gradient
+stays bounded (a few chunk-sized temporaries, hot in cache) whatever N is. They are also the bits
+of the whole-array formula (softmax_xent, then reduce), except a class-index mean over an N that
+is not a power of two: there the gradient is divided once by (1 + R) N instead of by (1 + R),
+then N, each way within an ulp of the exact value.
 """
 
 from __future__ import annotations
@@ -301,7 +304,8 @@ def _index_rows(x: np.ndarray, labels: np.ndarray, buf: np.ndarray, grad: np.nda
         d = s if divisor is None else s * divisor
         np.divide(e, d[:, None], out=grad)  # p_j * sum(q) / N, with sum(q) = 1
         # the label's and the argmax's entries, from the row's own values (p_a - 1 ~ -R stays accurate)
-        grad[rows, labels] = e[rows, labels] / s - 1 if divisor is None else (e[rows, labels] / s - 1) / divisor
+        p_label_minus_1 = e[rows, labels] / s - 1
+        grad[rows, labels] = p_label_minus_1 if divisor is None else p_label_minus_1 / divisor
         q_a = (a == labels).astype(buf.dtype)
         grad[rows, a] = ((1 - q_a) - q_a * r) / d
         loss = _log1p(r) - z_label

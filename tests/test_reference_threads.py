@@ -12,8 +12,6 @@ from harness.reference import label_matrix, reduce, reference, softmax_xent, und
 from tests.bits import assert_grad_matches_whole_array, value_bits
 
 
-
-
 @pytest.mark.parametrize("case_id", ["scale1e+1_float32_301x257_index_mean", "masked_bfloat16_97x64_soft_sum",
                                      "dominant_float64_65x40_index_none", "neartie_float16_50x33_onehot_mean",
                                      "scale1e+0_float32_0x10_index_sum"])
