@@ -9,7 +9,7 @@
    each round's ratio: <= 1.2x; and the cores the run kept busy (CPU seconds / wall seconds of it
    and its workers): >= 1.5 of 2;
 2. the reference on 4096 x 32,000 float32 vs the memory-bandwidth floor (copy bandwidth measured
-   here): <= 3x; its peak memory (logits + everything it allocates, by tracemalloc) on
+   here): <= 3x (its NumPy implementation's time printed beside it); its peak memory (logits + everything it allocates, by tracemalloc) on
    N x 128,256 float32 vs the logits' size: <= 4x (N = 2048, or 8192 with --big: 17 GB of RAM);
 3. `xentcheck --help` wall time (a fresh interpreter): < 0.5 s; and no framework imported by the
    parent process of `--help` or `backends`;
@@ -111,6 +111,7 @@ def _child(code: str) -> dict:
 
 REFERENCE_TIME = """
 import json, time
+from harness import kernel
 from harness.cases import Case, make_inputs
 from harness.reference import reference
 from harness.timing import copy_bandwidth, floor_bytes
@@ -122,7 +123,7 @@ for _ in range(3):
     t = time.perf_counter(); ref = reference(case, inputs); times.append(time.perf_counter() - t); del ref
 # the reference reads float32 logits and int64 labels, writes a float64 gradient and row losses
 floor = floor_bytes(case.n, case.k, "float32", grad_bytes=8) / bw
-print(json.dumps({"seconds": min(times), "all": times, "floor": floor, "bandwidth": bw}))
+print(json.dumps({"seconds": min(times), "all": times, "floor": floor, "bandwidth": bw, "kernel": kernel.name()}))
 """
 
 REFERENCE_MEMORY = """
@@ -141,9 +142,16 @@ print(json.dumps({{"peak": peak, "logits": inputs.logits.nbytes, "labels": input
 
 def reference_figures(big: bool) -> None:
     r = _child(REFERENCE_TIME)
+    # the NumPy implementation beside it (XENTCHECK_REFERENCE_KERNEL=numpy): what the kernel saves
+    os.environ["XENTCHECK_REFERENCE_KERNEL"] = "numpy"
+    try:
+        r_np = _child(REFERENCE_TIME)
+    finally:
+        del os.environ["XENTCHECK_REFERENCE_KERNEL"]
     report("reference 4096x32000 float32 / bandwidth floor", r["seconds"] / r["floor"], "<= 3", r["seconds"] / r["floor"] <= 3,
-           f"{r['seconds']:.3f} s (best of {', '.join(f'{t:.2f}' for t in r['all'])}) vs floor {r['floor']:.3f} s "
-           f"at {r['bandwidth'] / 1e9:.1f} GB/s")
+           f"{r['seconds']:.3f} s (best of {', '.join(f'{t:.2f}' for t in r['all'])}; computed by {r['kernel']}) vs floor "
+           f"{r['floor']:.3f} s at {r['bandwidth'] / 1e9:.1f} GB/s; in NumPy: {r_np['seconds']:.3f} s = "
+           f"{r_np['seconds'] / r_np['floor']:.2f}x (best of {', '.join(f'{t:.2f}' for t in r_np['all'])})")
     n = 8192 if big else 2048
     m = _child(REFERENCE_MEMORY.format(n=n))
     ratio = (m["logits"] + m["labels"] + m["peak"]) / m["logits"]

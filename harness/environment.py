@@ -7,6 +7,8 @@ import platform
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
+from harness import kernel
+
 # One thread per worker: deterministic reductions, no oversubscription while several backends
 # run side by side; each worker process still gets a core of its own.
 WORKER_THREAD_ENV: dict[str, str] = {
@@ -109,6 +111,7 @@ def fingerprint() -> dict:
         "executable": sys.executable,
         "packages": versions,
         "numerics_env": {k: env[k] for k in NUMERICS_ENV if k in env},
+        "reference_kernel": kernel.name(),  # C or NumPy: the same formula, bits within a few ulps
     }
 
 

@@ -12,12 +12,18 @@ weight contributes nothing, even where its logit is -inf (the mathematical limit
 Working precision: float64 for 16- and 32-bit cases; for float64 cases, np.longdouble where it
 is wider than float64 (x86-64: 64-bit significand), else mpmath at 40 digits.
 
+In float64, exp is the C kernel's (harness/_xent.c: vectorised, within 1.5 ulps) where it is
+built, and class-index rows are computed there whole; elsewhere NumPy computes the same formula
+(XENTCHECK_REFERENCE_KERNEL=numpy forces it, to cross-check the two).
+
 Every step is row-wise, so the rows are processed in chunks of about CHUNK_ELEMENTS elements:
-the results are the same bits whatever the chunk size, and the memory beyond the float64 gradient
-stays bounded (a few chunk-sized temporaries, hot in cache) whatever N is. They are also the bits
-of the whole-array formula (softmax_xent, then reduce), except a class-index mean over an N that
-is not a power of two: there the gradient is divided once by (1 + R) N instead of by (1 + R),
-then N, each way within an ulp of the exact value.
+the results are the same bits whatever the chunk size or the number of threads, and the memory
+beyond the float64 gradient stays bounded (a few chunk-sized temporaries, hot in cache) whatever
+N is. In NumPy they are also the bits of the whole-array formula (softmax_xent, then reduce),
+except a class-index mean over an N that is not a power of two: there the gradient is divided
+once by (1 + R) N instead of by (1 + R), then N, each way within an ulp of the exact value. The
+kernel sums R with Kahan's compensation where NumPy sums pairwise: within (log2 K + 12) ulps of
+each other at the row's scale (tests/bits.py).
 """
 
 from __future__ import annotations
@@ -25,11 +31,13 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 
+from harness import kernel
 from harness.cases import Case, Inputs
 
 LONGDOUBLE_IS_WIDER = np.finfo(np.longdouble).eps < 1e-18
@@ -110,10 +118,13 @@ def softmax_xent(x: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
 
 
 def _exp(z: np.ndarray) -> np.ndarray:
+    """exp of z = x - max(x) <= 0 (or NaN): the C kernel's vectorised exp in float64 where it is
+    built (the chunked path's exp, so both paths share its bits), else NumPy's or mpmath's."""
     if z.dtype == object:
         import mpmath
         return np.frompyfunc(mpmath.exp, 1, 1)(z)
-    return np.exp(z)
+    e = kernel.exp_nonpos(z)
+    return np.exp(z) if e is None else e
 
 
 def _log1p(r: np.ndarray) -> np.ndarray:
@@ -247,11 +258,13 @@ def chunked_softmax_xent(case: Case, inputs: Inputs, wp: type, divisor: int | No
         threads = THREADS if n * k >= THREAD_MIN_ELEMENTS else 1
     local = threading.local()
 
+    def buffer() -> np.ndarray:  # z, then exp(z) in NumPy: one chunk-sized temporary per thread, reused
+        if getattr(local, "buf", None) is None:
+            local.buf = np.empty((min(step, n), k), dtype=wp)
+        return local.buf
+
     def run(lo: int) -> None:
-        buf = getattr(local, "buf", None)
-        if buf is None:  # z, then exp(z): one chunk-sized temporary per thread, reused
-            buf = local.buf = np.empty((min(step, n), k), dtype=wp)
-        _chunk(case, inputs, wp, divisor, lo, min(n, lo + step), buf, loss, grad, big_q)
+        _chunk(case, inputs, wp, divisor, lo, min(n, lo + step), buffer, loss, grad, big_q)
 
     if threads <= 1 or len(starts) < 2:
         for lo in starts:
@@ -264,12 +277,15 @@ def chunked_softmax_xent(case: Case, inputs: Inputs, wp: type, divisor: int | No
     return loss, grad, big_q
 
 
-def _chunk(case: Case, inputs: Inputs, wp: type, divisor: int | None, lo: int, hi: int, buf: np.ndarray,
-           loss: np.ndarray, grad: np.ndarray, big_q: np.ndarray) -> None:
+def _chunk(case: Case, inputs: Inputs, wp: type, divisor: int | None, lo: int, hi: int,
+           buffer: Callable[[], np.ndarray], loss: np.ndarray, grad: np.ndarray, big_q: np.ndarray) -> None:
     """Rows lo:hi of chunked_softmax_xent's outputs."""
     k = case.k
     if case.labels == "index":
-        loss[lo:hi] = _index_rows(inputs.logits[lo:hi], inputs.labels[lo:hi], buf[:hi - lo], grad[lo:hi], divisor)
+        x, labels = inputs.logits[lo:hi], inputs.labels[lo:hi]
+        # the C kernel where it can take the rows (float64 working precision), else NumPy
+        rows = kernel.index_rows(x, labels, divisor, grad[lo:hi]) if wp is np.float64 else None
+        loss[lo:hi] = _index_rows(x, labels, buffer()[:hi - lo], grad[lo:hi], divisor) if rows is None else rows
         big_q[lo:hi] = 1
         return
     part = Inputs(inputs.logits[lo:hi], inputs.labels[lo:hi], inputs.target[lo:hi])

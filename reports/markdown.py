@@ -128,7 +128,8 @@ def render(summary: dict, records: list[dict]) -> str:
 
     lines += ["## Reference", "",
               "Loss and gradient from the closed form via log-sum-exp (gradient p * sum(q) - q), in float64 for "
-              "16- and 32-bit cases and in " + esc(summary.get("reference_float64", "")) + " for float64 cases.", ""]
+              "16- and 32-bit cases and in " + esc(summary.get("reference_float64", "")) + " for float64 cases"
+              + (f"; computed by {esc(kern)}." if (kern := summary.get("environment", {}).get("reference_kernel")) else "."), ""]
 
     lines += ["## Backends", ""]
     rows = []

@@ -19,3 +19,14 @@ def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subpro
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture(params=["c", "numpy"])
+def reference_kernel(request, monkeypatch):
+    """Runs a test once with the reference's C kernel (where it is built) and once in NumPy."""
+    from harness import kernel
+    if request.param == "numpy":
+        monkeypatch.setenv(kernel.ENV, "numpy")
+    elif kernel.library() is None:
+        pytest.skip("the C kernel is not built here")
+    return request.param
