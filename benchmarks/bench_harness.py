@@ -296,7 +296,7 @@ def torch_agreement(threads: int = 1, rounds: int = 3) -> None:
         ratio = statistics.median(ratios)
         worst = max(worst, abs(ratio - 1))
         theirs = [b[key] for _, b in readings]
-        print(f"      {key[0]:<12} {key[1]:<17} {statistics.median(a for a, _ in readings) * 1e3:>19.3f} "
+        print(f"      {key[0]:<12} {key[1]:<17} {statistics.median(a[key] for a, _ in readings) * 1e3:>19.3f} "
               f"{statistics.median(theirs) * 1e3:>21.3f} {ratio:>6.3f}   " + " ".join(f"{r:.3f}" for r in ratios)
               + f"   {max(theirs) / min(theirs):.2f}")
     # no target here: separate processes a minute apart compare the host's moments as much as the
