@@ -1,6 +1,6 @@
 """Harness performance figures, each printed with its target and PASS / MISS.
 
-    python benchmarks/bench_harness.py [--cases N] [--big] [--json FILE] [--only cli,reference,torch,harness]
+    python benchmarks/bench_harness.py [--cases N] [--big] [--json FILE] [--only PART,...]
 
 1. wall time of `xentcheck run` on the default suite vs a plain loop making the same framework
    calls on the same cases (benchmarks/plain_loop.py, one process per backend side by side, as
@@ -9,8 +9,9 @@
    each round's ratio: <= 1.2x; and the cores the run kept busy (CPU seconds / wall seconds of it
    and its workers): >= 1.5 of 2;
 2. the reference on 4096 x 32,000 float32 vs the memory-bandwidth floor (copy bandwidth measured
-   here): <= 3x (its NumPy implementation's time printed beside it); its peak memory (logits + everything it allocates, by tracemalloc) on
-   N x 128,256 float32 vs the logits' size: <= 4x (N = 2048, or 8192 with --big: 17 GB of RAM);
+   here): <= 3x (its NumPy implementation's time printed beside it); its peak memory (logits +
+   everything it allocates, by tracemalloc) on N x 128,256 float32 vs the logits' size: <= 4x
+   (N = 2048, or 8192 with --big: 17 GB of RAM);
 3. `xentcheck --help` wall time (a fresh interpreter): < 0.5 s; and no framework imported by the
    parent process of `--help` or `backends`;
 4. `xentcheck bench`'s torch figures vs torch.utils.benchmark.Timer.blocked_autorange on the same
@@ -108,8 +109,9 @@ def harness_overhead(n_cases: int | None, rounds: int = 3) -> None:
            f"{loop_cores:.2f} (what this machine gave us: load average {os.getloadavg()[0]:.2f} at the end)")
 
 
-def _child(code: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(), capture_output=True, text=True, check=True)
+def _child(code: str, extra_env: dict | None = None) -> dict:
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**_env(), **(extra_env or {})}, capture_output=True,
+                         text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -146,12 +148,7 @@ print(json.dumps({{"peak": peak, "logits": inputs.logits.nbytes, "labels": input
 
 def reference_figures(big: bool) -> None:
     r = _child(REFERENCE_TIME)
-    # the NumPy implementation beside it (XENTCHECK_REFERENCE_KERNEL=numpy): what the kernel saves
-    os.environ["XENTCHECK_REFERENCE_KERNEL"] = "numpy"
-    try:
-        r_np = _child(REFERENCE_TIME)
-    finally:
-        del os.environ["XENTCHECK_REFERENCE_KERNEL"]
+    r_np = _child(REFERENCE_TIME, {"XENTCHECK_REFERENCE_KERNEL": "numpy"})  # the NumPy implementation: what the kernel saves
     report("reference 4096x32000 float32 / bandwidth floor", r["seconds"] / r["floor"], "<= 3", r["seconds"] / r["floor"] <= 3,
            f"{r['seconds']:.3f} s (best of {', '.join(f'{t:.2f}' for t in r['all'])}; computed by {r['kernel']}) vs floor "
            f"{r['floor']:.3f} s at {r['bandwidth'] / 1e9:.1f} GB/s; in NumPy: {r_np['seconds']:.3f} s = "
@@ -299,10 +296,10 @@ def torch_agreement(threads: int = 1, rounds: int = 3) -> None:
         ratios = [a[key] / b[key] for a, b in readings]
         ratio = statistics.median(ratios)
         worst = max(worst, abs(ratio - 1))
-        theirs = [b[key] for _, b in readings]
+        timer_times = [b[key] for _, b in readings]
         print(f"      {key[0]:<12} {key[1]:<17} {statistics.median(a[key] for a, _ in readings) * 1e3:>19.3f} "
-              f"{statistics.median(theirs) * 1e3:>21.3f} {ratio:>6.3f}   " + " ".join(f"{r:.3f}" for r in ratios)
-              + f"   {max(theirs) / min(theirs):.2f}")
+              f"{statistics.median(timer_times) * 1e3:>21.3f} {ratio:>6.3f}   " + " ".join(f"{r:.3f}" for r in ratios)
+              + f"   {max(timer_times) / min(timer_times):.2f}")
     # no target here: separate processes a minute apart compare the host's moments as much as the
     # tools (Timer's own spread, printed, is as wide); the figure is torch_agreement_in_process's
     print(f"      end to end, `xentcheck bench` vs Timer in separate processes: worst |ratio - 1| {worst:.3f} "

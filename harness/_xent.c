@@ -3,7 +3,7 @@
  * NumPy's float64 exp is a scalar libm call on CPUs without AVX-512 (about 10 ns an element on
  * an AVX2 EPYC), and a row of softmax cross-entropy in NumPy takes five passes over memory. Here
  * exp is vectorised (exp_nonpos below, within 1.5 ulps) and a row takes two passes over the
- * logits and two over its gradient, both still in cache. Every row is computed by the same
+ * logits and three over its gradient row, all but the first still in cache. Every row is computed by the same
  * operations, alone, so the bits do not depend on how rows are split into chunks or threads.
  *
  * The arithmetic follows harness/reference.py's formula: R = sum_{j != argmax} exp(x_j - m),
