@@ -117,6 +117,7 @@ def _child(code: str, extra_env: dict | None = None) -> dict:
 
 REFERENCE_TIME = """
 import json, time
+import numpy as np
 from harness import kernel
 from harness.cases import Case, make_inputs
 from harness.reference import reference
@@ -124,12 +125,15 @@ from harness.timing import copy_bandwidth, floor_bytes
 case = Case("scale1e+0", "float32", 4096, 32000, "index", "mean")
 inputs = make_inputs(case, 0)
 bw = copy_bandwidth()["bytes_per_second"]
-times = []
+times, touch = [], []
 for _ in range(3):
     t = time.perf_counter(); ref = reference(case, inputs); times.append(time.perf_counter() - t); del ref
+    # what a fresh array of the gradient's size costs to touch at all: the pages' faults and zeroing
+    t = time.perf_counter(); ones = np.ones((case.n, case.k)); touch.append(time.perf_counter() - t); del ones
 # the reference reads float32 logits and int64 labels, writes a float64 gradient and row losses
 floor = floor_bytes(case.n, case.k, "float32", grad_bytes=8) / bw
-print(json.dumps({"seconds": min(times), "all": times, "floor": floor, "bandwidth": bw, "kernel": kernel.name()}))
+print(json.dumps({"seconds": min(times), "all": times, "floor": floor, "bandwidth": bw, "kernel": kernel.name(),
+                  "first_touch": min(touch)}))
 """
 
 REFERENCE_MEMORY = """
@@ -152,7 +156,8 @@ def reference_figures(big: bool) -> None:
     report("reference 4096x32000 float32 / bandwidth floor", r["seconds"] / r["floor"], "<= 3", r["seconds"] / r["floor"] <= 3,
            f"{r['seconds']:.3f} s (best of {', '.join(f'{t:.2f}' for t in r['all'])}; computed by {r['kernel']}) vs floor "
            f"{r['floor']:.3f} s at {r['bandwidth'] / 1e9:.1f} GB/s; in NumPy: {r_np['seconds']:.3f} s = "
-           f"{r_np['seconds'] / r_np['floor']:.2f}x (best of {', '.join(f'{t:.2f}' for t in r_np['all'])})")
+           f"{r_np['seconds'] / r_np['floor']:.2f}x (best of {', '.join(f'{t:.2f}' for t in r_np['all'])}); "
+           f"np.ones of the gradient's shape, one thread, for scale: {r['first_touch']:.3f} s")
     n = 8192 if big else 2048
     m = _child(REFERENCE_MEMORY.format(n=n))
     ratio = (m["logits"] + m["labels"] + m["peak"]) / m["logits"]

@@ -30,7 +30,7 @@ def _library() -> ctypes.CDLL | None:
     ptr, i64, f64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
     lib.xc_exp_nonpos.argtypes = [ptr, ptr, i64]
     lib.xc_exp_nonpos.restype = None
-    lib.xc_index_rows_f32.argtypes = [ptr, ptr, i64, i64, f64, ptr, ptr]
+    lib.xc_index_rows_f32.argtypes = [ptr, ptr, i64, i64, f64, ptr, ptr, ptr]
     lib.xc_index_rows_f32.restype = None
     return lib
 
@@ -63,11 +63,13 @@ def exp_nonpos(z: np.ndarray) -> np.ndarray | None:
     return out
 
 
-def index_rows(x: np.ndarray, labels: np.ndarray, divisor: int | None, grad: np.ndarray) -> np.ndarray | None:
+def index_rows(x: np.ndarray, labels: np.ndarray, divisor: int | None, grad: np.ndarray,
+               scratch: np.ndarray | None = None) -> np.ndarray | None:
     """Softmax cross-entropy rows against class indices (see harness/_xent.c) for float32 logits
     x (n, k), or 16-bit logits converted exactly to float32, into `grad` (n, k float64, contiguous);
-    returns the rows' losses. None where the kernels cannot take the call: no kernels, another
-    dtype, or a label outside [0, k) (NumPy's indexing then reports it)."""
+    returns the rows' losses. `scratch`: a contiguous float64 buffer of at least k elements to
+    reuse (a thread's own), else one is allocated. None where the kernels cannot take the call: no
+    kernels, another dtype, or a label outside [0, k) (NumPy's indexing then reports it)."""
     lib = library()
     n, k = x.shape
     if lib is None or x.dtype.itemsize > 4 or grad.dtype != np.float64 or not grad.flags.c_contiguous or k == 0:
@@ -76,6 +78,8 @@ def index_rows(x: np.ndarray, labels: np.ndarray, divisor: int | None, grad: np.
         return None
     x = np.ascontiguousarray(x, dtype=np.float32)  # float16 / bfloat16 convert exactly
     labels = np.ascontiguousarray(labels, dtype=np.int64)
+    if scratch is None or scratch.dtype != np.float64 or scratch.size < k or not scratch.flags.c_contiguous:
+        scratch = np.empty(k, dtype=np.float64)
     loss = np.empty(n, dtype=np.float64)
-    lib.xc_index_rows_f32(_ptr(x), _ptr(labels), n, k, float(divisor or 1), _ptr(grad), _ptr(loss))
+    lib.xc_index_rows_f32(_ptr(x), _ptr(labels), n, k, float(divisor or 1), _ptr(grad), _ptr(loss), _ptr(scratch))
     return loss

@@ -44,6 +44,8 @@ LONGDOUBLE_IS_WIDER = np.finfo(np.longdouble).eps < 1e-18
 # elements per row chunk: a 2 MiB float64 temporary per thread (L2, else L3); smaller chunks spend
 # more of their time in NumPy's per-call overhead, under the GIL, and two threads stop scaling
 CHUNK_ELEMENTS = 1 << 18
+# the C kernel needs no temporaries but a row, and each call costs some Python: larger chunks
+KERNEL_CHUNK_ELEMENTS = 1 << 21
 # threads for the chunks of a large case (the cores this process may use, at most 8), and what is large
 THREADS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 THREAD_MIN_ELEMENTS = 1 << 22
@@ -252,16 +254,19 @@ def chunked_softmax_xent(case: Case, inputs: Inputs, wp: type, divisor: int | No
     n, k = case.rows, case.k
     loss, big_q = np.empty(n, dtype=wp), np.empty(n, dtype=wp)
     grad = np.empty((n, k), dtype=wp)
-    step = max(1, CHUNK_ELEMENTS // k)
+    in_kernel = case.labels == "index" and wp is np.float64 and kernel.library() is not None
+    step = max(1, (KERNEL_CHUNK_ELEMENTS if in_kernel else CHUNK_ELEMENTS) // k)
     starts = range(0, n, step)
     if threads is None:
         threads = THREADS if n * k >= THREAD_MIN_ELEMENTS else 1
     local = threading.local()
 
-    def buffer() -> np.ndarray:  # z, then exp(z) in NumPy: one chunk-sized temporary per thread, reused
-        if getattr(local, "buf", None) is None:
-            local.buf = np.empty((min(step, n), k), dtype=wp)
-        return local.buf
+    def buffer(rows: int) -> np.ndarray:
+        """A temporary of `rows` rows per thread, reused: z, then exp(z) in NumPy; a row of exps in
+        the kernel."""
+        if getattr(local, "buf", None) is None or len(local.buf) < rows:
+            local.buf = np.empty((rows, k), dtype=wp)
+        return local.buf[:rows]
 
     def run(lo: int) -> None:
         _chunk(case, inputs, wp, divisor, lo, min(n, lo + step), buffer, loss, grad, big_q)
@@ -278,14 +283,14 @@ def chunked_softmax_xent(case: Case, inputs: Inputs, wp: type, divisor: int | No
 
 
 def _chunk(case: Case, inputs: Inputs, wp: type, divisor: int | None, lo: int, hi: int,
-           buffer: Callable[[], np.ndarray], loss: np.ndarray, grad: np.ndarray, big_q: np.ndarray) -> None:
+           buffer: Callable[[int], np.ndarray], loss: np.ndarray, grad: np.ndarray, big_q: np.ndarray) -> None:
     """Rows lo:hi of chunked_softmax_xent's outputs."""
     k = case.k
     if case.labels == "index":
         x, labels = inputs.logits[lo:hi], inputs.labels[lo:hi]
         # the C kernel where it can take the rows (float64 working precision), else NumPy
-        rows = kernel.index_rows(x, labels, divisor, grad[lo:hi]) if wp is np.float64 else None
-        loss[lo:hi] = _index_rows(x, labels, buffer()[:hi - lo], grad[lo:hi], divisor) if rows is None else rows
+        rows = kernel.index_rows(x, labels, divisor, grad[lo:hi], buffer(1)[0]) if wp is np.float64 else None
+        loss[lo:hi] = _index_rows(x, labels, buffer(hi - lo), grad[lo:hi], divisor) if rows is None else rows
         big_q[lo:hi] = 1
         return
     part = Inputs(inputs.logits[lo:hi], inputs.labels[lo:hi], inputs.target[lo:hi])

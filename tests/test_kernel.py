@@ -51,6 +51,21 @@ def test_exp_within_an_ulp_and_a_half_of_long_double_exp():
 
 
 @needs_kernel
+def test_exps_short_path_gives_the_full_paths_bits():
+    """Four at a time, exp takes a shorter path where all four lie in [-700, 0] (results normal, no
+    clamping): the same bits as the full path, which a block with one z below -700 takes."""
+    rng = np.random.default_rng(11)
+    z = np.concatenate([-rng.random(40_000) * 700, -rng.random(4_000) * 1e-3, -700 + rng.random(4_000) * 1e-3])
+    alone = kernel.exp_nonpos(z)
+    mixed = z.copy()
+    mixed[::4] = -720.0
+    got = kernel.exp_nonpos(mixed)
+    keep = np.arange(z.size) % 4 != 0
+    assert got[keep].tobytes() == alone[keep].tobytes()
+    assert np.all(np.abs(got[::4] - np.exp(-720.0)) <= 1.5 * 2.0 ** -1074)  # subnormal
+
+
+@needs_kernel
 def test_exp_special_values():
     z = np.array([0.0, -0.0, -np.inf, np.nan, -746.0, -1e300, -1.0])
     got = kernel.exp_nonpos(z)
@@ -86,11 +101,12 @@ def _mp_row(x: np.ndarray, y: int) -> tuple:
 
 
 @needs_kernel
-@pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])
-def test_rows_against_mpmath(scale):
+@pytest.mark.parametrize("k", [300, 301])  # 301: every other gradient row starts off a 16-byte boundary
+@pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])  # 1e4: rows spread beyond 700 take exp's full path
+def test_rows_against_mpmath(scale, k):
     rng = np.random.default_rng(int(scale))
-    x = (rng.standard_normal((6, 300)) * scale).astype(np.float32)
-    y = rng.integers(0, 300, 6)
+    x = (rng.standard_normal((6, k)) * scale).astype(np.float32)
+    y = rng.integers(0, k, 6)
     y[0] = np.argmax(x[0])  # a label on the row's maximum: p_y - 1 ~ -R from the row's own values
     grad = np.empty(x.shape)
     loss = kernel.index_rows(x, y, None, grad)
@@ -120,6 +136,16 @@ def test_undefined_rows_are_nan_and_minus_inf_logits_give_zero():
     assert np.isnan(loss[:3]).all() and np.isnan(grad[:3]).all()
     assert loss[3] == 0.0 and grad[3].tolist() == [0.0, 0.0, 0.0]  # one finite logit: p = (0, 1, 0)
     assert loss[4] == np.inf and grad[4, 2] == -1.0  # a label on a -inf logit: infinite loss
+
+
+@needs_kernel
+def test_a_scratch_row_given_or_not_gives_the_same_bits():
+    x = (np.random.default_rng(6).standard_normal((9, 77)) * 5).astype(np.float32)
+    y = np.arange(9)
+    g1, g2 = np.empty((9, 77)), np.empty((9, 77))
+    l1 = kernel.index_rows(x, y, 9, g1)
+    l2 = kernel.index_rows(x, y, 9, g2, np.full(100, np.nan))  # longer than a row, its contents unused
+    assert l1.tobytes() == l2.tobytes() and g1.tobytes() == g2.tobytes()
 
 
 @needs_kernel

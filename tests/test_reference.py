@@ -153,7 +153,8 @@ def test_row_chunks_match_the_whole_array_formula(monkeypatch, reference_kernel,
     wp = np.longdouble if working_precision(case.dtype) == "longdouble" else np.float64
     rows, grad, big_q = softmax_xent(inputs.logits.astype(wp), label_matrix(case, inputs, wp))
     loss, grad = reduce(case, rows, grad)
-    monkeypatch.setattr(ref_mod, "CHUNK_ELEMENTS", chunk)  # 1: a row per chunk; 64, 1000: ragged last chunks
+    for name in ("CHUNK_ELEMENTS", "KERNEL_CHUNK_ELEMENTS"):  # 1: a row per chunk; 64, 1000: ragged last chunks
+        monkeypatch.setattr(ref_mod, name, chunk)
     ref = reference(case, inputs)
     assert_loss_matches_whole_array(case, ref.loss, loss)
     assert_grad_matches_whole_array(case, ref.grad, grad)

@@ -20,7 +20,8 @@ def test_threads_give_the_bits_of_one_thread(monkeypatch, reference_kernel, case
     case = Case.from_id(case_id)
     inputs = make_inputs(case, 5)
     wp = np.longdouble if working_precision(case.dtype) == "longdouble" else np.float64
-    monkeypatch.setattr(ref_mod, "CHUNK_ELEMENTS", 1000)  # many small chunks, a ragged last one
+    for name in ("CHUNK_ELEMENTS", "KERNEL_CHUNK_ELEMENTS"):  # many small chunks, a ragged last one
+        monkeypatch.setattr(ref_mod, name, 1000)
     divisor = case.rows if case.reduction == "mean" else None
     one = ref_mod.chunked_softmax_xent(case, inputs, wp, divisor, threads=1)
     many = ref_mod.chunked_softmax_xent(case, inputs, wp, divisor, threads=threads)
@@ -40,7 +41,8 @@ def test_large_cases_use_the_threads(monkeypatch):
     monkeypatch.setattr(ref_mod, "_chunk", spy)
     monkeypatch.setattr(ref_mod, "THREADS", 2)
     monkeypatch.setattr(ref_mod, "THREAD_MIN_ELEMENTS", 1000)
-    monkeypatch.setattr(ref_mod, "CHUNK_ELEMENTS", 500)
+    for name in ("CHUNK_ELEMENTS", "KERNEL_CHUNK_ELEMENTS"):
+        monkeypatch.setattr(ref_mod, name, 500)
     case = Case.from_id("scale1e+0_float32_64x100_index_mean")
     reference(case, make_inputs(case, 0))
     assert len(seen) == 64 // 5 + 1 and all(name.startswith("xentcheck-reference") for name in seen)
