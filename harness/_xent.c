@@ -137,12 +137,14 @@ static inline void kahan_add(kahan4 *k, v4d v) {
 
 /* exp(x_j - m) into g_j for j in [lo, hi), added into the compensated lanes `sum` a pair of
  * vectors at a time (the pair's sum first: its rounding is within u/2 of the terms, all >= 0);
- * `full` as for exp4 */
+ * `full` as for exp4. The same columns of the `next` row's logits are fetched into cache
+ * meanwhile, so that the maximum pass over that row reads cache rather than memory. */
 static inline __attribute__((always_inline)) void exp_range(const float *restrict xr, double *restrict g, int64_t lo,
-                                                            int64_t hi, v4d m, int full, kahan4 *sum) {
+                                                            int64_t hi, v4d m, int full, kahan4 *sum, const float *next) {
     kahan4 k = *sum; /* a local, so that it stays in registers */
     int64_t j = lo;
     for (; j + 8 <= hi; j += 8) {
+        if (next && (j & 15) == 0) __builtin_prefetch(next + j);
         v4d e0 = exp4(load4_f32(xr + j, 4, m), full), e1 = exp4(load4_f32(xr + j + 4, 4, m), full);
         store4(g + j, 4, e0);
         store4(g + j + 4, 4, e1);
@@ -245,15 +247,16 @@ CLONES void xc_index_rows_f32(const float *restrict x, const int64_t *restrict l
         }
         double md = m;
         v4d mv = {md, md, md, md};
+        const float *next = i + 1 < n ? xr + k : NULL;
         kahan4 sum = {{0, 0, 0, 0}, {0, 0, 0, 0}};
         /* every exp(x_j - m) but the argmax's; rows within 700 of their maximum (all results
          * normal) take the shorter exp, the same bits */
         if ((double)lo - md >= -700.0) {
-            exp_range(xr, e, 0, a, mv, 0, &sum);
-            exp_range(xr, e, a + 1, k, mv, 0, &sum);
+            exp_range(xr, e, 0, a, mv, 0, &sum, next);
+            exp_range(xr, e, a + 1, k, mv, 0, &sum, next);
         } else {
-            exp_range(xr, e, 0, a, mv, 1, &sum);
-            exp_range(xr, e, a + 1, k, mv, 1, &sum);
+            exp_range(xr, e, 0, a, mv, 1, &sum, next);
+            exp_range(xr, e, a + 1, k, mv, 1, &sum, next);
         }
         e[a] = 0.0;
         double r = kahan_total(&sum);
