@@ -29,10 +29,10 @@ def kernel_bound(case: Case, want: np.ndarray, scale: float) -> np.ndarray:
     """How far the kernel's rows may lie from the formula's. Both share exp's bits; they differ in
     R = sum exp: pairs of terms into Kahan's sum (within a few ulps) vs NumPy's pairwise sum
     (within about log2(K) + 8 ulps in the worst case), and in multiplying by 1 / ((1 + R) N) (an
-    ulp more) instead of dividing. R's relative error
-    moves each entry by at most as much relative to p_j, and the label's entry p_y - 1 and the loss
-    log1p(R) by as much in absolute terms at the row's scale (1 / N for a mean's gradient, 1 for
-    a loss): so |difference| <= (log2(K) + 12) u (|want| + scale)."""
+    ulp more) instead of dividing. R's relative error moves each entry by at most as much relative
+    to p_j, and the label's entry p_y - 1 and the loss log1p(R) by as much in absolute terms at the
+    row's scale (1 / N for a mean's gradient, 1 for a loss): so
+    |difference| <= (log2(K) + 12) u (|want| + scale)."""
     return (np.log2(max(case.k, 2)) + 12) * U * (np.abs(want) + scale)
 
 
