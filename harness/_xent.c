@@ -230,7 +230,7 @@ static inline void scale_out(const double *restrict e, double *restrict g, int64
 /* Rows of softmax cross-entropy against class indices: float32 logits x (n x k, rows contiguous),
  * labels in [0, k), float64 gradient (n x k) and row losses (n), the gradient divided by `divisor`
  * (the mean's N; 1 otherwise); `scratch` holds k doubles (a row's exps, in cache until they are
- * divided out). A row with a NaN or +inf logit, or none finite, gets NaN throughout. */
+ * scaled out into the gradient). A row with a NaN or +inf logit, or none finite, gets NaN throughout. */
 CLONES void xc_index_rows_f32(const float *restrict x, const int64_t *restrict labels, int64_t n, int64_t k,
                               double divisor, double *restrict grad, double *restrict loss, double *restrict scratch) {
     double *restrict e = scratch;

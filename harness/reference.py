@@ -254,8 +254,7 @@ def chunked_softmax_xent(case: Case, inputs: Inputs, wp: type, divisor: int | No
     n, k = case.rows, case.k
     loss, big_q = np.empty(n, dtype=wp), np.empty(n, dtype=wp)
     grad = np.empty((n, k), dtype=wp)
-    in_kernel = case.labels == "index" and wp is np.float64 and kernel.library() is not None
-    step = max(1, (KERNEL_CHUNK_ELEMENTS if in_kernel else CHUNK_ELEMENTS) // k)
+    step = max(1, (KERNEL_CHUNK_ELEMENTS if kernel_rows(case, wp) else CHUNK_ELEMENTS) // k)
     starts = range(0, n, step)
     if threads is None:
         threads = THREADS if n * k >= THREAD_MIN_ELEMENTS else 1
@@ -282,14 +281,20 @@ def chunked_softmax_xent(case: Case, inputs: Inputs, wp: type, divisor: int | No
     return loss, grad, big_q
 
 
+def kernel_rows(case: Case, wp: type) -> bool:
+    """Whether the C kernel computes `case`'s rows in working precision `wp`: class-index labels,
+    float64, the kernel built and not switched off."""
+    return case.labels == "index" and wp is np.float64 and kernel.library() is not None
+
+
 def _chunk(case: Case, inputs: Inputs, wp: type, divisor: int | None, lo: int, hi: int,
            buffer: Callable[[int], np.ndarray], loss: np.ndarray, grad: np.ndarray, big_q: np.ndarray) -> None:
     """Rows lo:hi of chunked_softmax_xent's outputs."""
     k = case.k
     if case.labels == "index":
         x, labels = inputs.logits[lo:hi], inputs.labels[lo:hi]
-        # the C kernel where it can take the rows (float64 working precision), else NumPy
-        rows = kernel.index_rows(x, labels, divisor, grad[lo:hi], buffer(1)[0]) if wp is np.float64 else None
+        # the C kernel where it can take the rows, else NumPy (kernel.index_rows declines bad labels)
+        rows = kernel.index_rows(x, labels, divisor, grad[lo:hi], buffer(1)[0]) if kernel_rows(case, wp) else None
         loss[lo:hi] = _index_rows(x, labels, buffer(hi - lo), grad[lo:hi], divisor) if rows is None else rows
         big_q[lo:hi] = 1
         return
