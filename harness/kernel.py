@@ -52,7 +52,7 @@ def _ptr(a: np.ndarray) -> int:
 
 
 def exp_nonpos(z: np.ndarray) -> np.ndarray | None:
-    """exp(z) for float64 z <= 0 (NaN and -inf allowed), within 1.5 ulps; None without the kernels
+    """exp(z) for float64 z <= 0 (NaN and -inf allowed), within an ulp; None without the kernels
     or for other arrays (the caller then uses np.exp)."""
     lib = library()
     if lib is None or z.dtype != np.float64 or z.size == 0:

@@ -27,7 +27,7 @@ def kernel_rows(case: Case) -> bool:
 
 def kernel_bound(case: Case, want: np.ndarray, scale: float) -> np.ndarray:
     """How far the kernel's rows may lie from the formula's. Both share exp's bits; they differ in
-    R = sum exp: pairs of terms into Kahan's sum (within a few ulps) vs NumPy's pairwise sum
+    R = sum exp: pairs of terms into a compensated sum (within a few ulps) vs NumPy's pairwise sum
     (within about log2(K) + 8 ulps in the worst case), and in multiplying by 1 / ((1 + R) N) (an
     ulp more) instead of dividing. R's relative error moves each entry by at most as much relative
     to p_j, and the label's entry p_y - 1 and the loss log1p(R) by as much in absolute terms at the

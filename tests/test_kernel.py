@@ -34,7 +34,7 @@ def test_the_environment_variable_switches_to_numpy(monkeypatch):
 
 
 @needs_kernel
-def test_exp_within_an_ulp_and_a_half_of_long_double_exp():
+def test_exp_within_an_ulp_of_long_double_exp():
     if np.finfo(np.longdouble).eps >= 1e-18:
         pytest.skip("long double is no wider than float64 here")
     rng = np.random.default_rng(7)
@@ -43,11 +43,11 @@ def test_exp_within_an_ulp_and_a_half_of_long_double_exp():
     got = kernel.exp_nonpos(z)
     want = np.exp(z.astype(np.longdouble))
     ulps = np.abs(got.astype(np.longdouble) - want) / np.spacing(want.astype(np.float64)).astype(np.longdouble)
-    assert ulps.max() <= 1.5
-    # subnormal results (z below -708.4): within 1.5 units of the smallest subnormal
+    assert ulps.max() <= 1.0  # 0.65 measured
+    # subnormal results (z below -708.4): within a unit of the smallest subnormal
     zs = -708.4 - rng.random(100_000) * 37
     sub = kernel.exp_nonpos(zs).astype(np.longdouble) - np.exp(zs.astype(np.longdouble))
-    assert np.abs(sub).max() <= 1.5 * 2.0 ** -1074
+    assert np.abs(sub).max() <= 2.0 ** -1074
 
 
 @needs_kernel
@@ -101,7 +101,8 @@ def _mp_row(x: np.ndarray, y: int) -> tuple:
 
 
 @needs_kernel
-@pytest.mark.parametrize("k", [300, 301])  # 301: every other gradient row starts off a 16-byte boundary
+# 301: every other gradient row starts off a 16-byte boundary; 4099: a long row, 256 blocks of 16 and 3 left
+@pytest.mark.parametrize("k", [300, 301, 4099])
 @pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])  # 1e4: rows spread beyond 700 take exp's full path
 def test_rows_against_mpmath(scale, k):
     rng = np.random.default_rng(int(scale))
