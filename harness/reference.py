@@ -12,7 +12,7 @@ weight contributes nothing, even where its logit is -inf (the mathematical limit
 Working precision: float64 for 16- and 32-bit cases; for float64 cases, np.longdouble where it
 is wider than float64 (x86-64: 64-bit significand), else mpmath at 40 digits.
 
-In float64, exp is the C kernel's (harness/_xent.c: vectorised, within 1.5 ulps) where it is
+In float64, exp is the C kernel's (harness/_xent.c: vectorised, within an ulp) where it is
 built, and class-index rows are computed there whole; elsewhere NumPy computes the same formula
 (XENTCHECK_REFERENCE_KERNEL=numpy forces it, to cross-check the two).
 
@@ -22,7 +22,7 @@ beyond the float64 gradient stays bounded (a few chunk-sized temporaries, hot in
 N is. In NumPy they are also the bits of the whole-array formula (softmax_xent, then reduce),
 except a class-index mean over an N that is not a power of two: there the gradient is divided
 once by (1 + R) N instead of by (1 + R), then N, each way within an ulp of the exact value. The
-kernel sums R with Kahan's compensation where NumPy sums pairwise: within (log2 K + 12) ulps of
+kernel sums R with a compensated sum (TwoSum) where NumPy sums pairwise: within (log2 K + 12) ulps of
 each other at the row's scale (tests/bits.py).
 """
 
@@ -39,6 +39,7 @@ import numpy as np
 
 from harness import kernel
 from harness.cases import Case, Inputs
+from harness.spare import SPARE
 
 LONGDOUBLE_IS_WIDER = np.finfo(np.longdouble).eps < 1e-18
 # elements per row chunk: a 2 MiB float64 temporary per thread (L2, else L3); smaller chunks spend
@@ -253,7 +254,7 @@ def chunked_softmax_xent(case: Case, inputs: Inputs, wp: type, divisor: int | No
     is bit-identical to one thread's."""
     n, k = case.rows, case.k
     loss, big_q = np.empty(n, dtype=wp), np.empty(n, dtype=wp)
-    grad = np.empty((n, k), dtype=wp)
+    grad = SPARE.empty((n, k), wp)  # the last large gradient's pages where they are free (harness/spare.py)
     step = max(1, (KERNEL_CHUNK_ELEMENTS if kernel_rows(case, wp) else CHUNK_ELEMENTS) // k)
     starts = range(0, n, step)
     if threads is None:

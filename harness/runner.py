@@ -34,6 +34,7 @@ from harness.compare import compare
 from harness.environment import worker_env
 from harness.interpreters import LABEL_ENV, resolve as resolve_interpreter
 from harness.reference import Reference, reference, semantics_matter
+from harness.spare import SPARE
 from harness.tolerances import Tolerances
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -632,6 +633,7 @@ class Runner:
             self.records.extend(r for recs in self.prior.values() for r in recs)
             self.prior = {}
             shutil.rmtree(self.scratch, ignore_errors=True)
+            SPARE.release()  # the references' spare gradient: no case of this run needs it now
         return not self.interrupted
 
     def _on_sigint(self, signum, frame) -> None:
