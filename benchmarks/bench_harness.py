@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.environment import fingerprint, thread_env, worker_env  # noqa: E402
+from harness.environment import allocator_env, fingerprint, thread_env, worker_env  # noqa: E402
 
 FRAMEWORKS = ("torch", "tensorflow", "jax", "jaxlib", "optax", "keras")
 BACKENDS = ("numpy", "torch", "tensorflow", "jax")
@@ -256,10 +256,14 @@ def torch_agreement_in_process(threads: int = 1, rounds: int = 15, min_run_time:
     bench`. A second Timer reading in each turn is the control: how well Timer agrees with itself
     here, the resolution this host allows the comparison. Seven turns with 1 s Timer readings left
     the median of the ratios about as noisy as the control (2026-11-29: 7% to 33% from run to run);
-    fifteen shorter turns narrow it by about a third (sqrt(7/15)), in about five minutes."""
+    fifteen shorter turns narrow it by about a third (sqrt(7/15)), in about five minutes. The process
+    has the timing workers' environment, malloc setting included: left to itself, glibc gave one
+    tool's 1 MB buffers back to the OS after every call in some stretches (30 page faults a call)
+    and the other's not, a difference of heap history rather than of the tools."""
     shapes = [(256, 1000), (1024, 32000)]
     code = TORCH_INTERLEAVED.format(shapes=shapes, threads=threads, rounds=rounds, min_run_time=min_run_time)
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**_env(), **thread_env(threads)},
+    # the environment `xentcheck bench` gives its timing workers: threads and malloc setting
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**_env(), **thread_env(threads), **allocator_env("steady")},
                          capture_output=True, text=True, check=True)
     data = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"      {'shape, phase':<29} {'time_case ms':>13} {'blocked_autorange ms':>21} {'ratio':>6}  {'Timer/Timer':>11}"
@@ -281,7 +285,7 @@ def torch_agreement(threads: int = 1, rounds: int = 3) -> None:
     sub-millisecond figure moves by 10-30% within seconds, so one reading each, taken apart, compares
     the moments more than the tools. The ratio is taken within each round; its median is the figure."""
     shapes = [(256, 1000), (1024, 32000)]
-    env = {**_env(), **thread_env(threads)}
+    env = {**_env(), **thread_env(threads), **allocator_env("steady")}  # as `xentcheck bench`'s workers have it
 
     def ours() -> dict:
         with tempfile.TemporaryDirectory() as tmp:

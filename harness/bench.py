@@ -1,7 +1,8 @@
 """`xentcheck bench`: forward, backward and forward+backward times per backend x variant x dtype x shape.
 
 One backend's worker at a time does the timing (the others are not started), every worker with
-the same thread count, forced through the environment and recorded. The copy bandwidth of this
+the same thread count and malloc setting (environment.allocator_env), forced through the
+environment and recorded. The copy bandwidth of this
 machine is measured in the same run, before the workers start, and each time is set against
 the shape's memory-bandwidth floor (bytes it must move / that bandwidth).
 """
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.cases import Case
-from harness.environment import fingerprint, thread_env
+from harness.environment import allocator_env, fingerprint, thread_env
 from harness.runner import Worker, select_variants
 from harness.timing import copy_bandwidth, dtype_bytes, floor_bytes
 
@@ -34,6 +35,7 @@ class BenchConfig:
     impls: list[str] | None = None
     modes: list[str] | None = None
     threads: int = 1
+    allocator: str = "steady"  # environment.allocator_env
     device: str = "cpu"
     seed: int = 0
     min_block: float = 0.2
@@ -92,10 +94,15 @@ def _label_form(variant: dict) -> str:
     return "index" if "index" in forms else forms[0]
 
 
+def timing_worker_env(config: BenchConfig) -> dict[str, str]:
+    """What a timing worker's environment forces: the thread count and the allocator setting."""
+    return {**thread_env(config.threads), **allocator_env(config.allocator)}
+
+
 def bench_backend(spec: str, index: int, config: BenchConfig, bandwidth: float, emit) -> dict:
     """Time every selected variant of one backend on every (dtype, shape); rows go to `emit`."""
     events: queue.Queue = queue.Queue()
-    worker = Worker(index, spec, events, config.log_dir, env=thread_env(config.threads))
+    worker = Worker(index, spec, events, config.log_dir, env=timing_worker_env(config))
     worker.start()
     try:
         hello = _wait(events, worker, 300.0) or {"status": "broken", "reason": f"worker {worker.exit_description()}"}
@@ -169,12 +176,16 @@ def run_bench(config: BenchConfig) -> dict:
     bar.close()
     return {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "threads": config.threads, "device": config.device, "bandwidth": bw,
+            "allocator": {"mode": config.allocator, "env": allocator_env(config.allocator)},
             "config": {"backends": config.backends, "dtypes": config.dtypes, "shapes": [f"{n}x{k}" for n, k in config.shapes],
                        "impls": config.impls, "modes": config.modes, "min_block": config.min_block,
                        "blocks": config.blocks, "seed": config.seed},
             "method": {"first": "the first call, timed alone (compilation, tracing, allocation)",
                        "steady": f"{config.blocks} blocks of >= {config.min_block} s after >= 0.2 s of warm-up; "
                                  "per-call median, IQR and min over the blocks; noisy when IQR/median > 10%",
+                       "allocator": ("glibc's trim and mmap thresholds fixed in the workers (freed buffers are "
+                                     "reused, not returned to the OS and faulted in again, whatever the heap's history)"
+                                     if config.allocator == "steady" else "malloc as the caller has it"),
                        "floor": "bytes >= N*K*(logit + gradient bytes) + N*(label + loss bytes) "
                                 "(N*K label bytes for probability labels), over the measured copy bandwidth"},
             "environment": fingerprint(), "backends": infos, "rows": rows}

@@ -222,12 +222,16 @@ def report_cmd(results_dir) -> int:
 @click.option("--modes", metavar="LIST", help="Only these modes, e.g. eager,jit,function,xla,compile.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Intra-op threads for every framework.")
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]), help="Device to time on.")
+@click.option("--allocator", type=click.Choice(["steady", "as-is"]), default="steady", show_default=True,
+              help="steady: glibc's trim and mmap thresholds fixed in the timing workers, so that a call's time does not "
+                   "depend on whether malloc gave the last call's buffers back to the OS; as-is: malloc as you have it.")
 @click.option("--min-block", type=click.FloatRange(min=0, min_open=True), default=0.2, show_default=True, help="Seconds per timed block.")
 @click.option("--blocks", type=click.IntRange(min=3), default=7, show_default=True, help="Timed blocks per phase.")
 @click.option("--out", type=click.Path(file_okay=False), default="xentcheck-out", show_default=True,
               help="Output folder; a run's folder gets the timing section in its report.html.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
-def bench_cmd(backends, backend_files, dtypes, shapes, impls, modes, threads, device, min_block, blocks, out, progress) -> int:
+def bench_cmd(backends, backend_files, dtypes, shapes, impls, modes, threads, device, allocator, min_block, blocks, out,
+              progress) -> int:
     """Time forward, backward and forward+backward per backend x implementation x mode x dtype x shape, one backend
     at a time, against the memory-bandwidth floor measured in the same run; writes timing.json, timing.md, timing.png
     and the timing section of report.html."""
@@ -237,7 +241,8 @@ def bench_cmd(backends, backend_files, dtypes, shapes, impls, modes, threads, de
     impl_list, mode_list = _usage(runplan.variant_filters, impls, modes, specs)
     config = bench.BenchConfig(backends=specs, dtypes=_usage(runplan.parse_dtypes, dtypes),
                                shapes=_usage(bench.parse_shapes, shapes), impls=impl_list, modes=mode_list,
-                               threads=threads, device=device, min_block=min_block, blocks=blocks, progress=progress)
+                               threads=threads, allocator=allocator, device=device, min_block=min_block, blocks=blocks,
+                               progress=progress)
     out_dir = Path(out)
     try:
         (out_dir / "logs").mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,26 @@ def thread_env(threads: int) -> dict[str, str]:
             "TF_NUM_INTEROP_THREADS": "1", "XLA_FLAGS": xla}
 
 
+# glibc's malloc, left to itself, hands freed memory at the top of its heap back to the OS past a
+# threshold that moves with the sizes it has seen: whether a timed call's buffers come back as
+# fresh pages (faulted and zeroed: 30 faults a call for torch's 256 x 1000 forward+backward in one
+# stretch, none in the next) then depends on the heap's history, not on the code timed. Fixed
+# thresholds end that; larger buffers are mapped and unmapped on every call, every time alike.
+STEADY_ALLOCATOR_ENV = {"MALLOC_TRIM_THRESHOLD_": str(1 << 28), "MALLOC_MMAP_THRESHOLD_": str(1 << 25)}
+ALLOCATORS = ("steady", "as-is")
+
+
+def allocator_env(mode: str) -> dict[str, str]:
+    """The timing workers' malloc settings: "steady" fixes glibc's thresholds (STEADY_ALLOCATOR_ENV;
+    a value the caller set already wins), "as-is" leaves malloc as the caller has it. Other C
+    libraries ignore these variables."""
+    if mode not in ALLOCATORS:
+        raise ValueError(f"unknown allocator setting {mode!r} (choose from {', '.join(ALLOCATORS)})")
+    if mode == "as-is":
+        return {}
+    return {key: os.environ.get(key, value) for key, value in STEADY_ALLOCATOR_ENV.items()}
+
+
 def proc_kib(path: str, key: str) -> int | None:
     """A "Key:  N kB" line of a /proc file, in bytes (None where /proc has no such file or line)."""
     try:

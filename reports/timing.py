@@ -18,12 +18,21 @@ def _gib(nbytes: int | None) -> str:
     return "" if not nbytes else f"{nbytes / 2**30:.2f}"
 
 
+def _allocator(data: dict) -> str:
+    alloc = data.get("allocator") or {}  # absent from timing.json files of earlier versions
+    if not alloc:
+        return "not recorded"
+    env = ", ".join(f"{k}={v}" for k, v in alloc.get("env", {}).items())
+    return f"{alloc.get('mode', '')}" + (f" ({env})" if env else "")
+
+
 def render_md(data: dict) -> str:
     env = data.get("environment", {})
     bw = data.get("bandwidth", {})
     lines = ["# xentcheck timing", "",
              f"{data.get('created', '')}, {env.get('cpu', '')} ({env.get('cpu_count', '')} cores), "
-             f"device {data.get('device', '')}, **{data.get('threads')} thread(s)** for every framework. "
+             f"device {data.get('device', '')}, **{data.get('threads')} thread(s)** for every framework, "
+             f"allocator {_allocator(data)}. "
              f"Copy bandwidth measured in this run: {bw.get('bytes_per_second', 0) / 1e9:.2f} GB/s ({bw.get('method', '')}).",
              "", f"Steady state: {data.get('method', {}).get('steady', '')}. First call: {data.get('method', {}).get('first', '')}. "
              f"Floor: {data.get('method', {}).get('floor', '')}.", "",
@@ -108,7 +117,8 @@ def figures(data: dict, as_png: bool = False) -> list:
     ax_r.axhline(1, color="k", lw=0.8)
     ax_t.legend(fontsize=7)
     fig.tight_layout()
-    caption = (f"Steady-state forward+backward per call, {data.get('threads')} thread(s) for every framework, against "
+    caption = (f"Steady-state forward+backward per call, {data.get('threads')} thread(s) for every framework, allocator "
+               f"{_allocator(data)}, against "
                f"the memory-bandwidth floor from the copy bandwidth measured in the same run "
                f"({data.get('bandwidth', {}).get('bytes_per_second', 0) / 1e9:.2f} GB/s). Every phase's median, IQR, "
                "min and first call are in timing.md / timing.json.")

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from backends.registry import BUILTIN, create
+from harness import bench
 from harness.bench import parse_shapes, too_big
 from harness.cases import Case, make_inputs
+from harness.environment import STEADY_ALLOCATOR_ENV, allocator_env
 from harness.timing import floor_bytes, measure, summarize
 from tests.conftest import ROOT, run_cli
 
@@ -83,6 +85,7 @@ def test_bench_end_to_end_with_a_plugin_without_timing_fns(tmp_path):
     assert res.returncode == 0, res.stderr
     data = json.loads((out / "timing.json").read_text())
     assert data["threads"] == 1 and data["bandwidth"]["bytes_per_second"] > 0
+    assert data["allocator"] == {"mode": "steady", "env": STEADY_ALLOCATOR_ENV}
     rows = {(r["backend"], r["dtype"], r["n"], r["k"]): r for r in data["rows"]}
     assert len(rows) == 8
     np_row = rows[("numpy", "float32", 8, 10)]
@@ -113,3 +116,51 @@ def test_run_timing_times_the_runs_own_shapes(tmp_path):
     rows = json.loads((out / "timing.json").read_text())["rows"]
     assert [(r["backend"], r["dtype"], r["n"], r["k"], r["status"]) for r in rows] == [("numpy", "float32", 4, 8, "ok")]
     assert "Timing (xentcheck bench)" in (out / "report.html").read_text()
+
+
+def test_the_timing_workers_get_the_allocator_setting(monkeypatch):
+    config = bench.BenchConfig(backends=["numpy"], threads=2)
+    env = bench.timing_worker_env(config)
+    assert env["OMP_NUM_THREADS"] == "2" and env["MALLOC_TRIM_THRESHOLD_"] == str(1 << 28)
+    assert env["MALLOC_MMAP_THRESHOLD_"] == str(1 << 25)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "12345")  # the caller's own setting wins
+    assert bench.timing_worker_env(config)["MALLOC_TRIM_THRESHOLD_"] == "12345"
+    config.allocator = "as-is"
+    assert "MALLOC_MMAP_THRESHOLD_" not in bench.timing_worker_env(config)
+    with pytest.raises(ValueError, match="unknown allocator"):
+        allocator_env("jemalloc")
+
+
+def test_a_timing_worker_runs_with_the_setting_and_the_report_says_so(tmp_path, monkeypatch):
+    """The worker's own environment (read back through a plugin's hello) and timing.md."""
+    for key in STEADY_ALLOCATOR_ENV:
+        monkeypatch.delenv(key, raising=False)
+    plugin = tmp_path / "envprobe.py"
+    plugin.write_text(ENV_PROBE)
+    for mode, want in (("steady", str(1 << 25)), ("as-is", None)):
+        out = tmp_path / mode
+        res = run_cli("bench", "--backend-file", str(plugin), "--allocator", mode, "--shapes", "2x3", "--min-block", "0.001",
+                      "--blocks", "3", "--out", str(out), "--no-progress", timeout=300)
+        assert res.returncode == 0, res.stderr
+        data = json.loads((out / "timing.json").read_text())
+        assert data["backends"][0]["settings"]["MALLOC_MMAP_THRESHOLD_"] == want
+        assert data["allocator"]["mode"] == mode
+        md = (out / "timing.md").read_text()
+        assert (f"allocator steady (MALLOC_TRIM_THRESHOLD_={1 << 28}, MALLOC_MMAP_THRESHOLD_={1 << 25})" in md) == (mode == "steady")
+
+
+ENV_PROBE = """
+import os
+import numpy as np
+from backends.base import Backend, Output
+
+
+class EnvProbe(Backend):
+    name = "envprobe"
+
+    def settings(self):
+        return {"MALLOC_MMAP_THRESHOLD_": os.environ.get("MALLOC_MMAP_THRESHOLD_")}
+
+    def compute(self, case, inputs, device):
+        return Output(np.zeros(()), np.zeros(inputs.logits.shape))
+"""
