@@ -218,55 +218,54 @@ from torch.utils.benchmark import Timer
 from backends.registry import create
 from harness.bench import bench_case
 from harness.cases import make_inputs
-from harness.worker import time_case
+from harness.layout import to_case
+from harness.timing import measure
 backend = create("torch")
 backend.load()
 torch.set_num_threads({threads})
+variant = next(v for v in backend.variants() if v.impl == "cross_entropy_index" and v.mode == "eager")
+stmts = {{"forward": "F.cross_entropy(x, t)", "forward_backward": "x.grad = None; F.cross_entropy(x, t).backward()"}}
 out = {{}}
 for n, k in {shapes}:
     case = bench_case("float32", n, k, "index")
-    inputs = make_inputs(case, 0)
+    inputs = to_case(case, make_inputs(case, 0))
+    # the timing report's own code: time_case's callables (the adapter's timing_fns) and measure()
+    # with bench's block settings, on the inputs time_case builds
+    fns = backend.timing_fns(variant, case, inputs.copy(), "cpu")
     g = {{"x": torch.from_numpy(inputs.logits.copy()).requires_grad_(True), "t": torch.from_numpy(inputs.labels.copy()), "F": F}}
-    msg = {{"case_id": case.id, "seed": 0, "device": "cpu", "variants": [["cross_entropy_index", "eager"]]}}
-
-    def ours():  # the timing report's own code: the worker's time_case, measure() on the adapter's timing_fns
-        phases = time_case(backend, msg)["results"][0]["phases"]
-        return {{p: phases[p]["median"] for p in ("forward", "forward_backward")}}
-
-    def theirs():
-        timer = lambda stmt: Timer(stmt, globals=g, num_threads={threads}).blocked_autorange(min_run_time={min_run_time}).median
-        return {{"forward": timer("F.cross_entropy(x, t)"),
-                "forward_backward": timer("x.grad = None; F.cross_entropy(x, t).backward()")}}
-
-    # each turn: ours, Timer, and Timer again as a control (what the host lets a tool agree with
-    # itself to), in rotating order
     for r in range({rounds}):
-        got = {{}}
-        for name in (["ours", "timer", "control"] * 2)[r % 3:r % 3 + 3]:
-            got[name] = ours() if name == "ours" else theirs()
-        for phase in got["ours"]:
-            out.setdefault(f"{{n}}x{{k}} {{phase}}", []).append([got["ours"][phase], got["timer"][phase], got["control"][phase]])
+        for phase, stmt in stmts.items():
+            # ours, Timer, and Timer again as a control (what the host lets a tool agree with
+            # itself to), one phase at a time, back to back, in rotating order
+            got = {{}}
+            for name in (["ours", "timer", "control"] * 2)[r % 3:r % 3 + 3]:
+                got[name] = measure(fns[phase], min_block=0.2, blocks=7)["median"] if name == "ours" else \
+                    Timer(stmt, globals=g, num_threads={threads}).blocked_autorange(min_run_time={min_run_time}).median
+            out.setdefault(f"{{n}}x{{k}} {{phase}}", []).append([got["ours"], got["timer"], got["control"]])
 print(json.dumps(out))
 """
 
 
-def torch_agreement_in_process(threads: int = 1, rounds: int = 15, min_run_time: float = 0.5) -> None:
-    """The same comparison in one process, the tools taking turns every second or two, so that the
-    host's drift reaches both alike. Ours is the worker's `time_case`, the code behind `xentcheck
-    bench`. A second Timer reading in each turn is the control: how well Timer agrees with itself
-    here, the resolution this host allows the comparison. Seven turns with 1 s Timer readings left
-    the median of the ratios about as noisy as the control (2026-11-29: 7% to 33% from run to run);
-    fifteen shorter turns narrow it by about a third (sqrt(7/15)), in about five minutes. The process
-    has the timing workers' environment, malloc setting included: left to itself, glibc gave one
-    tool's 1 MB buffers back to the OS after every call in some stretches (30 page faults a call)
-    and the other's not, a difference of heap history rather than of the tools."""
+def torch_agreement_in_process(threads: int = 1, rounds: int = 15, min_run_time: float = 1.4) -> None:
+    """The same comparison in one process, the tools taking turns, so that the host's drift reaches
+    both alike. Ours is the code behind `xentcheck bench`: the worker's time_case's callables (the
+    adapter's timing_fns) and `measure()` with bench's settings (7 blocks of 0.2 s after 0.2 s of
+    warm-up). A second Timer reading in each turn is the control: how well Timer agrees with
+    itself here, the resolution this host allows the comparison.
+    Each turn measures one phase with all three back to back, each for about the same time (Timer's
+    min_run_time 1.4 s, as measure's seven blocks): with a whole time_case (three phases, 5 s) on one
+    side and 0.5 s Timer readings on the other, the Timer pair sat closer in time than ours and
+    Timer, and the control understated the noise between them. The process has the timing workers'
+    environment, malloc setting included: left to itself, glibc gave one tool's 1 MB buffers back
+    to the OS after every call in some stretches (30 page faults a call) and the other's not, a
+    difference of heap history rather than of the tools. Fifteen turns, about five minutes."""
     shapes = [(256, 1000), (1024, 32000)]
     code = TORCH_INTERLEAVED.format(shapes=shapes, threads=threads, rounds=rounds, min_run_time=min_run_time)
     # the environment `xentcheck bench` gives its timing workers: threads and malloc setting
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**_env(), **thread_env(threads), **allocator_env("steady")},
                          capture_output=True, text=True, check=True)
     data = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"      {'shape, phase':<29} {'time_case ms':>13} {'blocked_autorange ms':>21} {'ratio':>6}  {'Timer/Timer':>11}"
+    print(f"      {'shape, phase':<29} {'measure() ms':>13} {'blocked_autorange ms':>21} {'ratio':>6}  {'Timer/Timer':>11}"
           f"   (medians over {rounds} turns of each turn's ratio)")
     worst = control = 0.0
     for key, turns in data.items():  # turns: the median of ours, of Timer, of Timer again
