@@ -36,7 +36,12 @@ class SpareBuffer:
     def __init__(self, max_bytes: int | None = None) -> None:
         total = _physical_memory()
         self.max_bytes = max_bytes if max_bytes is not None else (int(total * MAX_FRACTION) if total else 0)
-        self._buf: np.ndarray | None = None
+        self._buf: np.ndarray | None = np.empty(1)
+        # what sys.getrefcount says of the buffer when this attribute alone holds it, measured as
+        # empty() asks (2 up to CPython 3.13: the attribute and the call's argument; an interpreter
+        # that lends the argument says 1); a buffer anything else holds counts more
+        self._alone = sys.getrefcount(self._buf)
+        self._buf = None
         self._lock = threading.Lock()
         self.reused = 0  # how many arrays came from a kept buffer (for tests and benchmarks)
 
@@ -48,8 +53,7 @@ class SpareBuffer:
         if not MIN_BYTES <= nbytes <= self.max_bytes:
             return np.empty(shape, dtype)
         with self._lock:
-            # free: held by self._buf and getrefcount's argument alone
-            if self._buf is not None and self._buf.nbytes == nbytes and sys.getrefcount(self._buf) == 2:
+            if self._buf is not None and self._buf.nbytes == nbytes and sys.getrefcount(self._buf) == self._alone:
                 self.reused += 1
                 return self._buf.view(dtype).reshape(shape)
             # a different size, or still in use: its holders keep it as long as they need it
