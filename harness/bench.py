@@ -2,9 +2,9 @@
 
 One backend's worker at a time does the timing (the others are not started), every worker with
 the same thread count and malloc setting (environment.allocator_env), forced through the
-environment and recorded. The copy bandwidth of this
-machine is measured in the same run, before the workers start, and each time is set against
-the shape's memory-bandwidth floor (bytes it must move / that bandwidth).
+environment and recorded. The copy bandwidth of this machine is measured in the same run, before
+the workers start, and each time is set against the shape's memory-bandwidth floor (bytes it must
+move / that bandwidth).
 """
 
 from __future__ import annotations
