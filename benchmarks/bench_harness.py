@@ -8,9 +8,11 @@
    worker of a slow one, the plain loop does not), three rounds taken alternately, the median of
    each round's ratio: <= 1.2x; and the cores the run kept busy (CPU seconds / wall seconds of it
    and its workers): >= 1.5 of 2;
-2. the reference on 4096 x 32,000 float32, best of 5 calls, vs the memory-bandwidth floor (copy
-   bandwidth measured here): <= 3x (its NumPy implementation's time printed beside it, and np.ones
-   of the gradient's shape, what a fresh array of that size costs to touch); its peak memory (logits +
+2. the reference on 4096 x 32,000 float32, best of calls 2 to 5 (computed into the first's gradient
+   buffer, as the harness's next case of a size is: harness/spare.py), vs the memory-bandwidth floor
+   (copy bandwidth measured here): <= 3x (printed beside it: calls into fresh pages, its NumPy
+   implementation's time, and np.ones of the gradient's shape, what a fresh array of that size
+   costs to touch); its peak memory (logits +
    everything it allocates, by tracemalloc) on N x 128,256 float32 vs the logits' size: <= 4x
    (N = 2048, or 8192 with --big: 17 GB of RAM);
 3. `xentcheck --help` wall time (a fresh interpreter): < 0.5 s; and no framework imported by the
@@ -18,9 +20,10 @@
 4. `xentcheck bench`'s torch figures vs torch.utils.benchmark.Timer.blocked_autorange on the same
    shape and thread count: end to end (`xentcheck bench` and Timer in separate processes, three
    rounds taken alternately; printed, with Timer's own spread over the rounds), and, the figure,
-   in one process, the worker's `time_case` (the code behind `xentcheck bench`) and Timer taking
-   turns fifteen times, the median of each turn's ratio: within 10%; with Timer against itself in
-   the same turns as the control (the resolution the host allows).
+   in one process, the worker's `time_case`'s callables with `measure()` (the code behind
+   `xentcheck bench`) and Timer taking turns 25 times per phase, the median of each turn's ratio:
+   within 10%; with Timer against itself in the same turns as the control (the resolution the host
+   allows).
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.environment import allocator_env, fingerprint, thread_env, worker_env  # noqa: E402
+from harness.bench import BenchConfig, timing_worker_env  # noqa: E402
+from harness.environment import fingerprint, worker_env  # noqa: E402
 
 FRAMEWORKS = ("torch", "tensorflow", "jax", "jaxlib", "optax", "keras")
 BACKENDS = ("numpy", "torch", "tensorflow", "jax")
@@ -216,10 +220,11 @@ TORCH_INTERLEAVED = """
 import json, torch, torch.nn.functional as F
 from torch.utils.benchmark import Timer
 from backends.registry import create
-from harness.bench import bench_case
+from harness.bench import BenchConfig, bench_case
 from harness.cases import make_inputs
 from harness.layout import to_case
 from harness.timing import measure
+bench = BenchConfig(backends=["torch"])  # its block settings: what `xentcheck bench` uses by default
 backend = create("torch")
 backend.load()
 torch.set_num_threads({threads})
@@ -239,7 +244,7 @@ for n, k in {shapes}:
             # itself to), one phase at a time, back to back, in rotating order
             got = {{}}
             for name in (["ours", "timer", "control"] * 2)[r % 3:r % 3 + 3]:
-                got[name] = measure(fns[phase], min_block=0.2, blocks=7)["median"] if name == "ours" else \
+                got[name] = measure(fns[phase], min_block=bench.min_block, blocks=bench.blocks)["median"] if name == "ours" else \
                     Timer(stmt, globals=g, num_threads={threads}).blocked_autorange(min_run_time={min_run_time}).median
             out.setdefault(f"{{n}}x{{k}} {{phase}}", []).append([got["ours"], got["timer"], got["control"]])
 print(json.dumps(out))
@@ -264,8 +269,8 @@ def torch_agreement_in_process(threads: int = 1, rounds: int = 25, min_run_time:
     shapes = [(256, 1000), (1024, 32000)]
     code = TORCH_INTERLEAVED.format(shapes=shapes, threads=threads, rounds=rounds, min_run_time=min_run_time)
     # the environment `xentcheck bench` gives its timing workers: threads and malloc setting
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**_env(), **thread_env(threads), **allocator_env("steady")},
-                         capture_output=True, text=True, check=True)
+    env = {**_env(), **timing_worker_env(BenchConfig(backends=["torch"], threads=threads))}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     data = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"      {'shape, phase':<29} {'measure() ms':>13} {'blocked_autorange ms':>21} {'ratio':>6}  {'Timer/Timer':>11}"
           f"   (medians over {rounds} turns of each turn's ratio)")
@@ -286,7 +291,7 @@ def torch_agreement(threads: int = 1, rounds: int = 3) -> None:
     sub-millisecond figure moves by 10-30% within seconds, so one reading each, taken apart, compares
     the moments more than the tools. The ratio is taken within each round; its median is the figure."""
     shapes = [(256, 1000), (1024, 32000)]
-    env = {**_env(), **thread_env(threads), **allocator_env("steady")}  # as `xentcheck bench`'s workers have it
+    env = {**_env(), **timing_worker_env(BenchConfig(backends=["torch"], threads=threads))}  # as bench's workers have it
 
     def ours() -> dict:
         with tempfile.TemporaryDirectory() as tmp:

@@ -14,8 +14,8 @@
  * loss = log1p(R) - (x_y - m), gradient e_j / ((1 + R) N), the label's entry (e_y / (1 + R) - 1) / N
  * and the argmax's ((1 - q_a) - q_a R) / ((1 + R) N). R is summed with a compensated sum (sum4:
  * TwoSum's errors summed apart; all its terms are >= 0), within a few ulps of its exact value
- * whatever K is; the gradient's
- * e_j / ((1 + R) N) is formed as e_j times the reciprocal, within an ulp of the quotient.
+ * whatever K is; the gradient's e_j / ((1 + R) N) is formed as e_j times the reciprocal, within
+ * an ulp of the quotient.
  */
 
 #include <Python.h>
