@@ -1,7 +1,7 @@
 """The build step pyproject.toml cannot state as stable configuration: the reference's C kernel.
 
 It is optional: where no C compiler is found the install goes on, and the reference computes in
-NumPy (the same formula, slower); harness/kernel.py loads the kernel with ctypes.
+NumPy (the same formula, slower); harness/core/kernel.py loads the kernel with ctypes.
 """
 
 import sys
@@ -14,5 +14,5 @@ from setuptools import Extension, setup
 # file whose vector functions are all inlined
 FLAGS = [] if sys.platform == "win32" else ["-O3", "-fno-math-errno", "-fno-trapping-math", "-Wno-psabi"]
 
-setup(ext_modules=[Extension("harness._xent", ["harness/_xent.c"], extra_compile_args=FLAGS,
+setup(ext_modules=[Extension("xentcheck.core._xent", ["harness/core/_xent.c"], extra_compile_args=FLAGS,
                              libraries=[] if sys.platform == "win32" else ["m"], optional=True)])

@@ -6,7 +6,7 @@ actually computed in. It imports its framework lazily (in `load`), never at modu
 
 Minimal plugin::
 
-    from backends.base import Backend, Output
+    from xentcheck.backends.base import Backend, Output
 
     class MyKernel(Backend):
         name = "mykernel"
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.cases import Case, Inputs
+from xentcheck.core.cases import Case, Inputs
 
 ALL_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
 ALL_LABELS: tuple[str, ...] = ("index", "onehot", "soft")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from backends.base import Backend, Output, Variant
-from harness.cases import Case, Inputs
+from xentcheck.backends.base import Backend, Output, Variant
+from xentcheck.core.cases import Case, Inputs
 
 _IMPLS = (  # name, label forms, call, in the default suite, options (label smoothing via optax.smooth_labels)
     ("optax_sce_int", ("index",), "optax.softmax_cross_entropy_with_integer_labels", True, ()),

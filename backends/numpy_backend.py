@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from backends.base import Backend, Output, Variant
-from harness.cases import Case, Inputs
+from xentcheck.backends.base import Backend, Output, Variant
+from xentcheck.core.cases import Case, Inputs
 
 
 class NumpyBackend(Backend):

@@ -13,13 +13,13 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from backends.base import Backend
+from xentcheck.backends.base import Backend
 
 BUILTIN: dict[str, str] = {
-    "numpy": "backends.numpy_backend:NumpyBackend",
-    "torch": "backends.torch_backend:TorchBackend",
-    "tensorflow": "backends.tensorflow_backend:TensorflowBackend",
-    "jax": "backends.jax_backend:JaxBackend",
+    "numpy": "xentcheck.backends.numpy_backend:NumpyBackend",
+    "torch": "xentcheck.backends.torch_backend:TorchBackend",
+    "tensorflow": "xentcheck.backends.tensorflow_backend:TensorflowBackend",
+    "jax": "xentcheck.backends.jax_backend:JaxBackend",
 }
 ENTRY_POINT_GROUP = "xentcheck.backends"
 

@@ -10,8 +10,8 @@ import os
 
 import numpy as np
 
-from backends.base import Backend, Output, Variant
-from harness.cases import IGNORE_INDEX, Case, Inputs
+from xentcheck.backends.base import Backend, Output, Variant
+from xentcheck.core.cases import IGNORE_INDEX, Case, Inputs
 
 _DENSE_DOC = "labels must be a valid probability distribution (tf.nn.softmax_cross_entropy_with_logits)"
 _IMPLS = (  # name, label forms, call, in the default suite, documented deviation, options, semantics

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from backends.base import Backend, Output, Variant
-from harness.cases import IGNORE_INDEX, Case, Inputs
+from xentcheck.backends.base import Backend, Output, Variant
+from xentcheck.core.cases import IGNORE_INDEX, Case, Inputs
 
 _IMPLS = (
     ("cross_entropy_index", ("index",), "F.cross_entropy(x, target)", True, ("w", "ign", "allign", "ls")),

@@ -9,7 +9,7 @@
    each round's ratio: <= 1.2x; and the cores the run kept busy (CPU seconds / wall seconds of it
    and its workers): >= 1.5 of 2;
 2. the reference on 4096 x 32,000 float32, best of calls 2 to 5 (computed into the first's gradient
-   buffer, as the harness's next case of a size is: harness/spare.py), vs the memory-bandwidth floor
+   buffer, as the harness's next case of a size is: harness/core/spare.py), vs the memory-bandwidth floor
    (copy bandwidth measured here): <= 3x (printed beside it: calls into fresh pages, its NumPy
    implementation's time, and np.ones of the gradient's shape, what a fresh array of that size
    costs to touch); its peak memory (logits +
@@ -42,8 +42,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.bench import BenchConfig, timing_worker_env  # noqa: E402
-from harness.environment import fingerprint, worker_env  # noqa: E402
+from xentcheck.timing.bench import BenchConfig, timing_worker_env  # noqa: E402
+from xentcheck.run.environment import fingerprint, worker_env  # noqa: E402
 
 FRAMEWORKS = ("torch", "tensorflow", "jax", "jaxlib", "optax", "keras")
 BACKENDS = ("numpy", "torch", "tensorflow", "jax")
@@ -75,7 +75,7 @@ def harness_overhead(n_cases: int | None, rounds: int = 3) -> None:
     def harness() -> tuple[float, float, int]:
         with tempfile.TemporaryDirectory() as tmp:
             cpu0, t0 = _children_cpu(), time.perf_counter()
-            subprocess.run([sys.executable, "-m", "harness", "run", "--out", tmp, "--no-progress", *extra],
+            subprocess.run([sys.executable, "-m", "xentcheck", "run", "--out", tmp, "--no-progress", *extra],
                            cwd=ROOT, env=_env(), capture_output=True, check=False)
             seconds = time.perf_counter() - t0
             n_results = sum(1 for _ in open(Path(tmp) / "results.jsonl"))
@@ -123,11 +123,11 @@ def _child(code: str, extra_env: dict | None = None) -> dict:
 REFERENCE_TIME = """
 import json, time
 import numpy as np
-from harness import kernel
-from harness.cases import Case, make_inputs
-from harness.reference import reference
-from harness.spare import SPARE
-from harness.timing import copy_bandwidth, floor_bytes
+from xentcheck.core import kernel
+from xentcheck.core.cases import Case, make_inputs
+from xentcheck.core.reference import reference
+from xentcheck.core.spare import SPARE
+from xentcheck.timing.measure import copy_bandwidth, floor_bytes
 case = Case("scale1e+0", "float32", 4096, 32000, "index", "mean")
 inputs = make_inputs(case, 0)
 bw = copy_bandwidth()["bytes_per_second"]
@@ -136,7 +136,7 @@ for _ in range(5):  # as timeit repeats: the host's worst moments (compacting me
     t = time.perf_counter(); ref = reference(case, inputs); times.append(time.perf_counter() - t); del ref
     # what a fresh array of the gradient's size costs to touch at all: the pages' faults and zeroing
     t = time.perf_counter(); ones = np.ones((case.n, case.k)); touch.append(time.perf_counter() - t); del ones
-# the first call's gradient is fresh pages; the later ones reuse them (harness/spare.py), as the
+# the first call's gradient is fresh pages; the later ones reuse them (harness/core/spare.py), as the
 # harness's next case of the same size does
 SPARE.release()
 fresh = []
@@ -150,8 +150,8 @@ print(json.dumps({"seconds": min(times[1:]), "all": times, "fresh": min(fresh), 
 
 REFERENCE_MEMORY = """
 import json, tracemalloc
-from harness.cases import Case, make_inputs
-from harness.reference import reference
+from xentcheck.core.cases import Case, make_inputs
+from xentcheck.core.reference import reference
 case = Case("scale1e+0", "float32", {n}, 128256, "index", "mean")
 inputs = make_inputs(case, 0)
 tracemalloc.start()
@@ -184,11 +184,11 @@ def cli_figures() -> None:
     times = []
     for _ in range(5):
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "harness", "--help"], cwd=ROOT, env=_env(), capture_output=True, check=True)
+        subprocess.run([sys.executable, "-m", "xentcheck", "--help"], cwd=ROOT, env=_env(), capture_output=True, check=True)
         times.append(time.perf_counter() - t)
     report("xentcheck --help wall time (s)", min(times), "< 0.5", min(times) < 0.5,
            f"best of 5, median {sorted(times)[2]:.3f} s, fresh interpreter each")
-    code = ("import sys, io, contextlib, json; from harness.cli import main\n"
+    code = ("import sys, io, contextlib, json; from xentcheck.cli import main\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n    main(['--help']); a = [m for m in %r if m in sys.modules]\n"
             "    main(['backends']); b = [m for m in %r if m in sys.modules]\n"
             "print(json.dumps({'help': a, 'backends': b}))" % (FRAMEWORKS, FRAMEWORKS))
@@ -201,7 +201,7 @@ def cli_figures() -> None:
 TORCH_TIMER = """
 import json, torch, torch.nn.functional as F
 from torch.utils.benchmark import Timer
-from harness.cases import Case, make_inputs
+from xentcheck.core.cases import Case, make_inputs
 out = {{}}
 for n, k in {shapes}:
     case = Case("scale1e+0", "float32", n, k, "index", "mean")
@@ -219,11 +219,11 @@ print(json.dumps(out))
 TORCH_INTERLEAVED = """
 import json, torch, torch.nn.functional as F
 from torch.utils.benchmark import Timer
-from backends.registry import create
-from harness.bench import BenchConfig, bench_case
-from harness.cases import make_inputs
-from harness.layout import to_case
-from harness.timing import measure
+from xentcheck.backends.registry import create
+from xentcheck.timing.bench import BenchConfig, bench_case
+from xentcheck.core.cases import make_inputs
+from xentcheck.core.layout import to_case
+from xentcheck.timing.measure import measure
 bench = BenchConfig(backends=["torch"])  # its block settings: what `xentcheck bench` uses by default
 backend = create("torch")
 backend.load()
@@ -295,7 +295,7 @@ def torch_agreement(threads: int = 1, rounds: int = 3) -> None:
 
     def ours() -> dict:
         with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run([sys.executable, "-m", "harness", "bench", "--backends", "torch", "--impls", "cross_entropy_index",
+            subprocess.run([sys.executable, "-m", "xentcheck", "bench", "--backends", "torch", "--impls", "cross_entropy_index",
                             "--modes", "eager", "--shapes", ",".join(f"{n}x{k}" for n, k in shapes), "--threads",
                             str(threads), "--out", tmp, "--no-progress"], cwd=ROOT, env=_env(), capture_output=True, check=True)
             data = json.loads((Path(tmp) / "timing.json").read_text())

@@ -13,9 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backends.registry import create  # noqa: E402
-from harness.cases import make_inputs  # noqa: E402
-from harness.runplan import parse_dtypes, select_cases  # noqa: E402
+from xentcheck.backends.registry import create  # noqa: E402
+from xentcheck.core.cases import make_inputs  # noqa: E402
+from xentcheck.run.plan import parse_dtypes, select_cases  # noqa: E402
 
 
 def main(name: str, n_cases: int | None) -> int:

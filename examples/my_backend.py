@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backends.base import Backend, Output
+from xentcheck.backends.base import Backend, Output
 
 CHUNK = 4096
 

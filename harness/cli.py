@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from harness import __version__
+from xentcheck import __version__
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -70,7 +70,7 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, p
         suite, impls, modes, properties, resume, progress, shard, known_file, pythons, repro, timing) -> int:
     """Run the cases through each backend and write results.jsonl and every report (report.html, report.md,
     junit.xml, tolerance.md/.json, summary.json, results.csv, results.parquet)."""
-    from harness import resume as resuming, runplan
+    from xentcheck.run import resume as resuming, plan as runplan
 
     ctx = click.get_current_context()
     if resume is not None:
@@ -92,7 +92,7 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, p
         regress = regress_options(shard, known_file, pythons, plan.backends)
         plan.case_order = [c.id for c in plan.cases]
         if regress["shard"]:
-            from harness import shards
+            from xentcheck.regress import shards
             plan.shard = list(regress["shard"])
             plan.cases = shards.select(plan.cases, *regress["shard"])
         plan.backends, plan.interpreters = regress["specs"], regress["interpreters"]
@@ -111,7 +111,7 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, p
         raise click.UsageError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}") from None
     status = _execute(plan, out_dir, prior or [], progress, repro)
     if timing and status != EXIT_INTERRUPTED:
-        from harness import bench
+        from xentcheck.timing import bench
         # bench times (N, K) logits: an extra-dimension case is timed as its M x K rows
         shapes = sorted({(c.rows, c.k) for c in plan.cases if c.rows}, key=lambda s: s[0] * s[1])
         config = bench.BenchConfig(backends=plan.backends, dtypes=sorted({c.dtype for c in plan.cases}), shapes=shapes,
@@ -123,12 +123,12 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, p
 
 
 def _execute(plan, out_dir: Path, prior: list[dict], progress: bool, repro: bool = True) -> int:
-    from harness import resume as resuming
-    from harness.environment import fingerprint
-    from harness.reference import working_precision
-    from harness.runner import RunConfig, Runner
-    from harness.rundir import write_reports
-    from reports.files import ResultsWriter
+    from xentcheck.run import resume as resuming
+    from xentcheck.run.environment import fingerprint
+    from xentcheck.core.reference import working_precision
+    from xentcheck.run.runner import RunConfig, Runner
+    from xentcheck.run.rundir import write_reports
+    from xentcheck.reports.files import ResultsWriter
 
     tol = plan.tolerances()
     writer = ResultsWriter(out_dir / "results.jsonl", append=bool(prior))
@@ -160,12 +160,12 @@ def _execute(plan, out_dir: Path, prior: list[dict], progress: bool, repro: bool
     }
     known = None
     if plan.known_file:
-        from harness import known as known_mod
+        from xentcheck.regress import known as known_mod
         known = {"file": plan.known_file, "entries": _usage(known_mod.load, plan.known_file)}
 
     def repros(final: list[dict]) -> None:
         """repro/ for the bad results (known differences applied), while the reports are drawn."""
-        from harness.repro import write_all as write_repros
+        from xentcheck.regress.repro import write_all as write_repros
         try:
             write_repros(out_dir, final, plan.seed, context)  # it reads the context's config and backends
         except Exception as exc:  # reproducers are an aid: never lose the run's exit status to them
@@ -189,8 +189,8 @@ def _execute(plan, out_dir: Path, prior: list[dict], progress: bool, repro: bool
 def report_cmd(results_dir) -> int:
     """Re-render every report of RESULTS_DIR from its results.jsonl (and the run's context in summary.json)
     without running anything. Exit status as for `run`: 1 when the results hold discrepancies."""
-    from reports.files import read_results
-    from reports.write_all import context_of, write_all
+    from xentcheck.reports.files import read_results
+    from xentcheck.reports.write_all import context_of, write_all
 
     out_dir = Path(results_dir)
     results = out_dir / "results.jsonl"
@@ -235,7 +235,8 @@ def bench_cmd(backends, backend_files, dtypes, shapes, impls, modes, threads, de
     """Time forward, backward and forward+backward per backend x implementation x mode x dtype x shape, one backend
     at a time, against the memory-bandwidth floor measured in the same run; writes timing.json, timing.md, timing.png
     and the timing section of report.html."""
-    from harness import bench, runplan
+    from xentcheck.timing import bench
+    from xentcheck.run import plan as runplan
 
     specs = _usage(runplan.backend_specs, backends, backend_files)
     impl_list, mode_list = _usage(runplan.variant_filters, impls, modes, specs)
@@ -258,9 +259,9 @@ def bench_cmd(backends, backend_files, dtypes, shapes, impls, modes, threads, de
 
 def _write_timing(out_dir: Path, data: dict) -> None:
     """timing.json/.md/.png, and report.html with the timing section (all reports re-rendered in a run's folder)."""
-    from reports import html, timing
-    from reports.files import read_results, write_atomic
-    from reports.write_all import context_of, write_all
+    from xentcheck.reports import html, timing_report as timing
+    from xentcheck.reports.files import read_results, write_atomic
+    from xentcheck.reports.write_all import context_of, write_all
 
     timing.write(out_dir, data)
     if (out_dir / "results.jsonl").is_file() and (out_dir / "summary.json").is_file():
@@ -275,8 +276,8 @@ def _write_timing(out_dir: Path, data: dict) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def backends_cmd(backend_files, as_json) -> int:
     """List backends with availability, versions, dtypes, devices, or why they are unavailable."""
-    from harness.runner import describe_backends
-    from harness.runplan import backend_specs
+    from xentcheck.run.runner import describe_backends
+    from xentcheck.run.plan import backend_specs
 
     specs = _usage(backend_specs, None, ()) + _usage(backend_specs, "", backend_files, True)
     infos = describe_backends(list(dict.fromkeys(specs)))
@@ -297,14 +298,14 @@ def backends_cmd(backend_files, as_json) -> int:
 @click.option("--cases", "n_cases", type=click.IntRange(min=1), help="Only the first N cases.")
 def cases_cmd(dtypes, n_cases) -> int:
     """List the ids of the default suite's cases."""
-    from harness.runplan import parse_dtypes, select_cases
+    from xentcheck.run.plan import parse_dtypes, select_cases
 
     for c in select_cases(_usage(parse_dtypes, dtypes), n_cases, ()):
         click.echo(c.id)
     return EXIT_OK
 
 
-from harness.regress_cli import register as _register_regress, regress_options  # noqa: E402
+from xentcheck.regress.commands import register as _register_regress, regress_options  # noqa: E402
 
 _register_regress(cli)
 

@@ -37,7 +37,7 @@ class XentcheckFailure(Exception):
 def _specs(value: str | None) -> list[str]:
     from pathlib import Path
 
-    from backends.registry import known_names
+    from xentcheck.backends.registry import known_names
 
     if not value:
         return known_names()
@@ -55,9 +55,9 @@ def _specs(value: str | None) -> list[str]:
 
 
 def _items(session: pytest.Session) -> list[pytest.Item]:
-    from backends.registry import create
-    from harness.cases import default_suite
-    from harness.dtypes import DTYPE_NAMES
+    from xentcheck.backends.registry import create
+    from xentcheck.core.cases import default_suite
+    from xentcheck.core.dtypes import DTYPE_NAMES
 
     opt = session.config.getoption
     dtypes = [d.strip() for d in (opt("xentcheck_dtypes") or ",".join(DTYPE_NAMES)).split(",") if d.strip()]
@@ -69,8 +69,8 @@ def _items(session: pytest.Session) -> list[pytest.Item]:
         cases = cases[:opt("xentcheck_cases")]
     suite = XentcheckSuite.from_parent(session, name="xentcheck", nodeid="xentcheck")
     items = []
-    from harness.runner import select_variants
-    from harness.worker import variant_info
+    from xentcheck.run.runner import select_variants
+    from xentcheck.run.worker import variant_info
 
     for spec in _specs(opt("xentcheck_backends")):
         backend = create(spec)  # class attributes only: frameworks are imported when an item runs
@@ -102,7 +102,7 @@ class XentcheckSuite(pytest.Collector):
 
 def _backend(spec: str):
     if spec not in _BACKENDS:
-        from backends.registry import create
+        from xentcheck.backends.registry import create
 
         b = create(spec)
         try:
@@ -119,7 +119,7 @@ def _known(config: pytest.Config) -> list[dict]:
     if not path:
         return []
     if not hasattr(config, "_xentcheck_known"):
-        from harness import known
+        from xentcheck.regress import known
 
         try:
             config._xentcheck_known = known.load(path)
@@ -135,12 +135,12 @@ class XentcheckItem(pytest.Item):
         self.user_properties.append(("case_id", case.id))
 
     def runtest(self) -> None:
-        from harness.cases import make_inputs
-        from harness.compare import BAD_VERDICTS, compare
-        from harness.known import matches
-        from harness.layout import to_case
-        from harness.reference import reference
-        from harness.tolerances import Tolerances
+        from xentcheck.core.cases import make_inputs
+        from xentcheck.core.metrics import BAD_VERDICTS, compare
+        from xentcheck.regress.known import matches
+        from xentcheck.core.layout import to_case
+        from xentcheck.core.reference import reference
+        from xentcheck.core.tolerances import Tolerances
 
         backend = _backend(self.spec)
         if isinstance(backend, str):

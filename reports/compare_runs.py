@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.compare import BAD_VERDICTS
+from xentcheck.core.metrics import BAD_VERDICTS
 
 METRICS = ("ulp_err", "rel_err", "abs_err")
 
@@ -25,7 +25,7 @@ def key(r: dict) -> tuple[str, str, str, str, str]:
 
 
 def load(folder: Path) -> tuple[list[dict], dict]:
-    from reports.files import read_results
+    from xentcheck.reports.files import read_results
 
     folder = Path(folder)
     records = read_results(folder / "results.jsonl")
@@ -49,7 +49,7 @@ def _growth(b: dict, n: dict, metric: str, factor: float, floor: float) -> list[
 
 def compare_runs(base: list[dict], new: list[dict], factor: float = 2.0, metric: str = "ulp_err",
                  floor: float = 1.0) -> dict:
-    from harness.known import unapply
+    from xentcheck.regress.known import unapply
 
     # known differences count by their original verdict: whether a run was given --known must not
     # make or hide a regression, and a newly appearing known difference is still a change
@@ -110,7 +110,7 @@ def build(base_dir: Path, new_dir: Path, factor: float, metric: str, floor: floa
 
 
 def render_markdown(c: dict) -> str:
-    from reports.markdown import _table, esc
+    from xentcheck.reports.markdown import _table, esc
 
     def case(k: list) -> str:
         return f"`{esc(k[0])}`"

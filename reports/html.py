@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from harness.compare import BAD_VERDICTS
-from harness.dtypes import DTYPE_NAMES
-from reports import blame, kinds, plots, tolerance
-from reports.junit import repro
+from xentcheck.core.metrics import BAD_VERDICTS
+from xentcheck.core.dtypes import DTYPE_NAMES
+from xentcheck.reports import blame, kinds, plots, tolerance_report as tolerance
+from xentcheck.reports.junit import repro
 
 MAX_FINDINGS = 100
 _RANK = {"crashed": 0, "timeout": 0, "error": 1, "nonfinite": 2, "fail": 3}
@@ -113,7 +113,7 @@ def render(summary: dict, records: list[dict], tol_report: dict | None = None, m
     worst = largest_errors(records)
     figures = list(figures if figures is not None else plots.figures(records, matrix))
     if timing:
-        from reports import timing as timing_report
+        from xentcheck.reports import timing_report
         figures += timing_report.figures(timing)
     backends = []
     for b in summary.get("backends", []):

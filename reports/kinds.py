@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from harness.compare import BAD_VERDICTS
+from xentcheck.core.metrics import BAD_VERDICTS
 
 _COUNT = re.compile(r"\b\d+ / \d+ ")  # "3 / 20 out of tolerance" -> "out of tolerance"
 

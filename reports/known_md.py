@@ -3,7 +3,7 @@ and stale entries) and for shards; appended after the main report."""
 
 from __future__ import annotations
 
-from reports.markdown import MAX_FINDINGS, _table, esc
+from xentcheck.reports.markdown import MAX_FINDINGS, _table, esc
 
 
 def render(summary: dict, records: list[dict]) -> str:
@@ -38,7 +38,7 @@ def render(summary: dict, records: list[dict]) -> str:
 
 def _interpreters(summary: dict, records: list[dict]) -> list[str]:
     """With --python: each other interpreter's results against this one's, result by result."""
-    from reports.compare_runs import compare_runs
+    from xentcheck.reports.compare_runs import compare_runs
 
     labels = summary.get("config", {}).get("interpreters") or {}
     lines: list[str] = []

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from harness.compare import BAD_VERDICTS
-from harness.dtypes import DTYPE_NAMES
-from reports import kinds
+from xentcheck.core.metrics import BAD_VERDICTS
+from xentcheck.core.dtypes import DTYPE_NAMES
+from xentcheck.reports import kinds
 
 MAX_FINDINGS = 60
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|#!~])")
@@ -90,7 +90,7 @@ def render(summary: dict, records: list[dict]) -> str:
 
     counts = summary.get("property_counts") or {}
     if counts:
-        from reports.summary import property_findings
+        from xentcheck.reports.summary import property_findings
         lines += ["## Properties", "",
                   "Checked on each backend's own outputs, beyond the reference: each has its own verdict.", ""]
         lines += _table(["property", "pass", "fail", "error", "skipped"],

@@ -10,7 +10,7 @@ def frame(records: list[dict]):
     """One row per result; nested metrics become columns like grad.rel_err, lists JSON text."""
     import pandas as pd
 
-    from reports.csv import _flatten
+    from xentcheck.reports.csv import _flatten
 
     rows = []
     for r in records:

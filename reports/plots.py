@@ -10,9 +10,9 @@ import io
 import math
 from collections import defaultdict
 
-from harness.cases import SCALES
-from harness.dtypes import DTYPE_NAMES
-from reports.blame import OUTPUTS, scaled_error
+from xentcheck.core.cases import SCALES
+from xentcheck.core.dtypes import DTYPE_NAMES
+from xentcheck.reports.blame import OUTPUTS, scaled_error
 
 FLOOR = 1e-3  # errors of exactly 0 drawn here on log axes
 TITLES = {"loss": "loss", "grad": "gradient"}

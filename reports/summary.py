@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 
-from harness.compare import BAD_VERDICTS, VERDICTS
+from xentcheck.core.metrics import BAD_VERDICTS, VERDICTS
 
 
 def group_key(r: dict) -> tuple[str, str, str, str]:

@@ -9,10 +9,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m harness ARGS` in a subprocess, as a user would."""
+    """Run `python -m xentcheck ARGS` in a subprocess, as a user would."""
     full_env = {**os.environ, **(env or {})}
     full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), full_env.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "xentcheck", *args], capture_output=True, text=True,
                           timeout=timeout, env=full_env, cwd=ROOT)
 
 
@@ -24,7 +24,7 @@ def cli():
 @pytest.fixture(params=["c", "numpy"])
 def reference_kernel(request, monkeypatch):
     """Runs a test once with the reference's C kernel (where it is built) and once in NumPy."""
-    from harness import kernel
+    from xentcheck.core import kernel
     if request.param == "numpy":
         monkeypatch.setenv(kernel.ENV, "numpy")
     elif kernel.library() is None:

@@ -1,5 +1,5 @@
 """Bad invocations end in one line `xentcheck: error: ...` on stderr and exit status 2, never a
-traceback; each is run as a real `python -m harness` process."""
+traceback; each is run as a real `python -m xentcheck` process."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from harness import runplan
-from harness.cases import default_suite
+from xentcheck.run import plan as runplan
+from xentcheck.core.cases import default_suite
 
-PLUGINS = ROOT / "tests" / "plugins"
+PLUGINS = ROOT / "tests" / "helpers" / "toy_backends"
 CASES = default_suite(["float32"])[:2]
 
 

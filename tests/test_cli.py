@@ -34,7 +34,7 @@ def test_clean_run_exits_0_and_writes_the_four_files(tmp_path):
 
 def test_a_wrong_gradient_is_found_and_exits_1(tmp_path):
     out = tmp_path / "o"
-    res = run_cli("run", "--backend-file", str(ROOT / "tests/fixtures/wrong_gradient.py"),
+    res = run_cli("run", "--backend-file", str(ROOT / "tests/helpers/toy_backends/wrong_gradient.py"),
                   "--dtypes", "float32", "--cases", "11", "--out", str(out))
     assert res.returncode == 1, res.stderr
     recs = _records(out)
@@ -62,7 +62,7 @@ def test_skipped_dtypes_do_not_fail_the_run(tmp_path):
 
 def test_inputs_modified_in_place_are_reported(tmp_path):
     out = tmp_path / "o"
-    res = run_cli("run", "--backend-file", str(ROOT / "tests/fixtures/inplace_kernel.py"), "--dtypes", "float64",
+    res = run_cli("run", "--backend-file", str(ROOT / "tests/helpers/toy_backends/inplace_kernel.py"), "--dtypes", "float64",
                   "--case", "scale1e+0_float64_4x10_index_mean", "--case", "scale1e+0_float64_4x10_soft_mean",
                   "--out", str(out))
     assert res.returncode == 0, res.stderr

@@ -9,9 +9,9 @@ FRAMEWORKS = ("torch", "tensorflow", "jax", "jaxlib", "optax", "keras")
 
 
 def test_importing_the_core_loads_no_framework():
-    code = ("import sys, harness, harness.cli, harness.runner, harness.reference, harness.compare, "
-            "harness.cases, harness.worker, backends.registry, backends.base, reports.summary, "
-            "reports.markdown, reports.csv; from backends.registry import known_names; known_names(); "
+    code = ("import sys, xentcheck, xentcheck.cli, xentcheck.run.runner, xentcheck.core.reference, xentcheck.core.metrics, "
+            "xentcheck.core.cases, xentcheck.run.worker, xentcheck.backends.registry, xentcheck.backends.base, xentcheck.reports.summary, "
+            "xentcheck.reports.markdown, xentcheck.reports.csv; from xentcheck.backends.registry import known_names; known_names(); "
             f"print(sorted(m for m in {FRAMEWORKS!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"
@@ -20,7 +20,7 @@ def test_importing_the_core_loads_no_framework():
 def test_help_loads_no_framework_and_works():
     res = run_cli("--help")
     assert res.returncode == 0 and "run" in res.stdout and "backends" in res.stdout
-    code = ("import sys; from harness.cli import main; rc = main(['run', '--help']); "
+    code = ("import sys; from xentcheck.cli import main; rc = main(['run', '--help']); "
             f"print(rc, sorted(m for m in {FRAMEWORKS!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip().splitlines()[-1] == "0 []"

@@ -1,0 +1,389 @@
+"""Seeded, reproducible test cases for softmax cross-entropy.
+
+A case is fully described by its id, e.g. ``scale1e+04_float32_64x100_soft_mean``:
+family, dtype, shape N x K, label form and reduction. Extra dimensions follow K in torch's
+order, ``4x10x3x2`` (logits of N=4 x K=10 x d1=3 x d2=2, one softmax over K per (n, d1, d2)
+position); N may be 0 (an empty batch).
+
+The harness itself works on rows: `make_inputs` returns (M, K) arrays with one row per softmax
+position, M = N x d1 x ..., in C order of (N, d1, ...). `xentcheck.core.layout` hands a backend the
+case's own shape (class axis last, (N, d1, ..., K)); each adapter moves the class axis to where
+its framework wants it (torch: dim 1). Its inputs are a pure function of
+(seed, id): the random stream comes from PCG64 seeded by both, and only the generator's raw
+64-bit words and IEEE-exact arithmetic (no libm calls) turn it into numbers, so the inputs
+are bit-for-bit identical on every machine. Workers regenerate inputs from (seed, id);
+large arrays never travel between processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from xentcheck.core import dtypes
+
+LABEL_FORMS: tuple[str, ...] = ("index", "onehot", "soft")
+REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
+MAX_N, MAX_K = 1 << 20, 1 << 20
+MAX_EXTRA_DIMS = 3  # (N, K, d1, d2, d3): the 5-D volumes torch documents
+MAX_ELEMENTS = 1 << 30  # N x K: 8192 x 128,256 fits; the reference works in row chunks, its float64 gradient is 8 GiB here
+
+# Logit families of the default suite. "scale" draws uniform logits in [-s, s]; "offset"
+# adds a large common value o to logits in [-4, 4]; the rest are adversarial structures.
+SCALES: tuple[str, ...] = ("1e-3", "1e-1", "1e+0", "1e+1", "1e+2", "1e+4")
+OFFSETS: tuple[str, ...] = ("1e+4", "1e+8")
+FAMILIES: tuple[str, ...] = (
+    *(f"scale{s}" for s in SCALES),
+    *(f"offset{o}" for o in OFFSETS),
+    "neartie",
+    "dominant",
+    "masked",
+)
+SHAPES: tuple[tuple[int, int], ...] = (
+    (1, 2), (3, 5), (16, 10), (64, 100), (128, 1000), (512, 128), (8, 32000), (4, 50000),
+)
+DOMINANT_GAP = 40.0  # the dominant logit's lead: p of the others ~ e^-40
+# Families of the full suite only: logits the API must survive or reject sensibly.
+EXTREME_FAMILIES: tuple[str, ...] = ("posinf", "nan", "rowmasked", "nearmax")
+# Options (the API's arguments), in canonical order: class weights, ignored targets (some, or
+# all), label smoothing 0.1, an out-of-range class index.
+OPTIONS: tuple[str, ...] = ("w", "ign", "allign", "ls", "oor")
+INDEX_ONLY_OPTIONS = frozenset({"ign", "allign", "oor"})
+IGNORE_INDEX = -100
+SMOOTHING = 0.1
+
+# ASCII-only and full matches, no leading zeros: an accepted id is its case's canonical id, so
+# ids compare equal exactly when cases do (resumed runs match results by id).
+_FAMILY_RE = re.compile(r"(?:scale|offset)(\d+(?:\.\d+)?e[+-]?\d+)|neartie|dominant|masked|posinf|nan|rowmasked"
+                        r"|nearmax", re.ASCII)
+_ID_RE = re.compile(r"(?P<family>[a-z0-9.+-]+)_(?P<dtype>[a-z0-9]+)_(?P<n>0|[1-9]\d*)x(?P<k>0|[1-9]\d*)"
+                    r"(?P<extra>(?:x(?:0|[1-9]\d*))*)_(?P<labels>[a-z]+)_(?P<reduction>[a-z]+)(?:_opt-(?P<options>[a-z+]+))?", re.ASCII)
+
+
+@dataclass(frozen=True)
+class Case:
+    family: str
+    dtype: str
+    n: int
+    k: int
+    labels: str
+    reduction: str
+    options: str = ""  # "+"-joined, in OPTIONS order, e.g. "w+ls"
+    extra: tuple[int, ...] = ()  # extra dimensions d1, ... after the class axis (torch's order)
+
+    @property
+    def id(self) -> str:
+        dims = "".join(f"x{d}" for d in self.extra)
+        base = f"{self.family}_{self.dtype}_{self.n}x{self.k}{dims}_{self.labels}_{self.reduction}"
+        return f"{base}_opt-{self.options}" if self.options else base
+
+    @property
+    def rows(self) -> int:
+        """Softmax positions M = N x d1 x ...: the rows of the harness's (M, K) arrays."""
+        return self.n * int(np.prod(self.extra, dtype=np.int64))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The logits' shape as a backend receives them, class axis last: (N, d1, ..., K)."""
+        return (self.n, *self.extra, self.k)
+
+    @property
+    def loss_shape(self) -> tuple[int, ...]:
+        """The unreduced loss's shape (and index labels'): (N, d1, ...)."""
+        return (self.n, *self.extra)
+
+    @property
+    def dims(self) -> str:
+        """The shape as written in the id, e.g. "4x10x3" (torch's order: N, K, d1, ...)."""
+        return "x".join(str(v) for v in (self.n, self.k, *self.extra))
+
+    @property
+    def option_set(self) -> frozenset[str]:
+        return frozenset(self.options.split("+")) if self.options else frozenset()
+
+    @classmethod
+    def from_id(cls, case_id: str) -> "Case":
+        m = _ID_RE.fullmatch(case_id) if isinstance(case_id, str) else None
+        if not m:
+            raise ValueError(f"malformed case id {case_id!r} (expected family_dtype_NxK_labels_reduction)")
+        extra = tuple(int(v) for v in m["extra"].split("x")[1:])
+        case = cls(m["family"], m["dtype"], int(m["n"]), int(m["k"]), m["labels"], m["reduction"], m["options"] or "",
+                   extra)
+        case.validate()
+        return case
+
+    def validate(self) -> None:
+        m = _FAMILY_RE.fullmatch(self.family)
+        if not m:
+            raise ValueError(f"unknown case family {self.family!r}")
+        if m[1] is not None and not float(m[1]) < float("inf"):
+            raise ValueError(f"case family {self.family!r}: the value overflows")
+        dtypes.info(self.dtype)
+        if self.labels not in LABEL_FORMS:
+            raise ValueError(f"unknown label form {self.labels!r} (known: {', '.join(LABEL_FORMS)})")
+        if self.reduction not in REDUCTIONS:
+            raise ValueError(f"unknown reduction {self.reduction!r} (known: {', '.join(REDUCTIONS)})")
+        if not (0 <= self.n <= MAX_N and 2 <= self.k <= MAX_K):
+            raise ValueError(f"shape {self.dims} out of range (0 <= N <= {MAX_N}, 2 <= K <= {MAX_K})")
+        if len(self.extra) > MAX_EXTRA_DIMS or not all(1 <= d <= MAX_N for d in self.extra):
+            raise ValueError(f"shape {self.dims}: at most {MAX_EXTRA_DIMS} extra dimensions, each 1 to {MAX_N}")
+        if self.rows > MAX_N or self.rows * self.k > MAX_ELEMENTS:
+            raise ValueError(f"shape {self.dims} too large (N x d1 x ... <= {MAX_N}, and times K <= {MAX_ELEMENTS})")
+        if self.options:
+            tokens = self.options.split("+")
+            if any(t not in OPTIONS for t in tokens) or tokens != sorted(set(tokens), key=OPTIONS.index):
+                raise ValueError(f"options {self.options!r} must be distinct names from {', '.join(OPTIONS)}, "
+                                 "in that order, joined by '+'")
+            if self.labels != "index" and INDEX_ONLY_OPTIONS & set(tokens):
+                raise ValueError(f"options {', '.join(sorted(INDEX_ONLY_OPTIONS))} need index labels")
+            if {"ign", "allign"} <= set(tokens) or ("oor" in tokens and len(tokens) > 1):
+                raise ValueError(f"options {self.options!r} do not combine")
+            if self.n == 0 and "oor" in tokens:
+                raise ValueError("an empty batch has no label to put out of range (option oor)")
+
+    def as_dict(self) -> dict:
+        out = {"case_id": self.id, "family": self.family, "dtype": self.dtype, "n": self.n,
+               "k": self.k, "labels": self.labels, "reduction": self.reduction}
+        if self.extra:
+            out["extra"] = list(self.extra)
+        if self.options:
+            out["options"] = self.options
+        return out
+
+
+@dataclass
+class Inputs:
+    """A case's arrays. As the harness holds them: logits (M, K) with one row per softmax position;
+    `labels` int64 (M,) for index labels, else (M, K) in the dtype. A backend receives them in the
+    case's shape instead (see xentcheck.core.layout): (N, d1, ..., K) and (N, d1, ...)."""
+
+    logits: np.ndarray
+    labels: np.ndarray  # ignored rows hold IGNORE_INDEX; an "oor" case holds the class index K
+    target: np.ndarray  # int64 (M,): the class each row's label is built around
+    weights: np.ndarray | None = None  # (K,) class weights in the dtype, for the "w" option
+    smoothing: float = 0.0  # label smoothing, for the "ls" option
+
+    def copy(self) -> "Inputs":
+        return Inputs(self.logits.copy(), self.labels.copy(), self.target.copy(),
+                      None if self.weights is None else self.weights.copy(), self.smoothing)
+
+
+def _fits(family: str, dtype: str) -> bool:
+    """Offsets that overflow a dtype are not a meaningful case for it (1e8 in float16)."""
+    if family.startswith("offset"):
+        return float(family[len("offset"):]) * 4 <= dtypes.info(dtype).max
+    return True
+
+
+def default_suite(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES) -> list[Case]:
+    """Every family x dtype x label form, with shapes and reductions rotated so that each family
+    sees several shapes and every (label form, reduction) pair. Ordered round-robin over
+    families, so any prefix (``--cases N``) spans the families."""
+    per_family: list[list[Case]] = []
+    for fi, family in enumerate(FAMILIES):
+        cases = []
+        for li, labels in enumerate(LABEL_FORMS):
+            for di, dt in enumerate(dtypes.DTYPE_NAMES):
+                if dt not in dtype_names or not _fits(family, dt):
+                    continue
+                n, k = SHAPES[(3 * di + li + 2 * fi) % len(SHAPES)]
+                reduction = REDUCTIONS[(li + di + fi) % len(REDUCTIONS)]
+                cases.append(Case(family, dt, n, k, labels, reduction))
+        per_family.append(cases)
+    ordered = []
+    for i in range(max((len(c) for c in per_family), default=0)):
+        ordered.extend(c[i] for c in per_family if i < len(c))
+    return ordered
+
+
+def full_suite(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES) -> list[Case]:
+    """The default suite plus every option family (class weights, ignored targets, label
+    smoothing and their combinations, an out-of-range class), the extreme logit families, a
+    vocabulary-sized K, extra dimensions and empty batches, for each dtype asked for."""
+    extra: list[Case] = []
+    option_sets = {"index": ("w", "ign", "allign", "ls", "w+ls", "ign+ls", "w+ign+ls", "oor"),
+                   "onehot": ("w", "ls", "w+ls"), "soft": ("w", "ls", "w+ls")}
+    for dt in dtypes.DTYPE_NAMES:
+        if dt not in dtype_names:
+            continue
+        for labels, sets in option_sets.items():
+            for i, opts in enumerate(sets):
+                extra.append(Case("scale1e+0", dt, 16, 10, labels, REDUCTIONS[i % 3], opts))
+        extra.append(Case("scale1e+0", dt, 8, 10, "index", "mean", "allign"))
+        for fi, family in enumerate(EXTREME_FAMILIES):
+            for li, labels in enumerate(LABEL_FORMS):
+                extra.append(Case(family, dt, 6, 12, labels, REDUCTIONS[(fi + li) % 3]))
+        if dt in ("bfloat16", "float32"):
+            extra.append(Case("scale1e+1", dt, 4, 128256, "index", "mean"))
+        # extra dimensions (torch's (N, K, d1, ...), the others' (N, d1, ..., K)), with the options
+        # whose denominators count every position, and empty batches (a mean over nothing)
+        for li, labels in enumerate(LABEL_FORMS):
+            extra.append(Case("scale1e+0", dt, 4, 10, labels, REDUCTIONS[li], extra=(3,)))
+        extra.append(Case("scale1e+1", dt, 2, 7, "soft", "mean", extra=(3, 2)))
+        extra.append(Case("scale1e+0", dt, 4, 10, "index", "mean", "w+ign+ls", extra=(3,)))
+        extra.append(Case("scale1e+0", dt, 4, 10, "index", "sum", "ign", extra=(3,)))
+        for labels, reduction in (("index", "mean"), ("onehot", "sum"), ("soft", "none")):
+            extra.append(Case("scale1e+0", dt, 0, 10, labels, reduction))
+        extra.append(Case("scale1e+0", dt, 0, 10, "index", "mean", extra=(3,)))
+    return default_suite(dtype_names) + list(dict.fromkeys(extra))
+
+
+# --- deterministic random numbers -------------------------------------------------------
+
+def _rng(seed: int, case_id: str) -> np.random.PCG64:
+    digest = hashlib.sha256(case_id.encode()).digest()
+    words = [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4)]
+    return np.random.PCG64(np.random.SeedSequence([seed, *words]))
+
+
+def _uniform(bitgen: np.random.PCG64, shape: tuple[int, ...]) -> np.ndarray:
+    """Uniform [0, 1) from raw 64-bit words: exact arithmetic only, identical everywhere."""
+    raw = bitgen.random_raw(int(np.prod(shape, dtype=np.int64)))
+    return ((raw >> np.uint64(11)).astype(np.float64) * 2.0**-53).reshape(shape)
+
+
+def _integers(bitgen: np.random.PCG64, shape: tuple[int, ...], high: int) -> np.ndarray:
+    raw = bitgen.random_raw(int(np.prod(shape, dtype=np.int64)))
+    return (raw % np.uint64(high)).astype(np.int64).reshape(shape)
+
+
+GEN_CHUNK_ELEMENTS = 1 << 20  # rows generated at a time: float64 temporaries of 8 MiB, whatever N x K
+
+
+def _fork(bitgen: np.random.PCG64) -> np.random.PCG64:
+    """An independent generator at `bitgen`'s position in the stream."""
+    copy = np.random.PCG64()
+    copy.state = bitgen.state
+    return copy
+
+
+def make_inputs(case: Case, seed: int, chunk_elements: int | None = None) -> Inputs:
+    """The case's inputs, rounded to its dtype; identical bytes for the same (seed, id).
+
+    The stream is drawn in a fixed order: the N x K uniforms of the logits, the targets, the
+    dominant classes ("dominant"), the N x K mask uniforms ("masked"), the N x K soft-label
+    uniforms ("soft"), then the options' draws. The N x K blocks are read a chunk of rows at a
+    time (about `chunk_elements`, default GEN_CHUNK_ELEMENTS) from generators forked at each
+    block's start, and the main generator skips over them (PCG64.advance), so the float64
+    temporaries stay chunk-sized (a whole-array pass held about 6x the logits' size) and every
+    byte is the one a whole-array pass gives: each step is row-wise, and a row's words do not
+    depend on how the rows are split."""
+    if seed < 0:
+        raise ValueError("seed must be >= 0")
+    bg = _rng(seed, case.id)
+    n, k, d = case.rows, case.k, dtypes.info(case.dtype)
+    fam = case.family
+    if not (fam.startswith(("scale", "offset")) or fam in ("neartie", "dominant", "posinf", "nan", "rowmasked",
+                                                           "nearmax", "masked")):
+        raise ValueError(f"unknown case family {fam!r}")
+    u_stream = _fork(bg)
+    bg.advance(n * k)
+    target = _integers(bg, (n,), k)
+    dom = _integers(bg, (n,), k) if fam == "dominant" else None
+    if dom is not None:
+        target[::2] = dom[::2]  # half the rows are labelled with the dominant class
+    mask_stream = w_stream = None
+    if fam == "masked":
+        mask_stream = _fork(bg)
+        bg.advance(n * k)
+    if case.labels == "soft":
+        w_stream = _fork(bg)
+        bg.advance(n * k)
+    logits = np.empty((n, k), dtype=d.np_type)
+    labels = target.copy() if case.labels == "index" else np.empty((n, k), dtype=d.np_type)
+    step = max(1, (chunk_elements or GEN_CHUNK_ELEMENTS) // k)
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        x = _logit_rows(fam, d, lo, hi, k, _uniform(u_stream, (hi - lo, k)), target[lo:hi],
+                        None if dom is None else dom[lo:hi], mask_stream)
+        with np.errstate(over="ignore"):
+            logits[lo:hi] = x
+        if case.labels != "index":
+            labels[lo:hi] = _label_rows(case.labels, d, x, target[lo:hi], w_stream)
+    inputs = Inputs(logits=logits, labels=labels, target=target)
+    opts = case.option_set
+    if "w" in opts:
+        inputs.weights = (0.5 + 1.5 * _uniform(bg, (k,))).astype(d.np_type)
+    if "ls" in opts:
+        inputs.smoothing = SMOOTHING
+    if "ign" in opts:
+        ignored = _uniform(bg, (n,)) < 0.3
+        ignored[:1] = False  # at least one row counts
+        inputs.labels[ignored] = IGNORE_INDEX
+    if "allign" in opts:
+        inputs.labels[:] = IGNORE_INDEX
+    if "oor" in opts:
+        inputs.labels[n // 2] = k  # one past the last class
+    return inputs
+
+
+def _logit_rows(fam: str, d: dtypes.DtypeInfo, lo: int, hi: int, k: int, u: np.ndarray, target: np.ndarray,
+                dom: np.ndarray | None, mask_stream: np.random.PCG64 | None) -> np.ndarray:
+    """Rows lo:hi of the family's float64 logits, from their uniforms `u` (and targets)."""
+    rows = np.arange(hi - lo)
+    if fam.startswith("scale"):
+        return (2.0 * u - 1.0) * float(fam[len("scale"):])
+    if fam.startswith("offset"):
+        return float(fam[len("offset"):]) + (2.0 * u - 1.0) * 4.0
+    if fam == "neartie":
+        # values a few units in the last place apart around 1.0; every 4th row exactly tied
+        steps = np.floor(u * 7.0) - 3.0
+        steps[-lo % 4::4] = 0.0  # rows 0, 4, 8, ... of the whole array
+        return 1.0 + steps * 2.0 ** (1 - d.digits)
+    if fam == "dominant":
+        x = 2.0 * u - 1.0
+        x[rows, dom] += DOMINANT_GAP
+        return x
+    if fam == "posinf":
+        # a +inf logit: row 0 on another class than its target, row 1 on its target
+        x = 2.0 * u - 1.0
+        if lo == 0:
+            x[0, (target[0] + 1) % k] = np.inf
+        if lo <= 1 < hi:
+            x[1 - lo, target[1 - lo]] = np.inf
+        return x
+    if fam == "nan":
+        x = 2.0 * u - 1.0
+        if lo == 0:
+            x[:1, (target[:1] + 1) % k] = np.nan
+        return x
+    if fam == "rowmasked":
+        x = (2.0 * u - 1.0) * 5.0
+        if lo == 0:
+            x[:1, :] = -np.inf  # a whole row masked: no finite logit at all
+        return x
+    if fam == "nearmax":
+        return d.max * (0.5 + 0.5 * u)  # all positive, so differences stay finite
+    # masked
+    x = (2.0 * u - 1.0) * 5.0
+    mask = _uniform(mask_stream, (hi - lo, k)) < 0.5
+    if lo == 0:
+        mask[:1, :] = True  # row 0: only its target is finite
+    mask[rows, target] = False
+    x[mask] = -np.inf
+    return x
+
+
+def _label_rows(form: str, d: dtypes.DtypeInfo, x: np.ndarray, target: np.ndarray,
+                w_stream: np.random.PCG64 | None) -> np.ndarray:
+    """One-hot or soft labels of the rows whose float64 logits are `x`, in the dtype."""
+    n, k = x.shape
+    rows = np.arange(n)
+    q = np.zeros((n, k))
+    if form == "onehot":
+        q[rows, target] = 1.0
+        return q.astype(d.np_type)
+    w = _uniform(w_stream, (n, k)) ** 4  # spread-out weights
+    w[rows, target] += 1.0
+    w[~np.isfinite(x)] = 0.0  # no probability on -inf classes
+    w[w.sum(axis=1) == 0] = 1.0  # a row with no finite logit: any labels will do
+    q = w / w.sum(axis=1, keepdims=True)
+    labels = q.astype(d.np_type)
+    # put the rounding residual on each row's largest entry so sums are as close to 1 as the dtype allows
+    resid = 1.0 - labels.astype(np.float64).sum(axis=1)
+    big = labels.astype(np.float64).argmax(axis=1)
+    labels[rows, big] = (labels[rows, big].astype(np.float64) + resid).astype(d.np_type)
+    return labels

@@ -1,0 +1,244 @@
+"""Comparing a backend's output with the reference: error metrics and the verdict.
+
+Finite errors (absolute, relative, ULPs of the tested dtype) are measured only where both
+sides are finite. NaN/inf positions are compared separately, against the reference rounded to
+the tested dtype (so a true value that overflows the dtype is expected to be inf), and never
+counted as a pass: no nan_to_num before comparing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xentcheck.core import error_model, layout
+from xentcheck.core.dtypes import info, round_to, ulp
+from xentcheck.core.tolerances import PRESETS, allowed as allowed_by, default_table
+
+VERDICTS: tuple[str, ...] = ("pass", "fail", "nonfinite", "error", "crashed", "timeout", "skipped", "known")
+BAD_VERDICTS = frozenset({"fail", "nonfinite", "error", "crashed", "timeout"})
+
+
+def _finite_max(v: np.ndarray) -> float | None:
+    return float(v.max()) if v.size else None
+
+
+def natural_scales(case, ref) -> tuple[np.ndarray, np.ndarray]:
+    """The scale each loss and gradient element is computed at (see xentcheck.core.tolerances):
+    max(1, row loss) for losses (summed, then divided by the mean's denominator) and
+    max(1, sum q) / denominator for each gradient row."""
+    denom = case.rows if case.reduction == "mean" else 1
+    row = np.fmax(1.0, np.abs(ref.row_loss))
+    # at least 1, also for an empty batch (no rows: a sum of 0 over a denominator of 0)
+    loss_scale = row if case.reduction == "none" else np.asarray(np.fmax(1.0, row.sum() / max(denom, 1)))
+    grad_scale = (np.fmax(1.0, np.abs(ref.label_sum)) / denom)[:, None]
+    return loss_scale, grad_scale
+
+
+RTOL_GRID_EXPONENTS = range(15)  # atol_needed[i] is for rtol = 0 (i = 0), then u * 2**(i - 1)
+SAMPLE_SIZE = 32
+
+
+def rtol_grid(dtype: str) -> list[float]:
+    """The rtol values that `atol_needed` is measured at: 0, then u, 2u, 4u, ... 2**14 u."""
+    u = info(dtype).eps
+    return [0.0] + [u * 2.0 ** j for j in RTOL_GRID_EXPONENTS]
+
+
+def sample_positions(size: int) -> np.ndarray:
+    """Flat indices sampled for cross-backend comparison: the same for every backend of a case."""
+    return np.unique(np.linspace(0, size - 1, min(SAMPLE_SIZE, size)).round().astype(np.int64)) if size else \
+        np.zeros(0, dtype=np.int64)
+
+
+def _q(v: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    return [float(x) for x in np.quantile(v, qs)] if v.size else [0.0] * len(qs)
+
+
+def array_metrics(actual: np.ndarray, ref: np.ndarray, dtype: str, rtol: float, atol: float,
+                  scale: np.ndarray | float = 1.0, *, allowed: np.ndarray | None = None,
+                  natural: np.ndarray | float | None = None, others: dict | None = None) -> dict:
+    """Error metrics of `actual` (any float dtype) against the high-precision `ref`; an element
+    is within tolerance when |actual - ref| <= rtol * |ref| + atol * scale (or <= `allowed`,
+    when given).
+
+    Besides maxima, it stores what the reports need without the arrays: medians and 99th
+    percentiles of the absolute, relative and ULP errors, the smallest atol that would pass at each rtol
+    of `rtol_grid` (plain, unscaled convention), max(error / allowed) under each tolerance of
+    `others` (name -> allowed array) and a fixed sample of signed errors in ULPs of
+    max(|ref|, natural scale) for comparing backends with each other."""
+    ref = np.asarray(ref)
+    wp = np.longdouble if ref.dtype == np.longdouble else np.float64
+    a = np.asarray(actual).astype(wp)
+    r = ref if ref.dtype == wp else ref.astype(wp)  # read only: no copy needed
+    a64 = a if wp is np.float64 else a.astype(np.float64)
+    finite_a = np.isfinite(a)
+    with np.errstate(invalid="ignore"):
+        # |ref| <= the dtype's max rounds to a finite number: the rounded reference (slow to form
+        # for float16 and bfloat16) is only needed where an output or the reference is not finite
+        all_finite = bool(finite_a.all()) and bool((np.abs(r) <= info(dtype).max).all())
+    if all_finite:  # the usual case: every element compared, no NaN/inf to match
+        both_finite = nonfinite_bad = None
+    else:
+        expected = round_to(r, dtype).astype(np.float64)
+        both_finite = finite_a & np.isfinite(expected)
+        same_nonfinite = (np.isnan(a64) & np.isnan(expected)) | (np.isinf(a64) & (a64 == expected))
+        nonfinite_bad = ~both_finite & ~same_nonfinite
+    signed = a - r
+    diff = np.abs(signed)
+    mag_wp = np.abs(r)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if allowed is None:
+            allowed = atol * np.asarray(scale, dtype=wp) + rtol * mag_wp
+        allowed = np.broadcast_to(np.asarray(allowed, dtype=wp), r.shape)
+        rel = diff / mag_wp
+        if not (r != 0).all():
+            rel = np.where(r != 0, rel, np.where(diff == 0, 0.0, np.inf))
+        ulps = diff / ulp(r, dtype)
+    if both_finite is not None:
+        diff, rel, ulps, allowed = (np.where(both_finite, v, 0) for v in (diff, rel, ulps, allowed))
+        exceed = both_finite & (diff > allowed)
+    else:
+        exceed = diff > allowed
+    out = {
+        "size": int(r.size),
+        "abs_err": float(diff.max()) if r.size else 0.0,
+        "rel_err": float(rel.max()) if r.size else 0.0,
+        "ulp_err": float(ulps.max()) if r.size else 0.0,
+        "n_exceed": int(np.count_nonzero(exceed)),
+        "n_nonfinite_mismatch": 0 if nonfinite_bad is None else int(np.count_nonzero(nonfinite_bad)),
+    }
+    d64 = diff.astype(np.float64, copy=False)
+    for name, v in (("abs", d64), ("rel", rel), ("ulp", ulps)):
+        v = (v if both_finite is None else v[both_finite]).astype(np.float64, copy=False)
+        out[f"p50_{name}"], out[f"p99_{name}"] = _q(v, (0.5, 0.99))  # one partition for both
+    mag = (mag_wp if both_finite is None else np.where(both_finite, mag_wp, 0)).astype(np.float64, copy=False)
+    out["atol_needed"] = _atol_needed(d64, mag, rtol_grid(dtype))
+    if others:
+        out["excess"] = {name: _excess(d64, np.broadcast_to(al, r.shape) if both_finite is None else
+                                       np.where(both_finite, np.broadcast_to(al, r.shape), 0))
+                         for name, al in others.items()}
+    nat = np.broadcast_to(np.asarray(1.0 if natural is None else natural, dtype=np.float64), r.shape)
+    pos = sample_positions(r.size)
+    # elementwise, so only at the sampled positions
+    unit = ulp(np.maximum(np.abs(r.ravel()[pos].astype(np.float64)), nat.ravel()[pos]), dtype)
+    sample = signed.ravel()[pos].astype(np.float64) / unit
+    sampled_finite = [True] * len(pos) if both_finite is None else both_finite.ravel()[pos]
+    out["sample_ulp"] = [round(float(v), 4) if np.isfinite(v) and bf else None
+                         for v, bf in zip(sample, sampled_finite)]
+    if r.size:
+        # the worst element: furthest out of tolerance, else furthest from the reference
+        with np.errstate(divide="ignore", invalid="ignore"):
+            positive = allowed > 0
+            score = diff / allowed if positive.all() else np.where(positive, diff / np.where(positive, allowed, 1), diff)
+        if nonfinite_bad is not None:
+            score = np.where(nonfinite_bad, np.inf, score)
+        flat = int(np.argmax(score))
+        idx = np.unravel_index(flat, r.shape)
+        out["worst_index"] = [int(i) for i in idx]
+        out["worst_actual"] = _json_float(a64[idx])
+        out["worst_expected"] = _json_float(float(r[idx]))
+        out["worst_scale"] = float(np.broadcast_to(np.asarray(scale, dtype=np.float64), r.shape)[idx])
+        out["worst_allowed"] = float(allowed[idx])
+    return out
+
+
+def _atol_needed(d64: np.ndarray, mag: np.ndarray, rtols: list[float]) -> list[float]:
+    """max(0, max(d64 - t * mag)) for each t: exact zeros of d64 can only give <= 0, so the
+    passes run over the nonzero differences alone, in one reused buffer."""
+    nonzero = d64 != 0  # NaN stays in
+    if not nonzero.all():
+        d64, mag = d64[nonzero], mag[nonzero]
+    buf = np.empty_like(d64)
+    out = []
+    for t in rtols:
+        np.multiply(t, mag, out=buf)
+        np.subtract(d64, buf, out=buf)
+        out.append(float(np.max(buf, initial=0.0)))
+    return out
+
+
+def _excess(diff: np.ndarray, allowed: np.ndarray) -> float | str:
+    """max(diff / allowed): <= 1 passes. 0 / 0 counts as 0, d / 0 as inf."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        positive = allowed > 0
+        if positive.all():  # the usual case: one division, no selects
+            ratio = diff / allowed
+        else:
+            ratio = np.where(positive, diff / np.where(positive, allowed, 1), np.where(diff > 0, np.inf, 0.0))
+    return _json_float(float(ratio.max())) if ratio.size else 0.0
+
+
+def _json_float(v: float) -> float | str:
+    v = float(v)
+    return v if np.isfinite(v) else str(v)
+
+
+def _dtype_of(arr: np.ndarray, declared: str | None) -> str:
+    return declared or np.dtype(arr.dtype).name
+
+
+def model_bounds(case, ref, u: float, tiny: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """The error model's bounds on the reference's case (None without its inputs). They depend on
+    the logits and labels alone: computed once, kept on the reference for every backend's
+    comparison, and the float64 logits and labels they were computed from are let go."""
+    if ref.inputs is None:
+        return None
+    key = ("model", u, tiny)
+    if key not in ref.derived:
+        ref.derived[key] = error_model.bounds(case, ref.logits, ref.q, u, tiny)
+        for name in ("logits", "q"):  # cached_property values: rebuilt if anything asks again
+            ref.__dict__.pop(name, None)
+    return ref.derived[key]
+
+
+def compare(case, ref, loss: np.ndarray, grad: np.ndarray, loss_dtype: str | None,
+            grad_dtype: str | None, tolerances) -> dict:
+    """Metrics and verdict for one backend output. Returns the result fields to merge."""
+    reasons: list[str] = []
+    loss = np.asarray(loss)
+    grad = np.asarray(grad)
+    out: dict = {"loss_dtype": _dtype_of(loss, loss_dtype), "grad_dtype": _dtype_of(grad, grad_dtype)}
+    reasons = layout.check(case, loss, grad)  # the case's shape: (N, d1, ..., K) and (N, d1, ...)
+    if reasons:
+        return {**out, "verdict": "fail", "reasons": reasons}
+    loss, grad = layout.to_rows(case, loss, grad)
+    for what in ("loss", "grad"):
+        if out[f"{what}_dtype"] != case.dtype:
+            reasons.append(f"{what} computed in {out[what + '_dtype']}, requested {case.dtype}")
+    scales = natural_scales(case, ref)
+    d = info(case.dtype)
+    tiny = 2.0 ** d.min_exp  # smallest normal: XLA and TF flush subnormals to zero on CPU
+    model = model_bounds(case, ref, d.eps, tiny)
+    nonfinite = False
+    for i, (what, label, actual, expected) in enumerate((("loss", "loss", loss, ref.loss),
+                                                         ("grad", "gradient", grad, ref.grad))):
+        rtol, atol = tolerances.get(case.dtype, what)
+        bound = None if model is None else model[i]
+        others = {}
+        expected64 = np.asarray(expected, dtype=np.float64)  # once, not once per preset
+        for name, p in PRESETS.items():
+            if p["kind"] == "model" and bound is None:
+                continue
+            o_rtol, o_atol = default_table(name, case.dtype, what)
+            others[name] = allowed_by(p["kind"], o_rtol, o_atol, expected64, scales[i], bound)
+        if tolerances.kind == "model" and bound is None:
+            raise ValueError("the model tolerance needs the reference's logits and labels")
+        mine = allowed_by(tolerances.kind, rtol, atol, np.asarray(expected), scales[i], bound)
+        scale = scales[i] if tolerances.scaled else 1.0
+        m = out[what] = array_metrics(actual, expected, case.dtype, rtol, atol, scale, allowed=mine,
+                                      natural=scales[i], others=others)
+        if m["n_nonfinite_mismatch"]:
+            nonfinite = True
+            reasons.append(f"{label}: {m['n_nonfinite_mismatch']} / {m['size']} NaN/inf where the reference "
+                           f"differs, e.g. {m['worst_actual']} vs {m['worst_expected']} at index {m['worst_index']}")
+        elif m["n_exceed"]:
+            scale_note = f" x scale {m['worst_scale']:.3g}" if tolerances.scaled else ""
+            if tolerances.kind == "model":
+                scale_note = f"; error-model bound {m['worst_allowed']:.3g}"
+            reasons.append(
+                f"{label}: {m['n_exceed']} / {m['size']} out of tolerance; greatest absolute difference "
+                f"{m['abs_err']:.3g}, relative {m['rel_err']:.3g}, {m['ulp_err']:.3g} ULP; worst at index "
+                f"{m['worst_index']}: {m['worst_actual']} vs {m['worst_expected']} "
+                f"(allowed rtol {rtol:.3g}, atol {atol:.3g}{scale_note})")
+    verdict = "nonfinite" if nonfinite else ("fail" if reasons else "pass")
+    return {**out, "verdict": verdict, "reasons": reasons}

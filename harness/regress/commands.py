@@ -1,0 +1,146 @@
+"""Regression-hunting commands (compare, merge, repro) and the `run` options behind them
+(--shard, --known, --python); registered on the main click group by xentcheck.cli."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+
+def regress_options(shard: str | None, known_file: str | None, pythons: tuple[str, ...],
+                    specs: list[str]) -> dict:
+    """Validate run's --shard, --known and --python (usage errors exit 2) and expand the specs."""
+    from xentcheck.run import interpreters
+    from xentcheck.regress import known, shards
+
+    out: dict = {"shard": None, "known": None, "interpreters": {}, "specs": specs}
+    try:
+        if shard is not None:
+            out["shard"] = shards.parse(shard)
+        if known_file is not None:
+            out["known"] = {"file": str(known_file), "entries": known.load(known_file)}
+        out["interpreters"] = interpreters.parse(pythons)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    out["specs"] = interpreters.expand(specs, out["interpreters"])
+    return out
+
+
+def _results_dir(path: str) -> Path:
+    p = Path(path)
+    if not (p / "results.jsonl").is_file() or not (p / "summary.json").is_file():
+        raise click.UsageError(f"{path} is not a results folder (no results.jsonl and summary.json)")
+    return p
+
+
+@click.command("compare")
+@click.argument("base")
+@click.argument("new")
+@click.option("--factor", type=click.FloatRange(min=1, min_open=True), default=2.0, show_default=True,
+              help="Error growth (new / base) above which a result passing on both sides is a regression.")
+@click.option("--metric", type=click.Choice(["ulp_err", "rel_err", "abs_err"]), default="ulp_err", show_default=True,
+              help="Error measure for --factor (loss and gradient separately).")
+@click.option("--floor", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Ignore growth while the larger error is at most this (in the metric's unit).")
+@click.option("--json", "json_out", metavar="FILE", help="Also write the comparison as JSON.")
+@click.option("--markdown", "md_out", metavar="FILE", help="Write the Markdown report here instead of stdout.")
+def compare_cmd(base, new, factor, metric, floor, json_out, md_out) -> int:
+    """Compare two results folders: regressions, improvements, new/missing results, environments.
+
+    Exit status 1 when there is any regression."""
+    from xentcheck.reports.compare_runs import build, render_markdown
+    from xentcheck.reports.files import write_atomic
+
+    result = build(_results_dir(base), _results_dir(new), factor, metric, floor)
+    md = render_markdown(result)
+    if json_out:
+        write_atomic(Path(json_out), json.dumps(result, indent=2, default=str) + "\n")
+    if md_out:
+        write_atomic(Path(md_out), md + "\n")
+        click.echo(f"{len(result['regressions'])} regressions, {len(result['improvements'])} improvements, "
+                   f"{len(result['new'])} new, {len(result['missing'])} missing; report in {md_out}")
+    else:
+        click.echo(md)
+    return result["exit_status"]
+
+
+@click.command("merge")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.argument("folders", nargs=-1, required=True)
+def merge_cmd(out, folders) -> int:
+    """Merge shard folders (from `run --shard I/N`) into OUT, with the reports of an unsharded run."""
+    from xentcheck.run.rundir import write_reports
+    from xentcheck.regress.shards import MergeError, merge
+
+    dirs = [_results_dir(f) for f in folders]
+    try:
+        records, context, known = merge(dirs)
+    except MergeError as exc:
+        raise click.UsageError(str(exc)) from None
+    out_dir = Path(out)
+    if out_dir.resolve() in [d.resolve() for d in dirs]:
+        raise click.UsageError("OUT must be a new folder, not one of the shards")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "results.jsonl", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+    summary = write_reports(out_dir, records, context, known)
+    for stale in (summary.get("known_differences") or {}).get("stale", []):
+        click.echo(f"xentcheck: warning: known difference {stale!r} matched no result (stale)", err=True)
+    counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items() if v)
+    click.echo(f"merged {len(dirs)} folders: {len(records)} results ({counts}); reports in {out_dir}/")
+    return summary["exit_status"]
+
+
+@click.command("repro")
+@click.argument("result_id")
+@click.option("--from", "from_dir", required=True, metavar="DIR", help="The results folder the result comes from.")
+@click.option("--shrink", is_flag=True, help="Reduce N, K and the spread of values while the discrepancy persists.")
+@click.option("--max-steps", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Most candidate cases --shrink tries.")
+def repro_cmd(result_id, from_dir, shrink, max_steps) -> int:
+    """Re-run one result (RESULT_ID: BACKEND__CASE_ID as in repro/, or a case id when one backend
+    ran it) in this process, write repro/<id>.npz and .py, and with --shrink the smallest case
+    that still shows the discrepancy. Exit 1 when the discrepancy reproduces."""
+    from xentcheck.regress import repro
+
+    folder = _results_dir(from_dir)
+    from xentcheck.reports.files import read_results
+    records = read_results(folder / "results.jsonl")
+    try:
+        record = repro.find(records, result_id)
+    except LookupError as exc:
+        raise click.UsageError(str(exc)) from None
+    summary = json.loads((folder / "summary.json").read_text())
+    try:
+        spec = repro.spec_for(record, summary)
+    except LookupError as exc:
+        raise click.UsageError(str(exc)) from None
+    outcome = repro.rerun(record, spec, summary)
+    click.echo(f"{repro.result_id(record)}: {outcome['verdict']} (recorded: "
+               f"{record.get('original_verdict', record['verdict'])})")
+    for line in outcome["reasons"]:
+        click.echo(f"  {line}")
+    paths = repro.write(folder / "repro", record, outcome["inputs"], outcome["case"], outcome["ref"], spec=spec)
+    click.echo(f"wrote {paths[0]} and {paths[1]}")
+    if shrink and outcome["verdict"] in repro.BAD:
+        small = repro.shrink(outcome, spec, summary, max_steps=max_steps,
+                             log=lambda msg: click.echo(f"  shrink: {msg}", err=True))
+        paths = repro.write(folder / "repro", record, small["inputs"], small["case"], small["ref"],
+                            suffix="-shrunk", spec=spec)
+        click.echo(f"smallest: {small['case'].dims}, verdict {small['verdict']}, "
+                   f"spread {small['spread']:.3g}; wrote {paths[0]} and {paths[1]}")
+        for line in small["reasons"]:
+            click.echo(f"  {line}")
+    return 1 if outcome["verdict"] in repro.BAD else 0
+
+
+def register(group: click.Group) -> None:
+    for cmd in (compare_cmd, merge_cmd, repro_cmd):
+        group.add_command(cmd)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use python -m xentcheck")

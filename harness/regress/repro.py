@@ -1,0 +1,292 @@
+"""Reproducers for failing results, and shrinking them.
+
+For a result, `repro/<id>.npz` holds the exact inputs (logits widened exactly to float32 or
+float64, labels) and the reference loss and gradient; `repro/<id>.py` is a standalone script that
+imports only NumPy and the one framework, calls the same API (the recorded implementation) with the
+same options as the adapter (class weights, ignore_index, label smoothing), and prints its loss and gradient next to the reference. <id> is BACKEND.IMPL.MODE__CASE_ID.
+
+Shrinking re-runs the backend in this process on smaller inputs derived from the case (one row,
+half the rows, half the classes keeping every row's labelled class, half the spread of each
+row's finite logits around its maximum) and keeps a step while the verdict stays the same.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from xentcheck.core import layout
+from xentcheck.core.cases import IGNORE_INDEX, Case, Inputs, make_inputs
+from xentcheck.core.metrics import BAD_VERDICTS, compare
+from xentcheck.core.reference import Reference, reference
+from xentcheck.core.tolerances import Tolerances
+
+BAD = BAD_VERDICTS
+TEMPLATES = Path(__file__).resolve().parent / "repro_templates"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+@=-]")
+
+
+def result_id(record: dict) -> str:
+    """BACKEND.IMPL.MODE__CASE_ID: every result of a run has its own id (and repro files), also
+    when a backend runs several implementations and modes."""
+    parts = [record["backend"], record.get("impl") or "", record.get("mode") or ""]
+    return _UNSAFE.sub("_", f"{'.'.join(p for p in parts if p)}__{record['case_id']}")
+
+
+def find(records: list[dict], rid: str) -> dict:
+    hits = [r for r in records if result_id(r) == rid]
+    if not hits and "__" in rid:  # BACKEND__CASE_ID: that backend's result(s) for the case
+        backend, _, case_id = rid.partition("__")
+        hits = [r for r in records if r["backend"] == backend and r["case_id"] == case_id]
+    if not hits:
+        hits = [r for r in records if r["case_id"] == rid]
+    if not hits:
+        raise LookupError(f"no result {rid!r} in the folder (use BACKEND__CASE_ID or a case id)")
+    if len(hits) > 1:
+        raise LookupError(f"case {rid!r} ran on several backends: give one of "
+                          + ", ".join(result_id(r) for r in hits))
+    return hits[0]
+
+
+def specs_by_name(summary: dict) -> dict[str, str]:
+    """Backend name -> the spec that produced it (a built-in name, an entry point or file:PATH);
+    summary.json lists the backends' hellos in the order of config.backends."""
+    specs = summary.get("config", {}).get("backends", [])
+    return {b.get("name", s): b.get("spec", s) for b, s in zip(summary.get("backends", []), specs)}
+
+
+def spec_for(record: dict, summary: dict) -> str:
+    spec = specs_by_name(summary).get(record["backend"], record["backend"])
+    if "@" in spec and spec.rpartition("@")[2] in (summary.get("config", {}).get("interpreters") or {}):
+        raise LookupError(f"{record['backend']} ran in another interpreter (--python): "
+                          "re-run it with `python -m xentcheck repro` from that interpreter")
+    return spec
+
+
+def tolerances_of(summary: dict) -> Tolerances:
+    t = summary.get("tolerances", {})
+    tol = Tolerances(t.get("preset", "xentcheck"))
+    for dtype, row in t.get("dtypes", {}).items():
+        for what in ("loss", "grad"):
+            tol.table[what][dtype] = [row[what]["rtol"], row[what]["atol"]]
+    return tol
+
+
+_BACKENDS: dict[str, object] = {}
+
+
+def _backend(spec: str):
+    from xentcheck.backends.registry import create
+
+    if spec not in _BACKENDS:
+        b = create(spec)
+        b.load()
+        _BACKENDS[spec] = b
+    return _BACKENDS[spec]
+
+
+def _variant(backend, case: Case, impl: str | None, mode: str | None):
+    """The backend's implementation x mode that produced a result (else its default for the case)."""
+    vs = backend.variants()
+    return next((v for v in vs if v.impl == impl and v.mode == mode), None) \
+        or next((v for v in vs if v.default and case.labels in v.label_forms), vs[0])
+
+
+def evaluate(case: Case, inputs: Inputs, spec: str, device: str, tol: Tolerances,
+             impl: str | None = None, mode: str | None = None) -> dict:
+    backend = _backend(spec)
+    variant = _variant(backend, case, impl, mode)
+    ref = reference(case, inputs, variant.semantics)
+    why = backend.unsupported(case, device)
+    if why:
+        return {"case": case, "inputs": inputs, "ref": ref, "verdict": "skipped", "reasons": [why]}
+    try:
+        out = backend.run_variant(variant, case, layout.to_case(case, inputs.copy()), device)
+        fields = compare(case, ref, np.asarray(out.loss), np.asarray(out.grad), out.loss_dtype, out.grad_dtype, tol)
+    except Exception as exc:  # the backend's own failure is the discrepancy being reproduced
+        fields = {"verdict": "error", "reasons": [f"{type(exc).__name__}: {exc}"]}
+    return {"case": case, "inputs": inputs, "ref": ref, "impl": variant.impl, "mode": variant.mode, **fields}
+
+
+def rerun(record: dict, spec: str, summary: dict) -> dict:
+    case = Case.from_id(record["case_id"])
+    seed = record.get("seed", summary.get("config", {}).get("seed", 0))
+    return evaluate(case, make_inputs(case, seed), spec, record.get("device", "cpu"), tolerances_of(summary),
+                    record.get("impl"), record.get("mode"))
+
+
+# --- shrinking ---------------------------------------------------------------------------
+
+def _sub(case: Case, inputs: Inputs, rows: np.ndarray, cols: np.ndarray | None = None) -> tuple[Case, Inputs]:
+    x, lab, tgt = inputs.logits[rows], inputs.labels[rows], inputs.target[rows]
+    if cols is not None:
+        x = x[:, cols]
+        if case.labels == "index":
+            remap = {int(c): i for i, c in enumerate(cols)}
+            lab = np.array([remap[int(v)] for v in lab], dtype=np.int64)
+            tgt = lab.copy()
+        else:
+            lab = lab[:, cols]
+            tgt = np.array([int(np.argmax(np.asarray(r, dtype=np.float64))) for r in lab], dtype=np.int64)
+    # all rows kept: the case keeps its extra dimensions; a subset of rows is an (M', K) case
+    n, extra = (case.n, case.extra) if len(rows) == case.rows else (len(rows), ())
+    new = Case(case.family, case.dtype, n, x.shape[1], case.labels, case.reduction, case.options, extra)
+    weights = inputs.weights if inputs.weights is None or cols is None else inputs.weights[cols]
+    return new, Inputs(np.ascontiguousarray(x), np.ascontiguousarray(lab), tgt, weights, inputs.smoothing)
+
+
+def _needed_cols(case: Case, inputs: Inputs) -> set[int]:
+    """Classes that must stay: each row's labelled (or heaviest) class and its largest logit."""
+    x = inputs.logits.astype(np.float64)
+    need = {int(c) for c in np.argmax(x, axis=1)}
+    if case.labels == "index":
+        need |= {int(c) for c in inputs.labels}
+    else:
+        need |= {int(c) for c in np.argmax(inputs.labels.astype(np.float64), axis=1)}
+    return need
+
+
+def _halve_spread(inputs: Inputs) -> Inputs:
+    x = inputs.logits.astype(np.float64)
+    finite = np.isfinite(x)
+    top = np.where(finite, x, -np.inf).max(axis=1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    y = np.where(finite, top + (x - top) / 2, x)
+    return Inputs(y.astype(inputs.logits.dtype), inputs.labels.copy(), inputs.target.copy())
+
+
+def _spread(inputs: Inputs) -> float:
+    x = inputs.logits.astype(np.float64)
+    finite = np.where(np.isfinite(x), x, np.nan)
+    with np.errstate(all="ignore"):
+        r = np.nanmax(finite, axis=1) - np.nanmin(finite, axis=1)
+    return float(np.nanmax(r)) if np.isfinite(r).any() else 0.0
+
+
+def _candidates(state: dict) -> list[tuple[str, Case, Inputs]]:
+    case, inputs = state["case"], state["inputs"]
+    out = []
+    n, k = case.rows, case.k
+    if n > 1 and not case.extra:  # a subset of the rows would lose the extra dimensions' layout
+        worst = [(state.get(w) or {}).get("worst_index") for w in ("grad", "loss")]
+        rows = sorted({int(w[0]) for w in worst if w and len(w) >= 1 and (case.reduction == "none" or w is worst[0])})
+        for r in rows:
+            out.append((f"row {r} alone", *_sub(case, inputs, np.array([r]))))
+        half = n // 2
+        out.append(("first half of the rows", *_sub(case, inputs, np.arange(half))))
+        out.append(("second half of the rows", *_sub(case, inputs, np.arange(half, n))))
+    if k > 2:
+        need = _needed_cols(case, inputs)
+        gw = (state.get("grad") or {}).get("worst_index")
+        if gw and len(gw) == 2:
+            need.add(int(gw[1]))
+        for name, part in (("first", range(k // 2)), ("second", range(k // 2, k))):
+            cols = np.array(sorted(set(part) | need))
+            if 2 <= len(cols) < k:
+                out.append((f"{name} half of the classes ({len(cols)})", *_sub(case, inputs, np.arange(n), cols)))
+    if _spread(inputs) > 0:
+        out.append(("half the spread of the logits", case, _halve_spread(inputs)))
+    return out
+
+
+def shrink(start: dict, spec: str, summary: dict, max_steps: int = 200,
+           log: Callable[[str], None] = lambda m: None) -> dict:
+    """The smallest variant of `start` (an `evaluate` result) found greedily that keeps its verdict."""
+    tol, device = tolerances_of(summary), "cpu"
+    target = start["verdict"]
+    state, tries = dict(start), 0
+    progress = True
+    while progress and tries < max_steps:
+        progress = False
+        for what, case, inputs in _candidates(state):
+            tries += 1
+            trial = evaluate(case, inputs, spec, device, tol, start.get("impl"), start.get("mode"))
+            if trial["verdict"] == target:
+                log(f"{what}: {case.dims}, still {target}")
+                state, progress = trial, True
+                break
+            if tries >= max_steps:
+                break
+    state["spread"] = _spread(state["inputs"])
+    return state
+
+
+# --- writing -------------------------------------------------------------------------------
+
+def _framework(record: dict) -> str:
+    base = record["backend"].rpartition("@")[0] or record["backend"]
+    return base if (TEMPLATES / f"{base}.py.in").is_file() else "plugin"
+
+
+def write(folder: Path, record: dict, inputs: Inputs, case: Case, ref: Reference, suffix: str = "",
+          spec: str | None = None) -> tuple[Path, Path]:
+    """Write <folder>/<id><suffix>.npz and .py for `record` on these inputs."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = result_id(record) + suffix
+    wide = np.float64 if case.dtype == "float64" else np.float32  # holds every value of the dtype exactly
+    meta = {"result_id": name, "case_id": record["case_id"], "shape": list(case.shape), "dtype": case.dtype,
+            "labels": case.labels, "reduction": case.reduction, "backend": record["backend"],
+            "impl": record.get("impl", ""), "seed": record.get("seed"), "device": record.get("device", "cpu"),
+            "verdict": record.get("original_verdict", record["verdict"]), "reasons": record.get("reasons", []),
+            "spec": spec or record["backend"], "mode": record.get("mode", ""), "options": case.options,
+            "smoothing": inputs.smoothing, "ignore_index": IGNORE_INDEX}
+    # in the case's shape, class axis last, as a backend receives them: (N, d1, ..., K)
+    shaped = layout.to_case(case, inputs)
+    labels = shaped.labels if case.labels == "index" else shaped.labels.astype(wide)
+    with np.errstate(over="ignore"):  # a float64 case's longdouble sum past float64's range is inf there too
+        ref_loss = np.asarray(ref.loss, dtype=np.float64)
+        ref_grad = np.asarray(ref.grad, dtype=np.float64)
+    _savez(folder / f"{name}.npz", logits=shaped.logits.astype(wide), labels=labels,
+           ref_loss=ref_loss.reshape(case.loss_shape) if ref_loss.ndim else ref_loss,
+           ref_grad=ref_grad.reshape(case.shape),
+           meta=np.array(json.dumps(meta)),
+           **({} if inputs.weights is None else {"weights": inputs.weights.astype(wide)}))
+    fw = _framework(record)
+    head = (TEMPLATES / "_head.py.in").read_text()
+    body = (TEMPLATES / f"{fw}.py.in").read_text()
+    tail = (TEMPLATES / "_tail.py.in").read_text()
+    doc = (f'"""Reproduce {name}: {record["backend"]} ({meta["impl"]}) on case {record["case_id"]}'
+           f'{" (shrunk to " + case.dims + ")" if suffix else ""}.\n\n'
+           f'Recorded verdict: {meta["verdict"]}. Run: python {name}.py\n"""\n')
+    script = doc + head.replace("__NAME__", name) + body + tail
+    if fw == "plugin":
+        script = script.replace("__SPEC__", meta["spec"])
+    (folder / f"{name}.py").write_text(script)
+    return folder / f"{name}.npz", folder / f"{name}.py"
+
+
+def _savez(path: Path, **arrays: np.ndarray) -> None:
+    """np.savez_compressed at zlib level 1 instead of 6: the float64 reference's random low bits
+    hardly compress at any level, and level 6 took most of the time of writing a run's repro/
+    (the run waits for it). np.load reads either."""
+    import zipfile
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for key, arr in arrays.items():
+            with zf.open(f"{key}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(arr), allow_pickle=False)
+
+
+def _semantics(summary: dict, record: dict) -> str:
+    """How the result's API reads options (its backend's hello in summary.json lists its variants)."""
+    hello = next((b for b in summary.get("backends", []) if b.get("name") == record["backend"]), {})
+    return next((v.get("semantics", "plain") for v in hello.get("variants", [])
+                 if v.get("impl") == record.get("impl") and v.get("mode") == record.get("mode")), "plain")
+
+
+def write_all(out_dir: Path, records: list[dict], seed: int, summary: dict | None = None) -> list[Path]:
+    """repro/<id>.npz and .py for every bad result of a run (known differences excluded)."""
+    specs = specs_by_name(summary or {})
+    written = []
+    for r in records:
+        if r["verdict"] not in BAD:
+            continue
+        case = Case.from_id(r["case_id"])
+        inputs = make_inputs(case, r.get("seed", seed))
+        ref = reference(case, inputs, _semantics(summary or {}, r))
+        written.append(write(Path(out_dir) / "repro", r, inputs, case, ref, spec=specs.get(r["backend"]))[1])
+    return written

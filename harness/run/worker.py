@@ -1,0 +1,209 @@
+"""A backend's worker process: `python -m xentcheck.run.worker SPEC`.
+
+Speaks JSON lines: the parent sends {"op": "run", "case_id", "seed", "device", "out"} and the
+worker regenerates the inputs from (seed, case_id), runs the backend and writes loss and
+gradient to the .npz file `out`; only small messages cross the pipe. {"op": "time", "case_id",
+"seed", "device", "variants"} times the variants instead (`xentcheck bench`) and answers with
+the statistics ({"op": "timing"}). The first message is a
+"hello" describing the backend (or why it is missing or broken). The framework's own chatter
+on stdout is redirected to stderr so it cannot corrupt the protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+
+import numpy as np
+
+from xentcheck.core.cases import Case, make_inputs
+from xentcheck.core.dtypes import transport_dtype
+
+
+def describe(backend) -> dict:
+    return {"name": str(backend.name), "impl": backend.impl, "mode": backend.mode,
+            "variants": [variant_info(v) for v in backend.variants()],
+            "version": backend.version(), "dtypes": list(backend.dtypes),
+            "label_forms": list(backend.label_forms), "devices": backend.devices(),
+            "settings": backend.settings(), "python": sys.version.split()[0],
+            "executable": sys.executable}
+
+
+def hello(spec: str):
+    """Create and load the backend; returns (backend or None, hello message)."""
+    from xentcheck.backends.base import Backend
+    from xentcheck.backends.registry import BackendLoadError, create
+    try:
+        backend = create(spec)
+    except BackendLoadError as exc:
+        return None, {"op": "hello", "status": "broken", "reason": str(exc)}
+    except Exception as exc:
+        return None, {"op": "hello", "status": "broken", "reason": f"{type(exc).__name__}: {exc}"}
+    cls = type(backend)
+    if cls.compute is Backend.compute and cls.run_variant is Backend.run_variant:  # say so once, not per case
+        return None, {"op": "hello", "status": "broken", "name": str(getattr(backend, "name", spec)),
+                      "reason": f"{type(backend).__name__} does not implement compute()"}
+    try:
+        backend.load()
+    except ImportError as exc:
+        return None, {"op": "hello", "status": "missing", "name": backend.name,
+                      "reason": f"{backend.name}: framework not installed ({exc})"}
+    except Exception as exc:
+        return None, {"op": "hello", "status": "broken", "name": backend.name,
+                      "reason": f"{backend.name} failed to load: {type(exc).__name__}: {exc}"}
+    try:
+        return backend, {"op": "hello", "status": "ok", **describe(backend)}
+    except Exception as exc:
+        return None, {"op": "hello", "status": "broken", "name": getattr(backend, "name", spec),
+                      "reason": f"describing the backend failed: {type(exc).__name__}: {exc}"}
+
+
+def _as_array(value, what: str) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiu" and arr.dtype.name != "bfloat16":
+        raise TypeError(f"backend returned {what} of type {type(value).__name__} "
+                        f"(dtype {arr.dtype}), not a numeric array")
+    return arr
+
+
+def variant_info(v) -> dict:
+    return {"impl": v.impl, "mode": v.mode, "label_forms": list(v.label_forms), "api": v.api,
+            "documented": v.documented, "default": v.default, "opt_in": v.opt_in,
+            "options": list(v.options), "semantics": v.semantics}
+
+
+def missing_options(v, case: Case) -> list[str]:
+    """The case's options this variant's API does not take ("oor" goes to every index API)."""
+    return sorted(case.option_set - {"oor"} - set(v.options))
+
+
+def run_case(backend, msg: dict) -> dict:
+    """Run one case through the requested variants; one result entry per variant that applies."""
+    case = Case.from_id(msg["case_id"])
+    reply = {"op": "result", "case_id": case.id}
+    wanted = [tuple(v) for v in msg.get("variants") or []]
+    all_variants = backend.variants()
+    chosen = [v for v in all_variants if (v.impl, v.mode) in wanted] if wanted else \
+        [v for v in all_variants if v.default]
+    applicable = [v for v in chosen if case.labels in v.label_forms]
+    why = backend.unsupported(case, msg["device"])
+    if not applicable and chosen and not why:
+        why = f"{backend.name}: no selected implementation takes {case.labels} labels"
+    if why:  # one skipped result per variant that would have run, so every result key exists
+        return {**reply, "results": [{**variant_info(v), "status": "skipped", "reason": why}
+                                     for v in (applicable or chosen[:1] or all_variants[:1])]}
+    inputs = make_inputs(case, msg["seed"])
+    results = []
+    for j, v in enumerate(applicable):
+        missing = missing_options(v, case)
+        if missing:  # an unsupported combination is a skip with a reason, never an error
+            results.append({**variant_info(v), "status": "skipped",
+                            "reason": f"{v.impl} takes no option {', '.join(missing)} ({case.options})"})
+            continue
+        results.append({**variant_info(v), **_run_variant(backend, v, case, inputs, msg, j, all_variants)})
+    return {**reply, "results": results}
+
+
+def time_case(backend, msg: dict) -> dict:
+    """`{"op": "time", ...}`: time forward, backward and forward+backward of each chosen variant."""
+    from xentcheck.timing.measure import measure
+    case = Case.from_id(msg["case_id"])
+    wanted = [tuple(v) for v in msg.get("variants") or []]
+    chosen = [v for v in backend.variants() if (v.impl, v.mode) in wanted] if wanted else \
+        [v for v in backend.variants() if v.default]
+    chosen = [v for v in chosen if case.labels in v.label_forms]
+    reply = {"op": "timing", "case_id": case.id, "results": []}
+    why = backend.unsupported(case, msg["device"])
+    if why or not chosen:
+        reply["results"] = [{"status": "skipped", "reason": why or f"no selected implementation takes {case.labels} labels"}]
+        return reply
+    from xentcheck.core.layout import to_case
+    inputs = to_case(case, make_inputs(case, msg["seed"]))
+    opts = {k: msg[k] for k in ("min_block", "blocks", "warmup") if k in msg}
+    for v in chosen:
+        entry = variant_info(v)
+        try:
+            fns = backend.timing_fns(v, case, inputs.copy(), msg["device"])
+            if fns is None:  # a plugin without timing_fns: forward+backward through its compute path
+                fns = {"forward_backward": lambda: backend.run_variant(v, case, inputs.copy(), msg["device"])}
+                entry["notes"] = ["no timing_fns: forward+backward timed through run_variant (NumPy conversions included)"]
+            entry["phases"] = {name: measure(fn, **opts) for name, fn in fns.items()}
+            entry["status"] = "ok"
+        except Exception as exc:
+            entry.update(status="error", error=f"{type(exc).__name__}: {exc}")
+        entry["peak_rss_bytes"] = peak_rss()
+        reply["results"].append(entry)
+    return reply
+
+
+def peak_rss() -> int | None:
+    """This process's peak resident memory so far (VmHWM: unlike ru_maxrss, not inherited from
+    the parent across fork and exec); cases are timed from small to large."""
+    from xentcheck.run.environment import proc_kib
+    return proc_kib("/proc/self/status", "VmHWM")
+
+
+def _run_variant(backend, v, case: Case, pristine, msg: dict, j: int, all_variants) -> dict:
+    from xentcheck.core import layout
+    inputs = pristine.copy()
+    start = time.perf_counter()
+    try:
+        out = backend.run_variant(v, case, layout.to_case(case, inputs), msg["device"])
+        seconds = time.perf_counter() - start
+        loss = _as_array(out.loss, "loss")
+        grad = _as_array(out.grad, "gradient")
+    except Exception as exc:
+        return {"status": "error", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=-3)}
+    modified = [name for name in ("logits", "labels")
+                if getattr(inputs, name).tobytes() != getattr(pristine, name).tobytes()]
+    np.savez(f"{msg['out']}-{j}.npz", loss=loss.astype(transport_dtype(loss.dtype)),
+             grad=grad.astype(transport_dtype(grad.dtype)))
+    result = {"status": "ok", "seconds": seconds, "inputs_modified": modified,
+              "loss_dtype": out.loss_dtype or loss.dtype.name, "grad_dtype": out.grad_dtype or grad.dtype.name,
+              "notes": list(out.notes)}
+    if msg.get("properties") and "oor" not in case.option_set and not layout.check(case, loss, grad):
+        from xentcheck.core.properties import Tol, check_all
+        t = msg["tolerance"]
+        out.loss, out.grad = layout.to_rows(case, loss, grad)
+        result["properties"] = check_all(backend, v, case, pristine, out, modified, msg["device"],
+                                         Tol(t["rtol"], t["atol"], t["scaled"]), all_variants)
+    return result
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m xentcheck.run.worker BACKEND_SPEC", file=sys.stderr)
+        return 2
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    def send(msg: dict) -> None:
+        proto.write(json.dumps(msg) + "\n")
+        proto.flush()
+
+    backend, msg = hello(argv[0])
+    label = os.environ.get("XENTCHECK_INTERPRETER_LABEL")  # --python LABEL=...: name it BACKEND@LABEL
+    if label:
+        msg["name"] = f"{msg.get('name', argv[0])}@{label}"
+    send(msg)
+    if backend is None:
+        return 0
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request.get("op") == "quit":
+            break
+        try:
+            send(time_case(backend, request) if request.get("op") == "time" else run_case(backend, request))
+        except Exception as exc:  # keep serving: one bad case must not end the backend's run
+            send({"op": "result", "case_id": request.get("case_id"), "results": [
+                {"status": "error", "error": f"worker: {type(exc).__name__}: {exc}",
+                 "traceback": traceback.format_exc(limit=-3)}]})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

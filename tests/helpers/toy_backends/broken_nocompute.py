@@ -1,0 +1,10 @@
+"""Test plugin that forgot to implement compute()."""
+
+from xentcheck.backends.base import Backend
+
+
+class NoCompute(Backend):
+    name = "broken-nocompute"
+
+
+BACKEND = NoCompute

@@ -1,0 +1,157 @@
+"""Reproducers: repro/<id>.npz + a standalone script per failing result, `xentcheck repro`, --shrink."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from xentcheck.regress import repro
+from xentcheck.core.cases import Case, make_inputs
+from xentcheck.core.reference import reference
+from tests.conftest import ROOT, run_cli
+
+MASKED = "masked_float32_64x100_onehot_sum"  # torch probability targets: NaN loss (README)
+
+
+def _run_script(path):
+    res = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=300, cwd="/")
+    assert res.returncode == 0, res.stderr
+    lines = {}
+    for line in res.stdout.splitlines():
+        head = line.split("[", 1)[0]
+        if head in ("loss", "grad") and " framework " in line:
+            parts = line.split()
+            lines[head] = (float(parts[parts.index("framework") + 1]), float(parts[parts.index("reference") + 1]))
+    return res.stdout, lines
+
+
+def test_failing_results_get_a_standalone_repro_that_shows_the_discrepancy(tmp_path):
+    out = tmp_path / "o"
+    res = run_cli("run", "--backends", "numpy,torch", "--case", MASKED, "--case", "scale1e+0_float32_16x10_index_mean",
+                  "--out", str(out), "--no-progress")
+    assert res.returncode == 1, res.stderr
+    files = sorted(p.name for p in (out / "repro").iterdir())
+    assert files == [f"torch.cross_entropy_probs.eager__{MASKED}.npz", f"torch.cross_entropy_probs.eager__{MASKED}.py"]  # only the failing result
+    script = out / "repro" / f"torch.cross_entropy_probs.eager__{MASKED}.py"
+    text = script.read_text()
+    assert "import torch" in text and "F.cross_entropy" in text and "harness" not in text.split('"""', 2)[2]
+    stdout, vals = _run_script(script)
+    assert np.isnan(vals["loss"][0]) and vals["loss"][1] > 0  # NaN loss, finite reference
+    assert abs(vals["grad"][0] - vals["grad"][1]) < 1e-6  # the gradient is right
+    data = np.load(out / "repro" / f"torch.cross_entropy_probs.eager__{MASKED}.npz")
+    inputs = make_inputs(Case.from_id(MASKED), 0)
+    assert np.array_equal(data["logits"], inputs.logits) and np.array_equal(data["labels"], inputs.labels)
+
+
+def test_repro_command_reruns_and_shrinks(tmp_path):
+    out = tmp_path / "o"
+    run_cli("run", "--backends", "torch", "--case", MASKED, "--out", str(out), "--no-progress", "--no-repro")
+    assert not (out / "repro").exists()
+    res = run_cli("repro", MASKED, "--from", str(out), "--shrink")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert f"torch.cross_entropy_probs.eager__{MASKED}: nonfinite (recorded: nonfinite)" in res.stdout
+    shrunk = out / "repro" / f"torch.cross_entropy_probs.eager__{MASKED}-shrunk.npz"
+    data = np.load(shrunk)
+    n, k = data["logits"].shape
+    assert n == 1 and k <= 4  # one row, a few classes, and still NaN
+    assert np.isinf(data["logits"]).any()  # the masked class is what matters
+    _, vals = _run_script(out / "repro" / f"torch.cross_entropy_probs.eager__{MASKED}-shrunk.py")
+    assert np.isnan(vals["loss"][0]) and np.isfinite(vals["loss"][1])
+    bad = run_cli("repro", "nosuch", "--from", str(out))
+    assert bad.returncode == 2 and "no result 'nosuch'" in bad.stderr
+
+
+def test_numpy_script_computes_what_the_adapter_computes(tmp_path):
+    """The script of each framework calls the same API as its adapter: checked for NumPy here,
+    for torch above."""
+    from xentcheck.backends.numpy_backend import NumpyBackend
+
+    case = Case.from_id("offset1e+4_float32_16x10_soft_none")
+    inputs = make_inputs(case, 3)
+    record = {"backend": "numpy", "case_id": case.id, "impl": "numpy.analytic", "seed": 3, "verdict": "fail",
+              "reasons": ["(hand-made record)"]}
+    _, path = repro.write(tmp_path, record, inputs, case, reference(case, inputs))
+    stdout, vals = _run_script(path)
+    out = NumpyBackend().compute(case, inputs.copy(), "cpu")
+    loss = np.asarray(out.loss, dtype=np.float64)
+    assert vals["loss"][0] in loss.tolist()
+    assert "offset1e+4_float32_16x10_soft_none on numpy (numpy.analytic)" in stdout
+
+
+def test_plugin_backends_get_a_script_through_the_registry(tmp_path):
+    out = tmp_path / "o"
+    res = run_cli("run", "--backend-file", str(ROOT / "tests/helpers/toy_backends/wrong_gradient.py"),
+                  "--case", "scale1e+0_float32_16x10_index_mean", "--out", str(out), "--no-progress")
+    assert res.returncode == 1
+    (script,) = (out / "repro").glob("*.py")
+    _, vals = _run_script(script)
+    assert abs(vals["grad"][0] - 16 * vals["grad"][1]) < 1e-5 * abs(vals["grad"][0])  # N times too large
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_status"] == 1
+
+
+def test_tensorflow_and_jax_scripts_reproduce_their_findings(tmp_path):
+    """optax's integer-label loss at large logits and the NaN of probability targets on masked
+    classes (README), each reproduced by its standalone script with the recorded numbers."""
+    out = tmp_path / "o"
+    res = run_cli("run", "--backends", "tensorflow,jax", "--case", "offset1e+8_bfloat16_3x5_index_none",
+                  "--case", "masked_bfloat16_3x5_soft_sum", "--out", str(out), "--no-progress")
+    assert res.returncode == 1, res.stderr
+    recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    bad = {repro.result_id(r): r for r in recs if r["verdict"] in repro.BAD}
+    assert set(bad) >= {"jax.optax_sce_int.eager__offset1e+8_bfloat16_3x5_index_none", "jax.optax_sce.eager__masked_bfloat16_3x5_soft_sum",
+                        "tensorflow.softmax_ce.eager__masked_bfloat16_3x5_soft_sum"}
+    for rid, rec in bad.items():
+        script = out / "repro" / f"{rid}.py"
+        body = script.read_text()
+        assert ("import optax" in body) == rid.startswith("jax") and ("import tensorflow" in body) == rid.startswith("tensorflow")
+        _, vals = _run_script(script)
+        if rec["verdict"] == "nonfinite":
+            assert np.isnan(vals["loss"][0]) and np.isfinite(vals["loss"][1])
+        else:  # the same worst element, with the same value, as the harness recorded
+            assert vals["loss"][0] == rec["loss"]["worst_actual"] and vals["loss"][1] == rec["loss"]["worst_expected"]
+
+
+def test_shrinking_a_tolerance_failure_keeps_labels_valid(monkeypatch):
+    """In-process: the sloppy fixture loses u * |x| at large logits; shrinking keeps that
+    discrepancy down to a single row of two equal logits near 1e8, with remapped index labels."""
+    monkeypatch.setenv("XENTCHECK_TEST_SLOPPY", "1")
+    spec = "file:" + str(ROOT / "tests/helpers/toy_backends/env_sloppy.py")
+    summary = {"tolerances": {"preset": "xentcheck"}}
+    case = Case.from_id("offset1e+8_float32_128x1000_index_mean")
+    start = repro.evaluate(case, make_inputs(case, 0), spec, "cpu", repro.tolerances_of(summary))
+    assert start["verdict"] == "fail"
+    steps = []
+    small = repro.shrink(start, spec, summary, log=steps.append)
+    assert small["verdict"] == "fail" and (small["case"].n, small["case"].k) == (1, 2)
+    x = small["inputs"].logits
+    assert abs(float(x.min()) - 1e8) <= 4 and small["inputs"].labels.tolist()[0] in (0, 1)
+    assert len(steps) >= 5 and all("still fail" in s for s in steps)
+    monkeypatch.setenv("XENTCHECK_TEST_SLOPPY", "0")  # the fixed implementation passes the shrunk case
+    again = repro.evaluate(small["case"], small["inputs"], spec, "cpu", repro.tolerances_of(summary))
+    assert again["verdict"] == "pass"
+
+
+@pytest.mark.parametrize("backend, impl, mode, semantics, case_id", [
+    ("torch", "cross_entropy_index", "eager", "torch", "scale1e+0_float32_16x10_index_mean_opt-w+ign+ls"),
+    ("torch", "log_softmax_nll", "eager", "torch", "scale1e+0_float32_16x10_index_sum_opt-w+ign"),
+    ("tensorflow", "keras_sparse_cce", "function", "keras", "scale1e+0_float32_16x10_index_mean_opt-ign"),
+    ("tensorflow", "keras_cce", "xla", "keras", "scale1e+0_float32_16x10_soft_mean_opt-ls"),
+    ("jax", "optax_sce", "jit", "plain", "scale1e+0_float32_16x10_onehot_none_opt-ls"),
+    ("jax", "log_softmax", "eager", "plain", "scale1e+0_float32_4x10x3_index_mean"),
+])
+def test_scripts_call_the_recorded_api_with_the_case_options(tmp_path, backend, impl, mode, semantics, case_id):
+    """Class weights, ignored targets and smoothing reach the API in the script, through the recorded
+    implementation and mode: each of these correct results reproduces the reference."""
+    pytest.importorskip({"jax": "optax"}.get(backend, backend))
+    case = Case.from_id(case_id)
+    inputs = make_inputs(case, 0)
+    record = {**case.as_dict(), "backend": backend, "impl": impl, "mode": mode, "seed": 0, "verdict": "fail",
+              "reasons": ["test"]}
+    _, script = repro.write(tmp_path, record, inputs, case, reference(case, inputs, semantics))
+    out, vals = _run_script(script)
+    for what in ("loss", "grad"):
+        framework, ref = vals[what]
+        assert abs(framework - ref) <= 1e-5 * max(1.0, abs(ref)), (what, out)
