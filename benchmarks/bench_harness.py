@@ -347,12 +347,19 @@ def main() -> int:
     if unknown := set(chosen) - set(parts):
         ap.error(f"unknown --only part(s): {', '.join(sorted(unknown))}; choose from {', '.join(parts)}")
     env = fingerprint()
-    print(f"{env['cpu']}, {env['cpu_count']} cores, load average {os.getloadavg()[0]:.2f}; "
-          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", flush=True)
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    load_before = os.getloadavg()[0]
+    print(f"{env['cpu']}, {env['cpu_count']} cores, load average {load_before:.2f}; {started}", flush=True)
     for name in chosen:
         parts[name]()
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": env, "figures": rows}, indent=2) + "\n")
+        # The load average is the host's, other users included: a figure measured with the load
+        # above the core count was measured under load, and the record says so.
+        record = {"date": started, "parts": chosen, "big": args.big, "cases": args.cases,
+                  "load_average": {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)},
+                  "machine": env, "figures": rows}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
     print(f"{sum(r['pass'] for r in rows)} of {len(rows)} figures within target")
     return 0
 
