@@ -1,11 +1,11 @@
 """One spare gradient buffer, reused from one reference to the next of the same size.
 
 A fresh N x K float64 array costs the OS a page fault and zeroing for every page on first touch:
-for a 4096 x 32,000 case (1 GiB) 0.07 to 0.1 s of the reference's 0.25 s on the machine README's
-figures come from. The reference computes its
-gradient into `SPARE.empty(...)`, which hands out the buffer of the last large gradient again once
-nothing holds it any longer: every NumPy view of a buffer (a slice, a reshape, torch.from_numpy's
-tensor) holds the buffer itself, so the buffer's reference count says when it is free.
+for a 4096 x 32,000 case (1 GiB) 0.07 to 0.1 s of the reference's 0.25 s on the Zen 3 host of
+docs/performance.md. The reference computes its gradient into `SPARE.empty(...)`, which hands
+out the buffer of the last large gradient again once nothing holds it any longer: every NumPy view
+of a buffer (a slice, a reshape, torch.from_numpy's tensor) holds the buffer itself, so the
+buffer's reference count says when it is free.
 
 Only one buffer is kept, of at least MIN_BYTES (NumPy's own cache takes small arrays) and at most
 MAX_FRACTION of the machine's memory: the memory held idle between cases is one gradient the
