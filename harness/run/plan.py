@@ -128,7 +128,7 @@ class RunPlan:
             raise ValueError("no case matches the given --case and --dtypes")
         if self.device not in DEVICES:
             raise ValueError(f"unknown device {self.device!r} (known: {', '.join(DEVICES)})")
-        self.tolerances  # unknown preset, malformed --rtol/--atol
+        _ = self.tolerances  # raises on an unknown preset, a malformed --rtol/--atol
 
 
 # --- the pieces, each usable on its own --------------------------------------------------

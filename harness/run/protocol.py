@@ -41,7 +41,7 @@ class Hello:
         return {"op": "hello", "status": self.status, **{k: getattr(self, k) for k in keys}}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Hello":
+    def from_dict(cls, data: dict) -> Hello:
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
@@ -66,7 +66,7 @@ class RunRequest:
                 "tolerance": {"rtol": self.rtol, "atol": self.atol, "scaled": self.scaled}}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "RunRequest":
+    def from_dict(cls, data: dict) -> RunRequest:
         tol = data.get("tolerance") or {}
         return cls(case_id=data["case_id"], seed=data["seed"], device=data["device"], out=data["out"],
                    variants=[(str(i), str(m)) for i, m in data.get("variants") or []],
