@@ -126,17 +126,13 @@ def _execute(plan, out_dir: Path, prior: list[dict], progress: bool, repro: bool
     from xentcheck.run import resume as resuming
     from xentcheck.run.environment import fingerprint
     from xentcheck.core.reference import working_precision
-    from xentcheck.run.runner import RunConfig, Runner
+    from xentcheck.run.runner import RunOptions, Runner
     from xentcheck.run.rundir import write_reports
     from xentcheck.reports.files import ResultsWriter
 
-    tol = plan.tolerances()
+    tol = plan.tolerances
     writer = ResultsWriter(out_dir / "results.jsonl", append=bool(prior))
-    config = RunConfig(backends=plan.backends, cases=plan.cases, seed=plan.seed, device=plan.device, tolerances=tol,
-                       case_timeout=plan.case_timeout, log_dir=out_dir / "logs", progress=progress, suite=plan.suite,
-                       impls=plan.impls, modes=plan.modes, properties=plan.properties,
-                       interpreters=plan.interpreters)
-    runner = Runner(config, writer, prior)
+    runner = Runner(plan, writer, prior, RunOptions(log_dir=out_dir / "logs", progress=progress))
     try:
         finished = runner.run()
     finally:
@@ -276,7 +272,7 @@ def _write_timing(out_dir: Path, data: dict) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def backends_cmd(backend_files, as_json) -> int:
     """List backends with availability, versions, dtypes, devices, or why they are unavailable."""
-    from xentcheck.run.runner import describe_backends
+    from xentcheck.run.processes import describe_backends
     from xentcheck.run.plan import backend_specs
 
     specs = _usage(backend_specs, None, ()) + _usage(backend_specs, "", backend_files, True)

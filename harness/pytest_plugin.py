@@ -69,7 +69,7 @@ def _items(session: pytest.Session) -> list[pytest.Item]:
         cases = cases[:opt("xentcheck_cases")]
     suite = XentcheckSuite.from_parent(session, name="xentcheck", nodeid="xentcheck")
     items = []
-    from xentcheck.run.runner import select_variants
+    from xentcheck.run.plan import select_variants
     from xentcheck.run.worker import variant_info
 
     for spec in _specs(opt("xentcheck_backends")):

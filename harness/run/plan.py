@@ -2,7 +2,8 @@
 
 The command line builds a RunPlan from its options; the plan is stored as run.json in the
 output folder before any work starts, and `xentcheck run --resume DIR` rebuilds the very same
-plan from it. Every problem is a ValueError with a one-line message (the CLI turns it into
+plan from it. The Runner takes the plan itself (with run-time settings such as the log folder
+beside it, runner.RunOptions). Every problem is a ValueError with a one-line message (the CLI turns it into
 `xentcheck: error: ...` and exit status 2).
 """
 
@@ -43,7 +44,9 @@ class RunPlan:
     interpreters: dict[str, str] = field(default_factory=dict)  # --python LABEL -> executable
     known_file: str | None = None
 
+    @property
     def tolerances(self) -> Tolerances:
+        """The preset with the --rtol/--atol overrides applied (a fresh object each time)."""
         tol = Tolerances(self.preset)
         for spec in self.rtol:
             tol.override("rtol", spec)
@@ -125,7 +128,7 @@ class RunPlan:
             raise ValueError("no case matches the given --case and --dtypes")
         if self.device not in DEVICES:
             raise ValueError(f"unknown device {self.device!r} (known: {', '.join(DEVICES)})")
-        self.tolerances()  # unknown preset, malformed --rtol/--atol
+        _ = self.tolerances  # raises on an unknown preset, a malformed --rtol/--atol
 
 
 # --- the pieces, each usable on its own --------------------------------------------------
@@ -135,6 +138,20 @@ SUITES: tuple[str, ...] = ("default", "full")
 
 def _join(value: list[str] | None) -> str | None:
     return None if value is None else ",".join(value)
+
+
+def select_variants(variants: list[dict], suite: str, impls: list[str] | None, modes: list[str] | None) -> list[dict]:
+    """The implementations x modes to run: named ones, else the suite's (opt-in modes only when named)."""
+    chosen = []
+    for v in variants:
+        if v.get("opt_in") and not (modes and v["mode"] in modes):
+            continue
+        if (impls and v["impl"] not in impls) or (modes and v["mode"] not in modes):
+            continue
+        if not impls and not modes and suite == "default" and not v.get("default", True):
+            continue
+        chosen.append(v)
+    return chosen
 
 
 def variant_filters(impls: str | None, modes: str | None, specs: list[str]) -> tuple[list[str] | None, list[str] | None]:

@@ -1,11 +1,11 @@
 """A backend's worker process: `python -m xentcheck.run.worker SPEC`.
 
-Speaks JSON lines: the parent sends {"op": "run", "case_id", "seed", "device", "out"} and the
+Speaks JSON lines: the parent sends a run request (protocol.RunRequest) and the
 worker regenerates the inputs from (seed, case_id), runs the backend and writes loss and
 gradient to the .npz file `out`; only small messages cross the pipe. {"op": "time", "case_id",
 "seed", "device", "variants"} times the variants instead (`xentcheck bench`) and answers with
 the statistics ({"op": "timing"}). The first message is a
-"hello" describing the backend (or why it is missing or broken). The framework's own chatter
+hello (protocol.Hello) describing the backend (or why it is missing or broken). The framework's own chatter
 on stdout is redirected to stderr so it cannot corrupt the protocol.
 """
 
@@ -21,6 +21,7 @@ import numpy as np
 
 from xentcheck.core.cases import Case, make_inputs
 from xentcheck.core.dtypes import transport_dtype
+from xentcheck.run.protocol import Hello, RunRequest
 
 
 def describe(backend) -> dict:
@@ -32,33 +33,32 @@ def describe(backend) -> dict:
             "executable": sys.executable}
 
 
-def hello(spec: str):
+def hello(spec: str) -> tuple[object, Hello]:
     """Create and load the backend; returns (backend or None, hello message)."""
     from xentcheck.backends.base import Backend
     from xentcheck.backends.registry import BackendLoadError, create
     try:
         backend = create(spec)
     except BackendLoadError as exc:
-        return None, {"op": "hello", "status": "broken", "reason": str(exc)}
+        return None, Hello("broken", reason=str(exc))
     except Exception as exc:
-        return None, {"op": "hello", "status": "broken", "reason": f"{type(exc).__name__}: {exc}"}
+        return None, Hello("broken", reason=f"{type(exc).__name__}: {exc}")
     cls = type(backend)
     if cls.compute is Backend.compute and cls.run_variant is Backend.run_variant:  # say so once, not per case
-        return None, {"op": "hello", "status": "broken", "name": str(getattr(backend, "name", spec)),
-                      "reason": f"{type(backend).__name__} does not implement compute()"}
+        return None, Hello("broken", name=str(getattr(backend, "name", spec)),
+                           reason=f"{type(backend).__name__} does not implement compute()")
     try:
         backend.load()
     except ImportError as exc:
-        return None, {"op": "hello", "status": "missing", "name": backend.name,
-                      "reason": f"{backend.name}: framework not installed ({exc})"}
+        return None, Hello("missing", name=backend.name, reason=f"{backend.name}: framework not installed ({exc})")
     except Exception as exc:
-        return None, {"op": "hello", "status": "broken", "name": backend.name,
-                      "reason": f"{backend.name} failed to load: {type(exc).__name__}: {exc}"}
+        return None, Hello("broken", name=backend.name,
+                           reason=f"{backend.name} failed to load: {type(exc).__name__}: {exc}")
     try:
-        return backend, {"op": "hello", "status": "ok", **describe(backend)}
+        return backend, Hello("ok", **describe(backend))
     except Exception as exc:
-        return None, {"op": "hello", "status": "broken", "name": getattr(backend, "name", spec),
-                      "reason": f"describing the backend failed: {type(exc).__name__}: {exc}"}
+        return None, Hello("broken", name=getattr(backend, "name", spec),
+                           reason=f"describing the backend failed: {type(exc).__name__}: {exc}")
 
 
 def _as_array(value, what: str) -> np.ndarray:
@@ -80,22 +80,22 @@ def missing_options(v, case: Case) -> list[str]:
     return sorted(case.option_set - {"oor"} - set(v.options))
 
 
-def run_case(backend, msg: dict) -> dict:
+def run_case(backend, request: RunRequest) -> dict:
     """Run one case through the requested variants; one result entry per variant that applies."""
-    case = Case.from_id(msg["case_id"])
+    case = Case.from_id(request.case_id)
     reply = {"op": "result", "case_id": case.id}
-    wanted = [tuple(v) for v in msg.get("variants") or []]
+    wanted = request.variants
     all_variants = backend.variants()
     chosen = [v for v in all_variants if (v.impl, v.mode) in wanted] if wanted else \
         [v for v in all_variants if v.default]
     applicable = [v for v in chosen if case.labels in v.label_forms]
-    why = backend.unsupported(case, msg["device"])
+    why = backend.unsupported(case, request.device)
     if not applicable and chosen and not why:
         why = f"{backend.name}: no selected implementation takes {case.labels} labels"
     if why:  # one skipped result per variant that would have run, so every result key exists
         return {**reply, "results": [{**variant_info(v), "status": "skipped", "reason": why}
                                      for v in (applicable or chosen[:1] or all_variants[:1])]}
-    inputs = make_inputs(case, msg["seed"])
+    inputs = make_inputs(case, request.seed)
     results = []
     for j, v in enumerate(applicable):
         missing = missing_options(v, case)
@@ -103,7 +103,7 @@ def run_case(backend, msg: dict) -> dict:
             results.append({**variant_info(v), "status": "skipped",
                             "reason": f"{v.impl} takes no option {', '.join(missing)} ({case.options})"})
             continue
-        results.append({**variant_info(v), **_run_variant(backend, v, case, inputs, msg, j, all_variants)})
+        results.append({**variant_info(v), **_run_variant(backend, v, case, inputs, request, j, all_variants)})
     return {**reply, "results": results}
 
 
@@ -146,12 +146,12 @@ def peak_rss() -> int | None:
     return proc_kib("/proc/self/status", "VmHWM")
 
 
-def _run_variant(backend, v, case: Case, pristine, msg: dict, j: int, all_variants) -> dict:
+def _run_variant(backend, v, case: Case, pristine, request: RunRequest, j: int, all_variants) -> dict:
     from xentcheck.core import layout
     inputs = pristine.copy()
     start = time.perf_counter()
     try:
-        out = backend.run_variant(v, case, layout.to_case(case, inputs), msg["device"])
+        out = backend.run_variant(v, case, layout.to_case(case, inputs), request.device)
         seconds = time.perf_counter() - start
         loss = _as_array(out.loss, "loss")
         grad = _as_array(out.grad, "gradient")
@@ -159,17 +159,16 @@ def _run_variant(backend, v, case: Case, pristine, msg: dict, j: int, all_varian
         return {"status": "error", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=-3)}
     modified = [name for name in ("logits", "labels")
                 if getattr(inputs, name).tobytes() != getattr(pristine, name).tobytes()]
-    np.savez(f"{msg['out']}-{j}.npz", loss=loss.astype(transport_dtype(loss.dtype)),
+    np.savez(f"{request.out}-{j}.npz", loss=loss.astype(transport_dtype(loss.dtype)),
              grad=grad.astype(transport_dtype(grad.dtype)))
     result = {"status": "ok", "seconds": seconds, "inputs_modified": modified,
               "loss_dtype": out.loss_dtype or loss.dtype.name, "grad_dtype": out.grad_dtype or grad.dtype.name,
               "notes": list(out.notes)}
-    if msg.get("properties") and "oor" not in case.option_set and not layout.check(case, loss, grad):
+    if request.properties and "oor" not in case.option_set and not layout.check(case, loss, grad):
         from xentcheck.core.properties import Tol, check_all
-        t = msg["tolerance"]
         out.loss, out.grad = layout.to_rows(case, loss, grad)
-        result["properties"] = check_all(backend, v, case, pristine, out, modified, msg["device"],
-                                         Tol(t["rtol"], t["atol"], t["scaled"]), all_variants)
+        result["properties"] = check_all(backend, v, case, pristine, out, modified, request.device,
+                                         Tol(request.rtol, request.atol, request.scaled), all_variants)
     return result
 
 
@@ -185,11 +184,11 @@ def main(argv: list[str]) -> int:
         proto.write(json.dumps(msg) + "\n")
         proto.flush()
 
-    backend, msg = hello(argv[0])
+    backend, greeting = hello(argv[0])
     label = os.environ.get("XENTCHECK_INTERPRETER_LABEL")  # --python LABEL=...: name it BACKEND@LABEL
     if label:
-        msg["name"] = f"{msg.get('name', argv[0])}@{label}"
-    send(msg)
+        greeting.name = f"{argv[0] if greeting.name is None else greeting.name}@{label}"
+    send(greeting.to_dict())
     if backend is None:
         return 0
     for line in sys.stdin:
@@ -197,7 +196,8 @@ def main(argv: list[str]) -> int:
         if request.get("op") == "quit":
             break
         try:
-            send(time_case(backend, request) if request.get("op") == "time" else run_case(backend, request))
+            send(time_case(backend, request) if request.get("op") == "time"
+                 else run_case(backend, RunRequest.from_dict(request)))
         except Exception as exc:  # keep serving: one bad case must not end the backend's run
             send({"op": "result", "case_id": request.get("case_id"), "results": [
                 {"status": "error", "error": f"worker: {type(exc).__name__}: {exc}",

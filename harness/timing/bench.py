@@ -17,7 +17,8 @@ from pathlib import Path
 
 from xentcheck.core.cases import Case
 from xentcheck.run.environment import allocator_env, fingerprint, thread_env
-from xentcheck.run.runner import Worker, select_variants
+from xentcheck.run.plan import select_variants
+from xentcheck.run.processes import Worker
 from xentcheck.timing.measure import copy_bandwidth, dtype_bytes, floor_bytes
 
 DEFAULT_SHAPES: tuple[tuple[int, int], ...] = ((256, 1000), (1024, 8192), (1024, 32000), (512, 128256))

@@ -98,7 +98,7 @@ def test_forward_mode_and_second_order(backend):
 
 
 def test_variant_selection():
-    from xentcheck.run.runner import select_variants
+    from xentcheck.run.plan import select_variants
     vs = [{"impl": "a", "mode": "eager", "default": True}, {"impl": "b", "mode": "eager", "default": False},
           {"impl": "a", "mode": "jit", "default": False}, {"impl": "a", "mode": "compile", "default": False, "opt_in": True}]
     names = lambda sel: [(v["impl"], v["mode"]) for v in sel]

@@ -1,26 +1,37 @@
-"""The runner keeps each worker fed (one case computing, AHEAD more sent), so a worker never waits
-for the parent's comparisons; a dead worker's unstarted cases are run again, in order."""
+"""The runner carries out the schedule's decisions on its workers: each worker is kept fed (one case
+computing, AHEAD more sent), told to quit once, and a finished backend's slot goes to a helper
+(tests/run/test_schedule.py has the decisions themselves)."""
 
 from __future__ import annotations
 
+import queue
 import shutil
 
 import pytest
 
 from xentcheck.core.cases import default_suite
-from xentcheck.run.runner import AHEAD, RunConfig, Runner, _State
+from xentcheck.run import runner as runner_mod
+from xentcheck.run.plan import RunPlan
+from xentcheck.run.processes import Worker
+from xentcheck.run.protocol import Hello, RunRequest
+from xentcheck.run.runner import RunOptions, Runner
+from xentcheck.run.schedule import AHEAD
 
 
-class FakeWorker:
+class FakeWorker(Worker):
     """Records what the runner sends instead of talking to a process."""
 
-    def __init__(self) -> None:
-        self.sent: list[dict] = []
+    def __init__(self, index: int = 0) -> None:
+        super().__init__(index, "fake", queue.Queue(), None)
         self.generation = 1
+        self.sent: list[dict] = []
 
     def send(self, msg: dict) -> bool:
         self.sent.append(msg)
         return True
+
+    def kill(self) -> None:
+        pass
 
 
 @pytest.fixture
@@ -31,78 +42,59 @@ def runners():
         shutil.rmtree(r.scratch, ignore_errors=True)
 
 
-def _runner(made: list[Runner], n_cases: int) -> tuple[Runner, _State, FakeWorker]:
-    cases = default_suite(["float32"])[:n_cases]
-    runner = Runner(RunConfig(backends=["numpy"], cases=cases, progress=False), emit=lambda rec: None)
+def _runner(made: list[Runner], n_cases: int, backends: tuple[str, ...] = ("numpy",)) -> Runner:
+    """A runner whose backends' workers are fakes that said hello."""
+    plan = RunPlan(backends=list(backends), dtypes=["float32"], seed=3, cases=default_suite(["float32"])[:n_cases])
+    runner = Runner(plan, emit=lambda rec: None, options=RunOptions(progress=False))
     made.append(runner)
-    worker = FakeWorker()
-    st = _State(worker, info={"status": "ok"}, pending=list(range(n_cases)))
-    return runner, st, worker
+    for w in range(len(backends)):
+        runner.workers.append(FakeWorker(w))
+        runner.schedule.said_hello(w, "ok")
+    return runner
 
 
 def test_worker_gets_the_next_case_before_it_answers(runners):
-    runner, st, worker = _runner(runners, 5)
-    runner._dispatch(st, 0)
-    assert st.in_flight == 0 and st.queued == list(range(1, 1 + AHEAD))
-    assert [m["case_id"] for m in worker.sent] == [runner.config.cases[i].id for i in range(1 + AHEAD)]
-    # the answer to case 0: case 1 is now the one computing (its timeout runs from here), and one more goes out
-    assert runner._next_in_flight(st) == 0
-    assert st.in_flight == 1 and st.deadline > 0
-    runner._dispatch(st, 0)
-    assert st.queued == list(range(2, 2 + AHEAD)) and len(worker.sent) == 2 + AHEAD
-
-
-def test_a_dead_workers_queued_cases_run_again_in_order(runners):
-    runner, st, worker = _runner(runners, 5)
-    runner._dispatch(st, 0)
-    st.worker.start = lambda: None  # the replacement process
-    runner._restart(st, 0)  # case 0 was recorded crashed (or timed out) by the caller
-    assert st.in_flight is None and st.queued == []
-    assert st.pending == list(range(1, 5))
+    runner = _runner(runners, 5)
+    worker = runner.workers[0]
+    runner._dispatch(0)
+    ids = [c.id for c in runner.config.cases]
+    assert [m["case_id"] for m in worker.sent] == ids[:1 + AHEAD]
+    request = RunRequest.from_dict(worker.sent[0])
+    rtol, atol = runner.config.tolerances.get(runner.config.cases[0].dtype, "grad")
+    assert (request.seed, request.device, request.rtol, request.atol) == (3, "cpu", rtol, atol)
+    assert request.out == str(runner.scratch / "0-0")
+    assert worker.deadline == pytest.approx(worker.started_at + runner.config.case_timeout)
 
 
 def test_a_worker_with_nothing_left_is_told_to_quit_once(runners):
-    runner, st, worker = _runner(runners, 1)
-    runner._dispatch(st, 0)
-    runner._next_in_flight(st)
-    runner._quit_if_done(st)
-    runner._quit_if_done(st)
-    assert [m["op"] for m in worker.sent] == ["run", "quit"] and st.quitting
-    runner._on_exit(st, 0)  # its EOF: expected, no crash recorded
-    assert runner.done == {}
+    runner = _runner(runners, 1)
+    worker = runner.workers[0]
+    runner._dispatch(0)
+    runner.schedule.answered(0)
+    runner._act(runner.schedule.when_idle(0))
+    runner._act(runner.schedule.when_idle(0))
+    assert [m["op"] for m in worker.sent] == ["run", "quit"]
+    runner._on_exit(0, 0)  # its EOF: expected, no crash recorded
+    assert runner.ordering.done == {} and runner.records == []
 
-
-# --- helpers: a finished backend's slot goes to the backend with the most cases left ------------
 
 def test_a_quitting_worker_lends_its_slot_to_the_busiest_backend(runners, monkeypatch):
-    from xentcheck.run import runner as runner_mod
-    cases = default_suite(["float32"])[:20]
-    runner = Runner(RunConfig(backends=["numpy", "slow"], cases=cases, progress=False), emit=lambda rec: None)
-    runners.append(runner)
+    runner = _runner(runners, 20, ("numpy", "slow"))
     started = []
     monkeypatch.setattr(runner_mod.Worker, "start", lambda self: started.append(self.index))
-    done, busy = FakeWorker(), FakeWorker()
-    runner.states = [_State(done, info={"status": "ok"}, pending=[], backend=0),
-                     _State(busy, info={"status": "ok"}, pending=list(range(2, 20)), backend=1)]
-    runner._quit_if_done(runner.states[0])
-    helper = runner.states[2]
-    assert started == [2] and helper.helper and helper.backend == 1
-    assert runner.states[1].pending == list(range(2, 11)) and helper.pending == list(range(11, 20))
+    runner.schedule.slots[0].pending = []
+    runner.schedule.slots[1].pending = list(range(2, 20))
+    runner._act(runner.schedule.when_idle(0))
+    assert runner.workers[0].sent == [{"op": "quit"}]
+    helper = runner.schedule.slots[2]
+    assert started == [2] and runner.workers[2].spec == "slow" and helper.helper and helper.backend == 1
+    assert runner.workers[2].deadline > 0  # its hello is awaited within the startup timeout
+    assert runner.schedule.slots[1].pending == list(range(2, 11)) and helper.pending == list(range(11, 20))
     # a helper that is not the same backend (another version) hands its cases back
     runner.infos[1] = {"name": "slow", "version": "1"}
-    helper.worker.kill = lambda: None
-    runner._on_hello(helper, 1, {"op": "hello", "status": "ok", "name": "slow", "version": "2"})
-    assert helper.quitting and helper.pending == [] and runner.states[1].pending == list(range(2, 20))
-
-
-def test_an_idle_worker_takes_half_of_its_siblings_cases(runners):
-    runner, st, worker = _runner(runners, 7)
-    sibling = _State(FakeWorker(), info={"status": "ok"}, pending=[3, 4, 5, 6], helper=True)
-    runner.states = [st, sibling]
-    st.pending = []
-    runner._quit_if_done(st)
-    assert not st.quitting and sibling.pending == [3, 4]
-    assert st.in_flight == 5 and st.queued == [6]
+    runner.workers[2].kill = lambda: None
+    runner._on_hello(2, 1, Hello("ok", name="slow", version="2"))
+    assert helper.quitting and helper.pending == [] and runner.schedule.slots[1].pending == list(range(2, 20))
 
 
 def test_a_slow_backend_gets_a_helper_and_every_result_once_in_order(tmp_path):
