@@ -25,13 +25,14 @@ def key(r: dict) -> tuple[str, str, str, str, str]:
 
 
 def load(folder: Path) -> tuple[list[dict], dict]:
-    from xentcheck.reports.files import read_results
+    """A results folder's records and context; ResultsFileError (a ValueError) when a file is broken."""
+    from xentcheck.reports.files import read_results, read_summary
 
     folder = Path(folder)
     records = read_results(folder / "results.jsonl")
-    summary = json.loads((folder / "summary.json").read_text())
+    summary = read_summary(folder / "summary.json")
     env_file = folder / "environment.json"
-    env = json.loads(env_file.read_text()) if env_file.exists() else summary.get("environment", {})
+    env = read_summary(env_file) if env_file.exists() else summary.get("environment", {})
     return records, {"summary": summary, "environment": env}
 
 
