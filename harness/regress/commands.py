@@ -58,6 +58,8 @@ def compare_cmd(base, new, factor, metric, floor, json_out, md_out) -> int:
         result = build(_results_dir(base), _results_dir(new), factor, metric, floor)
     except ValueError as exc:  # a broken results.jsonl or summary.json: one line, exit 2
         raise click.UsageError(str(exc)) from None
+    for warning in result["warnings"]:
+        click.echo(f"xentcheck: warning: {warning}", err=True)
     md = render_markdown(result)
     if json_out:
         write_atomic(Path(json_out), json.dumps(result, indent=2, default=str) + "\n")
