@@ -256,13 +256,17 @@ def bench_cmd(backends, backend_files, dtypes, shapes, impls, modes, threads, de
 def _write_timing(out_dir: Path, data: dict) -> None:
     """timing.json/.md/.png, and report.html with the timing section (all reports re-rendered in a run's folder)."""
     from xentcheck.reports import html, timing_report as timing
-    from xentcheck.reports.files import read_results, write_atomic
+    from xentcheck.reports.files import read_results, read_summary, write_atomic
     from xentcheck.reports.write_all import context_of, write_all
 
     timing.write(out_dir, data)
     if (out_dir / "results.jsonl").is_file() and (out_dir / "summary.json").is_file():
-        write_all(out_dir, read_results(out_dir / "results.jsonl"),
-                  context_of(json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))))
+        try:
+            records, summary = read_results(out_dir / "results.jsonl"), read_summary(out_dir / "summary.json")
+        except ValueError as exc:  # the timings are written; keep the run's report.html as it is
+            click.echo(f"xentcheck: warning: report.html not re-rendered with the timings: {exc}", err=True)
+            return
+        write_all(out_dir, records, context_of(summary))
     else:
         write_atomic(out_dir / "report.html", html.render({"environment": data.get("environment", {})}, [], timing=data))
 

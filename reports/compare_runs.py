@@ -8,6 +8,11 @@ sides while its error grew by more than `factor` (measured by `metric`, ULPs of 
 by default, for the loss and the gradient separately; growth while the new error is at most
 `floor` is noise and ignored). An improvement is the reverse. A result present on one side only
 is new or missing.
+
+Results are matched by case id alone, so the comparison means something only when both runs used
+the same settings: a case id names a seeded draw of inputs. The settings that change what a case id
+holds or how it is judged (seed, suite, dtypes, tolerances, device, from each summary.json) are
+compared, and every difference is a warning in the report and on stderr.
 """
 
 from __future__ import annotations
@@ -18,6 +23,14 @@ from pathlib import Path
 from xentcheck.core.metrics import BAD_VERDICTS
 
 METRICS = ("ulp_err", "rel_err", "abs_err")
+# run settings that change what a case id holds or how its result is judged, and why each matters
+SETTINGS = {
+    "seed": "the same case ids held other inputs",
+    "suite": "other implementations and modes were checked",
+    "dtypes": "other dtypes were tested",
+    "tolerances": "the verdicts were judged by other tolerances",
+    "device": "the backends ran on another device",
+}
 
 
 def key(r: dict) -> tuple[str, str, str, str, str]:
@@ -25,13 +38,14 @@ def key(r: dict) -> tuple[str, str, str, str, str]:
 
 
 def load(folder: Path) -> tuple[list[dict], dict]:
-    from xentcheck.reports.files import read_results
+    """A results folder's records and context; ResultsFileError (a ValueError) when a file is broken."""
+    from xentcheck.reports.files import read_results, read_summary
 
     folder = Path(folder)
     records = read_results(folder / "results.jsonl")
-    summary = json.loads((folder / "summary.json").read_text())
+    summary = read_summary(folder / "summary.json")
     env_file = folder / "environment.json"
-    env = json.loads(env_file.read_text()) if env_file.exists() else summary.get("environment", {})
+    env = read_summary(env_file) if env_file.exists() else summary.get("environment", {})
     return records, {"summary": summary, "environment": env}
 
 
@@ -99,11 +113,62 @@ def environment_diff(base_env: dict, new_env: dict) -> list[dict]:
             for f in sorted(set(b) | set(n))]
 
 
+def _settings(summary: dict) -> dict:
+    """SETTINGS of a run from its summary.json; tolerances by preset, then by each dtype's values
+    ("tolerances float32 loss rtol"); None where the summary does not record one."""
+    def part(d: object, k: str) -> dict:
+        v = d.get(k) if isinstance(d, dict) else None
+        return v if isinstance(v, dict) else {}
+
+    config, tol = part(summary, "config"), part(summary, "tolerances")
+    out = {"seed": config.get("seed"), "suite": config.get("suite"), "dtypes": config.get("dtypes"),
+           "tolerances": tol.get("preset"), "device": config.get("device")}
+    for dtype, entry in part(tol, "dtypes").items():
+        for output in ("loss", "grad"):
+            for which in ("rtol", "atol"):
+                out[f"tolerances {dtype} {output} {which}"] = part(entry, output).get(which)
+    return out
+
+
+def setting_differences(base_summary: dict, new_summary: dict) -> list[dict]:
+    """The SETTINGS in which two runs differ, with both values. Tolerance values count only
+    between runs of one preset (other presets differ in every value) and for the dtypes both ran."""
+    b, n = _settings(base_summary), _settings(new_summary)
+    both = set(b["dtypes"] or []) & set(n["dtypes"] or [])
+    out = []
+    for name in list(b) + [k for k in n if k not in b]:
+        setting = name.split(" ")[0]
+        if name != setting and (b["tolerances"] != n["tolerances"] or name.split(" ")[1] not in both):
+            continue
+        if b.get(name) != n.get(name):
+            out.append({"setting": name, "base": b.get(name), "new": n.get(name), "meaning": SETTINGS[setting]})
+    return out
+
+
+def _value(v: object) -> str:
+    if v is None:
+        return "(not recorded)"
+    return ",".join(map(str, v)) if isinstance(v, list) else str(v)  # str of a float is exact (repr)
+
+
+def warnings(c: dict) -> list[str]:
+    """One sentence per reason the comparison may mislead: settings that differ, a side with no results."""
+    out = [f"the runs differ in {d['setting']}: base {_value(d['base'])}, new {_value(d['new'])} ({d['meaning']})"
+           for d in c["settings"]]
+    for side, count in (("base", c["base_results"]), ("new", c["new_results"])):
+        if not count:
+            out.append(f"the {side} run holds no results: nothing of it was compared")
+    return out
+
+
 def build(base_dir: Path, new_dir: Path, factor: float, metric: str, floor: float) -> dict:
     base, bctx = load(base_dir)
     new, nctx = load(new_dir)
     result = compare_runs(base, new, factor, metric, floor)
     result["base"], result["new_run"] = str(base_dir), str(new_dir)
+    result["base_results"], result["new_results"] = len(base), len(new)
+    result["settings"] = setting_differences(bctx["summary"], nctx["summary"])
+    result["warnings"] = warnings(result)
     result["environment"] = environment_diff(bctx["environment"], nctx["environment"])
     result["exit_status"] = 1 if result["regressions"] else 0
     return result
@@ -123,6 +188,9 @@ def render_markdown(c: dict) -> str:
              f"{len(c['changed'])} changed failures, {len(c['new'])} new, {len(c['missing'])} missing. "
              f"Error growth counts when {esc(c['metric'])} grows more than {c['factor']:g}x (and exceeds "
              f"{c['floor']:g}) on a result that passes on both sides.", ""]
+    if c.get("warnings"):
+        lines += ["**Warning**: matched results may not be comparable:", ""]
+        lines += [f"- {esc(w)}" for w in c["warnings"]] + [""]
     for title, items in (("Regressions", c["regressions"]), ("Improvements", c["improvements"]),
                          ("Changed failures", c["changed"])):
         if not items:

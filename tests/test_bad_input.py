@@ -10,25 +10,50 @@ import pytest
 
 from tests.conftest import ROOT
 from xentcheck.run import plan as runplan
-from xentcheck.core.cases import default_suite
+from xentcheck.core.cases import Case, default_suite
 
 PLUGINS = ROOT / "tests" / "helpers" / "toy_backends"
 CASES = default_suite(["float32"])[:2]
 
 
-def resumable(tmp: Path, results: str | None = None, **changes) -> str:
+def resumable(tmp: Path, results: str | bytes | None = None, **changes) -> str:
     """A run folder as `xentcheck run` leaves it: run.json (with `changes`) and results.jsonl."""
     folder = tmp / "run"
     folder.mkdir()
     plan = runplan.RunPlan(backends=["numpy"], dtypes=["float32"], seed=0, cases=CASES)
     (folder / "run.json").write_text(json.dumps({**plan.to_json(), **changes}))
     if results is not None:
-        (folder / "results.jsonl").write_text(results)
+        (folder / "results.jsonl").write_bytes(results.encode() if isinstance(results, str) else results)
     return str(folder)
 
 
 def result_line(case_id: str, backend: str = "numpy") -> str:
-    return json.dumps({"case_id": case_id, "backend": backend, "verdict": "pass"}) + "\n"
+    """A record with every key the results schema requires, as the runner writes them."""
+    case = Case.from_id(case_id)
+    return json.dumps({**case.as_dict(), "seed": 0, "backend": backend, "impl": "analytic", "mode": "eager",
+                       "device": "cpu", "verdict": "pass", "reasons": []}) + "\n"
+
+
+def results_folder(tmp: Path, results: bytes, name: str = "broken") -> str:
+    """A hand-written results folder: results.jsonl as given after one good line, and a summary.json."""
+    folder = tmp / name
+    folder.mkdir()
+    (folder / "results.jsonl").write_bytes(result_line(CASES[0].id).encode() + results)
+    (folder / "summary.json").write_text(json.dumps({"config": {"seed": 0}}))
+    return str(folder)
+
+
+def good_folder(tmp: Path) -> str:
+    return results_folder(tmp, result_line(CASES[1].id).encode(), "good")
+
+
+# results.jsonl faults (after one good line) and what the message says about line 2
+BROKEN_RESULTS = [
+    ("not-json", b"{torn\n", "results.jsonl:2: not a JSON line (column 2: Expecting property name"),
+    ("not-utf8", b'{"case_id": "\xff"}\n', "results.jsonl:2: not UTF-8 text (byte 0xff at column 14)"),
+    ("not-an-object", b"[1, 2]\n", "results.jsonl:2: not a result record (a JSON array, not an object)"),
+    ("missing-keys", b'{"case_id": "x", "backend": "numpy"}\n', "results.jsonl:2: not a result record (no 'family',"),
+]
 
 
 def existing_file(tmp: Path) -> str:
@@ -97,12 +122,33 @@ BAD = [
     ("resume-with-out-and-backends", lambda t: ["run", "--resume", resumable(t), "--out", "x", "--backends", "numpy"],
      "--backends, --out cannot be combined with it"),
     ("resume-empty", lambda t: ["run", "--resume", ""], "--resume needs the folder"),
+    *[(f"report-results-{name}", lambda t, b=bad: ["report", results_folder(t, b)], message)
+      for name, bad, message in BROKEN_RESULTS],
+    *[(f"resume-results-{name}", lambda t, b=bad: ["run", "--resume", resumable(t, result_line(CASES[0].id).encode() + b)],
+       message) for name, bad, message in BROKEN_RESULTS],
+    ("compare-broken-new", lambda t: ["compare", good_folder(t), results_folder(t, b"[1, 2]\n")],
+     "broken/results.jsonl:2: not a result record (a JSON array"),
+    ("compare-broken-base", lambda t: ["compare", results_folder(t, b"{torn\n"), good_folder(t)],
+     "broken/results.jsonl:2: not a JSON line"),
+    ("compare-summary-not-json", lambda t: ["compare", good_folder(t), _with_summary(results_folder(t, b""), "{")],
+     "broken/summary.json:1: not valid JSON"),
+    ("merge-broken-shard", lambda t: ["merge", str(t / "merged"), good_folder(t), results_folder(t, b"[1, 2]\n")],
+     "broken/results.jsonl:2: not a result record (a JSON array"),
+    ("repro-broken-results", lambda t: ["repro", CASES[0].id, "--from", results_folder(t, b"[1, 2]\n")],
+     "broken/results.jsonl:2: not a result record (a JSON array"),
+    ("repro-summary-not-an-object", lambda t: ["repro", CASES[0].id, "--from", _with_summary(results_folder(t, b""), "[]")],
+     "broken/summary.json: not a JSON object"),
 ]
 
 
 def _with_run_json(tmp: Path, content: str | bytes) -> str:
     (tmp / "run.json").write_bytes(content.encode() if isinstance(content, str) else content)
     return str(tmp)
+
+
+def _with_summary(folder: str, text: str) -> str:
+    (Path(folder) / "summary.json").write_text(text)
+    return folder
 
 
 def _with_results_folder(folder: str) -> str:
@@ -121,8 +167,9 @@ def test_bad_invocation_gives_one_line_and_status_2(cli, tmp_path, make_args, me
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
-def test_a_resume_refused_leaves_the_folder_as_it_was(cli, tmp_path):
-    folder = Path(resumable(tmp_path, "{torn\n" + result_line(CASES[0].id)))
+@pytest.mark.parametrize("bad", [b[1] for b in BROKEN_RESULTS], ids=[b[0] for b in BROKEN_RESULTS])
+def test_a_resume_refused_leaves_the_folder_as_it_was(cli, tmp_path, bad):
+    folder = Path(resumable(tmp_path, result_line(CASES[0].id).encode() + bad + result_line(CASES[1].id).encode()))
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     assert cli("run", "--resume", str(folder)).returncode == 2
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before

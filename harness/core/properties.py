@@ -9,6 +9,9 @@ isolation, eager vs compiled, forward- vs reverse-mode derivatives, and the seco
 Every check returns {"verdict": pass | fail | skipped | error, "detail": one line}. Tolerances are
 the run's, for the case's dtype, measured against the same natural scales as the reference
 comparison (see xentcheck.core.tolerances).
+
+Each check is a function of a Context (one case, one variant, the backend's output for it);
+PROPERTIES lists them in report order with the cases each applies to, and check_all walks it.
 """
 
 from __future__ import annotations
@@ -24,11 +27,6 @@ from xentcheck.core.dtypes import info
 from xentcheck.core.reference import label_matrix
 
 MAX_K_SECOND_ORDER = 64
-PROPERTY_NAMES: tuple[str, ...] = (
-    "dtype_fidelity", "input_isolation", "determinism", "shift_invariance", "permutation_equivariance",
-    "int_vs_onehot", "mean_vs_sum", "grad_row_sums", "grad_bounds", "loss_nonnegative",
-    "eager_vs_compiled", "forward_vs_reverse", "second_order",
-)
 
 
 @dataclass
@@ -122,175 +120,241 @@ def _rng_vector(case: Case, dtype_t) -> np.ndarray:
     return rng.uniform(-1, 1, (case.rows, case.k)).astype(dtype_t)
 
 
-Runner = Callable[[object, Case, Inputs], object]  # (variant, case, inputs) -> Output
+@dataclass
+class Context:
+    """One (case, variant) whose output is `base`, everything in rows, (M, K);
+    `xentcheck.core.layout` gives the backend the case's own shape."""
+    backend: object
+    variant: object
+    case: Case
+    inputs: Inputs
+    base: object  # the backend's Output (loss, grad, loss_dtype, grad_dtype) for (case, inputs)
+    modified: list[str]  # the inputs the backend changed in place
+    device: str
+    tol: Tol
+    all_variants: list  # every variant of the backend, for the checks that need a partner
+
+    @property
+    def dt(self):
+        return info(self.case.dtype)
+
+    def run(self, variant, case: Case, inputs: Inputs):
+        """The backend's output for another variant, case or inputs."""
+        return layout.run(self.backend, variant, case, inputs, self.device)
+
+    def computed(self) -> set[str]:
+        """The dtypes the backend computed the loss and the gradient in."""
+        b = self.base
+        return {b.loss_dtype or np.asarray(b.loss).dtype.name, b.grad_dtype or np.asarray(b.grad).dtype.name}
+
+
+def dtype_fidelity(c: Context) -> dict:
+    got = c.computed()
+    if got == {c.case.dtype}:
+        return _pass()
+    hint = f"; to get {c.case.dtype}: {c.backend.float64_hint.format(dtype=c.case.dtype)}" if c.backend.float64_hint else ""
+    return _fail(f"requested {c.case.dtype}, computed in {', '.join(sorted(got))}{hint}")
+
+
+def input_isolation(c: Context) -> dict:
+    return _fail(f"modified its input {' and '.join(c.modified)} in place") if c.modified else _pass()
+
+
+def determinism(c: Context) -> dict:
+    again = c.run(c.variant, c.case, c.inputs)
+    same = (_f64(again.loss).tobytes() == _f64(c.base.loss).tobytes()
+            and _f64(again.grad).tobytes() == _f64(c.base.grad).tobytes())
+    return _pass("bitwise identical on a repeated call") if same else _fail("a repeated call gave different bits")
+
+
+def shift_invariance(c: Context) -> dict:
+    shift = _exact_shift(_f64(c.inputs.logits), c.case.dtype)
+    if shift is None:
+        return _skip("no constant shifts these logits exactly in this dtype")
+    shifted = c.inputs.copy()
+    shifted.logits = (_f64(c.inputs.logits) + shift).astype(c.dt.np_type)
+    return _compare_outputs(c.run(c.variant, c.case, shifted), c.base, c.case, c.inputs, c.tol, f"logits + {shift:g}")
+
+
+def permutation_equivariance(c: Context) -> dict:
+    case, inputs = c.case, c.inputs
+    perm = np.random.default_rng(case.k).permutation(case.k)
+    inv = np.argsort(perm)
+    p_in = inputs.copy()
+    p_in.logits = inputs.logits[:, perm]
+    p_in.labels = inv[inputs.labels] if case.labels == "index" else inputs.labels[:, perm]
+    got = c.run(c.variant, case, p_in)
+    got.grad = np.asarray(got.grad)[:, inv]
+    return _compare_outputs(got, c.base, case, inputs, c.tol, "classes permuted")
+
+
+def int_vs_onehot(c: Context) -> dict:
+    case, variant = c.case, c.variant
+    # the same API if it takes one-hot labels, else its sibling (same prefix), else any
+    takes = [v for v in c.all_variants if v.mode == variant.mode and "onehot" in v.label_forms]
+    prefix = variant.impl.split("_")[0]
+    partner = next((v for v in takes if v.impl == variant.impl), None) \
+        or next((v for v in takes if v.impl.split("_")[0] == prefix), None) or next(iter(takes), None)
+    if partner is None:
+        return _skip("no one-hot implementation in this mode")
+    oh = c.inputs.copy()
+    oh.labels = np.zeros((case.rows, case.k), dtype=c.dt.np_type)
+    oh.labels[np.arange(case.rows), c.inputs.labels] = 1
+    got = c.run(partner, replace(case, labels="onehot"), oh)
+    return _compare_outputs(got, c.base, case, c.inputs, c.tol, f"one-hot labels through {partner.impl}")
+
+
+def mean_vs_sum(c: Context) -> dict:
+    case, base = c.case, c.base
+    other = "sum" if case.reduction == "mean" else "mean"
+    got = c.run(c.variant, replace(case, reduction=other), c.inputs)
+    m = case.rows
+    factor = 1.0 / m if other == "sum" else float(m)
+    total = np.abs(_f64(got.loss if other == "sum" else base.loss))
+    if np.isinf(total) and np.isfinite(_f64(got.loss if other == "mean" else base.loss) * m).all() \
+            and np.abs(_f64(got.loss if other == "mean" else base.loss)).max() * m >= c.dt.max:
+        return _skip(f"the sum overflows {case.dtype}: its inf is correct")
+    scaled = type(got)(loss=_f64(got.loss) * factor, grad=_f64(got.grad) * factor)
+    return _compare_outputs(scaled, base, case, c.inputs, c.tol, f"{other} rescaled by the denominator {m}")
+
+
+def grad_row_sums(c: Context) -> dict:
+    g, gs, tol = _f64(c.base.grad), grad_scale(c.case, c.inputs), c.tol
+    rows = g.sum(axis=1)
+    bound = 2 * (tol.rtol + tol.atol) * gs[:, 0] + 4 * c.dt.eps * np.abs(g).sum(axis=1)
+    bad = np.isfinite(rows) & (np.abs(rows) > bound)
+    if bad.any():
+        i = int(np.argmax(np.where(bad, np.abs(rows) / bound, 0)))
+        return _fail(f"gradient row {i} sums to {rows[i]:.3g} (allowed {bound[i]:.3g})")
+    return _pass()
+
+
+def grad_bounds(c: Context) -> dict:
+    g, gs, tol = _f64(c.base.grad), grad_scale(c.case, c.inputs), c.tol
+    limit = gs * (1 + tol.rtol) + tol.atol * gs
+    bad = np.isfinite(g) & (np.abs(g) > limit)
+    if bad.any():
+        i = np.unravel_index(int(np.argmax(np.where(bad, np.abs(g) / limit, 0))), g.shape)
+        return _fail(f"|gradient| {abs(g[i]):.3g} at {list(map(int, i))} exceeds max(1, sum q)/denominator = {gs[i[0], 0]:.3g}")
+    return _pass()
+
+
+def loss_nonnegative(c: Context) -> dict:
+    loss = _f64(c.base.loss)
+    floor = -c.tol.atol * np.fmax(1.0, np.abs(loss))
+    bad = np.isfinite(loss) & (loss < floor)
+    return _fail(f"negative loss {loss[bad].min():.3g}") if bad.any() else _pass()
+
+
+def eager_vs_compiled(c: Context) -> dict:
+    variant = c.variant
+    if variant.mode == "eager":
+        return _skip("eager mode itself")
+    eager = next((v for v in c.all_variants if v.impl == variant.impl and v.mode == "eager"), None)
+    if eager is None:
+        return _skip("no eager mode of this implementation")
+    return _compare_outputs(c.base, c.run(eager, c.case, c.inputs), c.case, c.inputs, c.tol, f"{variant.mode} vs eager")
+
+
+def forward_vs_reverse(c: Context) -> dict:
+    case, inputs, tol = c.case, c.inputs, c.tol
+    g = _f64(c.base.grad)
+    v = _rng_vector(case, c.dt.np_type)
+    jvp = _f64(layout.jvp(c.backend, c.variant, case, inputs, c.device, v))
+    vf = _f64(v)
+    terms = g * vf
+    expected = terms.sum(axis=1) if case.reduction == "none" else terms.sum()
+    # the JVP forms sum(p q v) - sum(q v): measure its error at the scale of those terms
+    q = label_matrix(case, inputs, np.float64) / (case.rows if case.reduction == "mean" else 1)
+    parts = (np.abs(g + q) + np.abs(q)) * np.abs(vf)
+    magnitude = parts.sum(axis=1) if case.reduction == "none" else parts.sum()
+    scale = np.fmax(magnitude, np.finfo(np.float64).tiny)
+    problem = close(jvp, expected, Tol(tol.rtol, tol.atol, True), scale)
+    return _fail(f"forward-mode JVP vs reverse-mode gradient . v: {problem}") if problem else _pass()
+
+
+def second_order(c: Context) -> dict:
+    case, inputs = c.case, c.inputs
+    if case.k > MAX_K_SECOND_ORDER:
+        return _skip(f"K > {MAX_K_SECOND_ORDER}")
+    v = _rng_vector(case, c.dt.np_type)
+    hv = _f64(layout.hvp(c.backend, c.variant, case, inputs, c.device, v))
+    x = _f64(inputs.logits)
+    q_sum = label_matrix(case, inputs, np.float64).sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", over="ignore"):
+        z = x - x.max(axis=1, keepdims=True)
+        p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    vf = _f64(v)
+    denom = case.rows if case.reduction == "mean" else 1
+    expected = q_sum * (p * vf - p * (p * vf).sum(axis=1, keepdims=True)) / denom
+    scale = 2 * np.abs(q_sum) * np.abs(vf).max(axis=1, keepdims=True) / denom
+    problem = close(hv, expected, c.tol, scale)
+    return _fail(f"Hessian-vector product vs (diag(p) - p p^T) v: {problem}") if problem else _pass()
+
+
+@dataclass(frozen=True)
+class Property:
+    """A check and the cases it applies to; on any other case it is skipped with the reason."""
+    check: Callable[[Context], dict]
+    of_the_call: bool = False  # checks the call itself: also on an empty batch and an output in another dtype
+    plain_labels: bool = False  # assumes no class weights, ignored targets or smoothing (the API's own denominators)
+    eager_only: bool = False  # uses the framework's eager autodiff
+    labels: tuple[str, ...] | None = None  # the label forms it applies to (None: all)
+    reductions: tuple[str, ...] | None = None  # the reductions it applies to (None: all)
+
+
+# in report order
+PROPERTIES: dict[str, Property] = {
+    "dtype_fidelity": Property(dtype_fidelity, of_the_call=True),
+    "input_isolation": Property(input_isolation, of_the_call=True),
+    "determinism": Property(determinism, of_the_call=True),
+    "shift_invariance": Property(shift_invariance),
+    "permutation_equivariance": Property(permutation_equivariance, plain_labels=True),
+    "int_vs_onehot": Property(int_vs_onehot, plain_labels=True, labels=("index",)),
+    "mean_vs_sum": Property(mean_vs_sum, plain_labels=True, reductions=("mean", "sum")),
+    "grad_row_sums": Property(grad_row_sums),
+    "grad_bounds": Property(grad_bounds, plain_labels=True),
+    "loss_nonnegative": Property(loss_nonnegative),
+    "eager_vs_compiled": Property(eager_vs_compiled),
+    "forward_vs_reverse": Property(forward_vs_reverse, plain_labels=True, eager_only=True),
+    "second_order": Property(second_order, plain_labels=True, eager_only=True),
+}
+PROPERTY_NAMES: tuple[str, ...] = tuple(PROPERTIES)
+
+
+def _not_applicable(prop: Property, c: Context) -> str | None:
+    """Why `prop` does not apply to this case and variant, or None when it does."""
+    case = c.case
+    if case.rows == 0 and not prop.of_the_call:
+        return "an empty batch: no rows to check"
+    if prop.plain_labels and case.options:
+        return f"assumes plain labels; this case has options {case.options}"
+    if not prop.of_the_call and c.computed() != {case.dtype}:
+        return f"computed in {', '.join(sorted(c.computed()))}, not {case.dtype}: see dtype_fidelity"
+    if prop.eager_only and c.variant.mode != "eager":
+        return "uses the framework's eager autodiff: checked with the eager mode"
+    if prop.labels is not None and case.labels not in prop.labels:
+        return f"{' and '.join(prop.labels)} labels only"
+    if prop.reductions is not None and case.reduction not in prop.reductions:
+        return f"{' and '.join(prop.reductions)} cases only"
+    return None
+
+
+def _guarded(check: Callable[[Context], dict], c: Context) -> dict:
+    try:
+        return check(c)
+    except NotImplementedError as exc:
+        return _skip(str(exc) or "not implemented")
+    except Exception as exc:  # the framework raising on a valid request is itself a finding
+        return {"verdict": "error", "detail": f"{type(exc).__name__}: {str(exc)[:300]}"}
 
 
 def check_all(backend, variant, case: Case, inputs: Inputs, base, modified: list[str], device: str,
               tol: Tol, all_variants: list) -> dict[str, dict]:
-    """Run every property check for one (case, variant) whose output is `base`. Everything here
-    is in rows, (M, K); `xentcheck.core.layout` gives the backend the case's own shape."""
-    dt = info(case.dtype)
+    """Every property of PROPERTIES, in order, for one (case, variant) whose output is `base`."""
+    c = Context(backend, variant, case, inputs, base, modified, device, tol, all_variants)
     out: dict[str, dict] = {}
-
-    def run(v, c: Case, inp: Inputs):
-        return layout.run(backend, v, c, inp, device)
-
-    def guarded(name: str, fn: Callable[[], dict]) -> None:
-        try:
-            out[name] = fn()
-        except NotImplementedError as exc:
-            out[name] = _skip(str(exc) or "not implemented")
-        except Exception as exc:  # the framework raising on a valid request is itself a finding
-            out[name] = {"verdict": "error", "detail": f"{type(exc).__name__}: {str(exc)[:300]}"}
-
-    def dtype_fidelity() -> dict:
-        got = {base.loss_dtype or np.asarray(base.loss).dtype.name, base.grad_dtype or np.asarray(base.grad).dtype.name}
-        if got == {case.dtype}:
-            return _pass()
-        hint = f"; to get {case.dtype}: {backend.float64_hint.format(dtype=case.dtype)}" if backend.float64_hint else ""
-        return _fail(f"requested {case.dtype}, computed in {', '.join(sorted(got))}{hint}")
-
-    def isolation() -> dict:
-        return _fail(f"modified its input {' and '.join(modified)} in place") if modified else _pass()
-
-    def determinism() -> dict:
-        again = run(variant, case, inputs)
-        same = (_f64(again.loss).tobytes() == _f64(base.loss).tobytes()
-                and _f64(again.grad).tobytes() == _f64(base.grad).tobytes())
-        return _pass("bitwise identical on a repeated call") if same else _fail("a repeated call gave different bits")
-
-    def shift() -> dict:
-        c = _exact_shift(_f64(inputs.logits), case.dtype)
-        if c is None:
-            return _skip("no constant shifts these logits exactly in this dtype")
-        shifted = inputs.copy()
-        shifted.logits = (_f64(inputs.logits) + c).astype(dt.np_type)
-        return _compare_outputs(run(variant, case, shifted), base, case, inputs, tol, f"logits + {c:g}")
-
-    def permutation() -> dict:
-        perm = np.random.default_rng(case.k).permutation(case.k)
-        inv = np.argsort(perm)
-        p_in = inputs.copy()
-        p_in.logits = inputs.logits[:, perm]
-        p_in.labels = inv[inputs.labels] if case.labels == "index" else inputs.labels[:, perm]
-        got = run(variant, case, p_in)
-        got.grad = np.asarray(got.grad)[:, inv]
-        return _compare_outputs(got, base, case, inputs, tol, "classes permuted")
-
-    def int_vs_onehot() -> dict:
-        if case.labels != "index":
-            return _skip("index labels only")
-        # the same API if it takes one-hot labels, else its sibling (same prefix), else any
-        takes = [v for v in all_variants if v.mode == variant.mode and "onehot" in v.label_forms]
-        prefix = variant.impl.split("_")[0]
-        partner = next((v for v in takes if v.impl == variant.impl), None) \
-            or next((v for v in takes if v.impl.split("_")[0] == prefix), None) or next(iter(takes), None)
-        if partner is None:
-            return _skip("no one-hot implementation in this mode")
-        oh = inputs.copy()
-        oh.labels = np.zeros((case.rows, case.k), dtype=dt.np_type)
-        oh.labels[np.arange(case.rows), inputs.labels] = 1
-        got = run(partner, replace(case, labels="onehot"), oh)
-        return _compare_outputs(got, base, case, inputs, tol, f"one-hot labels through {partner.impl}")
-
-    def mean_vs_sum() -> dict:
-        if case.reduction == "none":
-            return _skip("mean and sum cases only")
-        other = "sum" if case.reduction == "mean" else "mean"
-        got = run(variant, replace(case, reduction=other), inputs)
-        m = case.rows
-        factor = 1.0 / m if other == "sum" else float(m)
-        total = np.abs(_f64(got.loss if other == "sum" else base.loss))
-        if np.isinf(total) and np.isfinite(_f64(got.loss if other == "mean" else base.loss) * m).all() \
-                and np.abs(_f64(got.loss if other == "mean" else base.loss)).max() * m >= dt.max:
-            return _skip(f"the sum overflows {case.dtype}: its inf is correct")
-        scaled = type(got)(loss=_f64(got.loss) * factor, grad=_f64(got.grad) * factor)
-        return _compare_outputs(scaled, base, case, inputs, tol, f"{other} rescaled by the denominator {m}")
-
-    g = _f64(base.grad)
-    gs = grad_scale(case, inputs)
-
-    def row_sums() -> dict:
-        rows = g.sum(axis=1)
-        bound = 2 * (tol.rtol + tol.atol) * gs[:, 0] + 4 * dt.eps * np.abs(g).sum(axis=1)
-        bad = np.isfinite(rows) & (np.abs(rows) > bound)
-        if bad.any():
-            i = int(np.argmax(np.where(bad, np.abs(rows) / bound, 0)))
-            return _fail(f"gradient row {i} sums to {rows[i]:.3g} (allowed {bound[i]:.3g})")
-        return _pass()
-
-    def bounds() -> dict:
-        limit = gs * (1 + tol.rtol) + tol.atol * gs
-        bad = np.isfinite(g) & (np.abs(g) > limit)
-        if bad.any():
-            i = np.unravel_index(int(np.argmax(np.where(bad, np.abs(g) / limit, 0))), g.shape)
-            return _fail(f"|gradient| {abs(g[i]):.3g} at {list(map(int, i))} exceeds max(1, sum q)/denominator = {gs[i[0], 0]:.3g}")
-        return _pass()
-
-    def nonnegative() -> dict:
-        loss = _f64(base.loss)
-        floor = -tol.atol * np.fmax(1.0, np.abs(loss))
-        bad = np.isfinite(loss) & (loss < floor)
-        return _fail(f"negative loss {loss[bad].min():.3g}") if bad.any() else _pass()
-
-    def eager_vs_compiled() -> dict:
-        if variant.mode == "eager":
-            return _skip("eager mode itself")
-        eager = next((v for v in all_variants if v.impl == variant.impl and v.mode == "eager"), None)
-        if eager is None:
-            return _skip("no eager mode of this implementation")
-        return _compare_outputs(base, run(eager, case, inputs), case, inputs, tol, f"{variant.mode} vs eager")
-
-    def forward_vs_reverse() -> dict:
-        v = _rng_vector(case, dt.np_type)
-        jvp = _f64(layout.jvp(backend, variant, case, inputs, device, v))
-        vf = _f64(v)
-        terms = g * vf
-        expected = terms.sum(axis=1) if case.reduction == "none" else terms.sum()
-        # the JVP forms sum(p q v) - sum(q v): measure its error at the scale of those terms
-        q = label_matrix(case, inputs, np.float64) / (case.rows if case.reduction == "mean" else 1)
-        parts = (np.abs(g + q) + np.abs(q)) * np.abs(vf)
-        magnitude = parts.sum(axis=1) if case.reduction == "none" else parts.sum()
-        scale = np.fmax(magnitude, np.finfo(np.float64).tiny)
-        problem = close(jvp, expected, Tol(tol.rtol, tol.atol, True), scale)
-        return _fail(f"forward-mode JVP vs reverse-mode gradient . v: {problem}") if problem else _pass()
-
-    def second_order() -> dict:
-        if case.k > MAX_K_SECOND_ORDER:
-            return _skip(f"K > {MAX_K_SECOND_ORDER}")
-        v = _rng_vector(case, dt.np_type)
-        hv = _f64(layout.hvp(backend, variant, case, inputs, device, v))
-        x = _f64(inputs.logits)
-        q_sum = label_matrix(case, inputs, np.float64).sum(axis=1, keepdims=True)
-        with np.errstate(invalid="ignore", over="ignore"):
-            z = x - x.max(axis=1, keepdims=True)
-            p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-        vf = _f64(v)
-        denom = case.rows if case.reduction == "mean" else 1
-        expected = q_sum * (p * vf - p * (p * vf).sum(axis=1, keepdims=True)) / denom
-        scale = 2 * np.abs(q_sum) * np.abs(vf).max(axis=1, keepdims=True) / denom
-        problem = close(hv, expected, tol, scale)
-        return _fail(f"Hessian-vector product vs (diag(p) - p p^T) v: {problem}") if problem else _pass()
-
-    checks = {"dtype_fidelity": dtype_fidelity, "input_isolation": isolation, "determinism": determinism,
-              "shift_invariance": shift, "permutation_equivariance": permutation, "int_vs_onehot": int_vs_onehot,
-              "mean_vs_sum": mean_vs_sum, "grad_row_sums": row_sums, "grad_bounds": bounds,
-              "loss_nonnegative": nonnegative, "eager_vs_compiled": eager_vs_compiled,
-              "forward_vs_reverse": forward_vs_reverse, "second_order": second_order}
-    computed = {base.loss_dtype or np.asarray(base.loss).dtype.name, base.grad_dtype or np.asarray(base.grad).dtype.name}
-    # with class weights, ignored targets or smoothing the denominators and label weights are the
-    # API's own: these checks assume plain labels (the reference comparison covers the options)
-    option_bound = {"permutation_equivariance", "int_vs_onehot", "mean_vs_sum", "grad_bounds", "second_order",
-                    "forward_vs_reverse"} if case.options else set()
-    for name in PROPERTY_NAMES:
-        if case.rows == 0 and name not in ("dtype_fidelity", "input_isolation", "determinism"):
-            out[name] = _skip("an empty batch: no rows to check")
-        elif name in option_bound:
-            out[name] = _skip(f"assumes plain labels; this case has options {case.options}")
-        elif name not in ("dtype_fidelity", "input_isolation", "determinism") and computed != {case.dtype}:
-            out[name] = _skip(f"computed in {', '.join(sorted(computed))}, not {case.dtype}: see dtype_fidelity")
-        elif name in ("forward_vs_reverse", "second_order") and variant.mode != "eager":
-            out[name] = _skip("uses the framework's eager autodiff: checked with the eager mode")
-        else:
-            guarded(name, checks[name])
+    for name, prop in PROPERTIES.items():
+        reason = _not_applicable(prop, c)
+        out[name] = _skip(reason) if reason else _guarded(prop.check, c)
     return out

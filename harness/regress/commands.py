@@ -54,7 +54,12 @@ def compare_cmd(base, new, factor, metric, floor, json_out, md_out) -> int:
     from xentcheck.reports.compare_runs import build, render_markdown
     from xentcheck.reports.files import write_atomic
 
-    result = build(_results_dir(base), _results_dir(new), factor, metric, floor)
+    try:
+        result = build(_results_dir(base), _results_dir(new), factor, metric, floor)
+    except ValueError as exc:  # a broken results.jsonl or summary.json: one line, exit 2
+        raise click.UsageError(str(exc)) from None
+    for warning in result["warnings"]:
+        click.echo(f"xentcheck: warning: {warning}", err=True)
     md = render_markdown(result)
     if json_out:
         write_atomic(Path(json_out), json.dumps(result, indent=2, default=str) + "\n")
@@ -106,14 +111,15 @@ def repro_cmd(result_id, from_dir, shrink, max_steps) -> int:
     that still shows the discrepancy. Exit 1 when the discrepancy reproduces."""
     from xentcheck.regress import repro
 
+    from xentcheck.reports.files import read_results, read_summary
+
     folder = _results_dir(from_dir)
-    from xentcheck.reports.files import read_results
-    records = read_results(folder / "results.jsonl")
     try:
+        records = read_results(folder / "results.jsonl")
+        summary = read_summary(folder / "summary.json")
         record = repro.find(records, result_id)
-    except LookupError as exc:
+    except (ValueError, LookupError) as exc:
         raise click.UsageError(str(exc)) from None
-    summary = json.loads((folder / "summary.json").read_text())
     try:
         spec = repro.spec_for(record, summary)
     except LookupError as exc:

@@ -8,7 +8,6 @@ summary.json records the unsharded case order, so `merge` can restore it exactly
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -36,10 +35,10 @@ def select(cases: list, index: int, count: int) -> list:
 
 
 def _load(folder: Path) -> tuple[dict, list[dict]]:
-    from xentcheck.reports.files import read_results
+    from xentcheck.reports.files import read_results, read_summary
 
     try:
-        summary = json.loads((folder / "summary.json").read_text())
+        summary = read_summary(folder / "summary.json")
         records = read_results(folder / "results.jsonl")
     except (OSError, ValueError) as exc:
         raise MergeError(f"{folder} is not a complete results folder: {exc}") from None

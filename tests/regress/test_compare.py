@@ -72,3 +72,80 @@ def test_error_growth_verdict_changes_new_and_missing():
 def test_compare_usage_errors_exit_2(tmp_path):
     res = run_cli("compare", str(tmp_path), str(tmp_path))
     assert res.returncode == 2 and "is not a results folder" in res.stderr
+
+
+def _folder(path, summary_changes: dict | None = None, records: bool = True, preset: str = "xentcheck"):
+    """A hand-written results folder: two real records and the summary.json context of a run."""
+    from tests.helpers.report_records import CASES, context, record
+
+    ctx = context(["numpy"], preset)
+    ctx["config"].update({"suite": "default"}, **(summary_changes or {}))
+    path.mkdir()
+    lines = [json.dumps(record(c, "numpy", preset=preset)) + "\n" for c in CASES[:2]] if records else []
+    (path / "results.jsonl").write_text("".join(lines))
+    (path / "summary.json").write_text(json.dumps(ctx))
+    return str(path)
+
+
+def _warnings(res) -> list[str]:
+    assert "Traceback" not in res.stderr
+    lines = res.stderr.splitlines()
+    assert all(line.startswith("xentcheck: warning: ") for line in lines), res.stderr
+    return [line.removeprefix("xentcheck: warning: ") for line in lines]
+
+
+def test_runs_of_other_settings_are_compared_with_a_warning_naming_both_values(tmp_path):
+    base = _folder(tmp_path / "base")
+    new = _folder(tmp_path / "new", {"seed": 7, "suite": "full", "dtypes": ["float32"], "device": "cuda"}, preset="torch")
+    res = run_cli("compare", base, new, "--markdown", str(tmp_path / "c.md"), "--json", str(tmp_path / "c.json"))
+    assert res.returncode == 0, res.stderr
+    expected = ["the runs differ in seed: base 0, new 7 (the same case ids held other inputs)",
+                "the runs differ in suite: base default, new full (other implementations and modes were checked)",
+                "the runs differ in dtypes: base float16,float32,float64, new float32 (other dtypes were tested)",
+                "the runs differ in tolerances: base xentcheck, new torch (the verdicts were judged by other tolerances)",
+                "the runs differ in device: base cpu, new cuda (the backends ran on another device)"]
+    assert _warnings(res) == expected
+    md = (tmp_path / "c.md").read_text()
+    assert "**No regression**" in md and "**Warning**: matched results may not be comparable:" in md
+    assert "- the runs differ in seed: base 0, new 7 (the same case ids held other inputs)" in md
+    assert "- the runs differ in tolerances: base xentcheck, new torch" in md
+    settings = json.loads((tmp_path / "c.json").read_text())["settings"]
+    assert [(s["setting"], s["base"], s["new"]) for s in settings][0] == ("seed", 0, 7)
+
+
+def test_tolerance_values_set_by_rtol_are_named_per_dtype_and_same_settings_warn_nothing(tmp_path):
+    from xentcheck.core.tolerances import Tolerances
+
+    base, same = _folder(tmp_path / "base"), _folder(tmp_path / "same")
+    tol = Tolerances("xentcheck")
+    tol.override("rtol", "float32=1e-05")
+    new = _folder(tmp_path / "new", {})
+    summary = json.loads((tmp_path / "new" / "summary.json").read_text())
+    (tmp_path / "new" / "summary.json").write_text(json.dumps({**summary, "tolerances": tol.as_dict()}))
+    res = run_cli("compare", base, new)
+    assert res.returncode == 0, res.stderr
+    u8 = repr(8 * 2.0 ** -24)  # 8 units of roundoff of float32
+    assert _warnings(res) == [
+        f"the runs differ in tolerances float32 {out} rtol: base {u8}, new 1e-05 (the verdicts were judged by other "
+        "tolerances)" for out in ("loss", "grad")]
+    assert f"- the runs differ in tolerances float32 loss rtol: base {u8}, new 1e-05" in res.stdout
+    ok = run_cli("compare", base, same)
+    assert ok.returncode == 0 and ok.stderr == "" and "Warning" not in ok.stdout
+
+
+def test_a_side_without_results_is_a_warning(tmp_path):
+    res = run_cli("compare", _folder(tmp_path / "base"), _folder(tmp_path / "new", records=False))
+    assert res.returncode == 0, res.stderr
+    assert _warnings(res) == ["the new run holds no results: nothing of it was compared"]
+    assert "2 missing" in res.stdout
+
+
+def test_two_real_runs_of_other_seeds_warn(tmp_path):
+    for seed in ("0", "3"):
+        done = run_cli("run", "--backends", "numpy", "--cases", "4", "--seed", seed, "--out", str(tmp_path / seed),
+                       "--no-progress")
+        assert done.returncode == 0, done.stderr
+    res = run_cli("compare", str(tmp_path / "0"), str(tmp_path / "3"))
+    assert res.returncode == 0, res.stderr
+    assert _warnings(res) == ["the runs differ in seed: base 0, new 3 (the same case ids held other inputs)"]
+    assert "4 results matched" in res.stdout and "- the runs differ in seed: base 0, new 3" in res.stdout

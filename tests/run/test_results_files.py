@@ -15,6 +15,12 @@ CASES = default_suite(["float32"])[:3]
 PLAN = runplan.RunPlan(backends=["numpy"], dtypes=["float32"], seed=0, cases=CASES)
 
 
+def rec(case, **fields) -> dict:
+    """A record with every key the results schema requires, as the runner writes them."""
+    return {**case.as_dict(), "seed": 0, "backend": "numpy", "impl": "analytic", "mode": "eager", "device": "cpu",
+            "verdict": "pass", "reasons": [], **fields}
+
+
 def test_failed_atomic_write_keeps_the_old_file_and_no_temporary(tmp_path, monkeypatch):
     target = tmp_path / "report.md"
     write_atomic(target, "old\n")
@@ -31,7 +37,7 @@ def test_failed_atomic_write_keeps_the_old_file_and_no_temporary(tmp_path, monke
 
 def test_torn_last_line_is_dropped_but_a_torn_middle_line_is_an_error(tmp_path):
     path = tmp_path / "results.jsonl"
-    good = json.dumps({"case_id": CASES[0].id, "backend": "numpy"}) + "\n"
+    good = json.dumps(rec(CASES[0])) + "\n"
     path.write_text(good + '{"case_id": "sca')
     assert read_results(path) == [json.loads(good)]
     path.write_text('{"case_id": "sca\n' + good)
@@ -39,8 +45,37 @@ def test_torn_last_line_is_dropped_but_a_torn_middle_line_is_an_error(tmp_path):
         read_results(path)
 
 
+def test_a_torn_tail_is_dropped_even_mid_character_and_a_whole_unterminated_record_kept(tmp_path):
+    path = tmp_path / "results.jsonl"
+    first, second = rec(CASES[0], reasons=["é"]), rec(CASES[1])
+    line = json.dumps(first, ensure_ascii=False).encode()
+    cut = line.index("é".encode()) + 1  # inside the two bytes of é: the tail is not UTF-8
+    path.write_bytes(line + b"\n" + line[:cut])
+    assert read_results(path) == [first]
+    path.write_text(json.dumps(first) + "\n" + json.dumps(second))  # killed before the newline only
+    assert read_results(path) == [first, second]
+    path.write_text("")
+    assert read_results(path) == []  # killed before the first result
+
+
+@pytest.mark.parametrize("lines, message", [
+    ([b"{torn", b""], ':2: not a JSON line (column 2: Expecting property name'),  # a newline: not a kill
+    ([b'{"case_id": "\xff"}', b""], ":2: not UTF-8 text (byte 0xff at column 14)"),
+    ([b"[1, 2]", b""], ":2: not a result record (a JSON array, not an object)"),
+    ([b"", b"null"], ":3: not a result record (a JSON null, not an object)"),  # JSON at the end: not torn
+    ([b'{"case_id": "x", "backend": "numpy"}', b""], ":2: not a result record (no 'family', 'dtype',"),
+])
+def test_a_broken_line_names_the_file_the_line_and_the_fault(tmp_path, lines, message):
+    path = tmp_path / "results.jsonl"
+    good = json.dumps(rec(CASES[0])).encode()
+    path.write_bytes(b"\n".join([good, *lines]))  # the line numbers count the good line 1
+    with pytest.raises(ValueError) as exc:
+        read_results(path)
+    assert str(exc.value).startswith(f"{path}{message}")
+
+
 def test_resume_rewrites_without_the_torn_line_and_appends_cleanly(tmp_path):
-    records = [{"case_id": c.id, "backend": "numpy", "verdict": "pass"} for c in CASES]
+    records = [rec(c) for c in CASES]
     path = tmp_path / "results.jsonl"
     path.write_text(resume.render_results(records[:2]) + '{"case_id": "tor')
     prior = resume.prior_results(tmp_path, PLAN)
@@ -54,8 +89,8 @@ def test_resume_rewrites_without_the_torn_line_and_appends_cleanly(tmp_path):
 
 def test_results_writer_lines_are_what_resume_renders(tmp_path):
     """The final rewrite of a resumed run must produce the bytes the writer would have."""
-    records = [{"case_id": CASES[0].id, "backend": "x<y>", "loss": {"abs_err": 1e-300, "rel_err": float("inf")},
-                "reasons": ["é \"quoted\"\nnext"]}]
+    records = [rec(CASES[0], backend="x<y>", loss={"abs_err": 1e-300, "rel_err": float("inf")},
+                   reasons=["é \"quoted\"\nnext"])]
     writer = ResultsWriter(tmp_path / "results.jsonl")
     writer(records[0])
     writer.close()
