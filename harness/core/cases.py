@@ -340,6 +340,55 @@ def full_suite(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES) ->
     return default_suite(dtype_names) + list(dict.fromkeys(extra))
 
 
+# The LLM-training options' cases (docs/llm-options.md), not yet in the suites: a few per option
+# for the default suite, their combinations and extremes for the full one.
+THIRD = format_param(1 / 3)  # the scalar cotangent 1/3 (mean), as in the id: "0.3333333333333333"
+
+
+def llm_cases(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES, full: bool = False) -> list[Case]:
+    """The cases of the LLM-training options for each dtype asked for. Default (full=False): one
+    z-loss, one softcap, one logit scale and one cotangent case per dtype, the label forms,
+    reductions, scales s < 1 / s > 1 and cotangent kinds rotated over the dtypes. full=True: the
+    combinations with class weights, ignored targets and smoothing (torch's composition), logits
+    far beyond the softcap (|x| up to the dtype's max, +inf), scales of huge logits, extra
+    dimensions and an empty batch."""
+    out: list[Case] = []
+    cotangents = (("index", "none", "ct"), ("soft", "mean", f"ct{THIRD}"), ("onehot", "sum", "ct1024"))
+    for di, dt in enumerate(dtypes.DTYPE_NAMES):
+        if dt not in dtype_names:
+            continue
+        li = di % len(LABEL_FORMS)
+        out.append(Case("scale1e+2", dt, 16, 10, LABEL_FORMS[li], REDUCTIONS[li], "z1e-4"))
+        out.append(Case("scale1e+2", dt, 16, 10, LABEL_FORMS[(li + 1) % 3], REDUCTIONS[(li + 2) % 3], "cap30"))
+        out.append(Case("scale1e+1", dt, 16, 10, LABEL_FORMS[(li + 2) % 3], REDUCTIONS[(li + 1) % 3],
+                        "s0.5" if di % 2 == 0 else "s3"))
+        labels, reduction, ct = cotangents[di % len(cotangents)]
+        out.append(Case("scale1e+1", dt, 16, 10, labels, reduction, ct))
+        if not full:
+            continue
+        d = dtypes.info(dt)
+        out += [
+            Case("scale1e+1", dt, 16, 10, "index", "mean", "w+ign+ls+cap30+z1e-4"),
+            Case("scale1e+1", dt, 16, 10, "index", "mean", "ign+z1e-4"),
+            Case("scale1e+1", dt, 16, 10, "index", "none", "ign+ct"),
+            Case("scale1e+1", dt, 16, 10, "index", "sum", "cap30+z1e-4+ct1024"),
+            Case("scale1e+1", dt, 16, 10, "index", "mean", f"ls+s0.5+cap30+ct{THIRD}"),
+            Case("scale1e+1", dt, 16, 10, "soft", "none", "w+ls+s0.5+ct"),
+            Case("scale1e+1", dt, 16, 10, "soft", "sum", "s3+cap30+z1e-4"),
+            Case("scale1e+4", dt, 16, 10, "index", "mean", "cap30"),  # |x| far beyond c
+            Case("nearmax", dt, 6, 12, "index", "sum", "cap30"),  # finite where the plain loss is not
+            Case("posinf", dt, 6, 12, "onehot", "none", "cap30"),  # c tanh(+inf / c) = c
+            Case("scale1e+4", dt, 16, 10, "index", "sum", "s3"),
+            Case("nearmax", dt, 6, 12, "soft", "mean", "s0.5"),
+            Case("offset1e+4", dt, 16, 10, "index", "mean", "z1e-4"),  # z lse^2 ~ 1e4 dominates
+            Case("scale1e+0", dt, 4, 10, "index", "none", "z1e-4+ct", extra=(3,)),
+            Case("scale1e+0", dt, 0, 10, "index", "mean", "z1e-4"),
+        ]
+        if 1e12 <= d.max:  # the JAX report: jit of CE(x / 3) at logits [1e12, 5e11, 0]
+            out.append(Case("scale1e+12", dt, 16, 10, "index", "mean", f"s{THIRD}"))
+    return list(dict.fromkeys(out))
+
+
 # --- deterministic random numbers -------------------------------------------------------
 
 def _rng(seed: int, case_id: str) -> np.random.PCG64:

@@ -366,8 +366,12 @@ def _llm_in(case: Case, inputs: Inputs, semantics: str, prec: str, wp: type) -> 
         loss = rows.sum() if case.reduction == "sum" else rows
     if inputs.cotangent is not None:
         v = to_wp(inputs.cotangent)
-        grad = grad * (v[:, None] if v.ndim == 1 else v)
-    f64 = lambda a: np.asarray(a, dtype=object if wp is object else None).astype(np.float64)  # noqa: E731
+        grad = grad * (v[:, None] if np.ndim(v) == 1 else v)
+
+    def f64(a) -> np.ndarray:
+        with np.errstate(over="ignore"):  # lse(s x) may pass float64's range where the loss does not
+            return np.asarray(a, dtype=object if wp is object else None).astype(np.float64)
+
     loss, grad, rows = f64(loss), f64(grad), f64(rows)
     # undefined rows: a NaN logit; without a softcap also a +inf one (after the scale s > 0) or no finite one
     x = inputs.logits.astype(np.float64)
