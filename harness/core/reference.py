@@ -332,6 +332,13 @@ def _mp(v: float):
     return mpmath.mpf(float(v))
 
 
+def _to(a: np.ndarray, wp: type) -> np.ndarray:
+    """An array (any dtype, 0-d included) in working precision `wp`; object: mpmath numbers."""
+    if wp is object:
+        return np.frompyfunc(_mp, 1, 1)(np.asarray(a).astype(np.float64))
+    return np.asarray(a).astype(wp)
+
+
 def _llm(case: Case, inputs: Inputs, semantics: str, prec: str) -> Reference:
     """The reference with LLM-training options (the module docstring's formulas), whole-array."""
     if prec == "mpmath":
@@ -343,16 +350,11 @@ def _llm(case: Case, inputs: Inputs, semantics: str, prec: str) -> Reference:
 
 def _llm_in(case: Case, inputs: Inputs, semantics: str, prec: str, wp: type) -> Reference:
     n, k = case.rows, case.k
-    if wp is object:
-        to_wp = lambda a: np.frompyfunc(_mp, 1, 1)(np.asarray(a, dtype=np.float64))  # noqa: E731
-        r, denom = effective_labels(case, inputs, semantics, np.float64)
-        r = to_wp(r)
-    else:
-        to_wp = lambda a: np.asarray(a).astype(wp)  # noqa: E731
-        r, denom = effective_labels(case, inputs, semantics, wp)
+    r, denom = effective_labels(case, inputs, semantics, np.float64 if wp is object else wp)
+    r = _to(r, wp)
     counted = (inputs.labels >= 0) & (inputs.labels < k) if case.labels == "index" else np.ones(n, dtype=bool)
     denom_z = int(counted.sum()) if case.labels == "index" and semantics in ("torch", "keras") else n
-    ce, z_rows, grad, z_grad, lse, big_q = llm_rows(to_wp(inputs.logits), r, case.logit_scale, case.softcap,
+    ce, z_rows, grad, z_grad, lse, big_q = llm_rows(_to(inputs.logits, wp), r, case.logit_scale, case.softcap,
                                                     case.zloss, counted)
     rows = ce + z_rows
     if case.reduction == "mean":
@@ -365,7 +367,7 @@ def _llm_in(case: Case, inputs: Inputs, semantics: str, prec: str, wp: type) -> 
         grad = grad + z_grad
         loss = rows.sum() if case.reduction == "sum" else rows
     if inputs.cotangent is not None:
-        v = to_wp(inputs.cotangent)
+        v = _to(inputs.cotangent, wp)
         grad = grad * (v[:, None] if np.ndim(v) == 1 else v)
 
     def f64(a) -> np.ndarray:
