@@ -20,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
 
 import numpy as np
 
@@ -49,9 +51,15 @@ DOMINANT_GAP = 40.0  # the dominant logit's lead: p of the others ~ e^-40
 # Families of the full suite only: logits the API must survive or reject sensibly.
 EXTREME_FAMILIES: tuple[str, ...] = ("posinf", "nan", "rowmasked", "nearmax")
 # Options (the API's arguments), in canonical order: class weights, ignored targets (some, or
-# all), label smoothing 0.1, an out-of-range class index.
-OPTIONS: tuple[str, ...] = ("w", "ign", "allign", "ls", "oor")
+# all), label smoothing 0.1, an out-of-range class index; then the LLM-training options, which
+# carry a parameter in their token (docs/llm-options.md): a logit scale s ("s0.5": CE of 0.5 x),
+# a logit softcap c ("cap30": logits -> 30 tanh(x / 30)), a z-loss coefficient z ("z1e-4":
+# loss_n += 1e-4 lse_n^2), an upstream cotangent ("ct": random per element, reduction none;
+# "ct1024": a scalar, mean and sum). Their order is the order of operations: scale, softcap,
+# CE + z-loss, cotangent.
+OPTIONS: tuple[str, ...] = ("w", "ign", "allign", "ls", "oor", "s", "cap", "z", "ct")
 INDEX_ONLY_OPTIONS = frozenset({"ign", "allign", "oor"})
+LLM_OPTIONS = frozenset({"s", "cap", "z", "ct"})  # the ones with a parameter (ct's may be absent)
 IGNORE_INDEX = -100
 SMOOTHING = 0.1
 
@@ -60,7 +68,57 @@ SMOOTHING = 0.1
 _FAMILY_RE = re.compile(r"(?:scale|offset)(\d+(?:\.\d+)?e[+-]?\d+)|neartie|dominant|masked|posinf|nan|rowmasked"
                         r"|nearmax", re.ASCII)
 _ID_RE = re.compile(r"(?P<family>[a-z0-9.+-]+)_(?P<dtype>[a-z0-9]+)_(?P<n>0|[1-9]\d*)x(?P<k>0|[1-9]\d*)"
-                    r"(?P<extra>(?:x(?:0|[1-9]\d*))*)_(?P<labels>[a-z]+)_(?P<reduction>[a-z]+)(?:_opt-(?P<options>[a-z+]+))?", re.ASCII)
+                    r"(?P<extra>(?:x(?:0|[1-9]\d*))*)_(?P<labels>[a-z]+)_(?P<reduction>[a-z]+)(?:_opt-(?P<options>[a-z0-9.+-]+))?", re.ASCII)
+# an option token: a name, then (LLM options only) a number in the canonical form of format_param
+_TOKEN_RE = re.compile(r"(?P<name>[a-z]+?)(?P<param>-?\d+(?:\.\d+)?(?:e-?\d+)?)?", re.ASCII)
+
+
+def format_param(value: float) -> str:
+    """The canonical text of an option's float64 parameter: its shortest round-trip decimal
+    digits (Python's repr), written plainly for 1e-3 <= |v| < 1e6 ("0.5", "30", "1024",
+    "0.3333333333333333") and as d.ddde-N / d.dddeN otherwise ("1e-4", "2.5e-7", "1e6"): no '+',
+    '_' or '/', so it fits in a case id, and float(text) gives the value back exactly."""
+    sign, digits, exp = Decimal(repr(float(value))).normalize().as_tuple()
+    if not isinstance(exp, int):
+        raise ValueError(f"option parameter {value!r} is not finite")
+    lead = exp + len(digits) - 1  # the decimal exponent of the first digit
+    text = "".join(map(str, digits))
+    if value == 0:
+        body = "0"
+    elif -3 <= lead < 6:
+        body = format(Decimal(text).scaleb(exp), "f")
+    else:
+        body = text[0] + ("." + text[1:] if len(text) > 1 else "") + f"e{lead}"
+    return ("-" if sign else "") + body
+
+
+def parse_option(token: str) -> tuple[str, float | None]:
+    """(name, parameter) of one option token; raises ValueError on a token that is not an option
+    or whose number is not in its canonical form (one id per case)."""
+    m = _TOKEN_RE.fullmatch(token)
+    name = m["name"] if m else token
+    if not m or name not in OPTIONS:
+        raise ValueError(f"unknown option {token!r} (known: {', '.join(OPTIONS)})")
+    if m["param"] is None:
+        if name in LLM_OPTIONS - {"ct"}:
+            raise ValueError(f"option {name!r} needs a parameter, e.g. {name}{_EXAMPLES[name]}")
+        return name, None
+    if name not in LLM_OPTIONS:
+        raise ValueError(f"option {name!r} takes no parameter ({token!r})")
+    value = float(m["param"])
+    if not abs(value) < float("inf"):
+        raise ValueError(f"option {token!r}: the parameter overflows")
+    canonical = format_param(value)
+    if canonical != m["param"]:
+        raise ValueError(f"option {token!r}: write its parameter as {name}{canonical} (the canonical form)")
+    if name in ("s", "cap", "z") and not value > 0:
+        raise ValueError(f"option {token!r}: the parameter must be > 0")
+    if (name in ("s", "ct") and value == 1) or (name == "ct" and value == 0):
+        raise ValueError(f"option {token!r} is {'the plain case' if value == 1 else 'no gradient'}; leave it out")
+    return name, value
+
+
+_EXAMPLES = {"s": "0.5", "cap": "30", "z": "1e-4", "ct": "1024"}
 
 
 @dataclass(frozen=True)
@@ -71,7 +129,7 @@ class Case:
     k: int
     labels: str
     reduction: str
-    options: str = ""  # "+"-joined, in OPTIONS order, e.g. "w+ls"
+    options: str = ""  # "+"-joined tokens, in OPTIONS order, e.g. "w+ls", "ign+cap30+z1e-4"
     extra: tuple[int, ...] = ()  # extra dimensions d1, ... after the class axis (torch's order)
 
     @property
@@ -102,7 +160,41 @@ class Case:
 
     @property
     def option_set(self) -> frozenset[str]:
-        return frozenset(self.options.split("+")) if self.options else frozenset()
+        """The options' names, without parameters: {"w", "cap", "z"} for "w+cap30+z1e-4" (what a
+        backend declares it takes)."""
+        return frozenset(_parsed(self.options))
+
+    @property
+    def logit_scale(self) -> float | None:
+        """s of option "s<s>": the loss is CE(s x)."""
+        return _parsed(self.options).get("s")
+
+    @property
+    def softcap(self) -> float | None:
+        """c of option "cap<c>": the logits become c tanh(x / c) (after the scale)."""
+        return _parsed(self.options).get("cap")
+
+    @property
+    def zloss(self) -> float | None:
+        """z of option "z<z>": each counted row's loss gains z lse^2."""
+        return _parsed(self.options).get("z")
+
+    @property
+    def cotangent(self) -> float | None:
+        """The scalar upstream cotangent v of option "ct<v>" (mean and sum): the gradient is v
+        times the reduced loss's. None otherwise (see cotangent_rows)."""
+        return _parsed(self.options).get("ct")
+
+    @property
+    def cotangent_rows(self) -> bool:
+        """Option "ct" (reduction none): a random cotangent per loss element (Inputs.cotangent)."""
+        opts = _parsed(self.options)
+        return "ct" in opts and opts["ct"] is None
+
+    @property
+    def llm(self) -> bool:
+        """Whether the case has an LLM-training option (scale, softcap, z-loss, cotangent)."""
+        return bool(LLM_OPTIONS & self.option_set)
 
     @classmethod
     def from_id(cls, case_id: str) -> "Case":
@@ -133,16 +225,24 @@ class Case:
         if self.rows > MAX_N or self.rows * self.k > MAX_ELEMENTS:
             raise ValueError(f"shape {self.dims} too large (N x d1 x ... <= {MAX_N}, and times K <= {MAX_ELEMENTS})")
         if self.options:
-            tokens = self.options.split("+")
-            if any(t not in OPTIONS for t in tokens) or tokens != sorted(set(tokens), key=OPTIONS.index):
+            if not isinstance(self.options, str):
+                raise ValueError(f"options {self.options!r} must be a string")
+            names = [parse_option(t)[0] for t in self.options.split("+")]
+            if names != sorted(set(names), key=OPTIONS.index):
                 raise ValueError(f"options {self.options!r} must be distinct names from {', '.join(OPTIONS)}, "
                                  "in that order, joined by '+'")
-            if self.labels != "index" and INDEX_ONLY_OPTIONS & set(tokens):
+            if self.labels != "index" and INDEX_ONLY_OPTIONS & set(names):
                 raise ValueError(f"options {', '.join(sorted(INDEX_ONLY_OPTIONS))} need index labels")
-            if {"ign", "allign"} <= set(tokens) or ("oor" in tokens and len(tokens) > 1):
+            if {"ign", "allign"} <= set(names) or ("oor" in names and len(names) > 1):
                 raise ValueError(f"options {self.options!r} do not combine")
-            if self.n == 0 and "oor" in tokens:
+            if self.n == 0 and "oor" in names:
                 raise ValueError("an empty batch has no label to put out of range (option oor)")
+            if self.cotangent_rows and self.reduction != "none":
+                raise ValueError("a per-element cotangent (option ct) needs reduction none; "
+                                 "mean and sum take a scalar one, e.g. ct1024")
+            if self.cotangent is not None and self.reduction == "none":
+                raise ValueError(f"a scalar cotangent ({self.options!r}) needs reduction mean or sum; "
+                                 "reduction none takes a per-element one (option ct)")
 
     def as_dict(self) -> dict:
         out = {"case_id": self.id, "family": self.family, "dtype": self.dtype, "n": self.n,
@@ -152,6 +252,12 @@ class Case:
         if self.options:
             out["options"] = self.options
         return out
+
+
+@lru_cache(maxsize=4096)
+def _parsed(options: str) -> dict[str, float | None]:
+    """{name: parameter} of an options string, in its order."""
+    return dict(parse_option(t) for t in options.split("+")) if options else {}
 
 
 @dataclass
@@ -165,10 +271,13 @@ class Inputs:
     target: np.ndarray  # int64 (M,): the class each row's label is built around
     weights: np.ndarray | None = None  # (K,) class weights in the dtype, for the "w" option
     smoothing: float = 0.0  # label smoothing, for the "ls" option
+    # the upstream cotangent in the dtype, as a backend is fed it: () for a "ct<v>" option, (M,) for "ct"
+    cotangent: np.ndarray | None = None
 
     def copy(self) -> "Inputs":
         return Inputs(self.logits.copy(), self.labels.copy(), self.target.copy(),
-                      None if self.weights is None else self.weights.copy(), self.smoothing)
+                      None if self.weights is None else self.weights.copy(), self.smoothing,
+                      None if self.cotangent is None else self.cotangent.copy())
 
 
 def _fits(family: str, dtype: str) -> bool:
@@ -229,6 +338,55 @@ def full_suite(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES) ->
             extra.append(Case("scale1e+0", dt, 0, 10, labels, reduction))
         extra.append(Case("scale1e+0", dt, 0, 10, "index", "mean", extra=(3,)))
     return default_suite(dtype_names) + list(dict.fromkeys(extra))
+
+
+# The LLM-training options' cases (docs/llm-options.md), not yet in the suites: a few per option
+# for the default suite, their combinations and extremes for the full one.
+THIRD = format_param(1 / 3)  # the scalar cotangent 1/3 (mean), as in the id: "0.3333333333333333"
+
+
+def llm_cases(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES, full: bool = False) -> list[Case]:
+    """The cases of the LLM-training options for each dtype asked for. Default (full=False): one
+    z-loss, one softcap, one logit scale and one cotangent case per dtype, the label forms,
+    reductions, scales s < 1 / s > 1 and cotangent kinds rotated over the dtypes. full=True: the
+    combinations with class weights, ignored targets and smoothing (torch's composition), logits
+    far beyond the softcap (|x| up to the dtype's max, +inf), scales of huge logits, extra
+    dimensions and an empty batch."""
+    out: list[Case] = []
+    cotangents = (("index", "none", "ct"), ("soft", "mean", f"ct{THIRD}"), ("onehot", "sum", "ct1024"))
+    for di, dt in enumerate(dtypes.DTYPE_NAMES):
+        if dt not in dtype_names:
+            continue
+        li = di % len(LABEL_FORMS)
+        out.append(Case("scale1e+2", dt, 16, 10, LABEL_FORMS[li], REDUCTIONS[li], "z1e-4"))
+        out.append(Case("scale1e+2", dt, 16, 10, LABEL_FORMS[(li + 1) % 3], REDUCTIONS[(li + 2) % 3], "cap30"))
+        out.append(Case("scale1e+1", dt, 16, 10, LABEL_FORMS[(li + 2) % 3], REDUCTIONS[(li + 1) % 3],
+                        "s0.5" if di % 2 == 0 else "s3"))
+        labels, reduction, ct = cotangents[di % len(cotangents)]
+        out.append(Case("scale1e+1", dt, 16, 10, labels, reduction, ct))
+        if not full:
+            continue
+        d = dtypes.info(dt)
+        out += [
+            Case("scale1e+1", dt, 16, 10, "index", "mean", "w+ign+ls+cap30+z1e-4"),
+            Case("scale1e+1", dt, 16, 10, "index", "mean", "ign+z1e-4"),
+            Case("scale1e+1", dt, 16, 10, "index", "none", "ign+ct"),
+            Case("scale1e+1", dt, 16, 10, "index", "sum", "cap30+z1e-4+ct1024"),
+            Case("scale1e+1", dt, 16, 10, "index", "mean", f"ls+s0.5+cap30+ct{THIRD}"),
+            Case("scale1e+1", dt, 16, 10, "soft", "none", "w+ls+s0.5+ct"),
+            Case("scale1e+1", dt, 16, 10, "soft", "sum", "s3+cap30+z1e-4"),
+            Case("scale1e+4", dt, 16, 10, "index", "mean", "cap30"),  # |x| far beyond c
+            Case("nearmax", dt, 6, 12, "index", "sum", "cap30"),  # finite where the plain loss is not
+            Case("posinf", dt, 6, 12, "onehot", "none", "cap30"),  # c tanh(+inf / c) = c
+            Case("scale1e+4", dt, 16, 10, "index", "sum", "s3"),
+            Case("nearmax", dt, 6, 12, "soft", "mean", "s0.5"),
+            Case("offset1e+4", dt, 16, 10, "index", "mean", "z1e-4"),  # z lse^2 ~ 1e4 dominates
+            Case("scale1e+0", dt, 4, 10, "index", "none", "z1e-4+ct", extra=(3,)),
+            Case("scale1e+0", dt, 0, 10, "index", "mean", "z1e-4"),
+        ]
+        if 1e12 <= d.max:  # the JAX report: jit of CE(x / 3) at logits [1e12, 5e11, 0]
+            out.append(Case("scale1e+12", dt, 16, 10, "index", "mean", f"s{THIRD}"))
+    return list(dict.fromkeys(out))
 
 
 # --- deterministic random numbers -------------------------------------------------------
@@ -317,7 +475,33 @@ def make_inputs(case: Case, seed: int, chunk_elements: int | None = None) -> Inp
         inputs.labels[:] = IGNORE_INDEX
     if "oor" in opts:
         inputs.labels[n // 2] = k  # one past the last class
+    if case.cotangent is not None:
+        inputs.cotangent = np.asarray(case.cotangent).astype(d.np_type)
+    if case.cotangent_rows:
+        inputs.cotangent = cotangent_rows(bg, n).astype(d.np_type)
     return inputs
+
+
+COTANGENT_EXPONENTS = (-10, 4)  # |v| in [2^-10, 2^5): about 4.5 decimal orders of magnitude
+COTANGENT_ZEROS = 0.125  # the share of exact zeros (tokens whose loss does not count)
+
+
+def cotangent_rows(bitgen: np.random.PCG64, n: int) -> np.ndarray:
+    """A per-element upstream cotangent (float64, (n,)): +-(1 + u) 2^e with e uniform in
+    COTANGENT_EXPONENTS, signs even, and a share COTANGENT_ZEROS of exact zeros (always the last
+    of three or more rows): per-token weights that differ by orders of magnitude and in sign, so
+    a backward that uses one element for every row (or drops the sign) is off. Exact arithmetic
+    only (ldexp is exact)."""
+    lo, hi = COTANGENT_EXPONENTS
+    u = _uniform(bitgen, (n,))
+    picks = _integers(bitgen, (n,), 2 * (hi - lo + 1))
+    zero = _uniform(bitgen, (n,)) < COTANGENT_ZEROS
+    sign = np.where(picks % 2 == 1, -1.0, 1.0)
+    v = sign * np.ldexp(1.0 + u, (picks // 2 + lo).astype(np.int32))
+    v[zero] = 0.0
+    if n >= 3:
+        v[-1] = 0.0
+    return v
 
 
 def _logit_rows(fam: str, d: dtypes.DtypeInfo, lo: int, hi: int, k: int, u: np.ndarray, target: np.ndarray,

@@ -24,6 +24,25 @@ except a class-index mean over an N that is not a power of two: there the gradie
 once by (1 + R) N instead of by (1 + R), then N, each way within an ulp of the exact value. The
 kernel sums R with a compensated sum (TwoSum) where NumPy sums pairwise: within (log2 K + 12) ulps of
 each other at the row's scale (tests/helpers/bits.py).
+
+LLM-training options (cases.py's "s", "cap", "z", "ct"; derived in docs/llm-options.md), in this
+order of operations, per row n, with r the effective label weights (effective_labels) and
+L = sum_j r_j (lse(o') - o'_j) the cross-entropy of the final logits o':
+    scale      y = s x                                  (s = case.logit_scale, else 1)
+    softcap    o' = c tanh(y / c)                       (c = case.softcap, else o' = y)
+    z-loss     l_n = L_n + z lse(o'_n)^2                (z = case.zloss; rows with an ignored target: 0)
+    reduction  mean: sum_n L_n / D + z sum_n lse_n^2 / D_z; sum: sum_n l_n; none: l_n
+and the gradient of v . loss (v the cotangent: Inputs.cotangent, a scalar for mean/sum, one per
+row for none, else 1), with p' = softmax(o') and G = p' sum(r) - r:
+    dl_n/do'  = G + 2 z lse(o') p'
+    dl_n/dx   = s sech^2(y / c) dl_n/do'                sech^2 = 1 - tanh^2, formed as 4a / (1 + a)^2,
+                                                        a = exp(-2 |y / c|): no cancellation near |tanh| = 1
+    grad      = v (dL/dx / D + z-part / D_z)  (mean),  v dl/dx (sum),  v_n dl_n/dx (none).
+D is the semantics' mean denominator (torch: sum of the kept targets' weights); D_z counts the rows
+the z-loss applies to (torch and keras: the kept targets; plain and probability targets: N), so it
+equals D without class weights (Liger-Kernel divides its z-loss by the non-ignored count). With a
+softcap every logit, +-inf included, maps into [-c, c]: a row is undefined (NaN) only where it holds
+a NaN; without one, as for the plain loss (undefined_rows), after the scale.
 """
 
 from __future__ import annotations
@@ -62,6 +81,7 @@ class Reference:
     case: Case | None = None  # with `inputs`: where the float64 logits and labels come from, on demand
     inputs: Inputs | None = None
     weights: np.ndarray | None = None  # an options case's effective label weights r (else built from the labels)
+    lse: np.ndarray | None = None  # (M,) LLM options only: each row's lse of its final logits o', float64
     # what comparisons derive from the reference alone (xentcheck.core.metrics: the error model's bounds),
     # kept for the other backends' comparisons of the case
     derived: dict = field(default_factory=dict, repr=False, compare=False)
@@ -100,16 +120,8 @@ def softmax_xent(x: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
 
     Works for float64, longdouble and object arrays of mpmath numbers alike.
     """
-    n = x.shape[0]
-    rows = np.arange(n)
-    a = np.argmax(x, axis=1)
-    m = x[rows, a]
+    rows, a, z, e, r, s = _shifted_exps(x)
     with np.errstate(invalid="ignore", over="ignore"):
-        z = x - m[:, None]
-        e = _exp(z)
-        e[rows, a] = 0
-        r = e.sum(axis=1)
-        s = 1 + r
         d = _log1p(r)[:, None] - z  # lse - o_j >= 0
         terms = np.where(q != 0, q * d, 0)
         loss = terms.sum(axis=1)
@@ -118,6 +130,49 @@ def softmax_xent(x: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
         q_a = q[rows, a]
         grad[rows, a] = ((big_q - q_a) - q_a * r) / s
     return loss, grad, big_q
+
+
+def _shifted_exps(x: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(rows, a, z, e, R, 1 + R) of the rows of x: a the argmax, z = x - x_a, e = exp(z) with
+    e_a = 0, R the sum of e."""
+    rows = np.arange(x.shape[0])
+    a = np.argmax(x, axis=1)
+    m = x[rows, a]
+    with np.errstate(invalid="ignore", over="ignore"):
+        z = x - m[:, None]
+        e = _exp(z)
+        e[rows, a] = 0
+        r = e.sum(axis=1)
+    return rows, a, z, e, r, 1 + r
+
+
+def softmax_lse(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise p = softmax(x) (N, K) and lse(x) (N,) in x's precision: p_j = exp(x_j - m) / (1 + R),
+    p_a = 1 / (1 + R), lse = m + log1p(R) (as in softmax_xent: every p_j to full relative accuracy)."""
+    rows, a, z, e, r, s = _shifted_exps(x)
+    with np.errstate(invalid="ignore", over="ignore"):
+        p = e / s[:, None]
+        p[rows, a] = 1 / s
+        lse = x[rows, a] + _log1p(r)
+    return p, lse
+
+
+def _tanh(u: np.ndarray) -> np.ndarray:
+    if u.dtype == object:
+        import mpmath
+        return np.frompyfunc(mpmath.tanh, 1, 1)(u)
+    return np.tanh(u)
+
+
+def _sech2(u: np.ndarray) -> np.ndarray:
+    """1 - tanh(u)^2 = 4a / (1 + a)^2 with a = exp(-2|u|): relative accuracy for every u (1 - t^2
+    cancels as |t| -> 1), and 0, not NaN, at u = +-inf."""
+    if u.dtype == object:
+        import mpmath
+        return np.frompyfunc(lambda v: mpmath.sech(v) ** 2, 1, 1)(u)
+    with np.errstate(invalid="ignore", over="ignore", under="ignore"):
+        a = np.exp(-2 * np.abs(u))
+        return 4 * a / ((1 + a) * (1 + a))
 
 
 def _exp(z: np.ndarray) -> np.ndarray:
@@ -211,6 +266,8 @@ def reference(case: Case, inputs: Inputs, semantics: str = "plain") -> Reference
     the case's options (class weights, ignored targets, smoothing) read as `semantics` documents
     them. Cases without options take the chunked path (bounded memory on vocabulary-sized K)."""
     prec = working_precision(case.dtype)
+    if case.llm:
+        return _llm(case, inputs, semantics, prec)
     if semantics_matter(case) or prec == "mpmath":
         return _general(case, inputs, semantics, prec)
     wp = np.longdouble if prec == "longdouble" else np.float64
@@ -240,6 +297,93 @@ def _general(case: Case, inputs: Inputs, semantics: str, prec: str) -> Reference
     loss, grad = reduce(case, rows, grad, denom, empty)
     return Reference(np.asarray(loss), grad, prec, rows.astype(np.float64), big_q.astype(np.float64), case, inputs,
                      r.astype(np.float64))
+
+
+def llm_rows(x: np.ndarray, r: np.ndarray, scale: float | None, softcap: float | None, zloss: float | None,
+             counted: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Unreduced rows with the LLM options, in x's precision (float64, longdouble or mpmath objects):
+    (cross-entropy rows L (N,), z-loss rows (N,), dL/dx (N, K), d(z-loss)/dx (N, K), lse(o') (N,),
+    sum(r) (N,)), for the order of operations in this module's docstring. `counted` (N,) bool:
+    the rows the z-loss applies to."""
+    const = _mp if x.dtype == object else x.dtype.type  # the parameters, exact in x's precision
+    with np.errstate(invalid="ignore", over="ignore"):
+        y = x if scale is None else x * const(scale)
+        o, chain = y, None
+        if softcap is not None:
+            u = y / const(softcap)
+            o = const(softcap) * _tanh(u)
+            chain = _sech2(u)  # d o' / d y
+        ce, grad, big_q = softmax_xent(o, r)
+        p, lse = softmax_lse(o)
+        z_rows, z_grad = lse * 0, p * 0
+        if zloss is not None:
+            z = const(zloss)
+            z_rows = np.where(counted, z * lse * lse, z_rows)
+            z_grad = np.where(counted[:, None], (2 * z * lse)[:, None] * p, z_grad)
+        if chain is not None:
+            grad, z_grad = grad * chain, z_grad * chain
+        if scale is not None:
+            grad, z_grad = grad * const(scale), z_grad * const(scale)
+    return ce, z_rows, grad, z_grad, lse, big_q
+
+
+def _mp(v: float):
+    import mpmath
+    return mpmath.mpf(float(v))
+
+
+def _to(a: np.ndarray, wp: type) -> np.ndarray:
+    """An array (any dtype, 0-d included) in working precision `wp`; object: mpmath numbers."""
+    if wp is object:
+        return np.frompyfunc(_mp, 1, 1)(np.asarray(a).astype(np.float64))
+    return np.asarray(a).astype(wp)
+
+
+def _llm(case: Case, inputs: Inputs, semantics: str, prec: str) -> Reference:
+    """The reference with LLM-training options (the module docstring's formulas), whole-array."""
+    if prec == "mpmath":
+        import mpmath
+        with mpmath.workdps(40):
+            return _llm_in(case, inputs, semantics, prec, object)
+    return _llm_in(case, inputs, semantics, prec, np.longdouble if prec == "longdouble" else np.float64)
+
+
+def _llm_in(case: Case, inputs: Inputs, semantics: str, prec: str, wp: type) -> Reference:
+    n, k = case.rows, case.k
+    r, denom = effective_labels(case, inputs, semantics, np.float64 if wp is object else wp)
+    r = _to(r, wp)
+    counted = (inputs.labels >= 0) & (inputs.labels < k) if case.labels == "index" else np.ones(n, dtype=bool)
+    denom_z = int(counted.sum()) if case.labels == "index" and semantics in ("torch", "keras") else n
+    ce, z_rows, grad, z_grad, lse, big_q = llm_rows(_to(inputs.logits, wp), r, case.logit_scale, case.softcap,
+                                                    case.zloss, counted)
+    rows = ce + z_rows
+    if case.reduction == "mean":
+        empty = "zero" if semantics == "keras" else "nan"
+        loss, grad = reduce(case, ce, grad, denom, empty)
+        if case.zloss is not None:
+            loss_z, z_grad = reduce(case, z_rows, z_grad, denom_z, empty)
+            loss, grad = loss + loss_z, grad + z_grad
+    else:
+        grad = grad + z_grad
+        loss = rows.sum() if case.reduction == "sum" else rows
+    if inputs.cotangent is not None:
+        v = _to(inputs.cotangent, wp)
+        grad = grad * (v[:, None] if np.ndim(v) == 1 else v)
+
+    def f64(a) -> np.ndarray:
+        with np.errstate(over="ignore"):  # lse(s x) may pass float64's range where the loss does not
+            return np.asarray(a, dtype=object if wp is object else None).astype(np.float64)
+
+    loss, grad, rows = f64(loss), f64(grad), f64(rows)
+    # undefined rows: a NaN logit; without a softcap also a +inf one (after the scale s > 0) or no finite one
+    x = inputs.logits.astype(np.float64)
+    bad = np.isnan(x).any(axis=1)
+    if case.softcap is None:
+        bad |= np.isposinf(x).any(axis=1) | np.isneginf(x).all(axis=1)
+    if bad.any():
+        rows[bad], grad[bad] = np.nan, np.nan
+        loss = np.where(bad, np.nan, loss) if case.reduction == "none" else np.asarray(np.nan)
+    return Reference(loss, grad, prec, rows, f64(big_q), case, inputs, f64(r), f64(lse))
 
 
 def chunked_softmax_xent(case: Case, inputs: Inputs, wp: type, divisor: int | None = None,
