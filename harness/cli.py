@@ -131,6 +131,10 @@ def _execute(plan, out_dir: Path, prior: list[dict], progress: bool, repro: bool
     from xentcheck.reports.files import ResultsWriter
 
     tol = plan.tolerances
+    known = None
+    if plan.known_file:  # the runner judges results with it as they come (xentcheck.core.evaluate)
+        from xentcheck.regress import known as known_mod
+        known = {"file": plan.known_file, "entries": _usage(known_mod.load, plan.known_file)}
     writer = ResultsWriter(out_dir / "results.jsonl", append=bool(prior))
     runner = Runner(plan, writer, prior, RunOptions(log_dir=out_dir / "logs", progress=progress))
     try:
@@ -154,10 +158,6 @@ def _execute(plan, out_dir: Path, prior: list[dict], progress: bool, repro: bool
         "tolerances": tol.as_dict(),
         "reference_float64": working_precision("float64"),
     }
-    known = None
-    if plan.known_file:
-        from xentcheck.regress import known as known_mod
-        known = {"file": plan.known_file, "entries": _usage(known_mod.load, plan.known_file)}
 
     def repros(final: list[dict]) -> None:
         """repro/ for the bad results (known differences applied), while the reports are drawn."""

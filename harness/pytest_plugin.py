@@ -24,6 +24,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="Comma-separated backends or plugin .py files (default: every known backend).")
     g.addoption("--xentcheck-dtypes", metavar="LIST", help="Comma-separated dtypes (default: all).")
     g.addoption("--xentcheck-cases", type=int, metavar="N", help="Only the first N cases of the suite.")
+    g.addoption("--xentcheck-case", action="append", metavar="ID",
+                help="Run this case id (repeatable) instead of the suite, as `xentcheck run --case`.")
     g.addoption("--xentcheck-seed", type=int, default=0, metavar="N", help="Seed of the case inputs (default 0).")
     g.addoption("--xentcheck-tolerances", default="xentcheck", choices=["xentcheck", "torch", "jax"],
                 help="Tolerance table (default: xentcheck).")
@@ -56,7 +58,7 @@ def _specs(value: str | None) -> list[str]:
 
 def _items(session: pytest.Session) -> list[pytest.Item]:
     from xentcheck.backends.registry import create
-    from xentcheck.core.cases import default_suite
+    from xentcheck.core.cases import Case, default_suite
     from xentcheck.core.dtypes import DTYPE_NAMES
 
     opt = session.config.getoption
@@ -65,6 +67,11 @@ def _items(session: pytest.Session) -> list[pytest.Item]:
     if unknown:
         raise pytest.UsageError(f"--xentcheck-dtypes: unknown dtype {unknown[0]!r} (known: {', '.join(DTYPE_NAMES)})")
     cases = default_suite(dtypes)
+    if opt("xentcheck_case"):
+        try:
+            cases = [Case.from_id(i) for i in opt("xentcheck_case")]
+        except ValueError as exc:
+            raise pytest.UsageError(f"--xentcheck-case: {exc}") from None
     if opt("xentcheck_cases"):
         cases = cases[:opt("xentcheck_cases")]
     suite = XentcheckSuite.from_parent(session, name="xentcheck", nodeid="xentcheck")
@@ -136,35 +143,30 @@ class XentcheckItem(pytest.Item):
 
     def runtest(self) -> None:
         from xentcheck.core.cases import make_inputs
-        from xentcheck.core.metrics import BAD_VERDICTS, compare
-        from xentcheck.regress.known import matches
-        from xentcheck.core.layout import to_case
+        from xentcheck.core.evaluate import Subject, evaluate
+        from xentcheck.core.metrics import BAD_VERDICTS
         from xentcheck.core.reference import reference
         from xentcheck.core.tolerances import Tolerances
+        from xentcheck.run.worker import output_of
 
         backend = _backend(self.spec)
         if isinstance(backend, str):
             pytest.skip(backend)
-        why = backend.unsupported(self.case, "cpu")
-        if why:
-            pytest.skip(why)
         seed = self.config.getoption("xentcheck_seed")
         inputs = make_inputs(self.case, seed)
-        ref = reference(self.case, inputs, self.variant.semantics)
-        try:
-            out = backend.run_variant(self.variant, self.case, to_case(self.case, inputs.copy()), "cpu")
-            fields = compare(self.case, ref, out.loss, out.grad, out.loss_dtype, out.grad_dtype,
-                             Tolerances(self.config.getoption("xentcheck_tolerances")))
-        except Exception as exc:
-            fields = {"verdict": "error", "reasons": [f"{type(exc).__name__}: {exc}"]}
-        if fields["verdict"] not in BAD_VERDICTS:
-            return
-        record = {**self.case.as_dict(), "backend": backend.name, "impl": self.variant.impl, "mode": self.variant.mode,
-                  "verdict": fields["verdict"]}
-        hit = next((e for e in _known(self.config) if matches(e, record)), None)
-        if hit is not None:
-            pytest.xfail(f"known difference {hit['id']}: {hit['link']}")
-        raise XentcheckFailure(f"{fields['verdict']}: " + "; ".join(fields["reasons"]))
+        v = self.variant
+        result = evaluate(self.case, Subject(backend=backend.name, impl=v.impl, mode=v.mode, api=v.api, seed=seed,
+                                             documented=v.documented),
+                          output_of(backend, v, self.case, inputs, "cpu"),
+                          Tolerances(self.config.getoption("xentcheck_tolerances")),
+                          reference=lambda: reference(self.case, inputs, v.semantics), known=_known(self.config))
+        if result.verdict == "skipped":
+            pytest.skip(result.reasons[0])
+        if result.verdict == "known":
+            pytest.xfail(f"known difference {result.known['id']}: {result.known['link']} "
+                         f"({result.original_verdict}: {'; '.join(result.reasons)})")
+        if result.verdict in BAD_VERDICTS:
+            raise XentcheckFailure(f"{result.verdict}: " + "; ".join(result.reasons))
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, XentcheckFailure):

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
+from xentcheck.core.records import Result, result_line
+
 
 def write_atomic(path: Path, text: str) -> None:
     """Write to a temporary file beside `path`, then rename: readers never see half a report."""
@@ -30,10 +32,10 @@ class ResultsWriter:
         self._f: IO[str] = open(self.path, "a" if append else "w", encoding="utf-8")
         self.records: list[dict] = []
 
-    def __call__(self, record: dict) -> None:
-        self._f.write(json.dumps(record, sort_keys=False) + "\n")
+    def __call__(self, record: Result | dict) -> None:
+        self._f.write(result_line(record))
         self._f.flush()
-        self.records.append(record)
+        self.records.append(record.to_dict() if isinstance(record, Result) else record)
 
     def close(self) -> None:
         self._f.close()
@@ -52,7 +54,8 @@ def required_keys() -> tuple[str, ...]:
 
 
 def read_results(path: Path) -> list[dict]:
-    """Records of a results.jsonl, one JSON object a line (blank lines ignored).
+    """Records of a results.jsonl, one JSON object a line (blank lines ignored), each as the
+    serialiser gives it (xentcheck.core.records.Result.to_dict).
 
     The last line, when it has no newline and does not parse, is a write torn by a killed run:
     dropped. Anything else wrong raises ResultsFileError rather than skipping a result: a file
@@ -86,7 +89,7 @@ def read_results(path: Path) -> list[dict]:
         missing = [k for k in required if k not in record]
         if missing:
             raise ResultsFileError(f"{path}:{n}: not a result record (no {', '.join(map(repr, missing))})")
-        records.append(record)
+        records.append(Result.from_dict(record).to_dict())  # the serialiser's form
     return records
 
 

@@ -1,4 +1,5 @@
-"""Comparing a backend's output with the reference: error metrics and the verdict.
+"""Comparing a backend's output with the reference: error metrics (the verdict is
+xentcheck.core.evaluate's).
 
 Finite errors (absolute, relative, ULPs of the tested dtype) are measured only where both
 sides are finite. NaN/inf positions are compared separately, against the reference rounded to
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xentcheck.core import error_model, layout
+from xentcheck.core import error_model
 from xentcheck.core.dtypes import info, round_to, ulp
 from xentcheck.core.tolerances import PRESETS, allowed as allowed_by, default_table
 
@@ -173,10 +174,6 @@ def _json_float(v: float) -> float | str:
     return v if np.isfinite(v) else str(v)
 
 
-def _dtype_of(arr: np.ndarray, declared: str | None) -> str:
-    return declared or np.dtype(arr.dtype).name
-
-
 def model_bounds(case, ref, u: float, tiny: float) -> tuple[np.ndarray, np.ndarray] | None:
     """The error model's bounds on the reference's case (None without its inputs). They depend on
     the logits and labels alone: computed once, kept on the reference for every backend's
@@ -191,27 +188,16 @@ def model_bounds(case, ref, u: float, tiny: float) -> tuple[np.ndarray, np.ndarr
     return ref.derived[key]
 
 
-def compare(case, ref, loss: np.ndarray, grad: np.ndarray, loss_dtype: str | None,
-            grad_dtype: str | None, tolerances) -> dict:
-    """Metrics and verdict for one backend output. Returns the result fields to merge."""
-    reasons: list[str] = []
-    loss = np.asarray(loss)
-    grad = np.asarray(grad)
-    out: dict = {"loss_dtype": _dtype_of(loss, loss_dtype), "grad_dtype": _dtype_of(grad, grad_dtype)}
-    reasons = layout.check(case, loss, grad)  # the case's shape: (N, d1, ..., K) and (N, d1, ...)
-    if reasons:
-        return {**out, "verdict": "fail", "reasons": reasons}
-    loss, grad = layout.to_rows(case, loss, grad)
-    for what in ("loss", "grad"):
-        if out[f"{what}_dtype"] != case.dtype:
-            reasons.append(f"{what} computed in {out[what + '_dtype']}, requested {case.dtype}")
+def measure(case, ref, loss: np.ndarray, grad: np.ndarray, tolerances) -> tuple[dict, dict]:
+    """array_metrics of a loss and a gradient as rows ((M,) or () and (M, K), shapes checked)
+    against the reference, under the run's tolerance (within-tolerance counts) and every preset
+    (their `excess`). The verdict is xentcheck.core.evaluate's."""
     scales = natural_scales(case, ref)
     d = info(case.dtype)
     tiny = 2.0 ** d.min_exp  # smallest normal: XLA and TF flush subnormals to zero on CPU
     model = model_bounds(case, ref, d.eps, tiny)
-    nonfinite = False
-    for i, (what, label, actual, expected) in enumerate((("loss", "loss", loss, ref.loss),
-                                                         ("grad", "gradient", grad, ref.grad))):
+    out = []
+    for i, (what, actual, expected) in enumerate((("loss", loss, ref.loss), ("grad", grad, ref.grad))):
         rtol, atol = tolerances.get(case.dtype, what)
         bound = None if model is None else model[i]
         others = {}
@@ -225,20 +211,6 @@ def compare(case, ref, loss: np.ndarray, grad: np.ndarray, loss_dtype: str | Non
             raise ValueError("the model tolerance needs the reference's logits and labels")
         mine = allowed_by(tolerances.kind, rtol, atol, np.asarray(expected), scales[i], bound)
         scale = scales[i] if tolerances.scaled else 1.0
-        m = out[what] = array_metrics(actual, expected, case.dtype, rtol, atol, scale, allowed=mine,
-                                      natural=scales[i], others=others)
-        if m["n_nonfinite_mismatch"]:
-            nonfinite = True
-            reasons.append(f"{label}: {m['n_nonfinite_mismatch']} / {m['size']} NaN/inf where the reference "
-                           f"differs, e.g. {m['worst_actual']} vs {m['worst_expected']} at index {m['worst_index']}")
-        elif m["n_exceed"]:
-            scale_note = f" x scale {m['worst_scale']:.3g}" if tolerances.scaled else ""
-            if tolerances.kind == "model":
-                scale_note = f"; error-model bound {m['worst_allowed']:.3g}"
-            reasons.append(
-                f"{label}: {m['n_exceed']} / {m['size']} out of tolerance; greatest absolute difference "
-                f"{m['abs_err']:.3g}, relative {m['rel_err']:.3g}, {m['ulp_err']:.3g} ULP; worst at index "
-                f"{m['worst_index']}: {m['worst_actual']} vs {m['worst_expected']} "
-                f"(allowed rtol {rtol:.3g}, atol {atol:.3g}{scale_note})")
-    verdict = "nonfinite" if nonfinite else ("fail" if reasons else "pass")
-    return {**out, "verdict": verdict, "reasons": reasons}
+        out.append(array_metrics(actual, expected, case.dtype, rtol, atol, scale, allowed=mine,
+                                 natural=scales[i], others=others))
+    return out[0], out[1]

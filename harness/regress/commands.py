@@ -89,8 +89,9 @@ def merge_cmd(out, folders) -> int:
     if out_dir.resolve() in [d.resolve() for d in dirs]:
         raise click.UsageError("OUT must be a new folder, not one of the shards")
     out_dir.mkdir(parents=True, exist_ok=True)
+    from xentcheck.core.records import result_line
     with open(out_dir / "results.jsonl", "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r) + "\n" for r in records)
+        f.writelines(result_line(r) for r in records)
     summary = write_reports(out_dir, records, context, known)
     for stale in (summary.get("known_differences") or {}).get("stale", []):
         click.echo(f"xentcheck: warning: known difference {stale!r} matched no result (stale)", err=True)
@@ -125,10 +126,12 @@ def repro_cmd(result_id, from_dir, shrink, max_steps) -> int:
     except LookupError as exc:
         raise click.UsageError(str(exc)) from None
     outcome = repro.rerun(record, spec, summary)
-    click.echo(f"{repro.result_id(record)}: {outcome['verdict']} (recorded: "
-               f"{record.get('original_verdict', record['verdict'])})")
+    # both judged by xentcheck.core.evaluate, with the run's tolerances and known differences
+    click.echo(f"{repro.result_id(record)}: {outcome['verdict']} (recorded: {record['verdict']})")
     for line in outcome["reasons"]:
         click.echo(f"  {line}")
+    if outcome.get("known"):
+        click.echo(f"  known difference {outcome['known']['id']} ({outcome['original_verdict']}): {outcome['known']['link']}")
     paths = repro.write(folder / "repro", record, outcome["inputs"], outcome["case"], outcome["ref"], spec=spec)
     click.echo(f"wrote {paths[0]} and {paths[1]}")
     if shrink and outcome["verdict"] in repro.BAD:

@@ -19,6 +19,7 @@ except ModuleNotFoundError:  # Python 3.10
 from pathlib import Path
 
 from xentcheck.core.metrics import BAD_VERDICTS
+from xentcheck.core.records import Result
 
 MATCH_FIELDS: dict[str, str] = {  # entry key -> result field
     "backend": "backend", "impl": "impl", "mode": "mode", "case": "case_id", "family": "family",
@@ -75,6 +76,18 @@ def matches(entry: dict, record: dict) -> bool:
     return True
 
 
+def mark_known(result: Result, entries: list[dict]) -> Result:
+    """The rule: a bad result that an entry matches (the first one) becomes `known`, keeping its
+    verdict in `original_verdict` and the entry's id, reason and link in `known`. Changes and
+    returns `result`."""
+    if result.verdict in BAD_VERDICTS:
+        hit = next((e for e in entries if matches(e, result.id_fields)), None)
+        if hit is not None:
+            result.original_verdict, result.verdict = result.verdict, "known"
+            result.known = {"id": hit["id"], "reason": hit["reason"], "link": hit["link"]}
+    return result
+
+
 def unapply(record: dict) -> dict:
     """The record as it was before any known-difference was applied (for re-applying on merge)."""
     if record.get("verdict") != "known":
@@ -85,18 +98,18 @@ def unapply(record: dict) -> dict:
 
 
 def apply(records: list[dict], entries: list[dict]) -> tuple[list[dict], dict]:
-    """Mark bad results that an entry matches as `known`. Returns the new records and a summary
+    """Mark bad results that an entry matches as `known` (mark_known), afresh: a result marked by
+    an earlier file is judged again. Returns the new records and a summary
     {"entries": n, "matched": {id: count}, "stale": [entries that matched nothing]}."""
     counts = {e["id"]: 0 for e in entries}
     out = []
     for r in records:
         r = unapply(r)
         if r["verdict"] in BAD_VERDICTS:
-            hit = next((e for e in entries if matches(e, r)), None)
-            if hit is not None:
-                counts[hit["id"]] += 1
-                r = {**r, "verdict": "known", "original_verdict": r["verdict"],
-                     "known": {"id": hit["id"], "reason": hit["reason"], "link": hit["link"]}}
+            result = mark_known(Result.from_dict(r), entries)
+            if result.known is not None:
+                counts[result.known["id"]] += 1
+                r = result.to_dict()
         out.append(r)
     stale = [e for e in entries if counts[e["id"]] == 0]
     return out, {"entries": entries, "matched": counts, "stale": [e["id"] for e in stale]}

@@ -21,9 +21,11 @@ import numpy as np
 
 from xentcheck.core import layout
 from xentcheck.core.cases import IGNORE_INDEX, Case, Inputs, make_inputs
-from xentcheck.core.metrics import BAD_VERDICTS, compare
+from xentcheck.core.evaluate import Subject, evaluate as evaluate_output
+from xentcheck.core.metrics import BAD_VERDICTS
 from xentcheck.core.reference import Reference, reference
 from xentcheck.core.tolerances import Tolerances
+from xentcheck.run.worker import output_of
 
 BAD = BAD_VERDICTS
 TEMPLATES = Path(__file__).resolve().parent / "repro_templates"
@@ -97,26 +99,36 @@ def _variant(backend, case: Case, impl: str | None, mode: str | None):
 
 
 def evaluate(case: Case, inputs: Inputs, spec: str, device: str, tol: Tolerances,
-             impl: str | None = None, mode: str | None = None) -> dict:
+             impl: str | None = None, mode: str | None = None, known: list[dict] = (),
+             subject: dict | None = None) -> dict:
+    """Run the backend's variant on `inputs` in this process and judge the output
+    (xentcheck.core.evaluate). Returns the record's fields, with the case, inputs and reference
+    (computed here also when the verdict needs none: the reproducer's files hold it)."""
     backend = _backend(spec)
     variant = _variant(backend, case, impl, mode)
-    ref = reference(case, inputs, variant.semantics)
-    why = backend.unsupported(case, device)
-    if why:
-        return {"case": case, "inputs": inputs, "ref": ref, "verdict": "skipped", "reasons": [why]}
-    try:
-        out = backend.run_variant(variant, case, layout.to_case(case, inputs.copy()), device)
-        fields = compare(case, ref, np.asarray(out.loss), np.asarray(out.grad), out.loss_dtype, out.grad_dtype, tol)
-    except Exception as exc:  # the backend's own failure is the discrepancy being reproduced
-        fields = {"verdict": "error", "reasons": [f"{type(exc).__name__}: {exc}"]}
-    return {"case": case, "inputs": inputs, "ref": ref, "impl": variant.impl, "mode": variant.mode, **fields}
+    s = subject or {}
+    who = Subject(backend=s.get("backend", backend.name), impl=variant.impl, mode=variant.mode, api=variant.api,
+                  device=device, seed=s.get("seed"), backend_version=s.get("backend_version"),
+                  documented=variant.documented)
+    refs: list[Reference] = []
+
+    def ref() -> Reference:
+        if not refs:
+            refs.append(reference(case, inputs, variant.semantics))
+        return refs[0]
+
+    result = evaluate_output(case, who, output_of(backend, variant, case, inputs, device), tol,
+                             reference=ref, known=known)
+    return {"case": case, "inputs": inputs, "ref": ref(), **result.to_dict()}
 
 
 def rerun(record: dict, spec: str, summary: dict) -> dict:
+    """The recorded result computed again, judged with the run's tolerances and known differences."""
     case = Case.from_id(record["case_id"])
     seed = record.get("seed", summary.get("config", {}).get("seed", 0))
+    known = (summary.get("known_differences") or {}).get("entries", [])
     return evaluate(case, make_inputs(case, seed), spec, record.get("device", "cpu"), tolerances_of(summary),
-                    record.get("impl"), record.get("mode"))
+                    record.get("impl"), record.get("mode"), known, record)
 
 
 # --- shrinking ---------------------------------------------------------------------------

@@ -6,9 +6,9 @@ dropped, and the file is rewritten without it so that new results append cleanly
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from xentcheck.core.records import result_line
 from xentcheck.run.plan import RunPlan
 from xentcheck.reports.files import read_results, write_atomic
 
@@ -31,7 +31,7 @@ def prior_results(folder: Path, plan: RunPlan) -> list[dict]:
 
 def render_results(records: list[dict]) -> str:
     """results.jsonl text: one JSON object a line, exactly as ResultsWriter writes them."""
-    return "".join(json.dumps(r) + "\n" for r in records)
+    return "".join(result_line(r) for r in records)
 
 
 def rewrite_results(folder: Path, records: list[dict]) -> None:

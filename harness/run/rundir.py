@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from xentcheck.core.records import result_line
 from xentcheck.run import forked
 from xentcheck.regress import known as known_mod
 from xentcheck.run.environment import with_backends
@@ -29,7 +30,7 @@ def write_reports(out_dir: Path, records: list[dict], context: dict, known: dict
         records, info = known_mod.apply(records, known["entries"])
         context["known_differences"] = {"file": known["file"], **info}
         if records != before:
-            write_atomic(out_dir / "results.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+            write_atomic(out_dir / "results.jsonl", "".join(result_line(r) for r in records))
     helper = forked.start(alongside, records) if alongside is not None else None
     try:
         summary = write_all(out_dir, records, context, background_figures=True)

@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from xentcheck.core.cases import make_inputs
-from xentcheck.core.metrics import compare
+from xentcheck.core.evaluate import Result, Subject, VariantOutput, evaluate
 from xentcheck.core.reference import Reference, reference, semantics_matter
 from xentcheck.core.spare import SPARE
+from xentcheck.regress import known as known_differences
 from xentcheck.run.ordering import Ordering
 from xentcheck.run.plan import RunPlan, select_variants
 from xentcheck.run.processes import Worker, quit_all, scratch_dir, sigint_flag
@@ -64,6 +65,8 @@ class Runner:
         self.infos: list[dict | None] = [None] * self.n_backends
         self.selected: dict[int, list[dict]] = {}
         self.interrupted = False
+        # known differences: a matching bad result is recorded `known` (xentcheck.core.evaluate)
+        self.known: list[dict] = known_differences.load(config.known_file) if config.known_file else []
 
     @property
     def records(self) -> list[dict]:
@@ -135,38 +138,26 @@ class Runner:
         return cached[key]
 
     def _on_result(self, ci: int, bi: int, msg: dict, seconds: float) -> None:
-        entries = [(entry, self._result_fields(ci, bi, j, entry, seconds)) for j, entry in enumerate(msg.get("results", []))]
-        self._record_slot(ci, bi, entries)
+        results = [self._result(ci, bi, j, VariantOutput.from_dict(entry), seconds)
+                   for j, entry in enumerate(msg.get("results", []))]
+        self._done(ci, bi, [r.to_dict() for r in results])
 
-    def _result_fields(self, ci: int, bi: int, j: int, entry: dict, seconds: float) -> dict:
+    def _result(self, ci: int, bi: int, j: int, output: VariantOutput, seconds: float) -> Result:
+        """Variant j's record (xentcheck.core.evaluate judges it), with the time it took."""
         case = self.config.cases[ci]
-        timing = {"wall_seconds": round(seconds, 6)}
-        status = entry.get("status")
-        if status == "skipped":
-            return {"verdict": "skipped", "reasons": [entry.get("reason", "")]}
-        if "oor" in case.option_set and status in ("ok", "error"):
-            return self._out_of_range(ci, bi, j, entry, timing)
-        if status != "ok":
-            return {"verdict": "error", "reasons": [entry.get("error", "unknown error")],
-                    "traceback": entry.get("traceback", ""), "timing": timing}
-        loss, grad = self._take_output(bi, ci, j)
-        tol = self.config.tolerances
-        # extreme cases (logits near the dtype's max, +inf, NaN) overflow in intermediate casts by
-        # design; their NaN/inf are compared explicitly, so numpy's warnings would only be noise
-        with np.errstate(all="ignore"):
-            ref = self._reference(ci, entry.get("semantics", "plain"))
-            fields = compare(case, ref, loss, grad, entry.get("loss_dtype"), entry.get("grad_dtype"), tol)
-        fields["tolerance"] = {"preset": tol.preset, **{w: dict(zip(("rtol", "atol"), tol.get(case.dtype, w)))
-                                                       for w in ("loss", "grad")}}
-        fields["reference_precision"] = ref.precision
-        fields["inputs_modified"] = entry.get("inputs_modified", [])
-        if entry.get("notes"):
-            fields["notes"] = entry["notes"]
-        if "properties" in entry:
-            fields["properties"] = entry["properties"]
-        timing["compute_seconds"] = round(entry.get("seconds", 0.0), 6)
-        fields["timing"] = timing
-        return fields
+        if output.status == "ok":
+            output.loss, output.grad = self._take_output(bi, ci, j)
+        base = self._base(ci, bi, output.variant)
+        subject = Subject(backend=base["backend"], impl=base["impl"], mode=base["mode"], api=base["api"],
+                          device=base["device"], seed=base["seed"], backend_version=base["backend_version"],
+                          documented=output.variant.get("documented", ""))
+        result = evaluate(case, subject, output, self.config.tolerances, known=self.known,
+                          reference=lambda: self._reference(ci, output.semantics))
+        if result.verdict != "skipped":
+            result.timing = {"wall_seconds": round(seconds, 6)}
+            if output.status == "ok" and "oor" not in case.option_set:
+                result.timing["compute_seconds"] = round(output.seconds, 6)
+        return result
 
     def _take_output(self, bi: int, ci: int, j: int) -> tuple[np.ndarray, np.ndarray]:
         """Variant j's loss and gradient as the worker wrote them; the file is removed once read."""
@@ -176,17 +167,6 @@ class Runner:
                 return data["loss"], data["grad"]
         finally:
             path.unlink(missing_ok=True)
-
-    def _out_of_range(self, ci: int, bi: int, j: int, entry: dict, timing: dict) -> dict:
-        """An out-of-range class index must be refused; a value returned in silence is a finding."""
-        if entry["status"] == "error":
-            return {"verdict": "pass", "reasons": [f"raised on the out-of-range class index: {entry.get('error', '')[:200]}"],
-                    "timing": timing}
-        loss, _ = self._take_output(bi, ci, j)
-        shown = np.array2string(np.asarray(loss, dtype=np.float64).ravel()[:4], precision=6)
-        return {"verdict": "fail", "timing": timing,
-                "reasons": [f"silently returned loss {shown} for an out-of-range class index "
-                            f"(label {self.config.cases[ci].k} with K = {self.config.cases[ci].k})"]}
 
     def _fail_all(self, w: int, bi: int, verdict: str, reason: str) -> None:
         for ci in self.schedule.take_pending(w):

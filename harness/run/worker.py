@@ -17,11 +17,17 @@ import sys
 import time
 import traceback
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from xentcheck.core.cases import Case, make_inputs
+from xentcheck.core.cases import Case, Inputs, make_inputs
 from xentcheck.core.dtypes import transport_dtype
+from xentcheck.core.records import VariantOutput
 from xentcheck.run.protocol import Hello, RunRequest
+
+if TYPE_CHECKING:
+    from xentcheck.core.properties import Tol
 
 
 def describe(backend) -> dict:
@@ -93,18 +99,31 @@ def run_case(backend, request: RunRequest) -> dict:
     if not applicable and chosen and not why:
         why = f"{backend.name}: no selected implementation takes {case.labels} labels"
     if why:  # one skipped result per variant that would have run, so every result key exists
-        return {**reply, "results": [{**variant_info(v), "status": "skipped", "reason": why}
+        return {**reply, "results": [VariantOutput("skipped", variant_info(v), reason=why).to_dict()
                                      for v in (applicable or chosen[:1] or all_variants[:1])]}
     inputs = make_inputs(case, request.seed)
     results = []
     for j, v in enumerate(applicable):
-        missing = missing_options(v, case)
+        missing = _missing_reason(v, case)
         if missing:  # an unsupported combination is a skip with a reason, never an error
-            results.append({**variant_info(v), "status": "skipped",
-                            "reason": f"{v.impl} takes no option {', '.join(missing)} ({case.options})"})
+            results.append(VariantOutput("skipped", variant_info(v), reason=missing).to_dict())
             continue
-        results.append({**variant_info(v), **_run_variant(backend, v, case, inputs, request, j, all_variants)})
+        results.append(_run_variant(backend, v, case, inputs, request, j, all_variants).to_dict())
     return {**reply, "results": results}
+
+
+def _missing_reason(v, case: Case) -> str:
+    missing = missing_options(v, case)
+    return f"{v.impl} takes no option {', '.join(missing)} ({case.options})" if missing else ""
+
+
+def output_of(backend, v, case: Case, inputs: Inputs, device: str) -> VariantOutput:
+    """One variant of a loaded backend on the case's inputs (rows), in this process, as a worker
+    would compute it (without properties): the pytest plugin's and `xentcheck repro`'s way in."""
+    why = backend.unsupported(case, device) or _missing_reason(v, case)
+    if why:
+        return VariantOutput("skipped", variant_info(v), reason=why)
+    return compute(backend, v, case, inputs, device)
 
 
 def time_case(backend, msg: dict) -> dict:
@@ -146,29 +165,43 @@ def peak_rss() -> int | None:
     return proc_kib("/proc/self/status", "VmHWM")
 
 
-def _run_variant(backend, v, case: Case, pristine, request: RunRequest, j: int, all_variants) -> dict:
+def compute(backend, v, case: Case, pristine: Inputs, device: str, properties: Tol | None = None,
+            all_variants=()) -> VariantOutput:
+    """Run variant `v` on a copy of the case's inputs (rows). The output holds the loss and
+    gradient as returned; with `properties` (the run's tolerance) the property checks too."""
     from xentcheck.core import layout
     inputs = pristine.copy()
     start = time.perf_counter()
     try:
-        out = backend.run_variant(v, case, layout.to_case(case, inputs), request.device)
+        out = backend.run_variant(v, case, layout.to_case(case, inputs), device)
         seconds = time.perf_counter() - start
         loss = _as_array(out.loss, "loss")
         grad = _as_array(out.grad, "gradient")
     except Exception as exc:
-        return {"status": "error", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=-3)}
+        return VariantOutput("error", variant_info(v), error=f"{type(exc).__name__}: {exc}",
+                             traceback=traceback.format_exc(limit=-3))
     modified = [name for name in ("logits", "labels")
                 if getattr(inputs, name).tobytes() != getattr(pristine, name).tobytes()]
-    np.savez(f"{request.out}-{j}.npz", loss=loss.astype(transport_dtype(loss.dtype)),
-             grad=grad.astype(transport_dtype(grad.dtype)))
-    result = {"status": "ok", "seconds": seconds, "inputs_modified": modified,
-              "loss_dtype": out.loss_dtype or loss.dtype.name, "grad_dtype": out.grad_dtype or grad.dtype.name,
-              "notes": list(out.notes)}
-    if request.properties and "oor" not in case.option_set and not layout.check(case, loss, grad):
-        from xentcheck.core.properties import Tol, check_all
+    result = VariantOutput("ok", variant_info(v), seconds=seconds, inputs_modified=modified,
+                           loss_dtype=out.loss_dtype or loss.dtype.name, grad_dtype=out.grad_dtype or grad.dtype.name,
+                           notes=list(out.notes), loss=loss, grad=grad)
+    if properties is not None and "oor" not in case.option_set and not layout.check(case, loss, grad):
+        from xentcheck.core.properties import check_all
         out.loss, out.grad = layout.to_rows(case, loss, grad)
-        result["properties"] = check_all(backend, v, case, pristine, out, modified, request.device,
-                                         Tol(request.rtol, request.atol, request.scaled), all_variants)
+        result.properties = check_all(backend, v, case, pristine, out, modified, device, properties, all_variants)
+    return result
+
+
+def _run_variant(backend, v, case: Case, pristine: Inputs, request: RunRequest, j: int, all_variants) -> VariantOutput:
+    """compute(), its arrays written to the .npz file the parent reads (not sent on the pipe)."""
+    tol = None
+    if request.properties:
+        from xentcheck.core.properties import Tol
+        tol = Tol(request.rtol, request.atol, request.scaled)
+    result = compute(backend, v, case, pristine, request.device, tol, all_variants)
+    if result.status == "ok":
+        np.savez(f"{request.out}-{j}.npz", loss=result.loss.astype(transport_dtype(result.loss.dtype)),
+                 grad=result.grad.astype(transport_dtype(result.grad.dtype)))
     return result
 
 
@@ -200,8 +233,8 @@ def main(argv: list[str]) -> int:
                  else run_case(backend, RunRequest.from_dict(request)))
         except Exception as exc:  # keep serving: one bad case must not end the backend's run
             send({"op": "result", "case_id": request.get("case_id"), "results": [
-                {"status": "error", "error": f"worker: {type(exc).__name__}: {exc}",
-                 "traceback": traceback.format_exc(limit=-3)}]})
+                VariantOutput("error", error=f"worker: {type(exc).__name__}: {exc}",
+                              traceback=traceback.format_exc(limit=-3)).to_dict()]})
     return 0
 
 

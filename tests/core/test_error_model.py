@@ -6,11 +6,11 @@ import pytest
 
 from xentcheck.backends.numpy_backend import NumpyBackend
 from xentcheck.core.cases import Case, make_inputs
-from xentcheck.core.metrics import compare
 from xentcheck.core.dtypes import info
 from xentcheck.core.error_model import bounds
 from xentcheck.core.reference import reference
 from xentcheck.core.tolerances import Tolerances
+from tests.helpers.judge import judged
 
 CASES = ("scale1e+4_float32_64x100_soft_mean", "offset1e+8_float32_16x10_index_none", "dominant_float64_16x10_onehot_sum",
          "neartie_bfloat16_64x100_index_mean", "masked_float16_16x10_soft_sum", "scale1e+1_float32_4x50000_index_sum",
@@ -22,7 +22,7 @@ def test_shifted_implementation_in_the_dtype_is_within_the_bound(case_id):
     case = Case.from_id(case_id)
     inputs = make_inputs(case, 0)
     out = NumpyBackend().compute(case, inputs, "cpu")
-    r = compare(case, reference(case, inputs), out.loss, out.grad, None, None, Tolerances("model"))
+    r = judged(case, reference(case, inputs), out.loss, out.grad, None, None, Tolerances("model"))
     assert r["verdict"] == "pass", r["reasons"]
 
 
@@ -39,7 +39,7 @@ def test_unshifted_loss_at_a_large_offset_is_out_of_bound():
     inputs = make_inputs(case, 0)
     good = NumpyBackend().compute(case, inputs, "cpu")
     loss = _unshifted_loss(inputs.logits, inputs.labels).astype(np.float32)
-    r = compare(case, reference(case, inputs), loss, good.grad, None, None, Tolerances("model"))
+    r = judged(case, reference(case, inputs), loss, good.grad, None, None, Tolerances("model"))
     assert r["verdict"] == "fail" and r["reasons"][0].startswith("loss:")
     assert "error-model bound" in r["reasons"][0]
 

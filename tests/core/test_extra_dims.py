@@ -10,10 +10,10 @@ import pytest
 from xentcheck.backends.registry import BUILTIN, create
 from xentcheck.core import layout
 from xentcheck.core.cases import Case, Inputs, full_suite, make_inputs
-from xentcheck.core.metrics import compare
 from xentcheck.core.reference import reference
 from xentcheck.core.tolerances import Tolerances
 from tests.conftest import ROOT, run_cli
+from tests.helpers.judge import judged
 
 # Hand-checked: N = 1, K = 3, d1 = 2. Position 0 has logits [1, 2, 3] and class 2; position 1 has
 # [0, 0, 0] and class 0. In torch's layout the logits are x[0, :, 0] = [1, 2, 3], x[0, :, 1] = 0.
@@ -79,9 +79,9 @@ def test_numpy_adapter_on_extra_dimensions_equals_its_rows():
 
 def test_compare_checks_the_case_shape():
     ref = reference(HAND, HAND_INPUTS)
-    good = compare(HAND, ref, np.array(HAND_LOSS), HAND_GRAD.reshape(1, 2, 3), None, None, Tolerances())
+    good = judged(HAND, ref, np.array(HAND_LOSS), HAND_GRAD.reshape(1, 2, 3), None, None, Tolerances())
     assert good["verdict"] == "pass"
-    rows_shaped = compare(HAND, ref, np.array(HAND_LOSS), HAND_GRAD, None, None, Tolerances())
+    rows_shaped = judged(HAND, ref, np.array(HAND_LOSS), HAND_GRAD, None, None, Tolerances())
     assert rows_shaped["verdict"] == "fail" and "gradient shape [2, 3], expected [1, 2, 3]" in rows_shaped["reasons"]
 
 

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 from xentcheck.core.cases import Case
-from xentcheck.core.metrics import array_metrics, compare
+from xentcheck.core.metrics import array_metrics
 from xentcheck.core.dtypes import ulp
 from xentcheck.core.reference import Reference
 from xentcheck.core.tolerances import Tolerances
+from tests.helpers.judge import judged
 
 
 def test_ulp_of_each_dtype_at_one_and_below_normal():
@@ -59,16 +60,16 @@ def test_verdicts(preset):
     case = Case("scale1e+0", "float32", 1, 2, "index", "mean")
     tol = Tolerances(preset)
     ref = _ref(case, [[0.25, -0.25]])
-    ok = compare(case, ref, np.float32(0.5), np.array([[0.25, -0.25]], np.float32), None, None, tol)
+    ok = judged(case, ref, np.float32(0.5), np.array([[0.25, -0.25]], np.float32), None, None, tol)
     assert ok["verdict"] == "pass" and ok["reasons"] == []
-    bad = compare(case, ref, np.float32(0.5), np.array([[0.26, -0.25]], np.float32), None, None, tol)
+    bad = judged(case, ref, np.float32(0.5), np.array([[0.26, -0.25]], np.float32), None, None, tol)
     assert bad["verdict"] == "fail" and "greatest absolute difference" in bad["reasons"][0]
     assert "at index [0, 0]" in bad["reasons"][0]
-    nan = compare(case, ref, np.float32(np.nan), np.array([[0.25, -0.25]], np.float32), None, None, tol)
+    nan = judged(case, ref, np.float32(np.nan), np.array([[0.25, -0.25]], np.float32), None, None, tol)
     assert nan["verdict"] == "nonfinite"
-    dt = compare(case, ref, np.float64(0.5), np.array([[0.25, -0.25]]), None, None, tol)
+    dt = judged(case, ref, np.float64(0.5), np.array([[0.25, -0.25]]), None, None, tol)
     assert dt["verdict"] == "fail" and "loss computed in float64, requested float32" in dt["reasons"]
-    shape = compare(case, ref, np.float32(0.5), np.array([0.25, -0.25], np.float32), None, None, tol)
+    shape = judged(case, ref, np.float32(0.5), np.array([0.25, -0.25], np.float32), None, None, tol)
     assert shape["verdict"] == "fail" and "gradient shape [2], expected [1, 2]" in shape["reasons"]
 
 
@@ -77,8 +78,8 @@ def test_xentcheck_preset_is_eight_units_of_roundoff_at_the_natural_scale():
     assert tol.get("float32", "grad") == (8 * 2.0 ** -24, 8 * 2.0 ** -24)
     case = Case("scale1e+0", "float32", 4, 2, "index", "mean")  # gradient scale 1/4
     ref = _ref(case, np.zeros((4, 2)))
-    within = compare(case, ref, np.float32(0.5), np.full((4, 2), 7.9 * 2 ** -24 / 4, np.float32), None, None, tol)
-    beyond = compare(case, ref, np.float32(0.5), np.full((4, 2), 8.5 * 2 ** -24 / 4, np.float32), None, None, tol)
+    within = judged(case, ref, np.float32(0.5), np.full((4, 2), 7.9 * 2 ** -24 / 4, np.float32), None, None, tol)
+    beyond = judged(case, ref, np.float32(0.5), np.full((4, 2), 8.5 * 2 ** -24 / 4, np.float32), None, None, tol)
     assert within["verdict"] == "pass" and beyond["verdict"] == "fail"
 
 

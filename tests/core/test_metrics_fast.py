@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from xentcheck.core.cases import Case, make_inputs
-from xentcheck.core.metrics import _json_float, _q, array_metrics, compare, rtol_grid, sample_positions  # noqa: F401
+from xentcheck.core.metrics import _json_float, _q, array_metrics, rtol_grid, sample_positions  # noqa: F401
 from xentcheck.core.dtypes import DTYPE_NAMES, _ulp_general, info, round_to, ulp
 from xentcheck.core.reference import reference
 from xentcheck.core.tolerances import Tolerances
+from tests.helpers.judge import judged
 
 
 def plain_array_metrics(actual: np.ndarray, ref: np.ndarray, dtype: str, rtol: float, atol: float,
@@ -133,8 +134,8 @@ def test_error_model_bounds_are_computed_once_per_case():
     ref = reference(case, make_inputs(case, 0))
     tol = Tolerances("model")
     loss, grad = np.float32(ref.loss), ref.grad.astype(np.float32)
-    first = compare(case, ref, loss, grad, None, None, tol)
+    first = judged(case, ref, loss, grad, None, None, tol)
     assert len(ref.derived) == 1 and "logits" not in ref.__dict__  # the float64 copies are let go
     bounds = next(iter(ref.derived.values()))
-    assert compare(case, ref, loss, grad, None, None, tol) == first
+    assert judged(case, ref, loss, grad, None, None, tol) == first
     assert next(iter(ref.derived.values())) is bounds

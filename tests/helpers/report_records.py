@@ -1,12 +1,12 @@
-"""Synthetic but real result records for report tests: outputs of made-up backends compared with
-the true reference by xentcheck.core.metrics, without running any worker."""
+"""Synthetic but real result records for report tests: outputs of made-up backends judged against
+the true reference by xentcheck.core.evaluate, without running any worker."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from xentcheck.core.cases import Case, make_inputs
-from xentcheck.core.metrics import compare
+from xentcheck.core.evaluate import Subject, VariantOutput, evaluate
 from xentcheck.core.dtypes import info
 from xentcheck.core.reference import reference
 from xentcheck.core.tolerances import Tolerances
@@ -31,13 +31,12 @@ def record(case_id: str, backend: str, ulps: float = 0.0, nan: bool = False, see
     loss, grad = out(ref.loss), out(ref.grad)
     if nan:
         loss = np.full_like(loss, np.nan)
-    tol = Tolerances(preset)
-    fields = compare(case, ref, loss, grad, None, None, tol)
-    fields["tolerance"] = {"preset": preset, **{w: dict(zip(("rtol", "atol"), tol.get(case.dtype, w)))
-                                                for w in ("loss", "grad")}}
-    return {**case.as_dict(), "seed": seed, "backend": backend, "impl": impl, "mode": "eager", "device": "cpu",
-            "backend_version": "1.0", **fields, "reference_precision": ref.precision, "inputs_modified": [],
-            "timing": {"wall_seconds": seconds * 2, "compute_seconds": seconds}}
+    out = VariantOutput("ok", inputs_modified=[], loss=loss, grad=grad)
+    subject = Subject(backend=backend, impl=impl, mode="eager", device="cpu", seed=seed, backend_version="1.0")
+    rec = evaluate(case, subject, out, Tolerances(preset), reference=ref).to_dict()
+    del rec["api"]  # these made-up backends name no API
+    rec["timing"] = {"wall_seconds": seconds * 2, "compute_seconds": seconds}
+    return rec
 
 
 def error_record(case_id: str, backend: str, message: str) -> dict:

@@ -1,0 +1,109 @@
+"""Judging one backend output: the one place a result's verdict is decided.
+
+The runner, the pytest plugin, `xentcheck repro` and the Python API all call `evaluate`. Its rules,
+in order:
+- skipped: the variant did not run (unsupported dtype, option, label form): `skipped`.
+- out-of-range class index (case option `oor`): the backend must refuse it. An error is a
+  `pass`; a value returned in silence is a `fail`. No reference is computed or compared.
+- error: the backend raised: `error`, with its message and traceback.
+- shapes: a loss or gradient in another shape than the case's (layout.check) is a `fail`.
+- dtypes: a loss or gradient computed in another dtype than the case's is a `fail`.
+- values (metrics.measure): NaN/inf where the reference (rounded to the dtype) differs is
+  `nonfinite`, else an element out of tolerance is a `fail`, else `pass`. NumPy's warnings are
+  silenced: extreme cases overflow in intermediate casts by design, and their NaN/inf are
+  compared explicitly.
+- properties: the verdicts the worker computed (--properties) are kept on the result; they
+  do not change its verdict (a property failure fails the run on its own, see reports.summary).
+- known differences: a bad verdict that an entry of the known-differences file matches becomes
+  `known` (xentcheck.regress.known.mark_known).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from xentcheck.core import layout
+from xentcheck.core.cases import Case
+from xentcheck.core.metrics import measure
+from xentcheck.core.records import Metrics, Result, Subject, VariantOutput
+from xentcheck.core.reference import Reference
+from xentcheck.core.tolerances import Tolerances
+
+__all__ = ["evaluate", "Result", "Metrics", "Subject", "VariantOutput"]
+
+
+def evaluate(case: Case, subject: Subject, output: VariantOutput, tolerances: Tolerances, *,
+             reference: Reference | Callable[[], Reference], known: Sequence[dict] = ()) -> Result:
+    """The result of `output` (one variant of `subject` on `case`). `reference` may be a function
+    that computes it: it is called only when values are compared. `known`: the entries of a
+    known-differences file (xentcheck.regress.known.load)."""
+    from xentcheck.regress.known import mark_known  # the matching rule lives with the file's format
+
+    result = subject.result(case, **_judge(case, output, tolerances, reference))
+    return mark_known(result, list(known))
+
+
+def _judge(case: Case, output: VariantOutput, tolerances: Tolerances,
+           reference: Reference | Callable[[], Reference]) -> dict:
+    if output.status == "skipped":
+        return {"verdict": "skipped", "reasons": [output.reason]}
+    if "oor" in case.option_set:
+        return _out_of_range(case, output)
+    if output.status != "ok":
+        return {"verdict": "error", "reasons": [output.error or "unknown error"], "traceback": output.traceback}
+    with np.errstate(all="ignore"):
+        ref = reference() if callable(reference) else reference
+        fields = _compare(case, ref, output, tolerances)
+    fields["tolerance"] = {"preset": tolerances.preset, **{w: dict(zip(("rtol", "atol"), tolerances.get(case.dtype, w)))
+                                                          for w in ("loss", "grad")}}
+    fields["reference_precision"] = ref.precision
+    fields["inputs_modified"] = list(output.inputs_modified)
+    if output.notes:
+        fields["notes"] = list(output.notes)
+    if output.properties is not None:
+        fields["properties"] = output.properties
+    return fields
+
+
+def _out_of_range(case: Case, output: VariantOutput) -> dict:
+    """An out-of-range class index must be refused; a value returned in silence is a finding."""
+    if output.status == "error":
+        return {"verdict": "pass", "reasons": [f"raised on the out-of-range class index: {output.error[:200]}"]}
+    shown = np.array2string(np.asarray(output.loss, dtype=np.float64).ravel()[:4], precision=6)
+    return {"verdict": "fail", "reasons": [f"silently returned loss {shown} for an out-of-range class index "
+                                           f"(label {case.k} with K = {case.k})"]}
+
+
+def _compare(case: Case, ref: Reference, output: VariantOutput, tolerances: Tolerances) -> dict:
+    """Shapes, dtypes and values of an output that came back, against the reference."""
+    loss, grad = np.asarray(output.loss), np.asarray(output.grad)
+    out: dict = {"loss_dtype": output.loss_dtype or loss.dtype.name, "grad_dtype": output.grad_dtype or grad.dtype.name}
+    reasons = layout.check(case, loss, grad)  # the case's shape: (N, d1, ..., K) and (N, d1, ...)
+    if reasons:
+        return {**out, "verdict": "fail", "reasons": reasons}
+    loss, grad = layout.to_rows(case, loss, grad)
+    for what in ("loss", "grad"):
+        if out[f"{what}_dtype"] != case.dtype:
+            reasons.append(f"{what} computed in {out[what + '_dtype']}, requested {case.dtype}")
+    out["loss"], out["grad"] = measure(case, ref, loss, grad, tolerances)
+    nonfinite = False
+    for what, label in (("loss", "loss"), ("grad", "gradient")):
+        m = out[what]
+        rtol, atol = tolerances.get(case.dtype, what)
+        if m["n_nonfinite_mismatch"]:
+            nonfinite = True
+            reasons.append(f"{label}: {m['n_nonfinite_mismatch']} / {m['size']} NaN/inf where the reference "
+                           f"differs, e.g. {m['worst_actual']} vs {m['worst_expected']} at index {m['worst_index']}")
+        elif m["n_exceed"]:
+            scale_note = f" x scale {m['worst_scale']:.3g}" if tolerances.scaled else ""
+            if tolerances.kind == "model":
+                scale_note = f"; error-model bound {m['worst_allowed']:.3g}"
+            reasons.append(
+                f"{label}: {m['n_exceed']} / {m['size']} out of tolerance; greatest absolute difference "
+                f"{m['abs_err']:.3g}, relative {m['rel_err']:.3g}, {m['ulp_err']:.3g} ULP; worst at index "
+                f"{m['worst_index']}: {m['worst_actual']} vs {m['worst_expected']} "
+                f"(allowed rtol {rtol:.3g}, atol {atol:.3g}{scale_note})")
+    verdict = "nonfinite" if nonfinite else ("fail" if reasons else "pass")
+    return {**out, "verdict": verdict, "reasons": reasons}
