@@ -71,6 +71,7 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, p
     """Run the cases through each backend and write results.jsonl and every report (report.html, report.md,
     junit.xml, tolerance.md/.json, summary.json, results.csv, results.parquet)."""
     from xentcheck.run import resume as resuming, plan as runplan
+    from xentcheck.run.execute import start_folder
 
     ctx = click.get_current_context()
     if resume is not None:
@@ -100,12 +101,10 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, p
         out_dir = Path(out)
         prior = None
     try:
-        (out_dir / "logs").mkdir(parents=True, exist_ok=True)
         if prior is None:
-            for old in (out_dir / "logs").glob("worker-*.log"):  # a crash's stderr tail is this run's
-                old.unlink()
-            runplan.save(plan, out_dir)
+            start_folder(out_dir, plan)
         else:
+            (out_dir / "logs").mkdir(parents=True, exist_ok=True)
             resuming.rewrite_results(out_dir, prior)  # without a torn last line, appended to below
     except OSError as exc:
         raise click.UsageError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}") from None

@@ -25,6 +25,17 @@ def _ignore(message: str) -> None:
     pass
 
 
+def start_folder(out_dir: Path, plan: RunPlan) -> None:
+    """Make out_dir/logs, drop an earlier run's worker logs (a crash's stderr tail must be this
+    run's) and store the plan as run.json, before any work starts. OSError when it cannot."""
+    from xentcheck.run import plan as runplan
+
+    (out_dir / "logs").mkdir(parents=True, exist_ok=True)
+    for old in (out_dir / "logs").glob("worker-*.log"):
+        old.unlink()
+    runplan.save(plan, out_dir)
+
+
 def execute(plan: RunPlan, out_dir: Path, prior: Sequence[dict] = (), progress: bool = True, repro: bool = True,
             reports: bool = True, warn: Callable[[str], None] = _ignore) -> Execution:
     """Run `plan`'s cases through its backends' workers, appending to out_dir/results.jsonl (after
