@@ -272,8 +272,8 @@ def locate(backend: type[Backend] | Backend) -> str:
         if bound is not None:
             return f"{os.path.abspath(path)}::{bound}"
         if vars(backend):
-            raise ValueError(f"{what}: this instance has attributes of its own and no module-level name, so a worker "
-                             "cannot rebuild it; assign it to a module-level variable or pass its class")
+            raise ValueError(f"{what}: this instance has attributes of its own and no module-level name in "
+                             f"{cls.__module__}, so a worker cannot rebuild it; bind it to a name there or pass its class")
     if getattr(module, cls.__name__, None) is not cls:
         raise ValueError(f"{what} is not the module's {cls.__name__!r} at module level: a worker process cannot find it")
     return f"{os.path.abspath(path)}::{cls.__name__}"

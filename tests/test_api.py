@@ -269,11 +269,13 @@ def test_exports_are_lazy_and_the_plugin_classes_are_the_base_ones():
         xentcheck.nope
 
 
-def test_the_example_runs(tmp_path):
+def test_the_example_runs_and_is_the_docs_example(tmp_path):
+    doc = (ROOT / "docs/python-api-section.md").read_text()
+    block = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    assert block in (ROOT / "examples/python_api.py").read_text()
     res = subprocess.run([sys.executable, str(ROOT / "examples/python_api.py")], capture_output=True, text=True,
                          cwd=tmp_path, timeout=300)
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
-    assert lines[0] == "ok: True {'pass': 16}"
-    assert lines[1] == "reports in xentcheck-out" and (tmp_path / "xentcheck-out/report.md").is_file()
-    assert lines[2].startswith("reference loss 0.41703001642")
+    assert lines[0] == "ok: True {'pass': 16}" and (tmp_path / "xentcheck-out/report.md").is_file()
+    assert lines[1].startswith("reference loss 0.41703001642") and lines[1].endswith("in float64")
