@@ -196,8 +196,8 @@ def _case_args(cases: int | Sequence[str] | None) -> tuple[int | None, tuple[str
         return None, ()
     if isinstance(cases, str):
         return None, (cases,)
-    if isinstance(cases, int) and not isinstance(cases, bool):
-        if cases < 1:
+    if isinstance(cases, int):
+        if isinstance(cases, bool) or cases < 1:
             raise ValueError(f"cases must be a number >= 1 or a list of case ids, got {cases}")
         return cases, ()
     ids = tuple(cases)

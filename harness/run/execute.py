@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from xentcheck.run.plan import RunPlan
 
@@ -77,7 +78,7 @@ def execute(plan: RunPlan, out_dir: Path, prior: Sequence[dict] = (), progress: 
         "tolerances": tol.as_dict(),
         "reference_float64": working_precision("float64"),
     }
-    known = None
+    known: dict[str, Any] | None = None
     if plan.known_file:
         known = {"file": plan.known_file, "entries": known_mod.load(plan.known_file)}
 
