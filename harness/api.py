@@ -111,7 +111,8 @@ def verify(backends: BackendLike | Sequence[BackendLike] | None = None, *,
 
     backends: built-in or entry-point names ("numpy", "torch", ...), plugin .py paths ("PATH::NAME"
       for one Backend of several in a file), Backend subclasses or instances defined at module level
-      in a .py file; default: every known backend.
+      in a .py file; default: every known backend. Named ones run first, then files and classes
+      (the command line's order: --backends, then --backend-file).
     dtypes: names of float16, bfloat16, float32, float64 (default: all). suite: "default" or "full".
     cases: the first N cases of the suite (they span every family), or a list of case ids.
     tolerances: a preset (xentcheck, model, torch, jax, tensorflow) or a Tolerances object.
@@ -125,8 +126,6 @@ def verify(backends: BackendLike | Sequence[BackendLike] | None = None, *,
     names, files = _backend_args(backends)
     preset, rtol, atol = _tolerance_specs(tolerances)
     n_cases, case_ids = _case_args(cases)
-    if device not in runplan.DEVICES:
-        raise ValueError(f"unknown device {device!r} (known: {', '.join(runplan.DEVICES)})")
     plan = runplan.plan_from_options(
         _joined(names, "backends") if names else None, tuple(files), _joined(dtypes, "dtypes"), _integer(seed, "seed"),
         n_cases, case_ids, device, preset, rtol, atol, float(case_timeout), suite,
