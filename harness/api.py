@@ -77,8 +77,9 @@ class VerifyResult:
                       f"dtypes {', '.join(f.dtypes)}; e.g. {f.cases[0]})" for f in self.findings]
         specs = {b.get("name"): b.get("spec") for b in self.backends}
         for r in self.bad:
+            documented = f" [documented: {r['documented']}]" if r.get("documented") else ""
             lines.append(f"{r['case_id']} on {r['backend']} ({r.get('impl', '')}, {r.get('mode', '')}, {r['dtype']}): "
-                         f"{r['verdict']}: {'; '.join(r.get('reasons', [])) or r['verdict']}")
+                         f"{r['verdict']}: {'; '.join(r.get('reasons', [])) or r['verdict']}{documented}")
             lines.append(f"  repro: {repro(r, specs.get(r['backend']))}")
         return "\n".join(lines)
 
