@@ -6,7 +6,7 @@ actually computed in. It imports its framework lazily (in `load`), never at modu
 
 Minimal plugin::
 
-    from xentcheck.backends.base import Backend, Output
+    from xentcheck import Backend, Output  # or xentcheck.backends.base
 
     class MyKernel(Backend):
         name = "mykernel"

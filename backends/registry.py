@@ -2,7 +2,8 @@
 
 A backend spec is one of: a built-in name ("torch"), an entry-point name, or "file:PATH" for a
 Python file that defines `BACKEND` (a Backend subclass or instance) or exactly one Backend
-subclass.
+subclass; "file:PATH::NAME" takes the file's module-level NAME (a Backend subclass or instance)
+instead, which is how the Python API hands a worker a class from the caller's own module.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ BUILTIN: dict[str, str] = {
     "jax": "xentcheck.backends.jax_backend:JaxBackend",
 }
 ENTRY_POINT_GROUP = "xentcheck.backends"
+FILE_PREFIX, NAME_SEP = "file:", "::"
 
 
 class BackendLoadError(Exception):
@@ -51,7 +53,14 @@ def _from_target(target: str) -> Backend:
     return _instantiate(getattr(module, attr), target)
 
 
-def _from_file(path: str) -> Backend:
+def split_file(text: str) -> tuple[str, str | None]:
+    """"PATH::NAME" -> (PATH, NAME); "PATH" -> (PATH, None). Python names never hold ':'."""
+    path, sep, name = text.rpartition(NAME_SEP)
+    return (path, name) if sep and name.isidentifier() else (text, None)
+
+
+def _from_file(text: str) -> Backend:
+    path, name = split_file(text)
     p = Path(path)
     if not p.is_file():
         raise BackendLoadError(f"backend file not found: {path}")
@@ -65,6 +74,10 @@ def _from_file(path: str) -> Backend:
         spec.loader.exec_module(module)
     except Exception as exc:  # a plugin's own bug: report it, with its type
         raise BackendLoadError(f"{path} failed to import: {type(exc).__name__}: {exc}") from exc
+    if name is not None:
+        if not hasattr(module, name):
+            raise BackendLoadError(f"{path} defines no {name!r} at module level")
+        return _instantiate(getattr(module, name), f"{path}: {name}")
     if hasattr(module, "BACKEND"):
         return _instantiate(module.BACKEND, f"{path}: BACKEND")
     classes = [v for v in vars(module).values()
@@ -78,8 +91,8 @@ def _from_file(path: str) -> Backend:
 
 def create(spec: str) -> Backend:
     """The Backend for `spec`; framework imports happen later, in Backend.load()."""
-    if spec.startswith("file:"):
-        return _from_file(spec[len("file:"):])
+    if spec.startswith(FILE_PREFIX):
+        return _from_file(spec[len(FILE_PREFIX):])
     if spec in BUILTIN:
         return _from_target(BUILTIN[spec])
     plugins = plugin_names()

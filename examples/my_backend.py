@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xentcheck.backends.base import Backend, Output
+from xentcheck import Backend, Output
 
 CHUNK = 4096
 

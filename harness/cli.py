@@ -42,7 +42,7 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--backends", "backends", metavar="LIST", help="Comma-separated backends (default: every built-in and installed plugin).")
-@click.option("--backend-file", "backend_files", multiple=True, metavar="PATH", help="A Python file defining a Backend (repeatable).")
+@click.option("--backend-file", "backend_files", multiple=True, metavar="PATH", help="A Python file defining a Backend; PATH::NAME picks the file's Backend NAME (repeatable).")
 @click.option("--dtypes", metavar="LIST", help="Comma-separated dtypes: float16,bfloat16,float32,float64 (default: all).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the case inputs.")
 @click.option("--cases", "n_cases", type=click.IntRange(min=1), help="Run only the first N cases of the suite (they span every family).")
@@ -71,6 +71,7 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, p
     """Run the cases through each backend and write results.jsonl and every report (report.html, report.md,
     junit.xml, tolerance.md/.json, summary.json, results.csv, results.parquet)."""
     from xentcheck.run import resume as resuming, plan as runplan
+    from xentcheck.run.execute import start_folder
 
     ctx = click.get_current_context()
     if resume is not None:
@@ -100,12 +101,10 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, p
         out_dir = Path(out)
         prior = None
     try:
-        (out_dir / "logs").mkdir(parents=True, exist_ok=True)
         if prior is None:
-            for old in (out_dir / "logs").glob("worker-*.log"):  # a crash's stderr tail is this run's
-                old.unlink()
-            runplan.save(plan, out_dir)
+            start_folder(out_dir, plan)
         else:
+            (out_dir / "logs").mkdir(parents=True, exist_ok=True)
             resuming.rewrite_results(out_dir, prior)  # without a torn last line, appended to below
     except OSError as exc:
         raise click.UsageError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}") from None
@@ -123,61 +122,22 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, p
 
 
 def _execute(plan, out_dir: Path, prior: list[dict], progress: bool, repro: bool = True) -> int:
-    from xentcheck.run import resume as resuming
-    from xentcheck.run.environment import fingerprint
-    from xentcheck.core.reference import working_precision
-    from xentcheck.run.runner import RunOptions, Runner
-    from xentcheck.run.rundir import write_reports
-    from xentcheck.reports.files import ResultsWriter
+    from xentcheck.regress.known import KnownFileError
+    from xentcheck.run.execute import execute
 
-    tol = plan.tolerances
-    known = None
-    if plan.known_file:  # the runner judges results with it as they come (xentcheck.core.evaluate)
-        from xentcheck.regress import known as known_mod
-        known = {"file": plan.known_file, "entries": _usage(known_mod.load, plan.known_file)}
-    writer = ResultsWriter(out_dir / "results.jsonl", append=bool(prior))
-    runner = Runner(plan, writer, prior, RunOptions(log_dir=out_dir / "logs", progress=progress))
     try:
-        finished = runner.run()
-    finally:
-        writer.close()
-    records = runner.records
-    if finished and prior:  # prior and new results, in the canonical order of an uninterrupted run
-        resuming.rewrite_results(out_dir, records)
-    context = {
-        "xentcheck_version": __version__,
-        "config": {"backends": plan.backends, "dtypes": plan.dtypes, "seed": plan.seed, "n_cases": len(plan.cases),
-                   "device": plan.device, "case_timeout": plan.case_timeout, "suite": plan.suite,
-                   "impls": plan.impls, "modes": plan.modes, "properties": plan.properties,
-                   "case_order": plan.case_order or [c.id for c in plan.cases],
-                   **({"shard": dict(zip(("index", "count"), plan.shard))} if plan.shard else {}),
-                   **({"interpreters": plan.interpreters} if plan.interpreters else {})},
-        "interrupted": not finished,
-        "environment": fingerprint(),
-        "backends": [i or {"spec": s, "status": "not started"} for i, s in zip(runner.infos, plan.backends)],
-        "tolerances": tol.as_dict(),
-        "reference_float64": working_precision("float64"),
-    }
-
-    def repros(final: list[dict]) -> None:
-        """repro/ for the bad results (known differences applied), while the reports are drawn."""
-        from xentcheck.regress.repro import write_all as write_repros
-        try:
-            write_repros(out_dir, final, plan.seed, context)  # it reads the context's config and backends
-        except Exception as exc:  # reproducers are an aid: never lose the run's exit status to them
-            click.echo(f"xentcheck: warning: writing repro/ failed: {type(exc).__name__}: {exc}", err=True)
-
-    summary = write_reports(out_dir, records, context, known, alongside=repros if finished and repro else None)
-    for stale in (summary.get("known_differences") or {}).get("stale", []):
-        click.echo(f"xentcheck: warning: known difference {stale!r} matched no result (stale)", err=True)
-    counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items() if v)
-    click.echo(f"{len(records)} results ({counts}); reports in {out_dir}/")
-    if not finished:
+        done = execute(plan, out_dir, prior, progress, repro,
+                       warn=lambda message: click.echo(f"xentcheck: warning: {message}", err=True))
+    except KnownFileError as exc:
+        raise click.UsageError(str(exc)) from None
+    counts = ", ".join(f"{v} {k}" for k, v in done.summary["counts"].items() if v)
+    click.echo(f"{len(done.records)} results ({counts}); reports in {out_dir}/")
+    if not done.finished:
         click.echo("interrupted: reports cover the results finished so far", err=True)
         return EXIT_INTERRUPTED
-    if summary["exit_status"]:
+    if done.summary["exit_status"]:
         click.echo(f"discrepancies found: see {out_dir / 'report.md'}")
-    return summary["exit_status"]
+    return done.summary["exit_status"]
 
 
 @cli.command("report")

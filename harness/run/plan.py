@@ -188,7 +188,10 @@ def known_backends() -> list[str]:
 
 
 def check_backend_file(path: str) -> str:
-    """The absolute path of a readable plugin file."""
+    """The absolute path of a readable plugin file, with its "::NAME" (a Backend in it) if given."""
+    from xentcheck.backends.registry import NAME_SEP, split_file
+
+    path, name = split_file(path)
     p = Path(path)
     if p.is_dir():
         raise ValueError(f"backend file {path} is a directory")
@@ -196,7 +199,7 @@ def check_backend_file(path: str) -> str:
         raise ValueError(f"backend file not found: {path}")
     if not os.access(p, os.R_OK):
         raise ValueError(f"backend file {path} is not readable")
-    return str(p.resolve())
+    return str(p.resolve()) + (NAME_SEP + name if name else "")
 
 
 def backend_specs(backends: str | None, files: tuple[str, ...] | list[str], allow_empty: bool = False) -> list[str]:

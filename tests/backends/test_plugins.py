@@ -62,3 +62,26 @@ def test_example_plugin_runs_and_is_checked_against_the_reference(tmp_path):
     recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [r["verdict"] for r in recs] == ["pass"] * 4 + ["skipped"]
     assert recs[0]["backend"] == "online-softmax" and recs[0]["impl"] == "chunked online softmax (NumPy)"
+
+
+def test_a_file_spec_may_name_one_backend_of_several(tmp_path):
+    """file:PATH::NAME (the Python API's way to a caller's class; --backend-file PATH::NAME)."""
+    import pytest
+
+    from xentcheck.backends.registry import BackendLoadError, create
+    from xentcheck.run.plan import backend_specs
+
+    path = tmp_path / "two.py"
+    path.write_text(PLUGIN + "\nclass Other(Reference64):\n    name = 'other'\n\nINSTANCE = Other()\n")
+    with pytest.raises(BackendLoadError, match="exactly one Backend subclass"):
+        create(f"file:{path}")
+    assert create(f"file:{path}::Other").name == "other"
+    assert create(f"file:{path}::Reference64").name == "ep-kernel"
+    assert create(f"file:{path}::INSTANCE").name == "other"
+    with pytest.raises(BackendLoadError, match="defines no 'Missing' at module level"):
+        create(f"file:{path}::Missing")
+    with pytest.raises(BackendLoadError, match="two.py: np is not a Backend subclass or instance"):
+        create(f"file:{path}::np")
+    assert backend_specs(None, [f"{path}::Other"]) == [f"file:{path.resolve()}::Other"]
+    with pytest.raises(ValueError, match="backend file not found: /no/such.py$"):
+        backend_specs(None, ["/no/such.py::Other"])
