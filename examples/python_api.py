@@ -1,7 +1,7 @@
 """xentcheck from Python: verify a kernel against the high-precision reference, read the findings,
 and get the reference's loss and gradient of your own arrays. Run it: python examples/python_api.py
 
-The code below is docs/python-api-section.md's example, verbatim (tests/test_api.py checks it).
+The code below is README's Python API example, verbatim (tests/test_api.py checks it).
 """
 
 import numpy as np

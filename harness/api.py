@@ -25,11 +25,11 @@ if TYPE_CHECKING:
     import numpy as np
 
     from xentcheck.backends.base import Backend
+    from xentcheck.core.records import Result
     from xentcheck.core.tolerances import Tolerances
     from xentcheck.run.execute import Execution
 
 BackendLike = Union[str, "os.PathLike[str]", type["Backend"], "Backend"]
-Record = dict[str, Any]  # one result, as results.jsonl holds it (reports/schemas/results.schema.json)
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class Finding:
 
 @dataclass(frozen=True)
 class VerifyResult:
-    records: list[Record]  # every result, in the order of results.jsonl
+    records: list[Result]  # every result, in the order of results.jsonl (Result.to_dict() is its line)
     counts: dict[str, int]  # results per verdict (pass, fail, nonfinite, error, crashed, timeout, skipped, known)
     ok: bool  # nothing out of tolerance, broken or failing a property check
     findings: list[Finding]  # the bad results grouped by kind, the largest groups first
@@ -58,11 +58,11 @@ class VerifyResult:
     out: Path | None  # the folder holding every report, when verify(out=...) was given
 
     @property
-    def bad(self) -> list[Record]:
+    def bad(self) -> list[Result]:
         """The results out of tolerance or broken (fail, nonfinite, error, crashed, timeout)."""
         from xentcheck.core.metrics import BAD_VERDICTS
 
-        return [r for r in self.records if r["verdict"] in BAD_VERDICTS]
+        return [r for r in self.records if r.verdict in BAD_VERDICTS]
 
     def explain(self) -> str:
         """Every finding as the reports word it: the kinds, then each bad result with its case id,
@@ -77,10 +77,10 @@ class VerifyResult:
                       f"dtypes {', '.join(f.dtypes)}; e.g. {f.cases[0]})" for f in self.findings]
         specs = {b.get("name"): b.get("spec") for b in self.backends}
         for r in self.bad:
-            documented = f" [documented: {r['documented']}]" if r.get("documented") else ""
-            lines.append(f"{r['case_id']} on {r['backend']} ({r.get('impl', '')}, {r.get('mode', '')}, {r['dtype']}): "
-                         f"{r['verdict']}: {'; '.join(r.get('reasons', [])) or r['verdict']}{documented}")
-            lines.append(f"  repro: {repro(r, specs.get(r['backend']))}")
+            documented = f" [documented: {r.documented}]" if r.documented else ""
+            lines.append(f"{r.case_id} on {r.backend} ({r.impl or ''}, {r.mode or ''}, {r.dtype}): "
+                         f"{r.verdict}: {'; '.join(r.reasons or []) or r.verdict}{documented}")
+            lines.append(f"  repro: {repro(r.to_dict(), specs.get(r.backend))}")
         return "\n".join(lines)
 
 
@@ -151,9 +151,11 @@ def verify(backends: BackendLike | Sequence[BackendLike] | None = None, *,
 
 # --- the one place that turns the run's records into a VerifyResult ----------------------------
 
-def _record(emitted: dict) -> Record:
+def _record(emitted: dict) -> Result:
     """A result as VerifyResult holds it, from the record the Runner emitted (results.jsonl's line)."""
-    return dict(emitted)
+    from xentcheck.core.records import Result
+
+    return Result.from_dict(emitted)
 
 
 def _result(done: Execution, folder: Path | None) -> VerifyResult:

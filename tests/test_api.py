@@ -52,20 +52,20 @@ def test_verify_finds_the_broken_gradient_and_groups_it():
     result = xentcheck.verify(backends=["numpy", ForgetsMeanInGradient], dtypes=["float32"], cases=8)
     assert [b["name"] for b in result.backends] == ["numpy", "forgets-mean"]
     assert len(result.records) == 16 and sum(result.counts.values()) == 16
-    assert {r["verdict"] for r in result.records if r["backend"] == "numpy"} == {"pass"}
-    broken = {r["case_id"]: r for r in result.records if r["backend"] == "forgets-mean"}
+    assert {r.verdict for r in result.records if r.backend == "numpy"} == {"pass"}
+    broken = {r.case_id: r for r in result.records if r.backend == "forgets-mean"}
     # the gradient of a mean is off by the factor N: wrong exactly where N > 1 and the reduction is a mean
     wrong = {c for c in broken if c.endswith("_mean") and not c.split("_")[2].startswith("1x")}
     assert wrong == {"scale1e+2_float32_8x32000_index_mean", "offset1e+8_float32_128x1000_index_mean"}
-    assert {c for c, r in broken.items() if r["verdict"] == "fail"} == wrong
-    assert all(r["grad"]["n_exceed"] > 0 and r["loss"]["n_exceed"] == 0 for c, r in broken.items() if c in wrong)
+    assert {c for c, r in broken.items() if r.verdict == "fail"} == wrong
+    assert all(r.grad.n_exceed > 0 and r.loss.n_exceed == 0 for c, r in broken.items() if c in wrong)
     assert result.counts["fail"] == 2 and result.counts["pass"] == 14 and not result.ok
     assert [f.backend for f in result.findings] == ["forgets-mean"]
     finding = result.findings[0]
     assert (finding.kind, finding.results, finding.verdicts, finding.dtypes) == \
         ("gradient: out of tolerance", 2, ("fail",), ("float32",))
     assert set(finding.cases) == wrong
-    assert result.bad == [r for r in result.records if r["verdict"] == "fail"]
+    assert result.bad == [r for r in result.records if r.verdict == "fail"]
     assert result.out is None
 
 
@@ -95,7 +95,7 @@ def test_verify_out_writes_the_reports_the_cli_writes(tmp_path):
         return [{k: v for k, v in r.items() if k != "timing"} for r in rows]
 
     assert lines(result.out) == lines(tmp_path / "cli")
-    assert [{k: v for k, v in r.items() if k != "timing"} for r in result.records] == lines(result.out)
+    assert [{k: v for k, v in r.to_dict().items() if k != "timing"} for r in result.records] == lines(result.out)
 
 
 def test_assert_backend_passes_a_careful_kernel_and_names_a_broken_ones_findings():
@@ -269,9 +269,9 @@ def test_exports_are_lazy_and_the_plugin_classes_are_the_base_ones():
         xentcheck.nope
 
 
-def test_the_example_runs_and_is_the_docs_example(tmp_path):
-    doc = (ROOT / "docs/python-api-section.md").read_text()
-    block = doc.split("```python\n", 1)[1].split("```", 1)[0]
+def test_the_example_runs_and_is_the_readme_example(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     assert block in (ROOT / "examples/python_api.py").read_text()
     res = subprocess.run([sys.executable, str(ROOT / "examples/python_api.py")], capture_output=True, text=True,
                          cwd=tmp_path, timeout=300)
