@@ -243,7 +243,7 @@ def llm_bounds(case, logits: np.ndarray, q: np.ndarray, u: float, tiny: float,
                                                   + p_hi * d[:, None]) + 4 * u * zg_hi, 0.0) + tiny
     if case.reduction == "mean":
         dd = u * (_ceil_log2(n) + 2)
-        inv, inv_z = _inverse(opts.denom), _inverse(opts.denom_z)
+        inv, inv_z = inverse(opts.denom), inverse(opts.denom_z)
         g_hi = g_ce_hi * inv + zg_hi * inv_z
         g_err = (g_err + dd * g_ce_hi) * inv + (zg_err + dd * zg_hi) * inv_z + u * g_hi + tiny
         tail = u * (_ceil_log2(n) + 2) + dd
@@ -268,6 +268,6 @@ def llm_bounds(case, logits: np.ndarray, q: np.ndarray, u: float, tiny: float,
     return SAFETY * loss_err, SAFETY * g_err
 
 
-def _inverse(d: float) -> float:
+def inverse(d: float) -> float:
     """1 / D; 0 for D = 0 (every target ignored: a zero gradient, a NaN mean)."""
     return 1.0 / d if d > 0 else 0.0
