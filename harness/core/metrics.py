@@ -63,15 +63,32 @@ def llm_natural_scales(case, ref) -> tuple[np.ndarray, np.ndarray]:
         inv, inv_z = error_model.inverse(opts.denom), error_model.inverse(opts.denom_z)
         if case.reduction == "mean":
             loss_scale = np.asarray(np.fmax(1.0, ce.sum() * inv + zs.sum() * inv_z))
-            per_row = big_q * inv + 2 * z * np.fmax(1.0, lse) * inv_z
         else:
             loss_scale = ce + zs if case.reduction == "none" else np.asarray(np.fmax(1.0, (ce + zs).sum()))
-            per_row = big_q + 2 * z * np.fmax(1.0, lse)
-        per_row = per_row * (1 + w) * abs(opts.scale or 1.0)
-        if opts.cotangent is not None:
-            per_row = per_row * np.abs(opts.cotangent)
-    ref.derived[key] = loss_scale, per_row[:, None]
+        grad_scale = _grad_rows(case, opts, big_q, np.fmax(1.0, lse) if z else lse) * (1 + w)[:, None]
+    ref.derived[key] = loss_scale, grad_scale
     return ref.derived[key]
+
+
+def grad_entry_bound(case, ref) -> np.ndarray:
+    """(M, 1): no gradient entry of a case with LLM options exceeds
+    |s| |v_n| (max(1, |Q|) / D + 2 z |lse| / D_z) (sech^2 <= 1, |p Q - r| <= max(1, |Q|) for
+    r >= 0, 0 <= p <= 1); the rows the z-loss does not count have no z term."""
+    opts = error_model.options_of(case, ref)
+    lse = np.where(opts.counted, np.abs(ref.lse), 0.0) if opts.zloss else np.zeros(case.rows)
+    return _grad_rows(case, opts, np.fmax(1.0, np.abs(ref.label_sum)), lse)
+
+
+def _grad_rows(case, opts, big_q: np.ndarray, lse: np.ndarray) -> np.ndarray:
+    """|s| |v_n| (big_q / D + 2 z lse / D_z) per row, (M, 1) (D = D_z = 1 unless the mean)."""
+    z = opts.zloss or 0.0
+    inv, inv_z = (error_model.inverse(opts.denom), error_model.inverse(opts.denom_z)) \
+        if case.reduction == "mean" else (1.0, 1.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        rows = (big_q * inv + 2 * z * lse * inv_z) * abs(opts.scale or 1.0)
+        if opts.cotangent is not None:
+            rows = rows * np.abs(opts.cotangent)
+    return rows[:, None]
 
 
 RTOL_GRID_EXPONENTS = range(15)  # atol_needed[i] is for rtol = 0 (i = 0), then u * 2**(i - 1)
