@@ -13,6 +13,7 @@ from xentcheck.core.reference import effective_labels
 
 BROKEN = ("softcap_x_tanh", "softcap_missing", "zloss_grad_halved", "zloss_when_disabled", "cotangent_first_row",
           "cotangent_sign", "scale_missing_in_grad")
+OTHER = ("zloss_negated",)  # breaks a property rather than the reference (tests/core/test_properties_llm.py)
 
 
 def careful(case: Case, inputs: Inputs, semantics: str = "torch", broken: str | None = None):
@@ -50,6 +51,8 @@ def careful(case: Case, inputs: Inputs, semantics: str = "torch", broken: str | 
         if zz is not None:
             two_z = dt(zz) if broken == "zloss_grad_halved" else dt(2 * zz)
             zr = np.where(counted, dt(zz) * lse * lse, dt(0))
+            if broken == "zloss_negated":
+                zr = -zr
             zg = np.where(counted[:, None], (two_z * lse)[:, None] * p, dt(0))
         if case.reduction == "mean":
             d, d_z = dt(denom), dt(denom_z)
