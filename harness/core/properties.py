@@ -12,19 +12,26 @@ comparison (see xentcheck.core.tolerances).
 
 Each check is a function of a Context (one case, one variant, the backend's output for it);
 PROPERTIES lists them in report order with the cases each applies to, and check_all walks it.
+
+Under the LLM-training options (scale, softcap, z-loss, cotangent; docs/llm-options.md) each
+Property says which invariants still hold (`llm_skip`: why not, `llm_note`: how the check
+accounts for the option); `invariants_table` renders that as the table in docs/llm-options.md.
+The scales of gradient entries then come from the reference's natural scales
+(xentcheck.core.metrics.llm_natural_scales): they grow with s, |v| and the z-loss's 2 z lse.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
 
 from xentcheck.core import layout
-from xentcheck.core.cases import Case, Inputs
+from xentcheck.core import metrics
+from xentcheck.core.cases import LLM_OPTIONS, OPTIONS, Case, Inputs
 from xentcheck.core.dtypes import info
-from xentcheck.core.reference import label_matrix
+from xentcheck.core.reference import Reference, label_matrix, reference
 
 MAX_K_SECOND_ORDER = 64
 
@@ -80,10 +87,13 @@ def close(actual, expected, tol: Tol, scale) -> str | None:
     return f"{int((diff > allowed).sum())} / {a.size} differ; worst at {list(map(int, i))}: {a[i]:.9g} vs {e[i]:.9g}"
 
 
-def _compare_outputs(out, base, case: Case, inputs: Inputs, tol: Tol, what: str) -> dict:
+def _compare_outputs(out, base, case: Case, inputs: Inputs, tol: Tol, what: str,
+                     g_scale: np.ndarray | None = None) -> dict:
+    """`g_scale`: the gradient rows' scale (default grad_scale; LLM options: Context.grad_scale)."""
     loss_scale = np.fmax(1.0, np.abs(np.nan_to_num(_f64(base.loss), nan=1.0, posinf=1.0, neginf=1.0)))
+    g_scale = grad_scale(case, inputs) if g_scale is None else g_scale
     for label, a, e, scale in (("loss", out.loss, base.loss, loss_scale),
-                               ("gradient", out.grad, base.grad, grad_scale(case, inputs))):
+                               ("gradient", out.grad, base.grad, g_scale)):
         problem = close(a, e, tol, scale)
         if problem:
             return _fail(f"{what}: {label} {problem}")
@@ -142,6 +152,30 @@ class Context:
         """The backend's output for another variant, case or inputs."""
         return layout.run(self.backend, variant, case, inputs, self.device)
 
+    def reference(self) -> Reference:
+        """The reference of the case as the variant's API reads it (LLM options: the properties'
+        expected row sums and gradient scales come from it); computed once."""
+        if "ref" not in self.__dict__:
+            self.__dict__["ref"] = reference(self.case, self.inputs, getattr(self.variant, "semantics", "plain"))
+        return self.__dict__["ref"]
+
+    def grad_scale(self) -> np.ndarray:
+        """Each gradient row's scale, (M, 1): grad_scale, or with LLM options the natural scale
+        (metrics.natural_scales: s, |v|, the z-loss and the final logits' rounding)."""
+        if not self.case.llm:
+            return grad_scale(self.case, self.inputs)
+        return metrics.natural_scales(self.case, self.reference())[1]
+
+    def grad_limit(self) -> np.ndarray:
+        """No gradient entry exceeds this, (M, 1): max(1, sum q) / denominator, or with LLM options
+        metrics.grad_entry_bound (|s| |v| (max(1, |Q|) / D + 2 z |lse| / D_z))."""
+        if not self.case.llm:
+            return grad_scale(self.case, self.inputs)
+        return metrics.grad_entry_bound(self.case, self.reference())
+
+    def compare(self, out, base, what: str) -> dict:
+        return _compare_outputs(out, base, self.case, self.inputs, self.tol, what, self.grad_scale())
+
     def computed(self) -> set[str]:
         """The dtypes the backend computed the loss and the gradient in."""
         b = self.base
@@ -168,12 +202,19 @@ def determinism(c: Context) -> dict:
 
 
 def shift_invariance(c: Context) -> dict:
-    shift = _exact_shift(_f64(c.inputs.logits), c.case.dtype)
+    s = c.case.logit_scale
+    if s is not None and np.frexp(s)[0] != 0.5:
+        return _skip(f"s = {s:g} is not a power of two: s x and s (x + t) round differently")
+    x = _f64(c.inputs.logits)
+    shift = _exact_shift(x if s is None else x * s, c.case.dtype)  # the scaled logits shift by s t
     if shift is None:
         return _skip("no constant shifts these logits exactly in this dtype")
+    shift = shift if s is None else shift / s
     shifted = c.inputs.copy()
-    shifted.logits = (_f64(c.inputs.logits) + shift).astype(c.dt.np_type)
-    return _compare_outputs(c.run(c.variant, c.case, shifted), c.base, c.case, c.inputs, c.tol, f"logits + {shift:g}")
+    shifted.logits = (x + shift).astype(c.dt.np_type)
+    if s is not None and not np.array_equal(_f64(shifted.logits), x + shift, equal_nan=True):
+        return _skip("no constant shifts these logits exactly in this dtype")
+    return c.compare(c.run(c.variant, c.case, shifted), c.base, f"logits + {shift:g}")
 
 
 def permutation_equivariance(c: Context) -> dict:
@@ -185,23 +226,25 @@ def permutation_equivariance(c: Context) -> dict:
     p_in.labels = inv[inputs.labels] if case.labels == "index" else inputs.labels[:, perm]
     got = c.run(c.variant, case, p_in)
     got.grad = np.asarray(got.grad)[:, inv]
-    return _compare_outputs(got, c.base, case, inputs, c.tol, "classes permuted")
+    return c.compare(got, c.base, "classes permuted")
 
 
 def int_vs_onehot(c: Context) -> dict:
     case, variant = c.case, c.variant
     # the same API if it takes one-hot labels, else its sibling (same prefix), else any
-    takes = [v for v in c.all_variants if v.mode == variant.mode and "onehot" in v.label_forms]
+    needs = case.option_set  # the LLM options travel with the case: the partner must take them
+    takes = [v for v in c.all_variants if v.mode == variant.mode and "onehot" in v.label_forms
+             and needs <= set(getattr(v, "options", ()))]
     prefix = variant.impl.split("_")[0]
     partner = next((v for v in takes if v.impl == variant.impl), None) \
         or next((v for v in takes if v.impl.split("_")[0] == prefix), None) or next(iter(takes), None)
     if partner is None:
-        return _skip("no one-hot implementation in this mode")
+        return _skip("no one-hot implementation in this mode" + (f" taking {case.options}" if needs else ""))
     oh = c.inputs.copy()
     oh.labels = np.zeros((case.rows, case.k), dtype=c.dt.np_type)
     oh.labels[np.arange(case.rows), c.inputs.labels] = 1
     got = c.run(partner, replace(case, labels="onehot"), oh)
-    return _compare_outputs(got, c.base, case, c.inputs, c.tol, f"one-hot labels through {partner.impl}")
+    return c.compare(got, c.base, f"one-hot labels through {partner.impl}")
 
 
 def mean_vs_sum(c: Context) -> dict:
@@ -215,27 +258,50 @@ def mean_vs_sum(c: Context) -> dict:
             and np.abs(_f64(got.loss if other == "mean" else base.loss)).max() * m >= c.dt.max:
         return _skip(f"the sum overflows {case.dtype}: its inf is correct")
     scaled = type(got)(loss=_f64(got.loss) * factor, grad=_f64(got.grad) * factor)
-    return _compare_outputs(scaled, base, case, c.inputs, c.tol, f"{other} rescaled by the denominator {m}")
+    # the scalar cotangent v (ct<v>) is the same for both: v g_mean = v g_sum / N
+    return c.compare(scaled, base, f"{other} rescaled by the denominator {m}")
+
+
+def expected_row_sums(case: Case, ref: Reference) -> np.ndarray:
+    """What each gradient row sums to, (M,): 0, and with a z-loss (no softcap) s v 2 z lse / D_z
+    on the rows it counts: the cross-entropy part p Q - r sums to 0 with Q = sum r, the z part
+    2 z lse p to 2 z lse; the scale s and the cotangent v multiply both."""
+    z = case.zloss
+    if not z:
+        return np.zeros(case.rows)
+    from xentcheck.core import error_model
+    opts = error_model.options_of(case, ref)
+    inv_z = error_model.inverse(opts.denom_z) if case.reduction == "mean" else 1.0
+    out = np.where(opts.counted, 2 * z * ref.lse * inv_z * (opts.scale or 1.0), 0.0)
+    return out if opts.cotangent is None else out * opts.cotangent
 
 
 def grad_row_sums(c: Context) -> dict:
-    g, gs, tol = _f64(c.base.grad), grad_scale(c.case, c.inputs), c.tol
+    g, gs, tol = _f64(c.base.grad), c.grad_scale(), c.tol
     rows = g.sum(axis=1)
-    bound = 2 * (tol.rtol + tol.atol) * gs[:, 0] + 4 * c.dt.eps * np.abs(g).sum(axis=1)
-    bad = np.isfinite(rows) & (np.abs(rows) > bound)
+    expected = expected_row_sums(c.case, c.reference()) if c.case.llm else np.zeros(len(rows))
+    # the expected sum is formed from lse, which the dtype rounds at its magnitude
+    bound = 2 * (tol.rtol + tol.atol) * gs[:, 0] + 4 * c.dt.eps * (np.abs(g).sum(axis=1) + np.abs(expected))
+    off = np.abs(rows - expected)
+    bad = np.isfinite(rows) & (off > bound)
     if bad.any():
-        i = int(np.argmax(np.where(bad, np.abs(rows) / bound, 0)))
-        return _fail(f"gradient row {i} sums to {rows[i]:.3g} (allowed {bound[i]:.3g})")
-    return _pass()
+        i = int(np.argmax(np.where(bad, off / bound, 0)))
+        if not c.case.zloss:
+            return _fail(f"gradient row {i} sums to {rows[i]:.3g} (allowed {bound[i]:.3g})")
+        return _fail(f"gradient row {i} sums to {rows[i]:.6g}, expected {expected[i]:.6g} (allowed difference "
+                     f"{bound[i]:.3g})")
+    return _pass("rows sum to s v 2 z lse / D_z (the z-loss)" if c.case.zloss else "")
 
 
 def grad_bounds(c: Context) -> dict:
-    g, gs, tol = _f64(c.base.grad), grad_scale(c.case, c.inputs), c.tol
-    limit = gs * (1 + tol.rtol) + tol.atol * gs
+    g, tol = _f64(c.base.grad), c.tol
+    gl, gs = c.grad_limit(), c.grad_scale()
+    limit = gl * (1 + tol.rtol) + tol.atol * gs
     bad = np.isfinite(g) & (np.abs(g) > limit)
     if bad.any():
         i = np.unravel_index(int(np.argmax(np.where(bad, np.abs(g) / limit, 0))), g.shape)
-        return _fail(f"|gradient| {abs(g[i]):.3g} at {list(map(int, i))} exceeds max(1, sum q)/denominator = {gs[i[0], 0]:.3g}")
+        what = "|s v| (max(1, sum q) / D + 2 z |lse| / D_z)" if c.case.llm else "max(1, sum q)/denominator"
+        return _fail(f"|gradient| {abs(g[i]):.3g} at {list(map(int, i))} exceeds {what} = {gl[i[0], 0]:.3g}")
     return _pass()
 
 
@@ -253,7 +319,7 @@ def eager_vs_compiled(c: Context) -> dict:
     eager = next((v for v in c.all_variants if v.impl == variant.impl and v.mode == "eager"), None)
     if eager is None:
         return _skip("no eager mode of this implementation")
-    return _compare_outputs(c.base, c.run(eager, c.case, c.inputs), c.case, c.inputs, c.tol, f"{variant.mode} vs eager")
+    return c.compare(c.base, c.run(eager, c.case, c.inputs), f"{variant.mode} vs eager")
 
 
 def forward_vs_reverse(c: Context) -> dict:
@@ -294,32 +360,58 @@ def second_order(c: Context) -> dict:
 
 @dataclass(frozen=True)
 class Property:
-    """A check and the cases it applies to; on any other case it is skipped with the reason."""
+    """A check and the cases it applies to; on any other case it is skipped with the reason.
+
+    Under the LLM options (s, cap, z, ct) a property holds unless `llm_skip` names the option
+    with the reason it does not; `llm_note` says how the check accounts for an option it holds
+    under. Both feed invariants_table (docs/llm-options.md)."""
     check: Callable[[Context], dict]
     of_the_call: bool = False  # checks the call itself: also on an empty batch and an output in another dtype
     plain_labels: bool = False  # assumes no class weights, ignored targets or smoothing (the API's own denominators)
     eager_only: bool = False  # uses the framework's eager autodiff
     labels: tuple[str, ...] | None = None  # the label forms it applies to (None: all)
     reductions: tuple[str, ...] | None = None  # the reductions it applies to (None: all)
+    llm_skip: dict[str, str] = field(default_factory=dict)  # LLM option -> why the property does not hold
+    llm_note: dict[str, str] = field(default_factory=dict)  # LLM option -> how the check accounts for it
 
 
+_SCALED = "gradient scale times |s|"
+_COT = "gradient scale times |v|"
 # in report order
 PROPERTIES: dict[str, Property] = {
     "dtype_fidelity": Property(dtype_fidelity, of_the_call=True),
     "input_isolation": Property(input_isolation, of_the_call=True),
     "determinism": Property(determinism, of_the_call=True),
-    "shift_invariance": Property(shift_invariance),
-    "permutation_equivariance": Property(permutation_equivariance, plain_labels=True),
-    "int_vs_onehot": Property(int_vs_onehot, plain_labels=True, labels=("index",)),
-    "mean_vs_sum": Property(mean_vs_sum, plain_labels=True, reductions=("mean", "sum")),
-    "grad_row_sums": Property(grad_row_sums),
-    "grad_bounds": Property(grad_bounds, plain_labels=True),
-    "loss_nonnegative": Property(loss_nonnegative),
+    "shift_invariance": Property(
+        shift_invariance,
+        llm_skip={"cap": "c tanh(x / c) is not shift-equivariant",
+                  "z": "lse moves with the shift, and z lse^2 with it"},
+        llm_note={"s": "x + t is s x + s t: checked for s a power of two (both exact), skipped otherwise",
+                  "ct": "the cotangent is unchanged"}),
+    "permutation_equivariance": Property(permutation_equivariance, plain_labels=True,
+                                         llm_note={"ct": "v is per row, unpermuted"}),
+    "int_vs_onehot": Property(int_vs_onehot, plain_labels=True, labels=("index",),
+                              llm_note={o: "through a one-hot API that takes the same options" for o in LLM_OPTIONS}),
+    "mean_vs_sum": Property(mean_vs_sum, plain_labels=True, reductions=("mean", "sum"),
+                            llm_note={"z": "D_z = D = N without class weights or ignored targets",
+                                      "ct": "the same scalar v for both: v g_mean = v g_sum / N"}),
+    "grad_row_sums": Property(
+        grad_row_sums,
+        llm_skip={"cap": "the chain factor sech^2(y / c) differs per class"},
+        llm_note={"z": "rows sum to s v 2 z lse / D_z, not 0", "s": "s times 0", "ct": "v times 0"}),
+    "grad_bounds": Property(grad_bounds, plain_labels=True,
+                            llm_note={"s": "|g| <= |s| times the bound", "ct": "|g| <= |v_n| times the bound",
+                                      "z": "|g| <= max(1, Q) / D + 2 z |lse| / D_z",
+                                      "cap": "sech^2 <= 1: the bound without a cap"}),
+    "loss_nonnegative": Property(loss_nonnegative, llm_note={"z": "z lse^2 >= 0", "ct": "the loss is unchanged"}),
     "eager_vs_compiled": Property(eager_vs_compiled),
-    "forward_vs_reverse": Property(forward_vs_reverse, plain_labels=True, eager_only=True),
-    "second_order": Property(second_order, plain_labels=True, eager_only=True),
+    "forward_vs_reverse": Property(forward_vs_reverse, plain_labels=True, eager_only=True,
+                                   llm_skip={o: "its error scale is the plain loss's" for o in LLM_OPTIONS}),
+    "second_order": Property(second_order, plain_labels=True, eager_only=True,
+                             llm_skip={o: "(diag(p) - p p^T) v is the plain loss's Hessian" for o in LLM_OPTIONS}),
 }
 PROPERTY_NAMES: tuple[str, ...] = tuple(PROPERTIES)
+LLM_ORDER: tuple[str, ...] = tuple(o for o in OPTIONS if o in LLM_OPTIONS)
 
 
 def _not_applicable(prop: Property, c: Context) -> str | None:
@@ -327,8 +419,11 @@ def _not_applicable(prop: Property, c: Context) -> str | None:
     case = c.case
     if case.rows == 0 and not prop.of_the_call:
         return "an empty batch: no rows to check"
-    if prop.plain_labels and case.options:
+    if prop.plain_labels and case.option_set - LLM_OPTIONS:
         return f"assumes plain labels; this case has options {case.options}"
+    for opt in LLM_ORDER:
+        if opt in prop.llm_skip and opt in case.option_set:
+            return f"does not hold under option {opt}: {prop.llm_skip[opt]}"
     if not prop.of_the_call and c.computed() != {case.dtype}:
         return f"computed in {', '.join(sorted(c.computed()))}, not {case.dtype}: see dtype_fidelity"
     if prop.eager_only and c.variant.mode != "eager":
@@ -338,6 +433,18 @@ def _not_applicable(prop: Property, c: Context) -> str | None:
     if prop.reductions is not None and case.reduction not in prop.reductions:
         return f"{' and '.join(prop.reductions)} cases only"
     return None
+
+
+def invariants_table() -> str:
+    """The Markdown table of docs/llm-options.md: each property under each LLM option, from
+    PROPERTIES (`holds`, how the check accounts for the option, or `skipped: why`)."""
+    heads = {"s": "scale `s`", "cap": "softcap `cap`", "z": "z-loss `z`", "ct": "cotangent `ct`"}
+    lines = ["| property | " + " | ".join(heads[o] for o in LLM_ORDER) + " |", "|---" * (len(LLM_ORDER) + 1) + "|"]
+    for name, prop in PROPERTIES.items():
+        cells = [(f"skipped: {prop.llm_skip[o]}" if o in prop.llm_skip else prop.llm_note.get(o, "holds")).replace("|", "\\|")
+                 for o in LLM_ORDER]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _guarded(check: Callable[[Context], dict], c: Context) -> dict:

@@ -82,6 +82,9 @@ class Reference:
     inputs: Inputs | None = None
     weights: np.ndarray | None = None  # an options case's effective label weights r (else built from the labels)
     lse: np.ndarray | None = None  # (M,) LLM options only: each row's lse of its final logits o', float64
+    # LLM options only: the mean's denominators of the cross-entropy (D) and of the z-loss (D_z)
+    denom: float | None = None
+    denom_z: float | None = None
     # what comparisons derive from the reference alone (xentcheck.core.metrics: the error model's bounds),
     # kept for the other backends' comparisons of the case
     derived: dict = field(default_factory=dict, repr=False, compare=False)
@@ -383,7 +386,7 @@ def _llm_in(case: Case, inputs: Inputs, semantics: str, prec: str, wp: type) -> 
     if bad.any():
         rows[bad], grad[bad] = np.nan, np.nan
         loss = np.where(bad, np.nan, loss) if case.reduction == "none" else np.asarray(np.nan)
-    return Reference(loss, grad, prec, rows, f64(big_q), case, inputs, f64(r), f64(lse))
+    return Reference(loss, grad, prec, rows, f64(big_q), case, inputs, f64(r), f64(lse), float(denom), float(denom_z))
 
 
 def chunked_softmax_xent(case: Case, inputs: Inputs, wp: type, divisor: int | None = None,
