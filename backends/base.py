@@ -1,7 +1,7 @@
 """The adapter interface every backend implements (built-in or a user's plugin).
 
-A backend computes, for one case, the loss and the gradient of sum(loss) with respect to the
-logits through its own autodiff, and returns them as NumPy arrays together with the dtype it
+A backend computes, for one case, the loss and the gradient of v . loss with respect to the
+logits through its own autodiff (v: the case's cotangent, ones without option "ct"), and returns them as NumPy arrays together with the dtype it
 actually computed in. It imports its framework lazily (in `load`), never at module import.
 
 Minimal plugin::
@@ -15,6 +15,38 @@ Minimal plugin::
             return Output(loss=loss, grad=grad)
 
     BACKEND = MyKernel  # what `--backend-file` and the entry point look for
+
+Case options. A backend runs a case only when it declares all of the case's options (`options`
+on a single-variant plugin, `Variant.options` per variant); other cases are skipped with the
+reason. Declaring an option means the kernel takes it natively and reads its parameter:
+
+    token     parameter                         what the kernel must compute
+    "w"       inputs.weights (K,)               class weights
+    "ign"     labels == IGNORE_INDEX rows       no loss, zero gradient (the mean per `semantics`)
+    "ls"      inputs.smoothing                  label smoothing
+    "s"       case.logit_scale (s)              CE of s x (flash-attn logit_scale)
+    "cap"     case.softcap (c)                  logits -> c tanh(x / c), after the scale
+    "z"       case.zloss (z)                    each counted row's loss gains z lse^2
+                                                (lse_square_scale); the mean divides it by the
+                                                counted rows
+    "ct"      inputs.cotangent                  the gradient is the VJP with it, not with ones:
+                                                shape () for mean/sum, the loss's shape (N, d1,
+                                                ...) for reduction none
+
+docs/llm-options.md has the formulas. A fused kernel that takes `lse_square_scale` and
+`softcap`, say, declares them and passes the case's values on::
+
+    class MyFused(Backend):
+        name = "myfused"
+        options = ("ign", "cap", "z", "ct")
+
+        def compute(self, case, inputs, device):
+            loss, grad = my_fused_ce(inputs.logits, inputs.labels, softcap=case.softcap,
+                                     lse_square_scale=case.zloss or 0.0, reduction=case.reduction)
+            if inputs.cotangent is not None:  # the upstream gradient of the reduced/per-row loss
+                v = inputs.cotangent
+                grad = grad * (v[..., None] if v.ndim else v)
+            return Output(loss=loss, grad=grad)
 """
 
 from __future__ import annotations
@@ -41,7 +73,8 @@ class Variant:
     documented: str = ""  # a documented deviation from the canonical math, if any
     default: bool = True  # run in the default suite (else only when asked for, or in --suite full)
     opt_in: bool = False  # run only when its mode is named explicitly (slow or fragile here)
-    options: tuple[str, ...] = ()  # case options it takes: "w", "ign", "allign", "ls" ("oor" goes to every index API)
+    # case options it takes: "w", "ign", "allign", "ls", "s", "cap", "z", "ct" ("oor" goes to every index API)
+    options: tuple[str, ...] = ()
     semantics: str = "plain"  # how the reference reads the options: "plain", "torch" or "keras"
 
 

@@ -2,6 +2,11 @@
 
 float64 needs x64: this adapter enables jax_enable_x64 (it runs in its own worker process),
 so a float64 request is computed in float64, and says so in its settings.
+
+The LLM-training options are composed as an optax user writes them, inside the jitted function
+under jax.jit (docs/llm-options.md): x = s * x; x = c * jnp.tanh(x / c); per-row loss
++ z * jax.nn.logsumexp(x, axis=-1)**2, then the reduction. The gradient is the pullback of
+jax.vjp applied to the case's cotangent (ones without option "ct").
 """
 
 from __future__ import annotations
@@ -11,11 +16,12 @@ import numpy as np
 from xentcheck.backends.base import Backend, Output, Variant
 from xentcheck.core.cases import Case, Inputs
 
+_LLM = ("s", "cap", "z", "ct")  # logit scale, softcap, z-loss, upstream cotangent: composed around the call
 _IMPLS = (  # name, label forms, call, in the default suite, options (label smoothing via optax.smooth_labels)
-    ("optax_sce_int", ("index",), "optax.softmax_cross_entropy_with_integer_labels", True, ()),
-    ("optax_sce", ("onehot", "soft"), "optax.softmax_cross_entropy", True, ("ls",)),
-    ("optax_safe_sce", ("onehot", "soft"), "optax.safe_softmax_cross_entropy", False, ("ls",)),
-    ("log_softmax", ("index", "onehot", "soft"), "-sum(labels * jax.nn.log_softmax(x))", False, ()),
+    ("optax_sce_int", ("index",), "optax.softmax_cross_entropy_with_integer_labels", True, _LLM),
+    ("optax_sce", ("onehot", "soft"), "optax.softmax_cross_entropy", True, ("ls", *_LLM)),
+    ("optax_safe_sce", ("onehot", "soft"), "optax.safe_softmax_cross_entropy", False, ("ls", *_LLM)),
+    ("log_softmax", ("index", "onehot", "soft"), "-sum(labels * jax.nn.log_softmax(x))", False, _LLM),
 )
 
 
@@ -49,7 +55,9 @@ class JaxBackend(Backend):
                 "jaxlib": version("jaxlib"), "devices": [str(d) for d in self.jax.devices()],
                 "default_matmul_precision": str(self.jax.config.jax_default_matmul_precision)}
 
-    def _loss(self, impl: str, labels_form: str, reduction: str, smoothing: float = 0.0):
+    def _loss(self, impl: str, labels_form: str, reduction: str, smoothing: float = 0.0,
+              llm: tuple[float | None, float | None, float | None] = (None, None, None)):
+        """The loss function (x, labels) -> loss; `llm`: the case's (scale, softcap, zloss)."""
         jnp, optax, jax = self.jnp, self.optax, self.jax
         if impl == "optax_sce_int":
             rows = optax.softmax_cross_entropy_with_integer_labels
@@ -65,19 +73,36 @@ class JaxBackend(Backend):
                 return -jnp.sum(q * jax.nn.log_softmax(x, axis=-1), axis=-1)
         reduce = {"mean": jnp.mean, "sum": jnp.sum, "none": lambda r: r}[reduction]
         if smoothing:
-            return lambda x, labels: reduce(rows(x, optax.smooth_labels(labels, smoothing)))
-        return lambda x, labels: reduce(rows(x, labels))
+            plain = rows
+            rows = lambda x, labels: plain(x, optax.smooth_labels(labels, smoothing))  # noqa: E731
+        scale, softcap, zloss = llm
+        if scale is None and softcap is None and zloss is None:
+            return lambda x, labels: reduce(rows(x, labels))
+
+        def fn(x, labels):
+            if scale is not None:
+                x = scale * x
+            if softcap is not None:
+                x = softcap * jnp.tanh(x / softcap)
+            loss = rows(x, labels)
+            if zloss is not None:
+                loss = loss + zloss * jax.nn.logsumexp(x, axis=-1) ** 2
+            return reduce(loss)
+
+        return fn
 
     def _value_and_grad(self, variant: Variant, case: Case, smoothing: float = 0.0):
+        """f(x, labels, cotangent=None) -> (loss, the VJP with the cotangent, ones when None)."""
         jax, jnp = self.jax, self.jnp
-        key = (variant.impl, case.labels, case.reduction, variant.mode, smoothing)
+        key = (variant.impl, case.labels, case.reduction, variant.mode, smoothing, _llm(case))
         if key in self._jitted:
             return self._jitted[key]
-        loss_fn = self._loss(variant.impl, case.labels, case.reduction, smoothing)
+        loss_fn = self._loss(variant.impl, case.labels, case.reduction, smoothing, _llm(case))
 
-        def f(x, labels):
+        def f(x, labels, cotangent=None):
             loss, pullback = jax.vjp(lambda v: loss_fn(v, labels), x)
-            return loss, pullback(jnp.ones_like(loss))[0]
+            v = jnp.ones_like(loss) if cotangent is None else cotangent.astype(loss.dtype)
+            return loss, pullback(v)[0]
 
         if variant.mode == "jit":
             f = self._jitted[key] = jax.jit(f)
@@ -88,31 +113,33 @@ class JaxBackend(Backend):
         return self.jax.device_put(self.jnp.asarray(a), dev)
 
     def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
+        ct = None if inputs.cotangent is None else self._put(inputs.cotangent, device)
         loss, grad = self._value_and_grad(variant, case, inputs.smoothing)(self._put(inputs.logits, device),
-                                                                          self._put(inputs.labels, device))
+                                                                          self._put(inputs.labels, device), ct)
         grad.block_until_ready()
         return Output(loss=np.asarray(loss), grad=np.asarray(grad), loss_dtype=loss.dtype.name, grad_dtype=grad.dtype.name)
 
     def timing_fns(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> dict:
         jax, jnp = self.jax, self.jnp
-        loss_fn = self._loss(variant.impl, case.labels, case.reduction)
+        loss_fn = self._loss(variant.impl, case.labels, case.reduction, inputs.smoothing, _llm(case))
         x, labels = self._put(inputs.logits, device), self._put(inputs.labels, device)
+        ct = None if inputs.cotangent is None else self._put(inputs.cotangent, device)
         loss, pullback = jax.vjp(lambda v: loss_fn(v, labels), x)  # the kept forward
-        ones = jnp.ones_like(loss)
+        ones = jnp.ones_like(loss) if ct is None else ct.astype(loss.dtype)
         apply = lambda pb, ct: pb(ct)[0]  # noqa: E731  (the pullback is a pytree: jit takes it as an argument)
         fwd, bwd, both = loss_fn, apply, self._value_and_grad(variant, case)
         if variant.mode == "jit":
             fwd, bwd = jax.jit(loss_fn), jax.jit(apply)
         return {"forward": lambda: fwd(x, labels).block_until_ready(),
                 "backward": lambda: bwd(pullback, ones).block_until_ready(),
-                "forward_backward": lambda: jax.block_until_ready(both(x, labels))}
+                "forward_backward": lambda: jax.block_until_ready(both(x, labels, ct))}
 
     def compute(self, case: Case, inputs: Inputs, device: str) -> Output:
         v = next(v for v in self.variants() if case.labels in v.label_forms)
         return self.run_variant(v, case, inputs, device)
 
     def jvp(self, variant, case, inputs, device, tangent):
-        loss_fn = self._loss(variant.impl, case.labels, case.reduction, inputs.smoothing)
+        loss_fn = self._loss(variant.impl, case.labels, case.reduction, inputs.smoothing, _llm(case))
         labels = self._put(inputs.labels, device)
         x = self._put(inputs.logits, device)
         _, out = self.jax.jvp(lambda v: loss_fn(v, labels), (x,), (self._put(tangent.astype(inputs.logits.dtype), device),))
@@ -120,8 +147,13 @@ class JaxBackend(Backend):
 
     def hvp(self, variant, case, inputs, device, vector):
         jax, jnp = self.jax, self.jnp
-        loss_fn = self._loss(variant.impl, case.labels, case.reduction, inputs.smoothing)
+        loss_fn = self._loss(variant.impl, case.labels, case.reduction, inputs.smoothing, _llm(case))
         labels = self._put(inputs.labels, device)
         v = self._put(vector.astype(inputs.logits.dtype), device)
         grad = jax.grad(lambda x: jnp.sum(loss_fn(x, labels)))
         return np.asarray(jax.grad(lambda x: jnp.sum(grad(x) * v))(self._put(inputs.logits, device)))
+
+
+def _llm(case: Case) -> tuple[float | None, float | None, float | None]:
+    """The case's (logit scale, softcap, z-loss coefficient): None where the option is absent."""
+    return case.logit_scale, case.softcap, case.zloss

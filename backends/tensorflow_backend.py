@@ -2,6 +2,11 @@
 
 tf.nn ops return per-row losses (mean and sum are tf.reduce_mean / tf.reduce_sum); the Keras
 losses are used with from_logits=True and their own reductions, and their default dtype.
+The LLM-training options are composed as a user writes them, inside the traced function under
+tf.function and XLA (docs/llm-options.md): x = s * x; x = c * tf.tanh(x / c); tf.nn: per-row
+loss + z * tf.reduce_logsumexp(x, -1)**2, then reduced; Keras: its reduced loss + z times the
+reduced lse^2 of the kept rows. The gradient is tape.gradient(loss, x, output_gradients=v), v the
+case's cotangent (ones without option "ct").
 """
 
 from __future__ import annotations
@@ -14,13 +19,14 @@ from xentcheck.backends.base import Backend, Output, Variant
 from xentcheck.core.cases import IGNORE_INDEX, Case, Inputs
 
 _DENSE_DOC = "labels must be a valid probability distribution (tf.nn.softmax_cross_entropy_with_logits)"
+_LLM = ("s", "cap", "z", "ct")  # logit scale, softcap, z-loss, upstream cotangent: composed around the call
 _IMPLS = (  # name, label forms, call, in the default suite, documented deviation, options, semantics
-    ("sparse_softmax_ce", ("index",), "tf.nn.sparse_softmax_cross_entropy_with_logits", True, "", (), "plain"),
-    ("softmax_ce", ("onehot", "soft"), "tf.nn.softmax_cross_entropy_with_logits", True, _DENSE_DOC, (), "plain"),
+    ("sparse_softmax_ce", ("index",), "tf.nn.sparse_softmax_cross_entropy_with_logits", True, "", _LLM, "plain"),
+    ("softmax_ce", ("onehot", "soft"), "tf.nn.softmax_cross_entropy_with_logits", True, _DENSE_DOC, _LLM, "plain"),
     ("keras_sparse_cce", ("index",), "keras.losses.SparseCategoricalCrossentropy(from_logits=True)", False, "",
-     ("ign", "allign"), "keras"),
+     ("ign", "allign", *_LLM), "keras"),
     ("keras_cce", ("onehot", "soft"), "keras.losses.CategoricalCrossentropy(from_logits=True)", False, "",
-     ("ls",), "keras"),
+     ("ls", *_LLM), "keras"),
 )
 _MODES = ("eager", "function", "xla")
 _KERAS_REDUCTION = {"mean": "sum_over_batch_size", "sum": "sum", "none": None}
@@ -60,7 +66,40 @@ class TensorflowBackend(Backend):
                 **{f"build_{k}": v for k, v in tf.sysconfig.get_build_info().items()
                    if k in ("cuda_version", "cudnn_version", "is_cuda_build", "is_rocm_build")}}
 
-    def _loss(self, impl: str, reduction: str, smoothing: float = 0.0, ignore: bool = False):
+    def _loss(self, impl: str, reduction: str, smoothing: float = 0.0, ignore: bool = False,
+              llm: tuple[float | None, float | None, float | None] = (None, None, None)):
+        """The loss function (x, labels) -> loss; `llm`: the case's (scale, softcap, zloss)."""
+        base = self._base_loss(impl, reduction, smoothing, ignore)
+        scale, softcap, zloss = llm
+        if scale is None and softcap is None and zloss is None:
+            return base
+        tf = self.tf
+
+        def fn(x, labels):
+            if scale is not None:
+                x = scale * x
+            if softcap is not None:
+                x = softcap * tf.tanh(x / softcap)
+            if zloss is None:
+                return base(x, labels)
+            lse = tf.reduce_logsumexp(x, axis=-1)
+            if not impl.startswith("keras"):  # tf.nn: per-row loss + z lse^2, then the reduction
+                return base(x, labels, lambda rows: rows + zloss * lse ** 2)
+            loss = base(x, labels)
+            sq = lse ** 2
+            if ignore:  # ignored targets add no z-loss; Keras's mean divides by the kept rows (none kept: 0)
+                kept = labels != IGNORE_INDEX
+                sq = tf.where(kept, lse, tf.zeros_like(lse)) ** 2
+                count = tf.reduce_sum(tf.cast(kept, sq.dtype))
+            else:
+                count = tf.cast(tf.size(sq), sq.dtype)
+            zl = {"mean": lambda: tf.math.divide_no_nan(tf.reduce_sum(sq), count), "sum": lambda: tf.reduce_sum(sq),
+                  "none": lambda: sq}[reduction]()
+            return loss + tf.cast(zloss * zl, loss.dtype)  # Keras may compute in its floatx
+
+        return fn
+
+    def _base_loss(self, impl: str, reduction: str, smoothing: float = 0.0, ignore: bool = False):
         tf = self.tf
         if impl.startswith("keras"):
             import keras
@@ -73,18 +112,20 @@ class TensorflowBackend(Backend):
             return lambda x, labels: obj(labels, x)
         op = tf.nn.sparse_softmax_cross_entropy_with_logits if impl == "sparse_softmax_ce" else tf.nn.softmax_cross_entropy_with_logits
         reduce = {"mean": tf.reduce_mean, "sum": tf.reduce_sum, "none": lambda r: r}[reduction]
-        return lambda x, labels: reduce(op(labels=labels, logits=x))
+        return lambda x, labels, per_row=lambda r: r: reduce(per_row(op(labels=labels, logits=x)))
 
-    def _value_and_grad(self, impl: str, reduction: str, mode: str, smoothing: float = 0.0, ignore: bool = False):
-        key = (impl, reduction, mode, smoothing, ignore)
+    def _value_and_grad(self, impl: str, reduction: str, mode: str, smoothing: float = 0.0, ignore: bool = False,
+                        llm: tuple = (None, None, None)):
+        key = (impl, reduction, mode, smoothing, ignore, llm)
         if key not in self._fns:
-            tf, loss_fn = self.tf, self._loss(impl, reduction, smoothing, ignore)
+            tf, loss_fn = self.tf, self._loss(impl, reduction, smoothing, ignore, llm)
 
-            def f(x, labels):
+            def f(x, labels, cotangent=None):
                 with tf.GradientTape() as tape:
                     tape.watch(x)
                     loss = loss_fn(x, labels)
-                return loss, tape.gradient(loss, x, output_gradients=tf.ones_like(loss))
+                v = tf.ones_like(loss) if cotangent is None else tf.cast(cotangent, loss.dtype)
+                return loss, tape.gradient(loss, x, output_gradients=v)
 
             self._fns[key] = f if mode == "eager" else tf.function(f, jit_compile=(mode == "xla"))
         return self._fns[key]
@@ -96,8 +137,9 @@ class TensorflowBackend(Backend):
         tf = self.tf
         with tf.device(self._device(device)):
             f = self._value_and_grad(variant.impl, case.reduction, variant.mode, inputs.smoothing,
-                                     bool(case.option_set & {"ign", "allign"}))
-            loss, grad = f(tf.constant(inputs.logits), tf.constant(inputs.labels))
+                                     bool(case.option_set & {"ign", "allign"}), _llm(case))
+            ct = None if inputs.cotangent is None else tf.constant(inputs.cotangent)
+            loss, grad = f(tf.constant(inputs.logits), tf.constant(inputs.labels), ct)
         return Output(loss=np.asarray(loss.numpy()), grad=np.asarray(grad.numpy()),
                       loss_dtype=loss.dtype.name, grad_dtype=grad.dtype.name)
 
@@ -107,15 +149,17 @@ class TensorflowBackend(Backend):
         done = lambda v: v[(0,) * v.shape.rank].numpy()  # noqa: E731
         with tf.device(self._device(device)):
             x, labels = tf.constant(inputs.logits), tf.constant(inputs.labels)
-            loss_fn = self._loss(variant.impl, case.reduction)
+            ignore = bool(case.option_set & {"ign", "allign"})
+            loss_fn = self._loss(variant.impl, case.reduction, inputs.smoothing, ignore, _llm(case))
             fwd = loss_fn if variant.mode == "eager" else tf.function(loss_fn, jit_compile=(variant.mode == "xla"))
-            both = self._value_and_grad(variant.impl, case.reduction, variant.mode)
-            fns = {"forward": lambda: done(fwd(x, labels)), "forward_backward": lambda: done(both(x, labels)[1])}
+            both = self._value_and_grad(variant.impl, case.reduction, variant.mode, inputs.smoothing, ignore, _llm(case))
+            ct = None if inputs.cotangent is None else tf.constant(inputs.cotangent)
+            fns = {"forward": lambda: done(fwd(x, labels)), "forward_backward": lambda: done(both(x, labels, ct)[1])}
             if variant.mode == "eager":  # a graph fuses forward and backward: no kept forward to replay
                 with tf.GradientTape(persistent=True) as tape:
                     tape.watch(x)
                     kept = loss_fn(x, labels)
-                ones = tf.ones_like(kept)
+                ones = tf.ones_like(kept) if ct is None else tf.cast(ct, kept.dtype)
                 fns["backward"] = lambda: done(tape.gradient(kept, x, output_gradients=ones))
         return fns
 
@@ -130,7 +174,7 @@ class TensorflowBackend(Backend):
             v = tf.constant(tangent.astype(inputs.logits.dtype))
             with tf.autodiff.ForwardAccumulator(primals=x, tangents=v) as acc:
                 loss = self._loss(variant.impl, case.reduction, inputs.smoothing,
-                                  bool(case.option_set & {"ign", "allign"}))(x, tf.constant(inputs.labels))
+                                  bool(case.option_set & {"ign", "allign"}), _llm(case))(x, tf.constant(inputs.labels))
             return np.asarray(acc.jvp(loss).numpy())
 
     def hvp(self, variant, case, inputs, device, vector):
@@ -138,7 +182,8 @@ class TensorflowBackend(Backend):
         with tf.device(self._device(device)):
             x = tf.constant(inputs.logits)
             v = tf.constant(vector.astype(inputs.logits.dtype))
-            loss_fn = self._loss(variant.impl, case.reduction, inputs.smoothing, bool(case.option_set & {"ign", "allign"}))
+            loss_fn = self._loss(variant.impl, case.reduction, inputs.smoothing, bool(case.option_set & {"ign", "allign"}),
+                                 _llm(case))
             with tf.GradientTape() as outer:
                 outer.watch(x)
                 with tf.GradientTape() as inner:
@@ -146,3 +191,8 @@ class TensorflowBackend(Backend):
                     loss = tf.reduce_sum(loss_fn(x, tf.constant(inputs.labels)))
                 gv = tf.reduce_sum(inner.gradient(loss, x) * v)
             return np.asarray(outer.gradient(gv, x).numpy())
+
+
+def _llm(case: Case) -> tuple[float | None, float | None, float | None]:
+    """The case's (logit scale, softcap, z-loss coefficient): None where the option is absent."""
+    return case.logit_scale, case.softcap, case.zloss

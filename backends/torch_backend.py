@@ -1,7 +1,15 @@
 """PyTorch: cross-entropy through autograd, eagerly or under torch.compile (opt-in).
 
 Implementations: F.cross_entropy with class-index targets, F.cross_entropy with probability
-targets, and F.log_softmax + F.nll_loss. The gradient is that of sum(loss): backward() with ones.
+targets, and F.log_softmax + F.nll_loss. The gradient is the VJP with the case's cotangent
+(loss.backward(v)), ones without option "ct". The LLM-training options are composed as a user
+writes them, inside the compiled function under torch.compile (docs/llm-options.md)::
+
+    x = s * x; x = c * torch.tanh(x / c)
+    lse = torch.logsumexp(x, dim=1)
+    loss = F.cross_entropy(x, target, ...) + z * lse[kept].pow(2).mean()    # mean; kept: not ignored
+    loss = F.cross_entropy(x, target, ...) + (z * lse.pow(2)).sum()         # sum (none: per row)
+
 torch puts the class axis at dim 1: logits (N, K, d1, ...), probability targets alike, index
 targets (N, d1, ...); the harness's class-last arrays are moved there, and the gradient back.
 """
@@ -13,10 +21,11 @@ import numpy as np
 from xentcheck.backends.base import Backend, Output, Variant
 from xentcheck.core.cases import IGNORE_INDEX, Case, Inputs
 
+_LLM = ("s", "cap", "z", "ct")  # logit scale, softcap, z-loss, upstream cotangent: composed around the call
 _IMPLS = (
-    ("cross_entropy_index", ("index",), "F.cross_entropy(x, target)", True, ("w", "ign", "allign", "ls")),
-    ("cross_entropy_probs", ("onehot", "soft"), "F.cross_entropy(x, probs)", True, ("w", "ls")),
-    ("log_softmax_nll", ("index",), "F.nll_loss(F.log_softmax(x, 1), target)", False, ("w", "ign", "allign")),
+    ("cross_entropy_index", ("index",), "F.cross_entropy(x, target)", True, ("w", "ign", "allign", "ls", *_LLM)),
+    ("cross_entropy_probs", ("onehot", "soft"), "F.cross_entropy(x, probs)", True, ("w", "ls", *_LLM)),
+    ("log_softmax_nll", ("index",), "F.nll_loss(F.log_softmax(x, 1), target)", False, ("w", "ign", "allign", *_LLM)),
 )
 
 
@@ -72,18 +81,39 @@ class TorchBackend(Backend):
         x = x.detach().cpu()
         return x.float().numpy() if x.dtype == self.torch.bfloat16 else x.numpy()
 
-    def _fn(self, impl: str, reduction: str, mode: str, smoothing: float = 0.0):
-        F = self.torch.nn.functional
+    def _fn(self, impl: str, reduction: str, mode: str, smoothing: float = 0.0, scale: float | None = None,
+            softcap: float | None = None, zloss: float | None = None):
+        F, torch = self.torch.nn.functional, self.torch
         if impl == "log_softmax_nll":
-            def fn(x, labels, weight=None):
+            def ce(x, labels, weight):
                 return F.nll_loss(F.log_softmax(x, dim=1), labels, weight=weight, ignore_index=IGNORE_INDEX,
                                   reduction=reduction)
         else:
-            def fn(x, labels, weight=None):
+            def ce(x, labels, weight):
                 return F.cross_entropy(x, labels, weight=weight, ignore_index=IGNORE_INDEX, reduction=reduction,
                                        label_smoothing=smoothing)
+        if scale is None and softcap is None and zloss is None:
+            fn = ce
+        else:
+            def fn(x, labels, weight=None):
+                if scale is not None:
+                    x = scale * x
+                if softcap is not None:
+                    x = softcap * torch.tanh(x / softcap)
+                loss = ce(x, labels, weight)
+                if zloss is None:
+                    return loss
+                # z lse^2 per row; ignored targets add none. The mean over the kept rows as a user writes
+                # it: lse[kept].pow(2).mean() (NaN with a zero gradient when none is kept); mean()
+                # accumulates in float32, where a float16 sum of lse^2 would overflow.
+                lse = torch.logsumexp(x, dim=1)
+                kept = None if labels.dtype.is_floating_point else labels != IGNORE_INDEX
+                if reduction == "mean":
+                    return loss + zloss * (lse if kept is None else lse[kept]).pow(2).mean()
+                zl = zloss * (lse if kept is None else torch.where(kept, lse, 0)).pow(2)
+                return loss + (zl.sum() if reduction == "sum" else zl)
         if mode == "compile":
-            key = (impl, reduction, smoothing)
+            key = (impl, reduction, smoothing, scale, softcap, zloss)
             if key not in self._compiled:
                 self._compiled[key] = self.torch.compile(fn, dynamic=False)
             return self._compiled[key]
@@ -93,14 +123,21 @@ class TorchBackend(Backend):
         x = self._tensor(_class_dim1(inputs.logits), device).requires_grad_(True)
         labels = inputs.labels if case.labels == "index" else _class_dim1(inputs.labels)
         weight = None if inputs.weights is None else self._tensor(inputs.weights, device)
-        fn = self._fn(variant.impl, case.reduction, variant.mode, inputs.smoothing)
+        fn = self._fn(variant.impl, case.reduction, variant.mode, inputs.smoothing, case.logit_scale, case.softcap,
+                      case.zloss)
         return x, self._tensor(labels, device), lambda z, t: fn(z, t, weight)
+
+    def _cotangent(self, loss, inputs: Inputs, device: str):
+        """The upstream gradient: the case's cotangent in the loss's shape, else ones."""
+        if inputs.cotangent is None:
+            return self.torch.ones_like(loss)
+        return self._tensor(np.asarray(inputs.cotangent), device)
 
     def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
         t = self.torch
         x, labels, fn = self._prepare(variant, case, inputs, device)
         loss = fn(x, labels)
-        loss.backward(t.ones_like(loss))
+        loss.backward(self._cotangent(loss, inputs, device))
         if device == "cuda":
             t.cuda.synchronize()
         return Output(loss=self._numpy(loss), grad=_class_last(self._numpy(x.grad)),
@@ -112,7 +149,7 @@ class TorchBackend(Backend):
         x, labels, fn = self._prepare(variant, case, inputs, device)
         sync = t.cuda.synchronize if device == "cuda" else (lambda: None)
         kept = fn(x, labels)  # the graph that backward replays (retain_graph keeps it)
-        ones = t.ones_like(kept)
+        ones = self._cotangent(kept, inputs, device)
 
         def forward():
             fn(x, labels)

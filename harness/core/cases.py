@@ -290,7 +290,9 @@ def _fits(family: str, dtype: str) -> bool:
 def default_suite(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES) -> list[Case]:
     """Every family x dtype x label form, with shapes and reductions rotated so that each family
     sees several shapes and every (label form, reduction) pair. Ordered round-robin over
-    families, so any prefix (``--cases N``) spans the families."""
+    families, so any prefix (``--cases N``) spans the families. Then the LLM-training options'
+    cases (llm_cases: one z-loss, softcap, scale and cotangent case per dtype, 16 x 10 each), last,
+    so the plain cases keep their places."""
     per_family: list[list[Case]] = []
     for fi, family in enumerate(FAMILIES):
         cases = []
@@ -305,13 +307,14 @@ def default_suite(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES)
     ordered = []
     for i in range(max((len(c) for c in per_family), default=0)):
         ordered.extend(c[i] for c in per_family if i < len(c))
-    return ordered
+    return ordered + llm_cases(dtype_names)
 
 
 def full_suite(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES) -> list[Case]:
     """The default suite plus every option family (class weights, ignored targets, label
     smoothing and their combinations, an out-of-range class), the extreme logit families, a
-    vocabulary-sized K, extra dimensions and empty batches, for each dtype asked for."""
+    vocabulary-sized K, extra dimensions and empty batches, then the LLM-training options'
+    combinations and extremes (llm_cases(full=True)), for each dtype asked for."""
     extra: list[Case] = []
     option_sets = {"index": ("w", "ign", "allign", "ls", "w+ls", "ign+ls", "w+ign+ls", "oor"),
                    "onehot": ("w", "ls", "w+ls"), "soft": ("w", "ls", "w+ls")}
@@ -337,11 +340,11 @@ def full_suite(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES) ->
         for labels, reduction in (("index", "mean"), ("onehot", "sum"), ("soft", "none")):
             extra.append(Case("scale1e+0", dt, 0, 10, labels, reduction))
         extra.append(Case("scale1e+0", dt, 0, 10, "index", "mean", extra=(3,)))
-    return default_suite(dtype_names) + list(dict.fromkeys(extra))
+    return list(dict.fromkeys(default_suite(dtype_names) + extra + llm_cases(dtype_names, full=True)))
 
 
-# The LLM-training options' cases (docs/llm-options.md), not yet in the suites: a few per option
-# for the default suite, their combinations and extremes for the full one.
+# The LLM-training options' cases (docs/llm-options.md): a few per option for the default suite,
+# their combinations and extremes for the full one.
 THIRD = format_param(1 / 3)  # the scalar cotangent 1/3 (mean), as in the id: "0.3333333333333333"
 
 

@@ -24,8 +24,11 @@ def to_case(case: Case, inputs: Inputs) -> Inputs:
     if not case.extra:
         return inputs
     labels_shape = case.loss_shape if case.labels == "index" else case.shape
+    cotangent = inputs.cotangent
+    if cotangent is not None and cotangent.ndim:  # option "ct": one per loss element; a scalar stays ()
+        cotangent = cotangent.reshape(case.loss_shape)
     return Inputs(inputs.logits.reshape(case.shape), inputs.labels.reshape(labels_shape),
-                  inputs.target.reshape(case.loss_shape), inputs.weights, inputs.smoothing)
+                  inputs.target.reshape(case.loss_shape), inputs.weights, inputs.smoothing, cotangent)
 
 
 def expected_shapes(case: Case) -> tuple[tuple[int, ...], tuple[int, ...]]:

@@ -66,7 +66,7 @@ def test_cotangent_kinds_match_the_reduction():
         Case.from_id("scale1e+0_float32_4x5_soft_mean_opt-ign+z1e-4")
 
 
-def test_llm_cases_round_trip_and_leave_the_suites_alone():
+def test_llm_cases_round_trip_and_are_in_the_suites():
     small, full = llm_cases(), llm_cases(full=True)
     assert set(small) <= set(full) and len(set(full)) == len(full)
     for case in full:
@@ -76,7 +76,10 @@ def test_llm_cases_round_trip_and_leave_the_suites_alone():
             assert any(name in c.option_set and c.dtype == dt for c in small), (name, dt)
     assert any(c.cotangent_rows for c in small) and {c.cotangent for c in small} >= {1024.0, 1 / 3}
     assert {c.logit_scale for c in small} >= {0.5, 3.0}
-    assert not any(c.llm for c in full_suite()) and not any(c.llm for c in default_suite())
+    default, whole = default_suite(), full_suite()
+    # the default suite ends with the small list (the plain cases keep their places); the full one has all
+    assert default[-len(small):] == small and not any(c.llm for c in default[:-len(small)])
+    assert set(full) <= set(whole) and len(set(whole)) == len(whole)
 
 
 # --- inputs ------------------------------------------------------------------------------
