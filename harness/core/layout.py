@@ -24,8 +24,11 @@ def to_case(case: Case, inputs: Inputs) -> Inputs:
     if not case.extra:
         return inputs
     labels_shape = case.loss_shape if case.labels == "index" else case.shape
+    ct = inputs.cotangent  # a per-element cotangent (M,) takes the loss's shape; a scalar stays ()
+    if ct is not None and ct.ndim:
+        ct = ct.reshape(case.loss_shape)
     return Inputs(inputs.logits.reshape(case.shape), inputs.labels.reshape(labels_shape),
-                  inputs.target.reshape(case.loss_shape), inputs.weights, inputs.smoothing)
+                  inputs.target.reshape(case.loss_shape), inputs.weights, inputs.smoothing, ct)
 
 
 def expected_shapes(case: Case) -> tuple[tuple[int, ...], tuple[int, ...]]:
