@@ -23,6 +23,15 @@ from xentcheck.backends.base import Backend, Output, Variant
 from xentcheck.core.cases import IGNORE_INDEX, Case, Inputs
 
 INSTALL = "pip install 'xentcheck[liger]' (liger-kernel and triton)"
+SKIPPED_DTYPES = {
+    # every load is cast to tl.float32: a float64 input would silently get float32 accuracy
+    "float64": "liger computes in float32 inside its kernel (loads cast to tl.float32): float64 not taken",
+    # the interpreter stores bfloat16 as uint16 and runs arithmetic on the bit patterns (its
+    # documentation: no bfloat16 operations); Liger's weight path negates a bfloat16 weight and
+    # its backward multiplies bfloat16 by bfloat16: garbage that compiled Triton would not give
+    "bfloat16": "Triton's interpreter does arithmetic on bfloat16's uint16 storage (no bfloat16 operations): "
+                "results would be the interpreter's, not liger's",
+}
 CALL = ("LigerCrossEntropyFunction.apply(x, target, weight, ignore_index=-100, lse_square_scale=z, "
         "label_smoothing=ls, reduction, softcap=c, return_z_loss=False)")
 
@@ -63,9 +72,8 @@ class LigerCrossEntropy(Backend):
     framework = "liger-kernel"
     impl = "LigerCrossEntropyFunction"
     mode = "triton-interpret"
-    # The kernel computes in float32 whatever the input (every load is cast to tl.float32): a
-    # float64 input would get float32 accuracy, so float64 is skipped with the reason below.
-    dtypes = ("float32", "bfloat16", "float16")
+    # float32 and float16 only; unsupported() gives the reasons for the others.
+    dtypes = ("float32", "float16")
     label_forms = ("index",)
     # torch's composition: smoothing and class weights as F.cross_entropy, the z-loss unweighted
     # and divided by the kept targets' count; "allign" (every target ignored) included.
@@ -94,9 +102,7 @@ class LigerCrossEntropy(Backend):
                 "interpreter_shims": "float kernel arguments as fp32 scalars; libdevice tanh as numpy.tanh"}
 
     def unsupported(self, case: Case, device: str) -> str | None:
-        if case.dtype == "float64":
-            return "liger computes in float32 inside its kernel (loads cast to tl.float32): float64 not taken"
-        return super().unsupported(case, device)
+        return SKIPPED_DTYPES.get(case.dtype) or super().unsupported(case, device)
 
     def compute(self, case: Case, inputs: Inputs, device: str) -> Output:
         torch = self.torch
