@@ -61,7 +61,8 @@ def test_without_liger_the_backend_is_reported_missing_with_the_reason(tmp_path)
     assert "Traceback" not in res.stderr
     r = _records(out)[("liger", case)]
     assert r["verdict"] == "skipped"
-    assert "framework not installed" in r["reasons"][0] and "No module named 'liger_kernel'" in r["reasons"][0]
+    # liger_kernel, or torch where even that is absent (a CI without frameworks)
+    assert r["reasons"][0].startswith("liger: framework not installed (No module named "), r["reasons"]
     assert "pip install 'xentcheck[liger]'" in r["reasons"][0]
     summary = json.loads((out / "summary.json").read_text())
     assert [(b["name"], b["status"]) for b in summary["backends"]] == [("liger", "missing")]
