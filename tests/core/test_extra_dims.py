@@ -39,6 +39,17 @@ def test_ids_shapes_and_rows():
         Case.from_id("scale1e+0_float32_0x7_index_mean_opt-oor")
 
 
+def test_cotangent_reaches_the_backend_in_the_loss_shape():
+    """A per-element cotangent (M,) arrives as (N, d1, ...), row for row; a scalar stays ()."""
+    per_row = Case.from_id("scale1e+0_float32_4x10x3_index_none_opt-z1e-4+ct")
+    inputs = make_inputs(per_row, 0)
+    shaped = layout.to_case(per_row, inputs)
+    assert shaped.cotangent.shape == (4, 3) and np.shares_memory(shaped.cotangent, inputs.cotangent)
+    assert shaped.cotangent[1, 2] == inputs.cotangent[5] and np.count_nonzero(shaped.cotangent) > 6
+    scalar = Case.from_id("scale1e+0_float32_4x10x3_index_sum_opt-ct1024")
+    assert float(layout.to_case(scalar, make_inputs(scalar, 0)).cotangent) == 1024.0
+
+
 def test_reference_on_extra_dimensions_is_hand_checked():
     ref = reference(HAND, HAND_INPUTS)
     assert float(ref.loss) == pytest.approx(HAND_LOSS, rel=1e-15)
