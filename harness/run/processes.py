@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from xentcheck.run import launch
 from xentcheck.run.environment import worker_env
@@ -33,7 +34,11 @@ def package_folders() -> dict[str, str]:
     import xentcheck.backends
     import xentcheck.reports
 
-    return {m.__name__: str(Path(m.__file__).resolve().parent) for m in (xentcheck, xentcheck.backends, xentcheck.reports)}
+    folders = {}
+    for m in (xentcheck, xentcheck.backends, xentcheck.reports):
+        assert m.__file__ is not None  # regular packages (with an __init__.py), imported from files
+        folders[m.__name__] = str(Path(m.__file__).resolve().parent)
+    return folders
 
 
 class Worker:
@@ -47,7 +52,7 @@ class Worker:
         self.interpreters = interpreters or {}
         self.env = env or {}  # overrides of the worker's environment (bench: its thread count)
         self.generation = 0
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.log_path: Path | None = None
         self.log_offset = 0  # where this generation's stderr starts in the (shared, appended) log
         self.deadline = 0.0
@@ -57,19 +62,19 @@ class Worker:
         self.generation += 1
         env = {**worker_env(), **self.env}
         env[launch.ENV] = json.dumps(package_folders())
+        log: BinaryIO | None = None  # None: stderr goes to /dev/null
         if self.log_dir is not None:
             self.log_path = self.log_dir / f"worker-{self.index}.log"
             log = open(self.log_path, "ab")
             self.log_offset = log.seek(0, os.SEEK_END)
-        else:
-            log = subprocess.DEVNULL
         python, spec, label = resolve_interpreter(self.spec, self.interpreters)
         if label:
             env[LABEL_ENV] = label
         self.proc = subprocess.Popen([python, launch.__file__, spec],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL if log is None else log,
                                      env=env, start_new_session=True)
-        if log is not subprocess.DEVNULL:
+        if log is not None:
             log.close()
         gen, proc = self.generation, self.proc
         threading.Thread(target=self._read, args=(proc, gen), daemon=True).start()
@@ -86,7 +91,8 @@ class Worker:
         """Past its deadline and still running (a dead worker's EOF is on its way instead)."""
         return bool(self.deadline) and now > self.deadline and self.proc is not None and self.proc.poll() is None
 
-    def _read(self, proc: subprocess.Popen, gen: int) -> None:
+    def _read(self, proc: subprocess.Popen[bytes], gen: int) -> None:
+        assert proc.stdout is not None  # started with stdout=PIPE
         for line in proc.stdout:
             try:
                 msg = json.loads(line)
@@ -96,6 +102,7 @@ class Worker:
         self.events.put((self.index, gen, None))
 
     def send(self, msg: dict) -> bool:
+        assert self.proc is not None and self.proc.stdin is not None  # started, with stdin=PIPE
         try:
             self.proc.stdin.write((json.dumps(msg) + "\n").encode())
             self.proc.stdin.flush()
@@ -177,13 +184,16 @@ def describe_backends(specs: list[str], timeout: float = 300.0) -> list[dict]:
             if infos[idx] is None:
                 w = workers[idx]
                 infos[idx] = msg if msg else {"status": "broken", "reason": f"worker {w.exit_description()}: {w.stderr_tail()}"}
+        answered: list[dict] = []
         for i, w in enumerate(workers):
             w.quit()
-            if infos[i] is None:
-                infos[i] = {"status": "broken", "reason": f"no answer within {timeout:g} s"}
-            infos[i].setdefault("name", specs[i])
-            infos[i]["spec"] = specs[i]
-    return infos
+            info = infos[i]
+            if info is None:
+                info = {"status": "broken", "reason": f"no answer within {timeout:g} s"}
+            info.setdefault("name", specs[i])
+            info["spec"] = specs[i]
+            answered.append(info)
+    return answered
 
 
 def scratch_dir() -> Path:
