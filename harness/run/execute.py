@@ -52,7 +52,7 @@ def execute(plan: RunPlan, out_dir: Path, prior: Sequence[dict] = (), progress: 
     from xentcheck.run import resume as resuming
     from xentcheck.run.environment import fingerprint
     from xentcheck.run.rundir import write_reports
-    from xentcheck.run.runner import RunOptions, Runner
+    from xentcheck.run.runner import Runner, RunOptions
 
     tol = plan.tolerances
     known: dict[str, Any] | None = None

@@ -25,7 +25,7 @@ class Ordering:
             slot[:] = [x for x in slot if (x.get("impl"), x.get("mode")) != (r.get("impl"), r.get("mode"))] + [r]
         self.replayed: set[tuple[int, int]] = set()  # slots taken from prior: not emitted again
         self.records: list[dict] = []  # every result, prior ones included, in canonical order
-        self.done: dict[tuple[int, int], dict] = {}  # finished slots waiting for an earlier one
+        self.done: dict[tuple[int, int], list[dict]] = {}  # finished slots waiting for an earlier one
         self.cursor = 0  # slot index (case * n_backends + backend) of the first one not yet written
 
     @property

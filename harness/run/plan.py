@@ -14,6 +14,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from xentcheck.core.cases import Case, default_suite, full_suite
 from xentcheck.core.dtypes import DTYPE_NAMES
@@ -60,7 +61,7 @@ class RunPlan:
         return {"format": FORMAT, **data}
 
     @classmethod
-    def from_json(cls, data: object) -> "RunPlan":
+    def from_json(cls, data: object) -> RunPlan:
         """The plan stored in run.json; ValueError naming the first field that is wrong."""
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
@@ -106,7 +107,7 @@ class RunPlan:
         if not isinstance(data.get("properties", False), bool):
             raise ValueError("field 'properties' must be true or false")
         impls, modes = variant_filters(_join(data.get("impls")), _join(data.get("modes")), data["backends"])
-        extra = {}
+        extra: dict[str, Any] = {}  # the optional fields that are set, by name
         if data.get("case_order") is not None:
             extra["case_order"] = [str(i) for i in data["case_order"]]
         if data.get("shard") is not None:

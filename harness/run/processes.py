@@ -25,7 +25,8 @@ from typing import BinaryIO
 
 from xentcheck.run import launch
 from xentcheck.run.environment import worker_env
-from xentcheck.run.interpreters import LABEL_ENV, resolve as resolve_interpreter
+from xentcheck.run.interpreters import LABEL_ENV
+from xentcheck.run.interpreters import resolve as resolve_interpreter
 
 
 def package_folders() -> dict[str, str]:

@@ -116,8 +116,9 @@ class Runner:
         if self.infos[bi] is not None:
             return
         spec = self.config.backends[bi]
-        self.infos[bi] = {"name": spec, **info, "spec": spec}  # a plugin broken before naming itself: its spec
-        name = self.infos[bi]["name"]
+        identity = {"name": spec, **info, "spec": spec}  # a plugin broken before naming itself: its spec
+        self.infos[bi] = identity
+        name = identity["name"]
         for ci in list(self.schedule.slots[w].pending):
             recs = self.ordering.claim_prior(self.config.cases[ci].id, name, self._expected(ci, bi))
             if recs is not None:
@@ -194,7 +195,7 @@ class Runner:
         backends' results would otherwise stall it)."""
         self._act(self.schedule.dispatch(w))
 
-    def _act(self, actions: list[Action]) -> None:
+    def _act(self, actions: Sequence[Action]) -> None:
         """Carry out the schedule's decisions."""
         dead: set[int] = set()  # workers a send failed on: their EOF event will follow and record the crash
         for a in actions:
@@ -303,6 +304,7 @@ class Runner:
             self._identify(w, bi, {"status": "broken", "name": self.config.backends[bi], "reason": reason})
             self._fail_all(w, bi, "error", reason)
             return
+        assert slot.in_flight is not None  # a started worker is overdue only while it computes a case
         self._record(slot.in_flight, bi, {"verdict": "timeout",
                                           "reasons": [f"no answer within {self.config.case_timeout:g} s; worker killed"]})
         self._act(self.schedule.restart(w))

@@ -93,6 +93,7 @@ class Schedule:
         Returns (the answered case, the case it computes now or None)."""
         s = self.slots[w]
         ci, s.in_flight = s.in_flight, None
+        assert ci is not None  # called only for a worker with a case in flight
         if s.queued:
             s.in_flight = s.queued.pop(0)
         return ci, s.in_flight
