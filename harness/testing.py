@@ -34,7 +34,7 @@ def assert_backend(backend: BackendLike, **options: Unpack[VerifyOptions]) -> Ve
     result = verify(backends=[backend], **options)
     if not result.ok:
         raise AssertionError(result.explain())
-    if not any(r["verdict"] != "skipped" for r in result.records):
-        reasons = sorted({"; ".join(r.get("reasons", [])) for r in result.records}) or ["no case was selected"]
+    if not any(r.verdict != "skipped" for r in result.records):
+        reasons = sorted({"; ".join(r.reasons or []) for r in result.records}) or ["no case was selected"]
         raise AssertionError("xentcheck: nothing was verified, every result was skipped: " + " | ".join(reasons))
     return result
