@@ -15,6 +15,7 @@ from __future__ import annotations
 import pytest
 
 _BACKENDS: dict[str, object] = {}
+_KNOWN = pytest.StashKey[list[dict]]()  # the --xentcheck-known file's entries, loaded once per session
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -75,7 +76,7 @@ def _items(session: pytest.Session) -> list[pytest.Item]:
     if opt("xentcheck_cases"):
         cases = cases[:opt("xentcheck_cases")]
     suite = XentcheckSuite.from_parent(session, name="xentcheck", nodeid="xentcheck")
-    items = []
+    items: list[pytest.Item] = []
     from xentcheck.run.plan import select_variants
     from xentcheck.run.worker import variant_info
 
@@ -99,7 +100,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         new = _items(session)
         items.extend(new)
         # report them as collected, so "collected N items" and --collect-only count them
-        config.hook.pytest_collectreport(report=pytest.CollectReport("xentcheck", "passed", None, new))
+        config.hook.pytest_collectreport(report=pytest.CollectReport("xentcheck", "passed", None, list(new)))
 
 
 class XentcheckSuite(pytest.Collector):
@@ -125,14 +126,14 @@ def _known(config: pytest.Config) -> list[dict]:
     path = config.getoption("xentcheck_known")
     if not path:
         return []
-    if not hasattr(config, "_xentcheck_known"):
+    if _KNOWN not in config.stash:
         from xentcheck.regress import known
 
         try:
-            config._xentcheck_known = known.load(path)
+            config.stash[_KNOWN] = known.load(path)
         except known.KnownFileError as exc:
             raise pytest.UsageError(str(exc)) from None
-    return config._xentcheck_known
+    return config.stash[_KNOWN]
 
 
 class XentcheckItem(pytest.Item):
@@ -160,9 +161,11 @@ class XentcheckItem(pytest.Item):
                           output_of(backend, v, self.case, inputs, "cpu"),
                           Tolerances(self.config.getoption("xentcheck_tolerances")),
                           reference=lambda: reference(self.case, inputs, v.semantics), known=_known(self.config))
+        assert result.reasons is not None  # evaluate() gives every result its reasons
         if result.verdict == "skipped":
             pytest.skip(result.reasons[0])
         if result.verdict == "known":
+            assert result.known is not None  # a known result names its entry (known.mark_known)
             pytest.xfail(f"known difference {result.known['id']}: {result.known['link']} "
                          f"({result.original_verdict}: {'; '.join(result.reasons)})")
         if result.verdict in BAD_VERDICTS:
