@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import ml_dtypes
 import numpy as np
+import numpy.typing as npt
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,12 @@ def info(name: str) -> DtypeInfo:
         raise ValueError(f"unknown dtype {name!r} (known: {', '.join(DTYPE_NAMES)})") from None
 
 
-def dtype_name(dtype: object) -> str:
+def dtype_name(dtype: npt.DTypeLike) -> str:
     """Canonical name of a NumPy dtype (ml_dtypes' bfloat16 included), e.g. 'float32'."""
     return np.dtype(dtype).name
 
 
-def transport_dtype(dtype: object) -> type:
+def transport_dtype(dtype: npt.DTypeLike) -> type:
     """A standard NumPy dtype that holds every value of `dtype` exactly (bfloat16 has no .npy form)."""
     return np.float64 if np.dtype(dtype).itemsize > 4 else np.float32
 

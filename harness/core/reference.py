@@ -49,8 +49,8 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -99,13 +99,16 @@ class Reference:
     def q(self) -> np.ndarray | None:
         if self.weights is not None:
             return self.weights
-        return None if self.inputs is None else label_matrix(self.case, self.inputs, np.float64)
+        if self.inputs is None:
+            return None
+        assert self.case is not None  # given together with `inputs`
+        return label_matrix(self.case, self.inputs, np.float64)
 
 
 def label_matrix(case: Case, inputs: Inputs, wp: type) -> np.ndarray:
     """Labels as an N x K weight matrix in working precision (one-hot for index labels)."""
     if case.labels == "index":
-        q = np.zeros((case.rows, case.k), dtype=wp)
+        q: np.ndarray = np.zeros((case.rows, case.k), dtype=wp)
         q[np.arange(case.rows), inputs.labels] = 1
         return q
     return inputs.labels.astype(wp)
@@ -227,21 +230,21 @@ def effective_labels(case: Case, inputs: Inputs, semantics: str, wp: type) -> tu
     Without options all three are the canonical q and N.
     """
     n, k, e = case.rows, case.k, inputs.smoothing
-    w = None if inputs.weights is None else inputs.weights.astype(wp)
+    w: np.ndarray | None = None if inputs.weights is None else inputs.weights.astype(wp)
     if case.labels == "index":
         t = inputs.labels
         valid = (t >= 0) & (t < k)  # ignored (and out-of-range) targets carry no weight
-        onehot = np.zeros((n, k), dtype=wp)
+        onehot: np.ndarray = np.zeros((n, k), dtype=wp)
         onehot[np.flatnonzero(valid), t[valid]] = 1
         if semantics == "torch":
-            w_y = np.zeros(n, dtype=wp)
+            w_y: np.ndarray = np.zeros(n, dtype=wp)
             w_y[valid] = w[t[valid]] if w is not None else 1
             smooth = (w[None, :] if w is not None else np.ones((1, k), dtype=wp)) * valid[:, None]
             r = (1 - wp(e)) * w_y[:, None] * onehot + wp(e) / k * smooth
             return r, w_y.sum()
         r = (1 - wp(e)) * onehot + wp(e) / k * valid[:, None]
         return r, (valid.sum() if semantics == "keras" else n)
-    q = inputs.labels.astype(wp)
+    q: np.ndarray = inputs.labels.astype(wp)
     r = (1 - wp(e)) * q + wp(e) / k if e else q
     if semantics == "torch" and w is not None:
         r = r * w[None, :]
@@ -400,7 +403,8 @@ def chunked_softmax_xent(case: Case, inputs: Inputs, wp: type, divisor: int | No
     operations whichever thread takes it, and each chunk writes only its own rows, so the result
     is bit-identical to one thread's."""
     n, k = case.rows, case.k
-    loss, big_q = np.empty(n, dtype=wp), np.empty(n, dtype=wp)
+    loss: np.ndarray = np.empty(n, dtype=wp)
+    big_q: np.ndarray = np.empty(n, dtype=wp)
     grad = SPARE.empty((n, k), wp)  # the last large gradient's pages where they are free (harness/core/spare.py)
     step = max(1, (KERNEL_CHUNK_ELEMENTS if kernel_rows(case, wp) else CHUNK_ELEMENTS) // k)
     starts = range(0, n, step)
