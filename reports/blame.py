@@ -46,7 +46,8 @@ def build(records: list[dict]) -> dict:
         if r.get("loss") or r.get("grad"):
             by_case[r["case_id"]][label(r)] = r
     backends = sorted({b for per in by_case.values() for b in per})
-    out = {"backends": backends, "outputs": {}}
+    outputs: dict[str, dict] = {}
+    out = {"backends": backends, "outputs": outputs}
     for what in OUTPUTS:
         pair_vals: dict[tuple[str, str], list[float]] = defaultdict(list)
         pair_cases: dict[tuple[str, str], int] = defaultdict(int)
@@ -85,7 +86,7 @@ def build(records: list[dict]) -> dict:
         reference = {b: _stats(ref_vals[b]) for b in backends}
         ranked = sorted((b for b in backends if reference[b]["n"]),
                         key=lambda b: (reference[b]["mean"], reference[b]["max"]), reverse=True)
-        out["outputs"][what] = {"pairs": pairs, "reference": reference,
+        outputs[what] = {"pairs": pairs, "reference": reference,
                                 "reference_sampled": {b: _stats(ref_sample[b]) for b in backends},
                                 "blame": ranked[0] if ranked else None, "ranking": ranked}
     return out

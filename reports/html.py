@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from xentcheck.core.metrics import BAD_VERDICTS
 from xentcheck.core.dtypes import DTYPE_NAMES
-from xentcheck.reports import blame, kinds, plots, tolerance_report as tolerance
+from xentcheck.core.metrics import BAD_VERDICTS
+from xentcheck.reports import blame, kinds, plots
+from xentcheck.reports import tolerance_report as tolerance
 from xentcheck.reports.junit import repro
 
 MAX_FINDINGS = 100

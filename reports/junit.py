@@ -61,10 +61,10 @@ def render(records: list[dict], summary: dict) -> str:
     for r in records:
         suites[r["backend"]].append(r)
     root = ET.Element("testsuites", name="xentcheck")
-    totals = defaultdict(int)
+    totals: dict[str, int] = defaultdict(int)
     for backend, recs in suites.items():
         suite = ET.SubElement(root, "testsuite", name=clean(f"xentcheck.{backend}"))
-        counts = defaultdict(int)
+        counts: dict[str, int] = defaultdict(int)
         seconds = 0.0
         for r in recs:
             t = (r.get("timing") or {}).get("compute_seconds", 0.0) or 0.0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from xentcheck.core.metrics import BAD_VERDICTS
 from xentcheck.core.dtypes import DTYPE_NAMES
+from xentcheck.core.metrics import BAD_VERDICTS
 from xentcheck.reports import kinds
 
 MAX_FINDINGS = 60
@@ -97,7 +97,8 @@ def render(summary: dict, records: list[dict]) -> str:
                         [[esc(n), *(str(c.get(v, 0)) for v in ("pass", "fail", "error", "skipped"))] for n, c in counts.items()])
         found = property_findings(records)
         if found:
-            lines += [f"{len(found)} property findings" + (f"; the first {MAX_FINDINGS}:" if len(found) > MAX_FINDINGS else ":"), ""]
+            more = f"; the first {MAX_FINDINGS}:" if len(found) > MAX_FINDINGS else ":"
+            lines += [f"{len(found)} property findings" + more, ""]
             lines += _table(["case", "backend", "implementation", "mode", "property", "verdict", "explanation"],
                             [[f"`{esc(f['case_id'])}`", esc(f["backend"]), esc(f["impl"]), esc(f["mode"]), esc(f["property"]),
                               esc(f["verdict"]), esc(f["detail"])] for f in found[:MAX_FINDINGS]])

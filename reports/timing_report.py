@@ -34,13 +34,16 @@ def render_md(data: dict) -> str:
              f"device {data.get('device', '')}, **{data.get('threads')} thread(s)** for every framework, "
              f"allocator {_allocator(data)}. "
              f"Copy bandwidth measured in this run: {bw.get('bytes_per_second', 0) / 1e9:.2f} GB/s ({bw.get('method', '')}).",
-             "", f"Steady state: {data.get('method', {}).get('steady', '')}. First call: {data.get('method', {}).get('first', '')}. "
+             "", f"Steady state: {data.get('method', {}).get('steady', '')}. "
+             f"First call: {data.get('method', {}).get('first', '')}. "
              f"Floor: {data.get('method', {}).get('floor', '')}.", "",
              "Times in ms per call: median (IQR) [min]; `x floor` is median / floor time; `!` marks a noisy figure.", "",
-             "| backend | impl | mode | dtype | N x K | floor ms | first fwd+bwd ms | forward | backward | fwd+bwd | x floor (fwd+bwd) | peak RSS GiB |",
+             "| backend | impl | mode | dtype | N x K | floor ms | first fwd+bwd ms | forward | backward | fwd+bwd | "
+             "x floor (fwd+bwd) | peak RSS GiB |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in data.get("rows", []):
-        head = f"| {r['backend']} | {r['impl']} | {r['mode']} | {r['dtype']} | {r['n']} x {r['k']} | {_ms(r.get('floor_seconds'))} |"
+        head = (f"| {r['backend']} | {r['impl']} | {r['mode']} | {r['dtype']} | {r['n']} x {r['k']} | "
+                f"{_ms(r.get('floor_seconds'))} |")
         if r.get("status") != "ok":
             lines.append(f"{head} {r.get('status')}: {r.get('reason', '')} ||||||")
             continue

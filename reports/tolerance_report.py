@@ -148,10 +148,10 @@ def render_md(report: dict) -> str:
               "| dtype | results | loss rtol | loss atol | gradient rtol | gradient atol | torch loss / grad | "
               "jax loss / grad | tensorflow loss / grad |", "|" + "---|" * 9]
     for d in report["per_dtype"]:
-        rec = [d[w]["recommended"] or {} for w in ("loss", "grad")]
+        recs = [d[w]["recommended"] or {} for w in ("loss", "grad")]
         pub = [" / ".join(esc(verdict_cell(d[w]["published"].get(n))) for w in ("loss", "grad")) for n in PUBLISHED]
-        lines.append(f"| {d['dtype']} | {d['passed']} passed / {d['results']} | {_g(rec[0].get('rtol', 0))} | "
-                     f"{_g(rec[0].get('atol', 0))} | {_g(rec[1].get('rtol', 0))} | {_g(rec[1].get('atol', 0))} | "
+        lines.append(f"| {d['dtype']} | {d['passed']} passed / {d['results']} | {_g(recs[0].get('rtol', 0))} | "
+                     f"{_g(recs[0].get('atol', 0))} | {_g(recs[1].get('rtol', 0))} | {_g(recs[1].get('atol', 0))} | "
                      + " | ".join(pub) + " |")
     lines.append("")
     for what, title in OUTPUTS:
@@ -165,7 +165,8 @@ def render_md(report: dict) -> str:
             q = [" / ".join(_g(o[k][s]) for s in ("max", "p99", "median")) for k in ("abs", "rel", "ulp")]
             rec = o["recommended"] or {}
             lines.append(f"| {esc(g['backend'])} | {esc(g['impl'])} | {g['dtype']} | {esc(g['family'])} | "
-                         f"{g['passed']} / {g['results']} | {q[0]} | {q[1]} | {q[2]} | {_g(rec.get('rtol', 0)) if rec else '-'} | "
+                         f"{g['passed']} / {g['results']} | {q[0]} | {q[1]} | {q[2]} | "
+                         f"{_g(rec.get('rtol', 0)) if rec else '-'} | "
                          f"{_g(rec.get('atol', 0)) if rec else '-'} | "
                          + " | ".join(esc(verdict_cell(o["published"].get(n))) for n in PUBLISHED) + " |")
         lines.append("")

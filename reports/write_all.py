@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from xentcheck.run import forked
-from xentcheck.reports import (blame, csv as csv_report, html, junit, known_md, markdown, parquet, plots,
-                               summary as summary_report, timing_report, tolerance_report)
+from xentcheck.reports import blame, html, junit, known_md, markdown, parquet, plots, timing_report, tolerance_report
+from xentcheck.reports import csv as csv_report
+from xentcheck.reports import summary as summary_report
 from xentcheck.reports.files import write_atomic
+from xentcheck.run import forked
 
 # keys of summary.json that summary.build derives from the records; the rest is the run's context
 FILES = ("summary.json", "report.md", "results.csv", "report.html", "junit.xml", "tolerance.md", "tolerance.json",
