@@ -13,8 +13,8 @@ import click
 def regress_options(shard: str | None, known_file: str | None, pythons: tuple[str, ...],
                     specs: list[str]) -> dict:
     """Validate run's --shard, --known and --python (usage errors exit 2) and expand the specs."""
-    from xentcheck.run import interpreters
     from xentcheck.regress import known, shards
+    from xentcheck.run import interpreters
 
     out: dict = {"shard": None, "known": None, "interpreters": {}, "specs": specs}
     try:
@@ -77,8 +77,8 @@ def compare_cmd(base, new, factor, metric, floor, json_out, md_out) -> int:
 @click.argument("folders", nargs=-1, required=True)
 def merge_cmd(out, folders) -> int:
     """Merge shard folders (from `run --shard I/N`) into OUT, with the reports of an unsharded run."""
-    from xentcheck.run.rundir import write_reports
     from xentcheck.regress.shards import MergeError, merge
+    from xentcheck.run.rundir import write_reports
 
     dirs = [_results_dir(f) for f in folders]
     try:
@@ -111,7 +111,6 @@ def repro_cmd(result_id, from_dir, shrink, max_steps) -> int:
     ran it) in this process, write repro/<id>.npz and .py, and with --shrink the smallest case
     that still shows the discrepancy. Exit 1 when the discrepancy reproduces."""
     from xentcheck.regress import repro
-
     from xentcheck.reports.files import read_results, read_summary
 
     folder = _results_dir(from_dir)

@@ -12,6 +12,7 @@ the entry is wrong, and either way the file needs a look.
 from __future__ import annotations
 
 import fnmatch
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10

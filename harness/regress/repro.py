@@ -3,7 +3,8 @@
 For a result, `repro/<id>.npz` holds the exact inputs (logits widened exactly to float32 or
 float64, labels) and the reference loss and gradient; `repro/<id>.py` is a standalone script that
 imports only NumPy and the one framework, calls the same API (the recorded implementation) with the
-same options as the adapter (class weights, ignore_index, label smoothing), and prints its loss and gradient next to the reference. <id> is BACKEND.IMPL.MODE__CASE_ID.
+same options as the adapter (class weights, ignore_index, label smoothing), and prints its loss and
+gradient next to the reference. <id> is BACKEND.IMPL.MODE__CASE_ID.
 
 Shrinking re-runs the backend in this process on smaller inputs derived from the case (one row,
 half the rows, half the classes keeping every row's labelled class, half the spread of each
@@ -14,14 +15,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from xentcheck.core import layout
 from xentcheck.core.cases import IGNORE_INDEX, Case, Inputs, make_inputs
-from xentcheck.core.evaluate import Subject, evaluate as evaluate_output
+from xentcheck.core.evaluate import Subject
+from xentcheck.core.evaluate import evaluate as evaluate_output
 from xentcheck.core.metrics import BAD_VERDICTS
 from xentcheck.core.reference import Reference, reference
 from xentcheck.core.tolerances import Tolerances
@@ -99,7 +101,7 @@ def _variant(backend, case: Case, impl: str | None, mode: str | None):
 
 
 def evaluate(case: Case, inputs: Inputs, spec: str, device: str, tol: Tolerances,
-             impl: str | None = None, mode: str | None = None, known: list[dict] = (),
+             impl: str | None = None, mode: str | None = None, known: Sequence[dict] = (),
              subject: dict | None = None) -> dict:
     """Run the backend's variant on `inputs` in this process and judge the output
     (xentcheck.core.evaluate). Returns the record's fields, with the case, inputs and reference
@@ -285,7 +287,7 @@ def _savez(path: Path, **arrays: np.ndarray) -> None:
 
 def _semantics(summary: dict, record: dict) -> str:
     """How the result's API reads options (its backend's hello in summary.json lists its variants)."""
-    hello = next((b for b in summary.get("backends", []) if b.get("name") == record["backend"]), {})
+    hello: dict = next((b for b in summary.get("backends", []) if b.get("name") == record["backend"]), {})
     return next((v.get("semantics", "plain") for v in hello.get("variants", [])
                  if v.get("impl") == record.get("impl") and v.get("mode") == record.get("mode")), "plain")
 

@@ -82,10 +82,10 @@ def merge(folders: list[Path]) -> tuple[list[dict], dict, dict | None]:
     records, seen = [], set()
     for f, _, recs in loaded:
         for r in recs:
-            key = (r["case_id"], r["backend"], r.get("impl"), r.get("mode"), r["dtype"])
-            if key in seen:
-                raise MergeError(f"{f}: result {key} appears in two folders")
-            seen.add(key)
+            ident = (r["case_id"], r["backend"], r.get("impl"), r.get("mode"), r["dtype"])
+            if ident in seen:
+                raise MergeError(f"{f}: result {ident} appears in two folders")
+            seen.add(ident)
             records.append(known.unapply(r))
     records.sort(key=lambda r: (order.get(r["case_id"], len(order)), backend_rank.get(r["backend"], 0)))
     context = {k: v for k, v in first.items() if k in ("xentcheck_version", "config", "environment", "backends",
