@@ -33,11 +33,17 @@ _LAZY: dict[str, str | None] = {
 
 __all__ = ["__version__", *_LAZY]
 
-if TYPE_CHECKING:
-    from xentcheck import testing
-    from xentcheck.api import Finding, ReferenceResult, VerifyResult, reference, verify
-    from xentcheck.backends.base import Backend, Output, Variant
-    from xentcheck.core.tolerances import Tolerances
+if TYPE_CHECKING:  # the lazy names, for type checkers ("X as X": an explicit re-export)
+    from xentcheck import testing as testing
+    from xentcheck.api import Finding as Finding
+    from xentcheck.api import ReferenceResult as ReferenceResult
+    from xentcheck.api import VerifyResult as VerifyResult
+    from xentcheck.api import reference as reference
+    from xentcheck.api import verify as verify
+    from xentcheck.backends.base import Backend as Backend
+    from xentcheck.backends.base import Output as Output
+    from xentcheck.backends.base import Variant as Variant
+    from xentcheck.core.tolerances import Tolerances as Tolerances
 
 
 def __getattr__(name: str) -> Any:

@@ -309,7 +309,8 @@ def reference(logits: Any, labels: Any, reduction: Literal["mean", "sum", "none"
 
     from xentcheck.core.cases import IGNORE_INDEX, REDUCTIONS, Case, Inputs
     from xentcheck.core.dtypes import DTYPE_NAMES
-    from xentcheck.core.reference import SEMANTICS, reference as compute
+    from xentcheck.core.reference import SEMANTICS
+    from xentcheck.core.reference import reference as compute
 
     x = np.asarray(logits)
     dtype = x.dtype.name

@@ -41,36 +41,51 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--backends", "backends", metavar="LIST", help="Comma-separated backends (default: every built-in and installed plugin).")
-@click.option("--backend-file", "backend_files", multiple=True, metavar="PATH", help="A Python file defining a Backend; PATH::NAME picks the file's Backend NAME (repeatable).")
+@click.option("--backends", "backends", metavar="LIST",
+              help="Comma-separated backends (default: every built-in and installed plugin).")
+@click.option("--backend-file", "backend_files", multiple=True, metavar="PATH",
+              help="A Python file defining a Backend; PATH::NAME picks the file's Backend NAME (repeatable).")
 @click.option("--dtypes", metavar="LIST", help="Comma-separated dtypes: float16,bfloat16,float32,float64 (default: all).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the case inputs.")
-@click.option("--cases", "n_cases", type=click.IntRange(min=1), help="Run only the first N cases of the suite (they span every family).")
+@click.option("--cases", "n_cases", type=click.IntRange(min=1),
+              help="Run only the first N cases of the suite (they span every family).")
 @click.option("--case", "case_ids", multiple=True, metavar="ID", help="Run this case id (repeatable) instead of the suite.")
 @click.option("--out", type=click.Path(file_okay=False), default="xentcheck-out", show_default=True, help="Output folder.")
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]), help="Device to run backends on.")
-@click.option("--tolerances", "--tolerance", "preset", default="xentcheck", show_default=True, type=click.Choice(["xentcheck", "model", "torch", "jax", "tensorflow"]), help="Tolerance: xentcheck (8 u, scale-aware), model (error-model bound, docs/tolerance-model.md), or the torch/jax/tensorflow published defaults.")
-@click.option("--rtol", multiple=True, metavar="SPEC", help="Relative tolerance: VALUE for every dtype or DTYPE=VALUE,... (repeatable).")
+@click.option("--tolerances", "--tolerance", "preset", default="xentcheck", show_default=True,
+              type=click.Choice(["xentcheck", "model", "torch", "jax", "tensorflow"]),
+              help="Tolerance: xentcheck (8 u, scale-aware), model (error-model bound, docs/tolerance-model.md), or the "
+                   "torch/jax/tensorflow published defaults.")
+@click.option("--rtol", multiple=True, metavar="SPEC",
+              help="Relative tolerance: VALUE for every dtype or DTYPE=VALUE,... (repeatable).")
 @click.option("--atol", multiple=True, metavar="SPEC", help="Absolute tolerance, same forms as --rtol.")
-@click.option("--case-timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True, help="Seconds before a hung case is marked timeout.")
-@click.option("--suite", type=click.Choice(["default", "full"]), default="default", show_default=True, help="default: each backend's main APIs, eagerly; full: every implementation and mode, with the property checks.")
-@click.option("--impls", metavar="LIST", help="Only these implementations (`xentcheck backends --json` lists them), e.g. softmax_ce,keras_cce.")
+@click.option("--case-timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True,
+              help="Seconds before a hung case is marked timeout.")
+@click.option("--suite", type=click.Choice(["default", "full"]), default="default", show_default=True,
+              help="default: each backend's main APIs, eagerly; full: every implementation and mode, with the property checks.")
+@click.option("--impls", metavar="LIST",
+              help="Only these implementations (`xentcheck backends --json` lists them), e.g. softmax_ce,keras_cce.")
 @click.option("--modes", metavar="LIST", help="Only these modes: eager, function, xla, jit, compile (compile is opt-in).")
-@click.option("--properties/--no-properties", default=None, help="Check the properties beyond the reference (default: on for --suite full).")
+@click.option("--properties/--no-properties", default=None,
+              help="Check the properties beyond the reference (default: on for --suite full).")
 @click.option("--resume", metavar="DIR", help="Finish the interrupted run in DIR with its stored configuration (run.json), "
               "skipping the results it already has. Only --case-timeout and --progress may be given with it.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
 @click.option("--shard", metavar="I/N", help="Run only shard I of N (1-based): cases at positions = I-1 mod N.")
-@click.option("--known", "known_file", metavar="FILE", help="Known-differences TOML: matching bad results become 'known' and pass.")
-@click.option("--python", "pythons", multiple=True, metavar="LABEL=PYTHON", help="Also run the backends in this interpreter (repeatable); results name them BACKEND@LABEL.")
-@click.option("--repro/--no-repro", default=True, show_default=True, help="Write repro/<id>.npz and .py for every failing result.")
+@click.option("--known", "known_file", metavar="FILE",
+              help="Known-differences TOML: matching bad results become 'known' and pass.")
+@click.option("--python", "pythons", multiple=True, metavar="LABEL=PYTHON",
+              help="Also run the backends in this interpreter (repeatable); results name them BACKEND@LABEL.")
+@click.option("--repro/--no-repro", default=True, show_default=True,
+              help="Write repro/<id>.npz and .py for every failing result.")
 @click.option("--timing", is_flag=True, help="After the run, time the run's own shapes and dtypes as `xentcheck bench` does "
               "(one backend at a time, 1 thread; several seconds per shape, dtype and implementation).")
 def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, preset, rtol, atol, case_timeout,
         suite, impls, modes, properties, resume, progress, shard, known_file, pythons, repro, timing) -> int:
     """Run the cases through each backend and write results.jsonl and every report (report.html, report.md,
     junit.xml, tolerance.md/.json, summary.json, results.csv, results.parquet)."""
-    from xentcheck.run import resume as resuming, plan as runplan
+    from xentcheck.run import plan as runplan
+    from xentcheck.run import resume as resuming
     from xentcheck.run.execute import start_folder
 
     ctx = click.get_current_context()
@@ -170,8 +185,10 @@ def report_cmd(results_dir) -> int:
 
 
 @cli.command("bench")
-@click.option("--backends", "backends", metavar="LIST", help="Comma-separated backends (default: every built-in and installed plugin).")
-@click.option("--backend-file", "backend_files", multiple=True, metavar="PATH", help="A Python file defining a Backend (repeatable).")
+@click.option("--backends", "backends", metavar="LIST",
+              help="Comma-separated backends (default: every built-in and installed plugin).")
+@click.option("--backend-file", "backend_files", multiple=True, metavar="PATH",
+              help="A Python file defining a Backend (repeatable).")
 @click.option("--dtypes", default="float32", show_default=True, metavar="LIST", help="Comma-separated dtypes.")
 @click.option("--shapes", metavar="NxK,...", help="Shapes to time (default: 256x1000,1024x8192,1024x32000,512x128256).")
 @click.option("--impls", metavar="LIST", help="Only these implementations (default: each backend's default ones).")
@@ -181,7 +198,8 @@ def report_cmd(results_dir) -> int:
 @click.option("--allocator", type=click.Choice(["steady", "as-is"]), default="steady", show_default=True,
               help="steady: glibc's trim and mmap thresholds fixed in the timing workers, so that a call's time does not "
                    "depend on whether malloc gave the last call's buffers back to the OS; as-is: malloc as you have it.")
-@click.option("--min-block", type=click.FloatRange(min=0, min_open=True), default=0.2, show_default=True, help="Seconds per timed block.")
+@click.option("--min-block", type=click.FloatRange(min=0, min_open=True), default=0.2, show_default=True,
+              help="Seconds per timed block.")
 @click.option("--blocks", type=click.IntRange(min=3), default=7, show_default=True, help="Timed blocks per phase.")
 @click.option("--out", type=click.Path(file_okay=False), default="xentcheck-out", show_default=True,
               help="Output folder; a run's folder gets the timing section in its report.html.")
@@ -191,8 +209,8 @@ def bench_cmd(backends, backend_files, dtypes, shapes, impls, modes, threads, de
     """Time forward, backward and forward+backward per backend x implementation x mode x dtype x shape, one backend
     at a time, against the memory-bandwidth floor measured in the same run; writes timing.json, timing.md, timing.png
     and the timing section of report.html."""
-    from xentcheck.timing import bench
     from xentcheck.run import plan as runplan
+    from xentcheck.timing import bench
 
     specs = _usage(runplan.backend_specs, backends, backend_files)
     impl_list, mode_list = _usage(runplan.variant_filters, impls, modes, specs)
@@ -215,7 +233,8 @@ def bench_cmd(backends, backend_files, dtypes, shapes, impls, modes, threads, de
 
 def _write_timing(out_dir: Path, data: dict) -> None:
     """timing.json/.md/.png, and report.html with the timing section (all reports re-rendered in a run's folder)."""
-    from xentcheck.reports import html, timing_report as timing
+    from xentcheck.reports import html
+    from xentcheck.reports import timing_report as timing
     from xentcheck.reports.files import read_results, read_summary, write_atomic
     from xentcheck.reports.write_all import context_of, write_all
 
@@ -236,8 +255,8 @@ def _write_timing(out_dir: Path, data: dict) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def backends_cmd(backend_files, as_json) -> int:
     """List backends with availability, versions, dtypes, devices, or why they are unavailable."""
-    from xentcheck.run.processes import describe_backends
     from xentcheck.run.plan import backend_specs
+    from xentcheck.run.processes import describe_backends
 
     specs = _usage(backend_specs, None, ()) + _usage(backend_specs, "", backend_files, True)
     infos = describe_backends(list(dict.fromkeys(specs)))
@@ -265,7 +284,8 @@ def cases_cmd(dtypes, n_cases) -> int:
     return EXIT_OK
 
 
-from xentcheck.regress.commands import register as _register_regress, regress_options  # noqa: E402
+from xentcheck.regress.commands import register as _register_regress  # noqa: E402
+from xentcheck.regress.commands import regress_options  # noqa: E402
 
 _register_regress(cli)
 
