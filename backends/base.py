@@ -1,8 +1,9 @@
 """The adapter interface every backend implements (built-in or a user's plugin).
 
 A backend computes, for one case, the loss and the gradient of v . loss with respect to the
-logits through its own autodiff (v: the case's cotangent, ones without option "ct"), and returns them as NumPy arrays together with the dtype it
-actually computed in. It imports its framework lazily (in `load`), never at module import.
+logits through its own autodiff (v: the case's cotangent, ones without option "ct"), and
+returns them as NumPy arrays together with the dtype it actually computed in. It imports its
+framework lazily (in `load`), never at module import.
 
 Minimal plugin::
 

@@ -110,7 +110,8 @@ class TensorflowBackend(Backend):
                 obj = keras.losses.CategoricalCrossentropy(from_logits=True, reduction=_KERAS_REDUCTION[reduction],
                                                            label_smoothing=smoothing)
             return lambda x, labels: obj(labels, x)
-        op = tf.nn.sparse_softmax_cross_entropy_with_logits if impl == "sparse_softmax_ce" else tf.nn.softmax_cross_entropy_with_logits
+        op = (tf.nn.sparse_softmax_cross_entropy_with_logits if impl == "sparse_softmax_ce"
+              else tf.nn.softmax_cross_entropy_with_logits)
         reduce = {"mean": tf.reduce_mean, "sum": tf.reduce_sum, "none": lambda r: r}[reduction]
         return lambda x, labels, per_row=lambda r: r: reduce(per_row(op(labels=labels, logits=x)))
 

@@ -42,8 +42,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from xentcheck.timing.bench import BenchConfig, timing_worker_env  # noqa: E402
 from xentcheck.run.environment import fingerprint, worker_env  # noqa: E402
+from xentcheck.timing.bench import BenchConfig, timing_worker_env  # noqa: E402
 
 FRAMEWORKS = ("torch", "tensorflow", "jax", "jaxlib", "optax", "keras")
 BACKENDS = ("numpy", "torch", "tensorflow", "jax")
@@ -189,9 +189,10 @@ def cli_figures() -> None:
     report("xentcheck --help wall time (s)", min(times), "< 0.5", min(times) < 0.5,
            f"best of 5, median {sorted(times)[2]:.3f} s, fresh interpreter each")
     code = ("import sys, io, contextlib, json; from xentcheck.cli import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()):\n    main(['--help']); a = [m for m in %r if m in sys.modules]\n"
-            "    main(['backends']); b = [m for m in %r if m in sys.modules]\n"
-            "print(json.dumps({'help': a, 'backends': b}))" % (FRAMEWORKS, FRAMEWORKS))
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    main(['--help']); a = [m for m in {FRAMEWORKS!r} if m in sys.modules]\n"
+            f"    main(['backends']); b = [m for m in {FRAMEWORKS!r} if m in sys.modules]\n"
+            "print(json.dumps({'help': a, 'backends': b}))")
     r = _child(code)
     n = len(r["help"]) + len(r["backends"])
     report("frameworks imported by --help and backends (parent)", n, "0", n == 0,
@@ -210,7 +211,8 @@ for n, k in {shapes}:
     t = torch.from_numpy(inputs.labels.copy())
     g = {{"x": x, "t": t, "F": F}}
     fwd = Timer("F.cross_entropy(x, t)", globals=g, num_threads={threads}).blocked_autorange(min_run_time=2)
-    both = Timer("x.grad = None; F.cross_entropy(x, t).backward()", globals=g, num_threads={threads}).blocked_autorange(min_run_time=2)
+    both = Timer("x.grad = None; F.cross_entropy(x, t).backward()", globals=g,
+                 num_threads={threads}).blocked_autorange(min_run_time=2)
     out[f"{{n}}x{{k}}"] = {{"forward": fwd.median, "forward_backward": both.median}}
 print(json.dumps(out))
 """

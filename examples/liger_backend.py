@@ -89,9 +89,9 @@ class LigerCrossEntropy(Backend):
         # Before triton is first used: @triton.jit reads it when liger's module is imported.
         os.environ["TRITON_INTERPRET"] = "1"
         try:  # liger first: when it is missing, the reason names it
-            from liger_kernel.ops import cross_entropy
             import torch
             import triton
+            from liger_kernel.ops import cross_entropy
         except ImportError as exc:
             raise ImportError(f"{exc}; {INSTALL}") from exc
         _interpreter_shims(cross_entropy)

@@ -5,8 +5,10 @@ The code below is README's Python API example, verbatim (tests/test_api.py check
 """
 
 import numpy as np
+
 import xentcheck
 from xentcheck import Backend, Output
+
 
 class MyKernel(Backend):  # the kernel under test; other dtypes are reported as skipped
     name, dtypes, label_forms = "my-kernel", ("float32", "float64"), ("index",)

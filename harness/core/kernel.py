@@ -11,14 +11,14 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import os
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
 ENV = "XENTCHECK_REFERENCE_KERNEL"  # "numpy": skip the compiled kernels
 
 
-@lru_cache(maxsize=None)
+@cache
 def _library() -> ctypes.CDLL | None:
     spec = importlib.util.find_spec("xentcheck.core._xent")
     if spec is None or not spec.origin:

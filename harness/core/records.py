@@ -66,7 +66,7 @@ class Metrics:
         return _to_dict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Metrics":
+    def from_dict(cls, data: dict) -> Metrics:
         known, other = _split(cls, data)
         return cls(**known, other=other)
 
@@ -123,7 +123,7 @@ class Result:
         return _to_dict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Result":
+    def from_dict(cls, data: dict) -> Result:
         known, other = _split(cls, data)
         for what in ("loss", "grad"):
             if isinstance(known.get(what), dict):
@@ -178,7 +178,7 @@ class VariantOutput:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict) -> "VariantOutput":
+    def from_dict(cls, data: dict) -> VariantOutput:
         return cls(status=data.get("status", "error"), variant={k: data[k] for k in VARIANT_KEYS if k in data},
                    reason=data.get("reason", ""),
                    error=data.get("error", "unknown error" if data.get("status") == "error" else ""),

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from xentcheck.core.records import result_line
-from xentcheck.run.plan import RunPlan
 from xentcheck.reports.files import read_results, write_atomic
+from xentcheck.run.plan import RunPlan
 
 RESULTS_FILE = "results.jsonl"
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from xentcheck.core.records import result_line
-from xentcheck.run import forked
 from xentcheck.regress import known as known_mod
+from xentcheck.run import forked
 from xentcheck.run.environment import with_backends
 
 
