@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import subprocess
 import sys
@@ -14,6 +15,13 @@ def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subpro
     full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), full_env.get("PYTHONPATH")]))
     return subprocess.run([sys.executable, "-m", "xentcheck", *args], capture_output=True, text=True,
                           timeout=timeout, env=full_env, cwd=ROOT)
+
+
+def require(module: str) -> None:
+    """Skip the test unless `module` is installed. Unlike pytest.importorskip it does not import it: a test
+    whose framework runs in a subprocess should not pay the seconds of importing it here as well."""
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not installed")
 
 
 @pytest.fixture

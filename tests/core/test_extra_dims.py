@@ -12,7 +12,7 @@ from xentcheck.core import layout
 from xentcheck.core.cases import Case, Inputs, full_suite, make_inputs
 from xentcheck.core.reference import reference
 from xentcheck.core.tolerances import Tolerances
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, require, run_cli
 from tests.helpers.judge import judged
 
 # Hand-checked: N = 1, K = 3, d1 = 2. Position 0 has logits [1, 2, 3] and class 2; position 1 has
@@ -140,7 +140,7 @@ def test_keras_returns_an_unreduced_empty_loss_for_an_empty_batch(tmp_path):
     """End to end: torch, tf.nn and optax reduce an empty batch to a scalar (NaN mean, 0 sum); the Keras
     losses return the empty per-sample array instead, which the report calls a shape failure."""
     for module in ("torch", "tensorflow", "optax"):
-        pytest.importorskip(module)
+        require(module)
     r = run_cli("run", "--backends", "torch,tensorflow,jax", "--impls",
                 "cross_entropy_index,cross_entropy_probs,sparse_softmax_ce,softmax_ce,keras_sparse_cce,keras_cce,"
                 "optax_sce_int,optax_sce", "--modes", "eager",
@@ -158,7 +158,7 @@ def test_keras_returns_an_unreduced_empty_loss_for_an_empty_batch(tmp_path):
 
 
 def test_repro_script_for_an_extra_dimension_case_runs_torch_in_its_layout(tmp_path):
-    pytest.importorskip("torch")
+    require("torch")
     from xentcheck.regress import repro
     case = Case("scale1e+0", "float32", 2, 5, "soft", "none", extra=(3,))
     inputs = make_inputs(case, 0)

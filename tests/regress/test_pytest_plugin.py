@@ -1,6 +1,7 @@
 """The pytest plugin: `pytest --xentcheck` in a fresh folder, as a user runs it."""
 
 import os
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -38,7 +39,10 @@ def test_items_per_case_and_backend_with_k_and_junitxml(tmp_path):
 
 
 def test_failures_carry_the_harness_reason_and_x_stops(tmp_path):
-    wrong = str(ROOT / "tests/helpers/toy_backends/wrong_gradient.py")
+    # the plugin file in the user's folder: given a path inside this repository, pytest would take
+    # the repository's pyproject.toml as its configuration (with its addopts: xdist, -m)
+    wrong = str(tmp_path / "wrong_gradient.py")
+    shutil.copy(ROOT / "tests/helpers/toy_backends/wrong_gradient.py", wrong)
     res = _pytest(tmp_path, "--xentcheck", "--xentcheck-backends", wrong, "--xentcheck-dtypes", "float32",
                   "--xentcheck-cases", "11", "-q", "-rfs")
     assert res.returncode == 1

@@ -10,7 +10,7 @@ import pytest
 from xentcheck.regress import repro
 from xentcheck.core.cases import Case, make_inputs
 from xentcheck.core.reference import reference
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, require, run_cli
 
 MASKED = "masked_float32_64x100_onehot_sum"  # torch probability targets: NaN loss (README)
 
@@ -145,7 +145,7 @@ def test_shrinking_a_tolerance_failure_keeps_labels_valid(monkeypatch):
 def test_scripts_call_the_recorded_api_with_the_case_options(tmp_path, backend, impl, mode, semantics, case_id):
     """Class weights, ignored targets and smoothing reach the API in the script, through the recorded
     implementation and mode: each of these correct results reproduces the reference."""
-    pytest.importorskip({"jax": "optax"}.get(backend, backend))
+    require({"jax": "optax"}.get(backend, backend))
     case = Case.from_id(case_id)
     inputs = make_inputs(case, 0)
     record = {**case.as_dict(), "backend": backend, "impl": impl, "mode": mode, "seed": 0, "verdict": "fail",
