@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from xentcheck.run import plan as runplan
 from xentcheck.core.cases import Case, default_suite
+from xentcheck.run import plan as runplan
 
 PLUGINS = ROOT / "tests" / "helpers" / "toy_backends"
 CASES = default_suite(["float32"])[:2]

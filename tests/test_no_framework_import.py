@@ -10,9 +10,10 @@ FRAMEWORKS = ("torch", "tensorflow", "jax", "jaxlib", "optax", "keras")
 
 def test_importing_the_core_loads_no_framework():
     code = ("import sys, xentcheck, xentcheck.api, xentcheck.testing, xentcheck.cli, xentcheck.run.runner, "
-            "xentcheck.core.reference, xentcheck.core.metrics, "
-            "xentcheck.core.cases, xentcheck.run.worker, xentcheck.backends.registry, xentcheck.backends.base, xentcheck.reports.summary, "
-            "xentcheck.reports.markdown, xentcheck.reports.csv; from xentcheck.backends.registry import known_names; known_names(); "
+            "xentcheck.core.reference, xentcheck.core.metrics, xentcheck.core.cases, xentcheck.run.worker, "
+            "xentcheck.backends.registry, xentcheck.backends.base, xentcheck.reports.summary, "
+            "xentcheck.reports.markdown, xentcheck.reports.csv; "
+            "from xentcheck.backends.registry import known_names; known_names(); "
             f"print(sorted(m for m in {FRAMEWORKS!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"

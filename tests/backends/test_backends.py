@@ -75,7 +75,8 @@ def test_every_implementation_and_mode_on_the_hand_checked_case(backend):
             case, inputs = _inputs("float64", labels)
             out = backend.run_variant(v, case, inputs, "cpu")
             tol = 1e-11
-            if (out.loss_dtype or np.asarray(out.loss).dtype.name) != "float64":  # Keras losses compute in floatx (float32) by default
+            # Keras losses compute in floatx (float32) by default
+            if (out.loss_dtype or np.asarray(out.loss).dtype.name) != "float64":
                 assert v.impl.startswith("keras") and out.loss_dtype == "float32", v
                 tol = 1e-6
             assert float(np.asarray(out.loss, dtype=np.float64)) == pytest.approx(LOSS, rel=tol), (v, labels)

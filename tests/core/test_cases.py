@@ -47,7 +47,7 @@ def test_default_suite_covers_the_issue_ranges():
     assert {c.family for c in suite} == set(FAMILIES)
     assert {c.dtype for c in suite} == set(DTYPE_NAMES)
     assert {c.labels for c in suite} == set(LABEL_FORMS)
-    assert {(c.labels, c.reduction) for c in suite} == {(l, r) for l in LABEL_FORMS for r in REDUCTIONS}
+    assert {(c.labels, c.reduction) for c in suite} == {(lf, r) for lf in LABEL_FORMS for r in REDUCTIONS}
     assert min(c.n for c in suite) == 1 and max(c.n for c in suite) == 512
     assert min(c.k for c in suite) == 2 and max(c.k for c in suite) == 50000
     assert len({c.id for c in suite}) == len(suite)

@@ -7,13 +7,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from tests.core.llm_emulation import BROKEN, careful
+from tests.helpers.judge import judged
 from xentcheck.core.cases import Case, llm_cases, make_inputs
 from xentcheck.core.dtypes import DTYPE_NAMES, info
 from xentcheck.core.error_model import bounds, options_of, transform
 from xentcheck.core.reference import reference
 from xentcheck.core.tolerances import Tolerances
-from tests.core.llm_emulation import BROKEN, careful
-from tests.helpers.judge import judged
 
 CASES = [c.id for c in llm_cases(DTYPE_NAMES, full=True)]
 

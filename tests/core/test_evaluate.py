@@ -2,6 +2,7 @@
 (a real `xentcheck run`, `pytest --xentcheck`, `xentcheck repro`, and evaluate() itself), for an
 out-of-range class index returned in silence, a NaN result and a known difference."""
 
+import functools
 import json
 import os
 import subprocess
@@ -11,6 +12,8 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
+from tests.conftest import ROOT, run_cli
+from tests.regress.test_pytest_plugin import INSTALLED
 from xentcheck.backends.registry import create
 from xentcheck.core.cases import Case, make_inputs
 from xentcheck.core.evaluate import Result, Subject, VariantOutput, evaluate
@@ -19,8 +22,6 @@ from xentcheck.core.tolerances import Tolerances
 from xentcheck.regress import known as known_mod
 from xentcheck.regress.repro import result_id
 from xentcheck.run.worker import output_of
-from tests.conftest import ROOT, run_cli
-from tests.regress.test_pytest_plugin import INSTALLED
 
 TOYS = ROOT / "tests/helpers/toy_backends"
 # what -> (toy backend file, its name, case id, the verdict every path must give)
@@ -93,8 +94,10 @@ def paths(tmp_path_factory):
         case = Case.from_id(case_id)
         inputs = make_inputs(case, 0)
         v = backend.variants()[0]
-        direct = evaluate(case, Subject(backend=backend.name, impl=v.impl, mode=v.mode), output_of(backend, v, case, inputs, "cpu"),
-                          Tolerances(), reference=lambda: reference(case, inputs, v.semantics), known=entries)
+        subject = Subject(backend=backend.name, impl=v.impl, mode=v.mode)
+        lazy = functools.partial(reference, case, inputs, v.semantics)  # never computed for an out-of-range case
+        direct = evaluate(case, subject, output_of(backend, v, case, inputs, "cpu"), Tolerances(), reference=lazy,
+                          known=entries)
         by_path["direct"] = (direct.verdict, direct.reasons)
     return found
 

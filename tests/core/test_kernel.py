@@ -6,15 +6,15 @@ from __future__ import annotations
 import shutil
 import sys
 
-import mpmath
 import ml_dtypes
+import mpmath
 import numpy as np
 import pytest
 
+from tests.helpers.bits import kernel_bound
 from xentcheck.core import kernel
 from xentcheck.core.cases import Case, make_inputs
 from xentcheck.core.reference import reference, softmax_xent
-from tests.helpers.bits import kernel_bound
 
 lib = kernel.library()
 needs_kernel = pytest.mark.skipif(lib is None, reason="the C kernel is not built here")

@@ -7,8 +7,19 @@ import numpy as np
 import pytest
 
 from xentcheck.core import reference as ref_mod
-from xentcheck.core.cases import (COTANGENT_EXPONENTS, IGNORE_INDEX, THIRD, Case, Inputs, default_suite, format_param,
-                                  full_suite, llm_cases, make_inputs, parse_option)
+from xentcheck.core.cases import (
+    COTANGENT_EXPONENTS,
+    IGNORE_INDEX,
+    THIRD,
+    Case,
+    Inputs,
+    default_suite,
+    format_param,
+    full_suite,
+    llm_cases,
+    make_inputs,
+    parse_option,
+)
 from xentcheck.core.reference import reference
 
 BASE = "scale1e+0_float32_16x10_index_mean"

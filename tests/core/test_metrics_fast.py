@@ -9,12 +9,12 @@ import json
 import numpy as np
 import pytest
 
+from tests.helpers.judge import judged
 from xentcheck.core.cases import Case, make_inputs
-from xentcheck.core.metrics import _json_float, _q, array_metrics, rtol_grid, sample_positions  # noqa: F401
 from xentcheck.core.dtypes import DTYPE_NAMES, _ulp_general, info, round_to, ulp
+from xentcheck.core.metrics import _json_float, _q, array_metrics, rtol_grid, sample_positions  # noqa: F401
 from xentcheck.core.reference import reference
 from xentcheck.core.tolerances import Tolerances
-from tests.helpers.judge import judged
 
 
 def plain_array_metrics(actual: np.ndarray, ref: np.ndarray, dtype: str, rtol: float, atol: float,

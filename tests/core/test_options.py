@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from tests.conftest import run_cli
 from xentcheck.core.cases import IGNORE_INDEX, Case, Inputs, full_suite, make_inputs
 from xentcheck.core.reference import reference
-from tests.conftest import run_cli
 
 X = np.array([[0.2, 0.3, 0.5], [0.5, 0.2, 0.3]])
 W = np.array([2.0, 4.0, 6.0])

@@ -4,10 +4,10 @@ import mpmath
 import numpy as np
 import pytest
 
+from tests.helpers.bits import assert_grad_matches_whole_array, assert_loss_matches_whole_array, value_bits
 from xentcheck.core import dtypes
 from xentcheck.core.cases import FAMILIES, LABEL_FORMS, Case, Inputs, default_suite, make_inputs
 from xentcheck.core.reference import label_matrix, reference
-from tests.helpers.bits import assert_grad_matches_whole_array, assert_loss_matches_whole_array, value_bits
 
 
 def _case(labels="index", reduction="mean", dtype="float32", n=1, k=3):

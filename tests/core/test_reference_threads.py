@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import xentcheck.core.reference as ref_mod
+from tests.helpers.bits import assert_grad_matches_whole_array, assert_loss_matches_whole_array, value_bits
 from xentcheck.core.cases import Case, make_inputs
 from xentcheck.core.reference import label_matrix, reduce, reference, softmax_xent, undefined_rows, working_precision
-from tests.helpers.bits import assert_grad_matches_whole_array, assert_loss_matches_whole_array, value_bits
 
 
 @pytest.mark.parametrize("case_id", ["scale1e+1_float32_301x257_index_mean", "masked_bfloat16_97x64_soft_sum",

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from xentcheck.core.cases import Case, make_inputs
-from xentcheck.core.evaluate import Subject, VariantOutput, evaluate
 from xentcheck.core.dtypes import info
+from xentcheck.core.evaluate import Subject, VariantOutput, evaluate
 from xentcheck.core.reference import reference
 from xentcheck.core.tolerances import Tolerances
 

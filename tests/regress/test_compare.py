@@ -3,8 +3,8 @@ matching rules on hand-made records."""
 
 import json
 
-from xentcheck.reports.compare_runs import compare_runs
 from tests.conftest import ROOT, run_cli
+from xentcheck.reports.compare_runs import compare_runs
 
 SLOPPY = str(ROOT / "tests/helpers/toy_backends/env_sloppy.py")
 

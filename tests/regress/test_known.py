@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from xentcheck.regress import known
 from tests.conftest import ROOT, run_cli
+from xentcheck.regress import known
 
 WRONG = str(ROOT / "tests/helpers/toy_backends/wrong_gradient.py")
 KNOWN = '''

@@ -7,10 +7,10 @@ import sys
 import numpy as np
 import pytest
 
-from xentcheck.regress import repro
+from tests.conftest import ROOT, require, run_cli
 from xentcheck.core.cases import Case, make_inputs
 from xentcheck.core.reference import reference
-from tests.conftest import ROOT, require, run_cli
+from xentcheck.regress import repro
 
 MASKED = "masked_float32_64x100_onehot_sum"  # torch probability targets: NaN loss (README)
 
@@ -33,7 +33,8 @@ def test_failing_results_get_a_standalone_repro_that_shows_the_discrepancy(tmp_p
                   "--out", str(out), "--no-progress")
     assert res.returncode == 1, res.stderr
     files = sorted(p.name for p in (out / "repro").iterdir())
-    assert files == [f"torch.cross_entropy_probs.eager__{MASKED}.npz", f"torch.cross_entropy_probs.eager__{MASKED}.py"]  # only the failing result
+    # only the failing result
+    assert files == [f"torch.cross_entropy_probs.eager__{MASKED}.npz", f"torch.cross_entropy_probs.eager__{MASKED}.py"]
     script = out / "repro" / f"torch.cross_entropy_probs.eager__{MASKED}.py"
     text = script.read_text()
     assert "import torch" in text and "F.cross_entropy" in text and "harness" not in text.split('"""', 2)[2]
@@ -101,7 +102,8 @@ def test_tensorflow_and_jax_scripts_reproduce_their_findings(tmp_path):
     assert res.returncode == 1, res.stderr
     recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     bad = {repro.result_id(r): r for r in recs if r["verdict"] in repro.BAD}
-    assert set(bad) >= {"jax.optax_sce_int.eager__offset1e+8_bfloat16_3x5_index_none", "jax.optax_sce.eager__masked_bfloat16_3x5_soft_sum",
+    assert set(bad) >= {"jax.optax_sce_int.eager__offset1e+8_bfloat16_3x5_index_none",
+                        "jax.optax_sce.eager__masked_bfloat16_3x5_soft_sum",
                         "tensorflow.softmax_ce.eager__masked_bfloat16_3x5_soft_sum"}
     for rid, rec in bad.items():
         script = out / "repro" / f"{rid}.py"

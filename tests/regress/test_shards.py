@@ -4,9 +4,9 @@ import json
 
 import pytest
 
+from tests.conftest import ROOT, run_cli
 from xentcheck.core.cases import default_suite
 from xentcheck.regress.shards import parse, select
-from tests.conftest import ROOT, run_cli
 
 ARGS = ("--backends", "numpy", "--backend-file", str(ROOT / "tests/helpers/toy_backends/wrong_gradient.py"),
         "--dtypes", "float32,float64", "--cases", "14", "--no-progress")

@@ -1,8 +1,8 @@
 """The discrepancy matrix: pairwise differences on the shared sample, and who is blamed."""
 
 import pytest
-from tests.helpers.report_records import record
 
+from tests.helpers.report_records import record
 from xentcheck.reports import blame
 
 CASE = "scale1e+0_float32_16x10_index_mean"

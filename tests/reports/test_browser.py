@@ -7,9 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.helpers.report_records import suite
 
-from xentcheck.reports import html, summary as summary_report
+from tests.helpers.report_records import suite
+from xentcheck.reports import html
+from xentcheck.reports import summary as summary_report
 
 
 def _chromium() -> str | None:

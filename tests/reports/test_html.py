@@ -4,13 +4,13 @@ import functools
 import re
 
 from tests.helpers.report_records import suite
-
-from xentcheck.reports import html, summary as summary_report
+from xentcheck.reports import html
+from xentcheck.reports import summary as summary_report
 
 EVIL = "<script>alert(1)</script>"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _page(evil=EVIL):
     records, ctx = suite(evil)
     return html.render(summary_report.build(records, ctx), records), records
@@ -55,7 +55,6 @@ def test_all_passing_run_says_ok_and_dollar_in_names_does_not_break_plots():
 
 def test_every_report_renders_when_nothing_was_compared(tmp_path):
     from tests.helpers.report_records import CASES, context, error_record
-
     from xentcheck.reports.write_all import write_all
 
     for records in ([], [error_record(CASES[0], "broken", "ImportError: no module")]):

@@ -3,8 +3,8 @@
 import xml.etree.ElementTree as ET
 
 from tests.helpers.report_records import CASES, record, suite
-
-from xentcheck.reports import junit, summary as summary_report
+from xentcheck.reports import junit
+from xentcheck.reports import summary as summary_report
 
 EVIL = "<script>alert(1)</script>"
 

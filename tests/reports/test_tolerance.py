@@ -1,12 +1,9 @@
 """tolerance.md/.json: quantiles, a recommended (rtol, atol) that covers every pass, published defaults judged."""
 
-import numpy as np
 import pytest
-from tests.helpers.report_records import CASES, record
 
-from xentcheck.core.cases import Case, make_inputs
+from tests.helpers.report_records import CASES, record
 from xentcheck.core.metrics import rtol_grid
-from xentcheck.core.reference import reference
 from xentcheck.reports import tolerance_report as tolerance
 
 

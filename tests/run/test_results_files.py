@@ -7,9 +7,10 @@ import os
 
 import pytest
 
-from xentcheck.run import resume, plan as runplan
 from xentcheck.core.cases import default_suite
 from xentcheck.reports.files import ResultsWriter, read_results, write_atomic
+from xentcheck.run import plan as runplan
+from xentcheck.run import resume
 
 CASES = default_suite(["float32"])[:3]
 PLAN = runplan.RunPlan(backends=["numpy"], dtypes=["float32"], seed=0, cases=CASES)

@@ -14,7 +14,7 @@ from xentcheck.run import runner as runner_mod
 from xentcheck.run.plan import RunPlan
 from xentcheck.run.processes import Worker
 from xentcheck.run.protocol import Hello, RunRequest
-from xentcheck.run.runner import RunOptions, Runner
+from xentcheck.run.runner import Runner, RunOptions
 from xentcheck.run.schedule import AHEAD
 
 
