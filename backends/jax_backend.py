@@ -50,10 +50,12 @@ class JaxBackend(Backend):
 
     def settings(self) -> dict:
         from importlib.metadata import version
-        return {"jax_enable_x64": bool(self.jax.config.jax_enable_x64),
+        # jax adds its options to Config at run time (add_option); its stub does not declare them
+        config = self.jax.config
+        return {"jax_enable_x64": bool(config.jax_enable_x64),  # type: ignore[attr-defined]
                 "default_backend": self.jax.default_backend(), "optax": version("optax"),
                 "jaxlib": version("jaxlib"), "devices": [str(d) for d in self.jax.devices()],
-                "default_matmul_precision": str(self.jax.config.jax_default_matmul_precision)}
+                "default_matmul_precision": str(config.jax_default_matmul_precision)}  # type: ignore[attr-defined]
 
     def _loss(self, impl: str, labels_form: str, reduction: str, smoothing: float = 0.0,
               llm: tuple[float | None, float | None, float | None] = (None, None, None)):

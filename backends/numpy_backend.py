@@ -82,6 +82,7 @@ class NumpyBackend(Backend):
         p = (e / s.astype(dt)).astype(dt)
         grad = p * q.sum(axis=-1, keepdims=True, dtype=acc).astype(dt) - q
         if lse is not None:
+            assert case.zloss is not None  # the forward keeps lse only for a z-loss
             grad = grad + (acc(2 * case.zloss) * lse[..., None] * p).astype(dt)
         if case.reduction == "mean":
             grad = (grad / dt.type(e.size // e.shape[-1])).astype(dt)

@@ -68,7 +68,8 @@ SMOOTHING = 0.1
 _FAMILY_RE = re.compile(r"(?:scale|offset)(\d+(?:\.\d+)?e[+-]?\d+)|neartie|dominant|masked|posinf|nan|rowmasked"
                         r"|nearmax", re.ASCII)
 _ID_RE = re.compile(r"(?P<family>[a-z0-9.+-]+)_(?P<dtype>[a-z0-9]+)_(?P<n>0|[1-9]\d*)x(?P<k>0|[1-9]\d*)"
-                    r"(?P<extra>(?:x(?:0|[1-9]\d*))*)_(?P<labels>[a-z]+)_(?P<reduction>[a-z]+)(?:_opt-(?P<options>[a-z0-9.+-]+))?", re.ASCII)
+                    r"(?P<extra>(?:x(?:0|[1-9]\d*))*)_(?P<labels>[a-z]+)_(?P<reduction>[a-z]+)"
+                    r"(?:_opt-(?P<options>[a-z0-9.+-]+))?", re.ASCII)
 # an option token: a name, then (LLM options only) a number in the canonical form of format_param
 _TOKEN_RE = re.compile(r"(?P<name>[a-z]+?)(?P<param>-?\d+(?:\.\d+)?(?:e-?\d+)?)?", re.ASCII)
 
@@ -197,7 +198,7 @@ class Case:
         return bool(LLM_OPTIONS & self.option_set)
 
     @classmethod
-    def from_id(cls, case_id: str) -> "Case":
+    def from_id(cls, case_id: str) -> Case:
         m = _ID_RE.fullmatch(case_id) if isinstance(case_id, str) else None
         if not m:
             raise ValueError(f"malformed case id {case_id!r} (expected family_dtype_NxK_labels_reduction)")
@@ -274,7 +275,7 @@ class Inputs:
     # the upstream cotangent in the dtype, as a backend is fed it: () for a "ct<v>" option, (M,) for "ct"
     cotangent: np.ndarray | None = None
 
-    def copy(self) -> "Inputs":
+    def copy(self) -> Inputs:
         return Inputs(self.logits.copy(), self.labels.copy(), self.target.copy(),
                       None if self.weights is None else self.weights.copy(), self.smoothing,
                       None if self.cotangent is None else self.cotangent.copy())
@@ -304,7 +305,7 @@ def default_suite(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES)
                 reduction = REDUCTIONS[(li + di + fi) % len(REDUCTIONS)]
                 cases.append(Case(family, dt, n, k, labels, reduction))
         per_family.append(cases)
-    ordered = []
+    ordered: list[Case] = []
     for i in range(max((len(c) for c in per_family), default=0)):
         ordered.extend(c[i] for c in per_family if i < len(c))
     return ordered + llm_cases(dtype_names)
@@ -453,7 +454,7 @@ def make_inputs(case: Case, seed: int, chunk_elements: int | None = None) -> Inp
     if case.labels == "soft":
         w_stream = _fork(bg)
         bg.advance(n * k)
-    logits = np.empty((n, k), dtype=d.np_type)
+    logits: np.ndarray = np.empty((n, k), dtype=d.np_type)
     labels = target.copy() if case.labels == "index" else np.empty((n, k), dtype=d.np_type)
     step = max(1, (chunk_elements or GEN_CHUNK_ELEMENTS) // k)
     for lo in range(0, n, step):
@@ -545,6 +546,7 @@ def _logit_rows(fam: str, d: dtypes.DtypeInfo, lo: int, hi: int, k: int, u: np.n
     if fam == "nearmax":
         return d.max * (0.5 + 0.5 * u)  # all positive, so differences stay finite
     # masked
+    assert mask_stream is not None  # make_inputs forks a mask stream for the masked family
     x = (2.0 * u - 1.0) * 5.0
     mask = _uniform(mask_stream, (hi - lo, k)) < 0.5
     if lo == 0:
@@ -563,6 +565,7 @@ def _label_rows(form: str, d: dtypes.DtypeInfo, x: np.ndarray, target: np.ndarra
     if form == "onehot":
         q[rows, target] = 1.0
         return q.astype(d.np_type)
+    assert w_stream is not None  # make_inputs forks a weight stream for soft labels
     w = _uniform(w_stream, (n, k)) ** 4  # spread-out weights
     w[rows, target] += 1.0
     w[~np.isfinite(x)] = 0.0  # no probability on -inf classes

@@ -68,7 +68,7 @@ def _shifted(o: np.ndarray):
 
 
 def bounds(case, logits: np.ndarray, q: np.ndarray, u: float, tiny: float = 0.0,
-           options: "Options | None" = None) -> tuple[np.ndarray, np.ndarray]:
+           options: Options | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Allowed absolute error of each loss element (shape of the reduced loss) and each gradient
     element (N x K) for `case` in a dtype of unit roundoff `u` whose smallest normal number is
     `tiny`: exp terms, probabilities and outputs below it may be flushed to zero (FTZ/DAZ).
@@ -256,6 +256,7 @@ def llm_bounds(case, logits: np.ndarray, q: np.ndarray, u: float, tiny: float,
         loss_err = rows_err if case.reduction == "none" else \
             np.asarray(rows_err.sum() + u * (_ceil_log2(n) + 2) * (row_hi + z_hi).sum())
     if tr.chain is not None:
+        assert tr.chain_hi is not None and tr.chain_err is not None  # transform sets all three under a softcap
         g_err = tr.chain_hi * g_err + tr.chain_err * g_hi + 3 * u * tr.chain_hi * g_hi
         g_hi = tr.chain_hi * g_hi
     if opts.scale is not None:

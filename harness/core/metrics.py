@@ -9,11 +9,14 @@ counted as a pass: no nan_to_num before comparing.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from xentcheck.core import error_model
 from xentcheck.core.dtypes import info, round_to, ulp
-from xentcheck.core.tolerances import PRESETS, allowed as allowed_by, default_table
+from xentcheck.core.tolerances import PRESETS, default_table
+from xentcheck.core.tolerances import allowed as allowed_by
 
 VERDICTS: tuple[str, ...] = ("pass", "fail", "nonfinite", "error", "crashed", "timeout", "skipped", "known")
 BAD_VERDICTS = frozenset({"fail", "nonfinite", "error", "crashed", "timeout"})
@@ -49,6 +52,7 @@ def llm_natural_scales(case, ref) -> tuple[np.ndarray, np.ndarray]:
     if key in ref.derived:
         return ref.derived[key]
     opts = error_model.options_of(case, ref)
+    assert opts is not None  # natural_scales calls this only for a case with LLM options
     n = case.rows
     # half the magnitude: a final logit rounded at w is off by at most u w / 2 (round to nearest)
     w = np.zeros(n) if opts.scale is None and opts.softcap is None else \
@@ -75,6 +79,7 @@ def grad_entry_bound(case, ref) -> np.ndarray:
     |s| |v_n| (max(1, |Q|) / D + 2 z |lse| / D_z) (sech^2 <= 1, |p Q - r| <= max(1, |Q|) for
     r >= 0, 0 <= p <= 1); the rows the z-loss does not count have no z term."""
     opts = error_model.options_of(case, ref)
+    assert opts is not None  # called only for a case with LLM options (properties' grad bound)
     lse = np.where(opts.counted, np.abs(ref.lse), 0.0) if opts.zloss else np.zeros(case.rows)
     return _grad_rows(case, opts, np.fmax(1.0, np.abs(ref.label_sum)), lse)
 
@@ -156,7 +161,7 @@ def array_metrics(actual: np.ndarray, ref: np.ndarray, dtype: str, rtol: float, 
         exceed = both_finite & (diff > allowed)
     else:
         exceed = diff > allowed
-    out = {
+    out: dict[str, Any] = {  # JSON-ready: numbers, lists and the excess dict
         "size": int(r.size),
         "abs_err": float(diff.max()) if r.size else 0.0,
         "rel_err": float(rel.max()) if r.size else 0.0,

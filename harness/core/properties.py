@@ -22,16 +22,19 @@ The scales of gradient entries then come from the reference's natural scales
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xentcheck.core import layout
-from xentcheck.core import metrics
+from xentcheck.core import layout, metrics
 from xentcheck.core.cases import LLM_OPTIONS, OPTIONS, Case, Inputs
 from xentcheck.core.dtypes import info
 from xentcheck.core.reference import Reference, label_matrix, reference
+
+if TYPE_CHECKING:  # the core imports no backend at run time
+    from xentcheck.backends.base import Backend, Output, Variant
 
 MAX_K_SECOND_ORDER = 64
 
@@ -134,15 +137,15 @@ def _rng_vector(case: Case, dtype_t) -> np.ndarray:
 class Context:
     """One (case, variant) whose output is `base`, everything in rows, (M, K);
     `xentcheck.core.layout` gives the backend the case's own shape."""
-    backend: object
-    variant: object
+    backend: Backend
+    variant: Variant
     case: Case
     inputs: Inputs
-    base: object  # the backend's Output (loss, grad, loss_dtype, grad_dtype) for (case, inputs)
+    base: Output  # the backend's output for (case, inputs)
     modified: list[str]  # the inputs the backend changed in place
     device: str
     tol: Tol
-    all_variants: list  # every variant of the backend, for the checks that need a partner
+    all_variants: list[Variant]  # every variant of the backend, for the checks that need a partner
 
     @property
     def dt(self):
@@ -271,6 +274,8 @@ def expected_row_sums(case: Case, ref: Reference) -> np.ndarray:
         return np.zeros(case.rows)
     from xentcheck.core import error_model
     opts = error_model.options_of(case, ref)
+    # a z-loss is an LLM option: the case has Options, and its reference each row's lse
+    assert opts is not None and ref.lse is not None
     inv_z = error_model.inverse(opts.denom_z) if case.reduction == "mean" else 1.0
     out = np.where(opts.counted, 2 * z * ref.lse * inv_z * (opts.scale or 1.0), 0.0)
     return out if opts.cotangent is None else out * opts.cotangent

@@ -16,8 +16,7 @@ import os
 import sys
 import time
 import traceback
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -134,7 +133,7 @@ def time_case(backend, msg: dict) -> dict:
     chosen = [v for v in backend.variants() if (v.impl, v.mode) in wanted] if wanted else \
         [v for v in backend.variants() if v.default]
     chosen = [v for v in chosen if case.labels in v.label_forms]
-    reply = {"op": "timing", "case_id": case.id, "results": []}
+    reply: dict[str, Any] = {"op": "timing", "case_id": case.id, "results": []}
     why = backend.unsupported(case, msg["device"])
     if why or not chosen:
         reply["results"] = [{"status": "skipped", "reason": why or f"no selected implementation takes {case.labels} labels"}]
@@ -147,7 +146,8 @@ def time_case(backend, msg: dict) -> dict:
         try:
             fns = backend.timing_fns(v, case, inputs.copy(), msg["device"])
             if fns is None:  # a plugin without timing_fns: forward+backward through its compute path
-                fns = {"forward_backward": lambda: backend.run_variant(v, case, inputs.copy(), msg["device"])}
+                # v bound as a default: the same variant as a closure (measure calls it in this iteration)
+                fns = {"forward_backward": lambda v=v: backend.run_variant(v, case, inputs.copy(), msg["device"])}
                 entry["notes"] = ["no timing_fns: forward+backward timed through run_variant (NumPy conversions included)"]
             entry["phases"] = {name: measure(fn, **opts) for name, fn in fns.items()}
             entry["status"] = "ok"
@@ -200,6 +200,7 @@ def _run_variant(backend, v, case: Case, pristine: Inputs, request: RunRequest, 
         tol = Tol(request.rtol, request.atol, request.scaled)
     result = compute(backend, v, case, pristine, request.device, tol, all_variants)
     if result.status == "ok":
+        assert result.loss is not None and result.grad is not None  # compute's "ok" carries both arrays
         np.savez(f"{request.out}-{j}.npz", loss=result.loss.astype(transport_dtype(result.loss.dtype)),
                  grad=result.grad.astype(transport_dtype(result.grad.dtype)))
     return result
