@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-import ml_dtypes
 import numpy as np
 import numpy.typing as npt
 
@@ -13,10 +12,22 @@ import numpy.typing as npt
 @dataclass(frozen=True)
 class DtypeInfo:
     name: str
-    np_type: type
+    numpy_type: type | None  # None: ml_dtypes' type of this name (see np_type)
     digits: int  # significand bits, implicit bit included
     min_exp: int  # exponent of the smallest normal number: 2**min_exp
     max: float
+
+    @property
+    def np_type(self) -> type:
+        """The NumPy scalar type. bfloat16's comes from ml_dtypes, imported only here: its C
+        extension takes most of a second to load, in the parent and in every worker, and most
+        runs of a float32 kernel never need it."""
+        if self.numpy_type is not None:
+            return self.numpy_type
+        import ml_dtypes
+
+        t: type = getattr(ml_dtypes, self.name)
+        return t
 
     @property
     def eps(self) -> float:
@@ -26,7 +37,8 @@ class DtypeInfo:
 
 DTYPES: dict[str, DtypeInfo] = {
     "float16": DtypeInfo("float16", np.float16, 11, -14, 65504.0),
-    "bfloat16": DtypeInfo("bfloat16", ml_dtypes.bfloat16, 8, -126, float(ml_dtypes.finfo(ml_dtypes.bfloat16).max)),
+    # bfloat16's largest: (2 - 2**-7) * 2**127, ml_dtypes.finfo(bfloat16).max (tests/core check it)
+    "bfloat16": DtypeInfo("bfloat16", None, 8, -126, (2 - 2.0 ** -7) * 2.0 ** 127),
     "float32": DtypeInfo("float32", np.float32, 24, -126, float(np.finfo(np.float32).max)),
     "float64": DtypeInfo("float64", np.float64, 53, -1022, float(np.finfo(np.float64).max)),
 }
