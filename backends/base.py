@@ -63,6 +63,14 @@ ALL_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
 ALL_LABELS: tuple[str, ...] = ("index", "onehot", "soft")
 
 
+def one_hot(labels: np.ndarray, k: int, dtype: type = np.float64) -> np.ndarray:
+    """Class indices (..., ) as (..., K) label weights with a 1 at each label: np.eye(k)[labels]
+    without its K x K matrix (8 GB at K = 32,000). For a kernel that takes label weights only."""
+    q: np.ndarray = np.zeros(labels.shape + (k,), dtype=dtype)
+    np.put_along_axis(q, labels[..., None], 1, axis=-1)
+    return q
+
+
 @dataclass(frozen=True)
 class Variant:
     """One API called in one execution mode, e.g. ("cross_entropy_probs", "eager")."""
