@@ -15,23 +15,29 @@ in order:
 - properties: the verdicts the worker computed (--properties) are kept on the result; they
   do not change its verdict (a property failure fails the run on its own, see reports.summary).
 - known differences: a bad verdict that an entry of the known-differences file matches becomes
-  `known` (xentcheck.regress.known.mark_known).
+  `known` (mark_known; the file's format and loading are xentcheck.regress.known's).
 """
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from xentcheck.core import layout
 from xentcheck.core.cases import Case
-from xentcheck.core.metrics import measure
+from xentcheck.core.metrics import BAD_VERDICTS, measure
 from xentcheck.core.records import Metrics, Result, Subject, VariantOutput
 from xentcheck.core.reference import Reference
 from xentcheck.core.tolerances import Tolerances
 
-__all__ = ["evaluate", "Result", "Metrics", "Subject", "VariantOutput"]
+__all__ = ["evaluate", "mark_known", "matches", "Result", "Metrics", "Subject", "VariantOutput"]
+
+MATCH_FIELDS: dict[str, str] = {  # a known-differences entry's key -> the result field it matches
+    "backend": "backend", "impl": "impl", "mode": "mode", "case": "case_id", "family": "family",
+    "dtype": "dtype", "labels": "labels", "reduction": "reduction", "verdict": "verdict",
+}
 
 
 def evaluate(case: Case, subject: Subject, output: VariantOutput, tolerances: Tolerances, *,
@@ -39,8 +45,6 @@ def evaluate(case: Case, subject: Subject, output: VariantOutput, tolerances: To
     """The result of `output` (one variant of `subject` on `case`). `reference` may be a function
     that computes it: it is called only when values are compared. `known`: the entries of a
     known-differences file (xentcheck.regress.known.load)."""
-    from xentcheck.regress.known import mark_known  # the matching rule lives with the file's format
-
     result = subject.result(case, **_judge(case, output, tolerances, reference))
     return mark_known(result, list(known))
 
@@ -107,3 +111,28 @@ def _compare(case: Case, ref: Reference, output: VariantOutput, tolerances: Tole
                 f"(allowed rtol {rtol:.3g}, atol {atol:.3g}{scale_note})")
     verdict = "nonfinite" if nonfinite else ("fail" if reasons else "pass")
     return {**out, "verdict": verdict, "reasons": reasons}
+
+
+def matches(entry: dict, record: dict) -> bool:
+    """Whether a known-differences entry covers a result: each of the entry's match fields holds
+    an fnmatch pattern (or a list of them) that the result's field matches."""
+    for key, field in MATCH_FIELDS.items():
+        if key not in entry:
+            continue
+        patterns = [entry[key]] if isinstance(entry[key], str) else entry[key]
+        value = str(record.get(field, ""))
+        if not any(fnmatch.fnmatchcase(value, p) for p in patterns):
+            return False
+    return True
+
+
+def mark_known(result: Result, entries: list[dict]) -> Result:
+    """The rule: a bad result that an entry matches (the first one) becomes `known`, keeping its
+    verdict in `original_verdict` and the entry's id, reason and link in `known`. Changes and
+    returns `result`."""
+    if result.verdict in BAD_VERDICTS:
+        hit = next((e for e in entries if matches(e, result.id_fields)), None)
+        if hit is not None:
+            result.original_verdict, result.verdict = result.verdict, "known"
+            result.known = {"id": hit["id"], "reason": hit["reason"], "link": hit["link"]}
+    return result

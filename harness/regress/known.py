@@ -5,13 +5,12 @@ or a list of patterns (a result matches when each given field matches one of its
 `backend`, `impl`, `mode`, `case` (the case id), `family`, `dtype`, `labels`, `reduction` and
 `verdict`; plus an `id`, a `reason` and a `link` upstream. A bad result (fail, nonfinite...)
 that an entry matches becomes verdict `known`, keeps its verdict in `original_verdict`, and
-no longer fails the run. An entry that matches no result is stale: the behaviour changed or
+no longer fails the run (the rule is xentcheck.core.evaluate's mark_known; this module reads
+the file and re-applies it to a folder's results). An entry that matches no result is stale: the behaviour changed or
 the entry is wrong, and either way the file needs a look.
 """
 
 from __future__ import annotations
-
-import fnmatch
 
 try:
     import tomllib
@@ -19,13 +18,10 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 from pathlib import Path
 
+from xentcheck.core.evaluate import MATCH_FIELDS, mark_known
 from xentcheck.core.metrics import BAD_VERDICTS
 from xentcheck.core.records import Result
 
-MATCH_FIELDS: dict[str, str] = {  # entry key -> result field
-    "backend": "backend", "impl": "impl", "mode": "mode", "case": "case_id", "family": "family",
-    "dtype": "dtype", "labels": "labels", "reduction": "reduction", "verdict": "verdict",
-}
 REQUIRED = ("id", "reason", "link")
 DEFAULT_FILE = Path(__file__).resolve().parents[2] / "known-differences.toml"  # the checkout's file
 
@@ -64,29 +60,6 @@ def load(path: str | Path) -> list[dict]:
             if k in e and not (isinstance(e[k], str) or (isinstance(e[k], list) and all(isinstance(v, str) for v in e[k]))):
                 raise KnownFileError(f"{path}: entry {e['id']!r}: {k} must be a string or a list of strings")
     return entries
-
-
-def matches(entry: dict, record: dict) -> bool:
-    for key, field in MATCH_FIELDS.items():
-        if key not in entry:
-            continue
-        patterns = [entry[key]] if isinstance(entry[key], str) else entry[key]
-        value = str(record.get(field, ""))
-        if not any(fnmatch.fnmatchcase(value, p) for p in patterns):
-            return False
-    return True
-
-
-def mark_known(result: Result, entries: list[dict]) -> Result:
-    """The rule: a bad result that an entry matches (the first one) becomes `known`, keeping its
-    verdict in `original_verdict` and the entry's id, reason and link in `known`. Changes and
-    returns `result`."""
-    if result.verdict in BAD_VERDICTS:
-        hit = next((e for e in entries if matches(e, result.id_fields)), None)
-        if hit is not None:
-            result.original_verdict, result.verdict = result.verdict, "known"
-            result.known = {"id": hit["id"], "reason": hit["reason"], "link": hit["link"]}
-    return result
 
 
 def unapply(record: dict) -> dict:
