@@ -75,13 +75,14 @@ class Runner:
 
     # --- results -------------------------------------------------------------------------
 
-    def _base(self, ci: int, bi: int, variant: dict | None = None) -> dict:
-        case = self.config.cases[ci]
+    def _subject(self, bi: int, variant: dict) -> Subject:
+        """Who computed a slot's record: the backend as its worker named itself, and the variant
+        (the backend's own impl and mode when the outcome has none, as a crash before any answer)."""
         info = self.infos[bi] or {}
-        v = variant or {}
-        return {**case.as_dict(), "seed": self.config.seed, "backend": info.get("name", self.config.backends[bi]),
-                "impl": v.get("impl", info.get("impl", "")), "mode": v.get("mode", info.get("mode", "")),
-                "api": v.get("api", ""), "device": self.config.device, "backend_version": info.get("version", "")}
+        return Subject(backend=info.get("name", self.config.backends[bi]),
+                       impl=variant.get("impl", info.get("impl", "")), mode=variant.get("mode", info.get("mode", "")),
+                       api=variant.get("api", ""), device=self.config.device, seed=self.config.seed,
+                       backend_version=info.get("version", ""), documented=variant.get("documented", ""))
 
     def _slot_variants(self, ci: int, bi: int) -> list[dict]:
         """The selected variants that take this case's label form (one record each)."""
@@ -94,14 +95,9 @@ class Runner:
         self._record_slot(ci, bi, [(v, dict(fields)) for v in self._slot_variants(ci, bi)])
 
     def _record_slot(self, ci: int, bi: int, entries: list[tuple[dict, dict]]) -> None:
-        recs = []
-        for variant, fields in entries:
-            rec = {**self._base(ci, bi, variant), **fields}
-            rec.setdefault("reasons", [])
-            if variant.get("documented"):
-                rec["documented"] = variant["documented"]
-            recs.append(rec)
-        self._done(ci, bi, recs)
+        case = self.config.cases[ci]
+        self._done(ci, bi, [self._subject(bi, variant).result(case, **{"reasons": [], **fields}).to_dict()
+                            for variant, fields in entries])
 
     def _done(self, ci: int, bi: int, recs: list[dict], replayed: bool = False) -> None:
         """The slot's records are final: its reference is dropped once every backend has the case."""
@@ -148,11 +144,7 @@ class Runner:
         case = self.config.cases[ci]
         if output.status == "ok":
             output.loss, output.grad = self._take_output(bi, ci, j)
-        base = self._base(ci, bi, output.variant)
-        subject = Subject(backend=base["backend"], impl=base["impl"], mode=base["mode"], api=base["api"],
-                          device=base["device"], seed=base["seed"], backend_version=base["backend_version"],
-                          documented=output.variant.get("documented", ""))
-        result = evaluate(case, subject, output, self.config.tolerances, known=self.known,
+        result = evaluate(case, self._subject(bi, output.variant), output, self.config.tolerances, known=self.known,
                           reference=lambda: self._reference(ci, output.semantics))
         if result.verdict != "skipped":
             result.timing = {"wall_seconds": round(seconds, 6)}
