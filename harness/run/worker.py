@@ -89,10 +89,8 @@ def run_case(backend, request: RunRequest) -> dict:
     """Run one case through the requested variants; one result entry per variant that applies."""
     case = Case.from_id(request.case_id)
     reply = {"op": "result", "case_id": case.id}
-    wanted = request.variants
     all_variants = backend.variants()
-    chosen = [v for v in all_variants if (v.impl, v.mode) in wanted] if wanted else \
-        [v for v in all_variants if v.default]
+    chosen = _chosen(all_variants, request.variants)
     applicable = [v for v in chosen if case.labels in v.label_forms]
     why = backend.unsupported(case, request.device)
     if not applicable and chosen and not why:
@@ -109,6 +107,11 @@ def run_case(backend, request: RunRequest) -> dict:
             continue
         results.append(_run_variant(backend, v, case, inputs, request, j, all_variants).to_dict())
     return {**reply, "results": results}
+
+
+def _chosen(variants: list, wanted: list[tuple[str, str]]) -> list:
+    """The variants asked for by (impl, mode), in the backend's order; none asked: its default ones."""
+    return [v for v in variants if (v.impl, v.mode) in wanted] if wanted else [v for v in variants if v.default]
 
 
 def _missing_reason(v, case: Case) -> str:
@@ -129,10 +132,8 @@ def time_case(backend, msg: dict) -> dict:
     """`{"op": "time", ...}`: time forward, backward and forward+backward of each chosen variant."""
     from xentcheck.timing.measure import measure
     case = Case.from_id(msg["case_id"])
-    wanted = [tuple(v) for v in msg.get("variants") or []]
-    chosen = [v for v in backend.variants() if (v.impl, v.mode) in wanted] if wanted else \
-        [v for v in backend.variants() if v.default]
-    chosen = [v for v in chosen if case.labels in v.label_forms]
+    chosen = [v for v in _chosen(backend.variants(), [tuple(v) for v in msg.get("variants") or []])
+              if case.labels in v.label_forms]
     reply: dict[str, Any] = {"op": "timing", "case_id": case.id, "results": []}
     why = backend.unsupported(case, msg["device"])
     if why or not chosen:
