@@ -28,16 +28,11 @@ import numpy as np
 from xentcheck.core import layout
 from xentcheck.core.cases import Case
 from xentcheck.core.metrics import BAD_VERDICTS, measure
-from xentcheck.core.records import Metrics, Result, Subject, VariantOutput
+from xentcheck.core.records import MATCH_FIELDS, Metrics, Result, Subject, VariantOutput
 from xentcheck.core.reference import Reference
 from xentcheck.core.tolerances import Tolerances
 
 __all__ = ["evaluate", "mark_known", "matches", "Result", "Metrics", "Subject", "VariantOutput"]
-
-MATCH_FIELDS: dict[str, str] = {  # a known-differences entry's key -> the result field it matches
-    "backend": "backend", "impl": "impl", "mode": "mode", "case": "case_id", "family": "family",
-    "dtype": "dtype", "labels": "labels", "reduction": "reduction", "verdict": "verdict",
-}
 
 
 def evaluate(case: Case, subject: Subject, output: VariantOutput, tolerances: Tolerances, *,

@@ -16,6 +16,11 @@ from typing import Any
 
 import numpy as np
 
+MATCH_FIELDS: dict[str, str] = {  # a known-differences entry's key -> the result field it matches
+    "backend": "backend", "impl": "impl", "mode": "mode", "case": "case_id", "family": "family",
+    "dtype": "dtype", "labels": "labels", "reduction": "reduction", "verdict": "verdict",
+}
+
 
 def _to_dict(obj) -> dict:
     """Declared fields that are not None, in declaration order, then the unknown keys (`other`)."""
@@ -115,9 +120,8 @@ class Result:
 
     @property
     def id_fields(self) -> dict:
-        """The fields a known-differences entry matches on (xentcheck.regress.known)."""
-        names = ("backend", "impl", "mode", "case_id", "family", "dtype", "labels", "reduction", "verdict")
-        return {k: getattr(self, k) for k in names if getattr(self, k) is not None}
+        """The fields a known-differences entry matches on (MATCH_FIELDS; xentcheck.core.evaluate.matches)."""
+        return {k: getattr(self, k) for k in MATCH_FIELDS.values() if getattr(self, k) is not None}
 
     def to_dict(self) -> dict:
         return _to_dict(self)

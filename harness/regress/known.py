@@ -18,9 +18,9 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 from pathlib import Path
 
-from xentcheck.core.evaluate import MATCH_FIELDS, mark_known
+from xentcheck.core.evaluate import mark_known
 from xentcheck.core.metrics import BAD_VERDICTS
-from xentcheck.core.records import Result
+from xentcheck.core.records import MATCH_FIELDS, Result
 
 REQUIRED = ("id", "reason", "link")
 DEFAULT_FILE = Path(__file__).resolve().parents[2] / "known-differences.toml"  # the checkout's file
