@@ -19,8 +19,8 @@ tests/core/test_linear_reference.py checks it against mpmath.
 Natural scales (the comparison's, see linear_metrics): an implementation in a dtype of unit
 roundoff u rounds each logit at about m_nv = |o_nv| + sum_d |h_nd| |W_vd| (the product's
 magnitude before it cancels), which moves p_nv by about u w_n p_nv with w_n = max_v m_nv. So each
-entry of G is computed at A_nv = |G_nv| + c_n p_nv w_n (c_n = |v_n| sum(r_n) / D the row's
-gradient scale), and
+entry of G is computed at A_nv = |G_nv| + c_n p_nv w_n + t (c_n = |v_n| sum(r_n) / D the row's
+gradient scale, t the dtype's smallest normal: G below it is subnormal or flushed), and
     dh_nd at sum_v A_nv |W_vd|,   dW_vd at sum_n A_nv |h_nd|,   db_v at sum_n A_nv,
     a row loss at max(1, |l_n|, sum(r_n) w_n) (summed, then divided by D for the mean).
 """
@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from xentcheck.core import dtypes
 from xentcheck.core.cases import Case, Inputs
 from xentcheck.core.linear_cases import LinearInputs
 from xentcheck.core.reference import reference, softmax_lse, working_precision
@@ -144,6 +145,7 @@ def linear_reference(case: Case, inputs: LinearInputs, semantics: str = "plain")
     s_dh, s_dw, s_db = np.zeros((n, dim)), np.zeros((v, dim)), np.zeros(v)
     row_loss, loss_scale = np.zeros(n), np.zeros(n)
     loss_total = wp(0)
+    tiny = 2.0 ** dtypes.info(case.dtype).min_exp
     step = max(1, CHUNK_ELEMENTS // v)
     for lo in range(0, n, step):
         hi = min(n, lo + step)
@@ -170,7 +172,8 @@ def linear_reference(case: Case, inputs: LinearInputs, semantics: str = "plain")
         c = big_q * (inv if case.reduction == "mean" else 1.0)
         if ct is not None:
             c = c * (np.abs(inputs.cotangent.astype(np.float64))[lo:hi] if ct.ndim else abs(float(ct)))
-        a = np.abs(np.asarray(g, dtype=np.float64)) + (c * wn)[:, None] * p
+        # + the dtype's smallest normal: an entry of G below it is subnormal (or flushed to zero) there
+        a = np.abs(np.asarray(g, dtype=np.float64)) + (c * wn)[:, None] * p + tiny
         s_dh[lo:hi] = a @ w_abs
         s_dw += a.T @ h_abs[lo:hi]
         s_db += a.sum(axis=0)
