@@ -60,7 +60,10 @@ import numpy as np
 from xentcheck.core.cases import Case, Inputs
 
 ALL_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
-ALL_LABELS: tuple[str, ...] = ("index", "onehot", "soft")
+# label forms (xentcheck.core.cases): class indices, one-hot rows, soft rows summing to 1, and
+# "unnorm" rows of any total mass (0 included), whose gradient is p * sum(q) - q. A kernel that
+# takes label weights takes all of them unless it declares otherwise.
+ALL_LABELS: tuple[str, ...] = ("index", "onehot", "soft", "unnorm")
 
 
 def one_hot(labels: np.ndarray, k: int, dtype: type = np.float64) -> np.ndarray:
@@ -104,7 +107,7 @@ class Backend:
     impl: str = "default"  # the API called, reported with every result
     mode: str = "eager"
     dtypes: tuple[str, ...] = ALL_DTYPES
-    label_forms: tuple[str, ...] = ("index", "onehot", "soft")
+    label_forms: tuple[str, ...] = ALL_LABELS
     options: tuple[str, ...] = ()  # case options a single-variant plugin takes (see Variant)
     semantics: str = "plain"
     # Takes cases with extra dimensions: logits (N, d1, ..., K), labels (N, d1, ...), class axis

@@ -19,9 +19,9 @@ from xentcheck.core.cases import Case, Inputs
 _LLM = ("s", "cap", "z", "ct")  # logit scale, softcap, z-loss, upstream cotangent: composed around the call
 _IMPLS = (  # name, label forms, call, in the default suite, options (label smoothing via optax.smooth_labels)
     ("optax_sce_int", ("index",), "optax.softmax_cross_entropy_with_integer_labels", True, _LLM),
-    ("optax_sce", ("onehot", "soft"), "optax.softmax_cross_entropy", True, ("ls", *_LLM)),
-    ("optax_safe_sce", ("onehot", "soft"), "optax.safe_softmax_cross_entropy", False, ("ls", *_LLM)),
-    ("log_softmax", ("index", "onehot", "soft"), "-sum(labels * jax.nn.log_softmax(x))", False, _LLM),
+    ("optax_sce", ("onehot", "soft", "unnorm"), "optax.softmax_cross_entropy", True, ("ls", *_LLM)),
+    ("optax_safe_sce", ("onehot", "soft", "unnorm"), "optax.safe_softmax_cross_entropy", False, ("ls", *_LLM)),
+    ("log_softmax", ("index", "onehot", "soft", "unnorm"), "-sum(labels * jax.nn.log_softmax(x))", False, _LLM),
 )
 
 

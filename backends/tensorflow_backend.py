@@ -22,7 +22,7 @@ _DENSE_DOC = "labels must be a valid probability distribution (tf.nn.softmax_cro
 _LLM = ("s", "cap", "z", "ct")  # logit scale, softcap, z-loss, upstream cotangent: composed around the call
 _IMPLS = (  # name, label forms, call, in the default suite, documented deviation, options, semantics
     ("sparse_softmax_ce", ("index",), "tf.nn.sparse_softmax_cross_entropy_with_logits", True, "", _LLM, "plain"),
-    ("softmax_ce", ("onehot", "soft"), "tf.nn.softmax_cross_entropy_with_logits", True, _DENSE_DOC, _LLM, "plain"),
+    ("softmax_ce", ("onehot", "soft", "unnorm"), "tf.nn.softmax_cross_entropy_with_logits", True, _DENSE_DOC, _LLM, "plain"),
     ("keras_sparse_cce", ("index",), "keras.losses.SparseCategoricalCrossentropy(from_logits=True)", False, "",
      ("ign", "allign", *_LLM), "keras"),
     ("keras_cce", ("onehot", "soft"), "keras.losses.CategoricalCrossentropy(from_logits=True)", False, "",

@@ -24,7 +24,7 @@ from xentcheck.core.cases import IGNORE_INDEX, Case, Inputs
 _LLM = ("s", "cap", "z", "ct")  # logit scale, softcap, z-loss, upstream cotangent: composed around the call
 _IMPLS = (
     ("cross_entropy_index", ("index",), "F.cross_entropy(x, target)", True, ("w", "ign", "allign", "ls", *_LLM)),
-    ("cross_entropy_probs", ("onehot", "soft"), "F.cross_entropy(x, probs)", True, ("w", "ls", *_LLM)),
+    ("cross_entropy_probs", ("onehot", "soft", "unnorm"), "F.cross_entropy(x, probs)", True, ("w", "ls", *_LLM)),
     ("log_softmax_nll", ("index",), "F.nll_loss(F.log_softmax(x, 1), target)", False, ("w", "ign", "allign", *_LLM)),
 )
 
