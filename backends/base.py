@@ -48,6 +48,25 @@ docs/llm-options.md has the formulas. A fused kernel that takes `lse_square_scal
                 v = inputs.cotangent
                 grad = grad * (v[..., None] if v.ndim else v)
             return Output(loss=loss, grad=grad)
+
+Label forms (`label_forms`): "index", "onehot", "soft" (rows summing to 1) and "unnorm" (label
+weights of any row sum, 0 included: the gradient is p * sum(q) - q). A kernel that computes the
+general formula need declare nothing; one documented for probability distributions only leaves
+"unnorm" out of its label forms.
+
+Probability inputs (`Variant.takes`, docs/probability-inputs.md). An API that takes probabilities
+("probs") or log-probabilities ("logprobs") is fed softmax(x) or log_softmax(x) of the case's logits,
+computed in the framework inside the differentiated function, so the gradient is still with respect
+to the logits x. Its reference is the exact value of the composition as the API documents it, named
+by `semantics`:
+    "plain", "torch"        -sum q log p computed as written (F.nll_loss(torch.log(F.softmax(x))),
+                            -sum(q * tf.math.log(tf.nn.softmax(x)))): exactly the cross-entropy of x
+    "keras_clip"            Keras from_logits=False (CategoricalCrossentropy on every backend,
+                            SparseCategoricalCrossentropy on jax/torch/numpy): p / sum(p) clipped to
+                            [1e-7, 1 - 1e-7], then -sum q log; a clipped entry passes no gradient
+    "keras_clip_tf_sparse"  Keras's SparseCategoricalCrossentropy(from_logits=False) on TensorFlow:
+                            clipped, then renormalised by the clipped row's sum
+The Keras forms read the options as "keras" does; xentcheck.core.probs has their formulas.
 """
 
 from __future__ import annotations
@@ -87,7 +106,8 @@ class Variant:
     opt_in: bool = False  # run only when its mode is named explicitly (slow or fragile here)
     # case options it takes: "w", "ign", "allign", "ls", "s", "cap", "z", "ct" ("oor" goes to every index API)
     options: tuple[str, ...] = ()
-    semantics: str = "plain"  # how the reference reads the options: "plain", "torch" or "keras"
+    semantics: str = "plain"  # how the reference reads the options: "plain", "torch", "keras" (+ probs: above)
+    takes: str = "logits"  # what the API is fed: "logits", "probs" (softmax(x)), "logprobs" (log_softmax(x))
 
 
 @dataclass

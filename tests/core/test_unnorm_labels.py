@@ -106,3 +106,21 @@ def test_the_default_suite_catches_p_minus_q_and_passes_the_careful_kernel():
             assert bad.verdict == "fail" and all(s.startswith("gradient:") for s in bad.reasons), (case.id, bad.reasons)
         else:
             assert bad.verdict == good.verdict, (case.id, bad.reasons, good.reasons)
+
+
+@pytest.mark.parametrize("case_id", ["scale1e+0_float64_16x10_unnorm_sum", "masked_float32_64x100_unnorm_mean"])
+def test_the_properties_hold_for_unnormalised_rows_and_row_sums_catch_p_minus_q(case_id):
+    """No property assumes sum(q) = 1: the careful kernel passes them all; the p - q gradient's rows
+    sum to 1 - sum(q), which grad_row_sums reports."""
+    from xentcheck.core import layout
+    from xentcheck.core.properties import Tol, check_all
+    case = Case.from_id(case_id)
+    inputs = make_inputs(case, 0)
+    tol = Tol(*Tolerances().get(case.dtype, "grad"), True)
+    for b in (NumpyBackend(), create(FILE_PREFIX + str(TOY))):
+        v = b.variants()[0]
+        props = check_all(b, v, case, inputs, layout.run(b, v, case, inputs, "cpu"), [], "cpu", tol, b.variants())
+        if b.name == "numpy":
+            assert {p["verdict"] for p in props.values()} <= {"pass", "skipped"}, props
+        else:
+            assert props["grad_row_sums"]["verdict"] == "fail", props["grad_row_sums"]
