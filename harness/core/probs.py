@@ -52,25 +52,50 @@ def clipped_rows(x: np.ndarray, r: np.ndarray, semantics: str, lo: float, hi: fl
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Unreduced rows (N,) and gradients (N, K) of the clipped composition `semantics`, in x's
     precision (float64, longdouble, or object arrays of mpmath numbers)."""
-    from xentcheck.core.reference import softmax_lse
+    from xentcheck.core.reference import _log1p, _shifted_exps
     if semantics not in CLIPPED:
         raise ValueError(f"unknown clipped composition {semantics!r} (known: {', '.join(CLIPPED)})")
     obj = x.dtype == object
     log = np.frompyfunc(_mp_log, 1, 1) if obj else np.log
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        p, _ = softmax_lse(x)
+        rows, a, z, e, big_r, s = _shifted_exps(x)  # p_j = e_j / s, p_a = 1 / s (a: the argmax)
+        p = e / s[:, None]
+        p[rows, a] = 1 / s
         lo_w, hi_w = (_mp(lo), _mp(hi)) if obj else (x.dtype.type(lo), x.dtype.type(hi))
         c = np.where(p < lo_w, lo_w, np.where(p > hi_w, hi_w, p))
-        u = ((p > lo_w) & (p < hi_w)).astype(x.dtype if not obj else float)
+        inside = (p > lo_w) & (p < hi_w)
+        # p_a < hi as 1 - p_a = R / (1 + R) > 1 - hi (exact): p_a itself rounds to 1 first (p_j <= 1/2 elsewhere)
+        inside[rows, a] = (p[rows, a] > lo_w) & (big_r / s > 1 - hi_w)
+        c[rows, a] = np.where(inside[rows, a], p[rows, a], c[rows, a])
+        u = inside.astype(x.dtype if not obj else float)
         ru = r * u
-        loss = np.where(r != 0, -r * log(c), 0).sum(axis=1)
-        grad = p * ru.sum(axis=1)[:, None] - ru
+        # log c: the bound's where clipped, else log p = z - log1p(R), exact where p ~ 1 (log(p) is not)
+        log_c = np.where(u != 0, z - _log1p(big_r)[:, None], log(c))
+        loss = np.where(r != 0, -r * log_c, 0).sum(axis=1)
+        ru_a = ru[rows, a]
+        ru[rows, a] = 0
+        s_ru = ru.sum(axis=1)  # sum(r u) over the classes other than a
+        grad = p * (s_ru + ru_a)[:, None] - ru
+        # the argmax's entry p_a sum(r u) - r_a u_a as ((sum(r u) - r_a u_a) - r_a u_a R) / (1 + R):
+        # it cancels to ~R where p_a ~ 1, and this keeps its relative accuracy (reference.softmax_xent)
+        grad[rows, a] = (s_ru - ru_a * big_r) / s
         if semantics == "keras_clip_tf_sparse":
-            big_c = c.sum(axis=1)
+            # C - 1 summed without forming 1 + small: c_a - 1 is -R / (1 + R) where p_a is not clipped
+            c_less = c.copy()
+            c_less[rows, a] = np.where(u[rows, a] != 0, -big_r / s, c[rows, a] - 1)
+            c_less_1 = c_less.sum(axis=1)
+            big_c = 1 + c_less_1
             big_q = r.sum(axis=1)
-            loss = loss + big_q * log(big_c)
+            loss = loss + big_q * _log1p(c_less_1)
             up = u * p
-            grad = grad + (big_q / big_c)[:, None] * (up - p * up.sum(axis=1)[:, None])
+            u_a = u[rows, a]
+            up[rows, a] = 0
+            s_up = up.sum(axis=1)  # sum(u p) over the classes other than a
+            term = up - p * (s_up + u_a * p[rows, a])[:, None]
+            # u_a - sum(u p) without cancelling: the others' clipped mass where u_a = 1, -s_up where 0
+            off = np.where(u_a != 0, ((1 - u) * p).sum(axis=1) - (1 - u_a) * p[rows, a], -s_up)
+            term[rows, a] = p[rows, a] * off
+            grad = grad + (big_q / big_c)[:, None] * term
     return loss, grad
 
 
