@@ -68,6 +68,25 @@ docs/linear-ce.md has the formulas; examples/linear_backend.py is a full plugin:
             loss, dh, dw, db = my_linear_ce(inputs.hidden, inputs.weight, inputs.bias, inputs.labels,
                                             ignore_index=-100, reduction=case.reduction)
             return LinearOutput(loss=loss, dh=dh, dw=dw, db=db)
+
+Label forms (`label_forms`): "index", "onehot", "soft" (rows summing to 1) and "unnorm" (label
+weights of any row sum, 0 included: the gradient is p * sum(q) - q). A kernel that computes the
+general formula need declare nothing; one documented for probability distributions only leaves
+"unnorm" out of its label forms.
+
+Probability inputs (`Variant.takes`, docs/probability-inputs.md). An API that takes probabilities
+("probs") or log-probabilities ("logprobs") is fed softmax(x) or log_softmax(x) of the case's logits,
+computed in the framework inside the differentiated function, so the gradient is still with respect
+to the logits x. Its reference is the exact value of the composition as the API documents it, named
+by `semantics`:
+    "plain", "torch"        -sum q log p computed as written (F.nll_loss(torch.log(F.softmax(x))),
+                            -sum(q * tf.math.log(tf.nn.softmax(x)))): exactly the cross-entropy of x
+    "keras_clip"            Keras from_logits=False (CategoricalCrossentropy on every backend,
+                            SparseCategoricalCrossentropy on jax/torch/numpy): p / sum(p) clipped to
+                            [1e-7, 1 - 1e-7], then -sum q log; a clipped entry passes no gradient
+    "keras_clip_tf_sparse"  Keras's SparseCategoricalCrossentropy(from_logits=False) on TensorFlow:
+                            clipped, then renormalised by the clipped row's sum
+The Keras forms read the options as "keras" does; xentcheck.core.probs has their formulas.
 """
 
 from __future__ import annotations
@@ -80,7 +99,10 @@ import numpy as np
 from xentcheck.core.cases import Case, Inputs
 
 ALL_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
-ALL_LABELS: tuple[str, ...] = ("index", "onehot", "soft")
+# label forms (xentcheck.core.cases): class indices, one-hot rows, soft rows summing to 1, and
+# "unnorm" rows of any total mass (0 included), whose gradient is p * sum(q) - q. A kernel that
+# takes label weights takes all of them unless it declares otherwise.
+ALL_LABELS: tuple[str, ...] = ("index", "onehot", "soft", "unnorm")
 
 
 def one_hot(labels: np.ndarray, k: int, dtype: type = np.float64) -> np.ndarray:
@@ -104,7 +126,8 @@ class Variant:
     opt_in: bool = False  # run only when its mode is named explicitly (slow or fragile here)
     # case options it takes: "w", "ign", "allign", "ls", "s", "cap", "z", "ct" ("oor" goes to every index API)
     options: tuple[str, ...] = ()
-    semantics: str = "plain"  # how the reference reads the options: "plain", "torch" or "keras"
+    semantics: str = "plain"  # how the reference reads the options: "plain", "torch", "keras" (+ probs: above)
+    takes: str = "logits"  # what the API is fed: "logits", "probs" (softmax(x)), "logprobs" (log_softmax(x))
     kind: str = "ce"  # "linear": a linear-CE variant (returns a LinearOutput; see the module docstring)
 
 
@@ -137,7 +160,7 @@ class Backend:
     impl: str = "default"  # the API called, reported with every result
     mode: str = "eager"
     dtypes: tuple[str, ...] = ALL_DTYPES
-    label_forms: tuple[str, ...] = ("index", "onehot", "soft")
+    label_forms: tuple[str, ...] = ALL_LABELS
     options: tuple[str, ...] = ()  # case options a single-variant plugin takes (see Variant)
     semantics: str = "plain"
     # Takes cases with extra dimensions: logits (N, d1, ..., K), labels (N, d1, ...), class axis

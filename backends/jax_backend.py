@@ -19,10 +19,13 @@ from xentcheck.core.cases import Case, Inputs
 _LLM = ("s", "cap", "z", "ct")  # logit scale, softcap, z-loss, upstream cotangent: composed around the call
 _IMPLS = (  # name, label forms, call, in the default suite, options (label smoothing via optax.smooth_labels)
     ("optax_sce_int", ("index",), "optax.softmax_cross_entropy_with_integer_labels", True, _LLM),
-    ("optax_sce", ("onehot", "soft"), "optax.softmax_cross_entropy", True, ("ls", *_LLM)),
-    ("optax_safe_sce", ("onehot", "soft"), "optax.safe_softmax_cross_entropy", False, ("ls", *_LLM)),
-    ("log_softmax", ("index", "onehot", "soft"), "-sum(labels * jax.nn.log_softmax(x))", False, _LLM),
+    ("optax_sce", ("onehot", "soft", "unnorm"), "optax.softmax_cross_entropy", True, ("ls", *_LLM)),
+    ("optax_safe_sce", ("onehot", "soft", "unnorm"), "optax.safe_softmax_cross_entropy", False, ("ls", *_LLM)),
+    ("log_softmax", ("index", "onehot", "soft", "unnorm"), "-sum(labels * jax.nn.log_softmax(x))", False, _LLM),
+    ("softmax_log", ("index", "onehot", "soft", "unnorm"), "-sum(labels * jnp.log(jax.nn.softmax(x)))", False, _LLM),
 )
+# what the written-out losses are fed (backends/base.py: Variant.takes); the optax ones take logits
+_TAKES = {"log_softmax": "logprobs", "softmax_log": "probs"}
 
 
 class JaxBackend(Backend):
@@ -34,7 +37,8 @@ class JaxBackend(Backend):
 
     def variants(self) -> list[Variant]:
         from xentcheck.backends.linear import jax_linear
-        return [Variant(i, m, lf, api if m == "eager" else f"jax.jit({api})", default=d and m == "eager", options=o)
+        return [Variant(i, m, lf, api if m == "eager" else f"jax.jit({api})", default=d and m == "eager", options=o,
+                        takes=_TAKES.get(i, "logits"))
                 for m in ("eager", "jit") for i, lf, api, d, o in _IMPLS] + jax_linear.variants()
 
     def load(self) -> None:
@@ -62,6 +66,10 @@ class JaxBackend(Backend):
               llm: tuple[float | None, float | None, float | None] = (None, None, None)):
         """The loss function (x, labels) -> loss; `llm`: the case's (scale, softcap, zloss)."""
         jnp, optax, jax = self.jnp, self.optax, self.jax
+
+        def _logp(impl, x):  # log_softmax, or the log of softmax's probabilities (log 0 = -inf where they underflow)
+            return jax.nn.log_softmax(x, axis=-1) if impl == "log_softmax" else jnp.log(jax.nn.softmax(x, axis=-1))
+
         if impl == "optax_sce_int":
             rows = optax.softmax_cross_entropy_with_integer_labels
         elif impl == "optax_sce":
@@ -70,10 +78,10 @@ class JaxBackend(Backend):
             rows = optax.safe_softmax_cross_entropy
         elif labels_form == "index":
             def rows(x, t):
-                return -jnp.take_along_axis(jax.nn.log_softmax(x, axis=-1), t[..., None], axis=-1)[..., 0]
+                return -jnp.take_along_axis(_logp(impl, x), t[..., None], axis=-1)[..., 0]
         else:
             def rows(x, q):
-                return -jnp.sum(q * jax.nn.log_softmax(x, axis=-1), axis=-1)
+                return -jnp.sum(q * _logp(impl, x), axis=-1)
         reduce = {"mean": jnp.mean, "sum": jnp.sum, "none": lambda r: r}[reduction]
         if smoothing:
             plain = rows

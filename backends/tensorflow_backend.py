@@ -22,12 +22,18 @@ _DENSE_DOC = "labels must be a valid probability distribution (tf.nn.softmax_cro
 _LLM = ("s", "cap", "z", "ct")  # logit scale, softcap, z-loss, upstream cotangent: composed around the call
 _IMPLS = (  # name, label forms, call, in the default suite, documented deviation, options, semantics
     ("sparse_softmax_ce", ("index",), "tf.nn.sparse_softmax_cross_entropy_with_logits", True, "", _LLM, "plain"),
-    ("softmax_ce", ("onehot", "soft"), "tf.nn.softmax_cross_entropy_with_logits", True, _DENSE_DOC, _LLM, "plain"),
+    ("softmax_ce", ("onehot", "soft", "unnorm"), "tf.nn.softmax_cross_entropy_with_logits", True, _DENSE_DOC, _LLM, "plain"),
     ("keras_sparse_cce", ("index",), "keras.losses.SparseCategoricalCrossentropy(from_logits=True)", False, "",
      ("ign", "allign", *_LLM), "keras"),
     ("keras_cce", ("onehot", "soft"), "keras.losses.CategoricalCrossentropy(from_logits=True)", False, "",
      ("ls", *_LLM), "keras"),
+    ("log_softmax_ce", ("onehot", "soft", "unnorm"), "-tf.reduce_sum(labels * tf.nn.log_softmax(x), -1)", False, "",
+     _LLM, "plain"),
+    ("softmax_log_ce", ("onehot", "soft", "unnorm"), "-tf.reduce_sum(labels * tf.math.log(tf.nn.softmax(x)), -1)",
+     False, "", _LLM, "plain"),
 )
+# what the written-out losses are fed (backends/base.py: Variant.takes); the others take logits
+_TAKES = {"log_softmax_ce": "logprobs", "softmax_log_ce": "probs"}
 _MODES = ("eager", "function", "xla")
 _KERAS_REDUCTION = {"mean": "sum_over_batch_size", "sum": "sum", "none": None}
 
@@ -41,7 +47,7 @@ class TensorflowBackend(Backend):
 
     def variants(self) -> list[Variant]:
         return [Variant(i, m, lf, api if m == "eager" else f"tf.function({api}{', jit_compile=True' if m == 'xla' else ''})",
-                        documented=doc, default=d and m == "eager", options=o, semantics=sem)
+                        documented=doc, default=d and m == "eager", options=o, semantics=sem, takes=_TAKES.get(i, "logits"))
                 for m in _MODES for i, lf, api, d, doc, o, sem in _IMPLS] + _linear_variants()
 
     def load(self) -> None:
@@ -112,6 +118,9 @@ class TensorflowBackend(Backend):
             return lambda x, labels: obj(labels, x)
         op = (tf.nn.sparse_softmax_cross_entropy_with_logits if impl == "sparse_softmax_ce"
               else tf.nn.softmax_cross_entropy_with_logits)
+        if impl in _TAKES:  # written out as users write them, through (log-)probabilities
+            logp = tf.nn.log_softmax if impl == "log_softmax_ce" else lambda x: tf.math.log(tf.nn.softmax(x))
+            op = lambda labels, logits: -tf.reduce_sum(labels * logp(logits), axis=-1)  # noqa: E731
         reduce = {"mean": tf.reduce_mean, "sum": tf.reduce_sum, "none": lambda r: r}[reduction]
         return lambda x, labels, per_row=lambda r: r: reduce(per_row(op(labels=labels, logits=x)))
 

@@ -1,7 +1,8 @@
 """PyTorch: cross-entropy through autograd, eagerly or under torch.compile (opt-in).
 
 Implementations: F.cross_entropy with class-index targets, F.cross_entropy with probability
-targets, and F.log_softmax + F.nll_loss. The gradient is the VJP with the case's cotangent
+targets, F.log_softmax + F.nll_loss, and torch.log(F.softmax) + F.nll_loss (a probability
+composition users write: docs/probability-inputs.md). The gradient is the VJP with the case's cotangent
 (loss.backward(v)), ones without option "ct". The LLM-training options are composed as a user
 writes them, inside the compiled function under torch.compile (docs/llm-options.md)::
 
@@ -24,9 +25,13 @@ from xentcheck.core.cases import IGNORE_INDEX, Case, Inputs
 _LLM = ("s", "cap", "z", "ct")  # logit scale, softcap, z-loss, upstream cotangent: composed around the call
 _IMPLS = (
     ("cross_entropy_index", ("index",), "F.cross_entropy(x, target)", True, ("w", "ign", "allign", "ls", *_LLM)),
-    ("cross_entropy_probs", ("onehot", "soft"), "F.cross_entropy(x, probs)", True, ("w", "ls", *_LLM)),
+    ("cross_entropy_probs", ("onehot", "soft", "unnorm"), "F.cross_entropy(x, probs)", True, ("w", "ls", *_LLM)),
     ("log_softmax_nll", ("index",), "F.nll_loss(F.log_softmax(x, 1), target)", False, ("w", "ign", "allign", *_LLM)),
+    ("softmax_log_nll", ("index",), "F.nll_loss(torch.log(F.softmax(x, 1)), target)", False,
+     ("w", "ign", "allign", *_LLM)),
 )
+# what the compositions feed nll_loss from (backends/base.py: Variant.takes); the others take logits
+_TAKES = {"log_softmax_nll": "logprobs", "softmax_log_nll": "probs"}
 
 
 def _class_dim1(a: np.ndarray) -> np.ndarray:
@@ -45,10 +50,11 @@ class TorchBackend(Backend):
     extra_dims = True
 
     def variants(self) -> list[Variant]:
-        out = [Variant(i, "eager", lf, api, default=d, options=o, semantics="torch") for i, lf, api, d, o in _IMPLS]
+        out = [Variant(i, "eager", lf, api, default=d, options=o, semantics="torch", takes=_TAKES.get(i, "logits"))
+               for i, lf, api, d, o in _IMPLS]
         # torch.compile builds a C++ kernel per shape on the CPU: minutes for a suite, so opt-in
         out += [Variant(i, "compile", lf, f"torch.compile({api})", default=False, opt_in=True, options=o,
-                        semantics="torch") for i, lf, api, _, o in _IMPLS]
+                        semantics="torch", takes=_TAKES.get(i, "logits")) for i, lf, api, _, o in _IMPLS]
         from xentcheck.backends.linear import torch_linear
         return out + torch_linear.variants()
 
@@ -88,6 +94,10 @@ class TorchBackend(Backend):
         if impl == "log_softmax_nll":
             def ce(x, labels, weight):
                 return F.nll_loss(F.log_softmax(x, dim=1), labels, weight=weight, ignore_index=IGNORE_INDEX,
+                                  reduction=reduction)
+        elif impl == "softmax_log_nll":  # the probabilities' log: log(0) = -inf where softmax underflows
+            def ce(x, labels, weight):
+                return F.nll_loss(torch.log(F.softmax(x, dim=1)), labels, weight=weight, ignore_index=IGNORE_INDEX,
                                   reduction=reduction)
         else:
             def ce(x, labels, weight):

@@ -27,7 +27,14 @@ import numpy as np
 
 from xentcheck.core import dtypes
 
-LABEL_FORMS: tuple[str, ...] = ("index", "onehot", "soft")
+LABEL_FORMS: tuple[str, ...] = ("index", "onehot", "soft")  # the forms the suites rotate over
+# Label weights that do not sum to one (a per-token loss mask, a distillation target with dropped
+# mass, a mixup label): rows of total mass UNNORM_ROW_SUMS[i % 4], all-zero rows among them. Their
+# gradient is p * sum(q) - q, not p - q. Its cases come in their own list (unnorm_cases), after the
+# others, so the rotation above keeps every case in its place.
+UNNORM = "unnorm"
+UNNORM_ROW_SUMS: tuple[float, ...] = (0.375, 2.5, 0.0, 1.0)  # exact in every dtype
+ALL_LABEL_FORMS: tuple[str, ...] = (*LABEL_FORMS, UNNORM)
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 MAX_N, MAX_K = 1 << 20, 1 << 20
 MAX_EXTRA_DIMS = 3  # (N, K, d1, d2, d3): the 5-D volumes torch documents
@@ -231,8 +238,8 @@ class Case:
         if m[1] is not None and not float(m[1]) < float("inf"):
             raise ValueError(f"case family {self.family!r}: the value overflows")
         dtypes.info(self.dtype)
-        if self.labels not in LABEL_FORMS:
-            raise ValueError(f"unknown label form {self.labels!r} (known: {', '.join(LABEL_FORMS)})")
+        if self.labels not in ALL_LABEL_FORMS:
+            raise ValueError(f"unknown label form {self.labels!r} (known: {', '.join(ALL_LABEL_FORMS)})")
         if self.reduction not in REDUCTIONS:
             raise ValueError(f"unknown reduction {self.reduction!r} (known: {', '.join(REDUCTIONS)})")
         if not (0 <= self.n <= MAX_N and 2 <= self.k <= MAX_K):
@@ -310,8 +317,8 @@ def default_suite(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES)
     """Every family x dtype x label form, with shapes and reductions rotated so that each family
     sees several shapes and every (label form, reduction) pair. Ordered round-robin over
     families, so any prefix (``--cases N``) spans the families. Then the LLM-training options'
-    cases (llm_cases: one z-loss, softcap, scale and cotangent case per dtype, 16 x 10 each), last,
-    so the plain cases keep their places."""
+    cases (llm_cases: one z-loss, softcap, scale and cotangent case per dtype, 16 x 10 each), then
+    the unnormalised label weights' (unnorm_cases), last, so the plain cases keep their places."""
     per_family: list[list[Case]] = []
     for fi, family in enumerate(FAMILIES):
         cases = []
@@ -327,7 +334,7 @@ def default_suite(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES)
     for i in range(max((len(c) for c in per_family), default=0)):
         ordered.extend(c[i] for c in per_family if i < len(c))
     from xentcheck.core.linear_cases import linear_cases
-    return ordered + llm_cases(dtype_names) + linear_cases(dtype_names)
+    return ordered + llm_cases(dtype_names) + linear_cases(dtype_names) + unnorm_cases(dtype_names)
 
 
 def full_suite(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES) -> list[Case]:
@@ -362,7 +369,29 @@ def full_suite(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES) ->
         extra.append(Case("scale1e+0", dt, 0, 10, "index", "mean", extra=(3,)))
     from xentcheck.core.linear_cases import linear_cases
     return list(dict.fromkeys(default_suite(dtype_names) + extra + llm_cases(dtype_names, full=True)
-                              + linear_cases(dtype_names, full=True)))
+                              + linear_cases(dtype_names, full=True) + unnorm_cases(dtype_names, full=True)))
+
+
+def unnorm_cases(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES, full: bool = False) -> list[Case]:
+    """Label weights whose rows sum to 0.375, 2.5, 0 and 1 (UNNORM_ROW_SUMS), for each dtype asked
+    for. Default: three cases per dtype, one per reduction, on plain logits, on masked ones (no
+    weight on the -inf classes) and on rows with a dominant class (p ~ 1 there: its gradient is
+    sum(q) - q, where p - q gives 1 - q). full=True adds class weights and smoothing
+    (which turns an all-zero row into e/K), extra dimensions, and logits with a +inf / no finite
+    entry (rowmasked: row 0 is undefined whatever its weights)."""
+    out: list[Case] = []
+    for di, dt in enumerate(dtypes.DTYPE_NAMES):
+        if dt not in dtype_names:
+            continue
+        out += [Case("scale1e+0", dt, 16, 10, UNNORM, REDUCTIONS[di % 3]),
+                Case("masked", dt, 64, 100, UNNORM, REDUCTIONS[(di + 1) % 3]),
+                Case("dominant", dt, 8, 1000, UNNORM, REDUCTIONS[(di + 2) % 3])]
+        if full:
+            out += [Case("scale1e+0", dt, 16, 10, UNNORM, REDUCTIONS[i % 3], opts)
+                    for i, opts in enumerate(("w", "ls", "w+ls"))]
+            out += [Case("scale1e+0", dt, 4, 10, UNNORM, "mean", extra=(3,)),
+                    Case("rowmasked", dt, 6, 12, UNNORM, "none")]
+    return out
 
 
 # The LLM-training options' cases (docs/llm-options.md): a few per option for the default suite,
@@ -448,7 +477,7 @@ def make_inputs(case: Case, seed: int, chunk_elements: int | None = None) -> Inp
 
     The stream is drawn in a fixed order: the N x K uniforms of the logits, the targets, the
     dominant classes ("dominant"), the N x K mask uniforms ("masked"), the N x K soft-label
-    uniforms ("soft"), then the options' draws. The N x K blocks are read a chunk of rows at a
+    uniforms ("soft" and "unnorm"), then the options' draws. The N x K blocks are read a chunk of rows at a
     time (about `chunk_elements`, default GEN_CHUNK_ELEMENTS) from generators forked at each
     block's start, and the main generator skips over them (PCG64.advance), so the float64
     temporaries stay chunk-sized (a whole-array pass held about 6x the logits' size) and every
@@ -475,7 +504,7 @@ def make_inputs(case: Case, seed: int, chunk_elements: int | None = None) -> Inp
     if fam == "masked":
         mask_stream = _fork(bg)
         bg.advance(n * k)
-    if case.labels == "soft":
+    if case.labels in ("soft", UNNORM):
         w_stream = _fork(bg)
         bg.advance(n * k)
     logits: np.ndarray = np.empty((n, k), dtype=d.np_type)
@@ -488,7 +517,7 @@ def make_inputs(case: Case, seed: int, chunk_elements: int | None = None) -> Inp
         with np.errstate(over="ignore"):
             logits[lo:hi] = x
         if case.labels != "index":
-            labels[lo:hi] = _label_rows(case.labels, d, x, target[lo:hi], w_stream)
+            labels[lo:hi] = _label_rows(case.labels, d, x, target[lo:hi], w_stream, lo)
     inputs = Inputs(logits=logits, labels=labels, target=target)
     opts = case.option_set
     if "w" in opts:
@@ -581,8 +610,9 @@ def _logit_rows(fam: str, d: dtypes.DtypeInfo, lo: int, hi: int, k: int, u: np.n
 
 
 def _label_rows(form: str, d: dtypes.DtypeInfo, x: np.ndarray, target: np.ndarray,
-                w_stream: np.random.PCG64 | None) -> np.ndarray:
-    """One-hot or soft labels of the rows whose float64 logits are `x`, in the dtype."""
+                w_stream: np.random.PCG64 | None, lo: int = 0) -> np.ndarray:
+    """One-hot, soft or unnormalised labels of rows lo:lo+n, whose float64 logits are `x`, in the
+    dtype. Unnormalised rows are the soft ones times UNNORM_ROW_SUMS[row % 4]."""
     n, k = x.shape
     rows = np.arange(n)
     q = np.zeros((n, k))
@@ -595,9 +625,14 @@ def _label_rows(form: str, d: dtypes.DtypeInfo, x: np.ndarray, target: np.ndarra
     w[~np.isfinite(x)] = 0.0  # no probability on -inf classes
     w[w.sum(axis=1) == 0] = 1.0  # a row with no finite logit: any labels will do
     q = w / w.sum(axis=1, keepdims=True)
+    mass = 1.0
+    if form == UNNORM:
+        mass = np.take(UNNORM_ROW_SUMS, np.arange(lo, lo + n) % len(UNNORM_ROW_SUMS))
+        q = q * mass[:, None]
     labels = q.astype(d.np_type)
-    # put the rounding residual on each row's largest entry so sums are as close to 1 as the dtype allows
-    resid = 1.0 - labels.astype(np.float64).sum(axis=1)
+    # put the rounding residual on each row's largest entry so sums are as close to the row's mass
+    # (1 for soft labels) as the dtype allows
+    resid = mass - labels.astype(np.float64).sum(axis=1)
     big = labels.astype(np.float64).argmax(axis=1)
     labels[rows, big] = (labels[rows, big].astype(np.float64) + resid).astype(d.np_type)
     return labels

@@ -18,6 +18,15 @@ Property says which invariants still hold (`llm_skip`: why not, `llm_note`: how 
 accounts for the option); `invariants_table` renders that as the table in docs/llm-options.md.
 The scales of gradient entries then come from the reference's natural scales
 (xentcheck.core.metrics.llm_natural_scales): they grow with s, |v| and the z-loss's 2 z lse.
+
+Label weights need not sum to one (label form "unnorm": rows of mass Q = sum(q), 0 included). No
+check assumes Q = 1: the gradient p Q - q still sums to Q - Q = 0 per row (grad_row_sums: a p - q
+gradient sums to 1 - Q and fails it), entries are bounded by max(1, |Q|) / D (grad_bounds), the loss
+sum q (lse - x) is >= 0 for q >= 0, and the Hessian is Q (diag(p) - p p^T) (second_order).
+
+A probability API that clips (semantics in xentcheck.core.probs.CLIPPED: Keras's from_logits=False)
+computes another function: `Property.clipped_skip` names the checks that do not hold for it, and
+int_vs_onehot's partner must clip the same way.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import numpy as np
 from xentcheck.core import layout, metrics
 from xentcheck.core.cases import LLM_OPTIONS, OPTIONS, Case, Inputs
 from xentcheck.core.dtypes import info
+from xentcheck.core.probs import CLIPPED
 from xentcheck.core.reference import Reference, label_matrix, reference
 
 if TYPE_CHECKING:  # the core imports no backend at run time
@@ -236,8 +246,10 @@ def int_vs_onehot(c: Context) -> dict:
     case, variant = c.case, c.variant
     # the same API if it takes one-hot labels, else its sibling (same prefix), else any
     needs = case.option_set  # the LLM options travel with the case: the partner must take them
+    clip = getattr(variant, "semantics", "plain")
     takes = [v for v in c.all_variants if v.mode == variant.mode and "onehot" in v.label_forms
-             and needs <= set(getattr(v, "options", ()))]
+             and needs <= set(getattr(v, "options", ()))
+             and (clip not in CLIPPED or getattr(v, "semantics", "plain") == clip)]  # the same clipped function
     prefix = variant.impl.split("_")[0]
     partner = next((v for v in takes if v.impl == variant.impl), None) \
         or next((v for v in takes if v.impl.split("_")[0] == prefix), None) or next(iter(takes), None)
@@ -282,6 +294,8 @@ def expected_row_sums(case: Case, ref: Reference) -> np.ndarray:
 
 
 def grad_row_sums(c: Context) -> dict:
+    """Each gradient row sums to 0 (p Q - q: Q - Q, whatever the label mass Q), or to
+    expected_row_sums under a z-loss."""
     g, gs, tol = _f64(c.base.grad), c.grad_scale(), c.tol
     rows = g.sum(axis=1)
     expected = expected_row_sums(c.case, c.reference()) if c.case.llm else np.zeros(len(rows))
@@ -378,6 +392,7 @@ class Property:
     reductions: tuple[str, ...] | None = None  # the reductions it applies to (None: all)
     llm_skip: dict[str, str] = field(default_factory=dict)  # LLM option -> why the property does not hold
     llm_note: dict[str, str] = field(default_factory=dict)  # LLM option -> how the check accounts for it
+    clipped_skip: str = ""  # why it does not hold for a clipped probability composition (probs.CLIPPED)
 
 
 _SCALED = "gradient scale times |s|"
@@ -405,6 +420,7 @@ PROPERTIES: dict[str, Property] = {
         llm_skip={"cap": "the chain factor sech^2(y / c) differs per class"},
         llm_note={"z": "rows sum to s v 2 z lse / D_z, not 0", "s": "s times 0", "ct": "v times 0"}),
     "grad_bounds": Property(grad_bounds, plain_labels=True,
+                            clipped_skip="the renormalisation after the clip (TensorFlow's sparse form) adds a term",
                             llm_note={"s": "|g| <= |s| times the bound", "ct": "|g| <= |v_n| times the bound",
                                       "z": "|g| <= max(1, Q) / D + 2 z |lse| / D_z",
                                       "cap": "sech^2 <= 1: the bound without a cap"}),
@@ -413,6 +429,7 @@ PROPERTIES: dict[str, Property] = {
     "forward_vs_reverse": Property(forward_vs_reverse, plain_labels=True, eager_only=True,
                                    llm_skip={o: "its error scale is the plain loss's" for o in LLM_OPTIONS}),
     "second_order": Property(second_order, plain_labels=True, eager_only=True,
+                             clipped_skip="(diag(p) - p p^T) v is the unclipped loss's Hessian",
                              llm_skip={o: "(diag(p) - p p^T) v is the plain loss's Hessian" for o in LLM_OPTIONS}),
 }
 PROPERTY_NAMES: tuple[str, ...] = tuple(PROPERTIES)
@@ -426,6 +443,8 @@ def _not_applicable(prop: Property, c: Context) -> str | None:
         return "an empty batch: no rows to check"
     if prop.plain_labels and case.option_set - LLM_OPTIONS:
         return f"assumes plain labels; this case has options {case.options}"
+    if prop.clipped_skip and getattr(c.variant, "semantics", "plain") in CLIPPED:
+        return f"does not hold for a clipped probability input: {prop.clipped_skip}"
     for opt in LLM_ORDER:
         if opt in prop.llm_skip and opt in case.option_set:
             return f"does not hold under option {opt}: {prop.llm_skip[opt]}"

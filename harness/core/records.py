@@ -146,7 +146,8 @@ def result_line(result: Result | dict) -> str:
     return json.dumps(result.to_dict()) + "\n"
 
 
-VARIANT_KEYS = ("impl", "mode", "label_forms", "api", "documented", "default", "opt_in", "options", "semantics", "kind")
+VARIANT_KEYS = ("impl", "mode", "label_forms", "api", "documented", "default", "opt_in", "options", "semantics",
+                "takes", "kind")
 
 
 @dataclass

@@ -58,6 +58,7 @@ import numpy as np
 
 from xentcheck.core import kernel
 from xentcheck.core.cases import Case, Inputs
+from xentcheck.core.probs import CLIPPED, clipped_reference
 from xentcheck.core.spare import SPARE
 
 LONGDOUBLE_IS_WIDER = np.finfo(np.longdouble).eps < 1e-18
@@ -207,6 +208,13 @@ def semantics_matter(case: Case) -> bool:
     return bool(case.options) or case.rows == 0
 
 
+def reference_key(case: Case, semantics: str) -> str:
+    """The semantics `case`'s reference depends on, for a cache of references: a clipped
+    probability composition (xentcheck.core.probs) always, the options' readings where they
+    matter, else "plain"."""
+    return semantics if semantics in CLIPPED or semantics_matter(case) else "plain"
+
+
 def undefined_rows(logits: np.ndarray, rows: np.ndarray, grad: np.ndarray) -> None:
     """A row with a NaN or +inf logit, or no finite logit at all, has no defined loss: the
     reference expects NaN in its loss and gradient (IEEE propagation), so an API that returns
@@ -270,8 +278,11 @@ def reduce(case: Case, loss_rows: np.ndarray, grad: np.ndarray, denom: float | N
 def reference(case: Case, inputs: Inputs, semantics: str = "plain") -> Reference:
     """Loss and gradient of `case` on `inputs`, in a precision well above the case's dtype, with
     the case's options (class weights, ignored targets, smoothing) read as `semantics` documents
-    them. Cases without options take the chunked path (bounded memory on vocabulary-sized K)."""
+    them. Cases without options take the chunked path (bounded memory on vocabulary-sized K).
+    A `semantics` of xentcheck.core.probs.CLIPPED is a probability API's clipped composition."""
     prec = working_precision(case.dtype)
+    if semantics in CLIPPED:
+        return clipped_reference(case, inputs, semantics, prec)
     if case.llm:
         return _llm(case, inputs, semantics, prec)
     if semantics_matter(case) or prec == "mpmath":

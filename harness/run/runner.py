@@ -27,7 +27,7 @@ import numpy as np
 
 from xentcheck.core.cases import make_inputs
 from xentcheck.core.evaluate import Result, Subject, VariantOutput, evaluate
-from xentcheck.core.reference import Reference, reference, semantics_matter
+from xentcheck.core.reference import Reference, reference, reference_key
 from xentcheck.core.spare import SPARE
 from xentcheck.regress import known as known_differences
 from xentcheck.run.ordering import Ordering
@@ -129,7 +129,7 @@ class Runner:
     def _reference(self, ci: int, semantics: str = "plain") -> Reference:
         """The case's reference, computed once per case (and per API semantics where they differ)."""
         case = self.config.cases[ci]
-        key = semantics if semantics_matter(case) else "plain"
+        key = reference_key(case, semantics)
         cached = self.refs.setdefault(ci, {})
         if key not in cached and case.linear:
             from xentcheck.core.linear_reference import linear_reference

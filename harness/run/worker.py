@@ -77,7 +77,8 @@ def _as_array(value, what: str) -> np.ndarray:
 def variant_info(v) -> dict:
     info = {"impl": v.impl, "mode": v.mode, "label_forms": list(v.label_forms), "api": v.api,
             "documented": v.documented, "default": v.default, "opt_in": v.opt_in,
-            "options": list(v.options), "semantics": v.semantics}
+            "options": list(v.options), "semantics": v.semantics,
+            "takes": getattr(v, "takes", "logits")}
     kind = getattr(v, "kind", "ce")
     if kind != "ce":  # only then: plain variants' messages stay as they were
         info["kind"] = kind

@@ -5,7 +5,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from xentcheck.core.cases import FAMILIES, LABEL_FORMS, REDUCTIONS, Case, default_suite, make_inputs
+from xentcheck.core.cases import ALL_LABEL_FORMS, FAMILIES, LABEL_FORMS, REDUCTIONS, Case, default_suite, make_inputs
 from xentcheck.core.dtypes import DTYPE_NAMES
 
 
@@ -46,8 +46,8 @@ def test_default_suite_covers_the_issue_ranges():
     suite = default_suite()
     assert {c.family for c in suite} == set(FAMILIES)
     assert {c.dtype for c in suite} == set(DTYPE_NAMES)
-    assert {c.labels for c in suite} == set(LABEL_FORMS)
-    assert {(c.labels, c.reduction) for c in suite} == {(lf, r) for lf in LABEL_FORMS for r in REDUCTIONS}
+    assert {c.labels for c in suite} == set(ALL_LABEL_FORMS)
+    assert {(c.labels, c.reduction) for c in suite} == {(lf, r) for lf in ALL_LABEL_FORMS for r in REDUCTIONS}
     assert min(c.n for c in suite) == 1 and max(c.n for c in suite) == 512
     assert min(c.k for c in suite) == 2 and max(c.k for c in suite) == 50000
     assert len({c.id for c in suite}) == len(suite)
