@@ -52,16 +52,16 @@ class _Api:
     default: bool = False  # in the default suite (eager mode only)
 
 
-_APIS = (
-    _Api("keras_sparse_cce", ("index",), "keras.losses.SparseCategoricalCrossentropy(from_logits=True)",
-         ("ign", "allign", *_LLM), "keras", sparse=True),
-    _Api("keras_cce", ("onehot", "soft"), "keras.losses.CategoricalCrossentropy(from_logits=True)",
-         ("ls", *_LLM), "keras", sparse=False),
+_APIS = (  # the first that takes a label form is what compute() runs: the dtype= ones
     _Api("keras_sparse_cce_dtype", ("index",),
          "keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=DTYPE)",
          ("ign", "allign", *_LLM), "keras", sparse=True, dtype=True, default=True),
     _Api("keras_cce_dtype", ("onehot", "soft"), "keras.losses.CategoricalCrossentropy(from_logits=True, dtype=DTYPE)",
          ("ls", *_LLM), "keras", sparse=False, dtype=True, default=True),
+    _Api("keras_sparse_cce", ("index",), "keras.losses.SparseCategoricalCrossentropy(from_logits=True)",
+         ("ign", "allign", *_LLM), "keras", sparse=True),
+    _Api("keras_cce", ("onehot", "soft"), "keras.losses.CategoricalCrossentropy(from_logits=True)",
+         ("ls", *_LLM), "keras", sparse=False),
     _Api("keras_ops_sparse_cce", ("index",), "keras.ops.sparse_categorical_crossentropy(labels, x, from_logits=True)",
          _LLM, "plain", sparse=True, ops=True),
     _Api("keras_ops_cce", ("onehot", "soft"), "keras.ops.categorical_crossentropy(labels, x, from_logits=True)",
