@@ -80,12 +80,11 @@ class KerasBackend(Backend):
     modes: tuple[str, ...] = ("eager",)
     compiled: ClassVar[dict[str, str]] = {}  # mode -> how the call is wrapped, for `api`
     opt_in_modes: tuple[str, ...] = ()
-    default_backend = True  # its `default` APIs run in the default suite (eager)
     float64_hint = "Keras losses compute in keras.config.floatx() (float32) unless constructed with dtype='{dtype}'"
 
     def variants(self) -> list[Variant]:
         return [Variant(a.impl, m, a.labels, self.compiled.get(m, "{}").format(a.call), options=a.options,
-                        semantics=a.semantics, default=a.default and self.default_backend and m == "eager",
+                        semantics=a.semantics, default=a.default and m == "eager",
                         opt_in=m in self.opt_in_modes)
                 for m in self.modes for a in _APIS]
 
@@ -209,7 +208,6 @@ class KerasTensorflowBackend(KerasBackend):
     framework_dist = "tensorflow"
     modes = ("eager", "function", "xla")
     compiled = {"function": "tf.function({})", "xla": "tf.function({}, jit_compile=True)"}
-    default_backend = False  # keras-jax and keras-torch show what this one adds to the tensorflow worker
 
     def _load_framework(self) -> None:
         import tensorflow as tf

@@ -1,8 +1,9 @@
 """junit.xml: one testcase per (case, backend, implementation, mode, dtype) for CI dashboards.
 
-Suites are backends; a result computed in a wider dtype than requested ("widened") is a passing
-testcase with a property verdict=widened and its reasons in system-out. A testcase's classname is xentcheck.BACKEND.IMPL.MODE.DTYPE (dots only
-between parts, so dashboards group by backend, then dtype) and its name is the case id.
+Suites are backends; a testcase's classname is xentcheck.BACKEND.IMPL.MODE.DTYPE (dots only
+between parts, so dashboards group by backend, then dtype) and its name is the case id. A result
+computed in a wider dtype than requested ("widened") is a passing testcase with a property
+verdict=widened and its reasons in system-out.
 """
 
 from __future__ import annotations
