@@ -21,6 +21,9 @@ BUILTIN: dict[str, str] = {
     "torch": "xentcheck.backends.torch_backend:TorchBackend",
     "tensorflow": "xentcheck.backends.tensorflow_backend:TensorflowBackend",
     "jax": "xentcheck.backends.jax_backend:JaxBackend",
+    "keras-tensorflow": "xentcheck.backends.keras_backend:KerasTensorflowBackend",
+    "keras-jax": "xentcheck.backends.keras_backend:KerasJaxBackend",
+    "keras-torch": "xentcheck.backends.keras_backend:KerasTorchBackend",
 }
 ENTRY_POINT_GROUP = "xentcheck.backends"
 FILE_PREFIX, NAME_SEP = "file:", "::"

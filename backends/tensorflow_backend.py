@@ -1,12 +1,11 @@
-"""TensorFlow: tf.nn and Keras cross-entropy through tf.GradientTape; eager, tf.function, XLA.
+"""TensorFlow: tf.nn cross-entropy through tf.GradientTape; eager, tf.function, XLA.
 
-tf.nn ops return per-row losses (mean and sum are tf.reduce_mean / tf.reduce_sum); the Keras
-losses are used with from_logits=True and their own reductions, and their default dtype.
+tf.nn ops return per-row losses (mean and sum are tf.reduce_mean / tf.reduce_sum). Keras's
+losses on TensorFlow are the keras-tensorflow backend's (keras_backend.py).
 The LLM-training options are composed as a user writes them, inside the traced function under
-tf.function and XLA (docs/llm-options.md): x = s * x; x = c * tf.tanh(x / c); tf.nn: per-row
-loss + z * tf.reduce_logsumexp(x, -1)**2, then reduced; Keras: its reduced loss + z times the
-reduced lse^2 of the kept rows. The gradient is tape.gradient(loss, x, output_gradients=v), v the
-case's cotangent (ones without option "ct").
+tf.function and XLA (docs/llm-options.md): x = s * x; x = c * tf.tanh(x / c); per-row
+loss + z * tf.reduce_logsumexp(x, -1)**2, then reduced. The gradient is
+tape.gradient(loss, x, output_gradients=v), v the case's cotangent (ones without option "ct").
 """
 
 from __future__ import annotations
@@ -16,17 +15,13 @@ import os
 import numpy as np
 
 from xentcheck.backends.base import Backend, Output, Variant
-from xentcheck.core.cases import IGNORE_INDEX, Case, Inputs
+from xentcheck.core.cases import Case, Inputs
 
 _DENSE_DOC = "labels must be a valid probability distribution (tf.nn.softmax_cross_entropy_with_logits)"
 _LLM = ("s", "cap", "z", "ct")  # logit scale, softcap, z-loss, upstream cotangent: composed around the call
 _IMPLS = (  # name, label forms, call, in the default suite, documented deviation, options, semantics
     ("sparse_softmax_ce", ("index",), "tf.nn.sparse_softmax_cross_entropy_with_logits", True, "", _LLM, "plain"),
     ("softmax_ce", ("onehot", "soft", "unnorm"), "tf.nn.softmax_cross_entropy_with_logits", True, _DENSE_DOC, _LLM, "plain"),
-    ("keras_sparse_cce", ("index",), "keras.losses.SparseCategoricalCrossentropy(from_logits=True)", False, "",
-     ("ign", "allign", *_LLM), "keras"),
-    ("keras_cce", ("onehot", "soft"), "keras.losses.CategoricalCrossentropy(from_logits=True)", False, "",
-     ("ls", *_LLM), "keras"),
     ("log_softmax_ce", ("onehot", "soft", "unnorm"), "-tf.reduce_sum(labels * tf.nn.log_softmax(x), -1)", False, "",
      _LLM, "plain"),
     ("softmax_log_ce", ("onehot", "soft", "unnorm"), "-tf.reduce_sum(labels * tf.math.log(tf.nn.softmax(x)), -1)",
@@ -35,15 +30,13 @@ _IMPLS = (  # name, label forms, call, in the default suite, documented deviatio
 # what the written-out losses are fed (backends/base.py: Variant.takes); the others take logits
 _TAKES = {"log_softmax_ce": "logprobs", "softmax_log_ce": "probs"}
 _MODES = ("eager", "function", "xla")
-_KERAS_REDUCTION = {"mean": "sum_over_batch_size", "sum": "sum", "none": None}
 
 
 class TensorflowBackend(Backend):
     name = "tensorflow"
     framework = "tensorflow"
     impl = "sparse_softmax_ce"
-    extra_dims = True  # tf.nn and Keras take any leading dimensions, classes last (axis=-1)
-    float64_hint = "Keras losses compute in keras.config.floatx() (float32) unless constructed with dtype='{dtype}'"
+    extra_dims = True  # tf.nn takes any leading dimensions, classes last (axis=-1)
 
     def variants(self) -> list[Variant]:
         return [Variant(i, m, lf, api if m == "eager" else f"tf.function({api}{', jit_compile=True' if m == 'xla' else ''})",
@@ -72,10 +65,9 @@ class TensorflowBackend(Backend):
                 **{f"build_{k}": v for k, v in tf.sysconfig.get_build_info().items()
                    if k in ("cuda_version", "cudnn_version", "is_cuda_build", "is_rocm_build")}}
 
-    def _loss(self, impl: str, reduction: str, smoothing: float = 0.0, ignore: bool = False,
-              llm: tuple[float | None, float | None, float | None] = (None, None, None)):
+    def _loss(self, impl: str, reduction: str, llm: tuple[float | None, float | None, float | None] = (None, None, None)):
         """The loss function (x, labels) -> loss; `llm`: the case's (scale, softcap, zloss)."""
-        base = self._base_loss(impl, reduction, smoothing, ignore)
+        base = self._base_loss(impl, reduction)
         scale, softcap, zloss = llm
         if scale is None and softcap is None and zloss is None:
             return base
@@ -89,33 +81,12 @@ class TensorflowBackend(Backend):
             if zloss is None:
                 return base(x, labels)
             lse = tf.reduce_logsumexp(x, axis=-1)
-            if not impl.startswith("keras"):  # tf.nn: per-row loss + z lse^2, then the reduction
-                return base(x, labels, lambda rows: rows + zloss * lse ** 2)
-            loss = base(x, labels)
-            sq = lse ** 2
-            if ignore:  # ignored targets add no z-loss; Keras's mean divides by the kept rows (none kept: 0)
-                kept = labels != IGNORE_INDEX
-                sq = tf.where(kept, lse, tf.zeros_like(lse)) ** 2
-                count = tf.reduce_sum(tf.cast(kept, sq.dtype))
-            else:
-                count = tf.cast(tf.size(sq), sq.dtype)
-            zl = {"mean": lambda: tf.math.divide_no_nan(tf.reduce_sum(sq), count), "sum": lambda: tf.reduce_sum(sq),
-                  "none": lambda: sq}[reduction]()
-            return loss + tf.cast(zloss * zl, loss.dtype)  # Keras may compute in its floatx
+            return base(x, labels, lambda rows: rows + zloss * lse ** 2)  # per-row loss + z lse^2, then reduced
 
         return fn
 
-    def _base_loss(self, impl: str, reduction: str, smoothing: float = 0.0, ignore: bool = False):
+    def _base_loss(self, impl: str, reduction: str):
         tf = self.tf
-        if impl.startswith("keras"):
-            import keras
-            if impl == "keras_sparse_cce":
-                obj = keras.losses.SparseCategoricalCrossentropy(
-                    from_logits=True, reduction=_KERAS_REDUCTION[reduction], ignore_class=IGNORE_INDEX if ignore else None)
-            else:
-                obj = keras.losses.CategoricalCrossentropy(from_logits=True, reduction=_KERAS_REDUCTION[reduction],
-                                                           label_smoothing=smoothing)
-            return lambda x, labels: obj(labels, x)
         op = (tf.nn.sparse_softmax_cross_entropy_with_logits if impl == "sparse_softmax_ce"
               else tf.nn.softmax_cross_entropy_with_logits)
         if impl in _TAKES:  # written out as users write them, through (log-)probabilities
@@ -124,11 +95,10 @@ class TensorflowBackend(Backend):
         reduce = {"mean": tf.reduce_mean, "sum": tf.reduce_sum, "none": lambda r: r}[reduction]
         return lambda x, labels, per_row=lambda r: r: reduce(per_row(op(labels=labels, logits=x)))
 
-    def _value_and_grad(self, impl: str, reduction: str, mode: str, smoothing: float = 0.0, ignore: bool = False,
-                        llm: tuple = (None, None, None)):
-        key = (impl, reduction, mode, smoothing, ignore, llm)
+    def _value_and_grad(self, impl: str, reduction: str, mode: str, llm: tuple = (None, None, None)):
+        key = (impl, reduction, mode, llm)
         if key not in self._fns:
-            tf, loss_fn = self.tf, self._loss(impl, reduction, smoothing, ignore, llm)
+            tf, loss_fn = self.tf, self._loss(impl, reduction, llm)
 
             def f(x, labels, cotangent=None):
                 with tf.GradientTape() as tape:
@@ -149,8 +119,7 @@ class TensorflowBackend(Backend):
             return tf_linear.run(self, variant, case, inputs, device)  # type: ignore[return-value]
         tf = self.tf
         with tf.device(self._device(device)):
-            f = self._value_and_grad(variant.impl, case.reduction, variant.mode, inputs.smoothing,
-                                     bool(case.option_set & {"ign", "allign"}), _llm(case))
+            f = self._value_and_grad(variant.impl, case.reduction, variant.mode, _llm(case))
             ct = None if inputs.cotangent is None else tf.constant(inputs.cotangent)
             loss, grad = f(tf.constant(inputs.logits), tf.constant(inputs.labels), ct)
         return Output(loss=np.asarray(loss.numpy()), grad=np.asarray(grad.numpy()),
@@ -162,10 +131,9 @@ class TensorflowBackend(Backend):
         done = lambda v: v[(0,) * v.shape.rank].numpy()  # noqa: E731
         with tf.device(self._device(device)):
             x, labels = tf.constant(inputs.logits), tf.constant(inputs.labels)
-            ignore = bool(case.option_set & {"ign", "allign"})
-            loss_fn = self._loss(variant.impl, case.reduction, inputs.smoothing, ignore, _llm(case))
+            loss_fn = self._loss(variant.impl, case.reduction, _llm(case))
             fwd = loss_fn if variant.mode == "eager" else tf.function(loss_fn, jit_compile=(variant.mode == "xla"))
-            both = self._value_and_grad(variant.impl, case.reduction, variant.mode, inputs.smoothing, ignore, _llm(case))
+            both = self._value_and_grad(variant.impl, case.reduction, variant.mode, _llm(case))
             ct = None if inputs.cotangent is None else tf.constant(inputs.cotangent)
             fns = {"forward": lambda: done(fwd(x, labels)), "forward_backward": lambda: done(both(x, labels, ct)[1])}
             if variant.mode == "eager":  # a graph fuses forward and backward: no kept forward to replay
@@ -186,8 +154,7 @@ class TensorflowBackend(Backend):
             x = tf.constant(inputs.logits)
             v = tf.constant(tangent.astype(inputs.logits.dtype))
             with tf.autodiff.ForwardAccumulator(primals=x, tangents=v) as acc:
-                loss = self._loss(variant.impl, case.reduction, inputs.smoothing,
-                                  bool(case.option_set & {"ign", "allign"}), _llm(case))(x, tf.constant(inputs.labels))
+                loss = self._loss(variant.impl, case.reduction, _llm(case))(x, tf.constant(inputs.labels))
             return np.asarray(acc.jvp(loss).numpy())
 
     def hvp(self, variant, case, inputs, device, vector):
@@ -195,8 +162,7 @@ class TensorflowBackend(Backend):
         with tf.device(self._device(device)):
             x = tf.constant(inputs.logits)
             v = tf.constant(vector.astype(inputs.logits.dtype))
-            loss_fn = self._loss(variant.impl, case.reduction, inputs.smoothing, bool(case.option_set & {"ign", "allign"}),
-                                 _llm(case))
+            loss_fn = self._loss(variant.impl, case.reduction, _llm(case))
             with tf.GradientTape() as outer:
                 outer.watch(x)
                 with tf.GradientTape() as inner:

@@ -29,11 +29,12 @@ def _options(case_id: str) -> str:
     return case_id.partition("_opt-")[2]
 
 
-def group(records: list[dict]) -> list[dict]:
-    """The bad results grouped by (backend, implementation, kind), the largest groups first."""
+def group(records: list[dict], verdicts: frozenset[str] = BAD_VERDICTS) -> list[dict]:
+    """The results with one of `verdicts` (the bad ones; {"widened"}: those computed in a wider
+    dtype, listed apart) grouped by (backend, implementation, kind), the largest groups first."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
-        if r["verdict"] in BAD_VERDICTS:
+        if r["verdict"] in verdicts:
             groups[(r["backend"], r.get("impl", ""), kind(r))].append(r)
     out = []
     for (backend, impl, what), rs in groups.items():

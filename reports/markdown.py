@@ -63,7 +63,9 @@ def render(summary: dict, records: list[dict]) -> str:
                 cells.append("")
                 continue
             cell = f"{r['pass']} / {r['ran']}" + (f" (+{r['skipped']})" if r["skipped"] else "")
-            cells.append(cell if r["pass"] == r["ran"] else f"**{cell}**")
+            widened = r.get("widened", 0)
+            cell += f", {widened} widened" if widened else ""
+            cells.append(cell if r["pass"] + widened == r["ran"] else f"**{cell}**")
         rows.append([esc(backend), esc(impl), esc(mode), *cells])
     lines += _table(["backend", "implementation", "mode", *dts], rows)
 
@@ -87,6 +89,18 @@ def render(summary: dict, records: list[dict]) -> str:
                  esc("; ".join(r.get("reasons", [])) + (f" [documented: {r['documented']}]" if r.get("documented") else ""))]
                 for r in bad[:MAX_FINDINGS]]
         lines += _table(["case", "backend", "implementation", "mode", "verdict", "explanation"], rows)
+
+    widened = kinds.group(records, frozenset({"widened"}))
+    if widened:
+        lines += ["## Computed in a wider dtype", "",
+                  f"{c.get('widened', 0)} results are within the requested dtype's tolerance but were computed (or "
+                  "returned) in a wider dtype, float32 for float16, say: not failures, and apart from the narrowed "
+                  "ones above, which are.", ""]
+        lines += _table(["backend", "implementation", "what", "results", "modes", "dtypes", "cases"],
+                        [[esc(g["backend"]), esc(g["impl"]), esc(g["kind"]), str(g["results"]), esc(", ".join(g["modes"])),
+                          esc(", ".join(g["dtypes"])),
+                          f"`{esc(g['cases'][0])}`" + (f" and {len(g['cases']) - 1} more" if len(g["cases"]) > 1 else "")]
+                         for g in widened])
 
     counts = summary.get("property_counts") or {}
     if counts:

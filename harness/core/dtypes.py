@@ -52,6 +52,17 @@ def info(name: str) -> DtypeInfo:
         raise ValueError(f"unknown dtype {name!r} (known: {', '.join(DTYPE_NAMES)})") from None
 
 
+def wider(actual: str, requested: str) -> bool:
+    """Whether `actual` holds every value of `requested` and more (float32 for float16 or
+    bfloat16, float64 for any other): a result computed there is widened, not narrowed.
+    float16 and bfloat16 are not wider than each other; a name that is not a float dtype here
+    is never wider."""
+    if actual == requested or actual not in DTYPES or requested not in DTYPES:
+        return False
+    a, r = DTYPES[actual], DTYPES[requested]
+    return a.digits >= r.digits and a.min_exp <= r.min_exp and a.max >= r.max
+
+
 def dtype_name(dtype: npt.DTypeLike) -> str:
     """Canonical name of a NumPy dtype (ml_dtypes' bfloat16 included), e.g. 'float32'."""
     return np.dtype(dtype).name

@@ -7,7 +7,11 @@ in order:
   `pass`; a value returned in silence is a `fail`. No reference is computed or compared.
 - error: the backend raised: `error`, with its message and traceback.
 - shapes: a loss or gradient in another shape than the case's (layout.check) is a `fail`.
-- dtypes: a loss or gradient computed in another dtype than the case's is a `fail`.
+- dtypes: a loss or gradient computed in a narrower dtype than the case's (or one that is not
+  wider, float16 for bfloat16) is a `fail`. One computed in a wider dtype (dtypes.wider: float32
+  for a float16 request, as mixed precision does) is judged by its values at the requested
+  dtype's tolerance like any other; when they pass, the verdict is `widened`, not `pass`, and its
+  reasons say which output was widened (after any value reason, which decides the verdict).
 - values (metrics.measure): NaN/inf where the reference (rounded to the dtype) differs is
   `nonfinite`, else an element out of tolerance is a `fail`, else `pass`. NumPy's warnings are
   silenced: extreme cases overflow in intermediate casts by design, and their NaN/inf are
@@ -27,6 +31,7 @@ import numpy as np
 
 from xentcheck.core import layout
 from xentcheck.core.cases import Case
+from xentcheck.core.dtypes import wider
 from xentcheck.core.metrics import BAD_VERDICTS, measure
 from xentcheck.core.records import MATCH_FIELDS, Metrics, Result, Subject, VariantOutput
 from xentcheck.core.reference import Reference
@@ -87,9 +92,13 @@ def _compare(case: Case, ref: Reference, output: VariantOutput, tolerances: Tole
     if reasons:
         return {**out, "verdict": "fail", "reasons": reasons}
     loss, grad = layout.to_rows(case, loss, grad)
+    widened = []
     for what in ("loss", "grad"):
-        if out[f"{what}_dtype"] != case.dtype:
-            reasons.append(f"{what} computed in {out[what + '_dtype']}, requested {case.dtype}")
+        got = out[f"{what}_dtype"]
+        if got != case.dtype and wider(got, case.dtype):
+            widened.append(f"{what} computed in {got}, wider than the requested {case.dtype}")
+        elif got != case.dtype:
+            reasons.append(f"{what} computed in {got}, requested {case.dtype}")
     out["loss"], out["grad"] = measure(case, ref, loss, grad, tolerances)
     nonfinite = False
     for what, label in (("loss", "loss"), ("grad", "gradient")):
@@ -108,8 +117,8 @@ def _compare(case: Case, ref: Reference, output: VariantOutput, tolerances: Tole
                 f"{m['abs_err']:.3g}, relative {m['rel_err']:.3g}, {m['ulp_err']:.3g} ULP; worst at index "
                 f"{m['worst_index']}: {m['worst_actual']} vs {m['worst_expected']} "
                 f"(allowed rtol {rtol:.3g}, atol {atol:.3g}{scale_note})")
-    verdict = "nonfinite" if nonfinite else ("fail" if reasons else "pass")
-    return {**out, "verdict": verdict, "reasons": reasons}
+    verdict = "nonfinite" if nonfinite else ("fail" if reasons else ("widened" if widened else "pass"))
+    return {**out, "verdict": verdict, "reasons": reasons + widened}
 
 
 def matches(entry: dict, record: dict) -> bool:

@@ -18,7 +18,8 @@ from xentcheck.core.dtypes import info, round_to, ulp
 from xentcheck.core.tolerances import PRESETS, default_table
 from xentcheck.core.tolerances import allowed as allowed_by
 
-VERDICTS: tuple[str, ...] = ("pass", "fail", "nonfinite", "error", "crashed", "timeout", "skipped", "known")
+# "widened": within the requested dtype's tolerance, but computed in a wider dtype (not a failure)
+VERDICTS: tuple[str, ...] = ("pass", "fail", "nonfinite", "error", "crashed", "timeout", "skipped", "known", "widened")
 BAD_VERDICTS = frozenset({"fail", "nonfinite", "error", "crashed", "timeout"})
 
 

@@ -233,6 +233,7 @@ def shrink(start: dict, spec: str, summary: dict, max_steps: int = 200,
 
 def _framework(record: dict) -> str:
     base = record["backend"].rpartition("@")[0] or record["backend"]
+    base = "keras" if base.startswith("keras-") else base  # one template for keras-tensorflow/jax/torch
     return base if (TEMPLATES / f"{base}.py.in").is_file() else "plugin"
 
 

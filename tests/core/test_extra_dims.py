@@ -57,9 +57,10 @@ def test_reference_on_extra_dimensions_is_hand_checked():
 
 
 MODULES = {"numpy": "numpy", "torch": "torch", "tensorflow": "tensorflow", "jax": "optax"}
+IN_PROCESS = [n for n in BUILTIN if not n.startswith("keras-")]  # Keras: one backend a process (test_keras_backend.py)
 
 
-@pytest.mark.parametrize("name", list(BUILTIN))
+@pytest.mark.parametrize("name", IN_PROCESS)
 def test_every_adapter_puts_the_class_axis_where_its_framework_wants_it(name):
     """torch gets (N, K, d1), TF and JAX (N, d1, K): every default API gives the hand-checked numbers
     (a class axis left in the wrong place would normalise over d1, or raise)."""
@@ -141,7 +142,7 @@ def test_keras_returns_an_unreduced_empty_loss_for_an_empty_batch(tmp_path):
     losses return the empty per-sample array instead, which the report calls a shape failure."""
     for module in ("torch", "tensorflow", "optax"):
         require(module)
-    r = run_cli("run", "--backends", "torch,tensorflow,jax", "--impls",
+    r = run_cli("run", "--backends", "torch,tensorflow,jax,keras-tensorflow", "--impls",
                 "cross_entropy_index,cross_entropy_probs,sparse_softmax_ce,softmax_ce,keras_sparse_cce,keras_cce,"
                 "optax_sce_int,optax_sce", "--modes", "eager",
                 "--case", "scale1e+0_float32_0x10_index_mean", "--case", "scale1e+0_float32_0x10_soft_sum",

@@ -68,7 +68,9 @@ def test_verdicts(preset):
     nan = judged(case, ref, np.float32(np.nan), np.array([[0.25, -0.25]], np.float32), None, None, tol)
     assert nan["verdict"] == "nonfinite"
     dt = judged(case, ref, np.float64(0.5), np.array([[0.25, -0.25]]), None, None, tol)
-    assert dt["verdict"] == "fail" and "loss computed in float64, requested float32" in dt["reasons"]
+    assert dt["verdict"] == "widened" and "loss computed in float64, wider than the requested float32" in dt["reasons"]
+    narrow = judged(case, ref, np.float16(0.5), np.array([[0.25, -0.25]], np.float16), None, None, tol)
+    assert narrow["verdict"] == "fail" and "loss computed in float16, requested float32" in narrow["reasons"]
     shape = judged(case, ref, np.float32(0.5), np.array([0.25, -0.25], np.float32), None, None, tol)
     assert shape["verdict"] == "fail" and "gradient shape [2], expected [1, 2]" in shape["reasons"]
 

@@ -139,15 +139,17 @@ def test_shrinking_a_tolerance_failure_keeps_labels_valid(monkeypatch):
 @pytest.mark.parametrize("backend, impl, mode, semantics, case_id", [
     ("torch", "cross_entropy_index", "eager", "torch", "scale1e+0_float32_16x10_index_mean_opt-w+ign+ls"),
     ("torch", "log_softmax_nll", "eager", "torch", "scale1e+0_float32_16x10_index_sum_opt-w+ign"),
-    ("tensorflow", "keras_sparse_cce", "function", "keras", "scale1e+0_float32_16x10_index_mean_opt-ign"),
-    ("tensorflow", "keras_cce", "xla", "keras", "scale1e+0_float32_16x10_soft_mean_opt-ls"),
+    ("keras-tensorflow", "keras_sparse_cce", "function", "keras", "scale1e+0_float32_16x10_index_mean_opt-ign"),
+    ("keras-tensorflow", "keras_cce", "xla", "keras", "scale1e+0_float32_16x10_soft_mean_opt-ls"),
+    ("keras-jax", "keras_sparse_cce_dtype", "jit", "keras", "scale1e+0_float32_16x10_index_mean_opt-ign"),
+    ("keras-torch", "keras_ops_cce", "eager", "plain", "scale1e+0_float32_16x10_soft_sum"),
     ("jax", "optax_sce", "jit", "plain", "scale1e+0_float32_16x10_onehot_none_opt-ls"),
     ("jax", "log_softmax", "eager", "plain", "scale1e+0_float32_4x10x3_index_mean"),
 ])
 def test_scripts_call_the_recorded_api_with_the_case_options(tmp_path, backend, impl, mode, semantics, case_id):
     """Class weights, ignored targets and smoothing reach the API in the script, through the recorded
     implementation and mode: each of these correct results reproduces the reference."""
-    require({"jax": "optax"}.get(backend, backend))
+    require({"jax": "optax", "keras-tensorflow": "tensorflow", "keras-jax": "jax", "keras-torch": "torch"}.get(backend, backend))
     case = Case.from_id(case_id)
     inputs = make_inputs(case, 0)
     record = {**case.as_dict(), "backend": backend, "impl": impl, "mode": mode, "seed": 0, "verdict": "fail",

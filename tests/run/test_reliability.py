@@ -226,7 +226,7 @@ def _spec(name: str) -> str:
     (_spec("broken_segfault_import"), "error", "backend worker killed by signal SIGSEGV while starting"),
     ("broken-nocompute", "error", "NoCompute does not implement compute()"),
     ("broken-shape", "fail", "gradient shape [32000, 8], expected [8, 32000]"),
-    ("broken-dtype", "fail", "loss computed in float64, requested float32"),
+    ("broken-dtype", "widened", "loss computed in float64, wider than the requested float32"),
     ("broken-string", "error", "backend returned loss of type str"),
 ])
 def test_broken_plugin_is_reported_with_its_reason(broken_run, backend, verdict, reason):

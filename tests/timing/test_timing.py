@@ -15,6 +15,7 @@ from xentcheck.timing.bench import parse_shapes, too_big
 from xentcheck.timing.measure import floor_bytes, measure, summarize
 
 FRAMEWORK_MODULE = {"numpy": "numpy", "torch": "torch", "tensorflow": "tensorflow", "jax": "optax"}
+IN_PROCESS = [n for n in BUILTIN if not n.startswith("keras-")]  # Keras: one backend a process (test_keras_backend.py)
 
 
 def test_summary_statistics_and_noise_flag():
@@ -48,7 +49,7 @@ def test_shapes_and_memory_guard():
     assert too_big(Case("scale1e+0", "float32", 8, 10, "index", "mean"), 8 << 30) is None
 
 
-@pytest.mark.parametrize("name", list(BUILTIN))
+@pytest.mark.parametrize("name", IN_PROCESS)
 def test_timing_fns_run_every_phase(name):
     if importlib.util.find_spec(FRAMEWORK_MODULE[name]) is None:
         pytest.skip(f"{name} is not installed")
