@@ -66,6 +66,13 @@ _APIS = (  # the first that takes a label form is what compute() runs: the dtype
          _LLM, "plain", sparse=True, ops=True),
     _Api("keras_ops_cce", ("onehot", "soft"), "keras.ops.categorical_crossentropy(labels, x, from_logits=True)",
          _LLM, "plain", sparse=False, ops=True),
+    # fed softmax(x): Keras clips the probabilities (xentcheck.core.probs; semantics set per backend in variants())
+    _Api("keras_sparse_cce_probs", ("index",),
+         "keras.losses.SparseCategoricalCrossentropy(from_logits=False, dtype=DTYPE)(labels, softmax(x))",
+         ("ign", "allign"), "keras_clip", sparse=True, dtype=True, from_logits=False),
+    _Api("keras_cce_probs", ("onehot", "soft"),
+         "keras.losses.CategoricalCrossentropy(from_logits=False, dtype=DTYPE)(labels, softmax(x))",
+         ("ls",), "keras_clip", sparse=False, dtype=True, from_logits=False),
 )
 _BY_IMPL = {a.impl: a for a in _APIS}
 
@@ -84,9 +91,17 @@ class KerasBackend(Backend):
 
     def variants(self) -> list[Variant]:
         return [Variant(a.impl, m, a.labels, self.compiled.get(m, "{}").format(a.call), options=a.options,
-                        semantics=a.semantics, default=a.default and m == "eager",
-                        opt_in=m in self.opt_in_modes)
+                        semantics=self._semantics(a), default=a.default and m == "eager",
+                        opt_in=m in self.opt_in_modes, takes="logits" if a.from_logits else "probs")
                 for m in self.modes for a in _APIS]
+
+    def _semantics(self, api: _Api) -> str:
+        # On TensorFlow, keras.ops.softmax tags its output with the logits (`_keras_logits`) and the
+        # from_logits=False losses compute from those (keras/src/backend/tensorflow/nn.py, _get_logits):
+        # no clipping, the cross-entropy of the logits. On JAX and torch the probabilities are clipped.
+        if api.semantics == "keras_clip" and self.keras_backend == "tensorflow":
+            return "keras"
+        return api.semantics
 
     def load(self) -> None:
         loaded = sys.modules.get("keras")
