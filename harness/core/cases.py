@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
 
@@ -66,7 +66,8 @@ SMOOTHING = 0.1
 # ASCII-only and full matches, no leading zeros: an accepted id is its case's canonical id, so
 # ids compare equal exactly when cases do (resumed runs match results by id).
 _FAMILY_RE = re.compile(r"(?:scale|offset)(\d+(?:\.\d+)?e[+-]?\d+)|neartie|dominant|masked|posinf|nan|rowmasked"
-                        r"|nearmax", re.ASCII)
+                        r"|nearmax|file-[a-z0-9][a-z0-9.-]*-[0-9a-f]{10}", re.ASCII)  # file-: a user's arrays
+FILE_FAMILY = "file-"  # a user's own arrays (--inputs; xentcheck.core.user_inputs): file-<stem>-<content hash>
 _ID_RE = re.compile(r"(?P<family>[a-z0-9.+-]+)_(?P<dtype>[a-z0-9]+)_(?P<n>0|[1-9]\d*)x(?P<k>0|[1-9]\d*)"
                     r"(?P<extra>(?:x(?:0|[1-9]\d*))*)_(?P<labels>[a-z]+)_(?P<reduction>[a-z]+)"
                     r"(?:_opt-(?P<options>[a-z0-9.+-]+))?", re.ASCII)
@@ -132,6 +133,9 @@ class Case:
     reduction: str
     options: str = ""  # "+"-joined tokens, in OPTIONS order, e.g. "w+ls", "ign+cap30+z1e-4"
     extra: tuple[int, ...] = ()  # extra dimensions d1, ... after the class axis (torch's order)
+    # a user's file holding the inputs (family "file-..."; xentcheck.core.user_inputs). Not part of
+    # the case's identity: the id's content hash is
+    source: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def id(self) -> str:
@@ -197,14 +201,19 @@ class Case:
         """Whether the case has an LLM-training option (scale, softcap, z-loss, cotangent)."""
         return bool(LLM_OPTIONS & self.option_set)
 
+    @property
+    def from_file(self) -> bool:
+        """Whether the inputs are a user's arrays (--inputs) rather than generated from (seed, id)."""
+        return self.family.startswith(FILE_FAMILY)
+
     @classmethod
-    def from_id(cls, case_id: str) -> Case:
+    def from_id(cls, case_id: str, source: str | None = None) -> Case:
         m = _ID_RE.fullmatch(case_id) if isinstance(case_id, str) else None
         if not m:
             raise ValueError(f"malformed case id {case_id!r} (expected family_dtype_NxK_labels_reduction)")
         extra = tuple(int(v) for v in m["extra"].split("x")[1:])
         case = cls(m["family"], m["dtype"], int(m["n"]), int(m["k"]), m["labels"], m["reduction"], m["options"] or "",
-                   extra)
+                   extra, source)
         case.validate()
         return case
 
@@ -252,6 +261,8 @@ class Case:
             out["extra"] = list(self.extra)
         if self.options:
             out["options"] = self.options
+        if self.source is not None:
+            out["inputs_file"] = self.source
         return out
 
 
@@ -433,6 +444,9 @@ def make_inputs(case: Case, seed: int, chunk_elements: int | None = None) -> Inp
     temporaries stay chunk-sized (a whole-array pass held about 6x the logits' size) and every
     byte is the one a whole-array pass gives: each step is row-wise, and a row's words do not
     depend on how the rows are split."""
+    if case.from_file:  # a user's arrays: read from the file, not generated
+        from xentcheck.core.user_inputs import inputs_of
+        return inputs_of(case)
     if seed < 0:
         raise ValueError("seed must be >= 0")
     bg = _rng(seed, case.id)
