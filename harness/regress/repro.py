@@ -126,7 +126,7 @@ def evaluate(case: Case, inputs: Inputs, spec: str, device: str, tol: Tolerances
 
 def rerun(record: dict, spec: str, summary: dict) -> dict:
     """The recorded result computed again, judged with the run's tolerances and known differences."""
-    case = Case.from_id(record["case_id"])
+    case = Case.from_id(record["case_id"], record.get("inputs_file"))
     seed = record.get("seed", summary.get("config", {}).get("seed", 0))
     known = (summary.get("known_differences") or {}).get("entries", [])
     return evaluate(case, make_inputs(case, seed), spec, record.get("device", "cpu"), tolerances_of(summary),
@@ -299,7 +299,7 @@ def write_all(out_dir: Path, records: list[dict], seed: int, summary: dict | Non
     for r in records:
         if r["verdict"] not in BAD:
             continue
-        case = Case.from_id(r["case_id"])
+        case = Case.from_id(r["case_id"], r.get("inputs_file"))
         inputs = make_inputs(case, r.get("seed", seed))
         ref = reference(case, inputs, _semantics(summary or {}, r))
         written.append(write(Path(out_dir) / "repro", r, inputs, case, ref, spec=specs.get(r["backend"]))[1])
