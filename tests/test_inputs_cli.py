@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
-from tests.conftest import require, run_cli
+from tests.conftest import ROOT, require, run_cli
 
 
 def _records(out):
@@ -44,6 +45,10 @@ def test_a_masked_logit_is_nan_on_the_dense_apis_and_passes_on_the_index_apis(tm
         assert r["inputs_file"] == str(onehot.resolve())
     for key in (("index", "torch", "cross_entropy_index"), ("index", "tensorflow", "sparse_softmax_ce")):
         assert by[key]["verdict"] == "pass" and by[key]["labels"] == "index", by[key]
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((ROOT / "reports" / "schemas" / "results.schema.json").read_text())
+    for r in recs:
+        jsonschema.Draft202012Validator(schema).validate(r)
     # reports and repro name the file's case
     report = (out / "report.md").read_text()
     assert "file-onehot-" in report

@@ -170,7 +170,9 @@ def _halve_spread(inputs: Inputs) -> Inputs:
     top = np.where(finite, x, -np.inf).max(axis=1, keepdims=True)
     top = np.where(np.isfinite(top), top, 0.0)
     y = np.where(finite, top + (x - top) / 2, x)
-    return Inputs(y.astype(inputs.logits.dtype), inputs.labels.copy(), inputs.target.copy())
+    # the options' arrays stay: a case with class weights or smoothing keeps them (a user file's too)
+    return Inputs(y.astype(inputs.logits.dtype), inputs.labels.copy(), inputs.target.copy(), inputs.weights,
+                  inputs.smoothing, inputs.cotangent)
 
 
 def _spread(inputs: Inputs) -> float:
