@@ -30,6 +30,7 @@ Every problem is an InputsError (a ValueError) with one line naming the file.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -51,7 +52,7 @@ class InputsError(ValueError):
 
 # --- reading a file ------------------------------------------------------------------------
 
-def read(path: str | Path) -> dict[str, Any]:
+def read(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The file's entries by key, arrays as NumPy (bfloat16 as ml_dtypes'); InputsError if it
     cannot be read."""
     p = Path(path)
@@ -288,7 +289,7 @@ def _integer(value: Any, fail) -> int:
 
 # --- the entry points ----------------------------------------------------------------------------
 
-def load(path: str | Path) -> tuple[Case, Inputs]:
+def load(path: str | os.PathLike[str]) -> tuple[Case, Inputs]:
     """The case (its source: the file's absolute path) and inputs of a user's file."""
     p = Path(path)
     return from_arrays(read(p), stem_of(p.name), str(path), str(p.resolve()))
@@ -308,9 +309,9 @@ def inputs_of(case: Case) -> Inputs:
 
 def save_npz(path: str | Path, arrays: Mapping[str, Any]) -> None:
     """An in-memory dict of inputs as an .npz file a worker reads (bfloat16 as its raw bits)."""
-    out = {}
+    out: dict[str, Any] = {}
     for key, value in arrays.items():
         if value is None:  # an option left at its default
             continue
         out[str(key)] = _numpy(value) if not isinstance(value, str) else np.asarray(value)
-    np.savez(path, **out)
+    np.savez(str(path), **out)
