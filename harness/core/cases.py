@@ -213,7 +213,7 @@ class Case:
             raise ValueError(f"malformed case id {case_id!r} (expected family_dtype_NxK_labels_reduction)")
         extra = tuple(int(v) for v in m["extra"].split("x")[1:])
         case = cls(m["family"], m["dtype"], int(m["n"]), int(m["k"]), m["labels"], m["reduction"], m["options"] or "",
-                   extra, source)
+                   extra, source=source)
         case.validate()
         return case
 

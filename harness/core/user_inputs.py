@@ -220,7 +220,7 @@ def from_arrays(raw: Mapping[str, Any], stem: str, where: str, source: str | Non
     rows_y = np.ascontiguousarray(y.reshape(-1) if form == "index" else y.reshape(-1, k))
     digest = _digest(dtype, x.shape, form, reduction, opts, smoothing, rows_x, rows_y, w)
     case = Case(f"{FILE_FAMILY}{stem}-{digest}", dtype, lead[0], k, form, reduction, "+".join(opts),
-                tuple(lead[1:]), source)
+                tuple(lead[1:]), source=source)
     try:
         case.validate()
     except ValueError as exc:
