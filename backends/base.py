@@ -48,6 +48,26 @@ docs/llm-options.md has the formulas. A fused kernel that takes `lse_square_scal
                 v = inputs.cotangent
                 grad = grad * (v[..., None] if v.ndim else v)
             return Output(loss=loss, grad=grad)
+
+Linear-CE kernels (fused linear + cross-entropy, e.g. torch's F.linear_cross_entropy). A
+linear-CE case (`case.linear`, id ``..._lin<D>_...``) gives hidden states h (N, D), a weight W
+(V, D), an optional bias b (V,) and index labels, as `LinearInputs` (inputs.hidden, .weight,
+.bias, .labels, .weights, .smoothing, .cotangent), instead of logits. A backend runs them
+through the variants whose `kind` is "linear" (plain variants never see them, and linear ones
+never see plain cases), and returns a `LinearOutput`: the loss and the gradients of v . loss
+w.r.t. h, W and b (db only with a bias). Options as above, plus "b" (the case has a bias).
+docs/linear-ce.md has the formulas; examples/linear_backend.py is a full plugin::
+
+    class MyLinear(Backend):
+        name = "mylinear"
+
+        def variants(self):
+            return [Variant("my_linear_ce", "eager", ("index",), options=("b", "ign"), kind="linear")]
+
+        def run_variant(self, variant, case, inputs, device):
+            loss, dh, dw, db = my_linear_ce(inputs.hidden, inputs.weight, inputs.bias, inputs.labels,
+                                            ignore_index=-100, reduction=case.reduction)
+            return LinearOutput(loss=loss, dh=dh, dw=dw, db=db)
 """
 
 from __future__ import annotations
@@ -85,6 +105,19 @@ class Variant:
     # case options it takes: "w", "ign", "allign", "ls", "s", "cap", "z", "ct" ("oor" goes to every index API)
     options: tuple[str, ...] = ()
     semantics: str = "plain"  # how the reference reads the options: "plain", "torch" or "keras"
+    kind: str = "ce"  # "linear": a linear-CE variant (returns a LinearOutput; see the module docstring)
+
+
+@dataclass
+class LinearOutput:
+    """A linear-CE variant's result: the loss and the gradients of v . loss w.r.t. h, W and b."""
+    loss: np.ndarray  # () for mean/sum, (N,) for none
+    dh: np.ndarray  # (N, D)
+    dw: np.ndarray  # (V, D)
+    db: np.ndarray | None = None  # (V,) when the case has a bias (option "b")
+    loss_dtype: str | None = None  # dtype the framework computed in; None: taken from the array
+    grad_dtype: str | None = None  # of dh, dw and db
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass

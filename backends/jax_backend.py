@@ -33,8 +33,9 @@ class JaxBackend(Backend):
     float64_hint = "set JAX_ENABLE_X64=1 or jax.config.update('jax_enable_x64', True) for float64"
 
     def variants(self) -> list[Variant]:
+        from xentcheck.backends.linear import jax_linear
         return [Variant(i, m, lf, api if m == "eager" else f"jax.jit({api})", default=d and m == "eager", options=o)
-                for m in ("eager", "jit") for i, lf, api, d, o in _IMPLS]
+                for m in ("eager", "jit") for i, lf, api, d, o in _IMPLS] + jax_linear.variants()
 
     def load(self) -> None:
         import jax
@@ -115,6 +116,9 @@ class JaxBackend(Backend):
         return self.jax.device_put(self.jnp.asarray(a), dev)
 
     def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
+        if variant.kind == "linear":
+            from xentcheck.backends.linear import jax_linear
+            return jax_linear.run(self, variant, case, inputs, device)  # type: ignore[return-value]
         ct = None if inputs.cotangent is None else self._put(inputs.cotangent, device)
         loss, grad = self._value_and_grad(variant, case, inputs.smoothing)(self._put(inputs.logits, device),
                                                                           self._put(inputs.labels, device), ct)

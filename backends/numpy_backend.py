@@ -28,6 +28,16 @@ class NumpyBackend(Backend):
     extra_dims = True
     options = ("s", "cap", "z", "ct")  # computed natively, with their closed forms
 
+    def variants(self) -> list[Variant]:
+        from xentcheck.backends.linear import numpy_linear
+        return super().variants() + numpy_linear.variants()
+
+    def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
+        if variant.kind == "linear":
+            from xentcheck.backends.linear import numpy_linear
+            return numpy_linear.run(self, variant, case, inputs, device)  # type: ignore[return-value]
+        return self.compute(case, inputs, device)
+
     def compute(self, case: Case, inputs: Inputs, device: str) -> Output:
         loss, kept = self._forward(case, inputs)
         return Output(loss=loss, grad=self._backward(case, inputs, *kept))

@@ -42,7 +42,7 @@ class TensorflowBackend(Backend):
     def variants(self) -> list[Variant]:
         return [Variant(i, m, lf, api if m == "eager" else f"tf.function({api}{', jit_compile=True' if m == 'xla' else ''})",
                         documented=doc, default=d and m == "eager", options=o, semantics=sem)
-                for m in _MODES for i, lf, api, d, doc, o, sem in _IMPLS]
+                for m in _MODES for i, lf, api, d, doc, o, sem in _IMPLS] + _linear_variants()
 
     def load(self) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -135,6 +135,9 @@ class TensorflowBackend(Backend):
         return "/GPU:0" if device == "cuda" else "/CPU:0"
 
     def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
+        if variant.kind == "linear":
+            from xentcheck.backends.linear import tf_linear
+            return tf_linear.run(self, variant, case, inputs, device)  # type: ignore[return-value]
         tf = self.tf
         with tf.device(self._device(device)):
             f = self._value_and_grad(variant.impl, case.reduction, variant.mode, inputs.smoothing,
@@ -197,3 +200,8 @@ class TensorflowBackend(Backend):
 def _llm(case: Case) -> tuple[float | None, float | None, float | None]:
     """The case's (logit scale, softcap, z-loss coefficient): None where the option is absent."""
     return case.logit_scale, case.softcap, case.zloss
+
+
+def _linear_variants() -> list[Variant]:
+    from xentcheck.backends.linear import tf_linear
+    return tf_linear.variants()

@@ -49,7 +49,8 @@ class TorchBackend(Backend):
         # torch.compile builds a C++ kernel per shape on the CPU: minutes for a suite, so opt-in
         out += [Variant(i, "compile", lf, f"torch.compile({api})", default=False, opt_in=True, options=o,
                         semantics="torch") for i, lf, api, _, o in _IMPLS]
-        return out
+        from xentcheck.backends.linear import torch_linear
+        return out + torch_linear.variants()
 
     def load(self) -> None:
         import torch
@@ -134,6 +135,9 @@ class TorchBackend(Backend):
         return self._tensor(np.asarray(inputs.cotangent), device)
 
     def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
+        if variant.kind == "linear":
+            from xentcheck.backends.linear import torch_linear
+            return torch_linear.run(self, variant, case, inputs, device)  # type: ignore[return-value]
         t = self.torch
         x, labels, fn = self._prepare(variant, case, inputs, device)
         loss = fn(x, labels)

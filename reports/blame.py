@@ -17,6 +17,7 @@ from collections import defaultdict
 from itertools import combinations
 
 OUTPUTS = ("loss", "grad")
+LINEAR_OUTPUTS = ("dh", "dw", "db")  # linear-CE results' gradients (in the matrix when a record has them)
 XENTCHECK_UNITS = 8.0  # the xentcheck preset allows 8 u: excess * 8 = error in u of the scale
 
 
@@ -48,7 +49,8 @@ def build(records: list[dict]) -> dict:
     backends = sorted({b for per in by_case.values() for b in per})
     outputs: dict[str, dict] = {}
     out = {"backends": backends, "outputs": outputs}
-    for what in OUTPUTS:
+    linear = [w for w in LINEAR_OUTPUTS if any(r.get(w) for r in records)]
+    for what in (*OUTPUTS, *linear):
         pair_vals: dict[tuple[str, str], list[float]] = defaultdict(list)
         pair_cases: dict[tuple[str, str], int] = defaultdict(int)
         pair_nonfinite: dict[tuple[str, str], int] = defaultdict(int)

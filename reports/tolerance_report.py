@@ -29,6 +29,13 @@ MARGIN = 2.0
 PUBLISHED = ("torch", "jax", "tensorflow")
 LOOSE_FACTOR = 100.0  # "much looser than needed" from this factor on
 OUTPUTS = (("loss", "loss"), ("grad", "gradient"))
+# linear-CE results' gradients (judged with the gradient's tolerance), where a record has them
+LINEAR_OUTPUTS = (("dh", "dh (linear-CE gradient of h)"), ("dw", "dW (linear-CE gradient of W)"),
+                  ("db", "db (linear-CE gradient of b)"))
+
+
+def _table_key(what: str) -> str:
+    return "loss" if what == "loss" else "grad"
 
 
 def _num(v) -> float:
@@ -64,7 +71,7 @@ def _quantiles(ms: list[dict], key: str) -> dict:
 def _published(results: list[dict], what: str, dtype: str) -> dict:
     out = {}
     for name in PUBLISHED:
-        rtol, atol = default_table(name, dtype, what)
+        rtol, atol = default_table(name, dtype, _table_key(what))
         ex = [(r, _num(r[what]["excess"][name])) for r in results
               if r.get(what) and name in r[what].get("excess", {})]
         if not ex:
@@ -89,8 +96,10 @@ def build(records: list[dict]) -> dict:
     for (backend, impl, mode, dtype, family), rs in sorted(groups.items()):
         row = {"backend": backend, "impl": impl, "mode": mode, "dtype": dtype, "family": family,
                "results": len(rs), "passed": sum(r["verdict"] == "pass" for r in rs)}
-        for what, _ in OUTPUTS:
+        for what, _ in (*OUTPUTS, *LINEAR_OUTPUTS):
             ms = [r[what] for r in rs if r.get(what)]
+            if not ms and what != "loss":  # a linear-CE group has no "grad", a plain one no dh, dw, db
+                continue
             row[what] = {"abs": _quantiles(ms, "abs"), "rel": _quantiles(ms, "rel"), "ulp": _quantiles(ms, "ulp"),
                          "recommended": recommend([r for r in rs if r["verdict"] == "pass"], what, dtype),
                          "published": _published(rs, what, dtype)}
@@ -154,13 +163,16 @@ def render_md(report: dict) -> str:
                      f"{_g(recs[0].get('atol', 0))} | {_g(recs[1].get('rtol', 0))} | {_g(recs[1].get('atol', 0))} | "
                      + " | ".join(pub) + " |")
     lines.append("")
-    for what, title in OUTPUTS:
-        lines += [f"## {title.capitalize()} errors and tolerances per backend, dtype and family", "",
+    linear = [o for o in LINEAR_OUTPUTS if any(o[0] in g for g in report["groups"])]
+    for what, title in (*OUTPUTS, *linear):
+        lines += [f"## {title[0].upper() + title[1:]} errors and tolerances per backend, dtype and family", "",
                   "Errors as max / p99 / median. Recommended (rtol, atol) covers every passing result of the row "
                   f"with margin {report['margin']:g}.", "",
                   "| backend | impl | dtype | family | passed | abs err | rel err | ULP err | rec. rtol | rec. atol | "
                   "torch | jax | tensorflow |", "|" + "---|" * 13]
         for g in report["groups"]:
+            if what not in g:
+                continue
             o = g[what]
             q = [" / ".join(_g(o[k][s]) for s in ("max", "p99", "median")) for k in ("abs", "rel", "ulp")]
             rec = o["recommended"] or {}

@@ -57,7 +57,8 @@ EXTREME_FAMILIES: tuple[str, ...] = ("posinf", "nan", "rowmasked", "nearmax")
 # loss_n += 1e-4 lse_n^2), an upstream cotangent ("ct": random per element, reduction none;
 # "ct1024": a scalar, mean and sum). Their order is the order of operations: scale, softcap,
 # CE + z-loss, cotangent.
-OPTIONS: tuple[str, ...] = ("w", "ign", "allign", "ls", "oor", "s", "cap", "z", "ct")
+OPTIONS: tuple[str, ...] = ("w", "ign", "allign", "ls", "oor", "s", "cap", "z", "ct", "b")
+# "b" (last, so no existing id changes): a linear-CE case's bias b (V,) (xentcheck.core.linear_cases)
 INDEX_ONLY_OPTIONS = frozenset({"ign", "allign", "oor"})
 LLM_OPTIONS = frozenset({"s", "cap", "z", "ct"})  # the ones with a parameter (ct's may be absent)
 IGNORE_INDEX = -100
@@ -69,7 +70,7 @@ _FAMILY_RE = re.compile(r"(?:scale|offset)(\d+(?:\.\d+)?e[+-]?\d+)|neartie|domin
                         r"|nearmax|file-[a-z0-9][a-z0-9.-]*-[0-9a-f]{10}", re.ASCII)  # file-: a user's arrays
 FILE_FAMILY = "file-"  # a user's own arrays (--inputs; xentcheck.core.user_inputs): file-<stem>-<content hash>
 _ID_RE = re.compile(r"(?P<family>[a-z0-9.+-]+)_(?P<dtype>[a-z0-9]+)_(?P<n>0|[1-9]\d*)x(?P<k>0|[1-9]\d*)"
-                    r"(?P<extra>(?:x(?:0|[1-9]\d*))*)_(?P<labels>[a-z]+)_(?P<reduction>[a-z]+)"
+                    r"(?P<extra>(?:x(?:0|[1-9]\d*))*)(?:_lin(?P<d>[1-9]\d*))?_(?P<labels>[a-z]+)_(?P<reduction>[a-z]+)"
                     r"(?:_opt-(?P<options>[a-z0-9.+-]+))?", re.ASCII)
 # an option token: a name, then (LLM options only) a number in the canonical form of format_param
 _TOKEN_RE = re.compile(r"(?P<name>[a-z]+?)(?P<param>-?\d+(?:\.\d+)?(?:e-?\d+)?)?", re.ASCII)
@@ -133,13 +134,15 @@ class Case:
     reduction: str
     options: str = ""  # "+"-joined tokens, in OPTIONS order, e.g. "w+ls", "ign+cap30+z1e-4"
     extra: tuple[int, ...] = ()  # extra dimensions d1, ... after the class axis (torch's order)
+    # linear-CE (xentcheck.core.linear_cases): the hidden size D of h (N, D) and W (K, D); 0: plain CE
+    d: int = 0
     # a user's file holding the inputs (family "file-..."; xentcheck.core.user_inputs). Not part of
     # the case's identity: the id's content hash is
     source: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def id(self) -> str:
-        dims = "".join(f"x{d}" for d in self.extra)
+        dims = "".join(f"x{d}" for d in self.extra) + (f"_lin{self.d}" if self.d else "")
         base = f"{self.family}_{self.dtype}_{self.n}x{self.k}{dims}_{self.labels}_{self.reduction}"
         return f"{base}_opt-{self.options}" if self.options else base
 
@@ -197,6 +200,16 @@ class Case:
         return "ct" in opts and opts["ct"] is None
 
     @property
+    def linear(self) -> bool:
+        """Whether this is a linear-CE case: logits h W^T (+ b) from hidden states and a weight."""
+        return self.d > 0
+
+    @property
+    def kind(self) -> str:
+        """"linear" for a linear-CE case, else "ce": the Variant.kind that runs it."""
+        return "linear" if self.d else "ce"
+
+    @property
     def llm(self) -> bool:
         """Whether the case has an LLM-training option (scale, softcap, z-loss, cotangent)."""
         return bool(LLM_OPTIONS & self.option_set)
@@ -213,11 +226,14 @@ class Case:
             raise ValueError(f"malformed case id {case_id!r} (expected family_dtype_NxK_labels_reduction)")
         extra = tuple(int(v) for v in m["extra"].split("x")[1:])
         case = cls(m["family"], m["dtype"], int(m["n"]), int(m["k"]), m["labels"], m["reduction"], m["options"] or "",
-                   extra, source=source)
+                   extra, int(m["d"] or 0), source=source)
         case.validate()
         return case
 
     def validate(self) -> None:
+        if self.d or "b" in self.options.split("+"):
+            from xentcheck.core.linear_cases import validate_linear
+            validate_linear(self)  # then the checks below, which hold for it too
         m = _FAMILY_RE.fullmatch(self.family)
         if not m:
             raise ValueError(f"unknown case family {self.family!r}")
@@ -261,6 +277,8 @@ class Case:
             out["extra"] = list(self.extra)
         if self.options:
             out["options"] = self.options
+        if self.d:
+            out["d"] = self.d
         if self.source is not None:
             out["inputs_file"] = self.source
         return out
@@ -319,7 +337,8 @@ def default_suite(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES)
     ordered: list[Case] = []
     for i in range(max((len(c) for c in per_family), default=0)):
         ordered.extend(c[i] for c in per_family if i < len(c))
-    return ordered + llm_cases(dtype_names)
+    from xentcheck.core.linear_cases import linear_cases
+    return ordered + llm_cases(dtype_names) + linear_cases(dtype_names)
 
 
 def full_suite(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES) -> list[Case]:
@@ -352,7 +371,9 @@ def full_suite(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES) ->
         for labels, reduction in (("index", "mean"), ("onehot", "sum"), ("soft", "none")):
             extra.append(Case("scale1e+0", dt, 0, 10, labels, reduction))
         extra.append(Case("scale1e+0", dt, 0, 10, "index", "mean", extra=(3,)))
-    return list(dict.fromkeys(default_suite(dtype_names) + extra + llm_cases(dtype_names, full=True)))
+    from xentcheck.core.linear_cases import linear_cases
+    return list(dict.fromkeys(default_suite(dtype_names) + extra + llm_cases(dtype_names, full=True)
+                              + linear_cases(dtype_names, full=True)))
 
 
 # The LLM-training options' cases (docs/llm-options.md): a few per option for the default suite,
@@ -449,6 +470,9 @@ def make_inputs(case: Case, seed: int, chunk_elements: int | None = None) -> Inp
         return inputs_of(case)
     if seed < 0:
         raise ValueError("seed must be >= 0")
+    if case.linear:  # hidden states, weight and bias instead of logits (a LinearInputs)
+        from xentcheck.core.linear_cases import make_linear_inputs
+        return make_linear_inputs(case, seed)  # type: ignore[return-value]
     bg = _rng(seed, case.id)
     n, k, d = case.rows, case.k, dtypes.info(case.dtype)
     fam = case.family

@@ -54,7 +54,11 @@ def _judge(case: Case, output: VariantOutput, tolerances: Tolerances,
         return {"verdict": "error", "reasons": [output.error or "unknown error"], "traceback": output.traceback}
     with np.errstate(all="ignore"):
         ref = reference() if callable(reference) else reference
-        fields = _compare(case, ref, output, tolerances)
+        if case.linear:
+            from xentcheck.core.linear_metrics import compare_linear
+            fields = compare_linear(case, ref, output, tolerances)
+        else:
+            fields = _compare(case, ref, output, tolerances)
     fields["tolerance"] = {"preset": tolerances.preset, **{w: dict(zip(("rtol", "atol"), tolerances.get(case.dtype, w)))
                                                           for w in ("loss", "grad")}}
     fields["reference_precision"] = ref.precision

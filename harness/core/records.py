@@ -103,6 +103,10 @@ class Result:
     grad_dtype: str | None = None
     loss: Metrics | None = None
     grad: Metrics | None = None
+    # linear-CE cases (instead of grad): the gradients w.r.t. h, W and b (xentcheck.core.linear_metrics)
+    dh: Metrics | None = None
+    dw: Metrics | None = None
+    db: Metrics | None = None
     verdict: str | None = None  # one of metrics.VERDICTS
     reasons: list[str] | None = None
     traceback: str | None = None  # error: the backend's
@@ -129,7 +133,7 @@ class Result:
     @classmethod
     def from_dict(cls, data: dict) -> Result:
         known, other = _split(cls, data)
-        for what in ("loss", "grad"):
+        for what in ("loss", "grad", "dh", "dw", "db"):
             if isinstance(known.get(what), dict):
                 known[what] = Metrics.from_dict(known[what])
         return cls(**known, other=other)
@@ -142,7 +146,7 @@ def result_line(result: Result | dict) -> str:
     return json.dumps(result.to_dict()) + "\n"
 
 
-VARIANT_KEYS = ("impl", "mode", "label_forms", "api", "documented", "default", "opt_in", "options", "semantics")
+VARIANT_KEYS = ("impl", "mode", "label_forms", "api", "documented", "default", "opt_in", "options", "semantics", "kind")
 
 
 @dataclass
@@ -163,6 +167,7 @@ class VariantOutput:
     properties: dict[str, dict] | None = None  # computed by the worker when asked for
     loss: np.ndarray | None = None  # in the case's shape, as the backend returned them
     grad: np.ndarray | None = None
+    grads: dict[str, np.ndarray] | None = None  # linear-CE: "dh", "dw" (and "db"), instead of grad
 
     @property
     def semantics(self) -> str:

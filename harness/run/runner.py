@@ -86,8 +86,9 @@ class Runner:
 
     def _slot_variants(self, ci: int, bi: int) -> list[dict]:
         """The selected variants that take this case's label form (one record each)."""
-        labels = self.config.cases[ci].labels
-        chosen = [v for v in self.selected.get(bi, []) if labels in v.get("label_forms", [labels])]
+        labels, kind = self.config.cases[ci].labels, self.config.cases[ci].kind
+        chosen = [v for v in self.selected.get(bi, []) if labels in v.get("label_forms", [labels])
+                  and v.get("kind", "ce") == kind]
         return chosen or [{}]
 
     def _record(self, ci: int, bi: int, fields: dict) -> None:
@@ -130,6 +131,9 @@ class Runner:
         case = self.config.cases[ci]
         key = semantics if semantics_matter(case) else "plain"
         cached = self.refs.setdefault(ci, {})
+        if key not in cached and case.linear:
+            from xentcheck.core.linear_reference import linear_reference
+            cached[key] = linear_reference(case, make_inputs(case, self.config.seed), key)  # type: ignore[assignment,arg-type]
         if key not in cached:
             cached[key] = reference(case, make_inputs(case, self.config.seed), key)
         return cached[key]
@@ -142,7 +146,9 @@ class Runner:
     def _result(self, ci: int, bi: int, j: int, output: VariantOutput, seconds: float) -> Result:
         """Variant j's record (xentcheck.core.evaluate judges it), with the time it took."""
         case = self.config.cases[ci]
-        if output.status == "ok":
+        if output.status == "ok" and case.linear:
+            output.loss, output.grads = self._take_linear_output(bi, ci, j)
+        elif output.status == "ok":
             output.loss, output.grad = self._take_output(bi, ci, j)
         result = evaluate(case, self._subject(bi, output.variant), output, self.config.tolerances, known=self.known,
                           reference=lambda: self._reference(ci, output.semantics))
@@ -158,6 +164,15 @@ class Runner:
         try:
             with np.load(path) as data:
                 return data["loss"], data["grad"]
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _take_linear_output(self, bi: int, ci: int, j: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """A linear-CE variant's loss and gradients (dh, dw, db) as the worker wrote them."""
+        path = self._out_path(bi, ci, j)
+        try:
+            with np.load(path) as data:
+                return data["loss"], {k: data[k] for k in ("dh", "dw", "db") if k in data}
         finally:
             path.unlink(missing_ok=True)
 

@@ -75,9 +75,13 @@ def _as_array(value, what: str) -> np.ndarray:
 
 
 def variant_info(v) -> dict:
-    return {"impl": v.impl, "mode": v.mode, "label_forms": list(v.label_forms), "api": v.api,
+    info = {"impl": v.impl, "mode": v.mode, "label_forms": list(v.label_forms), "api": v.api,
             "documented": v.documented, "default": v.default, "opt_in": v.opt_in,
             "options": list(v.options), "semantics": v.semantics}
+    kind = getattr(v, "kind", "ce")
+    if kind != "ce":  # only then: plain variants' messages stay as they were
+        info["kind"] = kind
+    return info
 
 
 def missing_options(v, case: Case) -> list[str]:
@@ -91,10 +95,11 @@ def run_case(backend, request: RunRequest) -> dict:
     reply = {"op": "result", "case_id": case.id}
     all_variants = backend.variants()
     chosen = _chosen(all_variants, request.variants)
-    applicable = [v for v in chosen if case.labels in v.label_forms]
+    applicable = [v for v in chosen if case.labels in v.label_forms and getattr(v, "kind", "ce") == case.kind]
     why = backend.unsupported(case, request.device)
     if not applicable and chosen and not why:
-        why = f"{backend.name}: no selected implementation takes {case.labels} labels"
+        why = (f"{backend.name}: no selected implementation takes linear-CE cases" if case.linear else
+               f"{backend.name}: no selected implementation takes {case.labels} labels")
     if why:  # one skipped result per variant that would have run, so every result key exists
         return {**reply, "results": [VariantOutput("skipped", variant_info(v), reason=why).to_dict()
                                      for v in (applicable or chosen[:1] or all_variants[:1])]}
@@ -170,6 +175,9 @@ def compute(backend, v, case: Case, pristine: Inputs, device: str, properties: T
             all_variants=()) -> VariantOutput:
     """Run variant `v` on a copy of the case's inputs (rows). The output holds the loss and
     gradient as returned; with `properties` (the run's tolerance) the property checks too."""
+    if case.linear:
+        from xentcheck.run.linear_worker import compute_linear
+        return compute_linear(backend, v, case, pristine, device, properties, all_variants)
     from xentcheck.core import layout
     inputs = pristine.copy()
     start = time.perf_counter()
@@ -200,7 +208,10 @@ def _run_variant(backend, v, case: Case, pristine: Inputs, request: RunRequest, 
         from xentcheck.core.properties import Tol
         tol = Tol(request.rtol, request.atol, request.scaled)
     result = compute(backend, v, case, pristine, request.device, tol, all_variants)
-    if result.status == "ok":
+    if result.status == "ok" and result.grads is not None:  # linear-CE: loss, dh, dw (and db)
+        np.savez(f"{request.out}-{j}.npz", loss=result.loss.astype(transport_dtype(result.loss.dtype)),
+                 **{k: a.astype(transport_dtype(a.dtype)) for k, a in result.grads.items()})
+    elif result.status == "ok":
         assert result.loss is not None and result.grad is not None  # compute's "ok" carries both arrays
         np.savez(f"{request.out}-{j}.npz", loss=result.loss.astype(transport_dtype(result.loss.dtype)),
                  grad=result.grad.astype(transport_dtype(result.grad.dtype)))

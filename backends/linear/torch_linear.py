@@ -1,0 +1,68 @@
+"""PyTorch linear-CE: F.linear_cross_entropy (torch 2.13) without options and with
+LinearCrossEntropyOptions for each acc_policy at two batch chunk sizes, and the materialised
+composition F.cross_entropy(F.linear(h, W, b), y). Gradients by autograd: loss.backward(v)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from xentcheck.backends.base import LinearOutput, Variant
+from xentcheck.core.cases import IGNORE_INDEX, Case
+
+OPTIONS = ("w", "ign", "allign", "ls", "ct", "b")
+POLICIES = ("accurate", "balanced", "compact")
+CHUNKS = (8, 16)  # rows per batch chunk: the default suite's N (16 to 32) spans 1 to 4 chunks
+COMPOSED = "linear_then_cross_entropy"
+
+
+def variants() -> list[Variant]:
+    out = [Variant(COMPOSED, "eager", ("index",), api="F.cross_entropy(F.linear(h, W, b), y)", options=OPTIONS,
+                   semantics="torch", kind="linear"),
+           Variant("linear_cross_entropy", "eager", ("index",), api="F.linear_cross_entropy(h, W, y)",
+                   options=OPTIONS, semantics="torch", kind="linear")]
+    out += [Variant(f"linear_cross_entropy_{p}_c{c}", "eager", ("index",),
+                    api=f"F.linear_cross_entropy(h, W, y, options=LinearCrossEntropyOptions(batch_chunk_size={c}, "
+                        f"acc_policy={p!r}))", options=OPTIONS, semantics="torch", kind="linear")
+            for p in POLICIES for c in CHUNKS]
+    return out
+
+
+def options_of(impl: str):
+    """(acc_policy, batch_chunk_size) of an options variant, None for the others."""
+    if not impl.startswith("linear_cross_entropy_"):
+        return None
+    policy, chunk = impl[len("linear_cross_entropy_"):].rsplit("_c", 1)
+    return policy, int(chunk)
+
+
+def run(backend, variant: Variant, case: Case, inputs, device: str) -> LinearOutput:
+    t = backend.torch
+    F = t.nn.functional
+    h = backend._tensor(inputs.hidden, device).requires_grad_(True)
+    w = backend._tensor(inputs.weight, device).requires_grad_(True)
+    b = None if inputs.bias is None else backend._tensor(inputs.bias, device).requires_grad_(True)
+    y = t.from_numpy(inputs.labels.copy()).to(device)
+    kw = dict(weight=None if inputs.weights is None else backend._tensor(inputs.weights, device),
+              reduction=case.reduction, ignore_index=IGNORE_INDEX, label_smoothing=inputs.smoothing)
+    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if variant.impl == COMPOSED:
+            loss = F.cross_entropy(F.linear(h, w, b), y, **kw)
+        else:
+            opts = options_of(variant.impl)
+            extra = {} if opts is None else {"options": t.nn.LinearCrossEntropyOptions(
+                batch_chunk_size=opts[1], acc_policy=opts[0])}
+            loss = F.linear_cross_entropy(h, w, y, linear_bias=b, **kw, **extra)
+        v = t.ones_like(loss) if inputs.cotangent is None else backend._tensor(inputs.cotangent, device)
+        loss.backward(v)
+    notes += sorted({f"warning: {str(c.message)[:200]}" for c in caught})
+
+    def arr(x) -> np.ndarray:
+        return backend._numpy(x.detach())
+
+    return LinearOutput(loss=arr(loss), dh=arr(h.grad), dw=arr(w.grad), db=None if b is None else arr(b.grad),
+                        loss_dtype=str(loss.dtype).replace("torch.", ""),
+                        grad_dtype=str(h.grad.dtype).replace("torch.", ""), notes=notes)

@@ -1,0 +1,56 @@
+"""A worker's run of one linear-CE variant (worker.compute hands linear-CE cases here)."""
+
+from __future__ import annotations
+
+import time
+import traceback
+
+import numpy as np
+
+from xentcheck.core.cases import Case
+from xentcheck.core.linear_cases import LinearInputs
+from xentcheck.core.records import VariantOutput
+
+
+def _array(value, what: str) -> np.ndarray:
+    from xentcheck.run.worker import _as_array
+    return _as_array(value, what)
+
+
+def shape_problems(case: Case, loss: np.ndarray, grads: dict[str, np.ndarray]) -> list[str]:
+    """What is wrong with the shapes of a linear-CE output (empty: nothing)."""
+    want = {"loss": (case.n,) if case.reduction == "none" else (), "dh": (case.n, case.d), "dw": (case.k, case.d),
+            "db": (case.k,)}
+    got = {"loss": loss.shape, **{k: a.shape for k, a in grads.items()}}
+    out = [f"{k} has shape {tuple(got[k])}, expected {want[k]}" for k in got if tuple(got[k]) != want[k]]
+    if "b" in case.option_set and "db" not in grads:
+        out.append("no db returned for a case with a bias")
+    return out
+
+
+def compute_linear(backend, v, case: Case, pristine: LinearInputs, device: str, properties=None,
+                   all_variants=()) -> VariantOutput:
+    """Run linear variant `v` on a copy of the inputs; with `properties` the metamorphic checks too."""
+    from xentcheck.run.worker import variant_info
+    inputs = pristine.copy()
+    start = time.perf_counter()
+    try:
+        out = backend.run_variant(v, case, inputs, device)
+        seconds = time.perf_counter() - start
+        loss = _array(out.loss, "loss")
+        grads = {"dh": _array(out.dh, "dh"), "dw": _array(out.dw, "dw")}
+        if out.db is not None and "b" in case.option_set:
+            grads["db"] = _array(out.db, "db")
+    except Exception as exc:
+        return VariantOutput("error", variant_info(v), error=f"{type(exc).__name__}: {exc}",
+                             traceback=traceback.format_exc(limit=-3))
+    modified = [name for name in LinearInputs.ARRAYS if getattr(pristine, name) is not None
+                and getattr(inputs, name).tobytes() != getattr(pristine, name).tobytes()]
+    result = VariantOutput("ok", variant_info(v), seconds=seconds, inputs_modified=modified,
+                           loss_dtype=out.loss_dtype or loss.dtype.name,
+                           grad_dtype=out.grad_dtype or grads["dh"].dtype.name, notes=list(out.notes), loss=loss,
+                           grads=grads)
+    if properties is not None and not shape_problems(case, loss, grads):
+        from xentcheck.core.linear_properties import check_linear
+        result.properties = check_linear(backend, v, case, pristine, loss, grads, device, properties, all_variants)
+    return result

@@ -1,0 +1,131 @@
+"""The linear-CE case kind and its reference (loss, dh, dW, db) against mpmath and the
+materialised composition."""
+
+import mpmath
+import numpy as np
+import pytest
+
+from xentcheck.core.cases import Case, default_suite, full_suite, make_inputs
+from xentcheck.core.linear_cases import LinearInputs
+from xentcheck.core.linear_reference import dot2, linear_reference
+from xentcheck.core.reference import reference
+from xentcheck.core.cases import Inputs
+
+
+def test_ids_are_canonical_and_distinguishable():
+    c = Case("scale1e+0", "float32", 32, 1000, "index", "mean", "w+ign+b", d=64)
+    assert c.id == "scale1e+0_float32_32x1000_lin64_index_mean_opt-w+ign+b"
+    assert Case.from_id(c.id) == c and c.linear and c.kind == "linear"
+    assert not Case.from_id("scale1e+0_float32_32x1000_index_mean").linear
+    for bad in ("scale1e+0_float32_32x1000_lin064_index_mean", "scale1e+0_float32_32x1000_lin64_soft_mean",
+                "offset1e+4_float32_8x100_lin4_index_mean", "scale1e+0_float32_8x100_index_mean_opt-b",
+                "scale1e+0_float32_8x100_lin4_index_mean_opt-b+w", "scale1e+0_float32_8x100x3_lin4_index_mean",
+                "scale1e+0_float32_8x100_lin4_index_mean_opt-w+z1e-4"):
+        with pytest.raises(ValueError):
+            Case.from_id(bad)
+
+
+def test_suites_hold_linear_cases_after_the_plain_ones():
+    d = default_suite()
+    lin = [c for c in d if c.linear]
+    assert 8 <= len(lin) <= 16 and all(c.n * c.k <= 64_000 for c in lin)
+    assert [c.linear for c in d] == sorted(c.linear for c in d)  # appended: the plain cases keep their places
+    full = [c for c in full_suite() if c.linear]
+    assert {50257, 128256, 151936, 256000} <= {c.k for c in full}
+    assert {16, 4096} <= {c.d for c in full}
+    assert {"offset1e+4", "neartie", "dominant"} <= {c.family for c in full}
+
+
+def test_inputs_are_a_pure_function_of_seed_and_id():
+    c = Case.from_id("dominant_bfloat16_16x2000_lin64_index_mean_opt-ign+b")
+    a, b = make_inputs(c, 3), make_inputs(c, 3)
+    assert isinstance(a, LinearInputs) and a.hidden.shape == (16, 64) and a.weight.shape == (2000, 64)
+    for name in ("hidden", "weight", "bias", "labels"):
+        assert getattr(a, name).tobytes() == getattr(b, name).tobytes()
+    assert (a.labels == -100).any() and a.labels[0] != -100
+    assert make_inputs(c, 4).hidden.tobytes() != a.hidden.tobytes()
+
+
+def test_dominant_family_is_confident():
+    c = Case("dominant", "float32", 16, 2000, "index", "none", d=64)
+    ref = linear_reference(c, make_inputs(c, 0))
+    assert float(np.max(ref.row_loss)) < 1e-3  # p of the target > 0.999 on every row
+
+
+def _mp_reference(c: Case, x: LinearInputs, dps: int = 50):
+    """Loss, dh, dW, db in mpmath (reduction mean over N, no options but b)."""
+    with mpmath.workdps(dps):
+        h = [[mpmath.mpf(float(v)) for v in row] for row in x.hidden]
+        w = [[mpmath.mpf(float(v)) for v in row] for row in x.weight]
+        b = [mpmath.mpf(float(v)) for v in x.bias] if x.bias is not None else [0] * c.k
+        n, v, dd = c.n, c.k, c.d
+        loss, g = 0, []
+        for i in range(n):
+            o = [mpmath.fsum(h[i][j] * w[k][j] for j in range(dd)) + b[k] for k in range(v)]
+            m = max(o)
+            z = mpmath.fsum(mpmath.exp(t - m) for t in o)
+            lse = m + mpmath.log(z)
+            y = int(x.labels[i])
+            loss += lse - o[y]
+            g.append([mpmath.exp(t - lse) - (1 if k == y else 0) for k, t in enumerate(o)])
+        den = n if c.reduction == "mean" else 1
+        g = [[e / den for e in row] for row in g]
+        dh = [[mpmath.fsum(g[i][k] * w[k][j] for k in range(v)) for j in range(dd)] for i in range(n)]
+        dw = [[mpmath.fsum(g[i][k] * h[i][j] for i in range(n)) for j in range(dd)] for k in range(v)]
+        db = [mpmath.fsum(g[i][k] for i in range(n)) for k in range(v)]
+        # longdouble (64-bit significand): a float64 rounding would hide the reference's extra digits
+        f = lambda a: np.vectorize(lambda e: np.longdouble(mpmath.nstr(e, 30)), otypes=[np.longdouble])(  # noqa: E731
+            np.array(a, dtype=object))
+        return np.longdouble(mpmath.nstr(loss / den, 30)), f(dh), f(dw), f(db)
+
+
+@pytest.mark.parametrize("case_id", ["scale1e+1_float64_5x7_lin6_index_mean_opt-b",
+                                     "offset1e+4_float64_4x9_lin5_index_sum_opt-b",
+                                     "scale1e+0_float32_5x7_lin6_index_mean_opt-b"])
+def test_reference_against_mpmath(case_id):
+    c = Case.from_id(case_id)
+    x = make_inputs(c, 1)
+    ref = linear_reference(c, x)
+    loss, dh, dw, db = _mp_reference(c, x)
+    # errors far below the tested dtype's roundoff, relative to each entry's natural scale
+    for got, want, scale in ((ref.loss, loss, ref.scales["loss"]), (ref.dh, dh, ref.scales["dh"]),
+                             (ref.dw, dw, ref.scales["dw"]), (ref.db, db, ref.scales["db"])):
+        err = (np.abs(np.asarray(got, dtype=np.longdouble) - want) / np.asarray(scale)).astype(np.float64)
+        assert float(np.max(err)) < (2e-18 if c.dtype == "float64" else 1e-14), (case_id, float(np.max(err)))
+
+
+def test_dot2_is_twice_float64():
+    rng = np.random.default_rng(0)
+    h = rng.standard_normal((3, 40)) * 1e3
+    w = rng.standard_normal((5, 40))
+    w[:, 1] = -w[:, 0] * h[0, 0] / h[0, 1]  # cancellation in row 0
+    got = dot2(h, w)
+    with mpmath.workdps(60):
+        for i in range(3):
+            for k in range(5):
+                exact = mpmath.fsum(mpmath.mpf(float(a)) * mpmath.mpf(float(b)) for a, b in zip(h[i], w[k]))
+                assert abs(float(got[i, k] - np.longdouble(mpmath.nstr(exact, 30)))) <= 2 ** -62 * float(np.abs(h[i]) @ np.abs(w[k]))
+
+
+def test_reference_matches_plain_reference_on_its_logits():
+    """Chunked (1 row at a time) or not, the loss equals the plain CE reference of h W^T + b, and
+    dh, dW, db are that gradient's products with W, h and ones."""
+    import xentcheck.core.linear_reference as lr
+    c = Case.from_id("scale1e+1_float32_24x777_lin16_index_mean_opt-w+ign+ls+b")
+    x = make_inputs(c, 0)
+    o = x.hidden.astype(np.float64) @ x.weight.astype(np.float64).T + x.bias.astype(np.float64)
+    plain = Case("scale1e+1", "float32", 24, 777, "index", "mean", "w+ign+ls")
+    want = reference(plain, Inputs(o, x.labels, x.target, x.weights, x.smoothing), "torch")
+    old = lr.CHUNK_ELEMENTS
+    try:
+        lr.CHUNK_ELEMENTS = 1
+        ref = linear_reference(c, x, "torch")
+    finally:
+        lr.CHUNK_ELEMENTS = old
+    assert abs(float(ref.loss) - float(want.loss)) <= 1e-14 * float(want.loss)
+    g = want.grad
+    # the same G; float64 sums in another order (a BLAS call per row): within 1e-13 of each scale
+    for what, want_ in (("dh", g @ x.weight.astype(np.float64)), ("dw", g.T @ x.hidden.astype(np.float64)),
+                        ("db", g.sum(axis=0))):
+        assert (np.abs(getattr(ref, what) - want_) <= 1e-13 * ref.scales[what]).all(), what
+    assert (ref.dh[x.labels == -100] == 0).all()  # ignored rows: no gradient
