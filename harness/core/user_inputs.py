@@ -139,6 +139,7 @@ def from_arrays(raw: Mapping[str, Any], stem: str, where: str, source: str | Non
     def fail(message: str) -> InputsError:
         return InputsError(f"{where}: {message}")
 
+    raw = {key: value for key, value in raw.items() if value is not None}  # None: an option left out
     unknown = sorted(set(raw) - set(KEYS))
     if unknown:
         raise fail(f"unknown key {unknown[0]!r} (known: {', '.join(KEYS)})")
@@ -160,7 +161,7 @@ def from_arrays(raw: Mapping[str, Any], stem: str, where: str, source: str | Non
     smoothing = _number(raw.get("label_smoothing", 0.0), "label_smoothing", fail)
     if not 0.0 <= smoothing <= 1.0:
         raise fail(f"label_smoothing must be in [0, 1], got {smoothing}")
-    ignore = None if raw.get("ignore_index") is None else _integer(raw["ignore_index"], fail)
+    ignore = _integer(raw["ignore_index"], fail) if "ignore_index" in raw else None
 
     y = _numpy(raw["labels"])
     options = []

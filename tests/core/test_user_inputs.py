@@ -147,11 +147,12 @@ def test_unreadable_files_are_refused(tmp_path):
 
 def test_a_dict_saved_for_the_workers_reads_back_the_same_case(tmp_path):
     arrays = {"logits": np.array([[1, 2, 3]], BF16), "labels": np.array([2]), "ignore_index": None,
-              "reduction": "sum"}
+              "weight": None, "label_smoothing": None, "reduction": "sum"}  # None: left out
     first, _ = from_arrays(arrays, "arrays1", "inputs[0]")
     save_npz(tmp_path / "arrays1.npz", arrays)
     again, inputs = load(tmp_path / "arrays1.npz")
     assert again.id == first.id and inputs.logits.dtype == BF16
+    assert first.id.endswith("_bfloat16_1x3_index_sum") and first.options == ""
 
 
 def test_stems_fit_in_an_id():
