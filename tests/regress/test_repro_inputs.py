@@ -29,3 +29,20 @@ def test_halving_the_spread_keeps_the_options_arrays(tmp_path):
     half = repro._halve_spread(inputs)
     assert half.logits.tolist() == [[3.0, 5.0, 4.0]]
     assert half.weights.tolist() == [1.0, 2.0, 3.0] and half.smoothing == 0.2
+
+
+def test_known_differences_match_a_file_case_by_its_name(tmp_path):
+    from xentcheck.regress import known
+
+    path = tmp_path / "step41200.npz"
+    np.savez(path, logits=np.array([[-np.inf, 0, 0]], np.float32), labels=np.array([[0, 1, 0]], np.float32))
+    case, _ = load(path)
+    record = {**case.as_dict(), "backend": "torch", "impl": "cross_entropy_probs", "mode": "eager",
+              "verdict": "nonfinite", "reasons": ["loss: NaN"]}
+    entry = {"id": "nan-probs", "reason": "0 * -inf", "link": "https://example.org", "case": "file-step41200-*",
+             "labels": "onehot"}
+    records, info = known.apply([record], [entry])
+    assert records[0]["verdict"] == "known" and records[0]["original_verdict"] == "nonfinite"
+    assert records[0]["inputs_file"] == str(path.resolve()) and info["matched"] == {"nan-probs": 1}
+    other = {**entry, "case": "file-other-*"}
+    assert known.apply([record], [other])[0][0]["verdict"] == "nonfinite"
