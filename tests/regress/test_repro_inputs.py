@@ -46,3 +46,13 @@ def test_known_differences_match_a_file_case_by_its_name(tmp_path):
     assert records[0]["inputs_file"] == str(path.resolve()) and info["matched"] == {"nan-probs": 1}
     other = {**entry, "case": "file-other-*"}
     assert known.apply([record], [other])[0][0]["verdict"] == "nonfinite"
+
+
+def test_the_rerun_command_of_a_file_case_gives_the_file():
+    from xentcheck.reports.junit import repro as command
+
+    record = {"case_id": "file-my-batch-0123456789_float32_1x3_index_mean", "backend": "torch", "seed": 0,
+              "inputs_file": "/data/my batch.npz"}
+    assert command(record) == "xentcheck run --backends torch --inputs '/data/my batch.npz'"
+    generated = {"case_id": "scale1e+0_float32_16x10_index_mean", "backend": "torch", "seed": 3}
+    assert command(generated) == "xentcheck run --backends torch --case scale1e+0_float32_16x10_index_mean --seed 3"
