@@ -12,7 +12,8 @@ its framework wants it (torch: dim 1). Its inputs are a pure function of
 (seed, id): the random stream comes from PCG64 seeded by both, and only the generator's raw
 64-bit words and IEEE-exact arithmetic (no libm calls) turn it into numbers, so the inputs
 are bit-for-bit identical on every machine. Workers regenerate inputs from (seed, id);
-large arrays never travel between processes.
+large arrays never travel between processes. The exception is a user's file case (family
+"file-...", xentcheck.core.user_inputs): its inputs are read from the file its `source` names.
 """
 
 from __future__ import annotations

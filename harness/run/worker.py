@@ -1,7 +1,7 @@
 """A backend's worker process: `python -m xentcheck.run.worker SPEC`.
 
 Speaks JSON lines: the parent sends a run request (protocol.RunRequest) and the
-worker regenerates the inputs from (seed, case_id), runs the backend and writes loss and
+worker regenerates the inputs from (seed, case_id) (a user's file case: reads its file), runs the backend and writes loss and
 gradient to the .npz file `out`; only small messages cross the pipe. {"op": "time", "case_id",
 "seed", "device", "variants"} times the variants instead (`xentcheck bench`) and answers with
 the statistics ({"op": "timing"}). The first message is a
