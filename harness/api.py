@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, Union
@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from xentcheck.run.execute import Execution
 
 BackendLike = Union[str, "os.PathLike[str]", type["Backend"], "Backend"]
+# a user's arrays: a file (.npz, .safetensors, .pt) or a dict of logits, labels, weight, ignore_index,
+# label_smoothing, reduction (xentcheck.core.user_inputs)
+InputsLike = Union[str, "os.PathLike[str]", Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ class VerifyOptions(TypedDict, total=False):
     out: str | os.PathLike[str] | None
     repro: bool
     progress: bool
+    inputs: InputsLike | Sequence[InputsLike] | None
 
 
 def verify(backends: BackendLike | Sequence[BackendLike] | None = None, *,
@@ -107,7 +111,7 @@ def verify(backends: BackendLike | Sequence[BackendLike] | None = None, *,
            cases: int | Sequence[str] | None = None, tolerances: str | Tolerances = "xentcheck", device: str = "cpu",
            impls: Sequence[str] | None = None, modes: Sequence[str] | None = None, properties: bool | None = None,
            case_timeout: float = 300.0, out: str | os.PathLike[str] | None = None, repro: bool = True,
-           progress: bool = False) -> VerifyResult:
+           progress: bool = False, inputs: InputsLike | Sequence[InputsLike] | None = None) -> VerifyResult:
     """Run the cases through the backends, each in a worker process, as `xentcheck run` does.
 
     backends: built-in or entry-point names ("numpy", "torch", ...), plugin .py paths ("PATH::NAME"
@@ -119,10 +123,27 @@ def verify(backends: BackendLike | Sequence[BackendLike] | None = None, *,
     tolerances: a preset (xentcheck, model, torch, jax, tensorflow) or a Tolerances object.
     out: a folder to write every report into, as `xentcheck run --out` does (run.json, results.jsonl,
       report.md, report.html, junit.xml, ..., repro/ unless repro=False); None: write nothing.
+    inputs: your own arrays, as `xentcheck run --inputs` takes them: a file path (.npz, .safetensors,
+      .pt), or a dict with the same keys (logits, labels; optionally weight, ignore_index,
+      label_smoothing, reduction; NumPy arrays, torch tensors or scalars), or a list of these. Alone
+      they are the only cases; with `cases`, they run after those. A dict reaches the workers as an
+      .npz file in out/inputs/ (or a scratch folder).
     A bad argument raises ValueError with the command line's message.
     """
+    with tempfile.TemporaryDirectory(prefix="xentcheck-") as scratch:  # the workers' logs, results.jsonl, inputs
+        folder = None if out is None else Path(out)
+        plan = _plan(backends, dtypes, suite, seed, cases, tolerances, device, impls, modes, properties, case_timeout,
+                     _input_files(inputs, (folder or Path(scratch)) / "inputs"))
+        done = _execute(plan, folder, Path(scratch), progress, repro)
+    if not done.finished:
+        raise KeyboardInterrupt("xentcheck: interrupted" + (f"; reports cover what finished, in {folder}" if folder else ""))
+    return _result(done, folder)
+
+
+def _plan(backends, dtypes, suite, seed, cases, tolerances, device, impls, modes, properties, case_timeout,
+          input_files: tuple[str, ...]):
+    """verify()'s arguments as the command line's RunPlan (its validation and messages)."""
     from xentcheck.run import plan as runplan
-    from xentcheck.run.execute import execute, start_folder
 
     names, files = _backend_args(backends)
     preset, rtol, atol = _tolerance_specs(tolerances)
@@ -130,23 +151,49 @@ def verify(backends: BackendLike | Sequence[BackendLike] | None = None, *,
     plan = runplan.plan_from_options(
         _joined(names, "backends") if names else None, tuple(files), _joined(dtypes, "dtypes"), _integer(seed, "seed"),
         n_cases, case_ids, device, preset, rtol, atol, float(case_timeout), suite,
-        _joined(impls, "impls"), _joined(modes, "modes"), properties)
+        _joined(impls, "impls"), _joined(modes, "modes"), properties, input_files)
     plan.case_order = [c.id for c in plan.cases]
-    if out is None:
-        with tempfile.TemporaryDirectory(prefix="xentcheck-") as scratch:  # the workers' logs and results.jsonl
-            (Path(scratch) / "logs").mkdir()
-            done = execute(plan, Path(scratch), progress=progress, reports=False, warn=_warn)
-        folder = None
-    else:
-        folder = Path(out)
-        try:
-            start_folder(folder, plan)
-        except OSError as exc:
-            raise ValueError(f"cannot write to output folder {folder}: {exc.strerror or exc}") from None
-        done = execute(plan, folder, progress=progress, repro=repro, warn=_warn)
-    if not done.finished:
-        raise KeyboardInterrupt("xentcheck: interrupted" + (f"; reports cover what finished, in {folder}" if folder else ""))
-    return _result(done, folder)
+    return plan
+
+
+def _execute(plan, folder: Path | None, scratch: Path, progress: bool, repro: bool) -> Execution:
+    from xentcheck.run.execute import execute, start_folder
+
+    if folder is None:
+        (scratch / "logs").mkdir()
+        return execute(plan, scratch, progress=progress, reports=False, warn=_warn)
+    try:
+        start_folder(folder, plan)
+    except OSError as exc:
+        raise ValueError(f"cannot write to output folder {folder}: {exc.strerror or exc}") from None
+    return execute(plan, folder, progress=progress, repro=repro, warn=_warn)
+
+
+def _input_files(inputs: InputsLike | Sequence[InputsLike] | None, folder: Path) -> tuple[str, ...]:
+    """verify(inputs=...) as --inputs files: paths as given, each dict checked and written to
+    folder/arrays<i>.npz (i: its place in the list, from 1)."""
+    from xentcheck.core import user_inputs
+
+    if inputs is None:
+        return ()
+    items = [inputs] if isinstance(inputs, (str, os.PathLike, Mapping)) else list(inputs)
+    if not items:
+        raise ValueError("inputs must be a file, a dict of arrays or a non-empty list of these")
+    files = []
+    for i, item in enumerate(items, 1):
+        if isinstance(item, (str, os.PathLike)):
+            files.append(os.fspath(item))
+        elif isinstance(item, Mapping):
+            user_inputs.from_arrays(item, "arrays", f"inputs[{i - 1}]")  # its message names it, before writing
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                user_inputs.save_npz(folder / f"arrays{i}.npz", item)
+            except OSError as exc:
+                raise ValueError(f"cannot write inputs[{i - 1}] to {folder}: {exc.strerror or exc}") from None
+            files.append(str(folder / f"arrays{i}.npz"))
+        else:
+            raise ValueError(f"inputs[{i - 1}] must be a file path or a dict of arrays, got {type(item).__name__}")
+    return tuple(files)
 
 
 # --- the one place that turns the run's records into a VerifyResult ----------------------------
@@ -290,7 +337,7 @@ class ReferenceResult:
     precision: str  # the working precision: "float64" (16-, 32-bit logits), "longdouble" or "mpmath" (float64)
 
 
-def reference(logits: Any, labels: Any, reduction: Literal["mean", "sum", "none"] = "mean", *,
+def reference(logits: Any, labels: Any = None, reduction: Literal["mean", "sum", "none"] = "mean", *,
               weight: Any = None, ignore_index: int | None = None, label_smoothing: float = 0.0,
               semantics: Literal["torch", "keras", "plain"] = "torch") -> ReferenceResult:
     """The high-precision loss and gradient of softmax cross-entropy on your arrays.
@@ -304,6 +351,10 @@ def reference(logits: Any, labels: Any, reduction: Literal["mean", "sum", "none"
     divides by the targets' weights), "keras" (an ignored target is left out of the mean; no
     class weights), "plain" (tf.nn, optax: smoothing only). Worked in float64 for 16- and 32-bit
     logits, in long double (or mpmath) for float64. Bad arguments raise ValueError.
+
+    reference(INPUTS, semantics=...) takes the arrays as `verify(inputs=...)` does instead: a file
+    (.npz, .safetensors, .pt) or a dict holding logits, labels and optionally weight, ignore_index,
+    label_smoothing and reduction (the other arguments must then be left out).
     """
     import numpy as np
 
@@ -312,6 +363,11 @@ def reference(logits: Any, labels: Any, reduction: Literal["mean", "sum", "none"
     from xentcheck.core.reference import SEMANTICS
     from xentcheck.core.reference import reference as compute
 
+    if labels is None:
+        if (reduction, weight, ignore_index, label_smoothing) != ("mean", None, None, 0.0):
+            raise ValueError("reference(INPUTS): reduction, weight, ignore_index and label_smoothing come from "
+                             "the inputs; leave the arguments out")
+        return _reference_of_inputs(logits, semantics)
     x = np.asarray(logits)
     dtype = x.dtype.name
     if dtype not in DTYPE_NAMES:
@@ -369,3 +425,25 @@ def reference(logits: Any, labels: Any, reduction: Literal["mean", "sum", "none"
     ref = compute(case, inputs, semantics)
     loss = ref.loss.reshape(lead) if reduction == "none" else ref.loss
     return ReferenceResult(loss=loss, grad=ref.grad.reshape(x.shape), precision=ref.precision)
+
+
+def _reference_of_inputs(inputs: InputsLike, semantics: str) -> ReferenceResult:
+    """reference() of a user's file or dict (xentcheck.core.user_inputs): the case its options make."""
+    from xentcheck.core import user_inputs
+    from xentcheck.core.reference import SEMANTICS
+    from xentcheck.core.reference import reference as compute
+
+    if semantics not in SEMANTICS:
+        raise ValueError(f"unknown semantics {semantics!r} (known: {', '.join(SEMANTICS)})")
+    if isinstance(inputs, (str, os.PathLike)):
+        case, rows = user_inputs.load(inputs)
+    elif isinstance(inputs, Mapping):
+        case, rows = user_inputs.from_arrays(inputs, "arrays", "inputs")
+    else:
+        raise ValueError(f"reference() needs logits and labels, or one file path or dict of arrays; got "
+                         f"{type(inputs).__name__} alone")
+    if rows.weights is not None and semantics != "torch":
+        raise ValueError(f"class weights are read as torch documents them: semantics {semantics!r} takes none")
+    ref = compute(case, rows, semantics)
+    loss = ref.loss.reshape(case.loss_shape) if case.reduction == "none" else ref.loss
+    return ReferenceResult(loss=loss, grad=ref.grad.reshape(case.shape), precision=ref.precision)

@@ -31,7 +31,8 @@ def _usage(fn, *args):
 
 # options that define what a run computes: --resume takes them all from the folder's run.json
 PLAN_OPTIONS = ("backends", "backend_files", "dtypes", "seed", "n_cases", "case_ids", "out", "device", "preset",
-                "rtol", "atol", "suite", "impls", "modes", "properties", "shard", "known_file", "pythons")
+                "rtol", "atol", "suite", "impls", "modes", "properties", "shard", "known_file", "pythons",
+                "input_files")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,6 +51,9 @@ def cli() -> None:
 @click.option("--cases", "n_cases", type=click.IntRange(min=1),
               help="Run only the first N cases of the suite (they span every family).")
 @click.option("--case", "case_ids", multiple=True, metavar="ID", help="Run this case id (repeatable) instead of the suite.")
+@click.option("--inputs", "input_files", multiple=True, metavar="FILE",
+              help="Verify your own logits and labels (.npz, .safetensors or torch .pt; repeatable): alone, only "
+                   "these; with --cases/--case, after those (README: Your own batch).")
 @click.option("--out", type=click.Path(file_okay=False), default="xentcheck-out", show_default=True, help="Output folder.")
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]), help="Device to run backends on.")
 @click.option("--tolerances", "--tolerance", "preset", default="xentcheck", show_default=True,
@@ -80,8 +84,8 @@ def cli() -> None:
               help="Write repro/<id>.npz and .py for every failing result.")
 @click.option("--timing", is_flag=True, help="After the run, time the run's own shapes and dtypes as `xentcheck bench` does "
               "(one backend at a time, 1 thread; several seconds per shape, dtype and implementation).")
-def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, preset, rtol, atol, case_timeout,
-        suite, impls, modes, properties, resume, progress, shard, known_file, pythons, repro, timing) -> int:
+def run(backends, backend_files, dtypes, seed, n_cases, case_ids, input_files, out, device, preset, rtol, atol,
+        case_timeout, suite, impls, modes, properties, resume, progress, shard, known_file, pythons, repro, timing) -> int:
     """Run the cases through each backend and write results.jsonl and every report (report.html, report.md,
     junit.xml, tolerance.md/.json, summary.json, results.csv, results.parquet)."""
     from xentcheck.run import plan as runplan
@@ -104,7 +108,7 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, p
         prior = _usage(resuming.prior_results, out_dir, plan)
     else:
         plan = _usage(runplan.plan_from_options, backends, backend_files, dtypes, seed, n_cases, case_ids, device,
-                      preset, rtol, atol, case_timeout, suite, impls, modes, properties)
+                      preset, rtol, atol, case_timeout, suite, impls, modes, properties, input_files)
         regress = regress_options(shard, known_file, pythons, plan.backends)
         plan.case_order = [c.id for c in plan.cases]
         if regress["shard"]:

@@ -9,6 +9,7 @@ verdict=widened and its reasons in system-out.
 from __future__ import annotations
 
 import re
+import shlex
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 
@@ -35,6 +36,8 @@ def repro(r: dict, spec: str | None = None, preset: str | None = None) -> str:
     """The command that reruns just this result."""
     where = f"--backend-file {spec[len('file:'):]}" if spec and spec.startswith("file:") else f"--backends {r['backend']}"
     tol = f" --tolerances {preset}" if preset and preset != "xentcheck" else ""
+    if r.get("inputs_file"):  # a user's file case (--inputs): its arrays come from the file, not the seed
+        return f"xentcheck run {where} --inputs {shlex.quote(r['inputs_file'])}{tol}"
     return f"xentcheck run {where} --case {r['case_id']} --seed {r.get('seed', 0)}{tol}"
 
 

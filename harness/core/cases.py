@@ -12,14 +12,15 @@ its framework wants it (torch: dim 1). Its inputs are a pure function of
 (seed, id): the random stream comes from PCG64 seeded by both, and only the generator's raw
 64-bit words and IEEE-exact arithmetic (no libm calls) turn it into numbers, so the inputs
 are bit-for-bit identical on every machine. Workers regenerate inputs from (seed, id);
-large arrays never travel between processes.
+large arrays never travel between processes. The exception is a user's file case (family
+"file-...", xentcheck.core.user_inputs): its inputs are read from the file its `source` names.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
 
@@ -74,7 +75,8 @@ SMOOTHING = 0.1
 # ASCII-only and full matches, no leading zeros: an accepted id is its case's canonical id, so
 # ids compare equal exactly when cases do (resumed runs match results by id).
 _FAMILY_RE = re.compile(r"(?:scale|offset)(\d+(?:\.\d+)?e[+-]?\d+)|neartie|dominant|masked|posinf|nan|rowmasked"
-                        r"|nearmax", re.ASCII)
+                        r"|nearmax|file-[a-z0-9][a-z0-9.-]*-[0-9a-f]{10}", re.ASCII)  # file-: a user's arrays
+FILE_FAMILY = "file-"  # a user's own arrays (--inputs; xentcheck.core.user_inputs): file-<stem>-<content hash>
 _ID_RE = re.compile(r"(?P<family>[a-z0-9.+-]+)_(?P<dtype>[a-z0-9]+)_(?P<n>0|[1-9]\d*)x(?P<k>0|[1-9]\d*)"
                     r"(?P<extra>(?:x(?:0|[1-9]\d*))*)(?:_lin(?P<d>[1-9]\d*))?_(?P<labels>[a-z]+)_(?P<reduction>[a-z]+)"
                     r"(?:_opt-(?P<options>[a-z0-9.+-]+))?", re.ASCII)
@@ -142,6 +144,9 @@ class Case:
     extra: tuple[int, ...] = ()  # extra dimensions d1, ... after the class axis (torch's order)
     # linear-CE (xentcheck.core.linear_cases): the hidden size D of h (N, D) and W (K, D); 0: plain CE
     d: int = 0
+    # a user's file holding the inputs (family "file-..."; xentcheck.core.user_inputs). Not part of
+    # the case's identity: the id's content hash is
+    source: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def id(self) -> str:
@@ -217,14 +222,19 @@ class Case:
         """Whether the case has an LLM-training option (scale, softcap, z-loss, cotangent)."""
         return bool(LLM_OPTIONS & self.option_set)
 
+    @property
+    def from_file(self) -> bool:
+        """Whether the inputs are a user's arrays (--inputs) rather than generated from (seed, id)."""
+        return self.family.startswith(FILE_FAMILY)
+
     @classmethod
-    def from_id(cls, case_id: str) -> Case:
+    def from_id(cls, case_id: str, source: str | None = None) -> Case:
         m = _ID_RE.fullmatch(case_id) if isinstance(case_id, str) else None
         if not m:
             raise ValueError(f"malformed case id {case_id!r} (expected family_dtype_NxK_labels_reduction)")
         extra = tuple(int(v) for v in m["extra"].split("x")[1:])
         case = cls(m["family"], m["dtype"], int(m["n"]), int(m["k"]), m["labels"], m["reduction"], m["options"] or "",
-                   extra, int(m["d"] or 0))
+                   extra, int(m["d"] or 0), source=source)
         case.validate()
         return case
 
@@ -277,6 +287,8 @@ class Case:
             out["options"] = self.options
         if self.d:
             out["d"] = self.d
+        if self.source is not None:
+            out["inputs_file"] = self.source
         return out
 
 
@@ -483,6 +495,9 @@ def make_inputs(case: Case, seed: int, chunk_elements: int | None = None) -> Inp
     temporaries stay chunk-sized (a whole-array pass held about 6x the logits' size) and every
     byte is the one a whole-array pass gives: each step is row-wise, and a row's words do not
     depend on how the rows are split."""
+    if case.from_file:  # a user's arrays: read from the file, not generated
+        from xentcheck.core.user_inputs import inputs_of
+        return inputs_of(case)
     if seed < 0:
         raise ValueError("seed must be >= 0")
     if case.linear:  # hidden states, weight and bias instead of logits (a LinearInputs)

@@ -126,7 +126,7 @@ def evaluate(case: Case, inputs: Inputs, spec: str, device: str, tol: Tolerances
 
 def rerun(record: dict, spec: str, summary: dict) -> dict:
     """The recorded result computed again, judged with the run's tolerances and known differences."""
-    case = Case.from_id(record["case_id"])
+    case = Case.from_id(record["case_id"], record.get("inputs_file"))
     seed = record.get("seed", summary.get("config", {}).get("seed", 0))
     known = (summary.get("known_differences") or {}).get("entries", [])
     return evaluate(case, make_inputs(case, seed), spec, record.get("device", "cpu"), tolerances_of(summary),
@@ -170,7 +170,9 @@ def _halve_spread(inputs: Inputs) -> Inputs:
     top = np.where(finite, x, -np.inf).max(axis=1, keepdims=True)
     top = np.where(np.isfinite(top), top, 0.0)
     y = np.where(finite, top + (x - top) / 2, x)
-    return Inputs(y.astype(inputs.logits.dtype), inputs.labels.copy(), inputs.target.copy())
+    # the options' arrays stay: a case with class weights or smoothing keeps them (a user file's too)
+    return Inputs(y.astype(inputs.logits.dtype), inputs.labels.copy(), inputs.target.copy(), inputs.weights,
+                  inputs.smoothing, inputs.cotangent)
 
 
 def _spread(inputs: Inputs) -> float:
@@ -300,7 +302,7 @@ def write_all(out_dir: Path, records: list[dict], seed: int, summary: dict | Non
     for r in records:
         if r["verdict"] not in BAD:
             continue
-        case = Case.from_id(r["case_id"])
+        case = Case.from_id(r["case_id"], r.get("inputs_file"))
         inputs = make_inputs(case, r.get("seed", seed))
         ref = reference(case, inputs, _semantics(summary or {}, r))
         written.append(write(Path(out_dir) / "repro", r, inputs, case, ref, spec=specs.get(r["backend"]))[1])

@@ -58,6 +58,9 @@ class RunPlan:
     def to_json(self) -> dict:
         data = asdict(self)
         data["cases"] = [c.id for c in self.cases]
+        sources = {c.id: c.source for c in self.cases if c.source is not None}
+        if sources:  # a user's file cases (--inputs): the file each reads (only then: run.json as before)
+            data["inputs"] = sources
         return {"format": FORMAT, **data}
 
     @classmethod
@@ -116,8 +119,11 @@ class RunPlan:
             extra["interpreters"] = {str(k): str(v) for k, v in dict(data["interpreters"]).items()}
         if data.get("known_file") is not None:
             extra["known_file"] = str(data["known_file"])
+        sources = data.get("inputs") or {}
+        if not (isinstance(sources, dict) and all(isinstance(v, str) for v in sources.values())):
+            raise ValueError("field 'inputs' must map case ids to file paths")
         plan = cls(backends=list(data["backends"]), dtypes=parse_dtypes(",".join(data["dtypes"])),
-                   seed=check_seed(data["seed"]), cases=[Case.from_id(i) for i in data["cases"]],
+                   seed=check_seed(data["seed"]), cases=[_case(i, sources.get(i)) for i in data["cases"]],
                    device=data["device"], preset=data["preset"], rtol=list(data["rtol"]),
                    atol=list(data["atol"]), case_timeout=check_timeout(timeout), suite=suite,
                    impls=impls, modes=modes, properties=data.get("properties", False), **extra)
@@ -133,6 +139,24 @@ class RunPlan:
 
 
 # --- the pieces, each usable on its own --------------------------------------------------
+
+def _case(case_id: str, source: str | None) -> Case:
+    """A stored case; a user file's is checked against its file now (changed or gone: refused
+    before any worker starts)."""
+    case = Case.from_id(case_id, source)
+    if case.from_file:
+        from xentcheck.core.user_inputs import inputs_of
+        inputs_of(case)
+    return case
+
+
+def input_cases(paths: tuple[str, ...] | list[str]) -> list[Case]:
+    """The cases of the user's files (--inputs), each read and checked now: a bad file is a
+    ValueError (one line naming it) before any worker starts."""
+    from xentcheck.core.user_inputs import load
+
+    return list(dict.fromkeys(load(p)[0] for p in paths))
+
 
 SUITES: tuple[str, ...] = ("default", "full")
 
@@ -250,6 +274,9 @@ def select_cases(dtype_names: list[str], n_cases: int | None, ids: tuple[str, ..
                  suite: str = "default") -> list[Case]:
     if ids:
         cases = list(dict.fromkeys(Case.from_id(i) for i in ids))
+        own = next((c for c in cases if c.from_file), None)
+        if own is not None:
+            raise ValueError(f"case {own.id} holds a user's arrays: give its file with --inputs")
         return [c for c in cases if c.dtype in dtype_names]
     cases = full_suite(dtype_names) if suite == "full" else default_suite(dtype_names)
     return cases[:n_cases] if n_cases else cases
@@ -258,7 +285,8 @@ def select_cases(dtype_names: list[str], n_cases: int | None, ids: tuple[str, ..
 def plan_from_options(backends: str | None, backend_files: tuple[str, ...], dtypes: str | None, seed: int,
                       n_cases: int | None, case_ids: tuple[str, ...], device: str, preset: str,
                       rtol: tuple[str, ...], atol: tuple[str, ...], case_timeout: float, suite: str = "default",
-                      impls: str | None = None, modes: str | None = None, properties: bool | None = None) -> RunPlan:
+                      impls: str | None = None, modes: str | None = None, properties: bool | None = None,
+                      input_files: tuple[str, ...] = ()) -> RunPlan:
     if preset not in PRESETS:
         raise ValueError(f"unknown tolerance preset {preset!r} (known: {', '.join(PRESETS)})")
     dtype_names = parse_dtypes(dtypes)
@@ -266,8 +294,10 @@ def plan_from_options(backends: str | None, backend_files: tuple[str, ...], dtyp
         raise ValueError(f"unknown suite {suite!r} (known: {', '.join(SUITES)})")
     specs = backend_specs(backends, backend_files)
     impl_names, mode_names = variant_filters(impls, modes, specs)
+    own = input_cases(input_files)  # --inputs alone: only the user's files; with --cases/--case, both
+    generated = select_cases(dtype_names, n_cases, case_ids, suite) if not own or n_cases or case_ids else []
     plan = RunPlan(backends=specs, dtypes=dtype_names, seed=check_seed(seed),
-                   cases=select_cases(dtype_names, n_cases, case_ids, suite), device=device, preset=preset,
+                   cases=generated + [c for c in own if c not in generated], device=device, preset=preset,
                    rtol=list(rtol), atol=list(atol), case_timeout=check_timeout(case_timeout), suite=suite,
                    impls=impl_names, modes=mode_names,
                    properties=(suite == "full") if properties is None else properties)

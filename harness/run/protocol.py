@@ -59,11 +59,15 @@ class RunRequest:
     rtol: float = 0.0
     atol: float = 0.0
     scaled: bool = False
+    inputs: str | None = None  # a user file's case (--inputs): the file the worker reads its arrays from
 
     def to_dict(self) -> dict:
-        return {"op": "run", "case_id": self.case_id, "seed": self.seed, "device": self.device, "out": self.out,
-                "variants": [list(v) for v in self.variants], "properties": self.properties,
-                "tolerance": {"rtol": self.rtol, "atol": self.atol, "scaled": self.scaled}}
+        out = {"op": "run", "case_id": self.case_id, "seed": self.seed, "device": self.device, "out": self.out,
+               "variants": [list(v) for v in self.variants], "properties": self.properties,
+               "tolerance": {"rtol": self.rtol, "atol": self.atol, "scaled": self.scaled}}
+        if self.inputs is not None:
+            out["inputs"] = self.inputs
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> RunRequest:
@@ -71,4 +75,4 @@ class RunRequest:
         return cls(case_id=data["case_id"], seed=data["seed"], device=data["device"], out=data["out"],
                    variants=[(str(i), str(m)) for i, m in data.get("variants") or []],
                    properties=bool(data.get("properties", False)), rtol=tol.get("rtol", 0.0),
-                   atol=tol.get("atol", 0.0), scaled=tol.get("scaled", False))
+                   atol=tol.get("atol", 0.0), scaled=tol.get("scaled", False), inputs=data.get("inputs"))

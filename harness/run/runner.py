@@ -194,7 +194,8 @@ class Runner:
         return RunRequest(case_id=case.id, seed=self.config.seed, device=self.config.device,
                           out=str(self._out_path(bi, ci)),
                           variants=[(v["impl"], v["mode"]) for v in self.selected.get(bi, [])],
-                          properties=self.config.properties, rtol=rtol, atol=atol, scaled=tol.scaled)
+                          properties=self.config.properties, rtol=rtol, atol=atol, scaled=tol.scaled,
+                          inputs=case.source)
 
     def _dispatch(self, w: int) -> None:
         """Keep worker w fed (Schedule.dispatch): it starts its next case the moment it answers, not once

@@ -1,7 +1,7 @@
 """A backend's worker process: `python -m xentcheck.run.worker SPEC`.
 
 Speaks JSON lines: the parent sends a run request (protocol.RunRequest) and the
-worker regenerates the inputs from (seed, case_id), runs the backend and writes loss and
+worker regenerates the inputs from (seed, case_id) (a user's file case: reads its file), runs the backend and writes loss and
 gradient to the .npz file `out`; only small messages cross the pipe. {"op": "time", "case_id",
 "seed", "device", "variants"} times the variants instead (`xentcheck bench`) and answers with
 the statistics ({"op": "timing"}). The first message is a
@@ -92,7 +92,7 @@ def missing_options(v, case: Case) -> list[str]:
 
 def run_case(backend, request: RunRequest) -> dict:
     """Run one case through the requested variants; one result entry per variant that applies."""
-    case = Case.from_id(request.case_id)
+    case = Case.from_id(request.case_id, request.inputs)
     reply = {"op": "result", "case_id": case.id}
     all_variants = backend.variants()
     chosen = _chosen(all_variants, request.variants)
@@ -137,7 +137,7 @@ def output_of(backend, v, case: Case, inputs: Inputs, device: str) -> VariantOut
 def time_case(backend, msg: dict) -> dict:
     """`{"op": "time", ...}`: time forward, backward and forward+backward of each chosen variant."""
     from xentcheck.timing.measure import measure
-    case = Case.from_id(msg["case_id"])
+    case = Case.from_id(msg["case_id"], msg.get("inputs"))
     chosen = [v for v in _chosen(backend.variants(), [tuple(v) for v in msg.get("variants") or []])
               if case.labels in v.label_forms]
     reply: dict[str, Any] = {"op": "timing", "case_id": case.id, "results": []}
