@@ -42,7 +42,7 @@ def build_plan(backends, backend_files, dtypes, seed, device, preset, impls, mod
 
 @click.command("fuzz")
 @click.option("--budget", metavar="DURATION", help="Stop after this long: 10m, 90s, 1h30m (a batch is stopped "
-              "between two results). With --resume: this much more (default: what is left of the stored budget).")
+              "between two results). With --resume: this much more (default: what is left of the stored budget, or no limit with --cases).")
 @click.option("--cases", "n_cases", type=click.IntRange(min=1),
               help="Stop after drawing this many cases (with --resume: in all). The same --seed and --cases give "
                    "the same cases.")
@@ -89,7 +89,9 @@ def fuzz_cmd(budget, n_cases, seed, backends, backend_files, dtypes, impls, mode
             if n_cases < state.next_index:
                 raise click.UsageError(f"--cases {n_cases}: the campaign has drawn {state.next_index} already")
             state.cases = n_cases
-        if budget_s is None and state.budget_s is not None:
+        if budget_s is None and n_cases is not None:
+            state.budget_s = None  # until the cases asked for have run
+        elif budget_s is None and state.budget_s is not None:
             budget_s = state.budget_s - state.elapsed_s
             if budget_s <= 0:
                 raise click.UsageError(f"the campaign in {resume} has spent its budget: give --budget to continue")
