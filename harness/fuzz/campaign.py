@@ -189,7 +189,7 @@ class Campaign:
         drawn = draw_cases(s.seed, s.next_index, count, template.dtypes)
         seen = self._seen()
         cases = [c for c in dict.fromkeys(drawn) if c.id not in seen]
-        batch = {"dir": f"batches/{len(s.batches):04d}", "first": s.next_index, "count": count,
+        batch: dict = {"dir": f"batches/{len(s.batches):04d}", "first": s.next_index, "count": count,
                  "cases": len(cases), "finished": not cases}
         s.next_index += count
         s.batches.append(batch)

@@ -42,7 +42,8 @@ def build_plan(backends, backend_files, dtypes, seed, device, preset, impls, mod
 
 @click.command("fuzz")
 @click.option("--budget", metavar="DURATION", help="Stop after this long: 10m, 90s, 1h30m (a batch is stopped "
-              "between two results). With --resume: this much more (default: what is left of the stored budget, or no limit with --cases).")
+              "between two results). With --resume: this much more (default: what is left of the stored budget, "
+              "or no limit with --cases).")
 @click.option("--cases", "n_cases", type=click.IntRange(min=1),
               help="Stop after drawing this many cases (with --resume: in all). The same --seed and --cases give "
                    "the same cases.")

@@ -120,3 +120,12 @@ def test_usage_errors_are_one_line_and_exit_2(args, message):
 
 def test_durations():
     assert [parse_duration(t) for t in ("10m", "90s", "1h30m", "45", "0.5m")] == [600, 90, 5400, 45, 30]
+
+
+def test_the_campaign_process_loads_no_framework():
+    """Frameworks load in the workers and the shrinking child only."""
+    code = ("import sys, xentcheck.fuzz.command, xentcheck.fuzz.campaign, xentcheck.fuzz.report, "
+            "xentcheck.fuzz.shrinking; from xentcheck.fuzz.draw import draw_cases; draw_cases(0, 0, 50, ['float32']); "
+            "print(sorted(m for m in ('torch', 'tensorflow', 'jax', 'optax', 'keras') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]"
