@@ -222,9 +222,9 @@ class Campaign:
         if not done.finished and not self.budget_hit:
             self.interrupted = True
         batch["finished"] = done.finished
-        new = self._count(batch["dir"], done.records, done.summary)
-        if new and not self.interrupted:
-            self._shrink(folder, new)
+        self._count(batch["dir"], done.records, done.summary)
+        if not self.interrupted:
+            self._shrink([k for k in self.findings.kinds.values() if k.shrunk is None])
         return done
 
     def _count(self, batch: str, records: list[dict], summary: dict) -> list[Kind]:
@@ -248,19 +248,21 @@ class Campaign:
                 self.warn(f"repro of {kind.smallest['result_id']} failed: {type(exc).__name__}: {exc}")
         return new
 
-    def _shrink(self, folder: Path, new: list[Kind]) -> None:
-        """Shrink the new kinds' smallest results, one child process per backend (its framework
+    def _shrink(self, pending: list[Kind]) -> None:
+        """Shrink the smallest result of each kind not shrunk yet (new ones, and those a spent
+        budget left before a resume), one child process per batch and backend (its framework
         imported once), within the budget."""
-        by_backend: dict[str, list[Kind]] = {}
-        for k in new:
-            by_backend.setdefault(k.backend, []).append(k)
-        for kinds in by_backend.values():
+        groups: dict[tuple[str, str], list[Kind]] = {}
+        for k in pending:
+            groups.setdefault((k.smallest["batch"], k.backend), []).append(k)
+        for (batch, _), kinds in groups.items():
             left = min(SHRINK_TIMEOUT, self.deadline - time.monotonic())
             if left < 5 or self.interrupted or self.budget_hit:
-                for k in kinds:
-                    k.shrunk = {"script": None, "case_id": None, "note": "not shrunk: the budget was spent"}
-                continue
+                return  # left for later (shrunk stays None)
+            folder = self.out / batch
             lines = self._shrink_child(folder, [k.smallest["result_id"] for k in kinds], left)
+            if self.interrupted or self.budget_hit:
+                return  # the child was stopped: try again on --resume
             for k in kinds:
                 got = lines.get(k.smallest["result_id"])
                 if got and got.get("script"):

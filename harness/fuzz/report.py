@@ -10,6 +10,7 @@ from typing import Any
 
 from xentcheck.core.cases import Case
 
+NOT_YET = "not shrunk yet: the budget was spent first; --resume shrinks it"
 STOPPED = {"budget": "the time budget was spent", "cases": "every case asked for ran",
            "interrupted": "interrupted (Ctrl-C): the report covers what finished", None: "still running"}
 
@@ -28,6 +29,7 @@ def build(state: Any) -> dict:
         "cases_drawn": state.next_index,
         "cases_run": sum(b["cases"] for b in state.batches if b["finished"]),
         "batches": len(state.batches),
+        "batches_finished": sum(b["finished"] for b in state.batches),
         "elapsed_s": round(state.elapsed_s, 1),
         "stopped": state.stopped,
         "exit_status": 1 if kinds else 0,
@@ -41,8 +43,10 @@ def markdown(report: dict) -> str:
         "# xentcheck fuzz campaign", "",
         f"Seed {report['seed']}; backends {', '.join(report['backends'])}; dtypes {', '.join(report['dtypes'])}"
         + (f"; known differences from {report['known_file']}" if report["known_file"] else "") + ".",
-        f"{report['cases_run']} cases run ({report['cases_drawn']} drawn, duplicates run once) in "
-        f"{report['batches']} batches, {report['elapsed_s']:.0f} s; stopped: {STOPPED.get(report['stopped'])}.", "",
+        f"{report['cases_run']} cases run in {report['batches_finished']} finished batches, {report['elapsed_s']:.0f} s "
+        f"({report['cases_drawn']} drawn: a drawn duplicate runs once"
+        + ("; the last batch stopped part way, and --resume finishes it" if report["batches_finished"] < report["batches"]
+           else "") + f"); stopped: {STOPPED.get(report['stopped'])}.", "",
         f"## {len(kinds)} kinds of findings", "",
     ]
     if not kinds:
@@ -64,7 +68,7 @@ def markdown(report: dict) -> str:
                   f"`xentcheck repro {k['smallest']['result_id']} --from {k['smallest']['batch']} --shrink`",
                   f"- repro: `{k['repro']}`" if k.get("repro") else "- repro: none written",
                   f"- shrunk repro: `{shrunk['script']}`" if shrunk.get("script")
-                  else f"- shrunk repro: none ({shrunk.get('note') or 'not attempted'})",
+                  else f"- shrunk repro: none ({shrunk.get('note') or NOT_YET})",
                   f"- cases ({k['n_cases']}): " + ", ".join(f"`{c}`" for c in k["cases"][:10])
                   + (", ..." if k["n_cases"] > 10 else "")]
         lines += ["- example reasons:"] + [f"  - {r}" for r in k["example"][:4]]
