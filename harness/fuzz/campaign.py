@@ -119,9 +119,16 @@ class Campaign:
         if not self.budget_hit:
             self.interrupted = True
 
-    def _budget_spent(self) -> None:
+    def _watch_budget(self, budget_s: float, stopped: threading.Event) -> None:
+        """At the budget, SIGINT this process: a running batch stops between two results, as on
+        Ctrl-C. Again each second until the campaign stops, in case the signal came in the moment
+        before a batch's runner took over SIGINT (it would then have run the batch to its end)."""
+        if stopped.wait(budget_s):
+            return
         self.budget_hit = True
-        os.kill(os.getpid(), signal.SIGINT)  # stops a running batch between two results, as Ctrl-C does
+        while not stopped.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
+            stopped.wait(1.0)
 
     def _stop_reason(self) -> str | None:
         s = self.state
@@ -142,13 +149,14 @@ class Campaign:
 
         start, self.elapsed_before = time.monotonic(), self.state.elapsed_s
         self.deadline = start + budget_s if budget_s is not None else float("inf")
-        timer = threading.Timer(budget_s, self._budget_spent) if budget_s is not None else None
+        stopped = threading.Event()
+        watch = threading.Thread(target=self._watch_budget, args=(budget_s, stopped), daemon=True) \
+            if budget_s is not None else None
         previous = signal.signal(signal.SIGINT, self._on_sigint)
         bar = tqdm(total=self.state.cases, initial=sum(b["cases"] for b in self.state.batches if b["finished"]),
                    unit="case", disable=None if self.progress else True, file=sys.stderr)
-        if timer is not None:
-            timer.daemon = True
-            timer.start()
+        if watch is not None:
+            watch.start()
         try:
             while (reason := self._stop_reason()) is None:
                 batch = self._next_batch()
@@ -161,8 +169,9 @@ class Campaign:
                 self._save(start)
             self.state.stopped = reason
         finally:
-            if timer is not None:
-                timer.cancel()
+            stopped.set()
+            if watch is not None:
+                watch.join()
             bar.close()
             signal.signal(signal.SIGINT, previous)
             self._save(start)

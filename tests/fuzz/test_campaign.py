@@ -105,6 +105,19 @@ def test_ctrl_c_leaves_a_report_exits_130_and_resume_continues(tmp_path):
     assert [k["reason"] for k in kinds if k["backend"] == "slow"] == ["ValueError: slow plugin refuses single-row case <case>"]
 
 
+def test_the_budget_stops_a_batch_part_way(tmp_path):
+    out = tmp_path / "b"
+    started = time.monotonic()
+    res = run_cli("fuzz", "--backend-file", str(TOYS / "slow.py"), "--backends", "numpy", "--dtypes", "float32",
+                  "--budget", "4s", "--out", str(out), "--no-progress", env={"XENTCHECK_TEST_DELAY": "0.5"}, timeout=120)
+    assert res.returncode in (0, 1), res.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["stopped"] == "budget" and 4 <= report["elapsed_s"] < 30 and time.monotonic() - started < 60
+    state = json.loads((out / "campaign.json").read_text())
+    assert state["batches"][-1]["finished"] is False  # 16 cases x 0.5 s each do not fit in 4 s
+    assert "the time budget was spent" in (out / "report.md").read_text()
+
+
 @pytest.mark.parametrize("args, message", [
     ([], "give --budget DURATION, --cases N, or both"),
     (["--budget", "ten minutes"], "is not a duration"),
