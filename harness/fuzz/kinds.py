@@ -1,7 +1,9 @@
-"""The kind of a finding: who computed it (backend, implementation, mode), its verdict, and its
-reasons with the numbers left out, so that the same bug on another shape, dtype or value counts
+"""The kind of a finding: who computed it (backend, implementation, mode), its verdict, and what
+went wrong with the numbers left out, so that the same bug on another shape, dtype or value counts
 once. "loss: 3 / 16 out of tolerance; greatest absolute difference 0.5, ..." and "loss: 1 / 1 out
-of tolerance; greatest absolute difference 2e+03, ..." are one kind.
+of tolerance; greatest absolute difference 2e+03, ..." are one kind ("loss: out of tolerance").
+What went wrong is report.md's wording (xentcheck.reports.kinds), so a campaign's kinds and a
+run's Findings table group alike (the campaign's also by mode and verdict).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from xentcheck.core.metrics import BAD_VERDICTS
 
 # a number not glued to a word (float32, x100 and the e+4 of scale1e+4 keep theirs), or nan / inf
 _NUMBER = re.compile(r"(?<![A-Za-z0-9_.])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![A-Za-z0-9_])"
-                     r"|(?<![A-Za-z])[-+]?(?:nan|inf)(?![A-Za-z])")
+                     r"|(?<![A-Za-z/])[-+]?(?:nan|inf)(?![A-Za-z])")  # not the "NaN/inf" of a reason
 _RUN = re.compile(r"([\[(])#(?:,\s*#)*,?([\])])")  # "(#, #, #)", "(#,)": shapes and indices of any rank
 
 
@@ -23,9 +25,12 @@ def strip_numbers(text: str) -> str:
 
 
 def reason_of(record: dict) -> str:
-    """The record's reasons, numbers and its own case id left out, in a fixed order."""
-    reasons = [strip_numbers(r.replace(record["case_id"], "<case>")) for r in record.get("reasons") or []]
-    return "; ".join(sorted(set(reasons)))
+    """What went wrong as report.md's Findings table words it (xentcheck.reports.kinds.kind: the
+    first reason's first clause, its counts taken out), with its case id and numbers left out too."""
+    from xentcheck.reports.kinds import kind
+
+    own = dict(record, reasons=[r.replace(record["case_id"], "<case>") for r in record.get("reasons") or []])
+    return strip_numbers(kind(own))
 
 
 def key_of(record: dict) -> str:
