@@ -293,6 +293,10 @@ from xentcheck.regress.commands import regress_options  # noqa: E402
 
 _register_regress(cli)
 
+from xentcheck.fuzz.command import fuzz_cmd  # noqa: E402
+
+cli.add_command(fuzz_cmd)
+
 
 def main(argv: list[str] | None = None) -> int:
     try:
