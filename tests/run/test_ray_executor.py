@@ -126,3 +126,29 @@ def test_unknown_executor_is_refused():
     from xentcheck.run.executor import Executor
     with pytest.raises(ValueError, match="unknown executor 'dask'"):
         Executor("dask").check()
+
+
+@needs_ray
+def test_a_worker_whose_actor_is_lost_ends_as_a_crash(cluster, tmp_path):
+    """An actor that dies (its node gone: here killed from outside) ends its worker: the Runner
+    sees the end it sees when a local process dies, and the log and exit say what happened."""
+    import queue
+
+    import ray
+
+    from xentcheck.run.ray_workers import factory
+    events: queue.Queue = queue.Queue()
+    worker = factory("cpu")(0, "numpy", events, tmp_path)
+    worker.start()
+    index, gen, hello = events.get(timeout=120)
+    assert (index, gen, hello["op"], hello["status"]) == (0, 1, "hello", "ok")
+    assert hello["node"]["host"] == socket.gethostname() and worker.running()
+    ray.kill(worker.actor)
+    assert events.get(timeout=60) == (0, 1, None)
+    assert not worker.running()
+    assert worker.exit_status() == {"lost": "ActorDiedError"}
+    assert worker.exit_description() == "was lost with its Ray actor (ActorDiedError)"
+    worker.start()  # a new generation on a new actor, as a crashed local worker is started again
+    assert events.get(timeout=120)[:2] == (0, 2)
+    worker.quit()
+    assert worker.exit_status() == {"code": 0}
