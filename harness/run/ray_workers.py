@@ -235,9 +235,6 @@ class RayWorker(Worker):
     def running(self) -> bool:
         return self.actor is not None and self.actor_gen not in self.ended
 
-    def overdue(self, now: float) -> bool:
-        return bool(self.deadline) and now > self.deadline and self.running()
-
     def send(self, msg: dict) -> bool:
         if not self.running():
             return False
