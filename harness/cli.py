@@ -45,12 +45,12 @@ def executor_options(command):
                              "(needs the `ray` extra).")(command)
 
 
-def _executor(kind: str, address: str | None):
+def _executor(kind: str, address: str | None, device: str):
     """The Executor, connected (a usage error, one line, when Ray is missing or unreachable)."""
     from xentcheck.run.executor import Executor
 
     executor = Executor(kind, address)
-    _usage(executor.connect)
+    _usage(executor.connect, device)
     return executor
 
 
@@ -138,7 +138,7 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, out, device, p
         plan.known_file = known_file
         out_dir = Path(out)
         prior = None
-    where = _executor(executor, ray_address)  # before the folder is touched
+    where = _executor(executor, ray_address, plan.device)  # before the folder is touched
     try:
         if prior is None:
             start_folder(out_dir, plan)

@@ -30,17 +30,18 @@ class Executor:
         if self.address is not None and self.kind != "ray":
             raise ValueError("--ray-address needs --executor ray")
 
-    def connect(self) -> None:
+    def connect(self, device: str = "cpu") -> None:
         """Connect to the cluster (once per process); ValueError (one line) when Ray is not
-        installed or the cluster cannot be reached."""
+        installed, the cluster cannot be reached or has no node for a worker on `device`."""
         self.check()
         if self.kind == "ray":
             from xentcheck.run import ray_workers
             ray_workers.connect(self.address)
+            ray_workers.check_resources(device)
 
     def workers(self, device: str) -> WorkerFactory:
         """What the Runner makes its workers with (connecting first)."""
-        self.connect()
+        self.connect(device)
         if self.kind == "local":
             return Worker
         from xentcheck.run import ray_workers

@@ -59,6 +59,17 @@ def connect(address: str | None) -> None:
         raise ValueError(f"cannot connect to the Ray cluster {where}: {type(exc).__name__}: {exc}") from None
 
 
+def check_resources(device: str) -> None:
+    """ValueError (one line) when no node of the cluster could ever host a worker: an actor
+    waits for a free core without a deadline (RayWorker.expect_hello)."""
+    ray = _ray()
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    need = {"CPU": 1.0, **({"GPU": 0.01} if device == "cuda" else {})}
+    if not any(all(res.get(k, 0) >= v for k, v in need.items()) for res in nodes):
+        what = "a CPU and a GPU" if device == "cuda" else "a CPU"
+        raise ValueError(f"no node of the Ray cluster has {what} for a backend worker (--device {device})")
+
+
 def describe(address: str | None) -> dict:
     ray = _ray()
     nodes = [n for n in ray.nodes() if n.get("Alive")]
@@ -168,6 +179,7 @@ class RayWorker(Worker):
         self.started: set[int] = set()  # generations whose actor got a node and started the process
         self.ended: dict[int, dict] = {}  # generation -> its exit status
         self.lock = threading.Lock()
+        self.hello_timeout = 0.0
 
     def start(self) -> None:
         self._stop(self.actor, self.actor_gen, "kill")  # nothing when that generation has ended already
@@ -183,6 +195,8 @@ class RayWorker(Worker):
         try:
             node = ray.get(actor.start.remote())
             self.started.add(gen)
+            if gen == self.actor_gen and self.hello_timeout:  # the start-up time runs from here
+                self.deadline = time.monotonic() + self.hello_timeout
             while True:
                 reply = ray.get(actor.next.remote())
                 if "exit" in reply:
@@ -231,6 +245,12 @@ class RayWorker(Worker):
             ray.kill(actor)
         except Exception:
             pass
+
+    def expect_hello(self, timeout: float) -> None:
+        """The start-up timeout runs once the actor has a node: while the cluster's cores are all
+        busy (with the run's other backends) it waits for one (check_resources: one can exist)."""
+        self.hello_timeout = timeout
+        self.deadline = 0.0
 
     def running(self) -> bool:
         return self.actor is not None and self.actor_gen not in self.ended

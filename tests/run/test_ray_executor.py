@@ -152,3 +152,38 @@ def test_a_worker_whose_actor_is_lost_ends_as_a_crash(cluster, tmp_path):
     assert events.get(timeout=120)[:2] == (0, 2)
     worker.quit()
     assert worker.exit_status() == {"code": 0}
+
+
+@needs_ray
+def test_a_worker_waiting_for_a_free_core_is_not_overdue(cluster, tmp_path):
+    """Two cores, three workers: the third actor waits for a core without its start-up timeout
+    running out, and starts once the first worker quits."""
+    import queue
+    import time
+
+    from xentcheck.run.ray_workers import factory
+    events: queue.Queue = queue.Queue()
+    workers = [factory("cpu")(i, "numpy", events, tmp_path) for i in range(3)]
+    for w in workers:
+        w.start()
+        w.expect_hello(2.0)
+    hellos = {events.get(timeout=120)[0], events.get(timeout=120)[0]}
+    waiting = ({0, 1, 2} - hellos).pop()
+    time.sleep(3)
+    assert events.empty() and not workers[waiting].overdue(time.monotonic())
+    workers[min(hellos)].quit()
+    assert events.get(timeout=60) == (min(hellos), 1, None)  # its end, then the third one's hello
+    index, _, hello = events.get(timeout=120)
+    assert index == waiting and hello["op"] == "hello" and workers[waiting].deadline > time.monotonic()
+    for w in workers:
+        w.quit()
+
+
+@needs_ray
+def test_cuda_on_a_cluster_without_gpu_is_one_line_and_exit_2(cluster, tmp_path):
+    proc = run_cli("run", "--backends", "numpy", "--cases", "1", "--device", "cuda", "--out", str(tmp_path / "out"),
+                   "--executor", "ray", "--ray-address", cluster, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == \
+        "xentcheck: error: no node of the Ray cluster has a CPU and a GPU for a backend worker (--device cuda)"
+    assert not (tmp_path / "out").exists()
