@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import queue
 import shutil
 import socket
 import tempfile
@@ -81,7 +82,6 @@ class NodeHost:
     """On a node (a Ray actor): one generation of a backend's worker process."""
 
     def __init__(self, index: int, spec: str, interpreters: dict[str, str], env: dict[str, str]):
-        import queue
         self.events: queue.Queue = queue.Queue()
         self.logs = Path(tempfile.mkdtemp(prefix="xentcheck-node-logs-"))
         self.scratch = scratch_dir()
