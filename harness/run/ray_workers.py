@@ -119,13 +119,12 @@ class NodeHost:
         if msg is None:
             return self._end()
         files = {}
-        if msg.get("op") == "result" and self.outs:
+        if msg.get("op") == "result" and self.outs:  # every file the worker wrote under the request's prefix
             theirs, local = self.outs.popleft()
-            for j in range(len(msg.get("results") or [])):
-                path = Path(f"{local}-{j}.npz")
-                if path.exists():
-                    files[f"{theirs}-{j}.npz"] = path.read_bytes()
-                    path.unlink()
+            prefix = Path(local).name
+            for path in self.scratch.glob(f"{prefix}-*"):
+                files[theirs + path.name[len(prefix):]] = path.read_bytes()
+                path.unlink()
         return {"msg": msg, "files": files}
 
     def kill(self) -> dict:
