@@ -35,6 +35,26 @@ PLAN_OPTIONS = ("backends", "backend_files", "dtypes", "seed", "n_cases", "case_
                 "input_files")
 
 
+def executor_options(command):
+    """--executor and --ray-address: where a command's backend workers run (xentcheck.run.executor).
+    The command gets `executor` and `ray_address`; _executor turns them into an Executor."""
+    command = click.option("--ray-address", metavar="HOST:PORT",
+                           help="With --executor ray: the running Ray cluster to use (default: $RAY_ADDRESS, "
+                                "else a local Ray instance).")(command)
+    return click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                        help="Run the backend workers on this machine, or as Ray actors across a Ray cluster "
+                             "(needs the `ray` extra).")(command)
+
+
+def _executor(kind: str, address: str | None, device: str):
+    """The Executor, connected (a usage error, one line, when Ray is missing or unreachable)."""
+    from xentcheck.run.executor import Executor
+
+    executor = Executor(kind, address)
+    _usage(executor.connect, device)
+    return executor
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="xentcheck")
 def cli() -> None:
@@ -73,7 +93,8 @@ def cli() -> None:
 @click.option("--properties/--no-properties", default=None,
               help="Check the properties beyond the reference (default: on for --suite full).")
 @click.option("--resume", metavar="DIR", help="Finish the interrupted run in DIR with its stored configuration (run.json), "
-              "skipping the results it already has. Only --case-timeout and --progress may be given with it.")
+              "skipping the results it already has. Only --case-timeout, --progress and --executor/--ray-address "
+              "may be given with it.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
 @click.option("--shard", metavar="I/N", help="Run only shard I of N (1-based): cases at positions = I-1 mod N.")
 @click.option("--known", "known_file", metavar="FILE",
@@ -84,8 +105,10 @@ def cli() -> None:
               help="Write repro/<id>.npz and .py for every failing result.")
 @click.option("--timing", is_flag=True, help="After the run, time the run's own shapes and dtypes as `xentcheck bench` does "
               "(one backend at a time, 1 thread; several seconds per shape, dtype and implementation).")
+@executor_options
 def run(backends, backend_files, dtypes, seed, n_cases, case_ids, input_files, out, device, preset, rtol, atol,
-        case_timeout, suite, impls, modes, properties, resume, progress, shard, known_file, pythons, repro, timing) -> int:
+        case_timeout, suite, impls, modes, properties, resume, progress, shard, known_file, pythons, repro, timing,
+        executor="local", ray_address=None) -> int:
     """Run the cases through each backend and write results.jsonl and every report (report.html, report.md,
     junit.xml, tolerance.md/.json, summary.json, results.csv, results.parquet)."""
     from xentcheck.run import plan as runplan
@@ -119,6 +142,7 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, input_files, o
         plan.known_file = known_file
         out_dir = Path(out)
         prior = None
+    where = _executor(executor, ray_address, plan.device)  # before the folder is touched
     try:
         if prior is None:
             start_folder(out_dir, plan)
@@ -127,7 +151,7 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, input_files, o
             resuming.rewrite_results(out_dir, prior)  # without a torn last line, appended to below
     except OSError as exc:
         raise click.UsageError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}") from None
-    status = _execute(plan, out_dir, prior or [], progress, repro)
+    status = _execute(plan, out_dir, prior or [], progress, repro, where)
     if timing and status != EXIT_INTERRUPTED:
         from xentcheck.timing import bench
         # bench times (N, K) logits: an extra-dimension case is timed as its M x K rows
@@ -140,13 +164,15 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, input_files, o
     return status
 
 
-def _execute(plan, out_dir: Path, prior: list[dict], progress: bool, repro: bool = True) -> int:
+def _execute(plan, out_dir: Path, prior: list[dict], progress: bool, repro: bool = True, executor=None) -> int:
     from xentcheck.regress.known import KnownFileError
     from xentcheck.run.execute import execute
+    from xentcheck.run.executor import LOCAL
 
     try:
         done = execute(plan, out_dir, prior, progress, repro,
-                       warn=lambda message: click.echo(f"xentcheck: warning: {message}", err=True))
+                       warn=lambda message: click.echo(f"xentcheck: warning: {message}", err=True),
+                       executor=executor or LOCAL)
     except KnownFileError as exc:
         raise click.UsageError(str(exc)) from None
     counts = ", ".join(f"{v} {k}" for k, v in done.summary["counts"].items() if v)

@@ -142,6 +142,6 @@ def with_backends(env: dict, infos: list[dict]) -> dict:
         if not i:
             continue
         backends[i.get("name", i.get("spec", "?"))] = {
-            k: i[k] for k in ("status", "impl", "mode", "version", "python", "executable", "settings", "reason")
+            k: i[k] for k in ("status", "impl", "mode", "version", "python", "executable", "settings", "reason", "node")
             if k in i}
     return {**env, "backends": backends}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xentcheck.run.executor import LOCAL, Executor
 from xentcheck.run.plan import RunPlan
 
 
@@ -38,12 +39,13 @@ def start_folder(out_dir: Path, plan: RunPlan) -> None:
 
 
 def execute(plan: RunPlan, out_dir: Path, prior: Sequence[dict] = (), progress: bool = True, repro: bool = True,
-            reports: bool = True, warn: Callable[[str], None] = _ignore) -> Execution:
+            reports: bool = True, warn: Callable[[str], None] = _ignore, executor: Executor = LOCAL) -> Execution:
     """Run `plan`'s cases through its backends' workers, appending to out_dir/results.jsonl (after
     `prior`, a resumed run's results) with the workers' logs in out_dir/logs, then write every
     report and repro/ into out_dir (with `reports`; else only the summary is computed). Problems
     that must not cost the run its outcome (repro/ failing, a stale known difference) go to `warn`.
-    A malformed known-differences file is a ValueError."""
+    A malformed known-differences file is a ValueError. `executor` says where the workers run
+    (xentcheck.run.executor: this machine, or a Ray cluster; ValueError when it cannot connect)."""
     from xentcheck import __version__
     from xentcheck.core.reference import working_precision
     from xentcheck.regress import known as known_mod
@@ -58,8 +60,9 @@ def execute(plan: RunPlan, out_dir: Path, prior: Sequence[dict] = (), progress: 
     known: dict[str, Any] | None = None
     if plan.known_file:  # read before any work: the runner judges results with it as they come
         known = {"file": plan.known_file, "entries": known_mod.load(plan.known_file)}
+    workers = executor.workers(plan.device)
     writer = ResultsWriter(out_dir / "results.jsonl", append=bool(prior))
-    runner = Runner(plan, writer, list(prior), RunOptions(log_dir=out_dir / "logs", progress=progress))
+    runner = Runner(plan, writer, list(prior), RunOptions(log_dir=out_dir / "logs", progress=progress, workers=workers))
     try:
         finished = runner.run()
     finally:
@@ -76,7 +79,7 @@ def execute(plan: RunPlan, out_dir: Path, prior: Sequence[dict] = (), progress: 
                    **({"shard": dict(zip(("index", "count"), plan.shard))} if plan.shard else {}),
                    **({"interpreters": plan.interpreters} if plan.interpreters else {})},
         "interrupted": not finished,
-        "environment": fingerprint(),
+        "environment": {**fingerprint(), **executor.describe()},
         "backends": [i or {"spec": s, "status": "not started"} for i, s in zip(runner.infos, plan.backends)],
         "tolerances": tol.as_dict(),
         "reference_float64": working_precision("float64"),

@@ -88,9 +88,12 @@ class Worker:
         self.started_at = time.monotonic()
         self.deadline = self.started_at + timeout
 
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def overdue(self, now: float) -> bool:
         """Past its deadline and still running (a dead worker's EOF is on its way instead)."""
-        return bool(self.deadline) and now > self.deadline and self.proc is not None and self.proc.poll() is None
+        return bool(self.deadline) and now > self.deadline and self.running()
 
     def _read(self, proc: subprocess.Popen[bytes], gen: int) -> None:
         assert proc.stdout is not None  # started with stdout=PIPE
@@ -162,7 +165,7 @@ class Worker:
 def quit_all(workers: list[Worker]) -> None:
     """Ask every worker to quit, then wait for them: their teardowns overlap."""
     for w in workers:
-        if w.proc and w.proc.poll() is None:
+        if w.running():
             w.send({"op": "quit"})
     for w in workers:
         w.quit()

@@ -32,13 +32,15 @@ class Hello:
     settings: dict | None = None
     python: str | None = None
     executable: str | None = None
+    node: dict | None = None  # where the worker ran, when elsewhere (--executor ray adds it: ray_workers)
 
     def to_dict(self) -> dict:
         """The wire form. An "ok" hello carries every description field (a plugin's None included),
-        any other its name (when known) and reason."""
+        any other its name (when known) and reason; either its node when it has one."""
         keys = DESCRIPTION if self.status == "ok" else \
             tuple(k for k in ("name", "reason") if getattr(self, k) is not None)
-        return {"op": "hello", "status": self.status, **{k: getattr(self, k) for k in keys}}
+        return {"op": "hello", "status": self.status, **{k: getattr(self, k) for k in keys},
+                **({"node": self.node} if self.node is not None else {})}
 
     @classmethod
     def from_dict(cls, data: dict) -> Hello:

@@ -44,6 +44,7 @@ class RunOptions:
     progress: bool = True
     startup_timeout: float = 300.0  # for a worker's hello
     helpers: bool = True  # a finished backend's worker slot goes to the backend with the most cases left
+    workers: Callable[..., Worker] = Worker  # makes a backend's worker (xentcheck.run.executor: local or Ray)
 
 
 class Runner:
@@ -221,8 +222,8 @@ class Runner:
                 self.workers[a.worker].send({"op": "quit"})
             elif isinstance(a, StartHelper):
                 assert a.worker == len(self.workers)
-                self.workers.append(Worker(a.worker, self.config.backends[a.backend], self.events,
-                                           self.options.log_dir, self.config.interpreters))
+                self.workers.append(self.options.workers(a.worker, self.config.backends[a.backend], self.events,
+                                                         self.options.log_dir, self.config.interpreters))
                 self._start(a.worker)
             elif isinstance(a, Restart):
                 self._start(a.worker)
@@ -327,7 +328,7 @@ class Runner:
         from tqdm import tqdm
 
         for bi, spec in enumerate(self.config.backends):
-            self.workers.append(Worker(bi, spec, self.events, self.options.log_dir, self.config.interpreters))
+            self.workers.append(self.options.workers(bi, spec, self.events, self.options.log_dir, self.config.interpreters))
             self._start(bi)
         order = self.ordering
         bar = tqdm(total=order.total, unit="result", disable=None if self.options.progress else True, file=sys.stderr)

@@ -27,6 +27,14 @@ def test_a_broken_hello_gives_only_what_it_knows():
     assert greeting.status == "broken" and greeting.name is None and greeting.reason
 
 
+def test_a_hello_names_its_node_only_when_it_has_one():
+    node = {"host": "gpu-7", "ip": "10.0.0.7", "node_id": "ab12", "environment": {"python": "3.11.9"}}
+    assert "node" not in Hello("ok", name="numpy").to_dict()  # a local worker's: as before --executor ray
+    wire = json.loads(json.dumps(Hello("ok", name="numpy", node=node).to_dict()))
+    assert wire["node"] == node and Hello.from_dict(wire).node == node
+    assert Hello("missing", name="jax", reason="no jax", node=node).to_dict()["node"] == node
+
+
 def test_a_run_request_round_trips_through_its_wire_form():
     request = RunRequest(case_id="float32-n4-k3", seed=7, device="cpu", out="/tmp/x/0-1",
                          variants=[("torch.cross_entropy", "eager")], properties=True, rtol=1e-5, atol=1e-7, scaled=True)

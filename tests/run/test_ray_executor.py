@@ -1,0 +1,189 @@
+"""--executor ray: the backend workers as Ray actors on a local Ray instance this module starts
+(one for the module: ray.init takes seconds). The results must be those of the local executor,
+crashes and timeouts included; a run killed part way resumes on Ray; environment.json names each
+backend's node. Only NumPy and the toy plugins run here."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import signal
+import socket
+import sys
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.run.test_reliability import FAULTS, PLUGINS, SLOW_ARGS, records, start_cli, wait_for_lines, without_timing
+
+FAULT_ARGS = ("--backends", "numpy", "--backend-file", str(PLUGINS / "faulty.py"), "--dtypes", "float32",
+              "--cases", "7", "--case-timeout", "3", "--no-progress", "--no-repro")
+ENV = {"XENTCHECK_TEST_FAULTS": json.dumps(FAULTS), "XENTCHECK_TEST_DELAY": "0.3"}
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                               reason="ray is not installed (pip install 'xentcheck[ray]')")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """The address of a local Ray instance; its workers (and so the backends') see ENV."""
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'xentcheck[ray]')")
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in ENV.items():
+            mp.setenv(key, value)  # before ray.init: its processes inherit this environment
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_faulty(tmp_path_factory):
+    out = tmp_path_factory.mktemp("local")
+    proc = run_cli("run", *FAULT_ARGS, "--out", str(out), env=ENV, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    return out
+
+
+@needs_ray
+def test_ray_results_equal_local_ones_crashes_and_timeout_included(cluster, local_faulty, tmp_path):
+    out = tmp_path / "ray"
+    proc = run_cli("run", *FAULT_ARGS, "--out", str(out), "--executor", "ray", "--ray-address", cluster,
+                   env=ENV, timeout=180)
+    assert proc.returncode == 1, proc.stderr
+    assert without_timing(out) == without_timing(local_faulty)
+    verdicts = {r["case_id"]: (r["verdict"], r["reasons"], r.get("exit")) for r in records(out) if r["backend"] == "faulty"}
+    by_fault = {fault: verdicts[case_id] for case_id, fault in FAULTS.items()}
+    assert by_fault["segfault"] == ("crashed", ["worker killed by signal SIGSEGV"], {"signal": "SIGSEGV"})
+    assert by_fault["exit"] == ("crashed", ["worker exited with status 3"], {"code": 3})
+    assert by_fault["hang"][:2] == ("timeout", ["no answer within 3 s; worker killed"])
+    assert sum(v[0] == "pass" for v in verdicts.values()) == 7 - len(FAULTS)
+
+    env = json.loads((out / "environment.json").read_text())
+    assert env["executor"]["kind"] == "ray" and env["executor"]["address"] == cluster
+    from importlib.metadata import version
+    for name in ("numpy", "faulty"):
+        node = env["backends"][name]["node"]
+        assert node["host"] == socket.gethostname() and len(node["node_id"]) > 20
+        assert node["environment"]["packages"]["numpy"] == version("numpy")
+        assert node["environment"]["python"] == sys.version.split()[0]
+    assert "node" not in json.loads((local_faulty / "environment.json").read_text())["backends"]["numpy"]
+    assert "executor" not in json.loads((local_faulty / "environment.json").read_text())
+
+
+@needs_ray
+def test_a_ray_run_killed_part_way_resumes_to_the_local_results(cluster, tmp_path):
+    local = tmp_path / "local"
+    assert run_cli("run", *SLOW_ARGS, "--out", str(local), env=ENV, timeout=120).returncode == 1
+    out = tmp_path / "killed"
+    proc = start_cli("run", *SLOW_ARGS, "--out", str(out), "--executor", "ray", "--ray-address", cluster, env=ENV)
+    wait_for_lines(proc, out / "results.jsonl", 4, timeout=120)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert 4 <= len(records(out)) < 20
+
+    resumed = run_cli("run", "--resume", str(out), "--no-progress", "--executor", "ray", "--ray-address", cluster,
+                      env=ENV, timeout=180)
+    assert resumed.returncode == 1, resumed.stderr
+    assert "20 results" in resumed.stdout
+    assert without_timing(out) == without_timing(local)
+    assert (out / "logs" / "worker-1.log").exists()  # the nodes' worker logs come back here
+
+
+def test_executor_ray_without_ray_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    from xentcheck.cli import main
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError, as when it is not installed
+    status = main(["run", "--backends", "numpy", "--cases", "1", "--out", str(tmp_path / "out"), "--executor", "ray"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err == "xentcheck: error: --executor ray needs Ray: pip install 'xentcheck[ray]'\n"
+    assert not (tmp_path / "out").exists()  # stopped before the folder was made
+
+
+def test_ray_address_without_executor_ray_is_a_usage_error(tmp_path, capsys):
+    from xentcheck.cli import main
+    status = main(["run", "--backends", "numpy", "--cases", "1", "--out", str(tmp_path / "out"),
+                   "--ray-address", "10.0.0.1:6379"])
+    assert status == 2
+    assert capsys.readouterr().err == "xentcheck: error: --ray-address needs --executor ray\n"
+
+
+@needs_ray
+def test_a_local_run_cut_short_is_finished_on_ray(cluster, local_faulty, tmp_path):
+    """A local run's folder, cut short, is finished on Ray: the executor is not part of the plan."""
+    out = tmp_path / "cut"
+    shutil.copytree(local_faulty, out)
+    lines = (out / "results.jsonl").read_text().splitlines(keepends=True)
+    (out / "results.jsonl").write_text("".join(lines[:5]))
+    resumed = run_cli("run", "--resume", str(out), "--no-progress", "--executor", "ray", "--ray-address", cluster,
+                      env=ENV, timeout=180)
+    assert resumed.returncode == 1, resumed.stderr
+    assert without_timing(out) == without_timing(local_faulty)
+
+
+def test_unknown_executor_is_refused():
+    from xentcheck.run.executor import Executor
+    with pytest.raises(ValueError, match="unknown executor 'dask'"):
+        Executor("dask").check()
+
+
+@needs_ray
+def test_a_worker_whose_actor_is_lost_ends_as_a_crash(cluster, tmp_path):
+    """An actor that dies (its node gone: here killed from outside) ends its worker: the Runner
+    sees the end it sees when a local process dies, and the log and exit say what happened."""
+    import queue
+
+    import ray
+
+    from xentcheck.run.ray_workers import factory
+    events: queue.Queue = queue.Queue()
+    worker = factory("cpu")(0, "numpy", events, tmp_path)
+    worker.start()
+    index, gen, hello = events.get(timeout=120)
+    assert (index, gen, hello["op"], hello["status"]) == (0, 1, "hello", "ok")
+    assert hello["node"]["host"] == socket.gethostname() and worker.running()
+    ray.kill(worker.actor)
+    assert events.get(timeout=60) == (0, 1, None)
+    assert not worker.running()
+    assert worker.exit_status() == {"lost": "ActorDiedError"}
+    assert worker.exit_description() == "was lost with its Ray actor (ActorDiedError)"
+    worker.start()  # a new generation on a new actor, as a crashed local worker is started again
+    assert events.get(timeout=120)[:2] == (0, 2)
+    worker.quit()
+    assert worker.exit_status() == {"code": 0}
+
+
+@needs_ray
+def test_a_worker_waiting_for_a_free_core_is_not_overdue(cluster, tmp_path):
+    """Two cores, three workers: the third actor waits for a core without its start-up timeout
+    running out, and starts once the first worker quits."""
+    import queue
+    import time
+
+    from xentcheck.run.ray_workers import factory
+    events: queue.Queue = queue.Queue()
+    workers = [factory("cpu")(i, "numpy", events, tmp_path) for i in range(3)]
+    for w in workers:
+        w.start()
+        w.expect_hello(2.0)
+    hellos = {events.get(timeout=120)[0], events.get(timeout=120)[0]}
+    waiting = ({0, 1, 2} - hellos).pop()
+    time.sleep(3)
+    assert events.empty() and not workers[waiting].overdue(time.monotonic())
+    workers[min(hellos)].quit()
+    assert events.get(timeout=60) == (min(hellos), 1, None)  # its end, then the third one's hello
+    index, _, hello = events.get(timeout=120)
+    assert index == waiting and hello["op"] == "hello" and workers[waiting].deadline > time.monotonic()
+    for w in workers:
+        w.quit()
+
+
+@needs_ray
+def test_cuda_on_a_cluster_without_gpu_is_one_line_and_exit_2(cluster, tmp_path):
+    proc = run_cli("run", "--backends", "numpy", "--cases", "1", "--device", "cuda", "--out", str(tmp_path / "out"),
+                   "--executor", "ray", "--ray-address", cluster, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == \
+        "xentcheck: error: no node of the Ray cluster has a CPU and a GPU for a backend worker (--device cuda)"
+    assert not (tmp_path / "out").exists()
