@@ -24,6 +24,7 @@ from xentcheck.core.cases import IGNORE_INDEX, Case
 
 INSTALL = "pip install 'xentcheck[cce]' (cut-cross-entropy, next to an installed torch)"
 OPTIONS = ("ign", "allign", "cap", "ct")
+RECOMPILE_LIMIT = 256
 CALL = "cut_cross_entropy.linear_cross_entropy(h, W, y, ignore_index=-100, softcap=c, reduction, impl={impl!r}{extra})"
 FILTER_DOC = ("filter_eps='high' (the default) skips on purpose the gradient terms whose softmax is below "
               "eps(dtype) / 32: approximate by design")
@@ -44,6 +45,12 @@ class CutCrossEntropy(Backend):
             import torch
         except ImportError as exc:
             raise ImportError(f"{exc}; {INSTALL}") from exc
+        # A worker runs many cases through the same compiled functions: each dtype, reduction,
+        # softcap and mask pattern is a recompile, past dynamo's default limit of 8 (then
+        # FailOnRecompileLimitHit under fullgraph=True).
+        torch._dynamo.config.recompile_limit = RECOMPILE_LIMIT
+        torch._dynamo.config.accumulated_recompile_limit = max(RECOMPILE_LIMIT,
+                                                               torch._dynamo.config.accumulated_recompile_limit)
         self.torch, self.cce = torch, cut_cross_entropy
 
     def devices(self) -> list[str]:
