@@ -25,6 +25,15 @@ BUILTIN: dict[str, str] = {
     "keras-jax": "xentcheck.backends.keras_backend:KerasJaxBackend",
     "keras-torch": "xentcheck.backends.keras_backend:KerasTorchBackend",
 }
+# Optional kernels shipped with xentcheck, each behind an extra (pip install 'xentcheck[cce]'): run
+# only when named (`--backends cce`), never by default, so that a default run is the same whether
+# or not they are installed; without their package every case is skipped with the reason.
+OPTIONAL: dict[str, str] = {
+    "cce": "xentcheck.backends.linear.cce_backend:CutCrossEntropy",
+    "cce-triton": "xentcheck.backends.linear.cce_backend:CutCrossEntropyTriton",
+    "liger-linear": "xentcheck.backends.linear.liger_linear_backend:LigerFusedLinearCE",
+    "jax-cce": "xentcheck.backends.linear.jax_cce_backend:JaxCCE",
+}
 ENTRY_POINT_GROUP = "xentcheck.backends"
 FILE_PREFIX, NAME_SEP = "file:", "::"
 
@@ -98,6 +107,8 @@ def create(spec: str) -> Backend:
         return _from_file(spec[len(FILE_PREFIX):])
     if spec in BUILTIN:
         return _from_target(BUILTIN[spec])
+    if spec in OPTIONAL:
+        return _from_target(OPTIONAL[spec])
     plugins = plugin_names()
     if spec in plugins:
         try:

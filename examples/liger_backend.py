@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+from xentcheck.backends import triton_interpret
 from xentcheck.backends.base import Backend, Output, Variant
 from xentcheck.core.cases import IGNORE_INDEX, Case, Inputs
 
@@ -26,45 +27,10 @@ INSTALL = "pip install 'xentcheck[liger]' (liger-kernel and triton)"
 SKIPPED_DTYPES = {
     # every load is cast to tl.float32: a float64 input would silently get float32 accuracy
     "float64": "liger computes in float32 inside its kernel (loads cast to tl.float32): float64 not taken",
-    # the interpreter stores bfloat16 as uint16 and runs arithmetic on the bit patterns (its
-    # documentation: no bfloat16 operations); Liger's weight path negates a bfloat16 weight and
-    # its backward multiplies bfloat16 by bfloat16: garbage that compiled Triton would not give
-    "bfloat16": "Triton's interpreter does arithmetic on bfloat16's uint16 storage (no bfloat16 operations): "
-                "results would be the interpreter's, not liger's",
+    "bfloat16": triton_interpret.BFLOAT16,
 }
 CALL = ("LigerCrossEntropyFunction.apply(x, target, weight, ignore_index=-100, lse_square_scale=z, "
         "label_smoothing=ls, reduction, softcap=c, return_z_loss=False)")
-
-
-def _interpreter_shims(module) -> None:
-    """Two gaps of Triton 3.9's interpreter that Liger's kernel falls into, closed the way compiled
-    Triton behaves (they change no arithmetic of the kernel):
-
-    - A Python float kernel argument stays a bare float; compiled Triton passes an fp32 scalar
-      (`mangle_type(30.0) == "fp32"`). The kernel calls `softcap.to(tl.float32)` and
-      `weight_sum.to(tl.float32)`: "'float' object has no attribute 'to'" without the shim.
-    - `triton.language.extra.libdevice.tanh` is a stub that returns None under the interpreter
-      (triton issue 8825): the softcap path fails with "'NoneType' object has no attribute
-      'dtype'". It becomes NumPy's tanh in the tensor's dtype (float32 here), where compiled
-      Triton calls libdevice's __nv_tanhf.
-    """
-    import triton.language as tl
-    from triton.runtime import interpreter
-
-    original = interpreter._implicit_cvt
-    if not getattr(original, "xentcheck_floats", False):
-        def cvt(arg):
-            if isinstance(arg, float):
-                return tl.tensor(interpreter.TensorHandle(np.array([arg], dtype=np.float32), tl.float32), tl.float32)
-            return original(arg)
-
-        cvt.xentcheck_floats = True
-        interpreter._implicit_cvt = cvt
-
-    def tanh(x):
-        return tl.tensor(interpreter.interpreter_builder.unary_op(x.handle, np.tanh), x.type)
-
-    module.tanh = tanh  # the kernel looks its `tanh` up in the module's globals at each call
 
 
 class LigerCrossEntropy(Backend):
@@ -94,12 +60,12 @@ class LigerCrossEntropy(Backend):
             from liger_kernel.ops import cross_entropy
         except ImportError as exc:
             raise ImportError(f"{exc}; {INSTALL}") from exc
-        _interpreter_shims(cross_entropy)
+        triton_interpret.interpreter_shims(cross_entropy)
         self.torch, self.triton, self.fn = torch, triton, cross_entropy.LigerCrossEntropyFunction
 
     def settings(self) -> dict:
         return {"triton": self.triton.__version__, "TRITON_INTERPRET": os.environ.get("TRITON_INTERPRET"),
-                "interpreter_shims": "float kernel arguments as fp32 scalars; libdevice tanh as numpy.tanh"}
+                "interpreter_shims": triton_interpret.SHIMS}
 
     def unsupported(self, case: Case, device: str) -> str | None:
         return SKIPPED_DTYPES.get(case.dtype) or super().unsupported(case, device)

@@ -94,7 +94,7 @@ class RunPlan:
         for spec in own:
             if spec.startswith("file:"):
                 check_backend_file(spec[len("file:"):])
-        known = set(known_backends())
+        known = set(known_backends()) | set(optional_backends())
         unknown = [s for s in own if not s.startswith("file:") and s not in known]
         if unknown:
             raise ValueError(f"unknown backend {unknown[0]!r}")
@@ -212,6 +212,13 @@ def known_backends() -> list[str]:
     return known_names()
 
 
+def optional_backends() -> list[str]:
+    """Backends run only when named (registry.OPTIONAL: the optional linear-CE kernels)."""
+    from xentcheck.backends.registry import OPTIONAL
+
+    return list(OPTIONAL)
+
+
 def check_backend_file(path: str) -> str:
     """The absolute path of a readable plugin file, with its "::NAME" (a Backend in it) if given."""
     from xentcheck.backends.registry import NAME_SEP, split_file
@@ -235,8 +242,8 @@ def backend_specs(backends: str | None, files: tuple[str, ...] | list[str], allo
         pass
     elif backends is not None:
         for name in split_list(backends, "backends"):
-            if name not in known:
-                raise ValueError(f"unknown backend {name!r} (known: {', '.join(known)})")
+            if name not in known and name not in optional_backends():
+                raise ValueError(f"unknown backend {name!r} (known: {', '.join(known + optional_backends())})")
             if name not in specs:
                 specs.append(name)
     elif not files:
