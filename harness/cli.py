@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from xentcheck import __version__
+from xentcheck.cli_executor import connect_executor, executor_options
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -33,26 +34,6 @@ def _usage(fn, *args):
 PLAN_OPTIONS = ("backends", "backend_files", "dtypes", "seed", "n_cases", "case_ids", "out", "device", "preset",
                 "rtol", "atol", "suite", "impls", "modes", "properties", "shard", "known_file", "pythons",
                 "input_files")
-
-
-def executor_options(command):
-    """--executor and --ray-address: where a command's backend workers run (xentcheck.run.executor).
-    The command gets `executor` and `ray_address`; _executor turns them into an Executor."""
-    command = click.option("--ray-address", metavar="HOST:PORT",
-                           help="With --executor ray: the running Ray cluster to use (default: $RAY_ADDRESS, "
-                                "else a local Ray instance).")(command)
-    return click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                        help="Run the backend workers on this machine, or as Ray actors across a Ray cluster "
-                             "(needs the `ray` extra).")(command)
-
-
-def _executor(kind: str, address: str | None, device: str):
-    """The Executor, connected (a usage error, one line, when Ray is missing or unreachable)."""
-    from xentcheck.run.executor import Executor
-
-    executor = Executor(kind, address)
-    _usage(executor.connect, device)
-    return executor
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -142,7 +123,7 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, input_files, o
         plan.known_file = known_file
         out_dir = Path(out)
         prior = None
-    where = _executor(executor, ray_address, plan.device)  # before the folder is touched
+    where = connect_executor(executor, ray_address, plan.device)  # before the folder is touched
     try:
         if prior is None:
             start_folder(out_dir, plan)

@@ -28,8 +28,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from xentcheck.core import dtypes
-from xentcheck.core.cases import (IGNORE_INDEX, LABEL_FORMS, REDUCTIONS, SMOOTHING, Case, _integers, _rng,
-                                  _uniform, cotangent_rows, format_param)
+from xentcheck.core.cases import (
+    IGNORE_INDEX,
+    LABEL_FORMS,
+    REDUCTIONS,
+    SMOOTHING,
+    Case,
+    _integers,
+    _rng,
+    _uniform,
+    cotangent_rows,
+    format_param,
+)
 
 MAX_D = 1 << 16
 MAX_WEIGHT_ELEMENTS = 1 << 26  # V x D: 256,000 x 256 (W of 256 MiB in float32)
@@ -144,7 +154,7 @@ def linear_cases(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES, 
     for di, dt in enumerate(dtypes.DTYPE_NAMES):
         if dt not in dtype_names:
             continue
-        red = lambda i: REDUCTIONS[(di + i) % 3]  # noqa: E731
+        red = lambda i, di=di: REDUCTIONS[(di + i) % 3]  # noqa: E731
         out += [
             Case("scale1e+0", dt, 32, 1000, "index", red(0), "b", d=64),
             Case("scale1e+1", dt, 24, 777, "index", red(1), "w+ign+ls", d=16),

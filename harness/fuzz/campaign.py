@@ -91,14 +91,16 @@ class State:
         write_atomic(Path(folder) / STATE_FILE, json.dumps(self.to_json(), indent=2) + "\n")
 
 
-def run_batch(plan: RunPlan, folder: Path, prior: list[dict], warn: Callable[[str], None]):
+def run_batch(plan: RunPlan, folder: Path, prior: list[dict], warn: Callable[[str], None], executor=None):
     """One batch through the backends: `xentcheck run`'s own entry point (execute), without the
     reports (the campaign writes its own), with summary.json (repro and shrinking read it)."""
     from xentcheck.reports.files import write_atomic
     from xentcheck.reports.summary import render
     from xentcheck.run.execute import execute
+    from xentcheck.run.executor import LOCAL
 
-    done = execute(plan, folder, prior, progress=False, repro=False, reports=False, warn=warn)
+    done = execute(plan, folder, prior, progress=False, repro=False, reports=False, warn=warn,
+                   executor=executor or LOCAL)
     write_atomic(folder / "summary.json", render(done.summary))
     return done
 
@@ -106,8 +108,10 @@ def run_batch(plan: RunPlan, folder: Path, prior: list[dict], warn: Callable[[st
 class Campaign:
     """Runs a campaign in `out` until its budget or case count is spent, or Ctrl-C."""
 
-    def __init__(self, out: Path, state: State, progress: bool = True, warn: Callable[[str], None] = lambda m: None):
-        self.out, self.state, self.progress, self.warn = Path(out), state, progress, warn
+    def __init__(self, out: Path, state: State, progress: bool = True, warn: Callable[[str], None] = lambda m: None,
+                 executor=None):
+        # executor: where the backend workers run (xentcheck.run.executor; None: this machine)
+        self.out, self.state, self.progress, self.warn, self.executor = Path(out), state, progress, warn, executor
         self.findings = Findings(state.kinds)
         self.deadline = float("inf")
         self.budget_hit = False  # the budget's timer fired (else a SIGINT is the user's)
@@ -227,7 +231,7 @@ class Campaign:
         prior = resuming.prior_results(folder, plan)
         resuming.rewrite_results(folder, prior)  # without a torn last line
         self._seen().update(c.id for c in plan.cases)
-        done = run_batch(plan, folder, prior, self.warn)
+        done = run_batch(plan, folder, prior, self.warn, self.executor)
         if not done.finished and not self.budget_hit:
             self.interrupted = True
         batch["finished"] = done.finished

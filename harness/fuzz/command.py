@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from xentcheck.cli_executor import connect_executor, executor_options
+
 EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # options that define the campaign: --resume takes them from campaign.json
 CAMPAIGN_OPTIONS = ("backends", "backend_files", "dtypes", "seed", "out", "device", "preset", "impls", "modes",
@@ -69,8 +71,9 @@ def build_plan(backends, backend_files, dtypes, seed, device, preset, impls, mod
               help="Seconds before a hung case is marked timeout.")
 @click.option("--resume", metavar="DIR", help="Continue the campaign in DIR with its stored configuration.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
+@executor_options
 def fuzz_cmd(budget, n_cases, seed, backends, backend_files, dtypes, impls, modes, device, preset, known_file, out,
-             batch, case_timeout, resume, progress) -> int:
+             batch, case_timeout, resume, progress, executor="local", ray_address=None) -> int:
     """Draw random cases (shapes up to K = 256k, every family, label form, option and reduction, extreme values),
     run them through every backend x implementation x mode, and keep each new kind of finding with its case,
     its repro script and a shrunk one. Writes report.md and report.json in --out."""
@@ -107,14 +110,19 @@ def fuzz_cmd(budget, n_cases, seed, backends, backend_files, dtypes, impls, mode
         plan = build_plan(backends, backend_files, dtypes, seed, device, preset, impls, modes, known_file,
                           case_timeout)
         out_dir = Path(out)
+        from xentcheck.fuzz.campaign import STATE_FILE
+        if (out_dir / STATE_FILE).exists() or (out_dir / "batches").exists():
+            raise click.UsageError(f"{out_dir} already holds a campaign: continue it with --resume {out_dir}, "
+                                   "or give another --out")
         state = State(seed=seed, plan=plan.to_json(), budget_s=budget_s, cases=n_cases, batch=batch)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         state.save(out_dir)
     except OSError as exc:
         raise click.UsageError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}") from None
+    where = connect_executor(executor, ray_address, state.template().device)
     campaign = Campaign(out_dir, state, progress,
-                        warn=lambda message: click.echo(f"xentcheck: warning: {message}", err=True))
+                        warn=lambda message: click.echo(f"xentcheck: warning: {message}", err=True), executor=where)
     state = campaign.run(budget_s)
     from xentcheck.fuzz.report import build
     report = build(state)

@@ -131,6 +131,12 @@ def test_usage_errors_are_one_line_and_exit_2(args, message):
     assert res.returncode == 2 and message in res.stderr and res.stderr.count("\n") == 1, res.stderr
 
 
+def test_a_new_campaign_refuses_a_folder_that_holds_one(tmp_path):
+    (tmp_path / "campaign.json").write_text("{}")
+    res = run_cli("fuzz", "--cases", "1", "--backends", "numpy", "--out", str(tmp_path), "--no-progress", timeout=60)
+    assert res.returncode == 2 and "already holds a campaign" in res.stderr and res.stderr.count("\n") == 1, res.stderr
+
+
 def test_durations():
     assert [parse_duration(t) for t in ("10m", "90s", "1h30m", "45", "0.5m")] == [600, 90, 5400, 45, 30]
 

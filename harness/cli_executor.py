@@ -1,0 +1,29 @@
+"""--executor and --ray-address, shared by the commands whose backend workers can run on a Ray
+cluster (`run`, `fuzz`): the options, and the connected Executor they describe."""
+
+from __future__ import annotations
+
+import click
+
+
+def executor_options(command):
+    """--executor and --ray-address: where a command's backend workers run (xentcheck.run.executor).
+    The command gets `executor` and `ray_address`; connect_executor turns them into an Executor."""
+    command = click.option("--ray-address", metavar="HOST:PORT",
+                           help="With --executor ray: the running Ray cluster to use (default: $RAY_ADDRESS, "
+                                "else a local Ray instance).")(command)
+    return click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                        help="Run the backend workers on this machine, or as Ray actors across a Ray cluster "
+                             "(needs the `ray` extra).")(command)
+
+
+def connect_executor(kind: str, address: str | None, device: str):
+    """The Executor, connected (a usage error, one line, when Ray is missing or unreachable)."""
+    from xentcheck.run.executor import Executor
+
+    executor = Executor(kind, address)
+    try:
+        executor.connect(device)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    return executor
