@@ -25,6 +25,10 @@ BUILTIN: dict[str, str] = {
     "keras-jax": "xentcheck.backends.keras_backend:KerasJaxBackend",
     "keras-torch": "xentcheck.backends.keras_backend:KerasTorchBackend",
 }
+# Backends a default-suite run leaves out unless named: each Keras backend starts one more
+# framework worker and doubles its framework's time (keras-jax: JAX's), so the default run keeps to
+# the four frameworks; `--suite full` and `--backends keras-jax` run them.
+FULL_SUITE_ONLY: tuple[str, ...] = ("keras-tensorflow", "keras-jax", "keras-torch")
 # Optional kernels shipped with xentcheck, each behind an extra (pip install 'xentcheck[cce]'): run
 # only when named (`--backends cce`), never by default, so that a default run is the same whether
 # or not they are installed; without their package every case is skipped with the reason.

@@ -57,7 +57,7 @@ from functools import cached_property
 import numpy as np
 
 from xentcheck.core import kernel
-from xentcheck.core.cases import Case, Inputs
+from xentcheck.core.cases import IGNORE_INDEX, Case, Inputs
 from xentcheck.core.probs import CLIPPED, clipped_reference
 from xentcheck.core.spare import SPARE
 
@@ -215,12 +215,24 @@ def reference_key(case: Case, semantics: str) -> str:
     return semantics if semantics in CLIPPED or semantics_matter(case) else "plain"
 
 
-def undefined_rows(logits: np.ndarray, rows: np.ndarray, grad: np.ndarray) -> None:
+def ignored_rows(case: Case, inputs: Inputs) -> np.ndarray:
+    """(N,) bool: the rows whose class index is ignore_index. Their loss and gradient are 0 by the
+    APIs' documentation, whatever their logits (a NaN or +inf logit included: torch masks the row
+    before it reads it), so the reference sets them so rather than computing 0 x (inf - inf)."""
+    if case.labels != "index" or not case.option_set & {"ign", "allign"}:
+        return np.zeros(case.rows, dtype=bool)
+    return np.asarray(inputs.labels).reshape(-1) == IGNORE_INDEX
+
+
+def undefined_rows(logits: np.ndarray, rows: np.ndarray, grad: np.ndarray, ignored: np.ndarray | None = None) -> None:
     """A row with a NaN or +inf logit, or no finite logit at all, has no defined loss: the
     reference expects NaN in its loss and gradient (IEEE propagation), so an API that returns
-    finite numbers there, in silence, is reported."""
+    finite numbers there, in silence, is reported. Rows of an ignored target (`ignored`) are 0."""
     x = logits.astype(np.float64)
     bad = np.isnan(x).any(axis=1) | np.isposinf(x).any(axis=1) | np.isneginf(x).all(axis=1)
+    if ignored is not None and ignored.any():
+        rows[ignored], grad[ignored] = 0, 0
+        bad &= ~ignored
     if bad.any():
         rows[bad] = np.nan
         grad[bad] = np.nan
@@ -303,14 +315,14 @@ def _general(case: Case, inputs: Inputs, semantics: str, prec: str) -> Reference
             to_mp = np.frompyfunc(lambda v: mpmath.mpf(float(v)), 1, 1)
             r, denom = effective_labels(case, inputs, semantics, np.float64)
             rows, grad, big_q = softmax_xent(to_mp(inputs.logits.astype(np.float64)), to_mp(r))
-            undefined_rows(inputs.logits, rows, grad)
+            undefined_rows(inputs.logits, rows, grad, ignored_rows(case, inputs))
             loss, grad = reduce(case, rows, grad, denom, empty)
             f64 = lambda a: np.asarray(a, dtype=object).astype(np.float64)
             return Reference(f64(loss), f64(grad), prec, f64(rows), f64(big_q), case, inputs, r)
     wp = np.longdouble if prec == "longdouble" else np.float64
     r, denom = effective_labels(case, inputs, semantics, wp)
     rows, grad, big_q = softmax_xent(inputs.logits.astype(wp), r)
-    undefined_rows(inputs.logits, rows, grad)
+    undefined_rows(inputs.logits, rows, grad, ignored_rows(case, inputs))
     loss, grad = reduce(case, rows, grad, denom, empty)
     return Reference(np.asarray(loss), grad, prec, rows.astype(np.float64), big_q.astype(np.float64), case, inputs,
                      r.astype(np.float64))
@@ -373,6 +385,8 @@ def _llm_in(case: Case, inputs: Inputs, semantics: str, prec: str, wp: type) -> 
     denom_z = int(counted.sum()) if case.labels == "index" and semantics in ("torch", "keras") else n
     ce, z_rows, grad, z_grad, lse, big_q = llm_rows(_to(inputs.logits, wp), r, case.logit_scale, case.softcap,
                                                     case.zloss, counted)
+    ignored = ignored_rows(case, inputs)
+    ce[ignored], z_rows[ignored], grad[ignored], z_grad[ignored] = 0, 0, 0, 0  # whatever their logits
     rows = ce + z_rows
     if case.reduction == "mean":
         empty = "zero" if semantics == "keras" else "nan"
@@ -397,6 +411,7 @@ def _llm_in(case: Case, inputs: Inputs, semantics: str, prec: str, wp: type) -> 
     bad = np.isnan(x).any(axis=1)
     if case.softcap is None:
         bad |= np.isposinf(x).any(axis=1) | np.isneginf(x).all(axis=1)
+    bad &= ~ignored
     if bad.any():
         rows[bad], grad[bad] = np.nan, np.nan
         loss = np.where(bad, np.nan, loss) if case.reduction == "none" else np.asarray(np.nan)

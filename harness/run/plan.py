@@ -234,8 +234,12 @@ def check_backend_file(path: str) -> str:
     return str(p.resolve()) + (NAME_SEP + name if name else "")
 
 
-def backend_specs(backends: str | None, files: tuple[str, ...] | list[str], allow_empty: bool = False) -> list[str]:
-    """Worker specs: named backends (default: all known unless only files are given), then files."""
+def backend_specs(backends: str | None, files: tuple[str, ...] | list[str], allow_empty: bool = False,
+                  suite: str = "full") -> list[str]:
+    """Worker specs: named backends (default: all known unless only files are given; for the
+    default suite, not registry.FULL_SUITE_ONLY), then files."""
+    from xentcheck.backends.registry import FULL_SUITE_ONLY
+
     known = known_backends()
     specs: list[str] = []
     if allow_empty and backends == "":
@@ -247,7 +251,7 @@ def backend_specs(backends: str | None, files: tuple[str, ...] | list[str], allo
             if name not in specs:
                 specs.append(name)
     elif not files:
-        specs = list(known)
+        specs = [n for n in known if suite == "full" or n not in FULL_SUITE_ONLY]
     for f in files:
         spec = "file:" + check_backend_file(f)
         if spec not in specs:
@@ -299,7 +303,7 @@ def plan_from_options(backends: str | None, backend_files: tuple[str, ...], dtyp
     dtype_names = parse_dtypes(dtypes)
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r} (known: {', '.join(SUITES)})")
-    specs = backend_specs(backends, backend_files)
+    specs = backend_specs(backends, backend_files, suite=suite)
     impl_names, mode_names = variant_filters(impls, modes, specs)
     own = input_cases(input_files)  # --inputs alone: only the user's files; with --cases/--case, both
     generated = select_cases(dtype_names, n_cases, case_ids, suite) if not own or n_cases or case_ids else []

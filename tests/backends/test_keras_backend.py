@@ -110,3 +110,12 @@ def test_the_suite_finds_what_keras_does_on_jax_and_torch(tmp_path):
     assert jax_oor["verdict"] == "fail" and "silently returned loss" in jax_oor["reasons"][0]
     torch_oor = recs[("keras-torch", oor)]
     assert torch_oor["verdict"] == "pass" and "raised" in torch_oor["reasons"][0]
+
+
+def test_keras_backends_run_in_the_full_suite_or_when_named():
+    from xentcheck.run.plan import backend_specs
+
+    keras = {"keras-tensorflow", "keras-jax", "keras-torch"}
+    assert not keras & set(backend_specs(None, (), suite="default"))
+    assert keras <= set(backend_specs(None, (), suite="full"))
+    assert backend_specs("keras-jax", (), suite="default") == ["keras-jax"]

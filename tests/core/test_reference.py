@@ -160,3 +160,26 @@ def test_row_chunks_match_the_whole_array_formula(monkeypatch, reference_kernel,
     assert_grad_matches_whole_array(case, ref.grad, grad)
     assert value_bits(ref.label_sum) == value_bits(big_q.astype(np.float64))
     assert ref.logits.tobytes() == inputs.logits.astype(np.float64).tobytes()
+
+
+@pytest.mark.parametrize("case_id", ["scale1e+0_float32_4x5_index_none_opt-ign",
+                                     "scale1e+0_float32_4x5_index_mean_opt-ign",
+                                     "scale1e+0_float32_4x5_index_none_opt-ign+z1e-4",
+                                     "scale1e+0_float64_4x5_index_sum_opt-w+ign"])
+def test_an_ignored_row_is_zero_whatever_its_logits(case_id):
+    """torch masks an ignored target's row before reading it: a +inf or NaN logit there changes
+    nothing (found by a fuzz campaign, where the reference gave NaN for such a row)."""
+    from xentcheck.core.cases import IGNORE_INDEX, Case, make_inputs
+    from xentcheck.core.reference import reference
+
+    case = Case.from_id(case_id)
+    inputs = make_inputs(case, 0)
+    inputs.labels[:] = [1, IGNORE_INDEX, 3, IGNORE_INDEX]
+    clean = reference(case, inputs, "torch")
+    inputs.logits[1, 2], inputs.logits[3, 0] = np.inf, np.nan
+    got = reference(case, inputs, "torch")
+    np.testing.assert_array_equal(got.grad, clean.grad)
+    np.testing.assert_array_equal(got.loss, clean.loss)
+    assert np.all(got.grad[[1, 3]] == 0) and np.isfinite(got.loss).all()
+    inputs.labels[1] = 0  # kept, its +inf logit makes the row undefined again
+    assert np.isnan(reference(case, inputs, "torch").grad[1]).all()
