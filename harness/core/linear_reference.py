@@ -188,3 +188,9 @@ def linear_reference(case: Case, inputs: LinearInputs, semantics: str = "plain")
         l_scale = np.asarray(np.fmax(1.0, loss_scale.sum() * (inv if case.reduction == "mean" else 1.0)))
     scales = {"loss": l_scale, "dh": s_dh, "dw": s_dw, "db": s_db}
     return LinearReference(loss, dh, dw, db if inputs.bias is not None else None, prec, scales, row_loss, denom)
+
+
+def reference_for(case: Case, inputs, semantics: str = "plain"):
+    """The case's reference, whatever its kind: linear_reference for a linear-CE case (its inputs a
+    LinearInputs), else xentcheck.core.reference.reference (the pytest plugin's and repro's way in)."""
+    return linear_reference(case, inputs, semantics) if case.linear else reference(case, inputs, semantics)
