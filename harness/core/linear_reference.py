@@ -144,6 +144,7 @@ def linear_reference(case: Case, inputs: LinearInputs, semantics: str = "plain")
     db = np.zeros(v, dtype=wp)
     s_dh, s_dw, s_db = np.zeros((n, dim)), np.zeros((v, dim)), np.zeros(v)
     row_loss, loss_scale = np.zeros(n), np.zeros(n)
+    row_wide = np.zeros(n, dtype=wp)  # reduction none: the rows in wp (row_loss is float64)
     loss_total = wp(0)
     tiny = 2.0 ** dtypes.info(case.dtype).min_exp
     step = max(1, CHUNK_ELEMENTS // v)
@@ -151,7 +152,7 @@ def linear_reference(case: Case, inputs: LinearInputs, semantics: str = "plain")
         hi = min(n, lo + step)
         o = logits_of(case, inputs, lo, hi)
         part = Inputs(o, inputs.labels[lo:hi], inputs.target[lo:hi], inputs.weights, inputs.smoothing)
-        ref = reference(_ce_case(case, hi - lo), part, semantics)
+        ref = reference(_ce_case(case, hi - lo), part, semantics, wide=True)  # G in wp, options or not
         g = np.asarray(ref.grad).astype(wp)  # (rows, V): the unreduced (sum) gradient
         if case.reduction == "mean":
             g /= wp(denom) if denom else wp(np.inf)  # 1 / denom in float64 would round
@@ -162,6 +163,8 @@ def linear_reference(case: Case, inputs: LinearInputs, semantics: str = "plain")
         db += g.sum(axis=0)
         rows = np.asarray(ref.row_loss, dtype=np.float64)
         row_loss[lo:hi] = rows
+        if case.reduction == "none":
+            row_wide[lo:hi] = np.asarray(ref.loss, dtype=wp)
         loss_total += np.asarray(ref.loss, dtype=wp).sum() if case.reduction != "none" else 0
         # natural scales (float64 is plenty for a scale)
         o64 = np.asarray(o, dtype=np.float64)
@@ -179,7 +182,7 @@ def linear_reference(case: Case, inputs: LinearInputs, semantics: str = "plain")
         s_db += a.sum(axis=0)
         loss_scale[lo:hi] = np.fmax(np.fmax(1.0, np.abs(rows)), big_q * wn)
     if case.reduction == "none":
-        loss = row_loss.astype(wp)
+        loss = row_wide
         l_scale = loss_scale
     else:
         loss = np.asarray(loss_total / wp(denom) if case.reduction == "mean" and denom else loss_total)
