@@ -53,3 +53,24 @@ def test_chunk_settings_and_composition_checks_catch_the_toys(case_id):
     # the sibling of _c4 is _c8 and back
     assert "against bf16acc_c8" in props["bf16acc_c4"]["chunk_settings_detail"]
     assert "against bf16acc_c4" in props["bf16acc_c8"]["chunk_settings_detail"]
+
+
+def test_equal_nan_and_inf_outputs_agree_and_a_nan_pattern_does_not():
+    """An empty batch's mean is NaN in both APIs (and in the reference): that is agreement. A NaN
+    gradient where the other API has zeros is not."""
+    import numpy as np
+
+    from xentcheck.core.linear_properties import _agree
+    from xentcheck.core.linear_reference import linear_reference
+
+    case = Case.from_id("scale1e+0_float32_8x100_lin8_index_mean_opt-allign")
+    ref = linear_reference(case, make_inputs(case, 0), "torch")
+    assert np.isnan(ref.loss) and not np.asarray(ref.dh).any()
+    tol = Tol(*Tolerances().get("float32", "grad"), True)
+    zeros = {"loss": np.float32(np.nan), "dh": np.zeros((8, 8), np.float32), "dw": np.zeros((100, 8), np.float32)}
+    assert _agree(case, ref, zeros, dict(zeros), tol)["verdict"] == "pass"
+    nan_dh = {**zeros, "dh": np.full((8, 8), np.nan, np.float32)}
+    res = _agree(case, ref, nan_dh, zeros, tol)
+    assert res["verdict"] == "fail" and "dh: NaN pattern differs" in res["detail"]
+    off = {**zeros, "dw": np.full((100, 8), 1e-3, np.float32)}
+    assert _agree(case, ref, off, zeros, tol)["verdict"] == "fail"
