@@ -145,8 +145,8 @@ class XentcheckItem(pytest.Item):
     def runtest(self) -> None:
         from xentcheck.core.cases import make_inputs
         from xentcheck.core.evaluate import Subject, evaluate
-        from xentcheck.core.metrics import BAD_VERDICTS
         from xentcheck.core.linear_reference import reference_for
+        from xentcheck.core.metrics import BAD_VERDICTS
         from xentcheck.core.tolerances import Tolerances
         from xentcheck.run.worker import output_of
 

@@ -4,8 +4,6 @@ with the cotangent (output_gradients); eagerly, under tf.function and with XLA."
 
 from __future__ import annotations
 
-import numpy as np
-
 from xentcheck.backends.base import LinearOutput, Variant
 from xentcheck.core.cases import Case
 

@@ -28,8 +28,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from xentcheck.core import dtypes
-from xentcheck.core.cases import (IGNORE_INDEX, LABEL_FORMS, REDUCTIONS, SMOOTHING, Case, _integers, _rng,
-                                  _uniform, cotangent_rows, format_param)
+from xentcheck.core.cases import (
+    IGNORE_INDEX,
+    LABEL_FORMS,
+    REDUCTIONS,
+    SMOOTHING,
+    Case,
+    _integers,
+    _rng,
+    _uniform,
+    cotangent_rows,
+    format_param,
+)
 
 MAX_D = 1 << 16
 MAX_WEIGHT_ELEMENTS = 1 << 26  # V x D: 256,000 x 256 (W of 256 MiB in float32)
@@ -97,10 +107,10 @@ def make_linear_inputs(case: Case, seed: int) -> LinearInputs:
     else:
         w = (2.0 * _uniform(bg, (v, dim)) - 1.0) * a
     target = _integers(bg, (n,), v)
-    wq = w.astype(d.np_type)
+    wq: np.ndarray = w.astype(d.np_type)
     if fam == "dominant":
         h = h + DOMINANT_PUSH * wq[target].astype(np.float64)
-    bias = None
+    bias: np.ndarray | None = None
     if "b" in case.option_set:
         u = _uniform(bg, (v,))
         bias = (float(fam[len("offset"):]) + (2.0 * u - 1.0) * 4.0 if fam.startswith("offset")
@@ -144,7 +154,7 @@ def linear_cases(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES, 
     for di, dt in enumerate(dtypes.DTYPE_NAMES):
         if dt not in dtype_names:
             continue
-        red = lambda i: REDUCTIONS[(di + i) % 3]  # noqa: E731
+        red = lambda i, di=di: REDUCTIONS[(di + i) % 3]  # noqa: E731
         out += [
             Case("scale1e+0", dt, 32, 1000, "index", red(0), "b", d=64),
             Case("scale1e+1", dt, 24, 777, "index", red(1), "w+ign+ls", d=16),

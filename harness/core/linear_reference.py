@@ -85,7 +85,8 @@ def dot2(h: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarra
     """h W^T (+ b) of float64 arrays (R, D) and (V, D), as if computed in twice float64's
     precision (Dot2), returned as np.longdouble (R, V)."""
     h, w = h.astype(np.float64), w.astype(np.float64)
-    s = np.zeros((h.shape[0], w.shape[0])) if b is None else np.broadcast_to(b.astype(np.float64), (h.shape[0], w.shape[0])).copy()
+    shape = (h.shape[0], w.shape[0])
+    s = np.zeros(shape) if b is None else np.broadcast_to(b.astype(np.float64), shape).copy()
     c = np.zeros_like(s)
     wsplit = _split(w.T)  # (D, V) halves, once
     for j in range(h.shape[1]):
@@ -174,7 +175,7 @@ def linear_reference(case: Case, inputs: LinearInputs, semantics: str = "plain")
         big_q = np.asarray(ref.label_sum, dtype=np.float64)
         c = big_q * (inv if case.reduction == "mean" else 1.0)
         if ct is not None:
-            c = c * (np.abs(inputs.cotangent.astype(np.float64))[lo:hi] if ct.ndim else abs(float(ct)))
+            c = c * (np.abs(np.asarray(ct, dtype=np.float64))[lo:hi] if ct.ndim else abs(float(ct)))
         # + the dtype's smallest normal: an entry of G below it is subnormal (or flushed to zero) there
         a = np.abs(np.asarray(g, dtype=np.float64)) + (c * wn)[:, None] * p + tiny
         s_dh[lo:hi] = a @ w_abs

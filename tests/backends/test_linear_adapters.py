@@ -33,6 +33,6 @@ def test_every_linear_variant_and_mode_passes_small_cases(name):
         for v in variants:
             out = output_of(backend, v, case, inputs, "cpu")
             r = evaluate(case, Subject(name, v.impl, v.mode), out, Tolerances(),
-                         reference=lambda: linear_reference(case, inputs, v.semantics))
+                         reference=lambda c=case, x=inputs, s=v.semantics: linear_reference(c, x, s))
             assert r.verdict == "pass", (name, v.impl, v.mode, case_id, r.reasons)
             assert r.dh.size == case.n * case.d and (r.db is not None) == ("b" in case.option_set)
