@@ -74,3 +74,30 @@ def test_equal_nan_and_inf_outputs_agree_and_a_nan_pattern_does_not():
     assert res["verdict"] == "fail" and "dh: NaN pattern differs" in res["detail"]
     off = {**zeros, "dw": np.full((100, 8), 1e-3, np.float32)}
     assert _agree(case, ref, off, zeros, tol)["verdict"] == "fail"
+
+
+def test_a_compiled_composition_is_checked_against_its_eager_run():
+    """A backend's composition in a compiled mode (here a toy "jit" that rounds G to bfloat16
+    before G W) is compared with the same composition run eagerly: caught; eager itself: skipped."""
+    import ml_dtypes
+
+    from xentcheck.backends.base import Variant
+
+    careful = type(_backend()).__mro__[1]  # linear_careful.CarefulLinear: run_variant applies self.breaks
+
+    class Compiled(careful):
+        def variants(self):
+            return [Variant("toy_composed", m, ("index",), options=("b",), kind="linear") for m in ("eager", "jit")]
+
+        def run_variant(self, variant, case, inputs, device):
+            self.breaks = {"round_g": ml_dtypes.bfloat16} if variant.mode == "jit" else {}
+            return super().run_variant(variant, case, inputs, device)
+
+    b = Compiled()
+    case = Case.from_id(CASES[0])
+    inputs = make_inputs(case, 0)
+    tol = Tol(*Tolerances().get(case.dtype, "grad"), True)
+    eager, jit = b.variants()
+    assert compute(b, eager, case, inputs, "cpu", tol, b.variants()).properties["vs_composition"]["verdict"] == "skipped"
+    res = compute(b, jit, case, inputs, "cpu", tol, b.variants()).properties["vs_composition"]
+    assert res["verdict"] == "fail" and res["detail"].startswith("against toy_composed (eager):") and "in dh" in res["detail"]
