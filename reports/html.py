@@ -131,7 +131,8 @@ def render(summary: dict, records: list[dict], tol_report: dict | None = None, m
         results=summary.get("results", len(records)), counts=summary.get("counts", {}),
         dtypes=dts, pass_groups=groups, findings=rows, n_bad=n_bad, kinds=kinds.group(records), worst=worst,
         figures=figures,
-        blame_text=[f"{title.capitalize()}: {blame.blame_sentence(matrix, what)}" for what, title in tolerance.OUTPUTS
-                    if matrix["backends"]],
+        blame_text=[f"{title.capitalize() if what in ('loss', 'grad') else title}: {blame.blame_sentence(matrix, what)}"
+                    for what, title in (*tolerance.OUTPUTS, *tolerance.LINEAR_OUTPUTS)
+                    if matrix["backends"] and (what in ("loss", "grad") or what in matrix["outputs"])],
         margin=tol_report.get("margin"), tol_rows=_tol_rows(tol_report), backends=backends,
         env=summary.get("environment", {}), reference_float64=summary.get("reference_float64", ""))

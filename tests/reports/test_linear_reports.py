@@ -61,3 +61,13 @@ def test_linear_results_show_dh_dw_db_in_every_report():
             for tc in root.iter("testcase") if tc.find("failure") is not None}
     assert msgs["bad-dw"].startswith("dW: greatest absolute / relative / ULP difference"), msgs
     assert msgs["bad-db"].startswith("db: greatest"), msgs
+
+
+def test_the_html_report_blames_a_backend_for_each_linear_gradient():
+    from xentcheck.reports import blame
+
+    records = [linear_record("exact"), linear_record("bad-dw", "dw"), linear_record("bad-db", "db")]
+    summary = summary_report.build(records, context(["exact", "bad-dw", "bad-db"]))
+    page = html.render(summary, records, matrix=blame.build(records))
+    assert "dW (linear-CE gradient of W): bad-dw is furthest from the reference" in page
+    assert "db (linear-CE gradient of b): bad-db is furthest from the reference" in page
