@@ -86,8 +86,8 @@ def _items(session: pytest.Session) -> list[pytest.Item]:
                     if v.impl in {s["impl"] for s in select_variants([variant_info(v)], "default", None, None)}]
         for case in cases:
             for v in variants:
-                if case.labels not in v.label_forms or case.linear or getattr(v, "kind", "ce") != "ce":
-                    continue  # linear-CE cases: `xentcheck run` (their reference is linear_reference)
+                if case.labels not in v.label_forms or getattr(v, "kind", "ce") != case.kind:
+                    continue
                 impl = str(v.impl).replace(" ", "_")
                 items.append(XentcheckItem.from_parent(
                     suite, name=f"test_{backend.name}[{impl}-{v.mode}-{case.id}]", spec=spec, case=case, variant=v))
@@ -145,8 +145,8 @@ class XentcheckItem(pytest.Item):
     def runtest(self) -> None:
         from xentcheck.core.cases import make_inputs
         from xentcheck.core.evaluate import Subject, evaluate
+        from xentcheck.core.linear_reference import reference_for
         from xentcheck.core.metrics import BAD_VERDICTS
-        from xentcheck.core.reference import reference
         from xentcheck.core.tolerances import Tolerances
         from xentcheck.run.worker import output_of
 
@@ -160,7 +160,7 @@ class XentcheckItem(pytest.Item):
                                              documented=v.documented),
                           output_of(backend, v, self.case, inputs, "cpu"),
                           Tolerances(self.config.getoption("xentcheck_tolerances")),
-                          reference=lambda: reference(self.case, inputs, v.semantics), known=_known(self.config))
+                          reference=lambda: reference_for(self.case, inputs, v.semantics), known=_known(self.config))
         assert result.reasons is not None  # evaluate() gives every result its reasons
         if result.verdict == "skipped":
             pytest.skip(result.reasons[0])

@@ -44,7 +44,7 @@ def repro(r: dict, spec: str | None = None, preset: str | None = None) -> str:
 def failure_message(r: dict) -> str:
     """'loss: greatest absolute / relative / ULP difference A / R / U at index I (x vs y), allowed T; ...'"""
     parts = []
-    for what, label in (("loss", "loss"), ("grad", "gradient")):
+    for what, label in (("loss", "loss"), ("grad", "gradient"), ("dh", "dh"), ("dw", "dW"), ("db", "db")):
         m = r.get(what)
         if not m:
             continue

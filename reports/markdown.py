@@ -117,7 +117,9 @@ def render(summary: dict, records: list[dict]) -> str:
                             [[f"`{esc(f['case_id'])}`", esc(f["backend"]), esc(f["impl"]), esc(f["mode"]), esc(f["property"]),
                               esc(f["verdict"]), esc(f["detail"])] for f in found[:MAX_FINDINGS]])
 
-    for what, title in (("grad", "gradient"), ("loss", "loss")):
+    linear = [(w, t) for w, t in (("dh", "dh (linear-CE)"), ("dw", "dW (linear-CE)"), ("db", "db (linear-CE)"))
+              if summary.get(f"worst_{w}")]
+    for what, title in (("grad", "gradient"), *linear, ("loss", "loss")):
         lines += [f"## Largest {title} errors per backend and dtype", "",
                   "The compared result with the greatest relative error (ULPs in the tested dtype).", ""]
         rows = [[esc(w["backend"]), esc(w["dtype"]), f"`{esc(w['case_id'])}`", esc(w["verdict"]),

@@ -66,7 +66,8 @@ def exit_status(records: list[dict]) -> int:
 
 # what build() computes from the records; everything else in a summary is the run's context
 DERIVED_KEYS = frozenset({"results", "counts", "exit_status", "pass_rates", "worst_loss", "worst_grad",
-                          "property_counts", "property_findings", "inputs_modified"})
+                          "property_counts", "property_findings", "inputs_modified", "worst_dh", "worst_dw", "worst_db"})
+LINEAR_GRADS = ("dh", "dw", "db")  # linear-CE results' gradients: worst_<g> where a record has them
 
 
 def build(records: list[dict], context: dict) -> dict:
@@ -82,6 +83,7 @@ def build(records: list[dict], context: dict) -> dict:
         "property_counts": property_counts(records),
         "property_findings": len(property_findings(records)),
         "inputs_modified": sorted({(r["backend"], r["case_id"]) for r in records if r.get("inputs_modified")}),
+        **{f"worst_{g}": worst(records, g) for g in LINEAR_GRADS if any(r.get(g) for r in records)},
     }
 
 

@@ -32,6 +32,7 @@ OUTPUTS = (("loss", "loss"), ("grad", "gradient"))
 # linear-CE results' gradients (judged with the gradient's tolerance), where a record has them
 LINEAR_OUTPUTS = (("dh", "dh (linear-CE gradient of h)"), ("dw", "dW (linear-CE gradient of W)"),
                   ("db", "db (linear-CE gradient of b)"))
+LINEAR_KEYS = tuple(w for w, _ in LINEAR_OUTPUTS)
 
 
 def _table_key(what: str) -> str:

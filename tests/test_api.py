@@ -279,3 +279,21 @@ def test_the_example_runs_and_is_the_readme_example(tmp_path):
     lines = res.stdout.splitlines()
     assert lines[0] == "ok: True {'pass': 16}" and (tmp_path / "xentcheck-out/report.md").is_file()
     assert lines[1].startswith("reference loss 0.41703001642") and lines[1].endswith("in float64")
+
+
+def test_verify_and_assert_backend_judge_linear_ce_kernels(tmp_path):
+    """Linear-CE cases through the API as through `xentcheck run`: loss, dh, dW, db metrics, the
+    finding named by the gradient that is wrong, a repro/ of the linear result."""
+    toys = ROOT / "tests/helpers/toy_backends"
+    case = "scale1e+0_float32_32x1000_lin64_index_mean_opt-b"
+    result = xentcheck.verify([toys / "linear_careful.py", toys / "linear_broken_dw.py"], cases=[case],
+                              out=tmp_path / "o")
+    by = {r.backend: r for r in result.records}
+    assert by["linear-careful"].verdict == "pass" and by["linear-broken-dw"].verdict == "fail"
+    broken = by["linear-broken-dw"]
+    assert broken.grad is None and broken.dw.n_exceed > 0 and broken.dh.n_exceed == 0 and broken.db.n_exceed == 0
+    assert [(f.backend, f.kind) for f in result.findings] == [("linear-broken-dw", "dW (gradient of W): out of tolerance")]
+    assert f"{case} on linear-broken-dw (toy_linear_ce, eager, float32): fail: dW (gradient of W)" in result.explain()
+    assert (tmp_path / "o/repro" / f"linear-broken-dw.toy_linear_ce.eager__{case}.py").is_file()
+    ok = assert_backend(toys / "linear_careful.py", cases=[case, "dominant_float64_16x2000_lin64_index_none"])
+    assert ok.counts["pass"] == 2

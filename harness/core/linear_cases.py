@@ -107,10 +107,10 @@ def make_linear_inputs(case: Case, seed: int) -> LinearInputs:
     else:
         w = (2.0 * _uniform(bg, (v, dim)) - 1.0) * a
     target = _integers(bg, (n,), v)
-    wq = w.astype(d.np_type)
+    wq: np.ndarray = w.astype(d.np_type)
     if fam == "dominant":
         h = h + DOMINANT_PUSH * wq[target].astype(np.float64)
-    bias = None
+    bias: np.ndarray | None = None
     if "b" in case.option_set:
         u = _uniform(bg, (v,))
         bias = (float(fam[len("offset"):]) + (2.0 * u - 1.0) * 4.0 if fam.startswith("offset")

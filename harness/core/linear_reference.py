@@ -85,7 +85,8 @@ def dot2(h: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarra
     """h W^T (+ b) of float64 arrays (R, D) and (V, D), as if computed in twice float64's
     precision (Dot2), returned as np.longdouble (R, V)."""
     h, w = h.astype(np.float64), w.astype(np.float64)
-    s = np.zeros((h.shape[0], w.shape[0])) if b is None else np.broadcast_to(b.astype(np.float64), (h.shape[0], w.shape[0])).copy()
+    shape = (h.shape[0], w.shape[0])
+    s = np.zeros(shape) if b is None else np.broadcast_to(b.astype(np.float64), shape).copy()
     c = np.zeros_like(s)
     wsplit = _split(w.T)  # (D, V) halves, once
     for j in range(h.shape[1]):
@@ -144,6 +145,7 @@ def linear_reference(case: Case, inputs: LinearInputs, semantics: str = "plain")
     db = np.zeros(v, dtype=wp)
     s_dh, s_dw, s_db = np.zeros((n, dim)), np.zeros((v, dim)), np.zeros(v)
     row_loss, loss_scale = np.zeros(n), np.zeros(n)
+    row_wide = np.zeros(n, dtype=wp)  # reduction none: the rows in wp (row_loss is float64)
     loss_total = wp(0)
     tiny = 2.0 ** dtypes.info(case.dtype).min_exp
     step = max(1, CHUNK_ELEMENTS // v)
@@ -151,7 +153,7 @@ def linear_reference(case: Case, inputs: LinearInputs, semantics: str = "plain")
         hi = min(n, lo + step)
         o = logits_of(case, inputs, lo, hi)
         part = Inputs(o, inputs.labels[lo:hi], inputs.target[lo:hi], inputs.weights, inputs.smoothing)
-        ref = reference(_ce_case(case, hi - lo), part, semantics)
+        ref = reference(_ce_case(case, hi - lo), part, semantics, wide=True)  # G in wp, options or not
         g = np.asarray(ref.grad).astype(wp)  # (rows, V): the unreduced (sum) gradient
         if case.reduction == "mean":
             g /= wp(denom) if denom else wp(np.inf)  # 1 / denom in float64 would round
@@ -162,6 +164,8 @@ def linear_reference(case: Case, inputs: LinearInputs, semantics: str = "plain")
         db += g.sum(axis=0)
         rows = np.asarray(ref.row_loss, dtype=np.float64)
         row_loss[lo:hi] = rows
+        if case.reduction == "none":
+            row_wide[lo:hi] = np.asarray(ref.loss, dtype=wp)
         loss_total += np.asarray(ref.loss, dtype=wp).sum() if case.reduction != "none" else 0
         # natural scales (float64 is plenty for a scale)
         o64 = np.asarray(o, dtype=np.float64)
@@ -171,7 +175,7 @@ def linear_reference(case: Case, inputs: LinearInputs, semantics: str = "plain")
         big_q = np.asarray(ref.label_sum, dtype=np.float64)
         c = big_q * (inv if case.reduction == "mean" else 1.0)
         if ct is not None:
-            c = c * (np.abs(inputs.cotangent.astype(np.float64))[lo:hi] if ct.ndim else abs(float(ct)))
+            c = c * (np.abs(np.asarray(ct, dtype=np.float64))[lo:hi] if ct.ndim else abs(float(ct)))
         # + the dtype's smallest normal: an entry of G below it is subnormal (or flushed to zero) there
         a = np.abs(np.asarray(g, dtype=np.float64)) + (c * wn)[:, None] * p + tiny
         s_dh[lo:hi] = a @ w_abs
@@ -179,7 +183,7 @@ def linear_reference(case: Case, inputs: LinearInputs, semantics: str = "plain")
         s_db += a.sum(axis=0)
         loss_scale[lo:hi] = np.fmax(np.fmax(1.0, np.abs(rows)), big_q * wn)
     if case.reduction == "none":
-        loss = row_loss.astype(wp)
+        loss = row_wide
         l_scale = loss_scale
     else:
         loss = np.asarray(loss_total / wp(denom) if case.reduction == "mean" and denom else loss_total)
@@ -188,3 +192,9 @@ def linear_reference(case: Case, inputs: LinearInputs, semantics: str = "plain")
         l_scale = np.asarray(np.fmax(1.0, loss_scale.sum() * (inv if case.reduction == "mean" else 1.0)))
     scales = {"loss": l_scale, "dh": s_dh, "dw": s_dw, "db": s_db}
     return LinearReference(loss, dh, dw, db if inputs.bias is not None else None, prec, scales, row_loss, denom)
+
+
+def reference_for(case: Case, inputs, semantics: str = "plain"):
+    """The case's reference, whatever its kind: linear_reference for a linear-CE case (its inputs a
+    LinearInputs), else xentcheck.core.reference.reference (the pytest plugin's and repro's way in)."""
+    return linear_reference(case, inputs, semantics) if case.linear else reference(case, inputs, semantics)

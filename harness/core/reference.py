@@ -287,16 +287,19 @@ def reduce(case: Case, loss_rows: np.ndarray, grad: np.ndarray, denom: float | N
     return loss_rows, grad
 
 
-def reference(case: Case, inputs: Inputs, semantics: str = "plain") -> Reference:
+def reference(case: Case, inputs: Inputs, semantics: str = "plain", wide: bool = False) -> Reference:
     """Loss and gradient of `case` on `inputs`, in a precision well above the case's dtype, with
     the case's options (class weights, ignored targets, smoothing) read as `semantics` documents
     them. Cases without options take the chunked path (bounded memory on vocabulary-sized K).
-    A `semantics` of xentcheck.core.probs.CLIPPED is a probability API's clipped composition."""
+    The loss and gradient are in the working precision (longdouble for float64 cases), but with
+    the LLM options, which round them to float64 unless `wide` (the linear-CE reference chains
+    the gradient on, and needs its extra digits). A `semantics` of
+    xentcheck.core.probs.CLIPPED is a probability API's clipped composition."""
     prec = working_precision(case.dtype)
     if semantics in CLIPPED:
         return clipped_reference(case, inputs, semantics, prec)
     if case.llm:
-        return _llm(case, inputs, semantics, prec)
+        return _llm(case, inputs, semantics, prec, wide)
     if semantics_matter(case) or prec == "mpmath":
         return _general(case, inputs, semantics, prec)
     wp = np.longdouble if prec == "longdouble" else np.float64
@@ -368,16 +371,16 @@ def _to(a: np.ndarray, wp: type) -> np.ndarray:
     return np.asarray(a).astype(wp)
 
 
-def _llm(case: Case, inputs: Inputs, semantics: str, prec: str) -> Reference:
+def _llm(case: Case, inputs: Inputs, semantics: str, prec: str, wide: bool = False) -> Reference:
     """The reference with LLM-training options (the module docstring's formulas), whole-array."""
     if prec == "mpmath":
         import mpmath
         with mpmath.workdps(40):
             return _llm_in(case, inputs, semantics, prec, object)
-    return _llm_in(case, inputs, semantics, prec, np.longdouble if prec == "longdouble" else np.float64)
+    return _llm_in(case, inputs, semantics, prec, np.longdouble if prec == "longdouble" else np.float64, wide)
 
 
-def _llm_in(case: Case, inputs: Inputs, semantics: str, prec: str, wp: type) -> Reference:
+def _llm_in(case: Case, inputs: Inputs, semantics: str, prec: str, wp: type, wide: bool = False) -> Reference:
     n, k = case.rows, case.k
     r, denom = effective_labels(case, inputs, semantics, np.float64 if wp is object else wp)
     r = _to(r, wp)
@@ -405,7 +408,9 @@ def _llm_in(case: Case, inputs: Inputs, semantics: str, prec: str, wp: type) -> 
         with np.errstate(over="ignore"):  # lse(s x) may pass float64's range where the loss does not
             return np.asarray(a, dtype=object if wp is object else None).astype(np.float64)
 
-    loss, grad, rows = f64(loss), f64(grad), f64(rows)
+    if not wide or wp is object:
+        loss, grad = f64(loss), f64(grad)
+    rows = f64(rows)
     # undefined rows: a NaN logit; without a softcap also a +inf one (after the scale s > 0) or no finite one
     x = inputs.logits.astype(np.float64)
     bad = np.isnan(x).any(axis=1)

@@ -138,7 +138,7 @@ def repro_cmd(result_id, from_dir, shrink, max_steps) -> int:
                              log=lambda msg: click.echo(f"  shrink: {msg}", err=True))
         paths = repro.write(folder / "repro", record, small["inputs"], small["case"], small["ref"],
                             suffix="-shrunk", spec=spec)
-        click.echo(f"smallest: {small['case'].dims}, verdict {small['verdict']}, "
+        click.echo(f"smallest: {repro.dims(small['case'])}, verdict {small['verdict']}, "
                    f"spread {small['spread']:.3g}; wrote {paths[0]} and {paths[1]}")
         for line in small["reasons"]:
             click.echo(f"  {line}")

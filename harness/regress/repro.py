@@ -24,8 +24,9 @@ from xentcheck.core import layout
 from xentcheck.core.cases import IGNORE_INDEX, Case, Inputs, make_inputs
 from xentcheck.core.evaluate import Subject
 from xentcheck.core.evaluate import evaluate as evaluate_output
+from xentcheck.core.linear_reference import reference_for
 from xentcheck.core.metrics import BAD_VERDICTS
-from xentcheck.core.reference import Reference, reference
+from xentcheck.core.reference import Reference
 from xentcheck.core.tolerances import Tolerances
 from xentcheck.run.worker import output_of
 
@@ -116,7 +117,7 @@ def evaluate(case: Case, inputs: Inputs, spec: str, device: str, tol: Tolerances
 
     def ref() -> Reference:
         if not refs:
-            refs.append(reference(case, inputs, variant.semantics))
+            refs.append(reference_for(case, inputs, variant.semantics))
         return refs[0]
 
     result = evaluate_output(case, who, output_of(backend, variant, case, inputs, device), tol,
@@ -185,6 +186,9 @@ def _spread(inputs: Inputs) -> float:
 
 def _candidates(state: dict) -> list[tuple[str, Case, Inputs]]:
     case, inputs = state["case"], state["inputs"]
+    if case.linear:
+        from xentcheck.regress import linear_repro
+        return linear_repro.candidates(state)  # type: ignore[return-value]
     out = []
     n, k = case.rows, case.k
     if n > 1 and not case.extra:  # a subset of the rows would lose the extra dimensions' layout
@@ -222,13 +226,18 @@ def shrink(start: dict, spec: str, summary: dict, max_steps: int = 200,
             tries += 1
             trial = evaluate(case, inputs, spec, device, tol, start.get("impl"), start.get("mode"))
             if trial["verdict"] == target:
-                log(f"{what}: {case.dims}, still {target}")
+                log(f"{what}: {dims(case)}, still {target}")
                 state, progress = trial, True
                 break
             if tries >= max_steps:
                 break
-    state["spread"] = _spread(state["inputs"])
+    state["spread"] = 0.0 if state["case"].linear else _spread(state["inputs"])
     return state
+
+
+def dims(case: Case) -> str:
+    """The case's shape as reports name it: N x K (x d1 ...), and a linear-CE case's D."""
+    return f"{case.dims}_lin{case.d}" if case.linear else case.dims
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -245,6 +254,10 @@ def write(folder: Path, record: dict, inputs: Inputs, case: Case, ref: Reference
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     name = result_id(record) + suffix
+    if case.linear:
+        from xentcheck.regress import linear_repro
+        return linear_repro.write(folder, name, record, inputs, case, ref, bool(suffix), spec,  # type: ignore[arg-type]
+                                  _savez)
     wide = np.float64 if case.dtype == "float64" else np.float32  # holds every value of the dtype exactly
     meta = {"result_id": name, "case_id": record["case_id"], "shape": list(case.shape), "dtype": case.dtype,
             "labels": case.labels, "reduction": case.reduction, "backend": record["backend"],
@@ -304,6 +317,6 @@ def write_all(out_dir: Path, records: list[dict], seed: int, summary: dict | Non
             continue
         case = Case.from_id(r["case_id"], r.get("inputs_file"))
         inputs = make_inputs(case, r.get("seed", seed))
-        ref = reference(case, inputs, _semantics(summary or {}, r))
+        ref = reference_for(case, inputs, _semantics(summary or {}, r))
         written.append(write(Path(out_dir) / "repro", r, inputs, case, ref, spec=specs.get(r["backend"]))[1])
     return written

@@ -178,7 +178,7 @@ def compute(backend, v, case: Case, pristine: Inputs, device: str, properties: T
     gradient as returned; with `properties` (the run's tolerance) the property checks too."""
     if case.linear:
         from xentcheck.run.linear_worker import compute_linear
-        return compute_linear(backend, v, case, pristine, device, properties, all_variants)
+        return compute_linear(backend, v, case, pristine, device, properties, all_variants)  # type: ignore[arg-type]
     from xentcheck.core import layout
     inputs = pristine.copy()
     start = time.perf_counter()
@@ -210,8 +210,10 @@ def _run_variant(backend, v, case: Case, pristine: Inputs, request: RunRequest, 
         tol = Tol(request.rtol, request.atol, request.scaled)
     result = compute(backend, v, case, pristine, request.device, tol, all_variants)
     if result.status == "ok" and result.grads is not None:  # linear-CE: loss, dh, dw (and db)
-        np.savez(f"{request.out}-{j}.npz", loss=result.loss.astype(transport_dtype(result.loss.dtype)),
-                 **{k: a.astype(transport_dtype(a.dtype)) for k, a in result.grads.items()})
+        assert result.loss is not None  # compute's "ok" carries the loss
+        arrays = {"loss": result.loss, **result.grads}
+        np.savez(f"{request.out}-{j}.npz",
+                 **{k: a.astype(transport_dtype(a.dtype)) for k, a in arrays.items()})  # type: ignore[arg-type]
     elif result.status == "ok":
         assert result.loss is not None and result.grad is not None  # compute's "ok" carries both arrays
         np.savez(f"{request.out}-{j}.npz", loss=result.loss.astype(transport_dtype(result.loss.dtype)),

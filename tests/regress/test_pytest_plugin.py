@@ -76,3 +76,15 @@ def test_pytest_xdist(tmp_path):
 def test_unknown_backend_is_a_usage_error(tmp_path):
     res = _pytest(tmp_path, "--xentcheck", "--xentcheck-backends", "nosuch")
     assert res.returncode == 4 and "unknown backend 'nosuch'" in res.stderr
+
+
+def test_linear_ce_cases_are_items_judged_against_the_linear_reference(tmp_path):
+    for toy in ("linear_careful.py", "linear_broken_dw.py"):  # broken_dw loads careful from its own folder
+        shutil.copy(ROOT / "tests/helpers/toy_backends" / toy, tmp_path / toy)
+    case = "scale1e+0_float32_32x1000_lin64_index_mean_opt-b"
+    res = _pytest(tmp_path, "--xentcheck", "--xentcheck-backends",
+                  f"{tmp_path / 'linear_careful.py'},{tmp_path / 'linear_broken_dw.py'}",
+                  "--xentcheck-case", case, "-q", "-rfs")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "1 failed, 1 passed" in res.stdout, res.stdout
+    assert f"{case} on " in res.stdout and "dW (gradient of W)" in res.stdout, res.stdout
