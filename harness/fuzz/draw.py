@@ -14,18 +14,22 @@ reference, repro and shrinking run it as they run the suites' cases. The draw co
 - every logit family: uniform scales from tiny (all ties after rounding) to near the dtype's
   largest value, large common offsets, near-ties, a dominant logit, -inf masks, a whole row
   masked, +inf, NaN, logits near the dtype's maximum;
-- every label form and reduction, and every option and valid combination of them: class weights,
-  ignored targets (some or all), label smoothing, an out-of-range class, and the LLM options
-  (logit scale, softcap, z-loss, cotangent) with parameters from small to large.
+- every label form (label weights that do not sum to one included) and reduction, and every
+  option and valid combination of them: class weights, ignored targets (some or all), label
+  smoothing, an out-of-range class, and the LLM options (logit scale, softcap, z-loss, cotangent)
+  with parameters from small to large;
+- linear-CE cases (a share LINEAR): hidden size D from 1 to 512 with V x D bounded, a bias or not.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import re
 
 from xentcheck.core import dtypes
-from xentcheck.core.cases import LABEL_FORMS, OPTIONS, REDUCTIONS, Case, format_param
+from xentcheck.core.cases import ALL_LABEL_FORMS, OPTIONS, REDUCTIONS, Case, format_param
+from xentcheck.core.linear_cases import LINEAR_OPTIONS
 
 MAX_K = 1 << 18  # 262,144 classes ("256k")
 MAX_ELEMENTS = 1 << 18  # N x d1 x ... x K: K = 256k only with N = 1
@@ -41,6 +45,9 @@ SCALES = (0.5, 3.0, 1 / 3, 1e-3, 0.1, 10.0, 100.0, 1 / 30)
 SOFTCAPS = (30.0, 50.0, 15.0, 1.0, 0.5, 1e4)
 ZLOSSES = (1e-4, 1e-3, 1e-2, 1.0)
 COTANGENTS = (1024.0, 1 / 3, -2.0, 1e-3, 0.5, 65536.0, -1e-4)
+LINEAR = 0.15  # the share of linear-CE cases (h W^T + b; xentcheck.core.linear_cases)
+LINEAR_WEIGHT_ELEMENTS = 1 << 20  # V x D: W of at most 8 MiB in float64
+LINEAR_FAMILIES = ("scale", "offset", "dominant", "neartie")
 
 
 def _prime_at_least(v: int) -> int:
@@ -133,6 +140,23 @@ def _draw_options(rng: random.Random, labels: str, reduction: str, n: int) -> st
     return "+".join(names[o] for o in OPTIONS if o in names)
 
 
+def _name(token: str) -> str:
+    """A family's or option token's name without its number: "scale1e+0" -> "scale", "z1e-4" -> "z"."""
+    return re.match(r"[a-z]*", token)[0]  # type: ignore[index]
+
+
+def _as_linear(rng: random.Random, case: Case) -> Case:
+    """The drawn case as a linear-CE case: index labels, no extra dimensions, a family and options
+    linear-CE takes (an invalid combination is redrawn by draw_case), D with V x D bounded."""
+    d = min(_log_uniform(rng, 1, 512), max(1, LINEAR_WEIGHT_ELEMENTS // case.k))
+    family = case.family if _name(case.family) in LINEAR_FAMILIES else "scale1e+0"
+    names = [t for t in case.options.split("+") if t and _name(t) in LINEAR_OPTIONS]
+    if family.startswith("offset") or rng.random() < 0.5:
+        names.append("b")
+    n = case.n * max(1, math.prod(case.extra))
+    return Case(family, case.dtype, n, case.k, "index", case.reduction, "+".join(names), d=d)
+
+
 def draw_case(seed: int, index: int, dtype_names: list[str] | tuple[str, ...]) -> Case:
     """Case `index` of the campaign with this seed: a valid case whose id round-trips."""
     for attempt in range(100):
@@ -140,10 +164,12 @@ def draw_case(seed: int, index: int, dtype_names: list[str] | tuple[str, ...]) -
         dtype = rng.choice(list(dtype_names))
         k = _draw_k(rng)
         n, extra = _draw_shape(rng, k)
-        labels, reduction = rng.choice(LABEL_FORMS), rng.choice(REDUCTIONS)
+        labels, reduction = rng.choice(ALL_LABEL_FORMS), rng.choice(REDUCTIONS)
         family = _draw_family(rng, dtype)
         options = _draw_options(rng, labels, reduction, n)
         case = Case(family, dtype, n, k, labels, reduction, options, extra)
+        if rng.random() < LINEAR:
+            case = _as_linear(rng, case)
         try:
             if Case.from_id(case.id) == case:
                 return case

@@ -3,7 +3,7 @@
 import math
 import re
 
-from xentcheck.core.cases import LABEL_FORMS, OPTIONS, REDUCTIONS, Case, make_inputs
+from xentcheck.core.cases import ALL_LABEL_FORMS, OPTIONS, REDUCTIONS, Case, make_inputs
 from xentcheck.core.dtypes import DTYPE_NAMES
 from xentcheck.fuzz import draw
 from xentcheck.fuzz.kinds import Findings, key_of, strip_numbers
@@ -42,10 +42,13 @@ def test_the_draw_covers_every_family_label_form_reduction_option_and_dtype():
     cases = draw.draw_cases(11, 0, 1500, ALL)
     families = {re.sub(r"\d.*", "", c.family) for c in cases}
     assert families == {"scale", "offset", "neartie", "dominant", "masked", "rowmasked", "posinf", "nan", "nearmax"}
-    assert {c.labels for c in cases} == set(LABEL_FORMS) and {c.reduction for c in cases} == set(REDUCTIONS)
+    assert {c.labels for c in cases} == set(ALL_LABEL_FORMS) and {c.reduction for c in cases} == set(REDUCTIONS)
     assert {c.dtype for c in cases} == set(ALL)
     assert set().union(*(c.option_set for c in cases)) == set(OPTIONS)
-    assert sum(len(c.option_set) >= 3 for c in cases) >= 50  # combinations, not one option at a time
+    assert sum(len(c.option_set) >= 3 for c in cases) >= 50
+    linear = [c for c in cases if c.linear]
+    assert 100 <= len(linear) <= 400 and {draw._name(c.family) for c in linear} == {
+        "scale", "offset", "dominant", "neartie"} and all(c.k * c.d <= draw.LINEAR_WEIGHT_ELEMENTS for c in linear)  # combinations, not one option at a time
     assert any(c.cotangent_rows for c in cases) and any(c.cotangent is not None for c in cases)
     scales = [float(c.family[5:]) for c in cases if c.family.startswith("scale")]
     assert min(scales) < 1e-10 and max(scales) > 1e20  # tiny (ties after rounding) and huge
@@ -57,7 +60,10 @@ def test_drawn_cases_make_inputs():
     """A sample of drawn cases (the small ones) generate inputs of their shape."""
     for c in [c for c in draw.draw_cases(5, 0, 200, ALL) if c.rows * c.k <= 5000][:40]:
         inputs = make_inputs(c, 5)
-        assert inputs.logits.shape == (c.rows, c.k)
+        if c.linear:
+            assert inputs.hidden.shape == (c.n, c.d) and inputs.weight.shape == (c.k, c.d)
+        else:
+            assert inputs.logits.shape == (c.rows, c.k)
 
 
 def test_numbers_are_stripped_from_kinds_but_words_keep_theirs():
