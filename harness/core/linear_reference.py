@@ -36,7 +36,8 @@ from xentcheck.core.cases import Case, Inputs
 from xentcheck.core.linear_cases import LinearInputs
 from xentcheck.core.reference import reference, softmax_lse, working_precision
 
-CHUNK_ELEMENTS = 1 << 18  # rows x V per chunk: a few 2 MiB float64 temporaries
+CHUNK_ELEMENTS = 1 << 23  # rows x V per chunk: a few 64 MiB float64 temporaries (65 rows of V = 128,256)
+WEIGHT_BLOCK_ELEMENTS = 1 << 21  # V x D per block of W converted at a time: 16 MiB in float64
 OUTPUTS = ("loss", "dh", "dw", "db")
 
 
@@ -100,13 +101,32 @@ def dot2(h: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarra
 
 # --- the reference ------------------------------------------------------------------------
 
-def logits_of(case: Case, inputs: LinearInputs, lo: int, hi: int) -> np.ndarray:
-    """Rows lo:hi of o = h W^T + b in the working precision (float64, or longdouble by dot2)."""
+def logits_of(case: Case, inputs: LinearInputs, lo: int, hi: int,
+              blocks: list[slice] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows lo:hi of o = h W^T + b in the working precision (float64, or longdouble by dot2), and
+    w_n = max_v (|o_nv| + sum_d |h_nd| |W_vd| (+ |b_v|)), the magnitude each row's logits are
+    rounded at. W is converted a vocabulary block at a time (each logit is its own D-term sum:
+    blocking over the vocabulary changes no value)."""
     h, b = inputs.hidden[lo:hi], inputs.bias
-    if case.dtype == "float64":
-        return dot2(h, inputs.weight, b)
-    o = h.astype(np.float64) @ inputs.weight.astype(np.float64).T
-    return o if b is None else o + b.astype(np.float64)
+    v = inputs.weight.shape[0]
+    h64 = h.astype(np.float64)
+    h_abs = np.abs(h64)
+    b_abs = None if b is None else np.abs(b.astype(np.float64))
+    o = dot2(h, inputs.weight, b) if case.dtype == "float64" else np.empty((hi - lo, v))
+    wn = np.zeros(hi - lo)
+    for vb in blocks or [slice(0, v)]:
+        wb = inputs.weight[vb].astype(np.float64)
+        if case.dtype != "float64":
+            np.matmul(h64, wb.T, out=o[:, vb])
+            if b is not None:
+                o[:, vb] += b[vb].astype(np.float64)
+        mag = h_abs @ np.abs(wb, out=wb).T
+        mag += np.abs(np.asarray(o[:, vb], dtype=np.float64))
+        if b_abs is not None:
+            mag += b_abs[vb]
+        if mag.size:
+            np.maximum(wn, mag.max(axis=1), out=wn)
+    return o, wn
 
 
 def _ce_case(case: Case, rows: int) -> Case:
@@ -129,13 +149,24 @@ def denominator(case: Case, inputs: LinearInputs, semantics: str) -> float:
     return float(case.n)
 
 
+def _blocks(v: int, dim: int) -> list[slice]:
+    """Vocabulary blocks of W of at most WEIGHT_BLOCK_ELEMENTS entries (at least one row each)."""
+    step = max(1, WEIGHT_BLOCK_ELEMENTS // max(1, dim))
+    return [slice(lo, min(v, lo + step)) for lo in range(0, v, step)] or [slice(0, 0)]
+
+
 def linear_reference(case: Case, inputs: LinearInputs, semantics: str = "plain") -> LinearReference:
-    """Loss, dh, dW, db of `case` on `inputs` and their natural scales (the module docstring)."""
+    """Loss, dh, dW, db of `case` on `inputs` and their natural scales (the module docstring).
+
+    Memory: besides the inputs and the outputs (dh, dW, db and their scales, in float64 or
+    longdouble) it holds one chunk of rows' logits (about CHUNK_ELEMENTS of them, a few such
+    temporaries) and one vocabulary block of W in the working precision and in |.| (about
+    WEIGHT_BLOCK_ELEMENTS each): never N x V, nor a converted copy of W. Every product runs as a
+    BLAS call on (rows x D) x (D x block) operands; dW and its scale accumulate in place."""
     prec = working_precision(case.dtype)
     wp = np.longdouble if case.dtype == "float64" else np.float64
     n, v, dim = case.n, case.k, case.d
-    h, w = inputs.hidden.astype(wp), inputs.weight.astype(wp)
-    h_abs, w_abs = np.abs(inputs.hidden.astype(np.float64)), np.abs(inputs.weight.astype(np.float64))
+    blocks = _blocks(v, dim)
     denom = denominator(case, inputs, semantics)
     inv = 1.0 / denom if denom else 0.0
     ct = None if inputs.cotangent is None else inputs.cotangent.astype(wp)
@@ -146,38 +177,56 @@ def linear_reference(case: Case, inputs: LinearInputs, semantics: str = "plain")
     row_loss, loss_scale = np.zeros(n), np.zeros(n)
     loss_total = wp(0)
     tiny = 2.0 ** dtypes.info(case.dtype).min_exp
-    step = max(1, CHUNK_ELEMENTS // v)
+    step = max(1, CHUNK_ELEMENTS // max(1, v))
     for lo in range(0, n, step):
         hi = min(n, lo + step)
-        o = logits_of(case, inputs, lo, hi)
+        o, wn = logits_of(case, inputs, lo, hi, blocks)
+        h_abs = np.abs(inputs.hidden[lo:hi].astype(np.float64))
         part = Inputs(o, inputs.labels[lo:hi], inputs.target[lo:hi], inputs.weights, inputs.smoothing)
         ref = reference(_ce_case(case, hi - lo), part, semantics)
-        g = np.asarray(ref.grad).astype(wp)  # (rows, V): the unreduced (sum) gradient
+        g = np.asarray(ref.grad, dtype=wp)  # (rows, V): the unreduced (sum) gradient, scaled in place
         if case.reduction == "mean":
             g /= wp(denom) if denom else wp(np.inf)  # 1 / denom in float64 would round
         if ct is not None:
             g *= ct[lo:hi, None] if ct.ndim else ct
-        dh[lo:hi] = g @ w
-        dw += g.T @ h[lo:hi]
-        db += g.sum(axis=0)
         rows = np.asarray(ref.row_loss, dtype=np.float64)
         row_loss[lo:hi] = rows
         loss_total += np.asarray(ref.loss, dtype=wp).sum() if case.reduction != "none" else 0
-        # natural scales (float64 is plenty for a scale)
-        o64 = np.asarray(o, dtype=np.float64)
-        mag = np.abs(o64) + h_abs[lo:hi] @ w_abs.T + (0 if inputs.bias is None else np.abs(inputs.bias.astype(np.float64)))
-        wn = mag.max(axis=1) if v else np.zeros(hi - lo)
-        p, _ = softmax_lse(o64)
         big_q = np.asarray(ref.label_sum, dtype=np.float64)
+        del ref
+        p, _ = softmax_lse(np.asarray(o, dtype=np.float64))
+        del o
         c = big_q * (inv if case.reduction == "mean" else 1.0)
         if ct is not None:
             c = c * (np.abs(inputs.cotangent.astype(np.float64))[lo:hi] if ct.ndim else abs(float(ct)))
         # + the dtype's smallest normal: an entry of G below it is subnormal (or flushed to zero) there
-        a = np.abs(np.asarray(g, dtype=np.float64)) + (c * wn)[:, None] * p + tiny
-        s_dh[lo:hi] = a @ w_abs
-        s_dw += a.T @ h_abs[lo:hi]
+        a = np.abs(np.asarray(g, dtype=np.float64))
+        p *= (c * wn)[:, None]
+        a += p
+        a += tiny
+        del p
+        h_wp = inputs.hidden[lo:hi].astype(wp)
+        for vb in blocks:
+            wb = inputs.weight[vb].astype(wp)
+            gb = g[:, vb]
+            if vb.start == 0:
+                dh[lo:hi] = gb @ wb
+            else:
+                dh[lo:hi] += gb @ wb
+            dw[vb] += gb.T @ h_wp
+            del wb
+            wab = np.abs(inputs.weight[vb].astype(np.float64))
+            ab = a[:, vb]
+            if vb.start == 0:
+                s_dh[lo:hi] = ab @ wab
+            else:
+                s_dh[lo:hi] += ab @ wab
+            s_dw[vb] += ab.T @ h_abs
+            del wab
+        db += g.sum(axis=0)
         s_db += a.sum(axis=0)
         loss_scale[lo:hi] = np.fmax(np.fmax(1.0, np.abs(rows)), big_q * wn)
+        del g, a
     if case.reduction == "none":
         loss = row_loss.astype(wp)
         l_scale = loss_scale

@@ -108,20 +108,24 @@ def test_dot2_is_twice_float64():
 
 
 def test_reference_matches_plain_reference_on_its_logits():
-    """Chunked (1 row at a time) or not, the loss equals the plain CE reference of h W^T + b, and
-    dh, dW, db are that gradient's products with W, h and ones."""
+    """Chunked (1 row at a time, W in blocks of 100 vocabulary rows) or not, the loss equals the
+    plain CE reference of h W^T + b, and dh, dW, db are that gradient's products with W, h and ones."""
     import xentcheck.core.linear_reference as lr
     c = Case.from_id("scale1e+1_float32_24x777_lin16_index_mean_opt-w+ign+ls+b")
     x = make_inputs(c, 0)
     o = x.hidden.astype(np.float64) @ x.weight.astype(np.float64).T + x.bias.astype(np.float64)
     plain = Case("scale1e+1", "float32", 24, 777, "index", "mean", "w+ign+ls")
     want = reference(plain, Inputs(o, x.labels, x.target, x.weights, x.smoothing), "torch")
-    old = lr.CHUNK_ELEMENTS
+    old = lr.CHUNK_ELEMENTS, lr.WEIGHT_BLOCK_ELEMENTS
     try:
-        lr.CHUNK_ELEMENTS = 1
+        lr.CHUNK_ELEMENTS, lr.WEIGHT_BLOCK_ELEMENTS = 1, 100 * c.d
+        assert len(lr._blocks(c.k, c.d)) == 8
         ref = linear_reference(c, x, "torch")
     finally:
-        lr.CHUNK_ELEMENTS = old
+        lr.CHUNK_ELEMENTS, lr.WEIGHT_BLOCK_ELEMENTS = old
+    whole = linear_reference(c, x, "torch")
+    for what in ("dh", "dw", "db"):  # the natural scales barely move with the summation order
+        assert np.allclose(ref.scales[what], whole.scales[what], rtol=1e-13, atol=0), what
     assert abs(float(ref.loss) - float(want.loss)) <= 1e-14 * float(want.loss)
     g = want.grad
     # the same G; float64 sums in another order (a BLAS call per row): within 1e-13 of each scale
