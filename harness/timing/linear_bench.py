@@ -5,8 +5,11 @@ at a time, with the bench's thread count and malloc setting forced through the e
 high-precision reference is measured the same way. Per row: seconds per forward+backward (the
 first call after a warm-up on a tiny shape, then `repeats` more), the process's peak memory
 above its inputs (VmHWM - VmRSS, see linear_probe) and that peak as a ratio to the logits' size
-N x V (what fused kernels exist to save). The reference's row also carries its peak (inputs
-included) over the inputs plus a backend's outputs (loss, dh, dW in the dtype) and its time over
+N x V (what fused kernels exist to save). The reference's row measures the reference and its
+comparison with a backend's outputs (made with the inputs; a dW above the reference's
+STREAM_DW_ENTRIES is formed during the comparison, a vocabulary block at a time) and carries its
+peak (inputs and those outputs included) over the inputs plus the outputs (loss, dh, dW in the
+dtype) and its time over
 torch's float32 forward+backward of the same shape (F.cross_entropy(F.linear(h, W), y)), with
 the issue's targets (1.5x, 3x).
 """

@@ -1,7 +1,10 @@
 """One linear-CE measurement in a fresh process: `python -m xentcheck.timing.linear_probe JSON`.
 
 The request names a backend spec and a linear variant (impl, mode), or "reference" (the
-high-precision reference, xentcheck.core.linear_reference), a dtype and a shape N x D x V. The
+high-precision reference, xentcheck.core.linear_reference, and its comparison with a backend's
+outputs through xentcheck.core.evaluate: a streamed dW is formed during the comparison, so the two
+are measured together; the outputs, of the dtype, are made with the inputs), a dtype and a shape
+N x D x V. The
 probe builds bench inputs (h uniform in [-1, 1], W uniform in [-3/sqrt(D), 3/sqrt(D)], index
 labels, reduction mean, no bias: the `scale1e+0` family without its per-id stream, which the
 case limits refuse at these sizes), then forward+backward once (the first call) and `repeats`
@@ -73,11 +76,33 @@ def nbytes(*arrays) -> int:
     return int(sum(np.asarray(a).nbytes for a in arrays if a is not None))
 
 
+def backend_outputs(case: Case):
+    """A backend's outputs of `case` for the reference's comparison: loss, dh, dW of the dtype,
+    every page written (a constant 1e-3: the comparison's work does not depend on the values)."""
+    from xentcheck.core.records import VariantOutput
+    np_type = dtypes.info(case.dtype).np_type
+    grads = {"dh": np.full((case.n, case.d), 1e-3, dtype=np_type), "dw": np.full((case.k, case.d), 1e-3, dtype=np_type)}
+    return VariantOutput(status="ok", variant={"impl": "bench", "mode": "eager", "semantics": "torch"},
+                         loss=np.asarray(1.0, dtype=np_type), grads=grads, loss_dtype=case.dtype, grad_dtype=case.dtype)
+
+
+def reference_and_comparison(case: Case, inputs: LinearInputs, output) -> tuple:
+    """The reference (torch semantics) and evaluate's judgement of `output` against it."""
+    from xentcheck.core.evaluate import Subject, evaluate
+    from xentcheck.core.linear_reference import linear_reference
+    from xentcheck.core.tolerances import Tolerances
+    ref = linear_reference(case, inputs, "torch")
+    return ref, evaluate(case, Subject("bench"), output, Tolerances(), reference=ref)
+
+
 def runner(request: dict):
-    """(fn(case, inputs) doing forward+backward once and returning its outputs, what it is)."""
+    """(fn(case, inputs[, outputs]) doing forward+backward once (the reference: and the comparison)
+    and returning its outputs, what it is)."""
     if request["impl"] == REFERENCE:
-        from xentcheck.core.linear_reference import linear_reference
-        return (lambda case, inputs: linear_reference(case, inputs, "torch")), {"api": "xentcheck.core.linear_reference"}
+        if "stream_dw_entries" in request:  # tests: the streamed dW at a small shape
+            import xentcheck.core.linear_reference as lr
+            lr.STREAM_DW_ENTRIES = int(request["stream_dw_entries"])
+        return reference_and_comparison, {"api": "xentcheck.core.linear_reference + xentcheck.core.evaluate"}
     from xentcheck.run.worker import hello
     backend, said = hello(request["backend"])  # created and loaded as a worker does
     if backend is None:
@@ -94,8 +119,9 @@ def runner(request: dict):
 
 
 def outputs_bytes(request: dict, result) -> int:
-    if request["impl"] == REFERENCE:  # its outputs: loss, dh, dW (db) and their natural scales
-        return nbytes(result.loss, result.dh, result.dw, result.db, *result.scales.values())
+    if request["impl"] == REFERENCE:  # its outputs: loss, dh, dW (db; dW not when streamed), their scales
+        ref = result[0]
+        return nbytes(ref.loss, ref.dh, ref.dw, ref.db, *ref.scales.values())
     return nbytes(result.loss, result.dh, result.dw, result.db)
 
 
@@ -107,20 +133,26 @@ def probe(request: dict) -> dict:
     fn, info = runner(request)
     out.update(info)
     tiny = bench_case(case.dtype, 8, 16, 64)
-    fn(tiny, bench_inputs(tiny))
+    reference = request["impl"] == REFERENCE
+    fn(tiny, bench_inputs(tiny), *([backend_outputs(tiny)] if reference else []))
     rss_start = status_bytes("VmRSS")
     inputs = bench_inputs(case, request.get("seed", 0))
+    compared = [backend_outputs(case)] if reference else []  # a backend's outputs, held while it compares
     rss_inputs = status_bytes("VmRSS")
     out["inputs_bytes"] = nbytes(inputs.hidden, inputs.weight, inputs.labels)
+    if reference:
+        out["compared_bytes"] = nbytes(compared[0].loss, *compared[0].grads.values())
     out["peak_reset"] = reset_peak()
     times = []
     for i in range(1 + request.get("repeats", 0)):
         start = time.perf_counter()
-        result = fn(case, inputs)
+        result = fn(case, inputs, *compared)
         times.append(time.perf_counter() - start)
         if i == 0:
             hwm = status_bytes("VmHWM")  # the first call's peak, its outputs alive
             out["outputs_bytes"] = outputs_bytes(request, result)
+            if reference:
+                out["streamed_dw"], out["verdict"] = result[0].streamed, result[1].verdict
         del result
     out.update(seconds=times, median=float(np.median(times)), min=float(min(times)), rss_start=rss_start,
                rss_inputs=rss_inputs, hwm=hwm, memory="VmHWM / VmRSS of a fresh process")

@@ -85,3 +85,17 @@ def test_cli_bench_linear_shapes(tmp_path):
     ref = rows["", REFERENCE]
     assert ref["time_over_torch_float32"] == pytest.approx(ref["median"] / rows["torch", "linear_then_cross_entropy"]["median"])
     assert "| reference | float32 | 8x16x50 |" in (tmp_path / "linear_timing.md").read_text()
+
+
+def test_reference_probe_compares_a_streamed_dw():
+    """With dW streamed (forced at a small shape) the reference row holds no dW of its own: its
+    outputs are loss, dh, db and their scales; the backend's outputs (dtype-sized, made with the
+    inputs) are judged by evaluate (a constant 1e-3 is wrong: fail)."""
+    n, d, v = 64, 256, 8192
+    config = lb.LinearBenchConfig(shapes=[(n, d, v)], variants=[])
+    row = lb.run_probe({"impl": REFERENCE, "mode": "", "dtype": "float32", "n": n, "d": d, "v": v, "repeats": 0,
+                        "seed": 0, "stream_dw_entries": 0}, config)
+    assert row["status"] == "ok", row
+    assert row["streamed_dw"] is True and row["verdict"] == "fail"
+    assert row["compared_bytes"] == 4 + (n + v) * d * 4
+    assert row["outputs_bytes"] < v * d * 8  # neither dW nor its scale held
