@@ -132,8 +132,8 @@ def array_metrics(actual: np.ndarray, ref: np.ndarray, dtype: str, rtol: float, 
 
     A part of a larger array (linear_metrics.StreamedMetrics merges the parts): `sample_at`, the
     flat positions to sample in this part instead of sample_positions(size); `keep`, a dict that
-    receives the finite errors the quantiles are of ("abs", "rel", "ulp") and the worst
-    element's score ("score")."""
+    receives the finite errors the quantiles are of ("abs", "rel", "ulp"; the part's own
+    quantiles are then left at 0) and the worst element's score ("score")."""
     ref = np.asarray(ref)
     wp = np.longdouble if ref.dtype == np.longdouble else np.float64
     a = np.asarray(actual).astype(wp)
@@ -178,8 +178,10 @@ def array_metrics(actual: np.ndarray, ref: np.ndarray, dtype: str, rtol: float, 
     d64 = diff.astype(np.float64, copy=False)
     for name, v in (("abs", d64), ("rel", rel), ("ulp", ulps)):
         v = (v if both_finite is None else v[both_finite]).astype(np.float64, copy=False)
-        out[f"p50_{name}"], out[f"p99_{name}"] = _q(v, (0.5, 0.99))  # one partition for both
-        if keep is not None:
+        if keep is None:
+            out[f"p50_{name}"], out[f"p99_{name}"] = _q(v, (0.5, 0.99))  # one partition for both
+        else:  # a part: the caller forms the whole array's quantiles from `keep`
+            out[f"p50_{name}"], out[f"p99_{name}"] = 0.0, 0.0
             keep[name] = v
     mag = (mag_wp if both_finite is None else np.where(both_finite, mag_wp, 0)).astype(np.float64, copy=False)
     out["atol_needed"] = _atol_needed(d64, mag, rtol_grid(dtype))
