@@ -58,9 +58,13 @@ def measure_linear(case: Case, ref, loss: np.ndarray, grads: dict[str, np.ndarra
     for what in ("loss", *GRADS):
         if what == "dw" and ref.streamed:
             actual, merged = grads["dw"], StreamedMetrics(np.shape(grads["dw"]))
-            for vb, part, scale in ref.dw_blocks():
-                merged.add(vb.start, vb.stop - vb.start,
-                           lambda **keep: _metrics(case, ref, "dw", actual[vb], part, scale, tolerances, **keep))
+            step = max(1, METRIC_BLOCK_ELEMENTS // max(1, case.d))
+            for vb, block, block_scale in ref.dw_blocks():
+                for lo in range(0, vb.stop - vb.start, step):  # a few rows of the block at a time
+                    rows = slice(lo, min(vb.stop - vb.start, lo + step))
+                    part, scale, got = block[rows], block_scale[rows], actual[vb.start + rows.start:vb.start + rows.stop]
+                    merged.add(vb.start + lo, rows.stop - lo,
+                               lambda **keep: _metrics(case, ref, "dw", got, part, scale, tolerances, **keep))
             out[what] = merged.result()
             continue
         expected = ref.get(what)
@@ -71,6 +75,8 @@ def measure_linear(case: Case, ref, loss: np.ndarray, grads: dict[str, np.ndarra
     return out
 
 
+# entries of a streamed dW measured at a time: array_metrics makes some 15 temporaries of this size
+METRIC_BLOCK_ELEMENTS = 1 << 19
 HIST_SHIFT = 44  # a float64's top 20 bits: sign, exponent, 8 bits of the significand
 
 

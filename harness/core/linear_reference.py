@@ -50,7 +50,7 @@ from xentcheck.core.cases import Case, Inputs
 from xentcheck.core.linear_cases import LinearInputs
 from xentcheck.core.reference import reference, softmax_lse, working_precision
 
-CHUNK_ELEMENTS = 1 << 23  # rows x V per chunk: a few 64 MiB float64 temporaries (65 rows of V = 128,256)
+CHUNK_ELEMENTS = 1 << 22  # rows x V per chunk: a few 32 MiB float64 temporaries (32 rows of V = 128,256)
 WEIGHT_BLOCK_ELEMENTS = 1 << 21  # V x D per block of W converted at a time: 16 MiB in float64
 # V x D above which dW and its scale (16 bytes an entry of W) are not held: the comparison takes
 # them a vocabulary block at a time (LinearReference.dw_blocks); 2^24 entries: 256 MiB

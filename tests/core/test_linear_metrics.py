@@ -13,9 +13,11 @@ from xentcheck.core.tolerances import Tolerances
 
 @pytest.fixture
 def small_blocks():
-    old = lr.WEIGHT_BLOCK_ELEMENTS, lr.STREAM_DW_ENTRIES
+    import xentcheck.core.linear_metrics as lm
+    old = lr.WEIGHT_BLOCK_ELEMENTS, lr.STREAM_DW_ENTRIES, lm.METRIC_BLOCK_ELEMENTS
+    lm.METRIC_BLOCK_ELEMENTS = 10 * 64  # several parts a block (10 rows at D = 64, fewer at D = 16)
     yield
-    lr.WEIGHT_BLOCK_ELEMENTS, lr.STREAM_DW_ENTRIES = old
+    lr.WEIGHT_BLOCK_ELEMENTS, lr.STREAM_DW_ENTRIES, lm.METRIC_BLOCK_ELEMENTS = old
 
 
 @pytest.mark.parametrize("cid", ["scale1e+1_float32_24x777_lin16_index_mean_opt-w+ign+ls+b",
