@@ -64,7 +64,8 @@ def measure_linear(case: Case, ref, loss: np.ndarray, grads: dict[str, np.ndarra
                     rows = slice(lo, min(vb.stop - vb.start, lo + step))
                     part, scale, got = block[rows], block_scale[rows], actual[vb.start + rows.start:vb.start + rows.stop]
                     merged.add(vb.start + lo, rows.stop - lo,
-                               lambda **keep: _metrics(case, ref, "dw", got, part, scale, tolerances, **keep))
+                               lambda got=got, part=part, scale=scale, **keep:
+                               _metrics(case, ref, "dw", got, part, scale, tolerances, **keep))
             out[what] = merged.result()
             continue
         expected = ref.get(what)

@@ -66,7 +66,7 @@ class LinearReference:
     dw: np.ndarray | None  # (V, D); None when streamed (V x D > STREAM_DW_ENTRIES): see dw_blocks
     db: np.ndarray | None  # (V,) with a bias, else None
     precision: str
-    scales: dict[str, np.ndarray]  # the natural scale of each entry of "loss", "dh", "dw", "db"
+    scales: dict[str, np.ndarray | None]  # each entry's natural scale: "loss", "dh", "dw" (None when streamed), "db"
     row_loss: np.ndarray  # (N,) float64
     denom: float  # the mean's denominator (1 for sum and none)
     derived: dict = field(default_factory=dict, repr=False, compare=False)
@@ -84,7 +84,8 @@ class LinearReference:
         whole of dW when it is held, else each block formed from the spilled G and A (the same
         products in the same order as the held dW: the same bits)."""
         if self.stream is None:
-            yield slice(0, self.scales["dw"].shape[0]), self.dw, self.scales["dw"]  # type: ignore[misc]
+            assert self.dw is not None and self.scales["dw"] is not None
+            yield slice(0, self.dw.shape[0]), self.dw, self.scales["dw"]
         else:
             yield from self.stream.blocks()
 
@@ -100,7 +101,7 @@ def scale_dtype(dtype: str) -> type:
 
 def abs_operand(x: np.ndarray, dtype: str) -> np.ndarray:
     """|x| in scale_dtype(dtype): exact for 16- and 32-bit inputs."""
-    out = x.astype(scale_dtype(dtype))
+    out: np.ndarray = x.astype(scale_dtype(dtype))
     return np.abs(out, out=out)
 
 
@@ -129,14 +130,14 @@ def scale_product(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 # --- dW a vocabulary block at a time --------------------------------------------------------
 
 def _pwrite(fd: int, a: np.ndarray, offset: int) -> None:
-    view = memoryview(np.ascontiguousarray(a)).cast("B")
+    view = np.ascontiguousarray(a).data.cast("B")
     while view:
         done = os.pwrite(fd, view, offset)
         view, offset = view[done:], offset + done
 
 
 def _pread(fd: int, a: np.ndarray, offset: int) -> None:
-    view = memoryview(a).cast("B")
+    view = a.data.cast("B")
     while view:
         done = os.preadv(fd, [view], offset)
         if done <= 0:
@@ -188,7 +189,7 @@ class DwStream:
     wp: type
 
     def blocks(self) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
-        h_wp = self.hidden.astype(self.wp)
+        h_wp: np.ndarray = self.hidden.astype(self.wp)
         h_abs = abs_operand(self.hidden, self.dtype)
         for vb in self.spill.blocks:
             g, a = self.spill.read(vb)
@@ -373,6 +374,7 @@ def linear_reference(case: Case, inputs: LinearInputs, semantics: str = "plain")
             if spill is not None:
                 spill.write(vb, lo, gb, ab)
             else:
+                assert dw is not None and s_dw is not None
                 dw[vb] += gb.T @ h_wp
                 s_dw[vb] += scale_product(ab.T, h_abs)
         loss_scale[lo:hi] = np.fmax(np.fmax(1.0, np.abs(rows)), big_q * wn)
