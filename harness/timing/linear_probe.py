@@ -81,7 +81,8 @@ def backend_outputs(case: Case):
     every page written (a constant 1e-3: the comparison's work does not depend on the values)."""
     from xentcheck.core.records import VariantOutput
     np_type = dtypes.info(case.dtype).np_type
-    grads: dict[str, np.ndarray] = {"dh": np.full((case.n, case.d), 1e-3, dtype=np_type), "dw": np.full((case.k, case.d), 1e-3, dtype=np_type)}
+    grads: dict[str, np.ndarray] = {"dh": np.full((case.n, case.d), 1e-3, dtype=np_type),
+                                    "dw": np.full((case.k, case.d), 1e-3, dtype=np_type)}
     return VariantOutput(status="ok", variant={"impl": "bench", "mode": "eager", "semantics": "torch"},
                          loss=np.asarray(1.0, dtype=np_type), grads=grads, loss_dtype=case.dtype, grad_dtype=case.dtype)
 
