@@ -215,13 +215,19 @@ def report_cmd(results_dir) -> int:
 @click.option("--out", type=click.Path(file_okay=False), default="xentcheck-out", show_default=True,
               help="Output folder; a run's folder gets the timing section in its report.html.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
+@click.option("--linear-shapes", metavar="NxDxV,...",
+              help="Linear-CE instead: forward+backward time and peak memory of each linear implementation (--impls, "
+                   "default torch's composition, linear_cross_entropy and its accurate c16 options) and the reference, "
+                   "each in a fresh process; writes linear_timing.json and linear_timing.md.")
 def bench_cmd(backends, backend_files, dtypes, shapes, impls, modes, threads, device, allocator, min_block, blocks, out,
-              progress) -> int:
+              progress, linear_shapes) -> int:
     """Time forward, backward and forward+backward per backend x implementation x mode x dtype x shape, one backend
     at a time, against the memory-bandwidth floor measured in the same run; writes timing.json, timing.md, timing.png
     and the timing section of report.html."""
     from xentcheck.run import plan as runplan
     from xentcheck.timing import bench
+    if linear_shapes:
+        return _linear_bench(backends, dtypes, linear_shapes, impls, modes, threads, allocator, out)
 
     specs = _usage(runplan.backend_specs, backends, backend_files)
     impl_list, mode_list = _usage(runplan.variant_filters, impls, modes, specs)
@@ -239,6 +245,25 @@ def bench_cmd(backends, backend_files, dtypes, shapes, impls, modes, threads, de
     _write_timing(out_dir, data)
     ok = sum(r.get("status") == "ok" for r in data["rows"])
     click.echo(f"{ok} of {len(data['rows'])} timings measured; {out_dir / 'timing.md'}")
+    return EXIT_OK
+
+
+def _linear_bench(backends, dtypes, linear_shapes, impls, modes, threads, allocator, out) -> int:
+    """`bench --linear-shapes`: xentcheck.timing.linear_bench, its JSON and a Markdown table in --out."""
+    from xentcheck.run import plan as runplan
+    from xentcheck.timing import linear_bench as lb
+    specs = (backends or "torch").split(",")
+    names = impls.split(",") if impls else list(lb.TORCH_IMPLS)
+    variants = [(spec, impl, mode) for spec in specs for impl in names for mode in (modes or "eager").split(",")]
+    config = lb.LinearBenchConfig(shapes=_usage(lb.parse_linear_shapes, linear_shapes),
+                                  dtypes=_usage(runplan.parse_dtypes, dtypes), variants=variants, threads=threads,
+                                  allocator=allocator)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = lb.run_linear_bench(config)
+    (out_dir / "linear_timing.json").write_text(json.dumps(data, indent=1) + "\n")
+    (out_dir / "linear_timing.md").write_text("\n".join(lb.summary_lines(data)) + "\n")
+    click.echo("\n".join(lb.summary_lines(data)))
     return EXIT_OK
 
 

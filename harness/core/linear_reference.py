@@ -23,10 +23,24 @@ entry of G is computed at A_nv = |G_nv| + c_n p_nv w_n + t (c_n = |v_n| sum(r_n)
 gradient scale, t the dtype's smallest normal: G below it is subnormal or flushed), and
     dh_nd at sum_v A_nv |W_vd|,   dW_vd at sum_n A_nv |h_nd|,   db_v at sum_n A_nv,
     a row loss at max(1, |l_n|, sum(r_n) w_n) (summed, then divided by D for the mean).
+A scale sets a tolerance, so it needs a few correct digits, not the values' precision: for 16- and
+32-bit inputs its three products (sum_d |h| |W| for w_n, and the two above) run in float32 (sgemm,
+half a float64 product's time) and are rounded up by their worst-case error (scale_product), so a
+scale is never below the exact one (at most 2 (t + 2) 2^-24 above it for t terms a product, plus
+that product's own rounding); float64 inputs keep float64 products.
+
+dW a vocabulary block at a time: above STREAM_DW_ENTRIES entries of W, dW and its scale (16 bytes
+an entry of W, more than the inputs and a backend's outputs take together in float32) are not
+held: G and A go to a temporary file (GradientSpill, N V 12 bytes on disk) and dw_blocks forms
+dW and its scale a block at a time, bit for bit as held; the comparison (linear_metrics) takes
+each block and drops it.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,24 +50,155 @@ from xentcheck.core.cases import Case, Inputs
 from xentcheck.core.linear_cases import LinearInputs
 from xentcheck.core.reference import reference, softmax_lse, working_precision
 
-CHUNK_ELEMENTS = 1 << 18  # rows x V per chunk: a few 2 MiB float64 temporaries
+CHUNK_ELEMENTS = 1 << 22  # rows x V per chunk: a few 32 MiB float64 temporaries (32 rows of V = 128,256)
+WEIGHT_BLOCK_ELEMENTS = 1 << 21  # V x D per block of W converted at a time: 16 MiB in float64
+# V x D above which dW and its scale (16 bytes an entry of W) are not held: the comparison takes
+# them a vocabulary block at a time (LinearReference.dw_blocks); 2^24 entries: 256 MiB
+STREAM_DW_ENTRIES = 1 << 24
 OUTPUTS = ("loss", "dh", "dw", "db")
+U32 = 2.0 ** -24  # float32's unit roundoff
 
 
 @dataclass
 class LinearReference:
     loss: np.ndarray  # () for mean/sum, (N,) for none
     dh: np.ndarray  # (N, D)
-    dw: np.ndarray  # (V, D)
+    dw: np.ndarray | None  # (V, D); None when streamed (V x D > STREAM_DW_ENTRIES): see dw_blocks
     db: np.ndarray | None  # (V,) with a bias, else None
     precision: str
-    scales: dict[str, np.ndarray]  # the natural scale of each entry of "loss", "dh", "dw", "db"
+    scales: dict[str, np.ndarray | None]  # each entry's natural scale: "loss", "dh", "dw" (None when streamed), "db"
     row_loss: np.ndarray  # (N,) float64
     denom: float  # the mean's denominator (1 for sum and none)
     derived: dict = field(default_factory=dict, repr=False, compare=False)
+    stream: DwStream | None = field(default=None, repr=False, compare=False)  # when dW is not held
 
     def get(self, what: str) -> np.ndarray | None:
         return getattr(self, what)
+
+    @property
+    def streamed(self) -> bool:
+        return self.stream is not None
+
+    def dw_blocks(self) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
+        """(rows of W, dW there, its natural scale) a vocabulary block at a time, in order: the
+        whole of dW when it is held, else each block formed from the spilled G and A (the same
+        products in the same order as the held dW: the same bits)."""
+        if self.stream is None:
+            assert self.dw is not None and self.scales["dw"] is not None
+            yield slice(0, self.dw.shape[0]), self.dw, self.scales["dw"]
+        else:
+            yield from self.stream.blocks()
+
+
+# --- the natural scales' products ---------------------------------------------------------
+
+def scale_dtype(dtype: str) -> type:
+    """The dtype of the scale products' operands: float32 for 16- and 32-bit cases (a scale sets
+    a tolerance: a few correct digits, rounded up, suffice), float64 for float64 cases (whose
+    smallest normal, 2^-1022, is below float32's range)."""
+    return np.float64 if dtype == "float64" else np.float32
+
+
+def abs_operand(x: np.ndarray, dtype: str) -> np.ndarray:
+    """|x| in scale_dtype(dtype): exact for 16- and 32-bit inputs."""
+    out: np.ndarray = x.astype(scale_dtype(dtype))
+    return np.abs(out, out=out)
+
+
+def scale_product(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """x @ y of nonnegative operands, as float64, never below the exact product of x and y.
+
+    float64 operands: the float64 product (as the scales always were). float32 operands (one
+    sgemm, half a dgemm's time): with t = x.shape[1] terms and u = 2^-24, the computed sum of t
+    products, each operand off by at most u (x was rounded to float32; y is exact), is at least
+    (1 - gamma_(t+1)) times the exact one, less t 2^-150 (products below float32's normal range);
+    so s (1 + 2 (t + 2) u) + t 2^-149 bounds it from above when (t + 2) u <= 1/4 (gamma_k =
+    k u / (1 - k u)). Else, or when the float32 product overflows, float64 (rounded up by 2^-22)."""
+    if x.dtype == np.float64 and y.dtype == np.float64:
+        return x @ y
+    t = x.shape[1]
+    if (t + 2) * U32 <= 0.25:
+        with np.errstate(over="ignore", invalid="ignore"):
+            s = (x @ y).astype(np.float64)
+        if np.isfinite(s).all():
+            s *= 1 + 2 * (t + 2) * U32
+            s += t * 2.0 ** -149
+            return s
+    return (x.astype(np.float64) @ y.astype(np.float64)) * (1 + 2.0 ** -22)
+
+
+# --- dW a vocabulary block at a time --------------------------------------------------------
+
+def _pwrite(fd: int, a: np.ndarray, offset: int) -> None:
+    view = np.ascontiguousarray(a).data.cast("B")
+    while view:
+        done = os.pwrite(fd, view, offset)
+        view, offset = view[done:], offset + done
+
+
+def _pread(fd: int, a: np.ndarray, offset: int) -> None:
+    view = a.data.cast("B")
+    while view:
+        done = os.preadv(fd, [view], offset)
+        if done <= 0:
+            raise EOFError("the linear reference's spill file is shorter than written")
+        view, offset = view[done:], offset + done
+
+
+class GradientSpill:
+    """G (N x V, working precision) and A (its scale operand, scale_dtype) in an anonymous
+    temporary file (gone when closed), laid out a vocabulary block at a time: all N rows of the
+    block's G, then of its A. linear_reference writes a chunk of rows at a time; `read` returns a
+    block's (G, A) whole. The file holds N V (8 + 4) bytes for a 16- or 32-bit case; the process's
+    memory holds none of it (plain reads and writes, no mapping)."""
+
+    def __init__(self, n: int, blocks: list[slice], g_type: type, a_type: type):
+        self.n, self.blocks = n, blocks
+        self.g_type, self.a_type = np.dtype(g_type), np.dtype(a_type)
+        self.file = tempfile.TemporaryFile(prefix="xentcheck-linear-")
+        self.offsets, off = {}, 0
+        for vb in blocks:
+            self.offsets[vb.start] = off
+            off += n * (vb.stop - vb.start) * (self.g_type.itemsize + self.a_type.itemsize)
+
+    def write(self, vb: slice, lo: int, g: np.ndarray, a: np.ndarray) -> None:
+        width, base, fd = vb.stop - vb.start, self.offsets[vb.start], self.file.fileno()
+        if g.size:
+            _pwrite(fd, g.astype(self.g_type, copy=False), base + lo * width * self.g_type.itemsize)
+            _pwrite(fd, a.astype(self.a_type, copy=False),
+                    base + (self.n * self.g_type.itemsize + lo * self.a_type.itemsize) * width)
+
+    def read(self, vb: slice) -> tuple[np.ndarray, np.ndarray]:
+        width, base, fd = vb.stop - vb.start, self.offsets[vb.start], self.file.fileno()
+        g, a = np.empty((self.n, width), self.g_type), np.empty((self.n, width), self.a_type)
+        if g.size:
+            _pread(fd, g, base)
+            _pread(fd, a, base + self.n * width * self.g_type.itemsize)
+        return g, a
+
+
+@dataclass
+class DwStream:
+    """dW = G^T h and its scale sum_n A_nv |h_nd|, a vocabulary block at a time from the spill:
+    per block, the row chunks' products in the chunks' order, as linear_reference accumulates a
+    held dW (the same BLAS calls on the same values: the same bits)."""
+    spill: GradientSpill
+    hidden: np.ndarray
+    chunks: list[tuple[int, int]]
+    dtype: str
+    wp: type
+
+    def blocks(self) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
+        h_wp: np.ndarray = self.hidden.astype(self.wp)
+        h_abs = abs_operand(self.hidden, self.dtype)
+        for vb in self.spill.blocks:
+            g, a = self.spill.read(vb)
+            dw = np.zeros((vb.stop - vb.start, self.hidden.shape[1]), dtype=self.wp)
+            s = np.zeros(dw.shape)
+            for lo, hi in self.chunks:
+                dw += g[lo:hi].T @ h_wp[lo:hi]
+                s += scale_product(a[lo:hi].T, h_abs[lo:hi])
+            yield vb, dw, s
 
 
 # --- compensated dot products (float64 inputs) -------------------------------------------
@@ -101,13 +246,31 @@ def dot2(h: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarra
 
 # --- the reference ------------------------------------------------------------------------
 
-def logits_of(case: Case, inputs: LinearInputs, lo: int, hi: int) -> np.ndarray:
-    """Rows lo:hi of o = h W^T + b in the working precision (float64, or longdouble by dot2)."""
+def logits_of(case: Case, inputs: LinearInputs, lo: int, hi: int,
+              blocks: list[slice] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows lo:hi of o = h W^T + b in the working precision (float64, or longdouble by dot2), and
+    w_n = max_v (|o_nv| + sum_d |h_nd| |W_vd| (+ |b_v|)), the magnitude each row's logits are
+    rounded at. W is converted a vocabulary block at a time (each logit is its own D-term sum:
+    blocking over the vocabulary changes no value)."""
     h, b = inputs.hidden[lo:hi], inputs.bias
-    if case.dtype == "float64":
-        return dot2(h, inputs.weight, b)
-    o = h.astype(np.float64) @ inputs.weight.astype(np.float64).T
-    return o if b is None else o + b.astype(np.float64)
+    v = inputs.weight.shape[0]
+    h64 = h.astype(np.float64)
+    h_abs = abs_operand(h, case.dtype)
+    b_abs = None if b is None else np.abs(b.astype(np.float64))
+    o = dot2(h, inputs.weight, b) if case.dtype == "float64" else np.empty((hi - lo, v))
+    wn = np.zeros(hi - lo)
+    for vb in blocks or [slice(0, v)]:
+        if case.dtype != "float64":
+            np.matmul(h64, inputs.weight[vb].astype(np.float64).T, out=o[:, vb])
+            if b is not None:
+                o[:, vb] += b[vb].astype(np.float64)
+        mag = scale_product(h_abs, abs_operand(inputs.weight[vb], case.dtype).T)
+        mag += np.abs(np.asarray(o[:, vb], dtype=np.float64))
+        if b_abs is not None:
+            mag += b_abs[vb]
+        if mag.size:
+            np.maximum(wn, mag.max(axis=1), out=wn)
+    return o, wn
 
 
 def _ce_case(case: Case, rows: int) -> Case:
@@ -130,58 +293,96 @@ def denominator(case: Case, inputs: LinearInputs, semantics: str) -> float:
     return float(case.n)
 
 
+def _blocks(v: int, dim: int) -> list[slice]:
+    """Vocabulary blocks of W of at most WEIGHT_BLOCK_ELEMENTS entries (at least one row each)."""
+    step = max(1, WEIGHT_BLOCK_ELEMENTS // max(1, dim))
+    return [slice(lo, min(v, lo + step)) for lo in range(0, v, step)] or [slice(0, 0)]
+
+
+def _chunks(n: int, v: int) -> list[tuple[int, int]]:
+    """Row chunks of about CHUNK_ELEMENTS logits each (at least one row)."""
+    step = max(1, CHUNK_ELEMENTS // max(1, v))
+    return [(lo, min(n, lo + step)) for lo in range(0, n, step)]
+
+
 def linear_reference(case: Case, inputs: LinearInputs, semantics: str = "plain") -> LinearReference:
-    """Loss, dh, dW, db of `case` on `inputs` and their natural scales (the module docstring)."""
+    """Loss, dh, dW, db of `case` on `inputs` and their natural scales (the module docstring).
+
+    Memory: besides the inputs and the outputs (dh, dW, db in float64 or longdouble, their scales
+    in float64) it holds one chunk of rows' logits (about CHUNK_ELEMENTS of them, a few such
+    temporaries) and one vocabulary block of W in the working precision and in |.| (about
+    WEIGHT_BLOCK_ELEMENTS each): never N x V, nor a converted copy of W. Every product runs as a
+    BLAS call on (rows x D) x (D x block) operands; dW and its scale accumulate in place.
+    Above STREAM_DW_ENTRIES entries of W, dW and its scale are not held: G and A go to a
+    temporary file (GradientSpill) and `dw_blocks` forms them a vocabulary block at a time."""
     prec = working_precision(case.dtype)
     wp = np.longdouble if case.dtype == "float64" else np.float64
     n, v, dim = case.n, case.k, case.d
-    h, w = inputs.hidden.astype(wp), inputs.weight.astype(wp)
-    h_abs, w_abs = np.abs(inputs.hidden.astype(np.float64)), np.abs(inputs.weight.astype(np.float64))
+    blocks = _blocks(v, dim)
+    streamed = v * dim > STREAM_DW_ENTRIES
     denom = denominator(case, inputs, semantics)
     inv = 1.0 / denom if denom else 0.0
     ct = None if inputs.cotangent is None else inputs.cotangent.astype(wp)
     dh = np.zeros((n, dim), dtype=wp)
-    dw = np.zeros((v, dim), dtype=wp)
+    dw = None if streamed else np.zeros((v, dim), dtype=wp)
     db = np.zeros(v, dtype=wp)
-    s_dh, s_dw, s_db = np.zeros((n, dim)), np.zeros((v, dim)), np.zeros(v)
+    s_dh, s_dw, s_db = np.zeros((n, dim)), None if streamed else np.zeros((v, dim)), np.zeros(v)
+    spill = GradientSpill(n, blocks, wp, scale_dtype(case.dtype)) if streamed else None
     row_loss, loss_scale = np.zeros(n), np.zeros(n)
     row_wide = np.zeros(n, dtype=wp)  # reduction none: the rows in wp (row_loss is float64)
     loss_total = wp(0)
     tiny = 2.0 ** dtypes.info(case.dtype).min_exp
-    step = max(1, CHUNK_ELEMENTS // v)
-    for lo in range(0, n, step):
-        hi = min(n, lo + step)
-        o = logits_of(case, inputs, lo, hi)
+    for lo, hi in _chunks(n, v):
+        o, wn = logits_of(case, inputs, lo, hi, blocks)
+        h_abs = abs_operand(inputs.hidden[lo:hi], case.dtype)
         part = Inputs(o, inputs.labels[lo:hi], inputs.target[lo:hi], inputs.weights, inputs.smoothing)
         ref = reference(_ce_case(case, hi - lo), part, semantics, wide=True)  # G in wp, options or not
-        g = np.asarray(ref.grad).astype(wp)  # (rows, V): the unreduced (sum) gradient
+        g = np.asarray(ref.grad, dtype=wp)  # (rows, V): the unreduced (sum) gradient, scaled in place
         if case.reduction == "mean":
             g /= wp(denom) if denom else wp(np.inf)  # 1 / denom in float64 would round
         if ct is not None:
             g *= ct[lo:hi, None] if ct.ndim else ct
-        dh[lo:hi] = g @ w
-        dw += g.T @ h[lo:hi]
-        db += g.sum(axis=0)
         rows = np.asarray(ref.row_loss, dtype=np.float64)
         row_loss[lo:hi] = rows
         if case.reduction == "none":
             row_wide[lo:hi] = np.asarray(ref.loss, dtype=wp)
         loss_total += np.asarray(ref.loss, dtype=wp).sum() if case.reduction != "none" else 0
-        # natural scales (float64 is plenty for a scale)
-        o64 = np.asarray(o, dtype=np.float64)
-        mag = np.abs(o64) + h_abs[lo:hi] @ w_abs.T + (0 if inputs.bias is None else np.abs(inputs.bias.astype(np.float64)))
-        wn = mag.max(axis=1) if v else np.zeros(hi - lo)
-        p, _ = softmax_lse(o64)
         big_q = np.asarray(ref.label_sum, dtype=np.float64)
+        del ref
+        p, _ = softmax_lse(np.asarray(o, dtype=np.float64))
+        del o
         c = big_q * (inv if case.reduction == "mean" else 1.0)
         if ct is not None:
             c = c * (np.abs(np.asarray(ct, dtype=np.float64))[lo:hi] if ct.ndim else abs(float(ct)))
         # + the dtype's smallest normal: an entry of G below it is subnormal (or flushed to zero) there
-        a = np.abs(np.asarray(g, dtype=np.float64)) + (c * wn)[:, None] * p + tiny
-        s_dh[lo:hi] = a @ w_abs
-        s_dw += a.T @ h_abs[lo:hi]
+        a = np.abs(np.asarray(g, dtype=np.float64))
+        p *= (c * wn)[:, None]
+        a += p
+        a += tiny
+        del p
+        db += g.sum(axis=0)
         s_db += a.sum(axis=0)
+        a = a.astype(scale_dtype(case.dtype), copy=False)  # the scale products' operand (see scale_product)
+        h_wp = inputs.hidden[lo:hi].astype(wp)
+        for vb in blocks:
+            gb = g[:, vb]
+            if vb.start == 0:
+                dh[lo:hi] = gb @ inputs.weight[vb].astype(wp)
+            else:
+                dh[lo:hi] += gb @ inputs.weight[vb].astype(wp)
+            ab = a[:, vb]
+            if vb.start == 0:
+                s_dh[lo:hi] = scale_product(ab, abs_operand(inputs.weight[vb], case.dtype))
+            else:
+                s_dh[lo:hi] += scale_product(ab, abs_operand(inputs.weight[vb], case.dtype))
+            if spill is not None:
+                spill.write(vb, lo, gb, ab)
+            else:
+                assert dw is not None and s_dw is not None
+                dw[vb] += gb.T @ h_wp
+                s_dw[vb] += scale_product(ab.T, h_abs)
         loss_scale[lo:hi] = np.fmax(np.fmax(1.0, np.abs(rows)), big_q * wn)
+        del g, a
     if case.reduction == "none":
         loss = row_wide
         l_scale = loss_scale
@@ -191,7 +392,10 @@ def linear_reference(case: Case, inputs: LinearInputs, semantics: str = "plain")
             loss = np.asarray(np.nan)
         l_scale = np.asarray(np.fmax(1.0, loss_scale.sum() * (inv if case.reduction == "mean" else 1.0)))
     scales = {"loss": l_scale, "dh": s_dh, "dw": s_dw, "db": s_db}
-    return LinearReference(loss, dh, dw, db if inputs.bias is not None else None, prec, scales, row_loss, denom)
+    out = LinearReference(loss, dh, dw, db if inputs.bias is not None else None, prec, scales, row_loss, denom)
+    if spill is not None:
+        out.stream = DwStream(spill, inputs.hidden, _chunks(n, v), case.dtype, wp)
+    return out
 
 
 def reference_for(case: Case, inputs, semantics: str = "plain"):

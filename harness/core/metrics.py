@@ -119,7 +119,8 @@ def _q(v: np.ndarray, qs: tuple[float, ...]) -> list[float]:
 
 def array_metrics(actual: np.ndarray, ref: np.ndarray, dtype: str, rtol: float, atol: float,
                   scale: np.ndarray | float = 1.0, *, allowed: np.ndarray | None = None,
-                  natural: np.ndarray | float | None = None, others: dict | None = None) -> dict:
+                  natural: np.ndarray | float | None = None, others: dict | None = None,
+                  sample_at: np.ndarray | None = None, keep: dict | None = None) -> dict:
     """Error metrics of `actual` (any float dtype) against the high-precision `ref`; an element
     is within tolerance when |actual - ref| <= rtol * |ref| + atol * scale (or <= `allowed`,
     when given).
@@ -128,7 +129,12 @@ def array_metrics(actual: np.ndarray, ref: np.ndarray, dtype: str, rtol: float, 
     percentiles of the absolute, relative and ULP errors, the smallest atol that would pass at each rtol
     of `rtol_grid` (plain, unscaled convention), max(error / allowed) under each tolerance of
     `others` (name -> allowed array) and a fixed sample of signed errors in ULPs of
-    max(|ref|, natural scale) for comparing backends with each other."""
+    max(|ref|, natural scale) for comparing backends with each other.
+
+    A part of a larger array (linear_metrics.StreamedMetrics merges the parts): `sample_at`, the
+    flat positions to sample in this part instead of sample_positions(size); `keep`, a dict that
+    receives the finite errors the quantiles are of ("abs", "rel", "ulp"; the part's own
+    quantiles are then left at 0) and the worst element's score ("score")."""
     ref = np.asarray(ref)
     wp = np.longdouble if ref.dtype == np.longdouble else np.float64
     a = np.asarray(actual).astype(wp)
@@ -173,7 +179,11 @@ def array_metrics(actual: np.ndarray, ref: np.ndarray, dtype: str, rtol: float, 
     d64 = diff.astype(np.float64, copy=False)
     for name, v in (("abs", d64), ("rel", rel), ("ulp", ulps)):
         v = (v if both_finite is None else v[both_finite]).astype(np.float64, copy=False)
-        out[f"p50_{name}"], out[f"p99_{name}"] = _q(v, (0.5, 0.99))  # one partition for both
+        if keep is None:
+            out[f"p50_{name}"], out[f"p99_{name}"] = _q(v, (0.5, 0.99))  # one partition for both
+        else:  # a part: the caller forms the whole array's quantiles from `keep`
+            out[f"p50_{name}"], out[f"p99_{name}"] = 0.0, 0.0
+            keep[name] = v
     mag = (mag_wp if both_finite is None else np.where(both_finite, mag_wp, 0)).astype(np.float64, copy=False)
     out["atol_needed"] = _atol_needed(d64, mag, rtol_grid(dtype))
     if others:
@@ -181,7 +191,7 @@ def array_metrics(actual: np.ndarray, ref: np.ndarray, dtype: str, rtol: float, 
                                        np.where(both_finite, np.broadcast_to(al, r.shape), 0))
                          for name, al in others.items()}
     nat = np.broadcast_to(np.asarray(1.0 if natural is None else natural, dtype=np.float64), r.shape)
-    pos = sample_positions(r.size)
+    pos = sample_positions(r.size) if sample_at is None else sample_at
     # elementwise, so only at the sampled positions
     unit = ulp(np.maximum(np.abs(r.ravel()[pos].astype(np.float64)), nat.ravel()[pos]), dtype)
     sample = signed.ravel()[pos].astype(np.float64) / unit
@@ -196,6 +206,8 @@ def array_metrics(actual: np.ndarray, ref: np.ndarray, dtype: str, rtol: float, 
         if nonfinite_bad is not None:
             score = np.where(nonfinite_bad, np.inf, score)
         flat = int(np.argmax(score))
+        if keep is not None:
+            keep["score"] = float(np.asarray(score).ravel()[flat])
         idx = np.unravel_index(flat, r.shape)
         out["worst_index"] = [int(i) for i in idx]
         out["worst_actual"] = _json_float(a64[idx])

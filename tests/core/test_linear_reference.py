@@ -109,20 +109,26 @@ def test_dot2_is_twice_float64():
 
 
 def test_reference_matches_plain_reference_on_its_logits():
-    """Chunked (1 row at a time) or not, the loss equals the plain CE reference of h W^T + b, and
-    dh, dW, db are that gradient's products with W, h and ones."""
+    """Chunked (1 row at a time, W in blocks of 100 vocabulary rows) or not, the loss equals the
+    plain CE reference of h W^T + b, and dh, dW, db are that gradient's products with W, h and ones."""
     import xentcheck.core.linear_reference as lr
     c = Case.from_id("scale1e+1_float32_24x777_lin16_index_mean_opt-w+ign+ls+b")
     x = make_inputs(c, 0)
     o = x.hidden.astype(np.float64) @ x.weight.astype(np.float64).T + x.bias.astype(np.float64)
     plain = Case("scale1e+1", "float32", 24, 777, "index", "mean", "w+ign+ls")
     want = reference(plain, Inputs(o, x.labels, x.target, x.weights, x.smoothing), "torch")
-    old = lr.CHUNK_ELEMENTS
+    old = lr.CHUNK_ELEMENTS, lr.WEIGHT_BLOCK_ELEMENTS
     try:
-        lr.CHUNK_ELEMENTS = 1
+        lr.CHUNK_ELEMENTS, lr.WEIGHT_BLOCK_ELEMENTS = 1, 100 * c.d
+        assert len(lr._blocks(c.k, c.d)) == 8
         ref = linear_reference(c, x, "torch")
     finally:
-        lr.CHUNK_ELEMENTS = old
+        lr.CHUNK_ELEMENTS, lr.WEIGHT_BLOCK_ELEMENTS = old
+    whole = linear_reference(c, x, "torch")
+    # the natural scales barely move with the blocking: their float32 products are rounded up by
+    # 2 (t + 2) u for t terms (777 unblocked, 100 per block), float64 sums otherwise
+    for what in ("dh", "dw", "db"):
+        assert np.allclose(ref.scales[what], whole.scales[what], rtol=2 * (c.k + 2) * 2.0 ** -24, atol=0), what
     assert abs(float(ref.loss) - float(want.loss)) <= 1e-14 * float(want.loss)
     g = want.grad
     # the same G; float64 sums in another order (a BLAS call per row): within 1e-13 of each scale
@@ -179,3 +185,56 @@ def test_float64_softcap_and_zloss_reference_is_wider_than_float64(case_id):
         assert np.asarray(got).dtype == np.longdouble, what
         err = (np.abs(np.asarray(got, dtype=np.longdouble) - want) / np.asarray(ref.scales[what])).astype(np.float64)
         assert float(np.max(err)) < 1e-18, (case_id, what, float(np.max(err)))
+
+
+def test_scale_product_bounds_the_exact_product_from_above():
+    """float32 operands: never below the exact x @ y (float64 products of float32 values are exact;
+    their float64 sum is within 1e-15), and above it by no more than the sum's own error and the
+    2 (t + 2) u it adds; products below float32's normal range and a float32 overflow stay bounded; float64: plain."""
+    from xentcheck.core.linear_reference import scale_product
+    rng = np.random.default_rng(3)
+    u = 2.0 ** -24
+    for t, lo_exp in ((7, 0), (300, 0), (4096, 0), (64, -140)):
+        x64 = rng.random((9, t)) * 2.0 ** lo_exp
+        y = (rng.random((t, 11)) * 3).astype(np.float32)
+        exact = x64 @ y.astype(np.float64)  # x64 is what the float32 operand was rounded from
+        got = scale_product(x64.astype(np.float32), y)
+        assert got.dtype == np.float64
+        assert (got >= exact * (1 + 1e-15)).all(), t
+        assert (got <= exact * (1 + 2 * (t + 2) * u) ** 2 + t * 2.0 ** -148).all(), t
+    big = np.full((2, 3), 3e38, dtype=np.float32)  # overflows float32: float64, rounded up
+    assert np.isfinite(scale_product(big, big.T)).all()
+    assert (scale_product(big, big.T) >= 3 * 9e76).all()
+    x, y = rng.random((4, 5)), rng.random((5, 6))
+    assert np.array_equal(scale_product(x, y), x @ y)
+
+
+def test_streamed_dw_blocks_are_the_held_dw():
+    """Above STREAM_DW_ENTRIES the reference holds neither dW nor its scale; dw_blocks forms them
+    a vocabulary block at a time from the spilled G and A: bit for bit the held ones, whatever the
+    row chunks and vocabulary blocks (float64's longdouble path included); dh and the rest unchanged."""
+    import xentcheck.core.linear_reference as lr
+    for cid in ("scale1e+1_float32_24x777_lin16_index_mean_opt-w+ign+ls+b",
+                "scale1e+0_bfloat16_40x300_lin96_index_none_opt-ct+b", "dominant_float64_16x200_lin64_index_none"):
+        c = Case.from_id(cid)
+        x = make_inputs(c, 0)
+        old = lr.CHUNK_ELEMENTS, lr.WEIGHT_BLOCK_ELEMENTS, lr.STREAM_DW_ENTRIES
+        try:
+            for chunk, block in ((1 << 23, 1 << 21), (3 * c.k, 23 * c.d), (1, 7 * c.d)):
+                lr.CHUNK_ELEMENTS, lr.WEIGHT_BLOCK_ELEMENTS, lr.STREAM_DW_ENTRIES = chunk, block, 1 << 24
+                held = linear_reference(c, x, "torch")
+                lr.STREAM_DW_ENTRIES = 0
+                st = linear_reference(c, x, "torch")
+                assert st.dw is None and st.scales["dw"] is None and st.streamed
+                parts = list(st.dw_blocks())
+                assert [p[0].start for p in parts] == [b.start for b in lr._blocks(c.k, c.d)]
+                assert np.array_equal(np.concatenate([p[1] for p in parts]), held.dw), (cid, chunk)
+                assert np.array_equal(np.concatenate([p[2] for p in parts]), held.scales["dw"]), (cid, chunk)
+                for what in ("loss", "dh", "db"):
+                    if held.get(what) is not None:
+                        assert np.array_equal(st.get(what), held.get(what), equal_nan=True), what
+                    assert np.array_equal(st.scales[what], held.scales[what], equal_nan=True), what
+                (vb, dw, s), = held.dw_blocks()
+                assert vb == slice(0, c.k) and dw is held.dw and s is held.scales["dw"]
+        finally:
+            lr.CHUNK_ELEMENTS, lr.WEIGHT_BLOCK_ELEMENTS, lr.STREAM_DW_ENTRIES = old

@@ -1,0 +1,182 @@
+"""One linear-CE measurement in a fresh process: `python -m xentcheck.timing.linear_probe JSON`.
+
+The request names a backend spec and a linear variant (impl, mode), or "reference" (the
+high-precision reference, xentcheck.core.linear_reference, and its comparison with a backend's
+outputs through xentcheck.core.evaluate: a streamed dW is formed during the comparison, so the two
+are measured together; the outputs, of the dtype, are made with the inputs), a dtype and a shape
+N x D x V. The
+probe builds bench inputs (h uniform in [-1, 1], W uniform in [-3/sqrt(D), 3/sqrt(D)], index
+labels, reduction mean, no bias: the `scale1e+0` family without its per-id stream, which the
+case limits refuse at these sizes), then forward+backward once (the first call) and `repeats`
+more times, and prints one JSON line.
+
+Memory is the kernel's account of this process (Linux /proc/self/status): VmRSS before the
+inputs are made (`rss_start`), after (`rss_inputs`), and the high-water mark VmHWM, reset to the
+current RSS just before the first call (writing 5 to /proc/self/clear_refs), read after it. So
+`peak_bytes` = VmHWM - rss_start is what the inputs, the call's working set and its outputs took
+at their largest, and `extra_bytes` = VmHWM - rss_inputs is the call's own peak above its inputs.
+A fresh process per measurement: no heap left over from another implementation or shape.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+
+from xentcheck.core import dtypes
+from xentcheck.core.cases import Case
+from xentcheck.core.linear_cases import LinearInputs
+
+REFERENCE = "reference"
+
+
+def status_bytes(field: str) -> int | None:
+    from xentcheck.run.environment import proc_kib
+    return proc_kib("/proc/self/status", field)  # in bytes
+
+
+def reset_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False when the kernel refuses."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def bench_case(dtype: str, n: int, d: int, v: int) -> Case:
+    """The Case a bench shape stands for (not validated: W may exceed the suite's size limit)."""
+    return Case("scale1e+0", dtype, n, v, "index", "mean", "", (), d)
+
+
+def bench_inputs(case: Case, seed: int = 0) -> LinearInputs:
+    """h (N, D) in [-1, 1], W (V, D) in [-a, a] with a = 3 / sqrt(D) (logits of standard deviation
+    about 1), labels uniform over V; drawn in float32 a block at a time, then rounded to the dtype."""
+    rng = np.random.default_rng(seed)
+    np_type = dtypes.info(case.dtype).np_type
+    a = np.float32(3.0 / np.sqrt(case.d))
+    h = (rng.random((case.n, case.d), dtype=np.float32) * 2 - 1).astype(np_type)
+    w = np.empty((case.k, case.d), dtype=np_type)
+    step = max(1, (1 << 22) // max(1, case.d))
+    for lo in range(0, case.k, step):
+        block = rng.random((min(case.k, lo + step) - lo, case.d), dtype=np.float32)
+        block *= 2
+        block -= 1
+        block *= a
+        w[lo:lo + len(block)] = block.astype(np_type) if np_type is not np.float32 else block
+    labels = rng.integers(0, case.k, case.n, dtype=np.int64)
+    return LinearInputs(h, w, None, labels, labels.copy())
+
+
+def nbytes(*arrays) -> int:
+    return int(sum(np.asarray(a).nbytes for a in arrays if a is not None))
+
+
+def backend_outputs(case: Case):
+    """A backend's outputs of `case` for the reference's comparison: loss, dh, dW of the dtype,
+    every page written (a constant 1e-3: the comparison's work does not depend on the values)."""
+    from xentcheck.core.records import VariantOutput
+    np_type = dtypes.info(case.dtype).np_type
+    grads: dict[str, np.ndarray] = {"dh": np.full((case.n, case.d), 1e-3, dtype=np_type),
+                                    "dw": np.full((case.k, case.d), 1e-3, dtype=np_type)}
+    return VariantOutput(status="ok", variant={"impl": "bench", "mode": "eager", "semantics": "torch"},
+                         loss=np.asarray(1.0, dtype=np_type), grads=grads, loss_dtype=case.dtype, grad_dtype=case.dtype)
+
+
+def reference_and_comparison(case: Case, inputs: LinearInputs, output) -> tuple:
+    """The reference (torch semantics) and evaluate's judgement of `output` against it."""
+    from xentcheck.core.evaluate import Subject, evaluate
+    from xentcheck.core.linear_reference import linear_reference
+    from xentcheck.core.tolerances import Tolerances
+    ref = linear_reference(case, inputs, "torch")
+    return ref, evaluate(case, Subject("bench"), output, Tolerances(), reference=ref)
+
+
+def runner(request: dict):
+    """(fn(case, inputs[, outputs]) doing forward+backward once (the reference: and the comparison)
+    and returning its outputs, what it is)."""
+    if request["impl"] == REFERENCE:
+        if "stream_dw_entries" in request:  # tests: the streamed dW at a small shape
+            import xentcheck.core.linear_reference as lr
+            lr.STREAM_DW_ENTRIES = int(request["stream_dw_entries"])
+        return reference_and_comparison, {"api": "xentcheck.core.linear_reference + xentcheck.core.evaluate"}
+    from xentcheck.run.worker import hello
+    backend, said = hello(request["backend"])  # created and loaded as a worker does
+    if backend is None:
+        raise RuntimeError(f"{request['backend']}: {said.status}: {said.reason}")
+    chosen = [v for v in backend.variants() if getattr(v, "kind", "ce") == "linear"
+              and (v.impl, v.mode) == (request["impl"], request["mode"])]
+    if not chosen:
+        raise ValueError(f"{request['backend']} has no linear variant {request['impl']} ({request['mode']})")
+    v = chosen[0]
+    device = request.get("device", "cpu")
+    # the adapter's own path: NumPy in, NumPy out (the conversions are part of the time, as in a run)
+    return (lambda case, inputs: backend.run_variant(v, case, inputs, device)), \
+        {"api": v.api, "backend": backend.name, "version": said.version}
+
+
+def outputs_bytes(request: dict, result) -> int:
+    if request["impl"] == REFERENCE:  # its outputs: loss, dh, dW (db; dW not when streamed), their scales
+        ref = result[0]
+        return nbytes(ref.loss, ref.dh, ref.dw, ref.db, *ref.scales.values())
+    return nbytes(result.loss, result.dh, result.dw, result.db)
+
+
+def probe(request: dict) -> dict:
+    """Load, warm up on a tiny shape (libraries, thread pools, first-call set-up), then measure."""
+    case = bench_case(request["dtype"], request["n"], request["d"], request["v"])
+    out: dict = {"impl": request["impl"], "mode": request.get("mode", ""), "backend": request.get("backend", ""),
+                 "dtype": case.dtype, "n": case.n, "d": case.d, "v": case.k}
+    fn, info = runner(request)
+    out.update(info)
+    tiny = bench_case(case.dtype, 8, 16, 64)
+    reference = request["impl"] == REFERENCE
+    fn(tiny, bench_inputs(tiny), *([backend_outputs(tiny)] if reference else []))
+    rss_start = status_bytes("VmRSS")
+    inputs = bench_inputs(case, request.get("seed", 0))
+    compared = [backend_outputs(case)] if reference else []  # a backend's outputs, held while it compares
+    rss_inputs = status_bytes("VmRSS")
+    out["inputs_bytes"] = nbytes(inputs.hidden, inputs.weight, inputs.labels)
+    if reference:
+        out["compared_bytes"] = nbytes(compared[0].loss, *compared[0].grads.values())
+    out["peak_reset"] = reset_peak()
+    times, cpu = [], []
+    for i in range(1 + request.get("repeats", 0)):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        result = fn(case, inputs, *compared)
+        times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - cpu_start)
+        if i == 0:
+            hwm = status_bytes("VmHWM")  # the first call's peak, its outputs alive
+            out["outputs_bytes"] = outputs_bytes(request, result)
+            if reference:
+                out["streamed_dw"], out["verdict"] = result[0].streamed, result[1].verdict
+        del result
+    # CPU seconds (all threads) beside the wall clock: on a shared host the CPU time is what the
+    # call cost, the wall time also what the neighbours took
+    out.update(seconds=times, cpu_seconds=cpu, cpu_median=float(np.median(cpu)),
+               median=float(np.median(times)), min=float(min(times)), rss_start=rss_start,
+               rss_inputs=rss_inputs, hwm=hwm, memory="VmHWM / VmRSS of a fresh process")
+    if None not in (rss_start, rss_inputs, hwm):
+        out["peak_bytes"] = hwm - rss_start
+        out["extra_bytes"] = hwm - rss_inputs
+    out["status"] = "ok"
+    return out
+
+
+def main(argv: list[str]) -> int:
+    request = json.loads(argv[0])
+    try:
+        reply = probe(request)
+    except Exception as exc:  # reported as a row, not a crash of the bench
+        reply = {**request, "status": "error", "reason": f"{type(exc).__name__}: {exc}"}
+    print(json.dumps(reply), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
