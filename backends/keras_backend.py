@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -140,6 +141,7 @@ class KerasBackend(Backend):
         keras, ops = self.keras, self.keras.ops
         ignore = bool(case.option_set & {"ign", "allign"})
         reduction, scale, softcap, zloss = case.reduction, case.logit_scale, case.softcap, case.zloss
+        base: Callable[..., Any]
         if api.ops:
             rows = ops.sparse_categorical_crossentropy if api.sparse else ops.categorical_crossentropy
             reduce = {"mean": ops.mean, "sum": ops.sum, "none": lambda r: r}[reduction]

@@ -36,7 +36,7 @@ def interpreter_shims(module) -> None:
                 return tl.tensor(interpreter.TensorHandle(np.array([arg], dtype=np.float32), tl.float32), tl.float32)
             return original(arg)
 
-        cvt.xentcheck_floats = True
+        cvt.xentcheck_floats = True  # type: ignore[attr-defined]
         interpreter._implicit_cvt = cvt
 
     def tanh(x):

@@ -640,10 +640,10 @@ def _label_rows(form: str, d: dtypes.DtypeInfo, x: np.ndarray, target: np.ndarra
     w[~np.isfinite(x)] = 0.0  # no probability on -inf classes
     w[w.sum(axis=1) == 0] = 1.0  # a row with no finite logit: any labels will do
     q = w / w.sum(axis=1, keepdims=True)
-    mass = 1.0
+    mass: float | np.ndarray = 1.0
     if form == UNNORM:
-        mass = np.take(UNNORM_ROW_SUMS, np.arange(lo, lo + n) % len(UNNORM_ROW_SUMS))
-        q = q * mass[:, None]
+        row_sums = np.take(UNNORM_ROW_SUMS, np.arange(lo, lo + n) % len(UNNORM_ROW_SUMS))
+        q, mass = q * row_sums[:, None], row_sums
     labels = q.astype(d.np_type)
     # put the rounding residual on each row's largest entry so sums are as close to the row's mass
     # (1 for soft labels) as the dtype allows

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,11 +38,15 @@ from xentcheck.core.records import MATCH_FIELDS, Metrics, Result, Subject, Varia
 from xentcheck.core.reference import Reference
 from xentcheck.core.tolerances import Tolerances
 
+if TYPE_CHECKING:
+    from xentcheck.core.linear_reference import LinearReference
+
 __all__ = ["evaluate", "mark_known", "matches", "Result", "Metrics", "Subject", "VariantOutput"]
 
 
 def evaluate(case: Case, subject: Subject, output: VariantOutput, tolerances: Tolerances, *,
-             reference: Reference | Callable[[], Reference], known: Sequence[dict] = ()) -> Result:
+             reference: Reference | LinearReference | Callable[[], Reference | LinearReference],
+             known: Sequence[dict] = ()) -> Result:
     """The result of `output` (one variant of `subject` on `case`). `reference` may be a function
     that computes it: it is called only when values are compared. `known`: the entries of a
     known-differences file (xentcheck.regress.known.load)."""
@@ -50,7 +55,7 @@ def evaluate(case: Case, subject: Subject, output: VariantOutput, tolerances: To
 
 
 def _judge(case: Case, output: VariantOutput, tolerances: Tolerances,
-           reference: Reference | Callable[[], Reference]) -> dict:
+           reference: Reference | LinearReference | Callable[[], Reference | LinearReference]) -> dict:
     if output.status == "skipped":
         return {"verdict": "skipped", "reasons": [output.reason]}
     if "oor" in case.option_set:
@@ -63,6 +68,7 @@ def _judge(case: Case, output: VariantOutput, tolerances: Tolerances,
             from xentcheck.core.linear_metrics import compare_linear
             fields = compare_linear(case, ref, output, tolerances)
         else:
+            assert isinstance(ref, Reference)  # a plain case's reference
             fields = _compare(case, ref, output, tolerances)
     fields["tolerance"] = {"preset": tolerances.preset, **{w: dict(zip(("rtol", "atol"), tolerances.get(case.dtype, w)))
                                                           for w in ("loss", "grad")}}
@@ -92,18 +98,34 @@ def _compare(case: Case, ref: Reference, output: VariantOutput, tolerances: Tole
     if reasons:
         return {**out, "verdict": "fail", "reasons": reasons}
     loss, grad = layout.to_rows(case, loss, grad)
-    widened = []
+    reasons, widened = dtype_reasons(case, out)
+    out["loss"], out["grad"] = measure(case, ref, loss, grad, tolerances)
+    return {**out, **values_verdict(case, {"loss": "loss", "grad": "gradient"}, out, tolerances, reasons, widened)}
+
+
+def dtype_reasons(case: Case, out: dict) -> tuple[list[str], list[str]]:
+    """The dtype rule (module docstring): (reasons that fail, notes of a widened output) from
+    out["loss_dtype"] and out["grad_dtype"]."""
+    reasons, widened = [], []
     for what in ("loss", "grad"):
         got = out[f"{what}_dtype"]
         if got != case.dtype and wider(got, case.dtype):
             widened.append(f"{what} computed in {got}, wider than the requested {case.dtype}")
         elif got != case.dtype:
             reasons.append(f"{what} computed in {got}, requested {case.dtype}")
-    out["loss"], out["grad"] = measure(case, ref, loss, grad, tolerances)
+    return reasons, widened
+
+
+def values_verdict(case: Case, labels: dict[str, str], metrics: dict, tolerances: Tolerances,
+                   reasons: list[str], widened: list[str]) -> dict:
+    """The values rule: each output's metrics (metrics[what], named labels[what]; "loss" takes the
+    loss tolerance, the rest the gradient's) add their reasons; then the verdict."""
     nonfinite = False
-    for what, label in (("loss", "loss"), ("grad", "gradient")):
-        m = out[what]
-        rtol, atol = tolerances.get(case.dtype, what)
+    for what, label in labels.items():
+        m = metrics.get(what)
+        if m is None:
+            continue
+        rtol, atol = tolerances.get(case.dtype, "loss" if what == "loss" else "grad")
         if m["n_nonfinite_mismatch"]:
             nonfinite = True
             reasons.append(f"{label}: {m['n_nonfinite_mismatch']} / {m['size']} NaN/inf where the reference "
@@ -118,7 +140,7 @@ def _compare(case: Case, ref: Reference, output: VariantOutput, tolerances: Tole
                 f"{m['worst_index']}: {m['worst_actual']} vs {m['worst_expected']} "
                 f"(allowed rtol {rtol:.3g}, atol {atol:.3g}{scale_note})")
     verdict = "nonfinite" if nonfinite else ("fail" if reasons else ("widened" if widened else "pass"))
-    return {**out, "verdict": verdict, "reasons": reasons + widened}
+    return {"verdict": verdict, "reasons": reasons + widened}
 
 
 def matches(entry: dict, record: dict) -> bool:

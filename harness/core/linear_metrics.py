@@ -177,24 +177,7 @@ def compare_linear(case: Case, ref, output, tolerances) -> dict:
     reasons = shape_problems(case, loss, grads)
     if reasons:
         return {**out, "verdict": "fail", "reasons": reasons}
-    for what in ("loss", "grad"):
-        if out[f"{what}_dtype"] != case.dtype:
-            reasons.append(f"{what} computed in {out[what + '_dtype']}, requested {case.dtype}")
-    metrics = measure_linear(case, ref, loss, grads, tolerances)
-    nonfinite = False
-    for what, m in metrics.items():
-        out[what] = m
-        rtol, atol = tolerances.get(case.dtype, "loss" if what == "loss" else "grad")
-        if m["n_nonfinite_mismatch"]:
-            nonfinite = True
-            reasons.append(f"{LABELS[what]}: {m['n_nonfinite_mismatch']} / {m['size']} NaN/inf where the reference "
-                           f"differs, e.g. {m['worst_actual']} vs {m['worst_expected']} at index {m['worst_index']}")
-        elif m["n_exceed"]:
-            note = f"; error-model bound {m['worst_allowed']:.3g}" if tolerances.kind == "model" else \
-                (f" x scale {m['worst_scale']:.3g}" if tolerances.scaled else "")
-            reasons.append(
-                f"{LABELS[what]}: {m['n_exceed']} / {m['size']} out of tolerance; greatest absolute difference "
-                f"{m['abs_err']:.3g}, relative {m['rel_err']:.3g}, {m['ulp_err']:.3g} ULP; worst at index "
-                f"{m['worst_index']}: {m['worst_actual']} vs {m['worst_expected']} "
-                f"(allowed rtol {rtol:.3g}, atol {atol:.3g}{note})")
-    return {**out, "verdict": "nonfinite" if nonfinite else ("fail" if reasons else "pass"), "reasons": reasons}
+    from xentcheck.core.evaluate import dtype_reasons, values_verdict
+    reasons, widened = dtype_reasons(case, out)
+    out.update(measure_linear(case, ref, loss, grads, tolerances))
+    return {**out, **values_verdict(case, LABELS, out, tolerances, reasons, widened)}

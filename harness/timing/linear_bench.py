@@ -149,7 +149,8 @@ def run_linear_bench(config: LinearBenchConfig, progress=None) -> dict:
 
 def summary_lines(data: dict) -> list[str]:
     """A Markdown table of the rows."""
-    out = ["| impl | dtype | N x D x V | median s | peak above inputs (GiB) | / logits | reference: peak / (in + out), time / torch f32 |",
+    out = ["| impl | dtype | N x D x V | median s | peak above inputs (GiB) | / logits "
+           "| reference: peak / (in + out), time / torch f32 |",
            "|---|---|---|---|---|---|---|"]
     for r in data["rows"]:
         shape = f"{r['n']}x{r['d']}x{r['v']}"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -59,8 +60,8 @@ def bench_inputs(case: Case, seed: int = 0) -> LinearInputs:
     rng = np.random.default_rng(seed)
     np_type = dtypes.info(case.dtype).np_type
     a = np.float32(3.0 / np.sqrt(case.d))
-    h = (rng.random((case.n, case.d), dtype=np.float32) * 2 - 1).astype(np_type)
-    w = np.empty((case.k, case.d), dtype=np_type)
+    h: np.ndarray = (rng.random((case.n, case.d), dtype=np.float32) * 2 - 1).astype(np_type)
+    w: np.ndarray = np.empty((case.k, case.d), dtype=np_type)
     step = max(1, (1 << 22) // max(1, case.d))
     for lo in range(0, case.k, step):
         block = rng.random((min(case.k, lo + step) - lo, case.d), dtype=np.float32)
@@ -105,6 +106,7 @@ def runner(request: dict):
             lr.STREAM_DW_ENTRIES = int(request["stream_dw_entries"])
         return reference_and_comparison, {"api": "xentcheck.core.linear_reference + xentcheck.core.evaluate"}
     from xentcheck.run.worker import hello
+    backend: Any
     backend, said = hello(request["backend"])  # created and loaded as a worker does
     if backend is None:
         raise RuntimeError(f"{request['backend']}: {said.status}: {said.reason}")
@@ -161,7 +163,7 @@ def probe(request: dict) -> dict:
     out.update(seconds=times, cpu_seconds=cpu, cpu_median=float(np.median(cpu)),
                median=float(np.median(times)), min=float(min(times)), rss_start=rss_start,
                rss_inputs=rss_inputs, hwm=hwm, memory="VmHWM / VmRSS of a fresh process")
-    if None not in (rss_start, rss_inputs, hwm):
+    if rss_start is not None and rss_inputs is not None and hwm is not None:
         out["peak_bytes"] = hwm - rss_start
         out["extra_bytes"] = hwm - rss_inputs
     out["status"] = "ok"
