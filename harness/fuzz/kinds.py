@@ -90,6 +90,7 @@ class Findings:
             kind.cases.append(record["case_id"])
             if elements(record["case_id"]) < elements(kind.smallest["case_id"]):
                 kind.smallest = where
+                kind.shrunk = None  # shrink the new smallest case (after this batch)
         return None
 
     def to_list(self) -> list[dict]:
