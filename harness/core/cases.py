@@ -534,6 +534,15 @@ def make_inputs(case: Case, seed: int, chunk_elements: int | None = None) -> Inp
         if case.labels != "index":
             labels[lo:hi] = _label_rows(case.labels, d, x, target[lo:hi], w_stream, lo)
     inputs = Inputs(logits=logits, labels=labels, target=target)
+    option_inputs(case, inputs, bg, n, k)
+    return inputs
+
+
+def option_inputs(case: Case, inputs, bg: np.random.PCG64, n: int, k: int) -> None:
+    """Draw the inputs of the case's options into `inputs` (an Inputs or a linear-CE LinearInputs),
+    after its logits and labels, from the same stream `bg`: class weights (K,), smoothing,
+    ignored targets (some or all), an out-of-range class, the cotangent."""
+    d = dtypes.info(case.dtype)
     opts = case.option_set
     if "w" in opts:
         inputs.weights = (0.5 + 1.5 * _uniform(bg, (k,))).astype(d.np_type)
@@ -551,7 +560,6 @@ def make_inputs(case: Case, seed: int, chunk_elements: int | None = None) -> Inp
         inputs.cotangent = np.asarray(case.cotangent).astype(d.np_type)
     if case.cotangent_rows:
         inputs.cotangent = cotangent_rows(bg, n).astype(d.np_type)
-    return inputs
 
 
 COTANGENT_EXPONENTS = (-10, 4)  # |v| in [2^-10, 2^5): about 4.5 decimal orders of magnitude

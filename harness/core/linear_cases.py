@@ -29,16 +29,14 @@ import numpy as np
 
 from xentcheck.core import dtypes
 from xentcheck.core.cases import (
-    IGNORE_INDEX,
     LABEL_FORMS,
     REDUCTIONS,
-    SMOOTHING,
     Case,
     _integers,
     _rng,
     _uniform,
-    cotangent_rows,
     format_param,
+    option_inputs,
 )
 
 MAX_D = 1 << 16
@@ -117,21 +115,7 @@ def make_linear_inputs(case: Case, seed: int) -> LinearInputs:
                 else (2.0 * u - 1.0) * scale).astype(d.np_type)
     labels = target.copy()
     inputs = LinearInputs(h.astype(d.np_type), wq, bias, labels, target)
-    opts = case.option_set
-    if "w" in opts:
-        inputs.weights = (0.5 + 1.5 * _uniform(bg, (v,))).astype(d.np_type)
-    if "ls" in opts:
-        inputs.smoothing = SMOOTHING
-    if "ign" in opts:
-        ignored = _uniform(bg, (n,)) < 0.3
-        ignored[:1] = False  # at least one row counts
-        labels[ignored] = IGNORE_INDEX
-    if "allign" in opts:
-        labels[:] = IGNORE_INDEX
-    if case.cotangent is not None:
-        inputs.cotangent = np.asarray(case.cotangent).astype(d.np_type)
-    if case.cotangent_rows:
-        inputs.cotangent = cotangent_rows(bg, n).astype(d.np_type)
+    option_inputs(case, inputs, bg, n, v)  # the plain cases' options, from the same stream
     return inputs
 
 
