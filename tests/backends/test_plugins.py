@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from tests.conftest import ROOT, run_cli
 
 PLUGIN = '''
@@ -34,6 +36,7 @@ def _install_entry_point(site):
     (dist / "entry_points.txt").write_text("[xentcheck.backends]\nep-kernel = my_ep_plugin:Reference64\n")
 
 
+@pytest.mark.slow  # end to end, tens of seconds; its parts have faster tests
 def test_entry_point_backend_is_listed_and_runs(tmp_path):
     site = tmp_path / "site"
     site.mkdir()

@@ -93,6 +93,7 @@ def test_plugin_backends_get_a_script_through_the_registry(tmp_path):
     assert summary["exit_status"] == 1
 
 
+@pytest.mark.slow  # end to end, tens of seconds; its parts have faster tests
 def test_tensorflow_and_jax_scripts_reproduce_their_findings(tmp_path):
     """optax's integer-label loss at large logits and the NaN of probability targets on masked
     classes (README), each reproduced by its standalone script with the recorded numbers."""

@@ -5,6 +5,8 @@ that changes numerics stands in for the torch version)."""
 import re
 import shutil
 
+import pytest
+
 from tests.conftest import ROOT, run_cli
 
 WORKFLOW = ROOT / "examples/ci/xentcheck.yml"
@@ -27,6 +29,7 @@ def test_workflow_artifacts_and_paths_line_up():
     assert 'xentcheck compare "merged/torch-${BASELINE_TORCH}" merged/torch-' in text
 
 
+@pytest.mark.slow  # end to end, tens of seconds; its parts have faster tests
 def test_run_merge_compare_as_the_workflow_does(tmp_path):
     for version, sloppy in (("base", "0"), ("cand", "1")):
         for shard in (1, 2, 3):

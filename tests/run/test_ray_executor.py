@@ -109,6 +109,7 @@ def test_ray_address_without_executor_ray_is_a_usage_error(tmp_path, capsys):
     assert capsys.readouterr().err == "xentcheck: error: --ray-address needs --executor ray\n"
 
 
+@pytest.mark.slow  # end to end, tens of seconds; its parts have faster tests
 @needs_ray
 def test_a_local_run_cut_short_is_finished_on_ray(cluster, local_faulty, tmp_path):
     """A local run's folder, cut short, is finished on Ray: the executor is not part of the plan."""
