@@ -11,6 +11,25 @@ from xentcheck.core.linear_reference import dot2, linear_reference
 from xentcheck.core.reference import reference
 
 
+def _ld(e) -> np.longdouble:
+    """An mpmath number as longdouble (64-bit significand): float64 would hide the reference's extra digits."""
+    return np.longdouble(mpmath.nstr(e, 30))
+
+
+def _ld_array(a) -> np.ndarray:
+    return np.vectorize(_ld, otypes=[np.longdouble])(np.array(a, dtype=object))
+
+
+def _mp_chain(g, h, w, den) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """dh = G W, dW = G^T h, db = sum_n G in mpmath, G the logits' gradient rows over `den`."""
+    n, v, dd = len(g), len(w), len(w[0]) if w else 0
+    g = [[e / den for e in row] for row in g]
+    dh = [[mpmath.fsum(g[i][k] * w[k][j] for k in range(v)) for j in range(dd)] for i in range(n)]
+    dw = [[mpmath.fsum(g[i][k] * h[i][j] for i in range(n)) for j in range(dd)] for k in range(v)]
+    db = [mpmath.fsum(g[i][k] for i in range(n)) for k in range(v)]
+    return _ld_array(dh), _ld_array(dw), _ld_array(db)
+
+
 def test_ids_are_canonical_and_distinguishable():
     c = Case("scale1e+0", "float32", 32, 1000, "index", "mean", "w+ign+b", d=64)
     assert c.id == "scale1e+0_float32_32x1000_lin64_index_mean_opt-w+ign+b"
@@ -69,14 +88,7 @@ def _mp_reference(c: Case, x: LinearInputs, dps: int = 50):
             loss += lse - o[y]
             g.append([mpmath.exp(t - lse) - (1 if k == y else 0) for k, t in enumerate(o)])
         den = n if c.reduction == "mean" else 1
-        g = [[e / den for e in row] for row in g]
-        dh = [[mpmath.fsum(g[i][k] * w[k][j] for k in range(v)) for j in range(dd)] for i in range(n)]
-        dw = [[mpmath.fsum(g[i][k] * h[i][j] for i in range(n)) for j in range(dd)] for k in range(v)]
-        db = [mpmath.fsum(g[i][k] for i in range(n)) for k in range(v)]
-        # longdouble (64-bit significand): a float64 rounding would hide the reference's extra digits
-        f = lambda a: np.vectorize(lambda e: np.longdouble(mpmath.nstr(e, 30)), otypes=[np.longdouble])(  # noqa: E731
-            np.array(a, dtype=object))
-        return np.longdouble(mpmath.nstr(loss / den, 30)), f(dh), f(dw), f(db)
+        return (_ld(loss / den), *_mp_chain(g, h, w, den))
 
 
 @pytest.mark.parametrize("case_id", ["scale1e+1_float64_5x7_lin6_index_mean_opt-b",
@@ -158,14 +170,8 @@ def _mp_llm_reference(c: Case, x: LinearInputs, dps: int = 50):
             g.append([(mpmath.exp(t - lse) * (1 + 2 * z * lse) - (1 if k == y else 0)) * mpmath.sech(o[k] / cap) ** 2
                       for k, t in enumerate(oc)])
         den = n if c.reduction == "mean" else 1
-        g = [[e / den for e in row] for row in g]
-        dh = [[mpmath.fsum(g[i][k] * w[k][j] for k in range(v)) for j in range(dd)] for i in range(n)]
-        dw = [[mpmath.fsum(g[i][k] * h[i][j] for i in range(n)) for j in range(dd)] for k in range(v)]
-        db = [mpmath.fsum(g[i][k] for i in range(n)) for k in range(v)]
-        f = lambda a: np.vectorize(lambda e: np.longdouble(mpmath.nstr(e, 30)), otypes=[np.longdouble])(  # noqa: E731
-            np.array(a, dtype=object))
-        loss = f(rows) if c.reduction == "none" else np.longdouble(mpmath.nstr(mpmath.fsum(rows) / den, 30))
-        return loss, f(dh), f(dw), f(db)
+        loss = _ld_array(rows) if c.reduction == "none" else _ld(mpmath.fsum(rows) / den)
+        return (loss, *_mp_chain(g, h, w, den))
 
 
 @pytest.mark.parametrize("case_id", ["scale1e+1_float64_5x7_lin6_index_mean_opt-cap5+z0.01+b",
