@@ -168,9 +168,20 @@ def _hist_quantiles(hist: np.ndarray, qs: tuple[float, ...]) -> list[float]:
     return out
 
 
+def shape_problems(case: Case, loss: np.ndarray, grads: dict[str, np.ndarray]) -> list[str]:
+    """What is wrong with the shapes of a linear-CE output (empty: nothing): layout.check's
+    counterpart for linear-CE cases."""
+    want = {"loss": (case.n,) if case.reduction == "none" else (), "dh": (case.n, case.d), "dw": (case.k, case.d),
+            "db": (case.k,)}
+    got = {"loss": loss.shape, **{k: a.shape for k, a in grads.items()}}
+    out = [f"{k} has shape {tuple(got[k])}, expected {want[k]}" for k in got if tuple(got[k]) != want[k]]
+    if "b" in case.option_set and "db" not in grads:
+        out.append("no db returned for a case with a bias")
+    return out
+
+
 def compare_linear(case: Case, ref, output, tolerances) -> dict:
     """evaluate._compare for a linear-CE case: shapes, dtypes, then values of each output."""
-    from xentcheck.run.linear_worker import shape_problems
     loss, grads = np.asarray(output.loss), {k: np.asarray(a) for k, a in (output.grads or {}).items()}
     out: dict = {"loss_dtype": output.loss_dtype or loss.dtype.name,
                  "grad_dtype": output.grad_dtype or (grads["dh"].dtype.name if "dh" in grads else "")}

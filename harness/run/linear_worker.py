@@ -9,23 +9,13 @@ import numpy as np
 
 from xentcheck.core.cases import Case
 from xentcheck.core.linear_cases import LinearInputs
+from xentcheck.core.linear_metrics import shape_problems
 from xentcheck.core.records import VariantOutput
 
 
 def _array(value, what: str) -> np.ndarray:
     from xentcheck.run.worker import _as_array
     return _as_array(value, what)
-
-
-def shape_problems(case: Case, loss: np.ndarray, grads: dict[str, np.ndarray]) -> list[str]:
-    """What is wrong with the shapes of a linear-CE output (empty: nothing)."""
-    want = {"loss": (case.n,) if case.reduction == "none" else (), "dh": (case.n, case.d), "dw": (case.k, case.d),
-            "db": (case.k,)}
-    got = {"loss": loss.shape, **{k: a.shape for k, a in grads.items()}}
-    out = [f"{k} has shape {tuple(got[k])}, expected {want[k]}" for k in got if tuple(got[k]) != want[k]]
-    if "b" in case.option_set and "db" not in grads:
-        out.append("no db returned for a case with a bias")
-    return out
 
 
 def compute_linear(backend, v, case: Case, pristine: LinearInputs, device: str, properties=None,
