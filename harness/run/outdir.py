@@ -2,8 +2,8 @@
 `fuzz`, `bench`, `merge`, and `verify(out=...)`), so that no command writes over another's output.
 
 A folder holds a run (run.json or results.jsonl), a fuzz campaign (campaign.json or batches/),
-bench timings (timing.json or linear_timing.json), leftovers of one of these (only names xentcheck
-writes, e.g. the logs/ of a killed bench), files that are not xentcheck output, or nothing.
+bench timings (timing.json or linear_timing.json), leftovers of one cut short before that (logs/,
+inputs/ alone, e.g. a killed bench's worker logs), files that are not xentcheck output, or nothing.
 Only an empty or missing folder is free. Entries whose names start with "." (.gitkeep, a killed
 atomic write's temporary file) are neither counted nor ever removed.
 
@@ -33,10 +33,13 @@ WRITES = {
     BENCH: frozenset({"timing.json", "timing.md", "timing.png", "report.html", "logs", "linear_timing.json",
                       "linear_timing.md"}),
 }
-# entries that only this kind writes: they say what the folder holds (in this order of precedence)
+# the entries that say a kind is there; the first kind found names the folder (a run's --timing
+# writes timing.json too: it is a run holding timings)
 MARKERS = {CAMPAIGN: ("campaign.json", "batches"), RUN: ("run.json", "results.jsonl"),
            BENCH: ("timing.json", "linear_timing.json")}
-ALL_WRITTEN = frozenset().union(*WRITES.values())
+# what an output cut short before its marker leaves (a killed bench's worker logs; verify's inputs/ and
+# logs/ before run.json): a folder of these alone is leftovers, replaceable; any other name is the user's
+LEFTOVERS = frozenset({"logs", "inputs"})
 
 
 class OccupiedError(ValueError):
@@ -72,13 +75,14 @@ def inspect(folder: Path) -> Holding:
     """What `folder` holds (a missing folder holds nothing). Reads only; OccupiedError when it cannot."""
     folder = Path(folder)
     try:
-        names = sorted(e.name for e in os.scandir(folder) if not e.name.startswith("."))
+        with os.scandir(folder) as entries:
+            names = sorted(e.name for e in entries if not e.name.startswith("."))
     except (FileNotFoundError, NotADirectoryError):  # not there (or below a file: mkdir will say so)
         return Holding(folder, (), (), ())
     except OSError as exc:
         raise OccupiedError(f"cannot read output folder {folder}: {exc.strerror or exc}") from None
     kinds = tuple(k for k, marks in MARKERS.items() if any(m in names for m in marks))
-    written = frozenset().union(*(WRITES[k] for k in kinds)) if kinds else ALL_WRITTEN
+    written = frozenset().union(*(WRITES[k] for k in kinds)) if kinds else LEFTOVERS
     ours = tuple(n for n in names if n in written)
     other = tuple(n for n in names if n not in written)
     if not kinds and other:  # no xentcheck output: every entry is the user's

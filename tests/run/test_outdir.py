@@ -127,6 +127,9 @@ def test_what_a_folder_holds(tmp_path, outputs):
     assert outdir.clear(outdir.check(tmp_path, "bench", overwrite=True)) == f"replacing leftovers of xentcheck " \
                                                                                 f"output (logs) in {tmp_path}"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".gitkeep"]
+    (tmp_path / "report.md").write_text("mine\n")  # a name xentcheck writes, alone: the user's
+    held = outdir.inspect(tmp_path)
+    assert (held.kinds, held.ours, held.other) == ((), (), ("report.md",))
     # every entry a real output holds is one its kind is known to write (what --overwrite removes)
     for kind, name in (("run", outdir.RUN), ("fuzz", outdir.CAMPAIGN), ("bench", outdir.BENCH)):
         held = outdir.inspect(outputs[kind])
@@ -171,10 +174,19 @@ def test_overwrite_replaces_its_own_kind(outputs, tmp_path):
     assert [json.loads(line)["seed"] for line in (folder / "results.jsonl").read_text().splitlines()] == [0]
 
 
-def test_verify_refuses_an_occupied_out(outputs):
+def test_verify_refuses_an_occupied_out_or_replaces_it(outputs, tmp_path):
+    import numpy as np
+
     import xentcheck
 
     before = tree(outputs["fuzz"])
     with pytest.raises(ValueError, match="already holds a fuzz campaign: give another --out, or --overwrite"):
         xentcheck.verify("numpy", cases=1, out=outputs["fuzz"])
     assert tree(outputs["fuzz"]) == before
+    folder = tmp_path / "api"
+    shutil.copytree(outputs["run"], folder)
+    arrays = {"logits": np.array([[0.0, 1.0, 2.0]], np.float32), "labels": np.array([2])}  # written to inputs/
+    result = xentcheck.verify("numpy", inputs=arrays, out=folder, overwrite=True)
+    assert [r.verdict for r in result.records] == ["pass"] and (folder / "inputs" / "arrays1.npz").is_file()
+    assert [json.loads(line)["case_id"] for line in (folder / "results.jsonl").read_text().splitlines()] == \
+        [result.records[0].case_id]
