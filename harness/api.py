@@ -104,6 +104,7 @@ class VerifyOptions(TypedDict, total=False):
     repro: bool
     progress: bool
     inputs: InputsLike | Sequence[InputsLike] | None
+    overwrite: bool
 
 
 def verify(backends: BackendLike | Sequence[BackendLike] | None = None, *,
@@ -111,7 +112,8 @@ def verify(backends: BackendLike | Sequence[BackendLike] | None = None, *,
            cases: int | Sequence[str] | None = None, tolerances: str | Tolerances = "xentcheck", device: str = "cpu",
            impls: Sequence[str] | None = None, modes: Sequence[str] | None = None, properties: bool | None = None,
            case_timeout: float = 300.0, out: str | os.PathLike[str] | None = None, repro: bool = True,
-           progress: bool = False, inputs: InputsLike | Sequence[InputsLike] | None = None) -> VerifyResult:
+           progress: bool = False, inputs: InputsLike | Sequence[InputsLike] | None = None,
+           overwrite: bool = False) -> VerifyResult:
     """Run the cases through the backends, each in a worker process, as `xentcheck run` does.
 
     backends: built-in or entry-point names ("numpy", "torch", ...), plugin .py paths ("PATH::NAME"
@@ -128,10 +130,20 @@ def verify(backends: BackendLike | Sequence[BackendLike] | None = None, *,
       label_smoothing, reduction; NumPy arrays, torch tensors or scalars), or a list of these. Alone
       they are the only cases; with `cases`, they run after those. A dict reaches the workers as an
       .npz file in out/inputs/ (or a scratch folder).
+    overwrite: replace the xentcheck output already in `out` (as `xentcheck run --overwrite`); without
+      it a folder holding a run, a fuzz campaign or timings is refused (ValueError), as is one holding
+      other files only.
     A bad argument raises ValueError with the command line's message.
     """
+    from xentcheck.run import outdir
+
+    folder = None if out is None else Path(out)
+    if folder is not None:  # before inputs/ is written into it
+        try:
+            outdir.clear(outdir.check(folder, "run", overwrite))
+        except OSError as exc:
+            raise ValueError(f"cannot write to output folder {folder}: {exc.strerror or exc}") from None
     with tempfile.TemporaryDirectory(prefix="xentcheck-") as scratch:  # the workers' logs, results.jsonl, inputs
-        folder = None if out is None else Path(out)
         plan = _plan(backends, dtypes, suite, seed, cases, tolerances, device, impls, modes, properties, case_timeout,
                      _input_files(inputs, (folder or Path(scratch)) / "inputs"))
         done = _execute(plan, folder, Path(scratch), progress, repro)
