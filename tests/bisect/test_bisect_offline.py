@@ -7,6 +7,10 @@ tests/helpers/toy_backends/toyxent_backend.py calls it in each version's environ
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -118,3 +122,26 @@ def test_endpoints_are_checked_first(first_run, wheelhouse, cache_env, tmp_path)
     res, data, _ = bisect(tmp_path / "c", wheelhouse, cache_env, "--good", "1.4.0", "--bad", "1.5.0")
     assert res.returncode == 1 and data["status"] == "good-is-bad"
     assert "--good toyxent 1.4.0 is already bad" in res.stdout and len(data["tested"]) == 1
+
+
+def test_ctrl_c_keeps_the_versions_tested_and_exits_130(first_run, wheelhouse, cache_env, tmp_path):
+    out = tmp_path / "i"
+    env = {**os.environ, **cache_env, "XENTCHECK_TEST_HANG_VERSION": "1.5.0",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-m", "xentcheck", "bisect", "--case", CASE, "--package", "toyxent",
+                             "--backend-file", PLUGIN, "--find-links", str(wheelhouse), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not (out / "versions" / "1.5.0" / "results.jsonl").exists():
+            time.sleep(0.2)  # 1.0.0 is judged; 1.5.0's worker now hangs
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stdout + stderr
+    assert "interrupted: the report covers the versions tested so far" in stderr
+    data = json.loads((out / "bisect.json").read_text())
+    assert data["status"] == "interrupted" and [s["version"] for s in data["tested"]] == ["1.0.0"]
+    assert data["tested"][0]["verdict"] == "good" and (out / "bisect.md").is_file()

@@ -1,5 +1,10 @@
 """Test plugin for `xentcheck bisect`: the cross-entropy of the toy package `toyxent`, whose
-releases the bisect tests build (tests/bisect/wheels.py). Imported in each bisect environment."""
+releases the bisect tests build (tests/bisect/wheels.py). Imported in each bisect environment.
+With $XENTCHECK_TEST_HANG_VERSION set to toyxent's version, it hangs (for the Ctrl-C test)."""
+
+import os
+import time
+from importlib.metadata import version
 
 import numpy as np
 
@@ -18,6 +23,8 @@ class ToyXent(Backend):
         self.toyxent = toyxent
 
     def compute(self, case, inputs, device):
+        if os.environ.get("XENTCHECK_TEST_HANG_VERSION") == version("toyxent"):
+            time.sleep(3600)
         loss, grad = self.toyxent.cross_entropy(inputs.logits, inputs.labels)
         dtype = inputs.logits.dtype
         if case.reduction == "mean":
