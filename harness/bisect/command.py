@@ -126,6 +126,7 @@ def bisect_cmd(case_ids, finding, package, good, bad, with_pins, sweep, python, 
     from xentcheck.bisect.indexes import from_options
     from xentcheck.bisect.install import find_installer, find_python
     from xentcheck.bisect.subject import MetricRule
+    from xentcheck.bisect.versions import canonical
 
     ctx = click.get_current_context()
     for name in ("factor", "floor"):
@@ -133,6 +134,7 @@ def bisect_cmd(case_ids, finding, package, good, bad, with_pins, sweep, python, 
             raise click.UsageError(f"--{name} needs --metric")
     template, verdicts, subject = _subject(ctx, case_ids, finding, backends, backend_files, impls, modes, seed, preset,
                                            rtol, atol, case_timeout, package)
+    package = canonical(package)  # Optax, optax: one package, one cache entry
     pinned = _usage(pins.parse_with, with_pins, package)
     out_dir = _check_out(out)
     index = _usage(from_options, index_url, find_links)

@@ -8,8 +8,9 @@ indexes; another pin or index is another environment. The cache is `$XDG_CACHE_H
 
 A version whose install fails, or whose package (or numpy, ml_dtypes, mpmath, which the worker
 needs) does not import, is recorded as failed with the reason, its venv deleted: bisect skips it,
-and a later bisect skips it again without trying (`--rebuild` tries again). Builds of one
-environment by two processes at once are serialised by a lock file.
+and a later bisect skips it again without trying (`--rebuild` tries again), unless the failure
+looks like the network's (a download that failed or timed out): that one is tried again next time.
+Builds of one environment by two processes at once are serialised by a lock file.
 """
 
 from __future__ import annotations
@@ -26,11 +27,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from xentcheck.bisect.install import Installer, Interpreter, create_venv, install, venv_python
+from xentcheck.bisect.versions import canonical
 
 FORMAT = 1
 RECORD = "env.json"
 INSPECT_TIMEOUT_S = 900.0
 WORKER_NEEDS = ("numpy", "ml_dtypes", "mpmath")  # what the harness's worker imports besides the backend
+# an install failure with one of these in its reason may not happen again: it is not cached
+TRANSIENT = ("failed to fetch", "failed to download", "timed out", "connection", "temporary failure in name resolution",
+             "network is unreachable", "error sending request", "read timed out", "http error 5", "status code: 5")
 
 # Run in the environment after the install: what is installed, what each needs, the package's
 # Project-URLs, and whether the package and the worker's needs import. Standard library only.
@@ -95,7 +100,7 @@ class EnvSpec:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def folder_name(self) -> str:
-        return f"{self.package}-{self.version}-py{self.python.short}-{self.key()}"
+        return f"{canonical(self.package)}-{self.version}-py{self.python.short}-{self.key()}"
 
 
 @dataclass
@@ -240,7 +245,8 @@ def _build(spec: EnvSpec, folder: Path, installer: Installer) -> Env:
         shutil.rmtree(venv, ignore_errors=True)  # a failed jax install can leave hundreds of MB
     env.build_seconds = round(time.monotonic() - started, 2)
     env.size_bytes = disk_bytes(folder)
-    write_atomic(folder / RECORD, json.dumps(env.to_json(), indent=1) + "\n")
+    if env.ok or not any(t in env.reason.lower() for t in TRANSIENT):
+        write_atomic(folder / RECORD, json.dumps(env.to_json(), indent=1) + "\n")
     return env
 
 

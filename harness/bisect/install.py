@@ -126,13 +126,13 @@ def _run(command: list[str], log: Path, cwd: Path) -> tuple[bool, str]:
     return False, why(log.read_text(encoding="utf-8", errors="replace"))
 
 
-def why(output: str, lines: int = 6) -> str:
-    """The lines of an installer's output that say why it failed (its errors, else its last lines)."""
-    text = output.rsplit("\n$ ", 1)[-1]  # the last command's output
-    rows = [r.strip() for r in text.splitlines() if r.strip() and not r.startswith("[exit status")][1:]
-    errors = [r for r in rows if r.lower().startswith(("error", "×", "╰─▶", "because", "and because", "hint"))
-              or "no matching distribution" in r.lower() or "not found" in r.lower()]
-    return " ".join((errors or rows)[-lines:])[:600] or "the installer failed without saying why"
+def why(output: str, limit: int = 600) -> str:
+    """What an installer's output says went wrong: its last command's lines from the first error
+    on (uv's "error: ... cause: Because ...", pip's "ERROR: ..."), else its last lines."""
+    text = output.rsplit("\n$ ", 1)[-1]  # the last command's output, its command line first
+    rows = [r.strip() for r in text.splitlines()[1:] if r.strip() and not r.startswith("[exit status")]
+    first = next((i for i, r in enumerate(rows) if r.lower().startswith(("error", "×"))), max(0, len(rows) - 6))
+    return " ".join(rows[first:])[:limit] or "the installer failed without saying why"
 
 
 def create_venv(installer: Installer, python: Interpreter, folder: Path, log: Path) -> tuple[bool, str]:

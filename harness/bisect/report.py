@@ -160,7 +160,7 @@ def markdown(d: dict) -> str:
         lines.append(f"| {s['version']} | {(s['upload_time'] or '')[:10]} | {s['verdict']} | {_num(s['errors'].get('loss'))} "
                      f"| {_num(s['errors'].get('grad'))} | {how} | {why} |")
     untested = [v for v in d["range"]["candidates"] if v not in {s["version"] for s in d["tested"]}]
-    lines += ["", f"Not tested (bisection did not need them): {', '.join(untested) or 'none'}."]
+    lines += ["", f"Not tested: {', '.join(untested) or 'none'}."]
     if d["range"]["left_out"]:
         lines += ["Left out of the range: " + "; ".join(f"{v} ({why})" for v, why in d["range"]["left_out"].items()) + "."]
     if r:

@@ -71,3 +71,14 @@ def test_an_occupied_out_is_refused(tmp_path, folder):
     assert res.returncode == 2, res.stderr
     assert res.stderr.strip() == f"xentcheck: error: --out {out} is not an empty folder: give a new one"
     assert (out / "bisect.md").read_text() == "an earlier report"
+
+
+def test_importing_bisect_loads_neither_uv_nor_matplotlib():
+    import subprocess
+    import sys
+    modules = ", ".join(f"xentcheck.bisect.{m}" for m in ("command", "envs", "finding", "hunt", "indexes", "install",
+                                                           "pins", "search", "subject", "versions"))
+    code = (f"import sys, xentcheck.cli, {modules}; "
+            "print(sorted(m for m in ('uv', 'matplotlib', 'packaging', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]"

@@ -103,3 +103,22 @@ def test_the_freeze_difference_and_release_links():
     assert release_links({"Changelog": "https://x.example/changes", "Source": "https://github.com/a/b"}) == [
         {"label": "Changelog", "url": "https://x.example/changes"}]
     assert release_links({"Home-page": "https://x.example"}) == [{"label": "Home-page", "url": "https://x.example"}]
+
+
+def test_an_installers_failure_is_told_from_its_first_error_on():
+    from xentcheck.bisect.install import why
+    uv = ("$ uv venv x\n[exit status 0]\n$ uv pip install --python x optax==0.2.8 jax==0.4.38\n"
+          "Using Python 3.11.7 environment at: venv\nerror: No solution found when resolving dependencies\n"
+          "  cause: Because optax>=0.2.8 depends on jax>=0.5.3 and you require optax==0.2.8, we can conclude that you "
+          "require jax>=0.5.3.\n         And because you require jax==0.4.38, we can conclude that your requirements are "
+          "unsatisfiable.\n[exit status 1]\n")
+    assert why(uv) == ("error: No solution found when resolving dependencies cause: Because optax>=0.2.8 depends on "
+                       "jax>=0.5.3 and you require optax==0.2.8, we can conclude that you require jax>=0.5.3. And because "
+                       "you require jax==0.4.38, we can conclude that your requirements are unsatisfiable.")
+    pip = ("$ python -m pip --python x install toyxent==1.1.0\nLooking in links: /w\nProcessing /w/toyxent-1.1.0.whl\n"
+           "INFO: pip is looking at multiple versions of toyxent to determine which version is compatible.\n"
+           "ERROR: Could not find a version that satisfies the requirement toyxent-helper>=9 (from toyxent) (from "
+           "versions: none)\nERROR: No matching distribution found for toyxent-helper>=9\n[exit status 1]\n")
+    assert why(pip) == ("ERROR: Could not find a version that satisfies the requirement toyxent-helper>=9 (from toyxent) "
+                        "(from versions: none) ERROR: No matching distribution found for toyxent-helper>=9")
+    assert why("$ uv pip install x\nline 1\nline 2\n[exit status 2]\n") == "line 1 line 2"
