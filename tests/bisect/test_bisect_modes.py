@@ -1,8 +1,12 @@
 """`xentcheck bisect` offline, its other ways: --sweep (every transition), --metric (the error's
 size decides), and the pip fallback (no uv), on toy packages the tests build (tests/bisect/wheels.py)."""
 
+import json
+from pathlib import Path
+
 import pytest
 
+from tests.bisect import wheels
 from tests.bisect.test_bisect_offline import BUG, _uv_or_skip, bisect
 
 
@@ -54,3 +58,22 @@ def test_the_pip_fallback_builds_and_skips_as_uv_does(make_wheelhouse, tmp_path)
     assert data["result"]["last_good"]["version"] == "1.0.0" and data["result"]["first_bad"]["version"] == "1.2.0"
     assert data["result"]["undecided"] == ["1.1.0"]
     assert "or in one of 1.1.0, which could not be tested" in res.stdout
+
+
+def test_when_the_pins_cannot_hold_the_moved_packages_dependencies_are_freed(make_wheelhouse, cache_env, tmp_path):
+    _uv_or_skip()
+    # toyxent 1.1.0 needs toydep 2, where the good environment (1.0.0) has toydep 1: pinned, it cannot install
+    house = make_wheelhouse([("1.0.0", {"requires": ("numpy", "toydep<2")}), ("1.1.0", {"requires": ("numpy", "toydep>=2")}),
+                             ("1.2.0", {"requires": ("numpy", "toydep>=2"), "bug": BUG})])
+    for v in ("1.0", "2.0"):
+        wheels.plain_wheel(house, "toydep", v)
+    res, data, _ = bisect(tmp_path / "r", house, cache_env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert [(s["version"], s["verdict"], s["env"]["policy"]) for s in data["tested"]] == [
+        ("1.0.0", "good", "resolved"), ("1.1.0", "good", "relaxed"), ("1.2.0", "bad", "relaxed")]
+    assert data["result"]["first_bad"]["version"] == "1.2.0"
+    env = json.loads((Path(data["tested"][2]["env"]["path"]) / "env.json").read_text())
+    assert env["freeze"]["toydep"] == "2.0"
+    # toydep, a dependency of toyxent in the good environment, is left to the resolver; mpmath stays pinned
+    assert "toydep" in env["requirements"] and "mpmath==1.3.0" in env["requirements"]
+    assert "its dependencies unpinned" in (tmp_path / "r" / "bisect.md").read_text()

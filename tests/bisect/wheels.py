@@ -71,6 +71,14 @@ def toy_wheel(folder: Path, version: str, bug: float = 0.0, requires: tuple[str,
     return path
 
 
+def plain_wheel(folder: Path, name: str, version: str) -> Path:
+    """A package `name` at `version` that holds nothing but its version."""
+    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\n"
+    wheel = "Wheel-Version: 1.0\nGenerator: xentcheck-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    return write_wheel(folder, name, version, {f"{name}/__init__.py": f"VERSION = {version!r}\n".encode()},
+                       {"METADATA": meta.encode(), "WHEEL": wheel.encode()})
+
+
 def _filename_tag(tags: list[str]) -> str:
     """The compressed tag set of a wheel's file name (py.py-abi-plat.plat)."""
     parts = [t.split("-") for t in tags]
