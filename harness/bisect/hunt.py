@@ -88,10 +88,10 @@ class Hunt:
             if v not in self.releases:
                 raise ValueError(f"{c.package} {v} is not on {c.index.describe()}")
         found, left_out = versions.candidates(self.releases, c.python.version, c.pre, c.yanked, keep)
+        tags = versions.supported_tags(c.python.version[:2])
         for partner in pins.LOCKSTEP.get(versions.canonical(c.package), ()):
             theirs = versions.releases(partner, c.index)
             self.partner_versions[partner] = set(theirs)
-            tags = versions.supported_tags(c.python.version[:2])
             for v in list(found):
                 if v in theirs and not versions.installable(theirs[v], c.python.version, tags, True):
                     found.remove(v)

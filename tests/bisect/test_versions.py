@@ -147,3 +147,21 @@ def test_find_links_on_the_command_line_is_that_folder_alone(tmp_path):
         indexes.from_options(None, str(tmp_path / "absent"))
     with pytest.raises(ValueError, match="not both"):
         indexes.from_options("https://x.example/simple", str(tmp_path))
+
+
+def test_pips_own_settings_are_read_with_its_variables_over_its_files(tmp_path, monkeypatch):
+    conf = tmp_path / "pip.conf"
+    conf.write_text("[global]\nindex-url = https://files.example/simple\nfind-links = /srv/wheels\n"
+                    "[install]\nextra-index-url = https://extra.example/simple\n")
+    for name in [n for n in os.environ if n.startswith("PIP_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))  # read last, over the machine's files
+    monkeypatch.setenv("PIP_INDEX_URL", "https://env.example/simple")
+    settings = indexes.pip_settings()
+    if not settings:
+        pytest.skip("pip cannot list its settings here")
+    assert settings["index-url"] == "https://env.example/simple"  # PIP_INDEX_URL over pip.conf
+    assert settings["extra-index-url"] == "https://extra.example/simple"
+    c = indexes.from_options(None, None, environ={}, pip=settings)
+    assert c.urls() == ["https://env.example/simple", "https://extra.example/simple"]
+    assert c.find_links == ("/srv/wheels",)
