@@ -146,7 +146,7 @@ class Hunt:
         how = "cached" if env.reused else f"built in {env.build_seconds:.1f} s"
         started = time.monotonic()
         if not env.ok:
-            outcome = Outcome("skip", reason=f"environment: {env.reason}")
+            outcome = Outcome("skip", reason=f"environment: {env.reason}", errors={"loss": None, "grad": None})
         else:
             records, finished = run_version(c.template, env.python, folder)
             if not finished:
