@@ -86,7 +86,8 @@ def _check_out(out: str) -> Path:
 @click.option("--with", "with_pins", multiple=True, metavar="PKG==V",
               help="Also install this requirement in every environment, never moved (repeatable), e.g. jax==0.4.38.")
 @click.option("--sweep", is_flag=True, help="Test every version in the range, not log2 N of them: shows every transition.")
-@click.option("--python", "python", metavar="X.Y", help="The Python of the environments (default: this one's).")
+@click.option("--python", "python", metavar="X.Y", help="The Python of the environments: a version, or an interpreter's "
+              "path (default: this one's).")
 @click.option("--index-url", metavar="URL", help="Take releases from this simple index alone (default: your uv/pip settings, "
               "else PyPI).")
 @click.option("--find-links", metavar="DIR", help="Take every package from this folder of wheels alone (offline).")
@@ -154,7 +155,10 @@ def bisect_cmd(case_ids, finding, package, good, bad, with_pins, sweep, python, 
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise click.UsageError(f"cannot write to --out {out}: {exc.strerror or exc}") from None
-    status = h.run()
+    try:
+        status = h.run()
+    except OSError as exc:  # the versions judged so far are in the report already
+        raise click.UsageError(f"cannot write {exc.filename or 'a file'}: {exc.strerror or exc}") from None
     where = f"report in {out_dir / 'bisect.md'}"
     if status == hunt.EXIT_UNTESTABLE:
         click.echo(f"xentcheck: error: {h.message}; {where}", err=True)

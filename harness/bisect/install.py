@@ -80,13 +80,17 @@ def _version_of(python: str) -> tuple[int, int, int]:
 
 def find_python(request: str | None, installer: Installer) -> Interpreter:
     """The interpreter for the environments: this one's by default, else Python `request` (X.Y)
-    as uv finds it (`uv python find`) or as `pythonX.Y` on PATH."""
+    as uv finds it (`uv python find`) or as `pythonX.Y` on PATH, or the interpreter at that path."""
     base = getattr(sys, "_base_executable", sys.executable)
     if request is None or request == f"{sys.version_info[0]}.{sys.version_info[1]}":
         return Interpreter(base, tuple(sys.version_info[:3]))  # type: ignore[arg-type]
+    if os.sep in request:
+        if not (os.path.isfile(request) and os.access(request, os.X_OK)):
+            raise ValueError(f"--python {request}: not an executable file")
+        return Interpreter(os.path.abspath(request), _version_of(request))
     parts = request.split(".")
     if len(parts) != 2 or not all(p.isdigit() for p in parts):
-        raise ValueError(f"--python {request}: give a version X.Y, such as 3.12")
+        raise ValueError(f"--python {request}: give a version X.Y, such as 3.12, or an interpreter's path")
     path = None
     if installer.kind == "uv":
         out = subprocess.run([*installer.command, "python", "find", request], capture_output=True, text=True, timeout=120)

@@ -32,6 +32,7 @@ def _bisect(tmp_path, *args):
     (("--case", CASE, "--package", "jax", "--with", "optax=="), "not a requirement"),
     (("--case", CASE, "--package", "jax", "--python", "3.99"), "no Python 3.99 found"),
     (("--case", CASE, "--package", "jax", "--python", "three"), "give a version X.Y"),
+    (("--case", CASE, "--package", "jax", "--python", "/nonexistent/python3"), "not an executable file"),
     (("--case", CASE, "--package", "jax", "--index-url", "https://x.example/simple", "--find-links", "."),
      "give --index-url or --find-links, not both"),
     (("--finding", "/nonexistent:1", "--package", "jax"), "/nonexistent is not a results folder"),
