@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from xentcheck.bisect.install import INSTALLERS
+from xentcheck.cli_outdir import overwrite_option, replace_output
 
 EXIT_USAGE = 2
 # options that --finding takes from the run it names
@@ -68,11 +69,13 @@ def _subject(ctx, case_ids, finding, backends, backend_files, impls, modes, seed
     return plan, tuple(verdicts), subject
 
 
-def _check_out(out: str) -> Path:
-    path = Path(out)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise click.UsageError(f"--out {out} is not an empty folder: give a new one")
-    return path
+def _check_out(out: str, overwrite: bool):
+    """The report folder, refused when it holds any xentcheck output (xentcheck.run.outdir's rule)."""
+    from xentcheck.run import outdir
+
+    if Path(out).exists() and not Path(out).is_dir():
+        raise click.UsageError(f"--out {out} is not a folder: give a new one")
+    return _usage(outdir.check, Path(out), "bisect", overwrite)
 
 
 @click.command("bisect")
@@ -117,9 +120,10 @@ def _check_out(out: str) -> Path:
 @click.option("--rebuild", is_flag=True, help="Build every environment again, also the cached and the failed ones.")
 @click.option("--case-timeout", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True,
               help="Seconds before a hung case is marked timeout.")
+@overwrite_option
 def bisect_cmd(case_ids, finding, package, good, bad, with_pins, sweep, python, index_url, find_links, out, backends,
                backend_files, impls, modes, seed, preset, rtol, atol, metric, factor, floor, pre, yanked, installer,
-               rebuild, case_timeout) -> int:
+               rebuild, case_timeout, overwrite) -> int:
     """Find the first release of --package where the cases go bad: one cached environment per version (uv, else
     pip), the cases run there through the --python worker path, both endpoints checked first, then bisection
     (or --sweep). Writes bisect.md, bisect.json and bisect.png in --out."""
@@ -137,7 +141,8 @@ def bisect_cmd(case_ids, finding, package, good, bad, with_pins, sweep, python, 
                                            rtol, atol, case_timeout, package)
     package = canonical(package)  # Optax, optax: one package, one cache entry
     pinned = _usage(pins.parse_with, with_pins, package)
-    out_dir = _check_out(out)
+    held = _check_out(out, overwrite)
+    out_dir = Path(out)
     index = _usage(from_options, index_url, find_links)
     tool = _usage(find_installer, installer)
     interpreter = _usage(find_python, python, tool)
@@ -152,6 +157,7 @@ def bisect_cmd(case_ids, finding, package, good, bad, with_pins, sweep, python, 
                f"(at most {h.bound} environments without skips; {tool.kind}, Python {interpreter.short}, cache "
                f"{config.cache})", err=True)
     try:
+        replace_output(held)
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise click.UsageError(f"cannot write to --out {out}: {exc.strerror or exc}") from None

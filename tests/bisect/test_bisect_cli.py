@@ -1,5 +1,8 @@
 """`xentcheck bisect` given bad input: one line naming the problem, exit status 2, nothing built."""
 
+import subprocess
+import sys
+
 import pytest
 
 from tests.conftest import ROOT, run_cli
@@ -63,15 +66,31 @@ def test_no_release_on_the_index_exits_2(tmp_path, folder):
     assert res.returncode == 2 and "no release of absent on --find-links" in res.stderr, res.stderr
 
 
-def test_an_occupied_out_is_refused(tmp_path, folder):
+@pytest.mark.parametrize("held, says", [({"bisect.json": "{}", "bisect.md": "an earlier report"}, "a bisect report"),
+                                         ({"run.json": "{}", "results.jsonl": ""}, "an unfinished run"),
+                                         ({"campaign.json": "{}"}, "a fuzz campaign")])
+def test_an_occupied_out_is_refused(tmp_path, folder, held, says):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "bisect.md").write_text("an earlier report")
+    for name, text in held.items():
+        (out / name).write_text(text)
     res = _bisect(tmp_path, "--case", CASE, "--package", "toyxent", "--backend-file", PLUGIN, "--find-links", str(folder),
                   "--out", str(out))
     assert res.returncode == 2, res.stderr
-    assert res.stderr.strip() == f"xentcheck: error: --out {out} is not an empty folder: give a new one"
-    assert (out / "bisect.md").read_text() == "an earlier report"
+    assert res.stderr.strip() == (f"xentcheck: error: {out} already holds {says}: give another --out, "
+                                  "or --overwrite to replace it")
+    assert {p.name: p.read_text() for p in out.iterdir()} == held
+
+
+def test_run_refuses_a_bisect_report(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "bisect.json").write_text("{}")
+    res = subprocess.run([sys.executable, "-m", "xentcheck", "run", "--backends", "numpy", "--cases", "1", "--out", str(out)],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and res.stderr.strip() == (f"xentcheck: error: {out} already holds a bisect report: "
+                                                          "give another --out, or --overwrite to replace it"), res.stderr
+    assert [p.name for p in out.iterdir()] == ["bisect.json"]
 
 
 def test_importing_bisect_loads_neither_uv_nor_matplotlib():
