@@ -189,13 +189,15 @@ def harness_overhead(n_cases: int | None, backends: str = ",".join(BACKENDS), ro
         why = refusal(a, b)
         print(f"      round {i + 1}: harness {a.seconds:.1f} s ({a.cores:.2f} cores, {a.calls} calls), plain loop "
               f"{b.seconds:.1f} s ({b.cores:.2f} cores, {b.calls} calls in {processes} processes), "
-              + (why or f"ratio {a.seconds / b.seconds:.3f}") + f"; load average {load:.2f}", flush=True)
+              + (why or f"ratio {a.seconds / b.seconds:.3f} (CPU seconds {a.seconds * a.cores:.1f} / "
+                        f"{b.seconds * b.cores:.1f})") + f"; load average {load:.2f}", flush=True)
         if why:
             rows.append({"figure": "harness wall time / plain loop", "value": None, "target": "<= 1.2", "pass": False,
                          "refused": why, "detail": f"round {i + 1} of {rounds}"})
             print(f"FAIL  harness wall time / plain loop: {why}", file=sys.stderr, flush=True)
             return why
     ratio = statistics.median(a.seconds / b.seconds for a, b in runs)
+    cpu_ratio = statistics.median(a.seconds * a.cores / (b.seconds * b.cores) for a, b in runs)
     cores = statistics.median(a.cores for a, _ in runs)
     loop_cores = statistics.median(b.cores for _, b in runs)
     h, p = runs[0]
@@ -203,7 +205,9 @@ def harness_overhead(n_cases: int | None, backends: str = ",".join(BACKENDS), ro
            f"median of {rounds} alternating rounds; harness {statistics.median(a.seconds for a, _ in runs):.1f} s "
            f"({h.calls} calls, verdicts {h.detail['verdicts']}), plain loop "
            f"{statistics.median(b.seconds for _, b in runs):.1f} s ({p.calls} calls, {p.detail.get('disagree')} outputs "
-           f"outside torch.testing's tolerances, {processes} processes), {n_cases or 'all'} cases")
+           f"outside torch.testing's tolerances, {processes} processes), {n_cases or 'all'} cases; CPU seconds "
+           f"{statistics.median(a.seconds * a.cores for a, _ in runs):.1f} / "
+           f"{statistics.median(b.seconds * b.cores for _, b in runs):.1f} = {cpu_ratio:.3f} (less moved by other load)")
     report("cores busy while verifying", cores, f">= 1.5 of {processes}", cores >= 1.5,
            f"CPU seconds of the run and its workers / wall, median of {rounds}; the plain loop's {processes} processes "
            f"side by side: {loop_cores:.2f} (what this machine gave us: load average {os.getloadavg()[0]:.2f} at the end)")
