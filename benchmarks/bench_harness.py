@@ -2,12 +2,14 @@
 
     python benchmarks/bench_harness.py [--cases N] [--big] [--json FILE] [--only PART,...]
 
-1. wall time of `xentcheck run` on the default suite vs a plain loop making the same framework
-   calls on the same cases (benchmarks/plain_loop.py, one process per backend side by side, as
-   the harness starts its workers; the harness may then lend a finished backend's slot to a second
-   worker of a slow one, the plain loop does not), three rounds taken alternately, the median of
-   each round's ratio: <= 1.2x; and the cores the run kept busy (CPU seconds / wall seconds of it
-   and its workers): >= 1.5 of 2;
+1. wall time of `xentcheck run` on the default suite vs a plain loop doing the same work by hand
+   (benchmarks/plain_loop.py: every case's inputs, each framework's loss and gradient through its
+   autodiff, the reference and a comparison, in one loop; as many of them side by side as the
+   machine has cores, each every P-th case), three rounds taken alternately, the median of each
+   round's ratio: <= 1.2x; and the cores the run kept busy (CPU seconds / wall seconds of it and
+   its workers): >= 1.5 of 2. No ratio, and exit status 1, when either side crashed, made no call,
+   had calls raise, or the two made different numbers of calls (refusal(): a time without the work
+   is not a measurement);
 2. the reference on 4096 x 32,000 float32, best of calls 2 to 5 (computed into the first's gradient
    buffer, as the harness's next case of a size is: harness/core/spare.py), vs the memory-bandwidth floor
    (copy bandwidth measured here): <= 3x (printed beside it: calls into fresh pages, its NumPy
@@ -37,6 +39,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +52,7 @@ from xentcheck.timing.bench import BenchConfig, timing_worker_env  # noqa: E402
 FRAMEWORKS = ("torch", "tensorflow", "jax", "jaxlib", "optax", "keras")
 BACKENDS = ("numpy", "torch", "tensorflow", "jax")
 rows: list[dict] = []
+rounds_log: list[dict] = []  # the overhead comparison's rounds, each side as it ran
 
 
 def report(figure: str, value: float, target: str, ok: bool, detail: str = "") -> None:
@@ -66,52 +71,147 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def harness_overhead(n_cases: int | None, rounds: int = 3) -> None:
+@dataclass
+class Side:
+    """One side of one round of the overhead comparison, as it ran."""
+
+    name: str  # "harness" or "plain loop"
+    seconds: float
+    cores: float  # CPU seconds of its processes / wall seconds
+    calls: int  # framework calls: the run's results less the skipped ones; the loop's calls
+    raised: int = 0  # calls that raised (the run: results "error", "crashed", "timeout")
+    first_error: str | None = None
+    crash: str = ""  # why the side did not finish as it should: its exit status and last stderr line
+    detail: dict = field(default_factory=dict)
+
+
+def refusal(harness: Side, plain: Side) -> str | None:
+    """Why the two sides' times give no ratio, in one line (None: they do). A side that crashed,
+    made no call or had calls raise did not do the work, and a time without the work is not a
+    measurement; two sides that made different calls did not do the same work."""
+    why = None
+    for side in (harness, plain):
+        if side.crash:
+            why = f"the {side.name} crashed ({side.crash})"
+        elif side.calls == 0:
+            why = f"the {side.name} made no call"
+        elif side.raised:
+            why = f"{side.raised} of the {side.name}'s {side.calls} calls raised (first: {side.first_error})"
+        if why:
+            break
+    if why is None and harness.calls != plain.calls:
+        why = "the two sides did not make the same calls"
+    if why is None:
+        return None
+    return (f"no ratio: {why}; harness {harness.calls} calls in {harness.seconds:.1f} s, "
+            f"plain loop {plain.calls} calls in {plain.seconds:.1f} s")
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip()[:300] if lines else "no output"
+
+
+def run_harness(n_cases: int | None, backends: str) -> Side:
+    """`xentcheck run` on the default suite (its first n_cases), in a fresh folder."""
+    extra = ["--cases", str(n_cases)] if n_cases else []
+    with tempfile.TemporaryDirectory() as tmp:
+        cpu0, t0 = _children_cpu(), time.perf_counter()
+        res = subprocess.run([sys.executable, "-m", "xentcheck", "run", "--out", tmp, "--no-progress",
+                              "--backends", backends, *extra], cwd=ROOT, env=_env(), capture_output=True, text=True,
+                             check=False)
+        seconds = time.perf_counter() - t0
+        results = Path(tmp) / "results.jsonl"
+        verdicts = Counter(json.loads(line)["verdict"] for line in results.read_text().splitlines()) \
+            if results.exists() else Counter()
+    side = Side("harness", seconds, (_children_cpu() - cpu0) / seconds, sum(verdicts.values()) - verdicts["skipped"],
+                raised=sum(verdicts[v] for v in ("error", "crashed", "timeout")), detail={"verdicts": dict(verdicts)})
+    if side.raised:
+        side.first_error = "see the run's report.md"
+    if res.returncode not in (0, 1):  # 1: findings, which the run exists to report
+        side.crash = f"exit status {res.returncode}: {_last_line(res.stderr)}"
+    return side
+
+
+def run_plain(n_cases: int | None, backends: str, script: Path, processes: int) -> Side:
+    """`processes` plain loops side by side, each every processes-th case of the suite."""
+    extra = ["--cases", str(n_cases)] if n_cases else []
+    cpu0, t0 = _children_cpu(), time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, str(script), "--shard", f"{i}/{processes}", "--backends", backends,
+                               *extra], cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(1, processes + 1)]
+    outputs = [p.communicate() for p in procs]
+    done = [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs)]
+    seconds = time.perf_counter() - t0
+    side = Side("plain loop", seconds, (_children_cpu() - cpu0) / seconds, 0, detail={"processes": processes})
+    totals: Counter = Counter()
+    for i, (code, out, err) in enumerate(done, 1):
+        try:
+            record = json.loads(out.strip().splitlines()[-1])
+            calls = int(record["calls"])
+        except (IndexError, KeyError, TypeError, ValueError):
+            record, calls = None, 0
+        if code != 0 or record is None:
+            side.crash = side.crash or (f"process {i} of {processes}: exit status {code}: "
+                                        f"{_last_line(err if code != 0 or not out.strip() else out)}")
+            continue
+        side.calls += calls
+        side.raised += int(record.get("raised", 0))
+        side.first_error = side.first_error or record.get("first_error")
+        totals.update({f"{k}_seconds": v for k, v in record.get("seconds", {}).items()})
+        totals.update(disagree=int(record.get("disagree", 0)), cases=int(record.get("cases", 0)))
+        if record.get("missing"):
+            side.detail["missing"] = record["missing"]
+    side.detail.update({k: round(v, 3) for k, v in totals.items()})
+    return side
+
+
+def harness_overhead(n_cases: int | None, backends: str = ",".join(BACKENDS), rounds: int = 3,
+                     script: Path = ROOT / "benchmarks" / "plain_loop.py", processes: int | None = None) -> str | None:
     """`rounds` runs of each, alternating which goes first (ABBA): on a shared machine either one
     moves by 15% from one minute to the next. The ratio is taken within each round; the figures are
-    the medians over the rounds."""
-    extra = ["--cases", str(n_cases)] if n_cases else []
-
-    def harness() -> tuple[float, float, int]:
-        with tempfile.TemporaryDirectory() as tmp:
-            cpu0, t0 = _children_cpu(), time.perf_counter()
-            subprocess.run([sys.executable, "-m", "xentcheck", "run", "--out", tmp, "--no-progress", *extra],
-                           cwd=ROOT, env=_env(), capture_output=True, check=False)
-            seconds = time.perf_counter() - t0
-            n_results = sum(1 for _ in open(Path(tmp) / "results.jsonl"))
-        return seconds, (_children_cpu() - cpu0) / seconds, n_results
-
-    def plain() -> tuple[float, float, int]:
-        cpu0, t0 = _children_cpu(), time.perf_counter()
-        procs = [subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "plain_loop.py"), b,
-                                   *([str(n_cases)] if n_cases else [])],
-                                  cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for b in BACKENDS]
-        calls = sum(int(p.communicate()[0] or 0) for p in procs)
-        seconds = time.perf_counter() - t0
-        return seconds, (_children_cpu() - cpu0) / seconds, calls
-
-    runs = []
+    the medians over the rounds. Returns why there is no ratio (None: there is one), after the
+    first round that gives none."""
+    processes = processes or os.cpu_count() or 1
+    runs: list[tuple[Side, Side]] = []
     for i in range(rounds):
+        load = os.getloadavg()[0]
         if i % 2:
-            b = plain()
-            a = harness()
+            b = run_plain(n_cases, backends, script, processes)
+            a = run_harness(n_cases, backends)
         else:
-            a = harness()
-            b = plain()
+            a = run_harness(n_cases, backends)
+            b = run_plain(n_cases, backends, script, processes)
         runs.append((a, b))
-        print(f"      round {i + 1}: harness {a[0]:.1f} s ({a[1]:.2f} cores), plain loop {b[0]:.1f} s ({b[1]:.2f} cores), "
-              f"ratio {a[0] / b[0]:.3f}", flush=True)
-    ratio = statistics.median(a[0] / b[0] for a, b in runs)
-    cores = statistics.median(a[1] for a, _ in runs)
-    loop_cores = statistics.median(b[1] for _, b in runs)
-    n_results, calls = runs[0][0][2], runs[0][1][2]
+        record = {"round": i + 1, "load_average": [round(load, 2), round(os.getloadavg()[0], 2)],
+                  "harness": asdict(a), "plain_loop": asdict(b)}
+        rounds_log.append(record)
+        why = refusal(a, b)
+        print(f"      round {i + 1}: harness {a.seconds:.1f} s ({a.cores:.2f} cores, {a.calls} calls), plain loop "
+              f"{b.seconds:.1f} s ({b.cores:.2f} cores, {b.calls} calls in {processes} processes), "
+              + (why or f"ratio {a.seconds / b.seconds:.3f} (CPU seconds {a.seconds * a.cores:.1f} / "
+                        f"{b.seconds * b.cores:.1f})") + f"; load average {load:.2f}", flush=True)
+        if why:
+            rows.append({"figure": "harness wall time / plain loop", "value": None, "target": "<= 1.2", "pass": False,
+                         "refused": why, "detail": f"round {i + 1} of {rounds}"})
+            print(f"FAIL  harness wall time / plain loop: {why}", file=sys.stderr, flush=True)
+            return why
+    ratio = statistics.median(a.seconds / b.seconds for a, b in runs)
+    cpu_ratio = statistics.median(a.seconds * a.cores / (b.seconds * b.cores) for a, b in runs)
+    cores = statistics.median(a.cores for a, _ in runs)
+    loop_cores = statistics.median(b.cores for _, b in runs)
+    h, p = runs[0]
     report("harness wall time / plain loop", ratio, "<= 1.2", ratio <= 1.2,
-           f"median of {rounds} alternating rounds; harness {statistics.median(a[0] for a, _ in runs):.1f} s "
-           f"({n_results} results), plain loop {statistics.median(b[0] for _, b in runs):.1f} s ({calls} calls), "
-           f"{n_cases or 'all'} cases")
-    report("cores busy while verifying", cores, ">= 1.5 of 2", cores >= 1.5,
-           f"CPU seconds of the run and its workers / wall, median of {rounds}; the plain loop's 4 processes side by side: "
-           f"{loop_cores:.2f} (what this machine gave us: load average {os.getloadavg()[0]:.2f} at the end)")
+           f"median of {rounds} alternating rounds; harness {statistics.median(a.seconds for a, _ in runs):.1f} s "
+           f"({h.calls} calls, verdicts {h.detail['verdicts']}), plain loop "
+           f"{statistics.median(b.seconds for _, b in runs):.1f} s ({p.calls} calls, {p.detail.get('disagree')} outputs "
+           f"outside torch.testing's tolerances, {processes} processes), {n_cases or 'all'} cases; CPU seconds "
+           f"{statistics.median(a.seconds * a.cores for a, _ in runs):.1f} / "
+           f"{statistics.median(b.seconds * b.cores for _, b in runs):.1f} = {cpu_ratio:.3f} (less moved by other load)")
+    report("cores busy while verifying", cores, f">= 1.5 of {processes}", cores >= 1.5,
+           f"CPU seconds of the run and its workers / wall, median of {rounds}; the plain loop's {processes} processes "
+           f"side by side: {loop_cores:.2f} (what this machine gave us: load average {os.getloadavg()[0]:.2f} at the end)")
+    return None
 
 
 def _child(code: str, extra_env: dict | None = None) -> dict:
@@ -336,34 +436,55 @@ def torch_agreement(threads: int = 1, rounds: int = 3) -> None:
           f"(median of {rounds} interleaved rounds, {threads} thread; no target: see the next figure)", flush=True)
 
 
-def main() -> int:
+def _uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        return f"load average {os.getloadavg()}"
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=int, help="only the first N cases of the default suite (quicker, for development)")
     ap.add_argument("--big", action="store_true", help="peak memory on 8192 x 128,256 (needs about 17 GB of RAM)")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--only", help="comma-separated subset of: cli, reference, torch, torch-interleaved, harness (default: all)")
-    args = ap.parse_args()
+    ap.add_argument("--backends", default=",".join(BACKENDS), help="harness: the backends both sides run (default: the run's)")
+    ap.add_argument("--rounds", type=int, default=3, help="harness: rounds of each side (default 3)")
+    ap.add_argument("--plain-loop", type=Path, default=ROOT / "benchmarks" / "plain_loop.py",
+                    help="harness: the baseline (takes --cases, --shard I/P, --backends; prints plain_loop.py's JSON line)")
+    args = ap.parse_args(argv)
+    refused: list[str] = []
+
+    def harness() -> None:
+        why = harness_overhead(args.cases, args.backends, args.rounds, args.plain_loop)
+        if why:
+            refused.append(why)
+
     parts = {"cli": cli_figures, "reference": lambda: reference_figures(args.big), "torch": torch_agreement,
-             "torch-interleaved": torch_agreement_in_process, "harness": lambda: harness_overhead(args.cases)}
+             "torch-interleaved": torch_agreement_in_process, "harness": harness}
     chosen = args.only.split(",") if args.only else list(parts)
     if unknown := set(chosen) - set(parts):
         ap.error(f"unknown --only part(s): {', '.join(sorted(unknown))}; choose from {', '.join(parts)}")
     env = fingerprint()
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    load_before = os.getloadavg()[0]
+    load_before, uptime_before = os.getloadavg()[0], _uptime()
     print(f"{env['cpu']}, {env['cpu_count']} cores, load average {load_before:.2f}; {started}", flush=True)
     for name in chosen:
         parts[name]()
     if args.json:
         # The load average is the host's, other users included: a figure measured with the load
         # above the core count was measured under load, and the record says so.
-        record = {"date": started, "parts": chosen, "big": args.big, "cases": args.cases,
+        record = {"date": started, "parts": chosen, "big": args.big, "cases": args.cases, "backends": args.backends,
                   "load_average": {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)},
-                  "machine": env, "figures": rows}
+                  "uptime": {"start": uptime_before, "end": _uptime()},
+                  "machine": env, "figures": rows, "harness_rounds": rounds_log}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
     print(f"{sum(r['pass'] for r in rows)} of {len(rows)} figures within target")
-    return 0
+    for why in refused:  # a figure that could not be measured is no MISS: the run failed
+        print(f"bench_harness: {why}", file=sys.stderr)
+    return 1 if refused else 0
 
 
 if __name__ == "__main__":

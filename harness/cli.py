@@ -332,11 +332,13 @@ def backends_cmd(backend_files, as_json) -> int:
 @cli.command("cases")
 @click.option("--dtypes", metavar="LIST", help="Comma-separated dtypes (default: all).")
 @click.option("--cases", "n_cases", type=click.IntRange(min=1), help="Only the first N cases.")
-def cases_cmd(dtypes, n_cases) -> int:
-    """List the ids of the default suite's cases."""
+@click.option("--suite", type=click.Choice(["default", "full"]), default="default", show_default=True,
+              help="Which suite's cases: the ones `run --suite` of that name runs.")
+def cases_cmd(dtypes, n_cases, suite) -> int:
+    """List the ids of a suite's cases."""
     from xentcheck.run.plan import parse_dtypes, select_cases
 
-    for c in select_cases(_usage(parse_dtypes, dtypes), n_cases, ()):
+    for c in select_cases(_usage(parse_dtypes, dtypes), n_cases, (), suite):
         click.echo(c.id)
     return EXIT_OK
 

@@ -40,6 +40,7 @@ import numpy as np
 
 from xentcheck.core import dtypes
 from xentcheck.core.cases import FILE_FAMILY, IGNORE_INDEX, MAX_EXTRA_DIMS, REDUCTIONS, Case, Inputs
+from xentcheck.core.held_warnings import held_warnings
 
 KEYS: tuple[str, ...] = ("logits", "labels", "weight", "ignore_index", "label_smoothing", "reduction")
 EXTENSIONS: dict[str, str] = {".npz": "npz", ".safetensors": "safetensors", ".pt": "torch", ".pth": "torch"}
@@ -293,7 +294,8 @@ def _integer(value: Any, fail) -> int:
 def load(path: str | os.PathLike[str]) -> tuple[Case, Inputs]:
     """The case (its source: the file's absolute path) and inputs of a user's file."""
     p = Path(path)
-    return from_arrays(read(p), stem_of(p.name), str(path), str(p.resolve()))
+    with held_warnings():
+        return from_arrays(read(p), stem_of(p.name), str(path), str(p.resolve()))
 
 
 def inputs_of(case: Case) -> Inputs:

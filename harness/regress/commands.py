@@ -136,7 +136,10 @@ def repro_cmd(result_id, from_dir, shrink, max_steps) -> int:
         spec = repro.spec_for(record, summary)
     except LookupError as exc:
         raise click.UsageError(str(exc)) from None
-    outcome = repro.rerun(record, spec, summary)
+    try:
+        outcome = repro.rerun(record, spec, summary)
+    except repro.ReproError as exc:
+        raise click.ClickException(str(exc)) from None
     # both judged by xentcheck.core.evaluate, with the run's tolerances and known differences
     click.echo(f"{repro.result_id(record)}: {outcome['verdict']} (recorded: {record['verdict']})")
     for line in outcome["reasons"]:

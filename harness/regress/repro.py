@@ -27,6 +27,7 @@ from xentcheck.core import layout
 from xentcheck.core.cases import IGNORE_INDEX, Case, Inputs, make_inputs
 from xentcheck.core.evaluate import Subject
 from xentcheck.core.evaluate import evaluate as evaluate_output
+from xentcheck.core.held_warnings import held_warnings
 from xentcheck.core.linear_reference import reference_for
 from xentcheck.core.metrics import BAD_VERDICTS
 from xentcheck.core.reference import Reference
@@ -88,12 +89,22 @@ def tolerances_of(summary: dict) -> Tolerances:
 _BACKENDS: dict[str, object] = {}
 
 
+class ReproError(Exception):
+    """The result cannot be computed again here (its backend will not load, its inputs file
+    changed): one line."""
+
+
 def _backend(spec: str):
-    from xentcheck.backends.registry import create
+    from xentcheck.backends.registry import BackendLoadError, create
 
     if spec not in _BACKENDS:
-        b = create(spec)
-        b.load()
+        try:
+            with held_warnings():  # a plugin's or framework's import warnings, unless it then fails
+                b = create(spec)
+                b.load()
+        except Exception as exc:  # a plugin's import error, a framework not installed: as a run says it
+            why = str(exc) if isinstance(exc, BackendLoadError) else f"{type(exc).__name__}: {exc}"
+            raise ReproError(f"backend {spec} cannot be loaded here: {' '.join(why.split())}") from None
         _BACKENDS[spec] = b
     return _BACKENDS[spec]
 
@@ -134,7 +145,11 @@ def rerun(record: dict, spec: str, summary: dict) -> dict:
     case = Case.from_id(record["case_id"], record.get("inputs_file"))
     seed = record.get("seed", summary.get("config", {}).get("seed", 0))
     known = (summary.get("known_differences") or {}).get("entries", [])
-    return evaluate(case, make_inputs(case, seed), spec, record.get("device", "cpu"), tolerances_of(summary),
+    try:
+        inputs = make_inputs(case, seed)
+    except ValueError as exc:  # a user's file case whose file is gone or changed (InputsError)
+        raise ReproError(str(exc)) from None
+    return evaluate(case, inputs, spec, record.get("device", "cpu"), tolerances_of(summary),
                     record.get("impl"), record.get("mode"), known, record)
 
 
