@@ -145,9 +145,9 @@ class XentcheckItem(pytest.Item):
     def runtest(self) -> None:
         from xentcheck.core.cases import make_inputs
         from xentcheck.core.evaluate import Subject, evaluate
-        from xentcheck.core.linear_reference import reference_for
         from xentcheck.core.metrics import BAD_VERDICTS
         from xentcheck.core.tolerances import Tolerances
+        from xentcheck.problems import problem_of
         from xentcheck.run.worker import output_of
 
         backend = _backend(self.spec)
@@ -160,7 +160,8 @@ class XentcheckItem(pytest.Item):
                                              documented=v.documented),
                           output_of(backend, v, self.case, inputs, "cpu"),
                           Tolerances(self.config.getoption("xentcheck_tolerances")),
-                          reference=lambda: reference_for(self.case, inputs, v.semantics), known=_known(self.config))
+                          reference=lambda: problem_of(self.case).reference(self.case, inputs, v.semantics),
+                          known=_known(self.config))
         assert result.reasons is not None  # evaluate() gives every result its reasons
         if result.verdict == "skipped":
             pytest.skip(result.reasons[0])

@@ -22,7 +22,6 @@ from xentcheck.core.tolerances import PRESETS, default_table
 from xentcheck.core.tolerances import allowed as allowed_by
 
 GRADS = ("dh", "dw", "db")
-LABELS = {"loss": "loss", "dh": "dh (gradient of h)", "dw": "dW (gradient of W)", "db": "db (gradient of b)"}
 
 
 def terms(case: Case, what: str) -> int:
@@ -189,6 +188,7 @@ def compare_linear(case: Case, ref, output, tolerances) -> dict:
     if reasons:
         return {**out, "verdict": "fail", "reasons": reasons}
     from xentcheck.core.evaluate import dtype_reasons, values_verdict
+    from xentcheck.problems.linear import OUTPUTS
     reasons, widened = dtype_reasons(case, out)
     out.update(measure_linear(case, ref, loss, grads, tolerances))
-    return {**out, **values_verdict(case, LABELS, out, tolerances, reasons, widened)}
+    return {**out, **values_verdict(case, OUTPUTS, out, tolerances, reasons, widened)}

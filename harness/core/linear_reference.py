@@ -396,9 +396,3 @@ def linear_reference(case: Case, inputs: LinearInputs, semantics: str = "plain")
     if spill is not None:
         out.stream = DwStream(spill, inputs.hidden, _chunks(n, v), case.dtype, wp)
     return out
-
-
-def reference_for(case: Case, inputs, semantics: str = "plain"):
-    """The case's reference, whatever its kind: linear_reference for a linear-CE case (its inputs a
-    LinearInputs), else xentcheck.core.reference.reference (the pytest plugin's and repro's way in)."""
-    return linear_reference(case, inputs, semantics) if case.linear else reference(case, inputs, semantics)

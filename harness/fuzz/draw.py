@@ -18,7 +18,7 @@ reference, repro and shrinking run it as they run the suites' cases. The draw co
   option and valid combination of them: class weights, ignored targets (some or all), label
   smoothing, an out-of-range class, and the LLM options (logit scale, softcap, z-loss, cotangent)
   with parameters from small to large;
-- linear-CE cases (a share LINEAR): hidden size D from 1 to 512 with V x D bounded, a bias or not.
+- linear-CE cases (the share of its problem record, fuzz_share): hidden size D from 1 to 512 with V x D bounded, a bias or not.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import re
 from xentcheck.core import dtypes
 from xentcheck.core.cases import ALL_LABEL_FORMS, OPTIONS, REDUCTIONS, Case, format_param
 from xentcheck.core.linear_cases import LINEAR_OPTIONS
+from xentcheck.problems import PROBLEMS
 
 MAX_K = 1 << 18  # 262,144 classes ("256k")
 MAX_ELEMENTS = 1 << 18  # N x d1 x ... x K: K = 256k only with N = 1
@@ -45,7 +46,6 @@ SCALES = (0.5, 3.0, 1 / 3, 1e-3, 0.1, 10.0, 100.0, 1 / 30)
 SOFTCAPS = (30.0, 50.0, 15.0, 1.0, 0.5, 1e4)
 ZLOSSES = (1e-4, 1e-3, 1e-2, 1.0)
 COTANGENTS = (1024.0, 1 / 3, -2.0, 1e-3, 0.5, 65536.0, -1e-4)
-LINEAR = 0.15  # the share of linear-CE cases (h W^T + b; xentcheck.core.linear_cases)
 LINEAR_WEIGHT_ELEMENTS = 1 << 20  # V x D: W of at most 8 MiB in float64
 LINEAR_FAMILIES = ("scale", "offset", "dominant", "neartie")
 
@@ -145,7 +145,7 @@ def _name(token: str) -> str:
     return re.match(r"[a-z]*", token)[0]  # type: ignore[index]
 
 
-def _as_linear(rng: random.Random, case: Case) -> Case:
+def as_linear(rng: random.Random, case: Case) -> Case:
     """The drawn case as a linear-CE case: index labels, no extra dimensions, a family and options
     linear-CE takes (an invalid combination is redrawn by draw_case), D with V x D bounded."""
     d = min(_log_uniform(rng, 1, 512), max(1, LINEAR_WEIGHT_ELEMENTS // case.k))
@@ -155,6 +155,16 @@ def _as_linear(rng: random.Random, case: Case) -> Case:
         names.append("b")
     n = case.n * max(1, math.prod(case.extra))
     return Case(family, case.dtype, n, case.k, "index", case.reduction, "+".join(names), d=d)
+
+
+def _as_other_kind(rng: random.Random, case: Case) -> Case:
+    """The drawn plain case, or (with the share each kind's record asks for) one of another kind."""
+    u, below = rng.random(), 0.0
+    for problem in PROBLEMS.values():
+        below += problem.fuzz_share
+        if problem.fuzz_draw is not None and u < below:
+            return problem.fuzz_draw(rng, case)
+    return case
 
 
 def draw_case(seed: int, index: int, dtype_names: list[str] | tuple[str, ...]) -> Case:
@@ -168,8 +178,7 @@ def draw_case(seed: int, index: int, dtype_names: list[str] | tuple[str, ...]) -
         family = _draw_family(rng, dtype)
         options = _draw_options(rng, labels, reduction, n)
         case = Case(family, dtype, n, k, labels, reduction, options, extra)
-        if rng.random() < LINEAR:
-            case = _as_linear(rng, case)
+        case = _as_other_kind(rng, case)
         try:
             if Case.from_id(case.id) == case:
                 return case

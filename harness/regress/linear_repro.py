@@ -87,7 +87,7 @@ def _framework(backend: str) -> str:
 
 
 def write(folder: Path, name: str, record: dict, inputs: LinearInputs, case: Case, ref: LinearReference,
-          shrunk: bool, spec: str | None, savez) -> tuple[Path, Path]:
+          shrunk: bool, spec: str | None) -> tuple[Path, Path]:
     """<folder>/<name>.npz and .py of a linear-CE result on these inputs."""
     wide = np.float64 if case.dtype == "float64" else np.float32  # holds every value of the dtype exactly
     meta = {"result_id": name, "case_id": record["case_id"], "n": case.n, "v": case.k, "d": case.d,
@@ -102,6 +102,7 @@ def write(folder: Path, name: str, record: dict, inputs: LinearInputs, case: Cas
     with np.errstate(over="ignore"):  # a float64 case's longdouble value past float64's range is inf there too
         refs = {f"ref_{k}": np.asarray(ref.get(k), dtype=np.float64) for k in ("loss", "dh", "dw", "db")
                 if ref.get(k) is not None}
+    from xentcheck.regress.repro import _savez as savez
     savez(folder / f"{name}.npz", **arrays, **refs, meta=np.array(json.dumps(meta)))
     fw = _framework(record["backend"])
     parts = [(TEMPLATES / f).read_text() for f in ("_linear_head.py.in", f"linear_{fw}.py.in", "_linear_tail.py.in")]

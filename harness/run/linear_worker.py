@@ -5,22 +5,16 @@ from __future__ import annotations
 import time
 import traceback
 
-import numpy as np
-
 from xentcheck.core.cases import Case
 from xentcheck.core.linear_cases import LinearInputs
 from xentcheck.core.linear_metrics import shape_problems
 from xentcheck.core.records import VariantOutput
 
 
-def _array(value, what: str) -> np.ndarray:
-    from xentcheck.run.worker import _as_array
-    return _as_array(value, what)
-
-
 def compute_linear(backend, v, case: Case, pristine: LinearInputs, device: str, properties=None,
                    all_variants=()) -> VariantOutput:
     """Run linear variant `v` on a copy of the inputs; with `properties` the metamorphic checks too."""
+    from xentcheck.run.worker import as_array as _array
     from xentcheck.run.worker import variant_info
     inputs = pristine.copy()
     start = time.perf_counter()

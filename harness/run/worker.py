@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ import numpy as np
 from xentcheck.core.cases import Case, Inputs, make_inputs
 from xentcheck.core.dtypes import transport_dtype
 from xentcheck.core.records import VariantOutput
+from xentcheck.problems import problem_of
 from xentcheck.run.protocol import Hello, RunRequest
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def hello(spec: str) -> tuple[object, Hello]:
                            reason=f"describing the backend failed: {type(exc).__name__}: {exc}")
 
 
-def _as_array(value, what: str) -> np.ndarray:
+def as_array(value, what: str) -> np.ndarray:
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiu" and arr.dtype.name != "bfloat16":
         raise TypeError(f"backend returned {what} of type {type(value).__name__} "
@@ -99,8 +99,9 @@ def run_case(backend, request: RunRequest) -> dict:
     applicable = [v for v in chosen if case.labels in v.label_forms and getattr(v, "kind", "ce") == case.kind]
     why = backend.unsupported(case, request.device)
     if not applicable and chosen and not why:
-        why = (f"{backend.name}: no selected implementation takes linear-CE cases" if case.linear else
-               f"{backend.name}: no selected implementation takes {case.labels} labels")
+        why = (f"{backend.name}: no selected implementation takes {case.labels} labels"
+               if any(getattr(v, "kind", "ce") == case.kind for v in chosen) else
+               f"{backend.name}: no selected implementation takes {problem_of(case).title} cases")
     if why:  # one skipped result per variant that would have run, so every result key exists
         return {**reply, "results": [VariantOutput("skipped", variant_info(v), reason=why).to_dict()
                                      for v in (applicable or chosen[:1] or all_variants[:1])]}
@@ -174,32 +175,9 @@ def peak_rss() -> int | None:
 
 def compute(backend, v, case: Case, pristine: Inputs, device: str, properties: Tol | None = None,
             all_variants=()) -> VariantOutput:
-    """Run variant `v` on a copy of the case's inputs (rows). The output holds the loss and
-    gradient as returned; with `properties` (the run's tolerance) the property checks too."""
-    if case.linear:
-        from xentcheck.run.linear_worker import compute_linear
-        return compute_linear(backend, v, case, pristine, device, properties, all_variants)  # type: ignore[arg-type]
-    from xentcheck.core import layout
-    inputs = pristine.copy()
-    start = time.perf_counter()
-    try:
-        out = backend.run_variant(v, case, layout.to_case(case, inputs), device)
-        seconds = time.perf_counter() - start
-        loss = _as_array(out.loss, "loss")
-        grad = _as_array(out.grad, "gradient")
-    except Exception as exc:
-        return VariantOutput("error", variant_info(v), error=f"{type(exc).__name__}: {exc}",
-                             traceback=traceback.format_exc(limit=-3))
-    modified = [name for name in ("logits", "labels")
-                if getattr(inputs, name).tobytes() != getattr(pristine, name).tobytes()]
-    result = VariantOutput("ok", variant_info(v), seconds=seconds, inputs_modified=modified,
-                           loss_dtype=out.loss_dtype or loss.dtype.name, grad_dtype=out.grad_dtype or grad.dtype.name,
-                           notes=list(out.notes), loss=loss, grad=grad)
-    if properties is not None and "oor" not in case.option_set and not layout.check(case, loss, grad):
-        from xentcheck.core.properties import check_all
-        out.loss, out.grad = layout.to_rows(case, loss, grad)
-        result.properties = check_all(backend, v, case, pristine, out, modified, device, properties, all_variants)
-    return result
+    """Run variant `v` on a copy of the case's inputs (its kind's compute). The output holds the
+    loss and gradients as returned; with `properties` (the run's tolerance) the property checks too."""
+    return problem_of(case).compute(backend, v, case, pristine, device, properties, all_variants)
 
 
 def _run_variant(backend, v, case: Case, pristine: Inputs, request: RunRequest, j: int, all_variants) -> VariantOutput:
@@ -209,15 +187,12 @@ def _run_variant(backend, v, case: Case, pristine: Inputs, request: RunRequest, 
         from xentcheck.core.properties import Tol
         tol = Tol(request.rtol, request.atol, request.scaled)
     result = compute(backend, v, case, pristine, request.device, tol, all_variants)
-    if result.status == "ok" and result.grads is not None:  # linear-CE: loss, dh, dw (and db)
-        assert result.loss is not None  # compute's "ok" carries the loss
-        arrays = {"loss": result.loss, **result.grads}
-        np.savez(f"{request.out}-{j}.npz",
-                 **{k: a.astype(transport_dtype(a.dtype)) for k, a in arrays.items()})  # type: ignore[arg-type]
-    elif result.status == "ok":
-        assert result.loss is not None and result.grad is not None  # compute's "ok" carries both arrays
-        np.savez(f"{request.out}-{j}.npz", loss=result.loss.astype(transport_dtype(result.loss.dtype)),
-                 grad=result.grad.astype(transport_dtype(result.grad.dtype)))
+    if result.status == "ok":
+        assert result.loss is not None and result.grads is not None  # compute's "ok" carries the arrays
+        # named as the kind declares them (Any: savez's own allow_pickle keyword is not among them)
+        arrays: dict[str, Any] = {k: a.astype(transport_dtype(a.dtype))
+                                  for k, a in {"loss": result.loss, **result.grads}.items()}
+        np.savez(f"{request.out}-{j}.npz", **arrays)
     return result
 
 

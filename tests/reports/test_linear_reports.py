@@ -44,15 +44,15 @@ def test_linear_results_show_dh_dw_db_in_every_report():
     assert worst_dw["bad-dw"] > 5e-4 > 1e-6 > worst_dw["exact"]
 
     md = markdown.render(summary, records)
-    for title in ("gradient", "dh (linear-CE)", "dW (linear-CE)", "db (linear-CE)", "loss"):
+    for title in ("gradient", "dh (gradient of h)", "dW (gradient of W)", "db (gradient of b)", "loss"):
         assert f"## Largest {title} errors per backend and dtype" in md, title
-    dw_table = md.split("## Largest dW (linear-CE) errors")[1].split("## ")[0]
+    dw_table = md.split("## Largest dW (gradient of W) errors")[1].split("## ")[0]
     assert f"| bad-dw | float32 | `{CASE.replace('_', chr(92) + '_')}` | fail |" in dw_table, dw_table
 
     rows = html.largest_errors(records)
     outputs = {(r["output"], r["backend"]) for r in rows}
-    assert {("dW (linear-CE gradient of W)", "bad-dw"), ("db (linear-CE gradient of b)", "bad-db"),
-            ("dh (linear-CE gradient of h)", "exact"), ("gradient", "exact"), ("loss", "exact")} <= outputs
+    assert {("dW (gradient of W)", "bad-dw"), ("db (gradient of b)", "bad-db"),
+            ("dh (gradient of h)", "exact"), ("gradient", "exact"), ("loss", "exact")} <= outputs
     n_bad, found = html.findings(records, {}, "xentcheck")
     assert n_bad == 2 and all(f["excess"].endswith("x") and float(f["excess"][:-1]) > 1 for f in found), found
 
@@ -69,5 +69,5 @@ def test_the_html_report_blames_a_backend_for_each_linear_gradient():
     records = [linear_record("exact"), linear_record("bad-dw", "dw"), linear_record("bad-db", "db")]
     summary = summary_report.build(records, context(["exact", "bad-dw", "bad-db"]))
     page = html.render(summary, records, matrix=blame.build(records))
-    assert "dW (linear-CE gradient of W): bad-dw is furthest from the reference" in page
-    assert "db (linear-CE gradient of b): bad-db is furthest from the reference" in page
+    assert "dW (gradient of W): bad-dw is furthest from the reference" in page
+    assert "db (gradient of b): bad-db is furthest from the reference" in page
