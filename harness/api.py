@@ -100,18 +100,22 @@ class VerifyOptions(TypedDict, total=False):
     modes: Sequence[str] | None
     properties: bool | None
     case_timeout: float
+    worker_memory: str | int | None
     out: str | os.PathLike[str] | None
     repro: bool
     progress: bool
     inputs: InputsLike | Sequence[InputsLike] | None
+    overwrite: bool
 
 
 def verify(backends: BackendLike | Sequence[BackendLike] | None = None, *,
            dtypes: Sequence[str] | str | None = None, suite: Literal["default", "full"] = "default", seed: int = 0,
            cases: int | Sequence[str] | None = None, tolerances: str | Tolerances = "xentcheck", device: str = "cpu",
            impls: Sequence[str] | None = None, modes: Sequence[str] | None = None, properties: bool | None = None,
-           case_timeout: float = 300.0, out: str | os.PathLike[str] | None = None, repro: bool = True,
-           progress: bool = False, inputs: InputsLike | Sequence[InputsLike] | None = None) -> VerifyResult:
+           case_timeout: float = 300.0, worker_memory: str | int | None = "auto",
+           out: str | os.PathLike[str] | None = None, repro: bool = True,
+           progress: bool = False, inputs: InputsLike | Sequence[InputsLike] | None = None,
+           overwrite: bool = False) -> VerifyResult:
     """Run the cases through the backends, each in a worker process, as `xentcheck run` does.
 
     backends: built-in or entry-point names ("numpy", "torch", ...), plugin .py paths ("PATH::NAME"
@@ -121,6 +125,9 @@ def verify(backends: BackendLike | Sequence[BackendLike] | None = None, *,
     dtypes: names of float16, bfloat16, float32, float64 (default: all). suite: "default" or "full".
     cases: the first N cases of the suite (they span every family), or a list of case ids.
     tolerances: a preset (xentcheck, model, torch, jax, tensorflow) or a Tolerances object.
+    worker_memory: the resident memory each backend worker may hold before it is killed and its case
+      recorded `crashed`, as `--worker-memory`: a size ("2G", "512M"), a number of bytes, "auto"
+      (half this machine's memory) or None (no ceiling).
     out: a folder to write every report into, as `xentcheck run --out` does (run.json, results.jsonl,
       report.md, report.html, junit.xml, ..., repro/ unless repro=False); None: write nothing.
     inputs: your own arrays, as `xentcheck run --inputs` takes them: a file path (.npz, .safetensors,
@@ -128,12 +135,22 @@ def verify(backends: BackendLike | Sequence[BackendLike] | None = None, *,
       label_smoothing, reduction; NumPy arrays, torch tensors or scalars), or a list of these. Alone
       they are the only cases; with `cases`, they run after those. A dict reaches the workers as an
       .npz file in out/inputs/ (or a scratch folder).
+    overwrite: replace the xentcheck output already in `out` (as `xentcheck run --overwrite`); without
+      it a folder holding a run, a fuzz campaign or timings is refused (ValueError), as is one holding
+      other files only.
     A bad argument raises ValueError with the command line's message.
     """
+    from xentcheck.run import outdir
+
+    folder = None if out is None else Path(out)
+    if folder is not None:  # before inputs/ is written into it
+        try:
+            outdir.clear(outdir.check(folder, "run", overwrite))
+        except OSError as exc:
+            raise ValueError(f"cannot write to output folder {folder}: {exc.strerror or exc}") from None
     with tempfile.TemporaryDirectory(prefix="xentcheck-") as scratch:  # the workers' logs, results.jsonl, inputs
-        folder = None if out is None else Path(out)
         plan = _plan(backends, dtypes, suite, seed, cases, tolerances, device, impls, modes, properties, case_timeout,
-                     _input_files(inputs, (folder or Path(scratch)) / "inputs"))
+                     _input_files(inputs, (folder or Path(scratch)) / "inputs"), worker_memory)
         done = _execute(plan, folder, Path(scratch), progress, repro)
     if not done.finished:
         raise KeyboardInterrupt("xentcheck: interrupted" + (f"; reports cover what finished, in {folder}" if folder else ""))
@@ -141,7 +158,7 @@ def verify(backends: BackendLike | Sequence[BackendLike] | None = None, *,
 
 
 def _plan(backends, dtypes, suite, seed, cases, tolerances, device, impls, modes, properties, case_timeout,
-          input_files: tuple[str, ...]):
+          input_files: tuple[str, ...], worker_memory: str | int | None = "auto"):
     """verify()'s arguments as the command line's RunPlan (its validation and messages)."""
     from xentcheck.run import plan as runplan
 
@@ -151,7 +168,7 @@ def _plan(backends, dtypes, suite, seed, cases, tolerances, device, impls, modes
     plan = runplan.plan_from_options(
         _joined(names, "backends") if names else None, tuple(files), _joined(dtypes, "dtypes"), _integer(seed, "seed"),
         n_cases, case_ids, device, preset, rtol, atol, float(case_timeout), suite,
-        _joined(impls, "impls"), _joined(modes, "modes"), properties, input_files)
+        _joined(impls, "impls"), _joined(modes, "modes"), properties, input_files, _memory_arg(worker_memory))
     plan.case_order = [c.id for c in plan.cases]
     return plan
 
@@ -238,6 +255,15 @@ def _integer(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{what} must be an integer, got {value!r}")
     return value
+
+
+def _memory_arg(value: object) -> str:
+    """verify(worker_memory=...) as --worker-memory's text: a size, bytes, "auto" or None (no ceiling)."""
+    if value is None:
+        return "none"
+    if isinstance(value, str):
+        return value
+    return str(_integer(value, "worker_memory"))
 
 
 def _case_args(cases: int | Sequence[str] | None) -> tuple[int | None, tuple[str, ...]]:

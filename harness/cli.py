@@ -17,7 +17,9 @@ from pathlib import Path
 import click
 
 from xentcheck import __version__
-from xentcheck.cli_executor import connect_executor, executor_options
+from xentcheck.cli_executor import connect_executor, executor_options, worker_memory_option
+from xentcheck.cli_outdir import overwrite_option
+from xentcheck.cli_outdir import replace_output as _replace
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -30,10 +32,11 @@ def _usage(fn, *args):
         raise click.UsageError(str(exc)) from None
 
 
-# options that define what a run computes: --resume takes them all from the folder's run.json
+# options that define what a run computes (--resume takes them all from the folder's run.json) or where
+# it starts afresh: none of them goes with --resume
 PLAN_OPTIONS = ("backends", "backend_files", "dtypes", "seed", "n_cases", "case_ids", "out", "device", "preset",
                 "rtol", "atol", "suite", "impls", "modes", "properties", "shard", "known_file", "pythons",
-                "input_files")
+                "input_files", "overwrite")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -74,8 +77,8 @@ def cli() -> None:
 @click.option("--properties/--no-properties", default=None,
               help="Check the properties beyond the reference (default: on for --suite full).")
 @click.option("--resume", metavar="DIR", help="Finish the interrupted run in DIR with its stored configuration (run.json), "
-              "skipping the results it already has. Only --case-timeout, --progress and --executor/--ray-address "
-              "may be given with it.")
+              "skipping the results it already has. Only --case-timeout, --worker-memory, --progress and "
+              "--executor/--ray-address may be given with it.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
 @click.option("--shard", metavar="I/N", help="Run only shard I of N (1-based): cases at positions = I-1 mod N.")
 @click.option("--known", "known_file", metavar="FILE",
@@ -86,12 +89,15 @@ def cli() -> None:
               help="Write repro/<id>.npz and .py for every failing result.")
 @click.option("--timing", is_flag=True, help="After the run, time the run's own shapes and dtypes as `xentcheck bench` does "
               "(one backend at a time, 1 thread; several seconds per shape, dtype and implementation).")
+@overwrite_option
+@worker_memory_option
 @executor_options
 def run(backends, backend_files, dtypes, seed, n_cases, case_ids, input_files, out, device, preset, rtol, atol,
         case_timeout, suite, impls, modes, properties, resume, progress, shard, known_file, pythons, repro, timing,
-        executor="local", ray_address=None) -> int:
+        overwrite, worker_memory="auto", executor="local", ray_address=None) -> int:
     """Run the cases through each backend and write results.jsonl and every report (report.html, report.md,
     junit.xml, tolerance.md/.json, summary.json, results.csv, results.parquet)."""
+    from xentcheck.run import memory, outdir
     from xentcheck.run import plan as runplan
     from xentcheck.run import resume as resuming
     from xentcheck.run.execute import start_folder
@@ -108,11 +114,13 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, input_files, o
         plan = _usage(runplan.load, Path(resume))
         if ctx.get_parameter_source("case_timeout") == click.core.ParameterSource.COMMANDLINE:
             plan.case_timeout = _usage(runplan.check_timeout, case_timeout)
+        if ctx.get_parameter_source("worker_memory") == click.core.ParameterSource.COMMANDLINE:
+            plan.worker_memory = _usage(memory.parse, worker_memory)
         out_dir = Path(resume)
         prior = _usage(resuming.prior_results, out_dir, plan)
     else:
         plan = _usage(runplan.plan_from_options, backends, backend_files, dtypes, seed, n_cases, case_ids, device,
-                      preset, rtol, atol, case_timeout, suite, impls, modes, properties, input_files)
+                      preset, rtol, atol, case_timeout, suite, impls, modes, properties, input_files, worker_memory)
         regress = regress_options(shard, known_file, pythons, plan.backends)
         plan.case_order = [c.id for c in plan.cases]
         if regress["shard"]:
@@ -123,9 +131,11 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, input_files, o
         plan.known_file = known_file
         out_dir = Path(out)
         prior = None
+        held = _usage(outdir.check, out_dir, "run", overwrite)
     where = connect_executor(executor, ray_address, plan.device)  # before the folder is touched
     try:
         if prior is None:
+            _replace(held)
             start_folder(out_dir, plan)
         else:
             (out_dir / "logs").mkdir(parents=True, exist_ok=True)
@@ -139,7 +149,7 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, input_files, o
         shapes = sorted({(c.rows, c.k) for c in plan.cases if c.rows}, key=lambda s: s[0] * s[1])
         config = bench.BenchConfig(backends=plan.backends, dtypes=sorted({c.dtype for c in plan.cases}), shapes=shapes,
                                    impls=plan.impls, modes=plan.modes, device=plan.device, log_dir=out_dir / "logs",
-                                   progress=progress)
+                                   progress=progress, worker_memory=plan.worker_memory)
         _write_timing(out_dir, bench.run_bench(config))
         click.echo(f"timings in {out_dir / 'timing.md'}")
     return status
@@ -212,31 +222,36 @@ def report_cmd(results_dir) -> int:
 @click.option("--min-block", type=click.FloatRange(min=0, min_open=True), default=0.2, show_default=True,
               help="Seconds per timed block.")
 @click.option("--blocks", type=click.IntRange(min=3), default=7, show_default=True, help="Timed blocks per phase.")
-@click.option("--out", type=click.Path(file_okay=False), default="xentcheck-out", show_default=True,
-              help="Output folder; a run's folder gets the timing section in its report.html.")
+@click.option("--out", type=click.Path(file_okay=False), default="xentcheck-bench", show_default=True,
+              help="Output folder, new or empty (a run's own shapes are timed into its folder by `run --timing`).")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
 @click.option("--linear-shapes", metavar="NxDxV,...",
               help="Linear-CE instead: forward+backward time and peak memory of each linear implementation (--impls, "
                    "default torch's composition, linear_cross_entropy and its accurate c16 options) and the reference, "
                    "each in a fresh process; writes linear_timing.json and linear_timing.md.")
+@overwrite_option
+@worker_memory_option
 def bench_cmd(backends, backend_files, dtypes, shapes, impls, modes, threads, device, allocator, min_block, blocks, out,
-              progress, linear_shapes) -> int:
+              progress, linear_shapes, overwrite, worker_memory="auto") -> int:
     """Time forward, backward and forward+backward per backend x implementation x mode x dtype x shape, one backend
     at a time, against the memory-bandwidth floor measured in the same run; writes timing.json, timing.md, timing.png
     and the timing section of report.html."""
+    from xentcheck.run import memory, outdir
     from xentcheck.run import plan as runplan
     from xentcheck.timing import bench
     if linear_shapes:
-        return _linear_bench(backends, dtypes, linear_shapes, impls, modes, threads, allocator, out)
+        return _linear_bench(backends, dtypes, linear_shapes, impls, modes, threads, allocator, out, overwrite)
 
     specs = _usage(runplan.backend_specs, backends, backend_files)
     impl_list, mode_list = _usage(runplan.variant_filters, impls, modes, specs)
     config = bench.BenchConfig(backends=specs, dtypes=_usage(runplan.parse_dtypes, dtypes),
                                shapes=_usage(bench.parse_shapes, shapes), impls=impl_list, modes=mode_list,
                                threads=threads, allocator=allocator, device=device, min_block=min_block, blocks=blocks,
-                               progress=progress)
+                               progress=progress, worker_memory=_usage(memory.parse, worker_memory))
     out_dir = Path(out)
+    held = _usage(outdir.check, out_dir, "bench", overwrite)
     try:
+        _replace(held)
         (out_dir / "logs").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise click.UsageError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}") from None
@@ -248,8 +263,9 @@ def bench_cmd(backends, backend_files, dtypes, shapes, impls, modes, threads, de
     return EXIT_OK
 
 
-def _linear_bench(backends, dtypes, linear_shapes, impls, modes, threads, allocator, out) -> int:
+def _linear_bench(backends, dtypes, linear_shapes, impls, modes, threads, allocator, out, overwrite) -> int:
     """`bench --linear-shapes`: xentcheck.timing.linear_bench, its JSON and a Markdown table in --out."""
+    from xentcheck.run import outdir
     from xentcheck.run import plan as runplan
     from xentcheck.timing import linear_bench as lb
     specs = (backends or "torch").split(",")
@@ -259,7 +275,12 @@ def _linear_bench(backends, dtypes, linear_shapes, impls, modes, threads, alloca
                                   dtypes=_usage(runplan.parse_dtypes, dtypes), variants=variants, threads=threads,
                                   allocator=allocator)
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    held = _usage(outdir.check, out_dir, "bench", overwrite)
+    try:
+        _replace(held)
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.UsageError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}") from None
     data = lb.run_linear_bench(config)
     (out_dir / "linear_timing.json").write_text(json.dumps(data, indent=1) + "\n")
     (out_dir / "linear_timing.md").write_text("\n".join(lb.summary_lines(data)) + "\n")

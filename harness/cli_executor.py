@@ -1,5 +1,6 @@
-"""--executor and --ray-address, shared by the commands whose backend workers can run on a Ray
-cluster (`run`, `fuzz`): the options, and the connected Executor they describe."""
+"""Options of the commands that start backend workers: --executor and --ray-address (`run`, `fuzz`:
+the workers may run on a Ray cluster) with the connected Executor they describe, and
+--worker-memory (`run`, `fuzz`, `bench`)."""
 
 from __future__ import annotations
 
@@ -27,3 +28,12 @@ def connect_executor(kind: str, address: str | None, device: str):
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     return executor
+
+
+def worker_memory_option(command):
+    """--worker-memory: the ceiling on each backend worker's resident memory (xentcheck.run.memory),
+    as given; memory.parse turns it into bytes (a usage error when it is not a size)."""
+    return click.option("--worker-memory", metavar="SIZE", default="auto", show_default=True,
+                        help="Resident memory a backend worker (with its child processes) may hold: past it the "
+                             "worker is killed and its case recorded `crashed`. 2G, 512M, 1.5GiB (binary units), "
+                             "auto (half this machine's memory) or none.")(command)

@@ -123,6 +123,8 @@ def test_assert_backend_passes_a_careful_kernel_and_names_a_broken_ones_findings
      ["--backends", "numpy", "--dtypes", "float8"]),
     ({"backends": "numpy", "cases": ["scale1e+0_float32_16x10_index"]}, "malformed case id 'scale1e+0_float32_16x10_index'",
      ["--backends", "numpy", "--case", "scale1e+0_float32_16x10_index"]),
+    ({"backends": "numpy", "worker_memory": "2X"}, "--worker-memory takes a size such as 2G",
+     ["--backends", "numpy", "--worker-memory", "2X"]),
 ])
 def test_bad_arguments_are_value_errors_worded_as_the_cli(kwargs, message, cli_args):
     from tests.conftest import run_cli
@@ -150,6 +152,16 @@ def test_other_bad_arguments():
         xentcheck.verify(backends=[3.5])
     with pytest.raises(ValueError, match="unknown device 'tpu'"):
         xentcheck.verify(backends="numpy", device="tpu")
+    with pytest.raises(ValueError, match="worker_memory must be an integer, got 2.5"):
+        xentcheck.verify(backends="numpy", worker_memory=2.5)
+
+
+@pytest.mark.parametrize("given, ceiling", [("512M", 512 << 20), (3 << 30, 3 << 30), (None, None), ("none", None)])
+def test_worker_memory_reaches_the_plan_as_the_cli_option_does(given, ceiling):
+    from xentcheck.api import _plan
+
+    plan = _plan("numpy", "float32", "default", 0, 1, "xentcheck", "cpu", None, None, None, 300.0, (), given)
+    assert plan.worker_memory == ceiling
 
 
 # --- reference ---------------------------------------------------------------------------

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import click
 
-from xentcheck.cli_executor import connect_executor, executor_options
+from xentcheck.cli_executor import connect_executor, executor_options, worker_memory_option
+from xentcheck.cli_outdir import overwrite_option
+from xentcheck.cli_outdir import replace_output as _replace
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # options that define the campaign: --resume takes them from campaign.json
 CAMPAIGN_OPTIONS = ("backends", "backend_files", "dtypes", "seed", "out", "device", "preset", "impls", "modes",
-                    "known_file", "batch", "case_timeout")
+                    "known_file", "batch", "case_timeout", "overwrite", "worker_memory")
 
 
 def _usage(fn, *args):
@@ -25,7 +27,8 @@ def _usage(fn, *args):
         raise click.UsageError(str(exc)) from None
 
 
-def build_plan(backends, backend_files, dtypes, seed, device, preset, impls, modes, known_file, case_timeout):
+def build_plan(backends, backend_files, dtypes, seed, device, preset, impls, modes, known_file, case_timeout,
+               worker_memory="auto"):
     """The campaign's template RunPlan (as `run` builds one): every implementation and mode of the
     full suite, without the property checks; its cases are replaced batch by batch."""
     from xentcheck.fuzz.draw import draw_case
@@ -35,7 +38,7 @@ def build_plan(backends, backend_files, dtypes, seed, device, preset, impls, mod
     dtype_names = _usage(runplan.parse_dtypes, dtypes)
     first = draw_case(seed, 0, dtype_names).id
     plan = _usage(runplan.plan_from_options, backends, backend_files, dtypes, seed, None, (first,), device, preset,
-                  (), (), case_timeout, "full", impls, modes, False)
+                  (), (), case_timeout, "full", impls, modes, False, (), worker_memory)
     if known_file is not None:
         _usage(known.load, known_file)  # a KnownFileError is a ValueError: one line, exit 2
         plan.known_file = str(Path(known_file).resolve())
@@ -71,15 +74,19 @@ def build_plan(backends, backend_files, dtypes, seed, device, preset, impls, mod
               help="Seconds before a hung case is marked timeout.")
 @click.option("--resume", metavar="DIR", help="Continue the campaign in DIR with its stored configuration.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
+@overwrite_option
+@worker_memory_option
 @executor_options
 def fuzz_cmd(budget, n_cases, seed, backends, backend_files, dtypes, impls, modes, device, preset, known_file, out,
-             batch, case_timeout, resume, progress, executor="local", ray_address=None) -> int:
+             batch, case_timeout, resume, progress, overwrite, worker_memory="auto", executor="local", ray_address=None) -> int:
     """Draw random cases (shapes up to K = 256k, every family, label form, option and reduction, extreme values),
     run them through every backend x implementation x mode, and keep each new kind of finding with its case,
     its repro script and a shrunk one. Writes report.md and report.json in --out."""
     from xentcheck.fuzz.campaign import Campaign, State, parse_duration
+    from xentcheck.run import outdir
 
     budget_s = _usage(parse_duration, budget) if budget is not None else None
+    held = None  # what --out holds (xentcheck.run.outdir), for a new campaign
     ctx = click.get_current_context()
     if resume is not None:
         given = [p for p in ctx.command.params if p.name in CAMPAIGN_OPTIONS
@@ -108,14 +115,13 @@ def fuzz_cmd(budget, n_cases, seed, backends, backend_files, dtypes, impls, mode
         if budget_s is None and n_cases is None:
             raise click.UsageError("give --budget DURATION, --cases N, or both")
         plan = build_plan(backends, backend_files, dtypes, seed, device, preset, impls, modes, known_file,
-                          case_timeout)
+                          case_timeout, worker_memory)
         out_dir = Path(out)
-        from xentcheck.fuzz.campaign import STATE_FILE
-        if (out_dir / STATE_FILE).exists() or (out_dir / "batches").exists():
-            raise click.UsageError(f"{out_dir} already holds a campaign: continue it with --resume {out_dir}, "
-                                   "or give another --out")
+        held = _usage(outdir.check, out_dir, "fuzz", overwrite)
         state = State(seed=seed, plan=plan.to_json(), budget_s=budget_s, cases=n_cases, batch=batch)
     try:
+        if held is not None:
+            _replace(held)
         out_dir.mkdir(parents=True, exist_ok=True)
         state.save(out_dir)
     except OSError as exc:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from xentcheck.cli_outdir import overwrite_option, replace_output
+
 
 def regress_options(shard: str | None, known_file: str | None, pythons: tuple[str, ...],
                     specs: list[str]) -> dict:
@@ -75,9 +77,11 @@ def compare_cmd(base, new, factor, metric, floor, json_out, md_out) -> int:
 @click.command("merge")
 @click.argument("out", type=click.Path(file_okay=False))
 @click.argument("folders", nargs=-1, required=True)
-def merge_cmd(out, folders) -> int:
+@overwrite_option
+def merge_cmd(out, folders, overwrite) -> int:
     """Merge shard folders (from `run --shard I/N`) into OUT, with the reports of an unsharded run."""
     from xentcheck.regress.shards import MergeError, merge
+    from xentcheck.run import outdir
     from xentcheck.run.rundir import write_reports
 
     dirs = [_results_dir(f) for f in folders]
@@ -88,7 +92,15 @@ def merge_cmd(out, folders) -> int:
     out_dir = Path(out)
     if out_dir.resolve() in [d.resolve() for d in dirs]:
         raise click.UsageError("OUT must be a new folder, not one of the shards")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        held = outdir.check(out_dir, "merge", overwrite, "OUT")
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        replace_output(held)
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.UsageError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}") from None
     from xentcheck.core.records import result_line
     with open(out_dir / "results.jsonl", "w", encoding="utf-8") as f:
         f.writelines(result_line(r) for r in records)

@@ -73,7 +73,8 @@ def execute(plan: RunPlan, out_dir: Path, prior: Sequence[dict] = (), progress: 
     context = {
         "xentcheck_version": __version__,
         "config": {"backends": plan.backends, "dtypes": plan.dtypes, "seed": plan.seed, "n_cases": len(plan.cases),
-                   "device": plan.device, "case_timeout": plan.case_timeout, "suite": plan.suite,
+                   "device": plan.device, "case_timeout": plan.case_timeout, "worker_memory": plan.worker_memory,
+                   "suite": plan.suite,
                    "impls": plan.impls, "modes": plan.modes, "properties": plan.properties,
                    "case_order": plan.case_order or [c.id for c in plan.cases],
                    **({"shard": dict(zip(("index", "count"), plan.shard))} if plan.shard else {}),

@@ -1,4 +1,5 @@
-"""What a run does, validated: backends, dtypes, seed, cases, device, tolerances, timeout.
+"""What a run does, validated: backends, dtypes, seed, cases, device, tolerances, timeout, and the
+workers' memory ceiling.
 
 The command line builds a RunPlan from its options; the plan is stored as run.json in the
 output folder before any work starts, and `xentcheck run --resume DIR` rebuilds the very same
@@ -19,6 +20,7 @@ from typing import Any
 from xentcheck.core.cases import Case, default_suite, full_suite
 from xentcheck.core.dtypes import DTYPE_NAMES
 from xentcheck.core.tolerances import PRESETS, Tolerances
+from xentcheck.run import memory
 
 RUN_FILE = "run.json"
 FORMAT = 1
@@ -44,6 +46,8 @@ class RunPlan:
     shard: list[int] | None = None  # [index, count], 1-based
     interpreters: dict[str, str] = field(default_factory=dict)  # --python LABEL -> executable
     known_file: str | None = None
+    # bytes of resident memory a backend worker may hold (run/memory.py); None: no ceiling
+    worker_memory: int | None = field(default_factory=memory.default)
 
     @property
     def tolerances(self) -> Tolerances:
@@ -119,6 +123,8 @@ class RunPlan:
             extra["interpreters"] = {str(k): str(v) for k, v in dict(data["interpreters"]).items()}
         if data.get("known_file") is not None:
             extra["known_file"] = str(data["known_file"])
+        if "worker_memory" in data:  # else (a run.json from before the ceiling) this machine's default
+            extra["worker_memory"] = memory.check(data["worker_memory"])
         sources = data.get("inputs") or {}
         if not (isinstance(sources, dict) and all(isinstance(v, str) for v in sources.values())):
             raise ValueError("field 'inputs' must map case ids to file paths")
@@ -297,10 +303,11 @@ def plan_from_options(backends: str | None, backend_files: tuple[str, ...], dtyp
                       n_cases: int | None, case_ids: tuple[str, ...], device: str, preset: str,
                       rtol: tuple[str, ...], atol: tuple[str, ...], case_timeout: float, suite: str = "default",
                       impls: str | None = None, modes: str | None = None, properties: bool | None = None,
-                      input_files: tuple[str, ...] = ()) -> RunPlan:
+                      input_files: tuple[str, ...] = (), worker_memory: str = "auto") -> RunPlan:
     if preset not in PRESETS:
         raise ValueError(f"unknown tolerance preset {preset!r} (known: {', '.join(PRESETS)})")
     dtype_names = parse_dtypes(dtypes)
+    ceiling = memory.parse(worker_memory)
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r} (known: {', '.join(SUITES)})")
     specs = backend_specs(backends, backend_files, suite=suite)
@@ -311,7 +318,7 @@ def plan_from_options(backends: str | None, backend_files: tuple[str, ...], dtyp
                    cases=generated + [c for c in own if c not in generated], device=device, preset=preset,
                    rtol=list(rtol), atol=list(atol), case_timeout=check_timeout(case_timeout), suite=suite,
                    impls=impl_names, modes=mode_names,
-                   properties=(suite == "full") if properties is None else properties)
+                   properties=(suite == "full") if properties is None else properties, worker_memory=ceiling)
     plan.validate()
     return plan
 

@@ -2,13 +2,15 @@
 
 A `Worker` is one backend's process (`run/launch.py SPEC`, in the backend's interpreter) and the
 thread that turns its stdout lines into events (worker index, generation, message or None at
-EOF) on a shared queue. A replaced process gets a new generation, so the events of the one it
-replaces are told apart and dropped. Also here: asking every backend who it is
+EOF) on a shared queue, and, with a memory ceiling, the thread that watches its resident memory
+(run/memory.py) and kills it past the ceiling. A replaced process gets a new generation, so the
+events of the one it replaces are told apart and dropped. Also here: asking every backend who it is
 (describe_backends), the run's scratch folder for the workers' outputs, and Ctrl-C as a flag.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
@@ -23,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from xentcheck.run import launch
+from xentcheck.run import launch, memory
 from xentcheck.run.environment import worker_env
 from xentcheck.run.interpreters import LABEL_ENV
 from xentcheck.run.interpreters import resolve as resolve_interpreter
@@ -48,10 +50,13 @@ class Worker:
     when it began the case it computes."""
 
     def __init__(self, index: int, spec: str, events: queue.Queue, log_dir: Path | None,
-                 interpreters: dict[str, str] | None = None, env: dict | None = None):
+                 interpreters: dict[str, str] | None = None, env: dict | None = None,
+                 memory_ceiling: int | None = None):
         self.index, self.spec, self.events, self.log_dir = index, spec, events, log_dir
         self.interpreters = interpreters or {}
         self.env = env or {}  # overrides of the worker's environment (bench: its thread count)
+        self.memory_ceiling = memory_ceiling  # bytes of resident memory (with its children's); None: no ceiling
+        self.over_ceiling: dict[int, int] = {}  # pid -> its resident memory when the watch killed it
         self.generation = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path: Path | None = None
@@ -79,6 +84,9 @@ class Worker:
             log.close()
         gen, proc = self.generation, self.proc
         threading.Thread(target=self._read, args=(proc, gen), daemon=True).start()
+        if self.memory_ceiling is not None and memory.watchable():
+            exceeded = functools.partial(self.over_ceiling.__setitem__, proc.pid)
+            threading.Thread(target=memory.watch, args=(proc, self.memory_ceiling, exceeded), daemon=True).start()
 
     def expect_hello(self, timeout: float) -> None:
         self.deadline = time.monotonic() + timeout
@@ -124,7 +132,8 @@ class Worker:
         return " | ".join(text[-lines:])
 
     def exit_status(self) -> dict:
-        """How the worker ended: {"signal": "SIGSEGV"} or {"code": 3}."""
+        """How the worker ended: {"signal": "SIGSEGV"} or {"code": 3}; killed past its memory
+        ceiling, {"signal": "SIGKILL", "memory_ceiling": bytes, "rss": bytes}."""
         if self.proc is None:
             return {}
         try:
@@ -132,6 +141,8 @@ class Worker:
         except subprocess.TimeoutExpired:  # closed its stdout but lives on
             self.kill()
             rc = self.proc.returncode
+        if rc == -signal.SIGKILL and self.proc.pid in self.over_ceiling:
+            return {"signal": "SIGKILL", "memory_ceiling": self.memory_ceiling, "rss": self.over_ceiling[self.proc.pid]}
         if rc < 0:
             try:
                 return {"signal": signal.Signals(-rc).name}
@@ -141,6 +152,9 @@ class Worker:
 
     def exit_description(self) -> str:
         how = self.exit_status()
+        if "memory_ceiling" in how:
+            return (f"exceeded the memory ceiling of {memory.describe(how['memory_ceiling'])} set by --worker-memory "
+                    f"and was killed (RSS {memory.describe(how['rss'])})")
         if "signal" in how:
             return f"killed by signal {how['signal']}"
         return f"exited with status {how.get('code')}"

@@ -11,8 +11,9 @@ evaluation are the same code for both executors:
   folder is not this machine's), written where the Runner reads them before it sees the result;
 - requests go out through `NodeHost.send`, numbered: a threaded actor may run calls out of order,
   so the node writes them to the worker in the order they were made;
-- the worker process's exit (signal or code) and its stderr come back when it ends, so a crash
-  is recorded `crashed` with the same reason as locally, and the stderr lands in logs/ here;
+- the worker process's exit (signal or code, or the memory ceiling it passed: the node watches
+  its worker's memory as a local run does) and its stderr come back when it ends, so a crash is
+  recorded `crashed` with the same reason as locally, and the stderr lands in logs/ here;
   an actor that is lost (its node gone) ends its worker as a crash too;
 - the hello gains `node`: host, address, node id and the node's fingerprint (environment.json).
 
@@ -81,11 +82,13 @@ def describe(address: str | None) -> dict:
 class NodeHost:
     """On a node (a Ray actor): one generation of a backend's worker process."""
 
-    def __init__(self, index: int, spec: str, interpreters: dict[str, str], env: dict[str, str]):
+    def __init__(self, index: int, spec: str, interpreters: dict[str, str], env: dict[str, str],
+                 memory_ceiling: int | None = None):
         self.events: queue.Queue = queue.Queue()
         self.logs = Path(tempfile.mkdtemp(prefix="xentcheck-node-logs-"))
         self.scratch = scratch_dir()
-        self.worker = Worker(index, spec, self.events, self.logs, interpreters, env)
+        # the node watches its worker's memory as a local run does: a kill past the ceiling comes back in its exit status
+        self.worker = Worker(index, spec, self.events, self.logs, interpreters, env, memory_ceiling)
         self.outs: collections.deque[tuple[str, str]] = collections.deque()  # (caller's out, node's out) per run request
         self.turn = threading.Condition()
         self.next_seq = 0
@@ -160,8 +163,8 @@ def factory(device: str):
     host = _host_class(device)
 
     def make(index: int, spec: str, events, log_dir: Path | None, interpreters: dict[str, str] | None = None,
-             env: dict | None = None) -> RayWorker:
-        return RayWorker(host, index, spec, events, log_dir, interpreters, env)
+             env: dict | None = None, memory_ceiling: int | None = None) -> RayWorker:
+        return RayWorker(host, index, spec, events, log_dir, interpreters, env, memory_ceiling)
     return make
 
 
@@ -169,8 +172,9 @@ class RayWorker(Worker):
     """processes.Worker's interface, its process on a NodeHost actor."""
 
     def __init__(self, host: Any, index: int, spec: str, events, log_dir: Path | None,
-                 interpreters: dict[str, str] | None = None, env: dict | None = None):
-        super().__init__(index, spec, events, log_dir, interpreters, env)
+                 interpreters: dict[str, str] | None = None, env: dict | None = None,
+                 memory_ceiling: int | None = None):
+        super().__init__(index, spec, events, log_dir, interpreters, env, memory_ceiling)
         self.host = host
         self.actor: Any = None
         self.actor_gen = 0  # the generation self.actor hosts (the Runner bumps `generation` past a killed one)
@@ -185,7 +189,7 @@ class RayWorker(Worker):
         self.generation += 1
         self.seq = 0
         self.actor_gen = self.generation
-        self.actor = self.host.remote(self.index, self.spec, self.interpreters, self.env)
+        self.actor = self.host.remote(self.index, self.spec, self.interpreters, self.env, self.memory_ceiling)
         threading.Thread(target=self._relay, args=(self.actor, self.generation), daemon=True).start()
 
     def _relay(self, actor: Any, gen: int) -> None:

@@ -3,8 +3,9 @@
 Workers run side by side (both cores busy) and regenerate inputs from (seed, case id); the
 parent computes each case's reference once, compares, and appends results to results.jsonl in
 a fixed order (case, then backend) as soon as that prefix is complete, so the file is
-deterministic and grows while the run goes on. A worker that dies is recorded as `crashed` for
-its case and replaced; a case that outlives --case-timeout is `timeout`.
+deterministic and grows while the run goes on. A worker that dies, or passes the memory ceiling
+(--worker-memory, run/memory.py), is recorded as `crashed` for its case and replaced; a case that
+outlives --case-timeout is `timeout`.
 
 The Runner is the event loop that wires the parts together: processes.Worker (the processes and
 their events), schedule.Schedule (which worker computes which case: its decisions are carried
@@ -211,11 +212,14 @@ class Runner:
                 self.workers[a.worker].send({"op": "quit"})
             elif isinstance(a, StartHelper):
                 assert a.worker == len(self.workers)
-                self.workers.append(self.options.workers(a.worker, self.config.backends[a.backend], self.events,
-                                                         self.options.log_dir, self.config.interpreters))
+                self.workers.append(self._make_worker(a.worker, self.config.backends[a.backend]))
                 self._start(a.worker)
             elif isinstance(a, Restart):
                 self._start(a.worker)
+
+    def _make_worker(self, w: int, spec: str) -> Worker:
+        return self.options.workers(w, spec, self.events, self.options.log_dir, self.config.interpreters,
+                                    memory_ceiling=self.config.worker_memory)
 
     def _start(self, w: int) -> None:
         self.workers[w].start()
@@ -317,7 +321,7 @@ class Runner:
         from tqdm import tqdm
 
         for bi, spec in enumerate(self.config.backends):
-            self.workers.append(self.options.workers(bi, spec, self.events, self.options.log_dir, self.config.interpreters))
+            self.workers.append(self._make_worker(bi, spec))
             self._start(bi)
         order = self.ordering
         bar = tqdm(total=order.total, unit="result", disable=None if self.options.progress else True, file=sys.stderr)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xentcheck.core.cases import Case
+from xentcheck.run import memory
 from xentcheck.run.environment import allocator_env, fingerprint, thread_env
 from xentcheck.run.plan import select_variants
 from xentcheck.run.processes import Worker
@@ -44,6 +45,7 @@ class BenchConfig:
     case_timeout: float = 900.0
     log_dir: Path | None = None
     progress: bool = True
+    worker_memory: int | None = field(default_factory=memory.default)  # bytes (run/memory.py); None: no ceiling
 
 
 def parse_shapes(text: str | None) -> list[tuple[int, int]]:
@@ -103,7 +105,8 @@ def timing_worker_env(config: BenchConfig) -> dict[str, str]:
 def bench_backend(spec: str, index: int, config: BenchConfig, bandwidth: float, emit) -> dict:
     """Time every selected variant of one backend on every (dtype, shape); rows go to `emit`."""
     events: queue.Queue = queue.Queue()
-    worker = Worker(index, spec, events, config.log_dir, env=timing_worker_env(config))
+    worker = Worker(index, spec, events, config.log_dir, env=timing_worker_env(config),
+                    memory_ceiling=config.worker_memory)
     worker.start()
     try:
         hello = _wait(events, worker, 300.0) or {"status": "broken", "reason": f"worker {worker.exit_description()}"}
@@ -182,7 +185,7 @@ def run_bench(config: BenchConfig) -> dict:
             "allocator": {"mode": config.allocator, "env": allocator_env(config.allocator)},
             "config": {"backends": config.backends, "dtypes": config.dtypes, "shapes": [f"{n}x{k}" for n, k in config.shapes],
                        "impls": config.impls, "modes": config.modes, "min_block": config.min_block,
-                       "blocks": config.blocks, "seed": config.seed},
+                       "blocks": config.blocks, "seed": config.seed, "worker_memory": config.worker_memory},
             "method": {"first": "the first call, timed alone (compilation, tracing, allocation)",
                        "steady": f"{config.blocks} blocks of >= {config.min_block} s after >= 0.2 s of warm-up; "
                                  "per-call median, IQR and min over the blocks; noisy when IQR/median > 10%",

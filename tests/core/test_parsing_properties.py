@@ -21,6 +21,7 @@ from xentcheck.backends.registry import BUILTIN
 from xentcheck.core.cases import LABEL_FORMS, MAX_ELEMENTS, MAX_K, MAX_N, REDUCTIONS, Case, default_suite
 from xentcheck.core.dtypes import DTYPE_NAMES
 from xentcheck.core.tolerances import OUTPUTS, PRESETS, Tolerances, parse_spec
+from xentcheck.run import memory
 from xentcheck.run import plan as runplan
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -149,7 +150,8 @@ def plans(draw) -> runplan.RunPlan:
         preset=draw(st.sampled_from(list(PRESETS))),
         rtol=draw(st.lists(spec_dicts.map(spec_of), max_size=2)),
         atol=draw(st.lists(tol_values.map(repr), max_size=2)),
-        case_timeout=draw(st.floats(min_value=1e-3, allow_nan=False)))
+        case_timeout=draw(st.floats(min_value=1e-3, allow_nan=False)),
+        worker_memory=draw(st.none() | st.integers(memory.MIN_CEILING, 2**60)))
 
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.integers(10**300, 10**400) | st.floats() | st.text(max_size=10)
@@ -166,7 +168,7 @@ def test_run_config_round_trips_through_json(plan):
 
 @settings(max_examples=400, deadline=None)
 @given(plans(), st.sampled_from(["format", "backends", "dtypes", "seed", "cases", "device", "preset", "rtol", "atol",
-                                 "case_timeout"]), st.one_of(st.just("<delete>"), json_scalars, json_values))
+                                 "case_timeout", "worker_memory"]), st.one_of(st.just("<delete>"), json_scalars, json_values))
 def test_damaged_run_config_raises_value_error_only(plan, field, value):
     data = plan.to_json()
     if value == "<delete>":
@@ -201,6 +203,8 @@ VALUES = {
     "--rtol": st.one_of(spec_text, spec_dicts.map(spec_of)),
     "--atol": spec_text,
     "--case-timeout": st.one_of(st.sampled_from(["0", "-1", "nan", "inf", "1e400", "3"]), st.text(max_size=5)),
+    "--worker-memory": st.one_of(st.sampled_from(["2G", "512M", "1.5GiB", "none", "auto", "0", "1e9", "63M"]),
+                                 st.text(max_size=6)),
 }
 options = st.lists(st.sampled_from(sorted(VALUES)).flatmap(lambda o: st.tuples(st.just(o), VALUES[o])), max_size=5)
 

@@ -134,7 +134,8 @@ def test_usage_errors_are_one_line_and_exit_2(args, message):
 def test_a_new_campaign_refuses_a_folder_that_holds_one(tmp_path):
     (tmp_path / "campaign.json").write_text("{}")
     res = run_cli("fuzz", "--cases", "1", "--backends", "numpy", "--out", str(tmp_path), "--no-progress", timeout=60)
-    assert res.returncode == 2 and "already holds a campaign" in res.stderr and res.stderr.count("\n") == 1, res.stderr
+    assert res.returncode == 2 and "already holds a fuzz campaign: continue it with --resume" in res.stderr
+    assert res.stderr.count("\n") == 1 and list(tmp_path.iterdir()) == [tmp_path / "campaign.json"], res.stderr
 
 
 def test_durations():

@@ -15,11 +15,12 @@ import sys
 import pytest
 
 from tests.conftest import run_cli
-from tests.run.test_reliability import FAULTS, PLUGINS, SLOW_ARGS, records, start_cli, wait_for_lines, without_timing
+from tests.run.test_reliability import FAULTS, IDS, PLUGINS, SLOW_ARGS, records, start_cli, wait_for_lines, without_timing
 
 FAULT_ARGS = ("--backends", "numpy", "--backend-file", str(PLUGINS / "faulty.py"), "--dtypes", "float32",
               "--cases", "7", "--case-timeout", "3", "--no-progress", "--no-repro")
-ENV = {"XENTCHECK_TEST_FAULTS": json.dumps(FAULTS), "XENTCHECK_TEST_DELAY": "0.3"}
+ENV = {"XENTCHECK_TEST_FAULTS": json.dumps(FAULTS), "XENTCHECK_TEST_DELAY": "0.3",
+       "XENTCHECK_TEST_HOG": json.dumps({IDS[1]: "self"})}  # memory_hog.py touches 1 GiB on this case
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="ray is not installed (pip install 'xentcheck[ray]')")
 
@@ -89,6 +90,21 @@ def test_a_ray_run_killed_part_way_resumes_to_the_local_results(cluster, tmp_pat
     assert "20 results" in resumed.stdout
     assert without_timing(out) == without_timing(local)
     assert (out / "logs" / "worker-1.log").exists()  # the nodes' worker logs come back here
+
+
+@needs_ray
+def test_a_node_kills_its_worker_past_the_memory_ceiling(cluster, tmp_path):
+    """The node watches its worker's memory as a local run does: the kill comes back as a crash."""
+    out = tmp_path / "hog"
+    proc = run_cli("run", "--backends", "numpy", "--backend-file", str(PLUGINS / "memory_hog.py"), "--dtypes",
+                   "float32", "--cases", "3", "--worker-memory", "300M", "--no-progress", "--no-repro",
+                   "--out", str(out), "--executor", "ray", "--ray-address", cluster, env=ENV, timeout=180)
+    assert proc.returncode == 1, proc.stderr
+    got = {(r["case_id"], r["backend"]): r for r in records(out)}
+    hog = got[(IDS[1], "memory-hog")]
+    assert hog["verdict"] == "crashed" and hog["exit"]["memory_ceiling"] == 300 << 20 and hog["exit"]["rss"] > 300 << 20
+    assert hog["reasons"][0].startswith("worker exceeded the memory ceiling of 300 MiB set by --worker-memory")
+    assert [r["verdict"] for key, r in got.items() if key != (IDS[1], "memory-hog")] == ["pass"] * 5
 
 
 def test_executor_ray_without_ray_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
