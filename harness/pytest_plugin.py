@@ -77,8 +77,8 @@ def _items(session: pytest.Session) -> list[pytest.Item]:
         cases = cases[:opt("xentcheck_cases")]
     suite = XentcheckSuite.from_parent(session, name="xentcheck", nodeid="xentcheck")
     items: list[pytest.Item] = []
+    from xentcheck.core.records import variant_info
     from xentcheck.run.plan import select_variants
-    from xentcheck.run.worker import variant_info
 
     for spec in _specs(opt("xentcheck_backends")):
         backend = create(spec)  # class attributes only: frameworks are imported when an item runs

@@ -66,7 +66,7 @@ EXTREME_FAMILIES: tuple[str, ...] = ("posinf", "nan", "rowmasked", "nearmax")
 # "ct1024": a scalar, mean and sum). Their order is the order of operations: scale, softcap,
 # CE + z-loss, cotangent.
 OPTIONS: tuple[str, ...] = ("w", "ign", "allign", "ls", "oor", "s", "cap", "z", "ct", "b")
-# "b" (last, so no existing id changes): a linear-CE case's bias b (V,) (xentcheck.core.linear_cases)
+# "b" (last, so no existing id changes): a linear-CE case's bias b (V,) (xentcheck.problems.linear.cases)
 INDEX_ONLY_OPTIONS = frozenset({"ign", "allign", "oor"})
 LLM_OPTIONS = frozenset({"s", "cap", "z", "ct"})  # the ones with a parameter (ct's may be absent)
 IGNORE_INDEX = -100
@@ -142,7 +142,7 @@ class Case:
     reduction: str
     options: str = ""  # "+"-joined tokens, in OPTIONS order, e.g. "w+ls", "ign+cap30+z1e-4"
     extra: tuple[int, ...] = ()  # extra dimensions d1, ... after the class axis (torch's order)
-    # linear-CE (xentcheck.core.linear_cases): the hidden size D of h (N, D) and W (K, D); 0: plain CE
+    # linear-CE (xentcheck.problems.linear.cases): the hidden size D of h (N, D) and W (K, D); 0: plain CE
     d: int = 0
     # a user's file holding the inputs (family "file-..."; xentcheck.core.user_inputs). Not part of
     # the case's identity: the id's content hash is

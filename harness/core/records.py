@@ -149,13 +149,34 @@ VARIANT_KEYS = ("impl", "mode", "label_forms", "api", "documented", "default", "
                 "takes", "kind")
 
 
+def variant_info(v) -> dict:
+    """A backend variant described as VariantOutput.variant holds it (a plain one without "kind")."""
+    info = {"impl": v.impl, "mode": v.mode, "label_forms": list(v.label_forms), "api": v.api,
+            "documented": v.documented, "default": v.default, "opt_in": v.opt_in,
+            "options": list(v.options), "semantics": v.semantics,
+            "takes": getattr(v, "takes", "logits")}
+    kind = getattr(v, "kind", "ce")
+    if kind != "ce":  # only then: plain variants' messages stay as they were
+        info["kind"] = kind
+    return info
+
+
+def as_array(value, what: str) -> np.ndarray:
+    """A backend's returned output as a NumPy array; TypeError when it is not numeric."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiu" and arr.dtype.name != "bfloat16":
+        raise TypeError(f"backend returned {what} of type {type(value).__name__} "
+                        f"(dtype {arr.dtype}), not a numeric array")
+    return arr
+
+
 @dataclass
 class VariantOutput:
     """What a worker computed for one implementation x mode of a case; crosses the worker's pipe
     as a dict (to_dict / from_dict). The loss and gradients travel in a .npz file beside it, not in
     the message: `loss` and `grads` are set by whoever holds the arrays."""
     status: str  # "ok", "error" or "skipped"
-    variant: dict = field(default_factory=dict)  # worker.variant_info: impl, mode, api, semantics...
+    variant: dict = field(default_factory=dict)  # variant_info: impl, mode, api, semantics...
     reason: str = ""  # skipped: why
     error: str = ""  # error: "Type: message"
     traceback: str = ""

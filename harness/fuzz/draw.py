@@ -29,8 +29,8 @@ import re
 
 from xentcheck.core import dtypes
 from xentcheck.core.cases import ALL_LABEL_FORMS, OPTIONS, REDUCTIONS, Case, format_param
-from xentcheck.core.linear_cases import LINEAR_OPTIONS
 from xentcheck.problems import PROBLEMS
+from xentcheck.problems.linear.cases import LINEAR_OPTIONS
 
 MAX_K = 1 << 18  # 262,144 classes ("256k")
 MAX_ELEMENTS = 1 << 18  # N x d1 x ... x K: K = 256k only with N = 1

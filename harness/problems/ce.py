@@ -61,8 +61,7 @@ def _compute(backend, v, case: Case, pristine: Inputs, device: str, properties=N
     """Run variant `v` on a copy of the case's inputs (handed over in the case's shape); with
     `properties` (the run's tolerance) the property checks too."""
     from xentcheck.core import layout
-    from xentcheck.core.records import VariantOutput
-    from xentcheck.run.worker import as_array, variant_info
+    from xentcheck.core.records import VariantOutput, as_array, variant_info
     inputs = pristine.copy()
     start = time.perf_counter()
     try:

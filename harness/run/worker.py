@@ -21,7 +21,7 @@ import numpy as np
 
 from xentcheck.core.cases import Case, Inputs, make_inputs
 from xentcheck.core.dtypes import transport_dtype
-from xentcheck.core.records import VariantOutput
+from xentcheck.core.records import VariantOutput, variant_info
 from xentcheck.problems import problem_of
 from xentcheck.run.protocol import Hello, RunRequest
 
@@ -64,25 +64,6 @@ def hello(spec: str) -> tuple[object, Hello]:
     except Exception as exc:
         return None, Hello("broken", name=getattr(backend, "name", spec),
                            reason=f"describing the backend failed: {type(exc).__name__}: {exc}")
-
-
-def as_array(value, what: str) -> np.ndarray:
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "fiu" and arr.dtype.name != "bfloat16":
-        raise TypeError(f"backend returned {what} of type {type(value).__name__} "
-                        f"(dtype {arr.dtype}), not a numeric array")
-    return arr
-
-
-def variant_info(v) -> dict:
-    info = {"impl": v.impl, "mode": v.mode, "label_forms": list(v.label_forms), "api": v.api,
-            "documented": v.documented, "default": v.default, "opt_in": v.opt_in,
-            "options": list(v.options), "semantics": v.semantics,
-            "takes": getattr(v, "takes", "logits")}
-    kind = getattr(v, "kind", "ce")
-    if kind != "ce":  # only then: plain variants' messages stay as they were
-        info["kind"] = kind
-    return info
 
 
 def missing_options(v, case: Case) -> list[str]:

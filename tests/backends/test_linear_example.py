@@ -8,8 +8,8 @@ import numpy as np
 from tests.conftest import ROOT
 from xentcheck.core.cases import Case, make_inputs
 from xentcheck.core.evaluate import Subject, evaluate
-from xentcheck.core.linear_reference import linear_reference
 from xentcheck.core.tolerances import Tolerances
+from xentcheck.problems.linear.reference import linear_reference
 from xentcheck.run.worker import compute
 
 

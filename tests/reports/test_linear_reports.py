@@ -9,8 +9,8 @@ import numpy as np
 from tests.helpers.report_records import context, record
 from xentcheck.core.cases import Case, make_inputs
 from xentcheck.core.evaluate import Subject, VariantOutput, evaluate
-from xentcheck.core.linear_reference import linear_reference
 from xentcheck.core.tolerances import Tolerances
+from xentcheck.problems.linear.reference import linear_reference
 from xentcheck.reports import html, junit, markdown
 from xentcheck.reports import summary as summary_report
 

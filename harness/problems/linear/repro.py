@@ -1,8 +1,9 @@
-"""Reproducers and shrinking for linear-CE results (xentcheck.regress.repro hands them here).
+"""Reproducers and shrinking for linear-CE results (the record's write_repro and shrink_steps).
 
 repro/<id>.npz holds h, W (b), the labels (class weights, cotangent) widened exactly to float32 or
 float64 and the reference loss, dh, dW (db); repro/<id>.py calls the recorded API of the one
-framework (templates linear_<framework>.py.in; linear_plugin.py.in through the registry) and
+framework (repro_templates/<framework>.py.in beside this file; plugin.py.in through the
+registry) and
 prints each output's worst entry next to the reference.
 
 Shrinking tries, in order: the worst row of dh alone (reduction none: of the loss), half of the
@@ -18,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from xentcheck.core.cases import IGNORE_INDEX, Case
-from xentcheck.core.linear_cases import LinearInputs
-from xentcheck.core.linear_reference import LinearReference
+from xentcheck.problems.linear.cases import LinearInputs
+from xentcheck.problems.linear.reference import LinearReference
 
 TEMPLATES = Path(__file__).resolve().parent / "repro_templates"
 
@@ -83,7 +84,7 @@ def candidates(state: dict) -> list[tuple[str, Case, LinearInputs]]:
 
 def _framework(backend: str) -> str:
     base = backend.rpartition("@")[0] or backend
-    return base if (TEMPLATES / f"linear_{base}.py.in").is_file() else "plugin"
+    return base if (TEMPLATES / f"{base}.py.in").is_file() else "plugin"
 
 
 def write(folder: Path, name: str, record: dict, inputs: LinearInputs, case: Case, ref: LinearReference,
@@ -105,7 +106,7 @@ def write(folder: Path, name: str, record: dict, inputs: LinearInputs, case: Cas
     from xentcheck.regress.repro import _savez as savez
     savez(folder / f"{name}.npz", **arrays, **refs, meta=np.array(json.dumps(meta)))
     fw = _framework(record["backend"])
-    parts = [(TEMPLATES / f).read_text() for f in ("_linear_head.py.in", f"linear_{fw}.py.in", "_linear_tail.py.in")]
+    parts = [(TEMPLATES / f).read_text() for f in ("_head.py.in", f"{fw}.py.in", "_tail.py.in")]
     doc = (f'"""Reproduce {name}: {record["backend"]} ({meta["impl"]}) on linear-CE case {record["case_id"]}'
            f'{" (shrunk to " + describe(case) + ")" if shrunk else ""}.\n\n'
            f'Recorded verdict: {meta["verdict"]}. Run: python {name}.py\n"""\n')

@@ -12,10 +12,10 @@ if TYPE_CHECKING:
     from random import Random
 
     from xentcheck.core.cases import Case
-    from xentcheck.core.linear_cases import LinearInputs
-    from xentcheck.core.linear_reference import LinearReference
     from xentcheck.core.records import VariantOutput
     from xentcheck.core.tolerances import Tolerances
+    from xentcheck.problems.linear.cases import LinearInputs
+    from xentcheck.problems.linear.reference import LinearReference
 
 OUTPUTS = (
     OutputSpec("loss", "loss", "sum_d |h_nd W_vd| + |b_v| over a row's logits", tolerance="loss"),
@@ -26,22 +26,22 @@ OUTPUTS = (
 
 
 def _validate(case: Case) -> None:
-    from xentcheck.core.linear_cases import validate_linear
+    from xentcheck.problems.linear.cases import validate_linear
     validate_linear(case)
 
 
 def _cases(dtype_names, full: bool) -> list[Case]:
-    from xentcheck.core.linear_cases import linear_cases
+    from xentcheck.problems.linear.cases import linear_cases
     return linear_cases(dtype_names, full=full)
 
 
 def _make_inputs(case: Case, seed: int) -> LinearInputs:
-    from xentcheck.core.linear_cases import make_linear_inputs
+    from xentcheck.problems.linear.cases import make_linear_inputs
     return make_linear_inputs(case, seed)
 
 
 def _reference(case: Case, inputs: LinearInputs, semantics: str) -> LinearReference:
-    from xentcheck.core.linear_reference import linear_reference
+    from xentcheck.problems.linear.reference import linear_reference
     return linear_reference(case, inputs, semantics)
 
 
@@ -51,24 +51,24 @@ def _reference_arrays(case: Case, ref: LinearReference) -> dict:
 
 def _compute(backend, v, case: Case, pristine: LinearInputs, device: str, properties=None,
              all_variants=()) -> VariantOutput:
-    from xentcheck.run.linear_worker import compute_linear
+    from xentcheck.problems.linear.worker import compute_linear
     return compute_linear(backend, v, case, pristine, device, properties, all_variants)
 
 
 def _compare(case: Case, ref: LinearReference, output: VariantOutput, tolerances: Tolerances) -> dict:
-    from xentcheck.core.linear_metrics import compare_linear
+    from xentcheck.problems.linear.metrics import compare_linear
     return compare_linear(case, ref, output, tolerances)
 
 
 def _shrink_steps(state: dict) -> list:
-    from xentcheck.regress.linear_repro import candidates
+    from xentcheck.problems.linear.repro import candidates
     return candidates(state)
 
 
 def _write_repro(folder: Path, name: str, record: dict, inputs: LinearInputs, case: Case, ref: LinearReference,
                  shrunk: bool, spec: str | None) -> tuple[Path, Path]:
-    from xentcheck.regress import linear_repro
-    return linear_repro.write(folder, name, record, inputs, case, ref, shrunk, spec)
+    from xentcheck.problems.linear import repro
+    return repro.write(folder, name, record, inputs, case, ref, shrunk, spec)
 
 
 def _fuzz_draw(rng: Random, case: Case) -> Case:

@@ -1,7 +1,7 @@
 """Comparing a linear-CE output (loss, dh, dW, db) with its reference (the verdict rule of
 xentcheck.core.evaluate, for linear-CE cases).
 
-Each entry is judged at its natural scale (xentcheck.core.linear_reference: sum_v A_nv |W_vd|
+Each entry is judged at its natural scale (xentcheck.problems.linear.reference: sum_v A_nv |W_vd|
 for dh, sum_n A_nv |h_nd| for dW, sum_n A_nv for db), with the gradient's tolerance for dh, dW
 and db. Under the "model" preset the bound is u (2 + ceil(log2 T)) times the natural scale, T
 the number of terms the entry sums (D for a logit, so the loss; V for dh; N for dW and db):
