@@ -72,8 +72,8 @@ def _write_repro(folder: Path, name: str, record: dict, inputs: LinearInputs, ca
 
 
 def _fuzz_draw(rng: Random, case: Case) -> Case:
-    from xentcheck.fuzz.draw import as_linear
-    return as_linear(rng, case)
+    from xentcheck.problems.linear.fuzz import draw
+    return draw(rng, case)
 
 
 LINEAR = Problem(
