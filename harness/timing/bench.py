@@ -114,7 +114,7 @@ def bench_backend(spec: str, index: int, config: BenchConfig, bandwidth: float, 
                 "version": hello.get("version", ""), "settings": hello.get("settings", {}), "reason": hello.get("reason", "")}
         if hello.get("status") != "ok":
             return info
-        # plain CE here; linear-CE variants are timed on --linear-shapes (xentcheck.timing.linear_bench)
+        # plain CE here; linear-CE variants are timed on --linear-shapes (xentcheck.problems.linear.bench)
         variants = [v for v in select_variants(hello.get("variants", []), "default", config.impls, config.modes)
                     if v.get("kind", "ce") == "ce"]
         forms: dict[str, list[dict]] = {}

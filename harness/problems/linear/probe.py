@@ -1,4 +1,4 @@
-"""One linear-CE measurement in a fresh process: `python -m xentcheck.timing.linear_probe JSON`.
+"""One linear-CE measurement in a fresh process: `python -m xentcheck.problems.linear.probe JSON`.
 
 The request names a backend spec and a linear variant (impl, mode), or "reference" (the
 high-precision reference, xentcheck.problems.linear.reference, and its comparison with a backend's
