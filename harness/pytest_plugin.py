@@ -78,6 +78,7 @@ def _items(session: pytest.Session) -> list[pytest.Item]:
     suite = XentcheckSuite.from_parent(session, name="xentcheck", nodeid="xentcheck")
     items: list[pytest.Item] = []
     from xentcheck.core.records import variant_info
+    from xentcheck.problems import runs
     from xentcheck.run.plan import select_variants
 
     for spec in _specs(opt("xentcheck_backends")):
@@ -86,7 +87,7 @@ def _items(session: pytest.Session) -> list[pytest.Item]:
                     if v.impl in {s["impl"] for s in select_variants([variant_info(v)], "default", None, None)}]
         for case in cases:
             for v in variants:
-                if case.labels not in v.label_forms or getattr(v, "kind", "ce") != case.kind:
+                if case.labels not in v.label_forms or not runs(v, case):
                     continue
                 impl = str(v.impl).replace(" ", "_")
                 items.append(XentcheckItem.from_parent(

@@ -104,8 +104,8 @@ class Result:
     # the outcome
     loss_dtype: str | None = None  # the dtypes the backend computed in (grad_dtype: of its gradients)
     grad_dtype: str | None = None
-    # each declared output's metrics (xentcheck.problems: "loss" and "grad"; "loss", "dh", "dw", "db"
-    # for linear-CE), in the kind's order; a results.jsonl line has one key per output, here
+    # each declared output's metrics (the kind's record in xentcheck.problems declares them), in
+    # the kind's order; a results.jsonl line has one key per output, here
     metrics: dict[str, Metrics] = field(default_factory=dict)
     verdict: str | None = None  # one of metrics.VERDICTS
     reasons: list[str] | None = None

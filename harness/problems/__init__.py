@@ -13,7 +13,7 @@ from xentcheck.problems.linear import LINEAR
 if TYPE_CHECKING:
     from xentcheck.core.cases import Case
 
-__all__ = ["OutputSpec", "Problem", "Section", "PROBLEMS", "problem_of", "output_specs", "OUTPUT_NAMES"]
+__all__ = ["OutputSpec", "Problem", "Section", "PROBLEMS", "problem_of", "output_specs", "OUTPUT_NAMES", "runs"]
 
 PROBLEMS: dict[str, Problem] = {p.kind: p for p in (CE, LINEAR)}
 
@@ -21,6 +21,12 @@ PROBLEMS: dict[str, Problem] = {p.kind: p for p in (CE, LINEAR)}
 def problem_of(case: Case) -> Problem:
     """The record of the case's kind."""
     return PROBLEMS[case.kind]
+
+
+def runs(variant, case: Case) -> bool:
+    """Whether a backend's variant computes cases of this case's kind (a variant without a `kind`
+    is plain CE's, as plugins written before the registry declare none)."""
+    return getattr(variant, "kind", CE.kind) == case.kind
 
 
 def output_specs() -> tuple[OutputSpec, ...]:

@@ -22,7 +22,7 @@ import numpy as np
 from xentcheck.core.cases import Case, Inputs, make_inputs
 from xentcheck.core.dtypes import transport_dtype
 from xentcheck.core.records import VariantOutput, variant_info
-from xentcheck.problems import problem_of
+from xentcheck.problems import problem_of, runs
 from xentcheck.run.protocol import Hello, RunRequest
 
 if TYPE_CHECKING:
@@ -77,11 +77,11 @@ def run_case(backend, request: RunRequest) -> dict:
     reply = {"op": "result", "case_id": case.id}
     all_variants = backend.variants()
     chosen = _chosen(all_variants, request.variants)
-    applicable = [v for v in chosen if case.labels in v.label_forms and getattr(v, "kind", "ce") == case.kind]
+    applicable = [v for v in chosen if case.labels in v.label_forms and runs(v, case)]
     why = backend.unsupported(case, request.device)
     if not applicable and chosen and not why:
         why = (f"{backend.name}: no selected implementation takes {case.labels} labels"
-               if any(getattr(v, "kind", "ce") == case.kind for v in chosen) else
+               if any(runs(v, case) for v in chosen) else
                f"{backend.name}: no selected implementation takes {problem_of(case).title} cases")
     if why:  # one skipped result per variant that would have run, so every result key exists
         return {**reply, "results": [VariantOutput("skipped", variant_info(v), reason=why).to_dict()
