@@ -36,7 +36,8 @@ from xentcheck.regress import known as known_differences
 from xentcheck.run.ordering import Ordering
 from xentcheck.run.plan import RunPlan, select_variants
 from xentcheck.run.processes import Worker, quit_all, scratch_dir, sigint_flag
-from xentcheck.run.protocol import Hello, RunRequest
+from xentcheck.run.protocol import Hello, RunReply, RunRequest
+from xentcheck.run.protocol import Quit as QuitMessage  # schedule's Quit is the decision to send it
 from xentcheck.run.schedule import Action, Quit, Restart, Schedule, Send, StartHelper
 
 
@@ -139,9 +140,8 @@ class Runner:
             cached[key] = problem_of(case).reference(case, make_inputs(case, self.config.seed), key)
         return cached[key]
 
-    def _on_result(self, ci: int, bi: int, msg: dict, seconds: float) -> None:
-        results = [self._result(ci, bi, j, VariantOutput.from_dict(entry), seconds)
-                   for j, entry in enumerate(msg.get("results", []))]
+    def _on_result(self, ci: int, bi: int, reply: RunReply, seconds: float) -> None:
+        results = [self._result(ci, bi, j, output, seconds) for j, output in enumerate(reply.results)]
         self._done(ci, bi, [r.to_dict() for r in results])
 
     def _result(self, ci: int, bi: int, j: int, output: VariantOutput, seconds: float) -> Result:
@@ -209,7 +209,7 @@ class Runner:
                     worker.deadline = 0.0
                     dead.add(a.worker)
             elif isinstance(a, Quit):
-                self.workers[a.worker].send({"op": "quit"})
+                self.workers[a.worker].send(QuitMessage().to_dict())
             elif isinstance(a, StartHelper):
                 assert a.worker == len(self.workers)
                 self.workers.append(self._make_worker(a.worker, self.config.backends[a.backend]))
@@ -249,7 +249,7 @@ class Runner:
             if computing is not None:
                 worker.begin_case(self.config.case_timeout)
             self._dispatch(w)  # before comparing: the worker is busy meanwhile
-            self._on_result(ci, bi, msg, seconds)
+            self._on_result(ci, bi, RunReply.from_dict(msg), seconds)
             self._act(self.schedule.when_idle(w))
 
     def _on_hello(self, w: int, bi: int, hello: Hello) -> None:

@@ -1,11 +1,11 @@
 """A backend's worker process: `python -m xentcheck.run.worker SPEC`.
 
-Speaks JSON lines: the parent sends a run request (protocol.RunRequest) and the
-worker regenerates the inputs from (seed, case_id) (a user's file case: reads its file), runs the backend and writes loss and
-gradient to the .npz file `out`; only small messages cross the pipe. {"op": "time", "case_id",
-"seed", "device", "variants"} times the variants instead (`xentcheck bench`) and answers with
-the statistics ({"op": "timing"}). The first message is a
-hello (protocol.Hello) describing the backend (or why it is missing or broken). The framework's own chatter
+Speaks JSON lines, each a record of xentcheck.run.protocol: the first message is a Hello
+describing the backend (or why it is missing or broken); for each RunRequest the worker
+regenerates the inputs from (seed, case_id) (a user's file case: reads its file), runs the backend,
+writes each variant's loss and gradients to the .npz file `out` and answers with a RunReply; only
+small messages cross the pipe. A TimeRequest times the variants instead (`xentcheck bench`),
+answered by a TimingReply; Quit ends it. The framework's own chatter
 on stdout is redirected to stderr so it cannot corrupt the protocol.
 """
 
@@ -23,7 +23,7 @@ from xentcheck.core.cases import Case, Inputs, make_inputs
 from xentcheck.core.dtypes import transport_dtype
 from xentcheck.core.records import VariantOutput, variant_info
 from xentcheck.problems import problem_of, runs
-from xentcheck.run.protocol import Hello, RunRequest
+from xentcheck.run.protocol import Hello, Quit, RunReply, RunRequest, TimedVariant, TimeRequest, TimingReply, message
 
 if TYPE_CHECKING:
     from xentcheck.core.properties import Tol
@@ -71,10 +71,10 @@ def missing_options(v, case: Case) -> list[str]:
     return sorted(case.option_set - {"oor"} - set(v.options))
 
 
-def run_case(backend, request: RunRequest) -> dict:
+def run_case(backend, request: RunRequest) -> RunReply:
     """Run one case through the requested variants; one result entry per variant that applies."""
     case = Case.from_id(request.case_id, request.inputs)
-    reply = {"op": "result", "case_id": case.id}
+    reply = RunReply(case.id)
     all_variants = backend.variants()
     chosen = _chosen(all_variants, request.variants)
     applicable = [v for v in chosen if case.labels in v.label_forms and runs(v, case)]
@@ -84,17 +84,17 @@ def run_case(backend, request: RunRequest) -> dict:
                if any(runs(v, case) for v in chosen) else
                f"{backend.name}: no selected implementation takes {problem_of(case).title} cases")
     if why:  # one skipped result per variant that would have run, so every result key exists
-        return {**reply, "results": [VariantOutput("skipped", variant_info(v), reason=why).to_dict()
-                                     for v in (applicable or chosen[:1] or all_variants[:1])]}
+        reply.results = [VariantOutput("skipped", variant_info(v), reason=why)
+                         for v in (applicable or chosen[:1] or all_variants[:1])]
+        return reply
     inputs = make_inputs(case, request.seed)
-    results = []
     for j, v in enumerate(applicable):
         missing = _missing_reason(v, case)
         if missing:  # an unsupported combination is a skip with a reason, never an error
-            results.append(VariantOutput("skipped", variant_info(v), reason=missing).to_dict())
+            reply.results.append(VariantOutput("skipped", variant_info(v), reason=missing))
             continue
-        results.append(_run_variant(backend, v, case, inputs, request, j, all_variants).to_dict())
-    return {**reply, "results": results}
+        reply.results.append(_run_variant(backend, v, case, inputs, request, j, all_variants))
+    return reply
 
 
 def _chosen(variants: list, wanted: list[tuple[str, str]]) -> list:
@@ -116,34 +116,32 @@ def output_of(backend, v, case: Case, inputs: Inputs, device: str) -> VariantOut
     return compute(backend, v, case, inputs, device)
 
 
-def time_case(backend, msg: dict) -> dict:
-    """`{"op": "time", ...}`: time forward, backward and forward+backward of each chosen variant."""
+def time_case(backend, request: TimeRequest) -> TimingReply:
+    """Time forward, backward and forward+backward of each chosen variant."""
     from xentcheck.timing.measure import measure
-    case = Case.from_id(msg["case_id"], msg.get("inputs"))
-    chosen = [v for v in _chosen(backend.variants(), [tuple(v) for v in msg.get("variants") or []])
-              if case.labels in v.label_forms]
-    reply: dict[str, Any] = {"op": "timing", "case_id": case.id, "results": []}
-    why = backend.unsupported(case, msg["device"])
+    case = Case.from_id(request.case_id, request.inputs)
+    chosen = [v for v in _chosen(backend.variants(), request.variants) if case.labels in v.label_forms]
+    reply = TimingReply(case.id)
+    why = backend.unsupported(case, request.device)
     if why or not chosen:
-        reply["results"] = [{"status": "skipped", "reason": why or f"no selected implementation takes {case.labels} labels"}]
+        reply.results = [TimedVariant("skipped", reason=why or f"no selected implementation takes {case.labels} labels")]
         return reply
     from xentcheck.core.layout import to_case
-    inputs = to_case(case, make_inputs(case, msg["seed"]))
-    opts = {k: msg[k] for k in ("min_block", "blocks", "warmup") if k in msg}
+    inputs = to_case(case, make_inputs(case, request.seed))
+    device, opts = request.device, request.measure_options()
     for v in chosen:
-        entry = variant_info(v)
+        entry = TimedVariant("ok", variant_info(v))
         try:
-            fns = backend.timing_fns(v, case, inputs.copy(), msg["device"])
+            fns = backend.timing_fns(v, case, inputs.copy(), device)
             if fns is None:  # a plugin without timing_fns: forward+backward through its compute path
                 # v bound as a default: the same variant as a closure (measure calls it in this iteration)
-                fns = {"forward_backward": lambda v=v: backend.run_variant(v, case, inputs.copy(), msg["device"])}
-                entry["notes"] = ["no timing_fns: forward+backward timed through run_variant (NumPy conversions included)"]
-            entry["phases"] = {name: measure(fn, **opts) for name, fn in fns.items()}
-            entry["status"] = "ok"
+                fns = {"forward_backward": lambda v=v: backend.run_variant(v, case, inputs.copy(), device)}
+                entry.notes = ["no timing_fns: forward+backward timed through run_variant (NumPy conversions included)"]
+            entry.phases = {name: measure(fn, **opts) for name, fn in fns.items()}
         except Exception as exc:
-            entry.update(status="error", error=f"{type(exc).__name__}: {exc}")
-        entry["peak_rss_bytes"] = peak_rss()
-        reply["results"].append(entry)
+            entry.status, entry.error = "error", f"{type(exc).__name__}: {exc}"
+        entry.peak_rss_bytes = peak_rss()
+        reply.results.append(entry)
     return reply
 
 
@@ -197,16 +195,21 @@ def main(argv: list[str]) -> int:
     if backend is None:
         return 0
     for line in sys.stdin:
-        request = json.loads(line)
-        if request.get("op") == "quit":
-            break
+        data = json.loads(line)
         try:
-            send(time_case(backend, request) if request.get("op") == "time"
-                 else run_case(backend, RunRequest.from_dict(request)))
+            request = message(data)
+            if isinstance(request, Quit):
+                break
+            if isinstance(request, TimeRequest):
+                send(time_case(backend, request).to_dict())
+            elif isinstance(request, RunRequest):
+                send(run_case(backend, request).to_dict())
+            else:
+                raise ValueError(f"a worker takes no {data.get('op')!r} message")
         except Exception as exc:  # keep serving: one bad case must not end the backend's run
-            send({"op": "result", "case_id": request.get("case_id"), "results": [
+            send(RunReply(data.get("case_id"), [
                 VariantOutput("error", error=f"worker: {type(exc).__name__}: {exc}",
-                              traceback=traceback.format_exc(limit=-3)).to_dict()]})
+                              traceback=traceback.format_exc(limit=-3))]).to_dict())
     return 0
 
 
