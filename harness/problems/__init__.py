@@ -4,7 +4,8 @@ for adding a kind."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from xentcheck.problems.base import OutputSpec, Problem, Section
 from xentcheck.problems.ce import CE
@@ -13,7 +14,8 @@ from xentcheck.problems.linear import LINEAR
 if TYPE_CHECKING:
     from xentcheck.core.cases import Case
 
-__all__ = ["OutputSpec", "Problem", "Section", "PROBLEMS", "problem_of", "output_specs", "OUTPUT_NAMES", "runs"]
+__all__ = ["OutputSpec", "Problem", "Section", "PROBLEMS", "problem_of", "output_specs", "OUTPUT_NAMES", "runs",
+           "of_arrays"]
 
 PROBLEMS: dict[str, Problem] = {p.kind: p for p in (CE, LINEAR)}
 
@@ -27,6 +29,17 @@ def runs(variant, case: Case) -> bool:
     """Whether a backend's variant computes cases of this case's kind (a variant without a `kind`
     is plain CE's, as plugins written before the registry declare none)."""
     return getattr(variant, "kind", CE.kind) == case.kind
+
+
+def of_arrays(raw: Mapping[str, Any]) -> Problem:
+    """The record whose kind a caller's dict of named arrays is (it holds each of the record's
+    `array_keys`); ValueError naming every kind's keys when none matches."""
+    for p in PROBLEMS.values():
+        if all(k in raw for k in p.array_keys):
+            return p
+    kinds = "; ".join(f"{p.title}: {', '.join(p.array_keys)}" for p in PROBLEMS.values())
+    raise ValueError(f"the arrays are of no known kind (keys {', '.join(map(repr, raw)) or 'none'}; each kind "
+                     f"needs: {kinds})")
 
 
 def output_specs() -> tuple[OutputSpec, ...]:

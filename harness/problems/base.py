@@ -4,7 +4,7 @@ torch's OpInfo is the model: one record per op that every layer reads, so that n
 on which op it runs. Here a `Problem` holds everything kind-specific: its cases (where they sit in
 the suites, how an id is checked), its input maker, its reference, its declared outputs, how a
 worker runs a variant on it and how that output is judged, its properties, shrink steps, repro
-files, fuzz draw and timing workload, and how many processes it runs in. The runner, worker,
+files, fuzz draw its caller-array reader (xentcheck.reference), and how many processes it runs in. The runner, worker,
 evaluation, records, reports, compare, plots, API, pytest plugin, bench and fuzz iterate over
 `problem.outputs` and call the record's functions; they never ask which kind a case is.
 
@@ -14,7 +14,7 @@ with `xentcheck.core.cases` (which asks them for the suites) and import no NumPy
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +63,8 @@ class Problem:
     make_inputs: Callable[[Case, int], Any]
     # the high-precision reference of (case, inputs, semantics): .precision and the outputs' arrays
     reference: Callable[[Case, Any, str], Any]
-    # the reference's arrays by output name (absent outputs left out), for repro files and the API
+    # the reference's arrays by output name (absent outputs left out), in the caller's shapes (a
+    # plain case's (N, d1, ..., K)): what xentcheck.reference returns
     reference_arrays: Callable[[Case, Any], dict]
     # a worker's run of one variant on a copy of the inputs (with property checks when a
     # tolerance is given): (backend, variant, case, inputs, device, properties, all_variants)
@@ -76,6 +77,10 @@ class Problem:
     write_repro: Callable[..., tuple[Path, Path]]
     # the case's shape as reports name it
     dims: Callable[[Case], str]
+    # a caller's named arrays (and settings) as (case, inputs), for xentcheck.reference; a dict is
+    # this kind's when it holds every key of `array_keys` (ValueError for bad arrays)
+    arrays: Callable[[Mapping[str, Any]], tuple[Case, Any]]
+    array_keys: tuple[str, ...]
     # what the shrink's summary line adds about a shrunk case (its inputs): "" for nothing
     shrink_note: Callable[[Case, Any], str] = lambda case, inputs: ""
     # fuzz: a drawn case turned into one of this kind (`fuzz_share` of the draws)

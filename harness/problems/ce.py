@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 import traceback
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from xentcheck.problems.base import OutputSpec, Problem, Section
 
@@ -53,7 +54,14 @@ def _reference(case: Case, inputs: Inputs, semantics: str) -> Reference:
 
 
 def _reference_arrays(case: Case, ref: Reference) -> dict:
-    return {"loss": ref.loss, "grad": ref.grad}
+    """The loss (the labels' shape for reduction none) and the gradient in the logits' shape."""
+    loss = ref.loss.reshape(case.loss_shape) if case.reduction == "none" else ref.loss
+    return {"loss": loss, "grad": ref.grad.reshape(case.shape)}
+
+
+def _arrays(raw: Mapping[str, Any]) -> tuple[Case, Inputs]:
+    from xentcheck.core.user_inputs import from_arrays
+    return from_arrays(raw, "arrays", "inputs")
 
 
 def _compute(backend, v, case: Case, pristine: Inputs, device: str, properties=None,
@@ -123,5 +131,5 @@ CE = Problem(
     sections=(Section(10, _plain), Section(20, _llm), Section(40, _unnorm)),
     validate=_validate, make_inputs=_make_inputs, reference=_reference, reference_arrays=_reference_arrays,
     compute=_compute, compare=_compare, shrink_steps=_shrink_steps, write_repro=_write_repro,
-    dims=lambda case: case.dims, shrink_note=_shrink_note,
+    dims=lambda case: case.dims, arrays=_arrays, array_keys=("logits",), shrink_note=_shrink_note,
 )

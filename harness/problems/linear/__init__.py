@@ -3,7 +3,8 @@ optional bias b (V,); loss and the gradients dh, dW and db (docs/linear-ce.md)."
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from xentcheck.problems.base import OutputSpec, Problem, Section
 
@@ -46,7 +47,18 @@ def _reference(case: Case, inputs: LinearInputs, semantics: str) -> LinearRefere
 
 
 def _reference_arrays(case: Case, ref: LinearReference) -> dict:
-    return {o.name: ref.get(o.name) for o in OUTPUTS if ref.get(o.name) is not None}
+    """loss, dh, dw and db (with a bias); a streamed dW assembled from its blocks."""
+    out = {o.name: ref.get(o.name) for o in OUTPUTS if ref.get(o.name) is not None}
+    if ref.streamed:
+        import numpy as np
+        out["dw"] = np.concatenate([block for _, block, _ in ref.dw_blocks()])
+        out = {o.name: out[o.name] for o in OUTPUTS if o.name in out}
+    return out
+
+
+def _arrays(raw: Mapping[str, Any]) -> tuple[Case, LinearInputs]:
+    from xentcheck.problems.linear.arrays import from_arrays
+    return from_arrays(raw)
 
 
 def _compute(backend, v, case: Case, pristine: LinearInputs, device: str, properties=None,
@@ -80,6 +92,6 @@ LINEAR = Problem(
     kind="linear", title="linear-CE", outputs=OUTPUTS, sections=(Section(30, _cases),),
     validate=_validate, make_inputs=_make_inputs, reference=_reference, reference_arrays=_reference_arrays,
     compute=_compute, compare=_compare, shrink_steps=_shrink_steps, write_repro=_write_repro,
-    dims=lambda case: f"{case.dims}_lin{case.d}",
+    dims=lambda case: f"{case.dims}_lin{case.d}", arrays=_arrays, array_keys=("hidden", "linear_weight"),
     fuzz_draw=_fuzz_draw, fuzz_share=0.15,  # h W^T + b cases among the drawn ones
 )
