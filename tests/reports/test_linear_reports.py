@@ -71,3 +71,24 @@ def test_the_html_report_blames_a_backend_for_each_linear_gradient():
     page = html.render(summary, records, matrix=blame.build(records))
     assert "dW (gradient of W): bad-dw is furthest from the reference" in page
     assert "db (gradient of b): bad-db is furthest from the reference" in page
+
+
+def test_the_results_schema_describes_a_linear_record():
+    """results.schema.json: a linear-CE line's dh, dw, db (and d) are described metrics, and a passing
+    linear line must carry dh and dw as a plain one must carry grad."""
+    import json
+
+    import jsonschema
+
+    from tests.conftest import ROOT
+    validator = jsonschema.Draft202012Validator(json.loads((ROOT / "reports/schemas/results.schema.json").read_text()))
+    rec = json.loads(json.dumps(linear_record("exact")))  # as results.jsonl holds it
+    assert rec["verdict"] == "pass" and {"dh", "dw", "db", "d"} <= set(rec) and "grad" not in rec
+    assert list(validator.iter_errors(rec)) == []
+    assert [e.message for e in validator.iter_errors({**rec, "dw": {"max_abs_err": "big"}})]  # dw's metrics typed
+    no_dw = {k: v for k, v in rec.items() if k != "dw"}
+    assert [e.message for e in validator.iter_errors(no_dw)] == ["'dw' is a required property"]
+    plain = json.loads(json.dumps(record("scale1e+0_float32_16x10_index_mean", "exact")))
+    assert list(validator.iter_errors(plain)) == []
+    assert [e.message for e in validator.iter_errors({k: v for k, v in plain.items() if k != "grad"})] == \
+        ["'grad' is a required property"]
