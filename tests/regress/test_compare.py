@@ -180,3 +180,22 @@ def test_a_dw_error_that_grows_16x_is_a_regression_while_both_pass():
     assert 12 < c["regressions"][0]["ratio"] < 20  # 16x, give or take the reference's last-bit rounding
     back = compare_runs([new], [base], factor=2.0)
     assert [r["output"] for r in back["improvements"]] == ["dw"] and not back["regressions"]
+
+
+def test_two_runs_of_a_linear_plugin_whose_dw_error_grows_16x(tmp_path):
+    """End to end: two `xentcheck run`s of a toy linear-CE plugin whose dW has a relative error of
+    1e-9, then 1.6e-8 (both within torch's float64 rtol 1e-7), and `xentcheck compare` of the two."""
+    toy, case = str(ROOT / "tests/helpers/toy_backends/linear_dw_drift.py"), "scale1e+0_float64_32x100_lin16_index_mean_opt-b"
+    for name, error in (("base", "1e-9"), ("new", "1.6e-8")):
+        done = run_cli("run", "--backend-file", toy, "--case", case, "--tolerance", "torch", "--out",
+                       str(tmp_path / name), "--no-progress", env={"XENTCHECK_TOY_DW_ERROR": error})
+        assert done.returncode == 0, done.stdout + done.stderr
+        [line] = (tmp_path / name / "results.jsonl").read_text().splitlines()
+        assert json.loads(line)["verdict"] == "pass"
+    res = run_cli("compare", str(tmp_path / "base"), str(tmp_path / "new"), "--json", str(tmp_path / "c.json"))
+    assert res.returncode == 1, res.stdout + res.stderr
+    [regression] = json.loads((tmp_path / "c.json").read_text())["regressions"]
+    assert regression["key"][0] == case and regression["output"] == "dw"
+    assert regression["base_verdict"] == regression["new_verdict"] == "pass"
+    assert 15 < regression["ratio"] < 17  # 1.6e-8 / 1e-9, the reference's own rounding aside
+    assert "dw" in res.stdout.lower() and "linear-dw-drift" in res.stdout
