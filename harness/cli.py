@@ -350,6 +350,10 @@ from xentcheck.fuzz.command import fuzz_cmd  # noqa: E402
 
 cli.add_command(fuzz_cmd)
 
+from xentcheck.bisect.command import bisect_cmd  # noqa: E402
+
+cli.add_command(bisect_cmd)
+
 
 def main(argv: list[str] | None = None) -> int:
     try:

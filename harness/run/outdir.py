@@ -1,8 +1,8 @@
 """What an output folder holds, decided in one place for every command that writes one (`run`,
-`fuzz`, `bench`, `merge`, and `verify(out=...)`), so that no command writes over another's output.
+`fuzz`, `bench`, `merge`, `bisect` and `verify(out=...)`), so that no command writes over another's output.
 
 A folder holds a run (run.json or results.jsonl), a fuzz campaign (campaign.json or batches/),
-bench timings (timing.json or linear_timing.json), leftovers of one cut short before that (logs/,
+bench timings (timing.json or linear_timing.json), a bisect report (bisect.json), leftovers of one cut short before that (logs/,
 inputs/ alone, e.g. a killed bench's worker logs), files that are not xentcheck output, or nothing.
 Only an empty or missing folder is free. Entries whose names start with "." (.gitkeep, a killed
 atomic write's temporary file) are neither counted nor ever removed.
@@ -21,7 +21,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-RUN, CAMPAIGN, BENCH = "run", "campaign", "bench"
+RUN, CAMPAIGN, BENCH, BISECT = "run", "campaign", "bench", "bisect"
 
 # the top-level entries each kind writes (a run's --timing adds a bench's timing files; verify(out=)
 # keeps its dict inputs in inputs/); tests/run/test_outdir.py checks them against real outputs
@@ -32,11 +32,12 @@ WRITES = {
     CAMPAIGN: frozenset({"campaign.json", "report.md", "report.json", "batches"}),
     BENCH: frozenset({"timing.json", "timing.md", "timing.png", "report.html", "logs", "linear_timing.json",
                       "linear_timing.md"}),
+    BISECT: frozenset({"bisect.json", "bisect.md", "bisect.png", "versions"}),
 }
 # the entries that say a kind is there; the first kind found names the folder (a run's --timing
 # writes timing.json too: it is a run holding timings)
 MARKERS = {CAMPAIGN: ("campaign.json", "batches"), RUN: ("run.json", "results.jsonl"),
-           BENCH: ("timing.json", "linear_timing.json")}
+           BENCH: ("timing.json", "linear_timing.json"), BISECT: ("bisect.json",)}
 # what an output cut short before its marker leaves (a killed bench's worker logs; verify's inputs/ and
 # logs/ before run.json): a folder of these alone is leftovers, replaceable; any other name is the user's
 LEFTOVERS = frozenset({"logs", "inputs"})
@@ -68,6 +69,8 @@ class Holding:
             return "a finished run" if self.finished else "an unfinished run"
         if BENCH in self.kinds:
             return "timings of xentcheck bench"
+        if BISECT in self.kinds:
+            return "a bisect report"
         return f"leftovers of xentcheck output ({', '.join(self.ours)})"
 
 
