@@ -360,7 +360,7 @@ def locate(backend: type[Backend] | Backend) -> str:
 class ReferenceResult:
     loss: np.ndarray  # () for mean and sum; the labels' shape (N, d1, ...) for none
     # plain CE: the logits' shape, gradient of the loss (of sum(loss) for none) w.r.t. the logits;
-    # None for a kind that has no logits gradient (linear-CE: outputs["dh"], ["dw"], ["db"])
+    # None for a kind that has no logits gradient (its gradients are in `outputs`)
     grad: np.ndarray | None
     precision: str  # the working precision: "float64" (16-, 32-bit logits), "longdouble" or "mpmath" (float64)
     # every output the kind declares (xentcheck.problems), by name: loss and grad; or loss, dh, dw

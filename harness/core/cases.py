@@ -214,8 +214,10 @@ class Case:
 
     @property
     def kind(self) -> str:
-        """"linear" for a linear-CE case, else "ce": the Variant.kind that runs it."""
-        return "linear" if self.d else "ce"
+        """The kind of loss it is (the problem record that claims it, xentcheck.problems.kind_of):
+        the Variant.kind that runs it."""
+        from xentcheck.problems import kind_of
+        return kind_of(self)
 
     @property
     def llm(self) -> bool:
@@ -497,8 +499,8 @@ def _fork(bitgen: np.random.PCG64) -> np.random.PCG64:
 
 def make_inputs(case: Case, seed: int) -> Inputs:
     """The case's inputs, rounded to its dtype; identical bytes for the same (seed, id): a user's
-    file case's arrays, else its kind's input maker (a plain case's: make_ce_inputs; a linear-CE
-    case's is a LinearInputs)."""
+    file case's arrays, else its kind's input maker (a plain case's: make_ce_inputs; another
+    kind's gives that kind's inputs record)."""
     if case.from_file:  # a user's arrays: read from the file, not generated
         from xentcheck.core.user_inputs import inputs_of
         return inputs_of(case)
@@ -555,7 +557,7 @@ def make_ce_inputs(case: Case, seed: int, chunk_elements: int | None = None) -> 
 
 
 def option_inputs(case: Case, inputs, bg: np.random.PCG64, n: int, k: int) -> None:
-    """Draw the inputs of the case's options into `inputs` (an Inputs or a linear-CE LinearInputs),
+    """Draw the inputs of the case's options into `inputs` (an Inputs or another kind's inputs record),
     after its logits and labels, from the same stream `bg`: class weights (K,), smoothing,
     ignored targets (some or all), an out-of-range class, the cotangent."""
     d = dtypes.info(case.dtype)

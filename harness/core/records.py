@@ -155,8 +155,9 @@ def variant_info(v) -> dict:
             "documented": v.documented, "default": v.default, "opt_in": v.opt_in,
             "options": list(v.options), "semantics": v.semantics,
             "takes": getattr(v, "takes", "logits")}
-    kind = getattr(v, "kind", "ce")
-    if kind != "ce":  # only then: plain variants' messages stay as they were
+    from xentcheck.problems import DEFAULT_KIND
+    kind = getattr(v, "kind", DEFAULT_KIND)
+    if kind != DEFAULT_KIND:  # only then: plain variants' messages stay as they were
         info["kind"] = kind
     return info
 

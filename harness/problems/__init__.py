@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from xentcheck.core.cases import Case
 
 __all__ = ["OutputSpec", "Problem", "Section", "PROBLEMS", "problem_of", "output_specs", "OUTPUT_NAMES", "runs",
-           "of_arrays"]
+           "of_arrays", "kind_of", "DEFAULT_KIND"]
 
 PROBLEMS: dict[str, Problem] = {p.kind: p for p in (CE, LINEAR)}
 
@@ -25,10 +25,17 @@ def problem_of(case: Case) -> Problem:
     return PROBLEMS[case.kind]
 
 
+DEFAULT_KIND = CE.kind  # a variant's without a `kind`: plugins written before the registry declare none
+
+
+def kind_of(case: Case) -> str:
+    """The kind of the record that claims the case (one does: their claims split the ids)."""
+    return next(p.kind for p in PROBLEMS.values() if p.claims(case))
+
+
 def runs(variant, case: Case) -> bool:
-    """Whether a backend's variant computes cases of this case's kind (a variant without a `kind`
-    is plain CE's, as plugins written before the registry declare none)."""
-    return getattr(variant, "kind", CE.kind) == case.kind
+    """Whether a backend's variant computes cases of this case's kind (DEFAULT_KIND without one)."""
+    return getattr(variant, "kind", DEFAULT_KIND) == case.kind
 
 
 def of_arrays(raw: Mapping[str, Any]) -> Problem:

@@ -54,6 +54,8 @@ class Section:
 class Problem:
     """One problem kind (module docstring). A case's kind is `Case.kind` (its id's grammar)."""
     kind: str  # Case.kind and Variant.kind of the cases and variants of this kind
+    # whether a case (from its id's grammar) is of this kind: the records' claims split the ids
+    claims: Callable[[Case], bool]
     title: str  # as the reports name the kind
     outputs: tuple[OutputSpec, ...]  # the loss first, then the gradients, in results.jsonl's order
     sections: tuple[Section, ...]

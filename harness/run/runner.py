@@ -31,7 +31,7 @@ from xentcheck.core.cases import make_inputs
 from xentcheck.core.evaluate import Result, Subject, VariantOutput, evaluate
 from xentcheck.core.reference import reference_key
 from xentcheck.core.spare import SPARE
-from xentcheck.problems import problem_of
+from xentcheck.problems import DEFAULT_KIND, problem_of
 from xentcheck.regress import known as known_differences
 from xentcheck.run.ordering import Ordering
 from xentcheck.run.plan import RunPlan, select_variants
@@ -93,7 +93,7 @@ class Runner:
         """The selected variants that take this case's label form (one record each)."""
         labels, kind = self.config.cases[ci].labels, self.config.cases[ci].kind
         chosen = [v for v in self.selected.get(bi, []) if labels in v.get("label_forms", [labels])
-                  and v.get("kind", "ce") == kind]
+                  and v.get("kind", DEFAULT_KIND) == kind]
         return chosen or [{}]
 
     def _record(self, ci: int, bi: int, fields: dict) -> None:

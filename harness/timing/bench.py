@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xentcheck.core.cases import Case
+from xentcheck.problems import DEFAULT_KIND
 from xentcheck.run import memory
 from xentcheck.run.environment import allocator_env, fingerprint, thread_env
 from xentcheck.run.plan import select_variants
@@ -115,9 +116,10 @@ def bench_backend(spec: str, index: int, config: BenchConfig, bandwidth: float, 
                 "version": hello.get("version", ""), "settings": hello.get("settings", {}), "reason": hello.get("reason", "")}
         if hello.get("status") != "ok":
             return info
-        # plain CE here; linear-CE variants are timed on --linear-shapes (xentcheck.problems.linear.bench)
+        # the default kind's (plain CE's) variants here; linear-CE's are timed on --linear-shapes
+        # (xentcheck.problems.linear.bench)
         variants = [v for v in select_variants(hello.get("variants", []), "default", config.impls, config.modes)
-                    if v.get("kind", "ce") == "ce"]
+                    if v.get("kind", DEFAULT_KIND) == DEFAULT_KIND]
         forms: dict[str, list[dict]] = {}
         for v in variants:
             forms.setdefault(_label_form(v), []).append(v)
