@@ -255,7 +255,8 @@ class Campaign:
                 inputs = make_inputs(case, r.get("seed", self.state.seed))
                 ref = reference(case, inputs, repro._semantics(summary, r))
                 spec = repro.specs_by_name(summary).get(r["backend"])
-                script = repro.write(self.out / batch / "repro", r, inputs, case, ref, spec=spec)[1]
+                script = repro.write(self.out / batch / "repro", r, inputs, case, ref, spec=spec,
+                                     numerics=repro.numerics_of(summary, r))[1]
                 kind.repro = str(script.relative_to(self.out))
             except Exception as exc:  # a repro is an aid: never lose the finding to it
                 self.warn(f"repro of {kind.smallest['result_id']} failed: {type(exc).__name__}: {exc}")

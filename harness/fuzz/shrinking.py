@@ -28,7 +28,7 @@ def shrink_one(folder: Path, records: list[dict], summary: dict, rid: str, max_s
         return out
     small = repro.shrink(outcome, spec, summary, max_steps=max_steps)
     _, script = repro.write(folder / "repro", record, small["inputs"], small["case"], small["ref"],
-                            suffix="-shrunk", spec=spec)
+                            suffix="-shrunk", spec=spec, numerics=repro.numerics_of(summary, record))
     out.update(script=str(script.relative_to(folder)), case_id=small["case"].id)
     return out
 

@@ -75,7 +75,8 @@ class Problem:
     compare: Callable[[Case, Any, VariantOutput, Tolerances], dict]
     # shrinking: the smaller (description, case, inputs) to try from a state (regress.repro.shrink)
     shrink_steps: Callable[[dict], list[tuple[str, Case, Any]]]
-    # the repro .npz and .py of a result: (folder, name, record, inputs, case, reference, shrunk, spec)
+    # the repro .npz and .py of a result: (folder, name, record, inputs, case, reference, shrunk, spec,
+    # prelude: the script's first lines, regress.repro.numerics_prelude)
     write_repro: Callable[..., tuple[Path, Path]]
     # the case's shape as reports name it
     dims: Callable[[Case], str]

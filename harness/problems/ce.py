@@ -121,9 +121,9 @@ def _shrink_note(case: Case, inputs: Inputs) -> str:
 
 
 def _write_repro(folder: Path, name: str, record: dict, inputs: Inputs, case: Case, ref: Reference, shrunk: bool,
-                 spec: str | None) -> tuple[Path, Path]:
+                 spec: str | None, prelude: str) -> tuple[Path, Path]:
     from xentcheck.regress.repro import write_ce
-    return write_ce(folder, name, record, inputs, case, ref, shrunk, spec)
+    return write_ce(folder, name, record, inputs, case, ref, shrunk, spec, prelude)
 
 
 CE = Problem(

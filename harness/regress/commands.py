@@ -143,13 +143,15 @@ def repro_cmd(result_id, from_dir, shrink, max_steps) -> int:
         click.echo(f"  {line}")
     if outcome.get("known"):
         click.echo(f"  known difference {outcome['known']['id']} ({outcome['original_verdict']}): {outcome['known']['link']}")
-    paths = repro.write(folder / "repro", record, outcome["inputs"], outcome["case"], outcome["ref"], spec=spec)
+    numerics = repro.numerics_of(summary, record)
+    paths = repro.write(folder / "repro", record, outcome["inputs"], outcome["case"], outcome["ref"], spec=spec,
+                        numerics=numerics)
     click.echo(f"wrote {paths[0]} and {paths[1]}")
     if shrink and outcome["verdict"] in repro.BAD:
         small = repro.shrink(outcome, spec, summary, max_steps=max_steps,
                              log=lambda msg: click.echo(f"  shrink: {msg}", err=True))
         paths = repro.write(folder / "repro", record, small["inputs"], small["case"], small["ref"],
-                            suffix="-shrunk", spec=spec)
+                            suffix="-shrunk", spec=spec, numerics=numerics)
         note = f", {small['note']}" if small["note"] else ""
         click.echo(f"smallest: {repro.dims(small['case'])}, verdict {small['verdict']}{note}; "
                    f"wrote {paths[0]} and {paths[1]}")

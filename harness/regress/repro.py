@@ -4,7 +4,9 @@ For a result, `repro/<id>.npz` holds the exact inputs (logits widened exactly to
 float64, labels) and the reference loss and gradient; `repro/<id>.py` is a standalone script that
 imports only NumPy and the one framework, calls the same API (the recorded implementation) with the
 same options as the adapter (class weights, ignore_index, label smoothing), and prints its loss and
-gradient next to the reference. <id> is BACKEND.IMPL.MODE__CASE_ID.
+gradient next to the reference. <id> is BACKEND.IMPL.MODE__CASE_ID. The script first sets the
+numerics variables the result's worker ran under (`numerics_of`: thread counts, oneDNN, XLA
+flags...), before NumPy and the framework are imported.
 
 Shrinking re-runs the backend in this process on smaller inputs derived from the case (one row,
 half the rows, half the classes keeping every row's labelled class, half the spread of each
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -28,6 +31,7 @@ from xentcheck.core.metrics import BAD_VERDICTS
 from xentcheck.core.reference import Reference
 from xentcheck.core.tolerances import Tolerances
 from xentcheck.problems import problem_of
+from xentcheck.run.environment import NUMERICS_ENV
 from xentcheck.run.worker import output_of
 
 BAD = BAD_VERDICTS
@@ -252,18 +256,48 @@ def _framework(record: dict) -> str:
     return base if (TEMPLATES / f"{base}.py.in").is_file() else "plugin"
 
 
+def _hello(summary: dict, record: dict) -> dict:
+    """The hello of the result's backend in summary.json ({} where it is not there)."""
+    return next((b for b in summary.get("backends", []) if b.get("name") == record["backend"]), {})
+
+
+def numerics_of(summary: dict, record: dict) -> dict[str, str] | None:
+    """The numerics variables (environment.NUMERICS_ENV) the result's worker ran under: its hello's,
+    else the run's fingerprint (what the run gave its workers; a run from before workers said),
+    None where neither is recorded."""
+    recorded = _hello(summary, record).get("numerics_env")
+    if recorded is None:
+        recorded = (summary.get("environment") or {}).get("numerics_env")
+    return None if recorded is None else {str(k): str(v) for k, v in recorded.items()}
+
+
+def numerics_prelude(numerics: dict[str, str] | None) -> str:
+    """A script's first lines: `numerics` set in os.environ (the other NUMERICS_ENV variables
+    unset) before NumPy and the framework are imported; None sets nothing."""
+    if numerics is None:
+        env = "None"
+    else:
+        env = "{\n" + "".join(f"    {json.dumps(k)}: {json.dumps(v)},\n" for k, v in sorted(numerics.items())) + "}"
+    names = "(" + textwrap.fill(", ".join(json.dumps(k) for k in NUMERICS_ENV), 96, subsequent_indent=" " * 18) + ")"
+    text = (TEMPLATES / "_numerics.py.in").read_text()
+    return text.replace("__NUMERICS_ENV__", env).replace("__NUMERICS_NAMES__", names)
+
+
 def write(folder: Path, record: dict, inputs, case: Case, ref, suffix: str = "",
-          spec: str | None = None) -> tuple[Path, Path]:
-    """Write <folder>/<id><suffix>.npz and .py for `record` on these inputs (its kind's files)."""
+          spec: str | None = None, numerics: dict[str, str] | None = None) -> tuple[Path, Path]:
+    """Write <folder>/<id><suffix>.npz and .py for `record` on these inputs (its kind's files); the
+    script sets the numerics variables `numerics` (numerics_of the run's summary) first."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     name = result_id(record) + suffix
-    return problem_of(case).write_repro(folder, name, record, inputs, case, ref, bool(suffix), spec)
+    return problem_of(case).write_repro(folder, name, record, inputs, case, ref, bool(suffix), spec,
+                                        numerics_prelude(numerics))
 
 
 def write_ce(folder: Path, name: str, record: dict, inputs: Inputs, case: Case, ref: Reference, shrunk: bool,
-             spec: str | None) -> tuple[Path, Path]:
-    """A plain CE result's <folder>/<name>.npz and .py (its problem record's repro files)."""
+             spec: str | None, prelude: str) -> tuple[Path, Path]:
+    """A plain CE result's <folder>/<name>.npz and .py (its problem record's repro files); the
+    script begins with `prelude` (numerics_prelude)."""
     wide = np.float64 if case.dtype == "float64" else np.float32  # holds every value of the dtype exactly
     meta = {"result_id": name, "case_id": record["case_id"], "shape": list(case.shape), "dtype": case.dtype,
             "labels": case.labels, "reduction": case.reduction, "backend": record["backend"],
@@ -289,7 +323,7 @@ def write_ce(folder: Path, name: str, record: dict, inputs: Inputs, case: Case, 
     doc = (f'"""Reproduce {name}: {record["backend"]} ({meta["impl"]}) on case {record["case_id"]}'
            f'{" (shrunk to " + case.dims + ")" if shrunk else ""}.\n\n'
            f'Recorded verdict: {meta["verdict"]}. Run: python {name}.py\n"""\n')
-    script = doc + head.replace("__NAME__", name) + body + tail
+    script = doc + prelude + "\n" + head.replace("__NAME__", name) + body + tail
     if fw == "plugin":
         script = script.replace("__SPEC__", meta["spec"])
     (folder / f"{name}.py").write_text(script)
@@ -309,8 +343,7 @@ def _savez(path: Path, **arrays: np.ndarray) -> None:
 
 def _semantics(summary: dict, record: dict) -> str:
     """How the result's API reads options (its backend's hello in summary.json lists its variants)."""
-    hello: dict = next((b for b in summary.get("backends", []) if b.get("name") == record["backend"]), {})
-    return next((v.get("semantics", "plain") for v in hello.get("variants", [])
+    return next((v.get("semantics", "plain") for v in _hello(summary, record).get("variants", [])
                  if v.get("impl") == record.get("impl") and v.get("mode") == record.get("mode")), "plain")
 
 
@@ -324,5 +357,6 @@ def write_all(out_dir: Path, records: list[dict], seed: int, summary: dict | Non
         case = Case.from_id(r["case_id"], r.get("inputs_file"))
         inputs = make_inputs(case, r.get("seed", seed))
         ref = problem_of(case).reference(case, inputs, _semantics(summary or {}, r))
-        written.append(write(Path(out_dir) / "repro", r, inputs, case, ref, spec=specs.get(r["backend"]))[1])
+        written.append(write(Path(out_dir) / "repro", r, inputs, case, ref, spec=specs.get(r["backend"]),
+                             numerics=numerics_of(summary or {}, r))[1])
     return written

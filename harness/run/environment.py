@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 
 from xentcheck.core import kernel
@@ -30,6 +31,13 @@ NUMERICS_ENV = ("XLA_FLAGS", "TF_ENABLE_ONEDNN_OPTS", "JAX_ENABLE_X64", "JAX_DEF
                 "KERAS_BACKEND")
 PACKAGES = ("numpy", "ml_dtypes", "mpmath", "torch", "tensorflow", "tensorflow-cpu", "keras", "jax",
             "jaxlib", "optax")
+
+
+def numerics_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The NUMERICS_ENV variables set in `env`: what a framework's numerics depend on besides
+    its version and the machine (a worker's own environment, recorded in its hello; the repro
+    scripts set the same before they import NumPy and the framework)."""
+    return {k: env[k] for k in NUMERICS_ENV if k in env}
 
 
 def thread_env(threads: int) -> dict[str, str]:
@@ -130,18 +138,20 @@ def fingerprint() -> dict:
         "python_implementation": platform.python_implementation(),
         "executable": sys.executable,
         "packages": versions,
-        "numerics_env": {k: env[k] for k in NUMERICS_ENV if k in env},
+        "numerics_env": numerics_env(env),
         "reference_kernel": kernel.name(),  # C or NumPy: the same formula, bits within a few ulps
     }
 
 
 def with_backends(env: dict, infos: list[dict]) -> dict:
-    """The fingerprint plus, per backend worker, its interpreter, version and build settings."""
+    """The fingerprint plus, per backend worker, its interpreter, version, build settings and the
+    numerics variables it ran under."""
     backends = {}
     for i in infos:
         if not i:
             continue
         backends[i.get("name", i.get("spec", "?"))] = {
-            k: i[k] for k in ("status", "impl", "mode", "version", "python", "executable", "settings", "reason", "node")
+            k: i[k] for k in ("status", "impl", "mode", "version", "python", "executable", "settings",
+                              "numerics_env", "reason", "node")
             if k in i}
     return {**env, "backends": backends}

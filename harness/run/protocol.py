@@ -16,7 +16,7 @@ from xentcheck.core.records import VARIANT_KEYS, VariantOutput
 
 # what an "ok" hello describes (worker.describe); a missing or broken backend gives name and reason
 DESCRIPTION = ("name", "impl", "mode", "variants", "version", "dtypes", "label_forms", "devices", "settings",
-               "python", "executable")
+               "numerics_env", "python", "executable")
 
 
 @dataclass
@@ -34,6 +34,7 @@ class Hello:
     label_forms: list[str] | None = None
     devices: list[str] | None = None
     settings: dict | None = None
+    numerics_env: dict | None = None  # environment.NUMERICS_ENV variables of the worker's process
     python: str | None = None
     executable: str | None = None
     node: dict | None = None  # where the worker ran, when elsewhere (--executor ray adds it: ray_workers)

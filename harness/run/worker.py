@@ -23,6 +23,7 @@ from xentcheck.core.cases import Case, Inputs, make_inputs
 from xentcheck.core.dtypes import transport_dtype
 from xentcheck.core.records import VariantOutput, variant_info
 from xentcheck.problems import problem_of, runs
+from xentcheck.run.environment import numerics_env
 from xentcheck.run.protocol import Hello, Quit, RunReply, RunRequest, TimedVariant, TimeRequest, TimingReply, message
 
 if TYPE_CHECKING:
@@ -34,7 +35,8 @@ def describe(backend) -> dict:
             "variants": [variant_info(v) for v in backend.variants()],
             "version": backend.version(), "dtypes": list(backend.dtypes),
             "label_forms": list(backend.label_forms), "devices": backend.devices(),
-            "settings": backend.settings(), "python": sys.version.split()[0],
+            "settings": backend.settings(), "numerics_env": numerics_env(os.environ),
+            "python": sys.version.split()[0],
             "executable": sys.executable}
 
 

@@ -71,6 +71,9 @@ def test_repro_command_reruns_and_shrinks_a_linear_failure(tmp_path):
     assert set(worst) == {"loss", "dh", "dw", "db"}
     diff = {k: float(line.split()[-1]) for k, line in worst.items()}
     assert diff["dw"] > 1e-4 > 1e-7 > max(diff["dh"], diff["db"]), ran.stdout  # dW summed in bfloat16
+    # the script ran under its worker's numerics settings, and the shrunk one (below) carries them too
+    recorded = json.loads((out / "environment.json").read_text())["backends"]["linear-broken-dw"]["numerics_env"]
+    assert "numerics settings: " + " ".join(f"{k}={v!r}" for k, v in sorted(recorded.items())) in ran.stdout
     res = run_cli("repro", f"linear-broken-dw__{case}", "--from", str(out), "--shrink", "--max-steps", "40")
     assert res.returncode == 1, res.stderr
     assert "fail (recorded: fail)" in res.stdout
@@ -79,3 +82,5 @@ def test_repro_command_reruns_and_shrinks_a_linear_failure(tmp_path):
     assert int(n) == 1 and "_lin" in rest, small
     meta = json.loads(str(np.load(out / "repro" / f"{rid}-shrunk.npz")["meta"]))
     assert meta["n"] == 1 and meta["v"] < 1000 and meta["d"] <= 64
+    shrunk = (out / "repro" / f"{rid}-shrunk.py").read_text()
+    assert all(f"    {json.dumps(k)}: {json.dumps(v)},\n" in shrunk for k, v in recorded.items()) and recorded

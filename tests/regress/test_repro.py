@@ -1,6 +1,7 @@
 """Reproducers: repro/<id>.npz + a standalone script per failing result, `xentcheck repro`, --shrink."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -44,6 +45,47 @@ def test_failing_results_get_a_standalone_repro_that_shows_the_discrepancy(tmp_p
     data = np.load(out / "repro" / f"torch.cross_entropy_probs.eager__{MASKED}.npz")
     inputs = make_inputs(Case.from_id(MASKED), 0)
     assert np.array_equal(data["logits"], inputs.logits) and np.array_equal(data["labels"], inputs.labels)
+
+
+def test_scripts_compute_under_the_numerics_settings_the_worker_ran_under(tmp_path, monkeypatch):
+    """The worker's numerics variables (thread counts, oneDNN...) are recorded in its hello, and its
+    script sets them, and unsets the others of their kind, before anything is imported: run from a
+    shell with other settings, it prints the loss the run recorded, not the shell's."""
+    monkeypatch.delenv("MKL_CBWR", raising=False)
+    out = tmp_path / "o"
+    case = "scale1e+0_float32_16x10_index_mean"
+    res = run_cli("run", "--backend-file", str(ROOT / "tests/helpers/toy_backends/numerics_settings.py"),
+                  "--case", case, "--out", str(out), "--no-progress",
+                  env={"OMP_NUM_THREADS": "2", "TF_ENABLE_ONEDNN_OPTS": "1"})
+    assert res.returncode == 1, res.stderr  # off by 1e-3 x 2 + 1e-2
+    recorded = json.loads((out / "environment.json").read_text())["backends"]["numerics-settings"]["numerics_env"]
+    assert recorded["OMP_NUM_THREADS"] == "2" and recorded["TF_ENABLE_ONEDNN_OPTS"] == "1"
+    assert recorded["XLA_FLAGS"].startswith("--xla_cpu_multi_thread_eigen=false") and "MKL_CBWR" not in recorded
+    (rec,) = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    script = out / "repro" / f"{repro.result_id(rec)}.py"
+    shell = {**os.environ, "OMP_NUM_THREADS": "5", "TF_ENABLE_ONEDNN_OPTS": "0", "MKL_CBWR": "COMPATIBLE"}
+    ran = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd="/", env=shell)
+    assert ran.returncode == 0, ran.stderr
+    worst = next(line for line in ran.stdout.splitlines() if line.startswith("loss") and " framework " in line)
+    assert float(worst.split()[2]) == rec["loss"]["worst_actual"], (worst, rec["loss"])
+    assert "OMP_NUM_THREADS='2'" in ran.stdout and "TF_ENABLE_ONEDNN_OPTS='1'" in ran.stdout
+    # a script of a run that recorded no settings (none in its summary) leaves the shell's
+    c = Case.from_id(case)
+    x = make_inputs(c, 0)
+    _, bare = repro.write(tmp_path / "bare", rec, x, c, reference(c, x),
+                          spec=repro.spec_for(rec, json.loads((out / "summary.json").read_text())))
+    ran = subprocess.run([sys.executable, str(bare)], capture_output=True, text=True, timeout=300, cwd="/", env=shell)
+    worst = next(line for line in ran.stdout.splitlines() if line.startswith("loss") and " framework " in line)
+    assert float(worst.split()[2]) != rec["loss"]["worst_actual"] and "not recorded" in ran.stdout
+
+
+def test_numerics_of_a_result_is_its_workers_else_the_runs():
+    rec = {"backend": "tensorflow"}
+    hello = {"name": "tensorflow", "numerics_env": {"TF_ENABLE_ONEDNN_OPTS": "0", "OMP_NUM_THREADS": "1"}}
+    run_env = {"numerics_env": {"OMP_NUM_THREADS": "4"}}
+    assert repro.numerics_of({"backends": [hello], "environment": run_env}, rec) == hello["numerics_env"]
+    assert repro.numerics_of({"backends": [{"name": "tensorflow"}], "environment": run_env}, rec) == {"OMP_NUM_THREADS": "4"}
+    assert repro.numerics_of({"backends": [hello]}, {"backend": "jax"}) is None
 
 
 def test_repro_command_reruns_and_shrinks(tmp_path):

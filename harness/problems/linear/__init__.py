@@ -78,9 +78,9 @@ def _shrink_steps(state: dict) -> list:
 
 
 def _write_repro(folder: Path, name: str, record: dict, inputs: LinearInputs, case: Case, ref: LinearReference,
-                 shrunk: bool, spec: str | None) -> tuple[Path, Path]:
+                 shrunk: bool, spec: str | None, prelude: str) -> tuple[Path, Path]:
     from xentcheck.problems.linear import repro
-    return repro.write(folder, name, record, inputs, case, ref, shrunk, spec)
+    return repro.write(folder, name, record, inputs, case, ref, shrunk, spec, prelude)
 
 
 def _fuzz_draw(rng: Random, case: Case) -> Case:

@@ -32,8 +32,10 @@ that product's own rounding); float64 inputs keep float64 products.
 dW a vocabulary block at a time: above STREAM_DW_ENTRIES entries of W, dW and its scale (16 bytes
 an entry of W, more than the inputs and a backend's outputs take together in float32) are not
 held: G and A go to a temporary file (GradientSpill, N V 12 bytes on disk) and dw_blocks forms
-dW and its scale a block at a time, bit for bit as held; the comparison (metrics.py) takes
-each block and drops it.
+dW and its scale a block at a time; the comparison (metrics.py) takes each block and drops it.
+The same products of the same values as held, on operands laid out otherwise, which BLAS may sum
+in another order: not the same bits, each within the precision above of the exact G^T h (both
+within 2 N 2^-53, or 2^-64, of the natural scale of each other).
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ class LinearReference:
     def dw_blocks(self) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
         """(rows of W, dW there, its natural scale) a vocabulary block at a time, in order: the
         whole of dW when it is held, else each block formed from the spilled G and A (the same
-        products in the same order as the held dW: the same bits)."""
+        products as the held dW, each as accurate; BLAS may order their sums otherwise)."""
         if self.stream is None:
             assert self.dw is not None and self.scales["dw"] is not None
             yield slice(0, self.dw.shape[0]), self.dw, self.scales["dw"]
@@ -181,7 +183,10 @@ class GradientSpill:
 class DwStream:
     """dW = G^T h and its scale sum_n A_nv |h_nd|, a vocabulary block at a time from the spill:
     per block, the row chunks' products in the chunks' order, as linear_reference accumulates a
-    held dW (the same BLAS calls on the same values: the same bits)."""
+    held dW: the same values, but a block's G is contiguous here and a strided slice of the
+    chunk's G there, and BLAS may sum such operands in another order (OpenBLAS's SkylakeX kernels
+    do), so not the same bits; each within N u of the natural scale of the exact sum (module
+    docstring)."""
     spill: GradientSpill
     hidden: np.ndarray
     chunks: list[tuple[int, int]]

@@ -3,7 +3,7 @@
 repro/<id>.npz holds h, W (b), the labels (class weights, cotangent) widened exactly to float32 or
 float64 and the reference loss, dh, dW (db); repro/<id>.py calls the recorded API of the one
 framework (repro_templates/<framework>.py.in beside this file; plugin.py.in through the
-registry) and
+registry) under the numerics variables its worker ran under (regress.repro.numerics_prelude) and
 prints each output's worst entry next to the reference.
 
 Shrinking tries, in order: the worst row of dh alone (reduction none: of the loss), half of the
@@ -88,8 +88,9 @@ def _framework(backend: str) -> str:
 
 
 def write(folder: Path, name: str, record: dict, inputs: LinearInputs, case: Case, ref: LinearReference,
-          shrunk: bool, spec: str | None) -> tuple[Path, Path]:
-    """<folder>/<name>.npz and .py of a linear-CE result on these inputs."""
+          shrunk: bool, spec: str | None, prelude: str) -> tuple[Path, Path]:
+    """<folder>/<name>.npz and .py of a linear-CE result on these inputs; the script begins with
+    `prelude` (regress.repro.numerics_prelude: the worker's numerics variables)."""
     wide = np.float64 if case.dtype == "float64" else np.float32  # holds every value of the dtype exactly
     meta = {"result_id": name, "case_id": record["case_id"], "n": case.n, "v": case.k, "d": case.d,
             "dtype": case.dtype, "reduction": case.reduction, "backend": record["backend"],
@@ -110,6 +111,6 @@ def write(folder: Path, name: str, record: dict, inputs: LinearInputs, case: Cas
     doc = (f'"""Reproduce {name}: {record["backend"]} ({meta["impl"]}) on linear-CE case {record["case_id"]}'
            f'{" (shrunk to " + describe(case) + ")" if shrunk else ""}.\n\n'
            f'Recorded verdict: {meta["verdict"]}. Run: python {name}.py\n"""\n')
-    script = doc + parts[0].replace("__NAME__", name) + parts[1] + parts[2]
+    script = doc + prelude + "\n" + parts[0].replace("__NAME__", name) + parts[1] + parts[2]
     (folder / f"{name}.py").write_text(script.replace("__SPEC__", meta["spec"]))
     return folder / f"{name}.npz", folder / f"{name}.py"
