@@ -152,6 +152,9 @@ class Output:
     notes: list[str] = field(default_factory=list)
 
 
+AnyOutput = Output | LinearOutput  # what a variant of any kind returns
+
+
 class Backend:
     """Base class of adapters. Subclasses set `name` and implement `compute`."""
 
@@ -198,7 +201,7 @@ class Backend:
             return f"device {device!r} not available to {self.name} (has: {', '.join(self.devices())})"
         return None
 
-    def compute(self, case: Case, inputs: Inputs, device: str) -> Output:
+    def compute(self, case: Case, inputs: Inputs, device: str) -> AnyOutput:
         raise NotImplementedError
 
     # --- several implementations and modes (the built-ins); a plugin may ignore these ----------
@@ -208,7 +211,9 @@ class Backend:
         return [Variant(self.impl, self.mode, tuple(self.label_forms), options=tuple(self.options),
                         semantics=self.semantics)]
 
-    def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
+    def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> AnyOutput:
+        """One variant on the case's inputs: an Output for a plain case, a LinearOutput for a
+        linear-CE one (the variant's kind's output; xentcheck.problems)."""
         return self.compute(case, inputs, device)
 
     def jvp(self, variant: Variant, case: Case, inputs: Inputs, device: str, tangent: np.ndarray) -> np.ndarray:

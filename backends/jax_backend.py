@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xentcheck.backends.base import Backend, Output, Variant
+from xentcheck.backends.base import AnyOutput, Backend, Output, Variant
 from xentcheck.core.cases import Case, Inputs
 
 _LLM = ("s", "cap", "z", "ct")  # logit scale, softcap, z-loss, upstream cotangent: composed around the call
@@ -123,10 +123,10 @@ class JaxBackend(Backend):
         dev = self.jax.devices("gpu" if device == "cuda" else "cpu")[0]
         return self.jax.device_put(self.jnp.asarray(a), dev)
 
-    def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
+    def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> AnyOutput:
         if variant.kind == "linear":
             from xentcheck.backends.linear import jax_linear
-            return jax_linear.run(self, variant, case, inputs, device)  # type: ignore[return-value]
+            return jax_linear.run(self, variant, case, inputs, device)
         ct = None if inputs.cotangent is None else self._put(inputs.cotangent, device)
         loss, grad = self._value_and_grad(variant, case, inputs.smoothing)(self._put(inputs.logits, device),
                                                                           self._put(inputs.labels, device), ct)
@@ -148,7 +148,7 @@ class JaxBackend(Backend):
                 "backward": lambda: bwd(pullback, ones).block_until_ready(),
                 "forward_backward": lambda: jax.block_until_ready(both(x, labels, ct))}
 
-    def compute(self, case: Case, inputs: Inputs, device: str) -> Output:
+    def compute(self, case: Case, inputs: Inputs, device: str) -> AnyOutput:
         v = next(v for v in self.variants() if case.labels in v.label_forms)
         return self.run_variant(v, case, inputs, device)
 

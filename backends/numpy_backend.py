@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xentcheck.backends.base import Backend, Output, Variant
+from xentcheck.backends.base import AnyOutput, Backend, Output, Variant
 from xentcheck.core.cases import Case, Inputs
 
 
@@ -32,10 +32,10 @@ class NumpyBackend(Backend):
         from xentcheck.backends.linear import numpy_linear
         return super().variants() + numpy_linear.variants()
 
-    def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
+    def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> AnyOutput:
         if variant.kind == "linear":
             from xentcheck.backends.linear import numpy_linear
-            return numpy_linear.run(self, variant, case, inputs, device)  # type: ignore[return-value]
+            return numpy_linear.run(self, variant, case, inputs, device)
         return self.compute(case, inputs, device)
 
     def compute(self, case: Case, inputs: Inputs, device: str) -> Output:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xentcheck.backends.base import Backend, Output, Variant
+from xentcheck.backends.base import AnyOutput, Backend, Output, Variant
 from xentcheck.core.cases import IGNORE_INDEX, Case, Inputs
 
 _LLM = ("s", "cap", "z", "ct")  # logit scale, softcap, z-loss, upstream cotangent: composed around the call
@@ -144,10 +144,10 @@ class TorchBackend(Backend):
             return self.torch.ones_like(loss)
         return self._tensor(np.asarray(inputs.cotangent), device)
 
-    def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
+    def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> AnyOutput:
         if variant.kind == "linear":
             from xentcheck.backends.linear import torch_linear
-            return torch_linear.run(self, variant, case, inputs, device)  # type: ignore[return-value]
+            return torch_linear.run(self, variant, case, inputs, device)
         t = self.torch
         x, labels, fn = self._prepare(variant, case, inputs, device)
         loss = fn(x, labels)
@@ -181,7 +181,7 @@ class TorchBackend(Backend):
 
         return {"forward": forward, "backward": backward, "forward_backward": forward_backward}
 
-    def compute(self, case: Case, inputs: Inputs, device: str) -> Output:
+    def compute(self, case: Case, inputs: Inputs, device: str) -> AnyOutput:
         v = next(v for v in self.variants() if case.labels in v.label_forms)
         return self.run_variant(v, case, inputs, device)
 

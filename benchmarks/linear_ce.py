@@ -13,7 +13,7 @@ import json
 import platform
 from pathlib import Path
 
-from xentcheck.timing import linear_bench as lb
+from xentcheck.problems.linear import bench as lb
 
 
 def main() -> None:

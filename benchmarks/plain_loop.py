@@ -32,10 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from xentcheck.backends.registry import create  # noqa: E402
 from xentcheck.core.cases import make_inputs  # noqa: E402
-from xentcheck.core.layout import to_case  # noqa: E402
-from xentcheck.core.linear_reference import reference_for  # noqa: E402
 from xentcheck.core.reference import reference_key  # noqa: E402
 from xentcheck.core.tolerances import Tolerances  # noqa: E402
+from xentcheck.problems import problem_of, runs  # noqa: E402
 from xentcheck.run.plan import parse_dtypes, select_cases  # noqa: E402
 
 BACKENDS = ("numpy", "torch", "tensorflow", "jax")  # the default run's
@@ -46,22 +45,15 @@ def applicable(backend, case) -> list:
     """The backend's default APIs that run on `case` (as worker.run_case chooses them)."""
     if backend.unsupported(case, "cpu"):
         return []
-    return [v for v in backend.variants() if v.default and not v.opt_in and v.kind == case.kind
+    return [v for v in backend.variants() if v.default and not v.opt_in and runs(v, case)
             and case.labels in v.label_forms and not (case.option_set - {"oor"} - set(v.options))]
 
 
-def outputs(case, out) -> dict[str, np.ndarray]:
-    """The arrays to compare, by the reference's names."""
-    if case.linear:
-        got = {"loss": out.loss, "dh": out.dh, "dw": out.dw}
-        return {**got, "db": out.db} if out.db is not None and "b" in case.option_set else got
-    return {"loss": out.loss, "grad": out.grad}
-
-
-def agrees(case, got: dict[str, np.ndarray], ref) -> bool:
+def agrees(case, got: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> bool:
+    """Every output the backend returned against the reference's array of that name."""
     ok = True
     for name, array in got.items():
-        want = getattr(ref, name)
+        want = ref.get(name)
         if want is None:  # a linear reference streams dW above 2^24 entries: none in the default suite
             continue
         rtol, atol = TOLERANCES.get(case.dtype, "loss" if name == "loss" else "grad")
@@ -94,23 +86,24 @@ def main(argv: list[str] | None = None) -> int:
     calls, raised, disagree, first_error = 0, 0, 0, None
     for case in cases:
         inputs = make_inputs(case, 0)
-        refs: dict[str, object] = {}
+        problem = problem_of(case)
+        refs: dict[str, dict[str, np.ndarray]] = {}
         for backend in backends:
             for v in applicable(backend, case):
                 t = time.perf_counter()
                 calls += 1
-                try:  # a linear case's h, W, b as they are; a plain case's logits in its own shape
-                    out = backend.run_variant(v, case, inputs.copy() if case.linear else to_case(case, inputs.copy()), "cpu")
-                except Exception as exc:
+                # the kind's own call: the inputs in the shape its adapters take, the outputs by name
+                out = problem.compute(backend, v, case, inputs, "cpu")
+                if out.status != "ok":
                     raised += 1
-                    first_error = first_error or f"{backend.name} {v.impl} on {case.id}: {type(exc).__name__}: {exc}"
+                    first_error = first_error or f"{backend.name} {v.impl} on {case.id}: {out.error}"
                     continue
                 t1 = time.perf_counter()
                 key = reference_key(case, v.semantics)
                 if key not in refs:
-                    refs[key] = reference_for(case, inputs, key)
+                    refs[key] = problem.reference_arrays(case, problem.reference(case, inputs, key))
                 t2 = time.perf_counter()
-                disagree += not agrees(case, outputs(case, out), refs[key])
+                disagree += not agrees(case, {"loss": out.loss, **out.grads}, refs[key])
                 t3 = time.perf_counter()
                 seconds["calls"] += t1 - t
                 seconds["reference"] += t2 - t1

@@ -17,7 +17,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, Union
 
@@ -359,8 +359,13 @@ def locate(backend: type[Backend] | Backend) -> str:
 @dataclass(frozen=True)
 class ReferenceResult:
     loss: np.ndarray  # () for mean and sum; the labels' shape (N, d1, ...) for none
-    grad: np.ndarray  # the logits' shape: gradient of the loss (of sum(loss) for none) w.r.t. the logits
+    # plain CE: the logits' shape, gradient of the loss (of sum(loss) for none) w.r.t. the logits;
+    # None for a kind that has no logits gradient (its gradients are in `outputs`)
+    grad: np.ndarray | None
     precision: str  # the working precision: "float64" (16-, 32-bit logits), "longdouble" or "mpmath" (float64)
+    # every output the kind declares (xentcheck.problems), by name: loss and grad; or loss, dh, dw
+    # and (with a bias) db
+    outputs: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 def reference(logits: Any, labels: Any = None, reduction: Literal["mean", "sum", "none"] = "mean", *,
@@ -381,13 +386,18 @@ def reference(logits: Any, labels: Any = None, reduction: Literal["mean", "sum",
     reference(INPUTS, semantics=...) takes the arrays as `verify(inputs=...)` does instead: a file
     (.npz, .safetensors, .pt) or a dict holding logits, labels and optionally weight, ignore_index,
     label_smoothing and reduction (the other arguments must then be left out).
+
+    A dict of another kind's arrays gives that kind's reference (its problem record reads them):
+    linear-CE, CE(h W^T + b, y), from {"hidden": h (N, D), "linear_weight": W (V, D),
+    "labels": (N,) and optionally "linear_bias": b (V,), "weight" (V,), "ignore_index",
+    "label_smoothing", "reduction"} (torch's F.linear_cross_entropy names), all of one float dtype;
+    its `outputs` are loss, dh (N, D), dw (V, D) and, with a bias, db (V,), and `grad` is None.
     """
     import numpy as np
 
     from xentcheck.core.cases import IGNORE_INDEX, REDUCTIONS, Case, Inputs
     from xentcheck.core.dtypes import DTYPE_NAMES
     from xentcheck.core.reference import SEMANTICS
-    from xentcheck.core.reference import reference as compute
 
     if labels is None:
         if (reduction, weight, ignore_index, label_smoothing) != ("mean", None, None, 0.0):
@@ -448,28 +458,34 @@ def reference(logits: Any, labels: Any = None, reduction: Literal["mean", "sum",
     rows = case.rows
     inputs = Inputs(x.reshape(rows, k), y.reshape(rows, k) if form == "soft" else y.reshape(rows),
                     np.zeros(rows, dtype=np.int64), w, e)
-    ref = compute(case, inputs, semantics)
-    loss = ref.loss.reshape(lead) if reduction == "none" else ref.loss
-    return ReferenceResult(loss=loss, grad=ref.grad.reshape(x.shape), precision=ref.precision)
+    return _reference_result(case, inputs, semantics)
+
+
+def _reference_result(case, inputs, semantics: str) -> ReferenceResult:
+    """The case's reference through its kind's record, as a ReferenceResult."""
+    from xentcheck.problems import problem_of
+    problem = problem_of(case)
+    ref = problem.reference(case, inputs, semantics)
+    arrays = problem.reference_arrays(case, ref)
+    return ReferenceResult(loss=arrays["loss"], grad=arrays.get("grad"), precision=ref.precision, outputs=arrays)
 
 
 def _reference_of_inputs(inputs: InputsLike, semantics: str) -> ReferenceResult:
-    """reference() of a user's file or dict (xentcheck.core.user_inputs): the case its options make."""
+    """reference() of a user's file (xentcheck.core.user_inputs) or dict of any kind's arrays (its
+    record's `arrays`): the case its arrays and options make."""
     from xentcheck.core import user_inputs
     from xentcheck.core.reference import SEMANTICS
-    from xentcheck.core.reference import reference as compute
+    from xentcheck.problems import of_arrays
 
     if semantics not in SEMANTICS:
         raise ValueError(f"unknown semantics {semantics!r} (known: {', '.join(SEMANTICS)})")
     if isinstance(inputs, (str, os.PathLike)):
         case, rows = user_inputs.load(inputs)
     elif isinstance(inputs, Mapping):
-        case, rows = user_inputs.from_arrays(inputs, "arrays", "inputs")
+        case, rows = of_arrays(inputs).arrays(inputs)
     else:
         raise ValueError(f"reference() needs logits and labels, or one file path or dict of arrays; got "
                          f"{type(inputs).__name__} alone")
     if rows.weights is not None and semantics != "torch":
         raise ValueError(f"class weights are read as torch documents them: semantics {semantics!r} takes none")
-    ref = compute(case, rows, semantics)
-    loss = ref.loss.reshape(case.loss_shape) if case.reduction == "none" else ref.loss
-    return ReferenceResult(loss=loss, grad=ref.grad.reshape(case.shape), precision=ref.precision)
+    return _reference_result(case, rows, semantics)

@@ -264,10 +264,10 @@ def bench_cmd(backends, backend_files, dtypes, shapes, impls, modes, threads, de
 
 
 def _linear_bench(backends, dtypes, linear_shapes, impls, modes, threads, allocator, out, overwrite) -> int:
-    """`bench --linear-shapes`: xentcheck.timing.linear_bench, its JSON and a Markdown table in --out."""
+    """`bench --linear-shapes`: xentcheck.problems.linear.bench, its JSON and a Markdown table in --out."""
+    from xentcheck.problems.linear import bench as lb
     from xentcheck.run import outdir
     from xentcheck.run import plan as runplan
-    from xentcheck.timing import linear_bench as lb
     specs = (backends or "torch").split(",")
     names = impls.split(",") if impls else list(lb.TORCH_IMPLS)
     variants = [(spec, impl, mode) for spec in specs for impl in names for mode in (modes or "eager").split(",")]

@@ -77,8 +77,9 @@ def _items(session: pytest.Session) -> list[pytest.Item]:
         cases = cases[:opt("xentcheck_cases")]
     suite = XentcheckSuite.from_parent(session, name="xentcheck", nodeid="xentcheck")
     items: list[pytest.Item] = []
+    from xentcheck.core.records import variant_info
+    from xentcheck.problems import runs
     from xentcheck.run.plan import select_variants
-    from xentcheck.run.worker import variant_info
 
     for spec in _specs(opt("xentcheck_backends")):
         backend = create(spec)  # class attributes only: frameworks are imported when an item runs
@@ -86,7 +87,7 @@ def _items(session: pytest.Session) -> list[pytest.Item]:
                     if v.impl in {s["impl"] for s in select_variants([variant_info(v)], "default", None, None)}]
         for case in cases:
             for v in variants:
-                if case.labels not in v.label_forms or getattr(v, "kind", "ce") != case.kind:
+                if case.labels not in v.label_forms or not runs(v, case):
                     continue
                 impl = str(v.impl).replace(" ", "_")
                 items.append(XentcheckItem.from_parent(
@@ -145,9 +146,9 @@ class XentcheckItem(pytest.Item):
     def runtest(self) -> None:
         from xentcheck.core.cases import make_inputs
         from xentcheck.core.evaluate import Subject, evaluate
-        from xentcheck.core.linear_reference import reference_for
         from xentcheck.core.metrics import BAD_VERDICTS
         from xentcheck.core.tolerances import Tolerances
+        from xentcheck.problems import problem_of
         from xentcheck.run.worker import output_of
 
         backend = _backend(self.spec)
@@ -160,7 +161,8 @@ class XentcheckItem(pytest.Item):
                                              documented=v.documented),
                           output_of(backend, v, self.case, inputs, "cpu"),
                           Tolerances(self.config.getoption("xentcheck_tolerances")),
-                          reference=lambda: reference_for(self.case, inputs, v.semantics), known=_known(self.config))
+                          reference=lambda: problem_of(self.case).reference(self.case, inputs, v.semantics),
+                          known=_known(self.config))
         assert result.reasons is not None  # evaluate() gives every result its reasons
         if result.verdict == "skipped":
             pytest.skip(result.reasons[0])

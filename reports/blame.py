@@ -16,8 +16,9 @@ import statistics
 from collections import defaultdict
 from itertools import combinations
 
-OUTPUTS = ("loss", "grad")
-LINEAR_OUTPUTS = ("dh", "dw", "db")  # linear-CE results' gradients (in the matrix when a record has them)
+from xentcheck.problems import OUTPUT_NAMES
+
+OUTPUTS = OUTPUT_NAMES  # every kind's declared outputs (xentcheck.problems): in the matrix when a record has them
 XENTCHECK_UNITS = 8.0  # the xentcheck preset allows 8 u: excess * 8 = error in u of the scale
 
 
@@ -44,13 +45,12 @@ def build(records: list[dict]) -> dict:
     """{"backends": [...], "outputs": {what: {"pairs": {a: {b: cell}}, "reference": {a: cell}, "blame": ...}}}"""
     by_case: dict[str, dict[str, dict]] = defaultdict(dict)
     for r in records:
-        if r.get("loss") or r.get("grad"):
+        if any(r.get(w) for w in OUTPUTS):
             by_case[r["case_id"]][label(r)] = r
     backends = sorted({b for per in by_case.values() for b in per})
     outputs: dict[str, dict] = {}
     out = {"backends": backends, "outputs": outputs}
-    linear = [w for w in LINEAR_OUTPUTS if any(r.get(w) for r in records)]
-    for what in (*OUTPUTS, *linear):
+    for what in [w for w in OUTPUTS if any(r.get(w) for r in records)]:
         pair_vals: dict[tuple[str, str], list[float]] = defaultdict(list)
         pair_cases: dict[tuple[str, str], int] = defaultdict(int)
         pair_nonfinite: dict[tuple[str, str], int] = defaultdict(int)

@@ -6,7 +6,8 @@ that was fine in BASE (pass or skipped) and is bad in NEW (known differences cou
 original verdict), or one that passes on both
 sides while its error grew by more than `factor` (measured by `metric`, ULPs of the tested dtype
 by default, for the loss and the gradient separately; growth while the new error is at most
-`floor` is noise and ignored). An improvement is the reverse. A result present on one side only
+`floor` is noise and ignored); for every output the result's kind declares (xentcheck.problems:
+the loss and gradient; the loss, dh, dW and db of linear-CE). An improvement is the reverse. A result present on one side only
 is new or missing.
 
 Results are matched by case id alone, so the comparison means something only when both runs used
@@ -21,6 +22,7 @@ import json
 from pathlib import Path
 
 from xentcheck.core.metrics import BAD_VERDICTS
+from xentcheck.problems import OUTPUT_NAMES
 
 METRICS = ("ulp_err", "rel_err", "abs_err")
 # run settings that change what a case id holds or how its result is judged, and why each matters
@@ -51,7 +53,7 @@ def load(folder: Path) -> tuple[list[dict], dict]:
 
 def _growth(b: dict, n: dict, metric: str, factor: float, floor: float) -> list[dict]:
     out = []
-    for what in ("loss", "grad"):
+    for what in OUTPUT_NAMES:  # each output a record has metrics of, whatever its kind
         bm, nm = (b.get(what) or {}).get(metric), (n.get(what) or {}).get(metric)
         if bm is None or nm is None:
             continue
@@ -211,13 +213,13 @@ def render_markdown(c: dict) -> str:
         if keys:
             lines += [f"## {title}", ""] + [f"- {case(k)} {esc(k[1])} {esc(k[2])} {esc(k[3])}" for k in keys[:200]]
             lines += ([f"- ... and {len(keys) - 200} more"] if len(keys) > 200 else []) + [""]
-    lines += ["## Environments side by side", "", "Fields that differ are in bold.", ""]
-    rows = []
-    for e in c["environment"]:
-        b, n = esc("" if e["base"] is None else e["base"]), esc("" if e["new"] is None else e["new"])
-        if e["field"] in ("cpu_flags",) and not e["differs"]:
-            b = n = "(same)"
-        f = esc(e["field"])
-        rows.append([f"**{f}**", f"**{b}**", f"**{n}**"] if e["differs"] else [f, b, n])
-    lines += _table(["field", "base", "new"], rows)
+    differing = [e for e in c["environment"] if e["differs"]]
+    same = len(c["environment"]) - len(differing)
+    lines += ["## Environments", "",
+              f"{len(differing)} fingerprint fields differ; {same} are the same on both sides "
+              "(environment.json of each run has them all).", ""]
+    if differing:
+        lines += _table(["field", "base", "new"],
+                        [[esc(e["field"]), esc("" if e["base"] is None else e["base"]),
+                          esc("" if e["new"] is None else e["new"])] for e in differing])
     return "\n".join(lines)

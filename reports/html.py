@@ -22,7 +22,7 @@ _RANK = {"crashed": 0, "timeout": 0, "error": 1, "nonfinite": 2, "fail": 3}
 def _past_tolerance(r: dict) -> float:
     """How many times the allowed error the worst element reached (inf for NaN/inf mismatches)."""
     worst = 0.0
-    for what in ("loss", "grad", *tolerance.LINEAR_KEYS):
+    for what, _ in tolerance.OUTPUTS:
         m = r.get(what) or {}
         if m.get("n_nonfinite_mismatch"):
             return float("inf")
@@ -53,14 +53,14 @@ def largest_errors(records: list[dict]) -> list[dict]:
     relative error, which flush-to-zero of a 1e-40 gradient entry would make 1 everywhere."""
     best: dict[tuple, tuple[float, dict]] = {}
     for r in records:
-        for what, title in (*tolerance.OUTPUTS, *tolerance.LINEAR_OUTPUTS):
+        for what, title in tolerance.OUTPUTS:
             e = blame.scaled_error(r.get(what) or {})
             key = (title, r["backend"], r.get("impl", ""), r["dtype"])
             if e is not None and (key not in best or e > best[key][0]):
                 best[key] = (e, r)
     rows = []
     for (title, backend, impl, dtype), (e, r) in sorted(best.items(), key=lambda kv: (kv[0][0] != "loss", kv[0][1:])):
-        m = r[{t: w for w, t in (*tolerance.OUTPUTS, *tolerance.LINEAR_OUTPUTS)}[title]]
+        m = r[{t: w for w, t in tolerance.OUTPUTS}[title]]
         rows.append({"output": title, "backend": backend, "impl": impl, "dtype": dtype, "case_id": r["case_id"],
                      "verdict": r["verdict"], "scaled": e, "abs_err": m["abs_err"], "rel_err": m["rel_err"],
                      "ulp_err": m["ulp_err"]})
@@ -78,7 +78,7 @@ def _pass_groups(summary: dict) -> tuple[list[str], list[dict]]:
 def _tol_rows(tol_report: dict) -> list[dict]:
     rows = []
     for d in tol_report.get("per_dtype", []):
-        for what, title in tolerance.OUTPUTS:
+        for what, title in (("loss", "loss"), ("grad", "gradient")):  # the tolerance tables' two rows
             rec = d[what]["recommended"] or {}
             rows.append({"dtype": d["dtype"], "output": title,
                          "rtol": f"{rec['rtol']:.2g}" if rec else "-", "atol": f"{rec['atol']:.2g}" if rec else "-",
@@ -131,8 +131,7 @@ def render(summary: dict, records: list[dict], tol_report: dict | None = None, m
         results=summary.get("results", len(records)), counts=summary.get("counts", {}),
         dtypes=dts, pass_groups=groups, findings=rows, n_bad=n_bad, kinds=kinds.group(records), worst=worst,
         figures=figures,
-        blame_text=[f"{title.capitalize() if what in ('loss', 'grad') else title}: {blame.blame_sentence(matrix, what)}"
-                    for what, title in (*tolerance.OUTPUTS, *tolerance.LINEAR_OUTPUTS)
-                    if matrix["backends"] and (what in ("loss", "grad") or what in matrix["outputs"])],
+        blame_text=[f"{title}: {blame.blame_sentence(matrix, what)}"
+                    for what, title in tolerance.OUTPUTS if matrix["backends"] and what in matrix["outputs"]],
         margin=tol_report.get("margin"), tol_rows=_tol_rows(tol_report), backends=backends,
         env=summary.get("environment", {}), reference_float64=summary.get("reference_float64", ""))

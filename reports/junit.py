@@ -13,6 +13,8 @@ import shlex
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 
+from xentcheck.problems import output_specs
+
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_+-]+")
 _FAILURES = {"fail", "nonfinite"}
@@ -44,7 +46,7 @@ def repro(r: dict, spec: str | None = None, preset: str | None = None) -> str:
 def failure_message(r: dict) -> str:
     """'loss: greatest absolute / relative / ULP difference A / R / U at index I (x vs y), allowed T; ...'"""
     parts = []
-    for what, label in (("loss", "loss"), ("grad", "gradient"), ("dh", "dh"), ("dw", "dW"), ("db", "db")):
+    for what, label in ((o.name, o.label) for o in output_specs()):
         m = r.get(what)
         if not m:
             continue

@@ -7,6 +7,7 @@ from collections import defaultdict
 
 from xentcheck.core.dtypes import DTYPE_NAMES
 from xentcheck.core.metrics import BAD_VERDICTS
+from xentcheck.problems import output_specs
 from xentcheck.reports import kinds
 
 MAX_FINDINGS = 60
@@ -117,9 +118,8 @@ def render(summary: dict, records: list[dict]) -> str:
                             [[f"`{esc(f['case_id'])}`", esc(f["backend"]), esc(f["impl"]), esc(f["mode"]), esc(f["property"]),
                               esc(f["verdict"]), esc(f["detail"])] for f in found[:MAX_FINDINGS]])
 
-    linear = [(w, t) for w, t in (("dh", "dh (linear-CE)"), ("dw", "dW (linear-CE)"), ("db", "db (linear-CE)"))
-              if summary.get(f"worst_{w}")]
-    for what, title in (("grad", "gradient"), *linear, ("loss", "loss")):
+    specs = output_specs()  # every kind's declared outputs: the gradients first, then the loss
+    for what, title in [(o.name, o.title) for o in (*specs[1:], specs[0]) if f"worst_{o.name}" in summary]:
         lines += [f"## Largest {title} errors per backend and dtype", "",
                   "The compared result with the greatest relative error (ULPs in the tested dtype).", ""]
         rows = [[esc(w["backend"]), esc(w["dtype"]), f"`{esc(w['case_id'])}`", esc(w["verdict"]),

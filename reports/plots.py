@@ -12,10 +12,22 @@ from collections import defaultdict
 
 from xentcheck.core.cases import SCALES
 from xentcheck.core.dtypes import DTYPE_NAMES
-from xentcheck.reports.blame import OUTPUTS, scaled_error
+from xentcheck.problems import OUTPUT_NAMES, output_specs
+from xentcheck.reports.blame import scaled_error
 
 FLOOR = 1e-3  # errors of exactly 0 drawn here on log axes
-TITLES = {"loss": "loss", "grad": "gradient"}
+TITLES = {o.name: o.label for o in output_specs()}  # every kind's declared outputs
+COLORS = ("tab:orange", "tab:blue", "tab:green", "tab:red", "tab:purple", "tab:brown")
+
+
+def _outputs(records: list[dict]) -> list[str]:
+    """The declared outputs some record has metrics of, in the registry's order."""
+    return [w for w in OUTPUT_NAMES if any(r.get(w) for r in records)]
+
+
+def _measured(r: dict) -> bool:
+    """Whether the record has metrics of a gradient (an output that came back and was compared)."""
+    return any(r.get(w) for w in OUTPUT_NAMES[1:])
 
 
 def _log_axes(ax, x: bool = True, y: bool = True) -> None:
@@ -72,16 +84,18 @@ def figures(records: list[dict], matrix: dict) -> list[dict]:
 
 
 def error_vs_scale(records: list[dict]) -> dict | None:
-    """Scaled error of loss and gradient against the logits' scale, one panel per dtype."""
-    rows = [r for r in records if r["family"].startswith("scale") and r.get("grad")]
+    """Scaled error of each output against the logits' scale: a row of panels per output (the
+    loss, then every kind's gradients), one panel per dtype."""
+    rows = [r for r in records if r["family"].startswith("scale") and _measured(r)]
     if not rows:
         return None
     plt = _plt()
-    dts = _dtypes(rows)
-    fig, axes = plt.subplots(2, len(dts), figsize=(3.2 * len(dts) + 1, 5.6), squeeze=False, sharex=True)
+    dts, outputs = _dtypes(rows), _outputs(rows)
+    fig, axes = plt.subplots(len(outputs), len(dts), figsize=(3.2 * len(dts) + 1, 2.8 * len(outputs)), squeeze=False,
+                             sharex=True)
     backends = sorted({_label(r) for r in rows})
     for col, d in enumerate(dts):
-        for row, what in enumerate(OUTPUTS):
+        for row, what in enumerate(outputs):
             ax = axes[row][col]
             for b in backends:
                 pts = defaultdict(list)
@@ -98,7 +112,7 @@ def error_vs_scale(records: list[dict]) -> dict | None:
             ax.set_title(f"{d} {TITLES[what]}")
             if col == 0:
                 ax.set_ylabel("max error / (u (scale + |ref|))")
-            if row == 1:
+            if row == len(outputs) - 1:
                 ax.set_xlabel("logit scale s (uniform in [-s, s])")
     _shared_legend(fig, axes, 1.04)
     return {"title": "Error against logit scale", "src": _png(fig),
@@ -111,11 +125,11 @@ def ulp_histograms(records: list[dict]) -> dict | None:
     """Histograms of sampled per-element errors, per backend (rows) and dtype (columns)."""
     import numpy as np
 
-    rows = [r for r in records if r.get("grad")]
+    rows = [r for r in records if _measured(r)]
     if not rows:
         return None
     plt = _plt()
-    dts = _dtypes(rows)
+    dts, outputs = _dtypes(rows), _outputs(rows)
     backends = sorted({_label(r) for r in rows})
     fig, axes = plt.subplots(len(backends), len(dts), figsize=(3.0 * len(dts) + 1, 1.9 * len(backends) + 0.8),
                              squeeze=False, sharex=True)
@@ -124,7 +138,7 @@ def ulp_histograms(records: list[dict]) -> dict | None:
         for j, d in enumerate(dts):
             ax = axes[i][j]
             zeros = []
-            for what, color in zip(OUTPUTS, ("tab:orange", "tab:blue")):
+            for what, color in zip(outputs, COLORS):
                 every = [abs(v) for r in rows if _label(r) == b and r["dtype"] == d and r.get(what)
                          for v in r[what].get("sample_ulp", []) if v is not None]
                 vals = [v for v in every if v > 0]
@@ -145,7 +159,7 @@ def ulp_histograms(records: list[dict]) -> dict | None:
                 ax.set_ylabel(b)
             if i == len(backends) - 1:
                 ax.set_xlabel("|error| in ULP")
-    _shared_legend(fig, axes, 1.03, ncol=2)
+    _shared_legend(fig, axes, 1.03, ncol=len(outputs))
     return {"title": "ULP error histograms", "src": _png(fig),
             "caption": "Per-element errors on the sampled elements (up to 32 per output and result, the same "
                        "positions for every backend), in ULPs of the tested dtype at max(|reference|, natural "
@@ -161,8 +175,9 @@ def blame_heatmaps(matrix: dict) -> dict | None:
     if len(names) < 1:
         return None
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(5.2 * 2, 0.75 * len(names) + 2.4), squeeze=False)
-    for ax, what in zip(axes[0], OUTPUTS):
+    outputs = list(matrix["outputs"])  # every output some result has (blame.build)
+    fig, axes = plt.subplots(1, len(outputs), figsize=(5.2 * len(outputs), 0.75 * len(names) + 2.4), squeeze=False)
+    for ax, what in zip(axes[0], outputs):
         o = matrix["outputs"][what]
         grid = np.full((len(names), len(names)), np.nan)
         text = [["" for _ in names] for _ in names]

@@ -6,6 +6,7 @@ import json
 from collections import Counter, defaultdict
 
 from xentcheck.core.metrics import BAD_VERDICTS, VERDICTS
+from xentcheck.problems import OUTPUT_NAMES
 
 
 def group_key(r: dict) -> tuple[str, str, str, str]:
@@ -65,9 +66,9 @@ def exit_status(records: list[dict]) -> int:
 
 
 # what build() computes from the records; everything else in a summary is the run's context
-DERIVED_KEYS = frozenset({"results", "counts", "exit_status", "pass_rates", "worst_loss", "worst_grad",
-                          "property_counts", "property_findings", "inputs_modified", "worst_dh", "worst_dw", "worst_db"})
-LINEAR_GRADS = ("dh", "dw", "db")  # linear-CE results' gradients: worst_<g> where a record has them
+DERIVED_KEYS = frozenset({"results", "counts", "exit_status", "pass_rates", "property_counts", "property_findings",
+                          "inputs_modified", *(f"worst_{w}" for w in OUTPUT_NAMES)})
+ALWAYS = OUTPUT_NAMES[:2]  # worst_loss and worst_grad are in every summary; another output's where a record has it
 
 
 def build(records: list[dict], context: dict) -> dict:
@@ -78,12 +79,11 @@ def build(records: list[dict], context: dict) -> dict:
         "counts": {v: counts[v] for v in VERDICTS},
         "exit_status": exit_status(records),
         "pass_rates": pass_rates(records),
-        "worst_loss": worst(records, "loss"),
-        "worst_grad": worst(records, "grad"),
+        **{f"worst_{w}": worst(records, w) for w in ALWAYS},
         "property_counts": property_counts(records),
         "property_findings": len(property_findings(records)),
         "inputs_modified": sorted({(r["backend"], r["case_id"]) for r in records if r.get("inputs_modified")}),
-        **{f"worst_{g}": worst(records, g) for g in LINEAR_GRADS if any(r.get(g) for r in records)},
+        **{f"worst_{w}": worst(records, w) for w in OUTPUT_NAMES[len(ALWAYS):] if any(r.get(w) for r in records)},
     }
 
 

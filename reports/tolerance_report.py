@@ -23,20 +23,21 @@ import statistics
 from collections import defaultdict
 
 from xentcheck.core.metrics import rtol_grid
+from xentcheck.core.tolerances import OUTPUTS as TABLE_ROWS  # the tables' rows: "loss" and "grad"
 from xentcheck.core.tolerances import default_table
+from xentcheck.problems import output_specs
 
 MARGIN = 2.0
 PUBLISHED = ("torch", "jax", "tensorflow")
 LOOSE_FACTOR = 100.0  # "much looser than needed" from this factor on
-OUTPUTS = (("loss", "loss"), ("grad", "gradient"))
-# linear-CE results' gradients (judged with the gradient's tolerance), where a record has them
-LINEAR_OUTPUTS = (("dh", "dh (linear-CE gradient of h)"), ("dw", "dW (linear-CE gradient of W)"),
-                  ("db", "db (linear-CE gradient of b)"))
-LINEAR_KEYS = tuple(w for w, _ in LINEAR_OUTPUTS)
+# every kind's declared outputs (xentcheck.problems), where a record has them
+OUTPUTS = tuple((o.name, o.title) for o in output_specs())
+_TABLE_KEYS = {o.name: o.tolerance for o in output_specs()}
 
 
 def _table_key(what: str) -> str:
-    return "loss" if what == "loss" else "grad"
+    """The tolerance table's row that judges an output: "loss" or "grad"."""
+    return _TABLE_KEYS[what]
 
 
 def _num(v) -> float:
@@ -97,9 +98,9 @@ def build(records: list[dict]) -> dict:
     for (backend, impl, mode, dtype, family), rs in sorted(groups.items()):
         row = {"backend": backend, "impl": impl, "mode": mode, "dtype": dtype, "family": family,
                "results": len(rs), "passed": sum(r["verdict"] == "pass" for r in rs)}
-        for what, _ in (*OUTPUTS, *LINEAR_OUTPUTS):
+        for what, _ in OUTPUTS:
             ms = [r[what] for r in rs if r.get(what)]
-            if not ms and what != "loss":  # a linear-CE group has no "grad", a plain one no dh, dw, db
+            if not ms and what != "loss":  # a group has the outputs of its kind only
                 continue
             row[what] = {"abs": _quantiles(ms, "abs"), "rel": _quantiles(ms, "rel"), "ulp": _quantiles(ms, "ulp"),
                          "recommended": recommend([r for r in rs if r["verdict"] == "pass"], what, dtype),
@@ -111,7 +112,7 @@ def build(records: list[dict]) -> dict:
         passes = [r for r in rs if r["verdict"] == "pass"]
         per_dtype.append({"dtype": dtype, "results": len(rs), "passed": len(passes),
                           **{what: {"recommended": recommend(passes, what, dtype),
-                                    "published": _published(rs, what, dtype)} for what, _ in OUTPUTS}})
+                                    "published": _published(rs, what, dtype)} for what in TABLE_ROWS}})
     return {"margin": MARGIN, "loose_factor": LOOSE_FACTOR,
             "method": __doc__.split("\n\n", 1)[1].strip(), "groups": rows, "per_dtype": per_dtype}
 
@@ -164,8 +165,7 @@ def render_md(report: dict) -> str:
                      f"{_g(recs[0].get('atol', 0))} | {_g(recs[1].get('rtol', 0))} | {_g(recs[1].get('atol', 0))} | "
                      + " | ".join(pub) + " |")
     lines.append("")
-    linear = [o for o in LINEAR_OUTPUTS if any(o[0] in g for g in report["groups"])]
-    for what, title in (*OUTPUTS, *linear):
+    for what, title in [o for o in OUTPUTS if any(o[0] in g for g in report["groups"])]:
         lines += [f"## {title[0].upper() + title[1:]} errors and tolerances per backend, dtype and family", "",
                   "Errors as max / p99 / median. Recommended (rtol, atol) covers every passing result of the row "
                   f"with margin {report['margin']:g}.", "",

@@ -58,7 +58,8 @@ def test_verify_finds_the_broken_gradient_and_groups_it():
     wrong = {c for c in broken if c.endswith("_mean") and not c.split("_")[2].startswith("1x")}
     assert wrong == {"scale1e+2_float32_8x32000_index_mean", "offset1e+8_float32_128x1000_index_mean"}
     assert {c for c, r in broken.items() if r.verdict == "fail"} == wrong
-    assert all(r.grad.n_exceed > 0 and r.loss.n_exceed == 0 for c, r in broken.items() if c in wrong)
+    assert all(r.metrics["grad"].n_exceed > 0 and r.metrics["loss"].n_exceed == 0
+               for c, r in broken.items() if c in wrong)
     assert result.counts["fail"] == 2 and result.counts["pass"] == 14 and not result.ok
     assert [f.backend for f in result.findings] == ["forgets-mean"]
     finding = result.findings[0]
@@ -303,7 +304,8 @@ def test_verify_and_assert_backend_judge_linear_ce_kernels(tmp_path):
     by = {r.backend: r for r in result.records}
     assert by["linear-careful"].verdict == "pass" and by["linear-broken-dw"].verdict == "fail"
     broken = by["linear-broken-dw"]
-    assert broken.grad is None and broken.dw.n_exceed > 0 and broken.dh.n_exceed == 0 and broken.db.n_exceed == 0
+    m = broken.metrics
+    assert "grad" not in m and m["dw"].n_exceed > 0 and m["dh"].n_exceed == 0 and m["db"].n_exceed == 0
     assert [(f.backend, f.kind) for f in result.findings] == [("linear-broken-dw", "dW (gradient of W): out of tolerance")]
     assert f"{case} on linear-broken-dw (toy_linear_ce, eager, float32): fail: dW (gradient of W)" in result.explain()
     assert (tmp_path / "o/repro" / f"linear-broken-dw.toy_linear_ce.eager__{case}.py").is_file()

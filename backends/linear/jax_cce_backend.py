@@ -89,7 +89,7 @@ class JaxCCE(Backend):
             self._fns[key] = jax.jit(f) if variant.mode == "jit" else f
         return self._fns[key]
 
-    def run_variant(self, variant: Variant, case: Case, inputs, device: str) -> LinearOutput:  # type: ignore[override]
+    def run_variant(self, variant: Variant, case: Case, inputs, device: str) -> LinearOutput:
         jax, jnp = self.jax, self.jax.numpy
         dev = jax.devices("gpu" if device == "cuda" else "cpu")[0]
         put = lambda a: jax.device_put(jnp.asarray(a), dev)  # noqa: E731

@@ -77,7 +77,7 @@ class LigerFusedLinearCE(Backend):
             return triton_interpret.BFLOAT16
         return super().unsupported(case, device)
 
-    def run_variant(self, variant: Variant, case: Case, inputs, device: str) -> LinearOutput:  # type: ignore[override]
+    def run_variant(self, variant: Variant, case: Case, inputs, device: str) -> LinearOutput:
         torch = self.torch
         acc = torch.float32 if variant.impl.endswith("_float32") else None
         weight = None if inputs.weights is None else torch_io.tensor(torch, inputs.weights, device)

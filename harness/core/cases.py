@@ -66,7 +66,7 @@ EXTREME_FAMILIES: tuple[str, ...] = ("posinf", "nan", "rowmasked", "nearmax")
 # "ct1024": a scalar, mean and sum). Their order is the order of operations: scale, softcap,
 # CE + z-loss, cotangent.
 OPTIONS: tuple[str, ...] = ("w", "ign", "allign", "ls", "oor", "s", "cap", "z", "ct", "b")
-# "b" (last, so no existing id changes): a linear-CE case's bias b (V,) (xentcheck.core.linear_cases)
+# "b" (last, so no existing id changes): a linear-CE case's bias b (V,) (xentcheck.problems.linear.cases)
 INDEX_ONLY_OPTIONS = frozenset({"ign", "allign", "oor"})
 LLM_OPTIONS = frozenset({"s", "cap", "z", "ct"})  # the ones with a parameter (ct's may be absent)
 IGNORE_INDEX = -100
@@ -142,7 +142,7 @@ class Case:
     reduction: str
     options: str = ""  # "+"-joined tokens, in OPTIONS order, e.g. "w+ls", "ign+cap30+z1e-4"
     extra: tuple[int, ...] = ()  # extra dimensions d1, ... after the class axis (torch's order)
-    # linear-CE (xentcheck.core.linear_cases): the hidden size D of h (N, D) and W (K, D); 0: plain CE
+    # linear-CE (xentcheck.problems.linear.cases): the hidden size D of h (N, D) and W (K, D); 0: plain CE
     d: int = 0
     # a user's file holding the inputs (family "file-..."; xentcheck.core.user_inputs). Not part of
     # the case's identity: the id's content hash is
@@ -214,8 +214,10 @@ class Case:
 
     @property
     def kind(self) -> str:
-        """"linear" for a linear-CE case, else "ce": the Variant.kind that runs it."""
-        return "linear" if self.d else "ce"
+        """The kind of loss it is (the problem record that claims it, xentcheck.problems.kind_of):
+        the Variant.kind that runs it."""
+        from xentcheck.problems import kind_of
+        return kind_of(self)
 
     @property
     def llm(self) -> bool:
@@ -239,9 +241,8 @@ class Case:
         return case
 
     def validate(self) -> None:
-        if self.d or "b" in self.options.split("+"):
-            from xentcheck.core.linear_cases import validate_linear
-            validate_linear(self)  # then the checks below, which hold for it too
+        from xentcheck.problems import problem_of
+        problem_of(self).validate(self)  # the kind's own rules, then the checks below, which hold for every kind
         m = _FAMILY_RE.fullmatch(self.family)
         if not m:
             raise ValueError(f"unknown case family {self.family!r}")
@@ -326,6 +327,14 @@ def _fits(family: str, dtype: str) -> bool:
 
 
 def default_suite(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES) -> list[Case]:
+    """Every kind's default cases, in the order of their sections (xentcheck.problems.suite): the
+    plain cases (plain_cases), the LLM options' (llm_cases), linear-CE's, then the unnormalised
+    label weights' (unnorm_cases), last, so the plain cases keep their places."""
+    from xentcheck.problems import suite
+    return suite(dtype_names)
+
+
+def plain_cases(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES) -> list[Case]:
     """Every family x dtype x label form, with shapes and reductions rotated so that each family
     sees several shapes and every (label form, reduction) pair. Ordered round-robin over
     families, so any prefix (``--cases N``) spans the families. Then the LLM-training options'
@@ -345,12 +354,18 @@ def default_suite(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES)
     ordered: list[Case] = []
     for i in range(max((len(c) for c in per_family), default=0)):
         ordered.extend(c[i] for c in per_family if i < len(c))
-    from xentcheck.core.linear_cases import linear_cases
-    return ordered + llm_cases(dtype_names) + linear_cases(dtype_names) + unnorm_cases(dtype_names)
+    return ordered
 
 
 def full_suite(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES) -> list[Case]:
-    """The default suite plus every option family (class weights, ignored targets, label
+    """The default suite, then what each kind's sections add in the full one (full_extras, the
+    LLM options' combinations and extremes, linear-CE's and unnorm's full sets), each case once."""
+    from xentcheck.problems import suite
+    return suite(dtype_names, full=True)
+
+
+def full_extras(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES) -> list[Case]:
+    """What the full suite adds to the plain cases: every option family (class weights, ignored targets, label
     smoothing and their combinations, an out-of-range class), the extreme logit families, a
     vocabulary-sized K, extra dimensions and empty batches, then the LLM-training options'
     combinations and extremes (llm_cases(full=True)), for each dtype asked for."""
@@ -379,9 +394,7 @@ def full_suite(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES) ->
         for labels, reduction in (("index", "mean"), ("onehot", "sum"), ("soft", "none")):
             extra.append(Case("scale1e+0", dt, 0, 10, labels, reduction))
         extra.append(Case("scale1e+0", dt, 0, 10, "index", "mean", extra=(3,)))
-    from xentcheck.core.linear_cases import linear_cases
-    return list(dict.fromkeys(default_suite(dtype_names) + extra + llm_cases(dtype_names, full=True)
-                              + linear_cases(dtype_names, full=True) + unnorm_cases(dtype_names, full=True)))
+    return extra
 
 
 def unnorm_cases(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES, full: bool = False) -> list[Case]:
@@ -484,8 +497,19 @@ def _fork(bitgen: np.random.PCG64) -> np.random.PCG64:
     return copy
 
 
-def make_inputs(case: Case, seed: int, chunk_elements: int | None = None) -> Inputs:
-    """The case's inputs, rounded to its dtype; identical bytes for the same (seed, id).
+def make_inputs(case: Case, seed: int) -> Inputs:
+    """The case's inputs, rounded to its dtype; identical bytes for the same (seed, id): a user's
+    file case's arrays, else its kind's input maker (a plain case's: make_ce_inputs; another
+    kind's gives that kind's inputs record)."""
+    if case.from_file:  # a user's arrays: read from the file, not generated
+        from xentcheck.core.user_inputs import inputs_of
+        return inputs_of(case)
+    from xentcheck.problems import problem_of
+    return problem_of(case).make_inputs(case, seed)
+
+
+def make_ce_inputs(case: Case, seed: int, chunk_elements: int | None = None) -> Inputs:
+    """A plain CE case's generated inputs, rounded to its dtype.
 
     The stream is drawn in a fixed order: the N x K uniforms of the logits, the targets, the
     dominant classes ("dominant"), the N x K mask uniforms ("masked"), the N x K soft-label
@@ -495,14 +519,8 @@ def make_inputs(case: Case, seed: int, chunk_elements: int | None = None) -> Inp
     temporaries stay chunk-sized (a whole-array pass held about 6x the logits' size) and every
     byte is the one a whole-array pass gives: each step is row-wise, and a row's words do not
     depend on how the rows are split."""
-    if case.from_file:  # a user's arrays: read from the file, not generated
-        from xentcheck.core.user_inputs import inputs_of
-        return inputs_of(case)
     if seed < 0:
         raise ValueError("seed must be >= 0")
-    if case.linear:  # hidden states, weight and bias instead of logits (a LinearInputs)
-        from xentcheck.core.linear_cases import make_linear_inputs
-        return make_linear_inputs(case, seed)  # type: ignore[return-value]
     bg = _rng(seed, case.id)
     n, k, d = case.rows, case.k, dtypes.info(case.dtype)
     fam = case.family
@@ -539,7 +557,7 @@ def make_inputs(case: Case, seed: int, chunk_elements: int | None = None) -> Inp
 
 
 def option_inputs(case: Case, inputs, bg: np.random.PCG64, n: int, k: int) -> None:
-    """Draw the inputs of the case's options into `inputs` (an Inputs or a linear-CE LinearInputs),
+    """Draw the inputs of the case's options into `inputs` (an Inputs or another kind's inputs record),
     after its logits and labels, from the same stream `bg`: class weights (K,), smoothing,
     ignored targets (some or all), an out-of-range class, the cotangent."""
     d = dtypes.info(case.dtype)

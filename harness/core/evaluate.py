@@ -25,37 +25,32 @@ in order:
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from xentcheck.core import layout
 from xentcheck.core.cases import Case
 from xentcheck.core.dtypes import wider
-from xentcheck.core.metrics import BAD_VERDICTS, measure
+from xentcheck.core.metrics import BAD_VERDICTS
 from xentcheck.core.records import MATCH_FIELDS, Metrics, Result, Subject, VariantOutput
-from xentcheck.core.reference import Reference
 from xentcheck.core.tolerances import Tolerances
-
-if TYPE_CHECKING:
-    from xentcheck.core.linear_reference import LinearReference
+from xentcheck.problems import OutputSpec, problem_of
 
 __all__ = ["evaluate", "mark_known", "matches", "Result", "Metrics", "Subject", "VariantOutput"]
 
 
 def evaluate(case: Case, subject: Subject, output: VariantOutput, tolerances: Tolerances, *,
-             reference: Reference | LinearReference | Callable[[], Reference | LinearReference],
-             known: Sequence[dict] = ()) -> Result:
-    """The result of `output` (one variant of `subject` on `case`). `reference` may be a function
-    that computes it: it is called only when values are compared. `known`: the entries of a
-    known-differences file (xentcheck.regress.known.load)."""
+             reference: Any, known: Sequence[dict] = ()) -> Result:
+    """The result of `output` (one variant of `subject` on `case`). `reference` (its kind's,
+    problems.Problem.reference) may be a function that computes it: it is called only when values
+    are compared. `known`: the entries of a known-differences file (xentcheck.regress.known.load)."""
     result = subject.result(case, **_judge(case, output, tolerances, reference))
     return mark_known(result, list(known))
 
 
 def _judge(case: Case, output: VariantOutput, tolerances: Tolerances,
-           reference: Reference | LinearReference | Callable[[], Reference | LinearReference]) -> dict:
+           reference: Any) -> dict:
     if output.status == "skipped":
         return {"verdict": "skipped", "reasons": [output.reason]}
     if "oor" in case.option_set:
@@ -64,12 +59,7 @@ def _judge(case: Case, output: VariantOutput, tolerances: Tolerances,
         return {"verdict": "error", "reasons": [output.error or "unknown error"], "traceback": output.traceback}
     with np.errstate(all="ignore"):
         ref = reference() if callable(reference) else reference
-        if case.linear:
-            from xentcheck.core.linear_metrics import compare_linear
-            fields = compare_linear(case, ref, output, tolerances)
-        else:
-            assert isinstance(ref, Reference)  # a plain case's reference
-            fields = _compare(case, ref, output, tolerances)
+        fields = problem_of(case).compare(case, ref, output, tolerances)  # shapes, dtypes, values
     fields["tolerance"] = {"preset": tolerances.preset, **{w: dict(zip(("rtol", "atol"), tolerances.get(case.dtype, w)))
                                                           for w in ("loss", "grad")}}
     fields["reference_precision"] = ref.precision
@@ -90,19 +80,6 @@ def _out_of_range(case: Case, output: VariantOutput) -> dict:
                                            f"(label {case.k} with K = {case.k})"]}
 
 
-def _compare(case: Case, ref: Reference, output: VariantOutput, tolerances: Tolerances) -> dict:
-    """Shapes, dtypes and values of an output that came back, against the reference."""
-    loss, grad = np.asarray(output.loss), np.asarray(output.grad)
-    out: dict = {"loss_dtype": output.loss_dtype or loss.dtype.name, "grad_dtype": output.grad_dtype or grad.dtype.name}
-    reasons = layout.check(case, loss, grad)  # the case's shape: (N, d1, ..., K) and (N, d1, ...)
-    if reasons:
-        return {**out, "verdict": "fail", "reasons": reasons}
-    loss, grad = layout.to_rows(case, loss, grad)
-    reasons, widened = dtype_reasons(case, out)
-    out["loss"], out["grad"] = measure(case, ref, loss, grad, tolerances)
-    return {**out, **values_verdict(case, {"loss": "loss", "grad": "gradient"}, out, tolerances, reasons, widened)}
-
-
 def dtype_reasons(case: Case, out: dict) -> tuple[list[str], list[str]]:
     """The dtype rule (module docstring): (reasons that fail, notes of a widened output) from
     out["loss_dtype"] and out["grad_dtype"]."""
@@ -116,16 +93,16 @@ def dtype_reasons(case: Case, out: dict) -> tuple[list[str], list[str]]:
     return reasons, widened
 
 
-def values_verdict(case: Case, labels: dict[str, str], metrics: dict, tolerances: Tolerances,
+def values_verdict(case: Case, outputs: Sequence[OutputSpec], metrics: dict, tolerances: Tolerances,
                    reasons: list[str], widened: list[str]) -> dict:
-    """The values rule: each output's metrics (metrics[what], named labels[what]; "loss" takes the
-    loss tolerance, the rest the gradient's) add their reasons; then the verdict."""
+    """The values rule: each declared output's metrics (metrics[name], judged at its tolerance,
+    named by its title) add their reasons; then the verdict."""
     nonfinite = False
-    for what, label in labels.items():
-        m = metrics.get(what)
+    for spec in outputs:
+        m, label = metrics.get(spec.name), spec.title
         if m is None:
             continue
-        rtol, atol = tolerances.get(case.dtype, "loss" if what == "loss" else "grad")
+        rtol, atol = tolerances.get(case.dtype, spec.tolerance)
         if m["n_nonfinite_mismatch"]:
             nonfinite = True
             reasons.append(f"{label}: {m['n_nonfinite_mismatch']} / {m['size']} NaN/inf where the reference "

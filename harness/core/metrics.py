@@ -131,7 +131,7 @@ def array_metrics(actual: np.ndarray, ref: np.ndarray, dtype: str, rtol: float, 
     `others` (name -> allowed array) and a fixed sample of signed errors in ULPs of
     max(|ref|, natural scale) for comparing backends with each other.
 
-    A part of a larger array (linear_metrics.StreamedMetrics merges the parts): `sample_at`, the
+    A part of a larger array (problems.linear.metrics.StreamedMetrics merges the parts): `sample_at`, the
     flat positions to sample in this part instead of sample_positions(size); `keep`, a dict that
     receives the finite errors the quantiles are of ("abs", "rel", "ulp"; the part's own
     quantiles are then left at 0) and the worst element's score ("score")."""

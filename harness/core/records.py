@@ -23,13 +23,16 @@ MATCH_FIELDS: dict[str, str] = {  # a known-differences entry's key -> the resul
 
 
 def _to_dict(obj) -> dict:
-    """Declared fields that are not None, in declaration order, then the unknown keys (`other`)."""
-    out = {}
+    """Declared fields that are not None, in declaration order, then the unknown keys (`other`).
+    A result's `metrics` are written in its place, one key per output."""
+    out: dict = {}
     for f in fields(obj):
         if f.name == "other":
             continue
         value = getattr(obj, f.name)
-        if value is not None:
+        if f.name == "metrics":
+            out.update((name, m.to_dict()) for name, m in value.items())
+        elif value is not None:
             out[f.name] = value.to_dict() if hasattr(value, "to_dict") else value
     out.update(obj.other)
     return out
@@ -99,14 +102,11 @@ class Result:
     device: str | None = None
     backend_version: str | None = None
     # the outcome
-    loss_dtype: str | None = None  # the dtypes the backend computed in
+    loss_dtype: str | None = None  # the dtypes the backend computed in (grad_dtype: of its gradients)
     grad_dtype: str | None = None
-    loss: Metrics | None = None
-    grad: Metrics | None = None
-    # linear-CE cases (instead of grad): the gradients w.r.t. h, W and b (xentcheck.core.linear_metrics)
-    dh: Metrics | None = None
-    dw: Metrics | None = None
-    db: Metrics | None = None
+    # each declared output's metrics (the kind's record in xentcheck.problems declares them), in
+    # the kind's order; a results.jsonl line has one key per output, here
+    metrics: dict[str, Metrics] = field(default_factory=dict)
     verdict: str | None = None  # one of metrics.VERDICTS
     reasons: list[str] | None = None
     traceback: str | None = None  # error: the backend's
@@ -132,11 +132,10 @@ class Result:
 
     @classmethod
     def from_dict(cls, data: dict) -> Result:
-        known, other = _split(cls, data)
-        for what in ("loss", "grad", "dh", "dw", "db"):
-            if isinstance(known.get(what), dict):
-                known[what] = Metrics.from_dict(known[what])
-        return cls(**known, other=other)
+        from xentcheck.problems import OUTPUT_NAMES
+        outputs = {k: v for k, v in data.items() if k in OUTPUT_NAMES and isinstance(v, dict)}
+        known, other = _split(cls, {k: v for k, v in data.items() if k not in outputs and k != "metrics"})
+        return cls(**known, metrics={k: Metrics.from_dict(v) for k, v in outputs.items()}, other=other)
 
 
 def result_line(result: Result | dict) -> str:
@@ -150,13 +149,35 @@ VARIANT_KEYS = ("impl", "mode", "label_forms", "api", "documented", "default", "
                 "takes", "kind")
 
 
+def variant_info(v) -> dict:
+    """A backend variant described as VariantOutput.variant holds it (a plain one without "kind")."""
+    info = {"impl": v.impl, "mode": v.mode, "label_forms": list(v.label_forms), "api": v.api,
+            "documented": v.documented, "default": v.default, "opt_in": v.opt_in,
+            "options": list(v.options), "semantics": v.semantics,
+            "takes": getattr(v, "takes", "logits")}
+    from xentcheck.problems import DEFAULT_KIND
+    kind = getattr(v, "kind", DEFAULT_KIND)
+    if kind != DEFAULT_KIND:  # only then: plain variants' messages stay as they were
+        info["kind"] = kind
+    return info
+
+
+def as_array(value, what: str) -> np.ndarray:
+    """A backend's returned output as a NumPy array; TypeError when it is not numeric."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiu" and arr.dtype.name != "bfloat16":
+        raise TypeError(f"backend returned {what} of type {type(value).__name__} "
+                        f"(dtype {arr.dtype}), not a numeric array")
+    return arr
+
+
 @dataclass
 class VariantOutput:
     """What a worker computed for one implementation x mode of a case; crosses the worker's pipe
-    as a dict (to_dict / from_dict). The loss and gradient travel in a .npz file beside it, not in
-    the message: `loss` and `grad` are set by whoever holds the arrays."""
+    as a dict (to_dict / from_dict). The loss and gradients travel in a .npz file beside it, not in
+    the message: `loss` and `grads` are set by whoever holds the arrays."""
     status: str  # "ok", "error" or "skipped"
-    variant: dict = field(default_factory=dict)  # worker.variant_info: impl, mode, api, semantics...
+    variant: dict = field(default_factory=dict)  # variant_info: impl, mode, api, semantics...
     reason: str = ""  # skipped: why
     error: str = ""  # error: "Type: message"
     traceback: str = ""
@@ -167,8 +188,7 @@ class VariantOutput:
     notes: list[str] = field(default_factory=list)
     properties: dict[str, dict] | None = None  # computed by the worker when asked for
     loss: np.ndarray | None = None  # in the case's shape, as the backend returned them
-    grad: np.ndarray | None = None
-    grads: dict[str, np.ndarray] | None = None  # linear-CE: "dh", "dw" (and "db"), instead of grad
+    grads: dict[str, np.ndarray] | None = None  # the gradients, by the kind's declared output names
 
     @property
     def semantics(self) -> str:

@@ -18,7 +18,8 @@ reference, repro and shrinking run it as they run the suites' cases. The draw co
   option and valid combination of them: class weights, ignored targets (some or all), label
   smoothing, an out-of-range class, and the LLM options (logit scale, softcap, z-loss, cotangent)
   with parameters from small to large;
-- linear-CE cases (a share LINEAR): hidden size D from 1 to 512 with V x D bounded, a bias or not.
+- cases of other kinds, each the share its problem record asks for (fuzz_share), drawn by its
+  fuzz_draw from a plain one (linear-CE: xentcheck.problems.linear.fuzz).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import re
 
 from xentcheck.core import dtypes
 from xentcheck.core.cases import ALL_LABEL_FORMS, OPTIONS, REDUCTIONS, Case, format_param
-from xentcheck.core.linear_cases import LINEAR_OPTIONS
+from xentcheck.problems import PROBLEMS
 
 MAX_K = 1 << 18  # 262,144 classes ("256k")
 MAX_ELEMENTS = 1 << 18  # N x d1 x ... x K: K = 256k only with N = 1
@@ -45,9 +46,6 @@ SCALES = (0.5, 3.0, 1 / 3, 1e-3, 0.1, 10.0, 100.0, 1 / 30)
 SOFTCAPS = (30.0, 50.0, 15.0, 1.0, 0.5, 1e4)
 ZLOSSES = (1e-4, 1e-3, 1e-2, 1.0)
 COTANGENTS = (1024.0, 1 / 3, -2.0, 1e-3, 0.5, 65536.0, -1e-4)
-LINEAR = 0.15  # the share of linear-CE cases (h W^T + b; xentcheck.core.linear_cases)
-LINEAR_WEIGHT_ELEMENTS = 1 << 20  # V x D: W of at most 8 MiB in float64
-LINEAR_FAMILIES = ("scale", "offset", "dominant", "neartie")
 
 
 def _prime_at_least(v: int) -> int:
@@ -59,7 +57,7 @@ def _prime_at_least(v: int) -> int:
     return v
 
 
-def _log_uniform(rng: random.Random, lo: int, hi: int) -> int:
+def log_uniform(rng: random.Random, lo: int, hi: int) -> int:
     """An integer in [lo, hi], uniform in log scale."""
     return min(hi, max(lo, int(math.exp(rng.uniform(math.log(lo), math.log(hi + 1))))))
 
@@ -69,14 +67,14 @@ def _draw_k(rng: random.Random) -> int:
     if kind == "small":
         return rng.randint(2, 16)
     if kind == "prime":
-        return min(_prime_at_least(_log_uniform(rng, 2, MAX_K - 100)), MAX_K)
+        return min(_prime_at_least(log_uniform(rng, 2, MAX_K - 100)), MAX_K)
     if kind == "pow2":
         return 1 << rng.randint(1, 18)
     if kind == "nearpow2":
         return min(MAX_K, max(2, (1 << rng.randint(2, 18)) + rng.choice((-3, -1, 1, 3))))
     if kind == "vocab":
         return rng.choice(VOCABULARIES)
-    return _log_uniform(rng, 2, MAX_K)
+    return log_uniform(rng, 2, MAX_K)
 
 
 def _draw_shape(rng: random.Random, k: int) -> tuple[int, tuple[int, ...]]:
@@ -89,7 +87,7 @@ def _draw_shape(rng: random.Random, k: int) -> tuple[int, tuple[int, ...]]:
             extra = extra[:-1]
     rows_max //= max(1, math.prod(extra))
     r = rng.random()
-    n = 0 if r < 0.04 else 1 if r < 0.25 else _log_uniform(rng, 1, max(1, rows_max))
+    n = 0 if r < 0.04 else 1 if r < 0.25 else log_uniform(rng, 1, max(1, rows_max))
     return n, extra
 
 
@@ -140,21 +138,19 @@ def _draw_options(rng: random.Random, labels: str, reduction: str, n: int) -> st
     return "+".join(names[o] for o in OPTIONS if o in names)
 
 
-def _name(token: str) -> str:
+def token_name(token: str) -> str:
     """A family's or option token's name without its number: "scale1e+0" -> "scale", "z1e-4" -> "z"."""
     return re.match(r"[a-z]*", token)[0]  # type: ignore[index]
 
 
-def _as_linear(rng: random.Random, case: Case) -> Case:
-    """The drawn case as a linear-CE case: index labels, no extra dimensions, a family and options
-    linear-CE takes (an invalid combination is redrawn by draw_case), D with V x D bounded."""
-    d = min(_log_uniform(rng, 1, 512), max(1, LINEAR_WEIGHT_ELEMENTS // case.k))
-    family = case.family if _name(case.family) in LINEAR_FAMILIES else "scale1e+0"
-    names = [t for t in case.options.split("+") if t and _name(t) in LINEAR_OPTIONS]
-    if family.startswith("offset") or rng.random() < 0.5:
-        names.append("b")
-    n = case.n * max(1, math.prod(case.extra))
-    return Case(family, case.dtype, n, case.k, "index", case.reduction, "+".join(names), d=d)
+def _as_other_kind(rng: random.Random, case: Case) -> Case:
+    """The drawn plain case, or (with the share each kind's record asks for) one of another kind."""
+    u, below = rng.random(), 0.0
+    for problem in PROBLEMS.values():
+        below += problem.fuzz_share
+        if problem.fuzz_draw is not None and u < below:
+            return problem.fuzz_draw(rng, case)
+    return case
 
 
 def draw_case(seed: int, index: int, dtype_names: list[str] | tuple[str, ...]) -> Case:
@@ -168,8 +164,7 @@ def draw_case(seed: int, index: int, dtype_names: list[str] | tuple[str, ...]) -
         family = _draw_family(rng, dtype)
         options = _draw_options(rng, labels, reduction, n)
         case = Case(family, dtype, n, k, labels, reduction, options, extra)
-        if rng.random() < LINEAR:
-            case = _as_linear(rng, case)
+        case = _as_other_kind(rng, case)
         try:
             if Case.from_id(case.id) == case:
                 return case

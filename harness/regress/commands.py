@@ -155,8 +155,9 @@ def repro_cmd(result_id, from_dir, shrink, max_steps) -> int:
                              log=lambda msg: click.echo(f"  shrink: {msg}", err=True))
         paths = repro.write(folder / "repro", record, small["inputs"], small["case"], small["ref"],
                             suffix="-shrunk", spec=spec, numerics=numerics)
-        click.echo(f"smallest: {repro.dims(small['case'])}, verdict {small['verdict']}, "
-                   f"spread {small['spread']:.3g}; wrote {paths[0]} and {paths[1]}")
+        note = f", {small['note']}" if small["note"] else ""
+        click.echo(f"smallest: {repro.dims(small['case'])}, verdict {small['verdict']}{note}; "
+                   f"wrote {paths[0]} and {paths[1]}")
         for line in small["reasons"]:
             click.echo(f"  {line}")
     return 1 if outcome["verdict"] in repro.BAD else 0

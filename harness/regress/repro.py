@@ -28,10 +28,10 @@ from xentcheck.core.cases import IGNORE_INDEX, Case, Inputs, make_inputs
 from xentcheck.core.evaluate import Subject
 from xentcheck.core.evaluate import evaluate as evaluate_output
 from xentcheck.core.held_warnings import held_warnings
-from xentcheck.core.linear_reference import reference_for
 from xentcheck.core.metrics import BAD_VERDICTS
 from xentcheck.core.reference import Reference
 from xentcheck.core.tolerances import Tolerances
+from xentcheck.problems import problem_of
 from xentcheck.run.environment import NUMERICS_ENV
 from xentcheck.run.worker import output_of
 
@@ -128,11 +128,11 @@ def evaluate(case: Case, inputs: Inputs, spec: str, device: str, tol: Tolerances
     who = Subject(backend=s.get("backend", backend.name), impl=variant.impl, mode=variant.mode, api=variant.api,
                   device=device, seed=s.get("seed"), backend_version=s.get("backend_version"),
                   documented=variant.documented)
-    refs: list[Reference] = []
+    refs: list = []
 
-    def ref() -> Reference:
+    def ref():
         if not refs:
-            refs.append(reference_for(case, inputs, variant.semantics))
+            refs.append(problem_of(case).reference(case, inputs, variant.semantics))
         return refs[0]
 
     result = evaluate_output(case, who, output_of(backend, variant, case, inputs, device), tol,
@@ -203,11 +203,10 @@ def _spread(inputs: Inputs) -> float:
     return float(np.nanmax(r)) if np.isfinite(r).any() else 0.0
 
 
-def _candidates(state: dict) -> list[tuple[str, Case, Inputs]]:
+def ce_candidates(state: dict) -> list[tuple[str, Case, Inputs]]:
+    """A plain CE case's shrink steps (its problem record's): the worst row alone, half the rows,
+    half the classes, half the spread of the logits."""
     case, inputs = state["case"], state["inputs"]
-    if case.linear:
-        from xentcheck.regress import linear_repro
-        return linear_repro.candidates(state)  # type: ignore[return-value]
     out = []
     n, k = case.rows, case.k
     if n > 1 and not case.extra:  # a subset of the rows would lose the extra dimensions' layout
@@ -241,7 +240,7 @@ def shrink(start: dict, spec: str, summary: dict, max_steps: int = 200,
     progress = True
     while progress and tries < max_steps:
         progress = False
-        for what, case, inputs in _candidates(state):
+        for what, case, inputs in problem_of(state["case"]).shrink_steps(state):
             tries += 1
             trial = evaluate(case, inputs, spec, device, tol, start.get("impl"), start.get("mode"))
             if trial["verdict"] == target:
@@ -250,13 +249,18 @@ def shrink(start: dict, spec: str, summary: dict, max_steps: int = 200,
                 break
             if tries >= max_steps:
                 break
-    state["spread"] = 0.0 if state["case"].linear else _spread(state["inputs"])
+    state["note"] = problem_of(state["case"]).shrink_note(state["case"], state["inputs"])
     return state
 
 
+def spread_note(case: Case, inputs: Inputs) -> str:
+    """A shrunk plain case's remaining spread of logits, for the shrink's summary line."""
+    return f"spread {_spread(inputs):.3g}"
+
+
 def dims(case: Case) -> str:
-    """The case's shape as reports name it: N x K (x d1 ...), and a linear-CE case's D."""
-    return f"{case.dims}_lin{case.d}" if case.linear else case.dims
+    """The case's shape as reports name it (its kind's: N x K (x d1 ...), a linear-CE case's D)."""
+    return problem_of(case).dims(case)
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -294,17 +298,21 @@ def numerics_prelude(numerics: dict[str, str] | None) -> str:
     return text.replace("__NUMERICS_ENV__", env).replace("__NUMERICS_NAMES__", names)
 
 
-def write(folder: Path, record: dict, inputs: Inputs, case: Case, ref: Reference, suffix: str = "",
+def write(folder: Path, record: dict, inputs, case: Case, ref, suffix: str = "",
           spec: str | None = None, numerics: dict[str, str] | None = None) -> tuple[Path, Path]:
-    """Write <folder>/<id><suffix>.npz and .py for `record` on these inputs; the script sets the
-    numerics variables `numerics` (numerics_of the run's summary) first."""
+    """Write <folder>/<id><suffix>.npz and .py for `record` on these inputs (its kind's files); the
+    script sets the numerics variables `numerics` (numerics_of the run's summary) first."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     name = result_id(record) + suffix
-    if case.linear:
-        from xentcheck.regress import linear_repro
-        return linear_repro.write(folder, name, record, inputs, case, ref, bool(suffix), spec,  # type: ignore[arg-type]
-                                  _savez, numerics_prelude(numerics))
+    return problem_of(case).write_repro(folder, name, record, inputs, case, ref, bool(suffix), spec,
+                                        numerics_prelude(numerics))
+
+
+def write_ce(folder: Path, name: str, record: dict, inputs: Inputs, case: Case, ref: Reference, shrunk: bool,
+             spec: str | None, prelude: str) -> tuple[Path, Path]:
+    """A plain CE result's <folder>/<name>.npz and .py (its problem record's repro files); the
+    script begins with `prelude` (numerics_prelude)."""
     wide = np.float64 if case.dtype == "float64" else np.float32  # holds every value of the dtype exactly
     meta = {"result_id": name, "case_id": record["case_id"], "shape": list(case.shape), "dtype": case.dtype,
             "labels": case.labels, "reduction": case.reduction, "backend": record["backend"],
@@ -328,9 +336,9 @@ def write(folder: Path, record: dict, inputs: Inputs, case: Case, ref: Reference
     body = (TEMPLATES / f"{fw}.py.in").read_text()
     tail = (TEMPLATES / "_tail.py.in").read_text()
     doc = (f'"""Reproduce {name}: {record["backend"]} ({meta["impl"]}) on case {record["case_id"]}'
-           f'{" (shrunk to " + case.dims + ")" if suffix else ""}.\n\n'
+           f'{" (shrunk to " + case.dims + ")" if shrunk else ""}.\n\n'
            f'Recorded verdict: {meta["verdict"]}. Run: python {name}.py\n"""\n')
-    script = doc + numerics_prelude(numerics) + "\n" + head.replace("__NAME__", name) + body + tail
+    script = doc + prelude + "\n" + head.replace("__NAME__", name) + body + tail
     if fw == "plugin":
         script = script.replace("__SPEC__", meta["spec"])
     (folder / f"{name}.py").write_text(script)
@@ -363,7 +371,7 @@ def write_all(out_dir: Path, records: list[dict], seed: int, summary: dict | Non
             continue
         case = Case.from_id(r["case_id"], r.get("inputs_file"))
         inputs = make_inputs(case, r.get("seed", seed))
-        ref = reference_for(case, inputs, _semantics(summary or {}, r))
+        ref = problem_of(case).reference(case, inputs, _semantics(summary or {}, r))
         written.append(write(Path(out_dir) / "repro", r, inputs, case, ref, spec=specs.get(r["backend"]),
                              numerics=numerics_of(summary or {}, r))[1])
     return written

@@ -29,6 +29,7 @@ from xentcheck.run import launch, memory
 from xentcheck.run.environment import worker_env
 from xentcheck.run.interpreters import LABEL_ENV
 from xentcheck.run.interpreters import resolve as resolve_interpreter
+from xentcheck.run.protocol import Quit
 
 
 def package_folders() -> dict[str, str]:
@@ -169,7 +170,7 @@ class Worker:
 
     def quit(self) -> None:
         if self.proc and self.proc.poll() is None:
-            self.send({"op": "quit"})
+            self.send(Quit().to_dict())
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -180,7 +181,7 @@ def quit_all(workers: list[Worker]) -> None:
     """Ask every worker to quit, then wait for them: their teardowns overlap."""
     for w in workers:
         if w.running():
-            w.send({"op": "quit"})
+            w.send(Quit().to_dict())
     for w in workers:
         w.quit()
 

@@ -1,14 +1,18 @@
 """The messages between the parent and a backend's worker, typed on both sides of the pipe.
 
-Each crosses the pipe as one JSON line (to_dict); the receiver rebuilds it with from_dict. Two
-are typed here: the worker's first message, `Hello` (who the backend is, or why it is missing
-or broken), and the parent's `RunRequest` (run one case through the selected variants). The
-worker's "result" replies and bench's "time" requests stay plain dicts.
+Each crosses the pipe as one JSON line (to_dict, its "op" naming it); the receiver rebuilds it
+with from_dict, or `message` for whichever came. The worker's first message is `Hello` (who the
+backend is, or why it is missing or broken); the parent then sends `RunRequest`s (run one case
+through the selected variants), answered by `RunReply`, or bench's `TimeRequest`s, answered by
+`TimingReply`; `Quit` ends the worker. The transports (processes, ray_workers) move the dicts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Any
+
+from xentcheck.core.records import VARIANT_KEYS, VariantOutput
 
 # what an "ok" hello describes (worker.describe); a missing or broken backend gives name and reason
 DESCRIPTION = ("name", "impl", "mode", "variants", "version", "dtypes", "label_forms", "devices", "settings",
@@ -79,3 +83,124 @@ class RunRequest:
                    variants=[(str(i), str(m)) for i, m in data.get("variants") or []],
                    properties=bool(data.get("properties", False)), rtol=tol.get("rtol", 0.0),
                    atol=tol.get("atol", 0.0), scaled=tol.get("scaled", False), inputs=data.get("inputs"))
+
+
+@dataclass
+class RunReply:
+    """The worker's answer to a RunRequest: one VariantOutput per variant that applies (their
+    arrays in the request's .npz files), or one "error" entry when the worker itself failed."""
+    case_id: str | None
+    results: list[VariantOutput] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"op": "result", "case_id": self.case_id, "results": [r.to_dict() for r in self.results]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunReply:
+        return cls(data.get("case_id"), [VariantOutput.from_dict(e) for e in data.get("results") or []])
+
+
+@dataclass
+class TimeRequest:
+    """bench: time forward, backward and forward+backward of `variants` (impl, mode; empty: the
+    backend's default ones) on case `case_id`; min_block, blocks and warmup as timing.measure
+    takes them (None: its defaults)."""
+    case_id: str
+    seed: int
+    device: str
+    variants: list[tuple[str, str]] = field(default_factory=list)
+    min_block: float | None = None
+    blocks: int | None = None
+    warmup: float | None = None
+    inputs: str | None = None  # a user file's case: the file the worker reads its arrays from
+
+    MEASURE = ("min_block", "blocks", "warmup")
+
+    def measure_options(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.MEASURE if getattr(self, k) is not None}
+
+    def to_dict(self) -> dict:
+        out = {"op": "time", "case_id": self.case_id, "seed": self.seed, "device": self.device,
+               "variants": [list(v) for v in self.variants], **self.measure_options()}
+        if self.inputs is not None:
+            out["inputs"] = self.inputs
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TimeRequest:
+        return cls(case_id=data["case_id"], seed=data["seed"], device=data["device"],
+                   variants=[(str(i), str(m)) for i, m in data.get("variants") or []],
+                   **{k: data[k] for k in cls.MEASURE if k in data}, inputs=data.get("inputs"))
+
+
+@dataclass
+class TimedVariant:
+    """One variant's timings in a TimingReply: its phases' statistics (timing.measure's dicts) and
+    the worker's peak resident memory after it; or why it was skipped or failed."""
+    status: str  # "ok", "error" or "skipped"
+    variant: dict = field(default_factory=dict)  # records.variant_info (a skip of no variant: empty)
+    phases: dict[str, dict] | None = None
+    peak_rss_bytes: int | None = None
+    notes: list[str] = field(default_factory=list)
+    reason: str = ""  # skipped: why
+    error: str = ""  # error: "Type: message"
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {**self.variant}
+        if self.notes:
+            out["notes"] = self.notes
+        if self.phases is not None:
+            out["phases"] = self.phases
+        out["status"] = self.status
+        if self.reason:
+            out["reason"] = self.reason
+        if self.error:
+            out["error"] = self.error
+        if self.variant:
+            out["peak_rss_bytes"] = self.peak_rss_bytes
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TimedVariant:
+        return cls(status=data.get("status", "error"), variant={k: data[k] for k in VARIANT_KEYS if k in data},
+                   phases=data.get("phases"), peak_rss_bytes=data.get("peak_rss_bytes"),
+                   notes=list(data.get("notes") or []), reason=data.get("reason", ""), error=data.get("error", ""))
+
+
+@dataclass
+class TimingReply:
+    """The worker's answer to a TimeRequest: one TimedVariant per chosen variant (or one skip)."""
+    case_id: str
+    results: list[TimedVariant] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"op": "timing", "case_id": self.case_id, "results": [r.to_dict() for r in self.results]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TimingReply:
+        return cls(data["case_id"], [TimedVariant.from_dict(e) for e in data.get("results") or []])
+
+
+@dataclass
+class Quit:
+    """The parent's last message: the worker exits."""
+
+    def to_dict(self) -> dict:
+        return {"op": "quit"}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Quit:
+        return cls()
+
+
+Message = Hello | RunRequest | RunReply | TimeRequest | TimingReply | Quit
+_BY_OP: dict[str, Any] = {"hello": Hello, "run": RunRequest, "result": RunReply, "time": TimeRequest,
+                          "timing": TimingReply, "quit": Quit}
+
+
+def message(data: dict) -> Message:
+    """The record of a message that came over the pipe, by its "op" (ValueError for an unknown one)."""
+    kind = _BY_OP.get(data.get("op", ""))
+    if kind is None:
+        raise ValueError(f"unknown message op {data.get('op')!r}")
+    return kind.from_dict(data)

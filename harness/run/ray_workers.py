@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from xentcheck.run.processes import Worker, scratch_dir
+from xentcheck.run.protocol import Quit
 
 MAX_CALLS = 16  # an actor's concurrent calls: one blocked in next(), a few sends, quit or kill
 END_TIMEOUT = 30.0  # seconds to wait for a node to stop its worker process
@@ -282,5 +283,5 @@ class RayWorker(Worker):
 
     def quit(self) -> None:
         if self.running():
-            self.send({"op": "quit"})
+            self.send(Quit().to_dict())
             self._stop(self.actor, self.actor_gen, "quit")

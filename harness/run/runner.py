@@ -23,18 +23,21 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from xentcheck.core.cases import make_inputs
 from xentcheck.core.evaluate import Result, Subject, VariantOutput, evaluate
-from xentcheck.core.reference import Reference, reference, reference_key
+from xentcheck.core.reference import reference_key
 from xentcheck.core.spare import SPARE
+from xentcheck.problems import DEFAULT_KIND, problem_of
 from xentcheck.regress import known as known_differences
 from xentcheck.run.ordering import Ordering
 from xentcheck.run.plan import RunPlan, select_variants
 from xentcheck.run.processes import Worker, quit_all, scratch_dir, sigint_flag
-from xentcheck.run.protocol import Hello, RunRequest
+from xentcheck.run.protocol import Hello, RunReply, RunRequest
+from xentcheck.run.protocol import Quit as QuitMessage  # schedule's Quit is the decision to send it
 from xentcheck.run.schedule import Action, Quit, Restart, Schedule, Send, StartHelper
 
 
@@ -61,7 +64,7 @@ class Runner:
         self.schedule = Schedule(self.n_backends, len(config.cases), self.options.helpers)
         self.workers: list[Worker] = []  # by worker index (= schedule slot): one per backend, helpers appended
         self.events: queue.Queue = queue.Queue()
-        self.refs: dict[int, dict[str, Reference]] = {}
+        self.refs: dict[int, dict[str, Any]] = {}  # case index -> semantics -> its kind's reference
         self.ref_uses: dict[int, int] = {}
         self.scratch = scratch_dir()
         self.infos: list[dict | None] = [None] * self.n_backends
@@ -90,7 +93,7 @@ class Runner:
         """The selected variants that take this case's label form (one record each)."""
         labels, kind = self.config.cases[ci].labels, self.config.cases[ci].kind
         chosen = [v for v in self.selected.get(bi, []) if labels in v.get("label_forms", [labels])
-                  and v.get("kind", "ce") == kind]
+                  and v.get("kind", DEFAULT_KIND) == kind]
         return chosen or [{}]
 
     def _record(self, ci: int, bi: int, fields: dict) -> None:
@@ -128,30 +131,24 @@ class Runner:
         """The (impl, mode) of every record the slot has once complete."""
         return {(v["impl"], v["mode"]) for v in self._slot_variants(ci, bi) if v}
 
-    def _reference(self, ci: int, semantics: str = "plain") -> Reference:
-        """The case's reference, computed once per case (and per API semantics where they differ)."""
+    def _reference(self, ci: int, semantics: str = "plain") -> Any:
+        """The case's reference (its kind's), computed once per case (and per API semantics where they differ)."""
         case = self.config.cases[ci]
         key = reference_key(case, semantics)
         cached = self.refs.setdefault(ci, {})
-        if key not in cached and case.linear:
-            from xentcheck.core.linear_reference import linear_reference
-            cached[key] = linear_reference(case, make_inputs(case, self.config.seed), key)  # type: ignore[assignment,arg-type]
         if key not in cached:
-            cached[key] = reference(case, make_inputs(case, self.config.seed), key)
+            cached[key] = problem_of(case).reference(case, make_inputs(case, self.config.seed), key)
         return cached[key]
 
-    def _on_result(self, ci: int, bi: int, msg: dict, seconds: float) -> None:
-        results = [self._result(ci, bi, j, VariantOutput.from_dict(entry), seconds)
-                   for j, entry in enumerate(msg.get("results", []))]
+    def _on_result(self, ci: int, bi: int, reply: RunReply, seconds: float) -> None:
+        results = [self._result(ci, bi, j, output, seconds) for j, output in enumerate(reply.results)]
         self._done(ci, bi, [r.to_dict() for r in results])
 
     def _result(self, ci: int, bi: int, j: int, output: VariantOutput, seconds: float) -> Result:
         """Variant j's record (xentcheck.core.evaluate judges it), with the time it took."""
         case = self.config.cases[ci]
-        if output.status == "ok" and case.linear:
-            output.loss, output.grads = self._take_linear_output(bi, ci, j)
-        elif output.status == "ok":
-            output.loss, output.grad = self._take_output(bi, ci, j)
+        if output.status == "ok":
+            output.loss, output.grads = self._take_output(bi, ci, j)
         result = evaluate(case, self._subject(bi, output.variant), output, self.config.tolerances, known=self.known,
                           reference=lambda: self._reference(ci, output.semantics))
         if result.verdict != "skipped":
@@ -160,21 +157,13 @@ class Runner:
                 result.timing["compute_seconds"] = round(output.seconds, 6)
         return result
 
-    def _take_output(self, bi: int, ci: int, j: int) -> tuple[np.ndarray, np.ndarray]:
-        """Variant j's loss and gradient as the worker wrote them; the file is removed once read."""
+    def _take_output(self, bi: int, ci: int, j: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Variant j's loss and gradients (named as its kind declares them) as the worker wrote
+        them; the file is removed once read."""
         path = self._out_path(bi, ci, j)
         try:
             with np.load(path) as data:
-                return data["loss"], data["grad"]
-        finally:
-            path.unlink(missing_ok=True)
-
-    def _take_linear_output(self, bi: int, ci: int, j: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """A linear-CE variant's loss and gradients (dh, dw, db) as the worker wrote them."""
-        path = self._out_path(bi, ci, j)
-        try:
-            with np.load(path) as data:
-                return data["loss"], {k: data[k] for k in ("dh", "dw", "db") if k in data}
+                return data["loss"], {k: data[k] for k in data.files if k != "loss"}
         finally:
             path.unlink(missing_ok=True)
 
@@ -220,7 +209,7 @@ class Runner:
                     worker.deadline = 0.0
                     dead.add(a.worker)
             elif isinstance(a, Quit):
-                self.workers[a.worker].send({"op": "quit"})
+                self.workers[a.worker].send(QuitMessage().to_dict())
             elif isinstance(a, StartHelper):
                 assert a.worker == len(self.workers)
                 self.workers.append(self._make_worker(a.worker, self.config.backends[a.backend]))
@@ -260,7 +249,7 @@ class Runner:
             if computing is not None:
                 worker.begin_case(self.config.case_timeout)
             self._dispatch(w)  # before comparing: the worker is busy meanwhile
-            self._on_result(ci, bi, msg, seconds)
+            self._on_result(ci, bi, RunReply.from_dict(msg), seconds)
             self._act(self.schedule.when_idle(w))
 
     def _on_hello(self, w: int, bi: int, hello: Hello) -> None:

@@ -1,11 +1,11 @@
 """A backend's worker process: `python -m xentcheck.run.worker SPEC`.
 
-Speaks JSON lines: the parent sends a run request (protocol.RunRequest) and the
-worker regenerates the inputs from (seed, case_id) (a user's file case: reads its file), runs the backend and writes loss and
-gradient to the .npz file `out`; only small messages cross the pipe. {"op": "time", "case_id",
-"seed", "device", "variants"} times the variants instead (`xentcheck bench`) and answers with
-the statistics ({"op": "timing"}). The first message is a
-hello (protocol.Hello) describing the backend (or why it is missing or broken). The framework's own chatter
+Speaks JSON lines, each a record of xentcheck.run.protocol: the first message is a Hello
+describing the backend (or why it is missing or broken); for each RunRequest the worker
+regenerates the inputs from (seed, case_id) (a user's file case: reads its file), runs the backend,
+writes each variant's loss and gradients to the .npz file `out` and answers with a RunReply; only
+small messages cross the pipe. A TimeRequest times the variants instead (`xentcheck bench`),
+answered by a TimingReply; Quit ends it. The framework's own chatter
 on stdout is redirected to stderr so it cannot corrupt the protocol.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +21,10 @@ import numpy as np
 
 from xentcheck.core.cases import Case, Inputs, make_inputs
 from xentcheck.core.dtypes import transport_dtype
-from xentcheck.core.records import VariantOutput
+from xentcheck.core.records import VariantOutput, variant_info
+from xentcheck.problems import problem_of, runs
 from xentcheck.run.environment import numerics_env
-from xentcheck.run.protocol import Hello, RunRequest
+from xentcheck.run.protocol import Hello, Quit, RunReply, RunRequest, TimedVariant, TimeRequest, TimingReply, message
 
 if TYPE_CHECKING:
     from xentcheck.core.properties import Tol
@@ -68,53 +68,35 @@ def hello(spec: str) -> tuple[object, Hello]:
                            reason=f"describing the backend failed: {type(exc).__name__}: {exc}")
 
 
-def _as_array(value, what: str) -> np.ndarray:
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "fiu" and arr.dtype.name != "bfloat16":
-        raise TypeError(f"backend returned {what} of type {type(value).__name__} "
-                        f"(dtype {arr.dtype}), not a numeric array")
-    return arr
-
-
-def variant_info(v) -> dict:
-    info = {"impl": v.impl, "mode": v.mode, "label_forms": list(v.label_forms), "api": v.api,
-            "documented": v.documented, "default": v.default, "opt_in": v.opt_in,
-            "options": list(v.options), "semantics": v.semantics,
-            "takes": getattr(v, "takes", "logits")}
-    kind = getattr(v, "kind", "ce")
-    if kind != "ce":  # only then: plain variants' messages stay as they were
-        info["kind"] = kind
-    return info
-
-
 def missing_options(v, case: Case) -> list[str]:
     """The case's options this variant's API does not take ("oor" goes to every index API)."""
     return sorted(case.option_set - {"oor"} - set(v.options))
 
 
-def run_case(backend, request: RunRequest) -> dict:
+def run_case(backend, request: RunRequest) -> RunReply:
     """Run one case through the requested variants; one result entry per variant that applies."""
     case = Case.from_id(request.case_id, request.inputs)
-    reply = {"op": "result", "case_id": case.id}
+    reply = RunReply(case.id)
     all_variants = backend.variants()
     chosen = _chosen(all_variants, request.variants)
-    applicable = [v for v in chosen if case.labels in v.label_forms and getattr(v, "kind", "ce") == case.kind]
+    applicable = [v for v in chosen if case.labels in v.label_forms and runs(v, case)]
     why = backend.unsupported(case, request.device)
     if not applicable and chosen and not why:
-        why = (f"{backend.name}: no selected implementation takes linear-CE cases" if case.linear else
-               f"{backend.name}: no selected implementation takes {case.labels} labels")
+        why = (f"{backend.name}: no selected implementation takes {case.labels} labels"
+               if any(runs(v, case) for v in chosen) else
+               f"{backend.name}: no selected implementation takes {problem_of(case).title} cases")
     if why:  # one skipped result per variant that would have run, so every result key exists
-        return {**reply, "results": [VariantOutput("skipped", variant_info(v), reason=why).to_dict()
-                                     for v in (applicable or chosen[:1] or all_variants[:1])]}
+        reply.results = [VariantOutput("skipped", variant_info(v), reason=why)
+                         for v in (applicable or chosen[:1] or all_variants[:1])]
+        return reply
     inputs = make_inputs(case, request.seed)
-    results = []
     for j, v in enumerate(applicable):
         missing = _missing_reason(v, case)
         if missing:  # an unsupported combination is a skip with a reason, never an error
-            results.append(VariantOutput("skipped", variant_info(v), reason=missing).to_dict())
+            reply.results.append(VariantOutput("skipped", variant_info(v), reason=missing))
             continue
-        results.append(_run_variant(backend, v, case, inputs, request, j, all_variants).to_dict())
-    return {**reply, "results": results}
+        reply.results.append(_run_variant(backend, v, case, inputs, request, j, all_variants))
+    return reply
 
 
 def _chosen(variants: list, wanted: list[tuple[str, str]]) -> list:
@@ -136,34 +118,32 @@ def output_of(backend, v, case: Case, inputs: Inputs, device: str) -> VariantOut
     return compute(backend, v, case, inputs, device)
 
 
-def time_case(backend, msg: dict) -> dict:
-    """`{"op": "time", ...}`: time forward, backward and forward+backward of each chosen variant."""
+def time_case(backend, request: TimeRequest) -> TimingReply:
+    """Time forward, backward and forward+backward of each chosen variant."""
     from xentcheck.timing.measure import measure
-    case = Case.from_id(msg["case_id"], msg.get("inputs"))
-    chosen = [v for v in _chosen(backend.variants(), [tuple(v) for v in msg.get("variants") or []])
-              if case.labels in v.label_forms]
-    reply: dict[str, Any] = {"op": "timing", "case_id": case.id, "results": []}
-    why = backend.unsupported(case, msg["device"])
+    case = Case.from_id(request.case_id, request.inputs)
+    chosen = [v for v in _chosen(backend.variants(), request.variants) if case.labels in v.label_forms]
+    reply = TimingReply(case.id)
+    why = backend.unsupported(case, request.device)
     if why or not chosen:
-        reply["results"] = [{"status": "skipped", "reason": why or f"no selected implementation takes {case.labels} labels"}]
+        reply.results = [TimedVariant("skipped", reason=why or f"no selected implementation takes {case.labels} labels")]
         return reply
     from xentcheck.core.layout import to_case
-    inputs = to_case(case, make_inputs(case, msg["seed"]))
-    opts = {k: msg[k] for k in ("min_block", "blocks", "warmup") if k in msg}
+    inputs = to_case(case, make_inputs(case, request.seed))
+    device, opts = request.device, request.measure_options()
     for v in chosen:
-        entry = variant_info(v)
+        entry = TimedVariant("ok", variant_info(v))
         try:
-            fns = backend.timing_fns(v, case, inputs.copy(), msg["device"])
+            fns = backend.timing_fns(v, case, inputs.copy(), device)
             if fns is None:  # a plugin without timing_fns: forward+backward through its compute path
                 # v bound as a default: the same variant as a closure (measure calls it in this iteration)
-                fns = {"forward_backward": lambda v=v: backend.run_variant(v, case, inputs.copy(), msg["device"])}
-                entry["notes"] = ["no timing_fns: forward+backward timed through run_variant (NumPy conversions included)"]
-            entry["phases"] = {name: measure(fn, **opts) for name, fn in fns.items()}
-            entry["status"] = "ok"
+                fns = {"forward_backward": lambda v=v: backend.run_variant(v, case, inputs.copy(), device)}
+                entry.notes = ["no timing_fns: forward+backward timed through run_variant (NumPy conversions included)"]
+            entry.phases = {name: measure(fn, **opts) for name, fn in fns.items()}
         except Exception as exc:
-            entry.update(status="error", error=f"{type(exc).__name__}: {exc}")
-        entry["peak_rss_bytes"] = peak_rss()
-        reply["results"].append(entry)
+            entry.status, entry.error = "error", f"{type(exc).__name__}: {exc}"
+        entry.peak_rss_bytes = peak_rss()
+        reply.results.append(entry)
     return reply
 
 
@@ -176,32 +156,9 @@ def peak_rss() -> int | None:
 
 def compute(backend, v, case: Case, pristine: Inputs, device: str, properties: Tol | None = None,
             all_variants=()) -> VariantOutput:
-    """Run variant `v` on a copy of the case's inputs (rows). The output holds the loss and
-    gradient as returned; with `properties` (the run's tolerance) the property checks too."""
-    if case.linear:
-        from xentcheck.run.linear_worker import compute_linear
-        return compute_linear(backend, v, case, pristine, device, properties, all_variants)  # type: ignore[arg-type]
-    from xentcheck.core import layout
-    inputs = pristine.copy()
-    start = time.perf_counter()
-    try:
-        out = backend.run_variant(v, case, layout.to_case(case, inputs), device)
-        seconds = time.perf_counter() - start
-        loss = _as_array(out.loss, "loss")
-        grad = _as_array(out.grad, "gradient")
-    except Exception as exc:
-        return VariantOutput("error", variant_info(v), error=f"{type(exc).__name__}: {exc}",
-                             traceback=traceback.format_exc(limit=-3))
-    modified = [name for name in ("logits", "labels")
-                if getattr(inputs, name).tobytes() != getattr(pristine, name).tobytes()]
-    result = VariantOutput("ok", variant_info(v), seconds=seconds, inputs_modified=modified,
-                           loss_dtype=out.loss_dtype or loss.dtype.name, grad_dtype=out.grad_dtype or grad.dtype.name,
-                           notes=list(out.notes), loss=loss, grad=grad)
-    if properties is not None and "oor" not in case.option_set and not layout.check(case, loss, grad):
-        from xentcheck.core.properties import check_all
-        out.loss, out.grad = layout.to_rows(case, loss, grad)
-        result.properties = check_all(backend, v, case, pristine, out, modified, device, properties, all_variants)
-    return result
+    """Run variant `v` on a copy of the case's inputs (its kind's compute). The output holds the
+    loss and gradients as returned; with `properties` (the run's tolerance) the property checks too."""
+    return problem_of(case).compute(backend, v, case, pristine, device, properties, all_variants)
 
 
 def _run_variant(backend, v, case: Case, pristine: Inputs, request: RunRequest, j: int, all_variants) -> VariantOutput:
@@ -211,15 +168,12 @@ def _run_variant(backend, v, case: Case, pristine: Inputs, request: RunRequest, 
         from xentcheck.core.properties import Tol
         tol = Tol(request.rtol, request.atol, request.scaled)
     result = compute(backend, v, case, pristine, request.device, tol, all_variants)
-    if result.status == "ok" and result.grads is not None:  # linear-CE: loss, dh, dw (and db)
-        assert result.loss is not None  # compute's "ok" carries the loss
-        arrays = {"loss": result.loss, **result.grads}
-        np.savez(f"{request.out}-{j}.npz",
-                 **{k: a.astype(transport_dtype(a.dtype)) for k, a in arrays.items()})  # type: ignore[arg-type]
-    elif result.status == "ok":
-        assert result.loss is not None and result.grad is not None  # compute's "ok" carries both arrays
-        np.savez(f"{request.out}-{j}.npz", loss=result.loss.astype(transport_dtype(result.loss.dtype)),
-                 grad=result.grad.astype(transport_dtype(result.grad.dtype)))
+    if result.status == "ok":
+        assert result.loss is not None and result.grads is not None  # compute's "ok" carries the arrays
+        # named as the kind declares them (Any: savez's own allow_pickle keyword is not among them)
+        arrays: dict[str, Any] = {k: a.astype(transport_dtype(a.dtype))
+                                  for k, a in {"loss": result.loss, **result.grads}.items()}
+        np.savez(f"{request.out}-{j}.npz", **arrays)
     return result
 
 
@@ -243,16 +197,21 @@ def main(argv: list[str]) -> int:
     if backend is None:
         return 0
     for line in sys.stdin:
-        request = json.loads(line)
-        if request.get("op") == "quit":
-            break
+        data = json.loads(line)
         try:
-            send(time_case(backend, request) if request.get("op") == "time"
-                 else run_case(backend, RunRequest.from_dict(request)))
+            request = message(data)
+            if isinstance(request, Quit):
+                break
+            if isinstance(request, TimeRequest):
+                send(time_case(backend, request).to_dict())
+            elif isinstance(request, RunRequest):
+                send(run_case(backend, request).to_dict())
+            else:
+                raise ValueError(f"a worker takes no {data.get('op')!r} message")
         except Exception as exc:  # keep serving: one bad case must not end the backend's run
-            send({"op": "result", "case_id": request.get("case_id"), "results": [
+            send(RunReply(data.get("case_id"), [
                 VariantOutput("error", error=f"worker: {type(exc).__name__}: {exc}",
-                              traceback=traceback.format_exc(limit=-3)).to_dict()]})
+                              traceback=traceback.format_exc(limit=-3))]).to_dict())
     return 0
 
 

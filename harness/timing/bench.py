@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xentcheck.core.cases import Case
+from xentcheck.problems import DEFAULT_KIND
 from xentcheck.run import memory
 from xentcheck.run.environment import allocator_env, fingerprint, thread_env
 from xentcheck.run.plan import select_variants
 from xentcheck.run.processes import Worker
+from xentcheck.run.protocol import TimedVariant, TimeRequest, TimingReply
 from xentcheck.timing.measure import copy_bandwidth, dtype_bytes, floor_bytes
 
 DEFAULT_SHAPES: tuple[tuple[int, int], ...] = ((256, 1000), (1024, 8192), (1024, 32000), (512, 128256))
@@ -114,9 +116,10 @@ def bench_backend(spec: str, index: int, config: BenchConfig, bandwidth: float, 
                 "version": hello.get("version", ""), "settings": hello.get("settings", {}), "reason": hello.get("reason", "")}
         if hello.get("status") != "ok":
             return info
-        # plain CE here; linear-CE variants are timed on --linear-shapes (xentcheck.timing.linear_bench)
+        # the default kind's (plain CE's) variants here; linear-CE's are timed on --linear-shapes
+        # (xentcheck.problems.linear.bench)
         variants = [v for v in select_variants(hello.get("variants", []), "default", config.impls, config.modes)
-                    if v.get("kind", "ce") == "ce"]
+                    if v.get("kind", DEFAULT_KIND) == DEFAULT_KIND]
         forms: dict[str, list[dict]] = {}
         for v in variants:
             forms.setdefault(_label_form(v), []).append(v)
@@ -132,9 +135,8 @@ def bench_backend(spec: str, index: int, config: BenchConfig, bandwidth: float, 
                 for v in chosen:
                     emit({**base, "impl": v["impl"], "mode": v["mode"], "status": "skipped", "reason": why})
                 continue
-            worker.send({"op": "time", "case_id": case.id, "seed": config.seed, "device": config.device,
-                         "variants": [[v["impl"], v["mode"]] for v in chosen],
-                         "min_block": config.min_block, "blocks": config.blocks})
+            worker.send(TimeRequest(case.id, config.seed, config.device, [(v["impl"], v["mode"]) for v in chosen],
+                                    min_block=config.min_block, blocks=config.blocks).to_dict())
             reply = _wait(events, worker, config.case_timeout)
             if reply is None or reply.get("op") != "timing":
                 how = "timed out" if reply is None else worker.exit_description()
@@ -145,25 +147,25 @@ def bench_backend(spec: str, index: int, config: BenchConfig, bandwidth: float, 
                 if _wait(events, worker, 300.0) is None:
                     return info
                 continue
-            for r in reply["results"]:
+            for r in TimingReply.from_dict(reply).results:
                 emit(_row(base, r))
         return info
     finally:
         worker.quit()
 
 
-def _row(base: dict, r: dict) -> dict:
-    row = {**base, "impl": r.get("impl", ""), "mode": r.get("mode", ""), "status": r.get("status"),
-           "api": r.get("api", "")}
-    if r.get("status") != "ok":
-        row["reason"] = r.get("reason") or r.get("error", "")
+def _row(base: dict, r: TimedVariant) -> dict:
+    row = {**base, "impl": r.variant.get("impl", ""), "mode": r.variant.get("mode", ""), "status": r.status,
+           "api": r.variant.get("api", "")}
+    if r.status != "ok" or r.phases is None:
+        row["reason"] = r.reason or r.error
         return row
     row["phases"] = {}
-    for name, stats in r["phases"].items():
+    for name, stats in r.phases.items():
         row["phases"][name] = {**stats, "floor_ratio": stats["median"] / base["floor_seconds"]}
-    row["peak_rss_bytes"] = r.get("peak_rss_bytes")
-    if r.get("notes"):
-        row["notes"] = r["notes"]
+    row["peak_rss_bytes"] = r.peak_rss_bytes
+    if r.notes:
+        row["notes"] = r.notes
     return row
 
 

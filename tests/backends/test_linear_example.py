@@ -8,8 +8,8 @@ import numpy as np
 from tests.conftest import ROOT
 from xentcheck.core.cases import Case, make_inputs
 from xentcheck.core.evaluate import Subject, evaluate
-from xentcheck.core.linear_reference import linear_reference
 from xentcheck.core.tolerances import Tolerances
+from xentcheck.problems.linear.reference import linear_reference
 from xentcheck.run.worker import compute
 
 
@@ -32,8 +32,8 @@ def test_the_linear_example_passes_and_its_outputs_are_compared():
         r = evaluate(case, Subject("chunked-linear-ce", v.impl, v.mode), out, Tolerances(),
                      reference=linear_reference(case, inputs, "torch"))
         assert r.verdict == "pass", (case_id, r.reasons)
-        assert r.dh.size == case.n * case.d and r.dw.size == case.k * case.d
-        assert (r.db is not None) == ("b" in case.option_set) and r.grad is None
+        assert r.metrics["dh"].size == case.n * case.d and r.metrics["dw"].size == case.k * case.d
+        assert ("db" in r.metrics) == ("b" in case.option_set) and "grad" not in r.metrics
 
 
 def test_a_wrong_gradient_is_caught_by_the_same_path():
@@ -44,5 +44,5 @@ def test_a_wrong_gradient_is_caught_by_the_same_path():
     out = compute(backend, v, case, inputs, "cpu")
     out.grads["dw"] = out.grads["dw"] * np.float32(1 + 1e-4)  # 1e-4 relative: ~800 u of float32
     r = evaluate(case, Subject("x"), out, Tolerances(), reference=linear_reference(case, inputs, "torch"))
-    assert r.verdict == "fail" and r.dw.n_exceed > 0 and r.dh.n_exceed == 0
+    assert r.verdict == "fail" and r.metrics["dw"].n_exceed > 0 and r.metrics["dh"].n_exceed == 0
     assert any(reason.startswith("dW (gradient of W)") for reason in r.reasons)

@@ -1,4 +1,4 @@
-"""make_inputs in row chunks gives the bytes of one whole-array pass (the pinned digests in
+"""make_ce_inputs in row chunks gives the bytes of one whole-array pass (the pinned digests in
 test_cases.py hold the whole-array bytes): every family, label form, option and shape, with
 chunks from one row up, ragged last chunks included."""
 
@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xentcheck.core.cases import Case, full_suite, make_inputs
+from xentcheck.core.cases import Case, full_suite, make_ce_inputs, make_inputs
 
 
 def _arrays(case: Case, seed: int, chunk: int | None) -> list[bytes]:
-    inp = make_inputs(case, seed, chunk)
+    inp = make_ce_inputs(case, seed, chunk)
     out = [inp.logits.tobytes(), inp.labels.tobytes(), inp.target.tobytes(), repr(inp.smoothing).encode()]
     return out + [b"" if inp.weights is None else inp.weights.tobytes()]
 

@@ -30,7 +30,7 @@ def test_a_float32_case_never_imports_ml_dtypes_and_a_bfloat16_case_does():
             "for cid in ('scale1e+0_float32_16x10_index_mean', 'scale1e+2_float32_16x10_onehot_sum_opt-cap30'):\n"
             "    c = Case.from_id(cid); reference(c, make_inputs(c, 0))\n"
             "    reply = run_case(b, RunRequest(cid, 0, 'cpu', sys.argv[1]))\n"
-            "    assert reply['results'][0]['status'] == 'ok', reply\n"
+            "    assert reply.results[0].status == 'ok', reply\n"
             "print('ml_dtypes' in sys.modules)\n"
             "c = Case.from_id('scale1e+0_bfloat16_16x10_index_mean'); make_inputs(c, 0)\n"
             "print('ml_dtypes' in sys.modules)\n")

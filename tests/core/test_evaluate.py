@@ -140,10 +140,10 @@ def test_an_out_of_range_label_computes_no_reference():
     raised = VariantOutput("error", {"impl": "x", "mode": "eager"}, error="IndexError: index 10 is out of bounds")
     r = evaluate(case, Subject(backend="b"), raised, Tolerances(), reference=no_reference)
     assert (r.verdict, r.reasons) == ("pass", ["raised on the out-of-range class index: IndexError: index 10 is out of bounds"])
-    silent = VariantOutput("ok", loss=np.float32(2.5), grad=np.zeros((16, 10), np.float32))
+    silent = VariantOutput("ok", loss=np.float32(2.5), grads={"grad": np.zeros((16, 10), np.float32)})
     r = evaluate(case, Subject(backend="b"), silent, Tolerances(), reference=no_reference)
     assert r.verdict == "fail" and r.reasons[0].startswith("silently returned loss [2.5] ")
-    assert r.loss is None and r.tolerance is None  # nothing was compared
+    assert not r.metrics and r.tolerance is None  # nothing was compared
 
 
 def test_known_turns_only_bad_verdicts_into_known():
@@ -151,9 +151,9 @@ def test_known_turns_only_bad_verdicts_into_known():
     inputs = make_inputs(case, 0)
     ref = reference(case, inputs)
     entries = [{"id": "all", "reason": "r", "link": "l", "backend": "b*"}]
-    good = VariantOutput("ok", loss=np.float32(ref.loss), grad=ref.grad.astype(np.float32))
+    good = VariantOutput("ok", loss=np.float32(ref.loss), grads={"grad": ref.grad.astype(np.float32)})
     assert evaluate(case, Subject(backend="b1"), good, Tolerances(), reference=ref, known=entries).verdict == "pass"
-    bad = VariantOutput("ok", loss=np.float32(ref.loss), grad=(2 * ref.grad).astype(np.float32))
+    bad = VariantOutput("ok", loss=np.float32(ref.loss), grads={"grad": (2 * ref.grad).astype(np.float32)})
     r = evaluate(case, Subject(backend="b1"), bad, Tolerances(), reference=ref, known=entries)
     assert (r.verdict, r.original_verdict, r.known) == ("known", "fail", {"id": "all", "reason": "r", "link": "l"})
     other = evaluate(case, Subject(backend="c"), bad, Tolerances(), reference=ref, known=entries)
@@ -168,7 +168,7 @@ def test_a_results_line_reads_and_writes_back_unchanged():
             "verdict": "nonfinite", "reasons": ["x"], "timing": {"wall_seconds": 0.1}, "documented": "d",
             "a_future_field": [1, 2]}
     r = Result.from_dict(line)
-    assert r.loss.worst_actual == "nan" and r.other == {"a_future_field": [1, 2]}
+    assert r.metrics["loss"].worst_actual == "nan" and r.other == {"a_future_field": [1, 2]}
     assert json.dumps(r.to_dict()) == json.dumps(line)  # the same keys, in the same order
     out = VariantOutput("ok", {"impl": "i", "mode": "eager", "semantics": "torch"}, seconds=0.5, loss_dtype="float32",
                         grad_dtype="float32", notes=["n"], properties={"determinism": {"verdict": "pass", "detail": ""}})

@@ -11,16 +11,16 @@ import dataclasses
 import numpy as np
 import pytest
 
-import xentcheck.core.linear_reference as lr
+import xentcheck.problems.linear.reference as lr
 from xentcheck.core.cases import Case, make_inputs
 from xentcheck.core.dtypes import round_to
-from xentcheck.core.linear_metrics import _hist_quantiles, measure_linear
 from xentcheck.core.tolerances import Tolerances
+from xentcheck.problems.linear.metrics import _hist_quantiles, measure_linear
 
 
 @pytest.fixture
 def small_blocks():
-    import xentcheck.core.linear_metrics as lm
+    import xentcheck.problems.linear.metrics as lm
     old = lr.WEIGHT_BLOCK_ELEMENTS, lr.STREAM_DW_ENTRIES, lm.METRIC_BLOCK_ELEMENTS
     lm.METRIC_BLOCK_ELEMENTS = 10 * 64  # several parts a block (10 rows at D = 64, fewer at D = 16)
     yield
@@ -84,8 +84,8 @@ def test_hist_quantiles_follow_numpys_linear_quantile():
 def test_metamorphic_agreement_takes_a_streamed_dw(small_blocks):
     """linear_properties._agree compares dW a block at a time when it is streamed: the same verdict
     and detail as with the held dW, and a dW off in one block is found."""
-    from xentcheck.core.linear_properties import _agree
     from xentcheck.core.properties import Tol
+    from xentcheck.problems.linear.properties import _agree
     c = Case.from_id("scale1e+1_float32_24x777_lin16_index_mean_opt-w+ign+ls+b")
     x = make_inputs(c, 0)
     lr.WEIGHT_BLOCK_ELEMENTS, lr.STREAM_DW_ENTRIES = 37 * c.d, 0

@@ -60,8 +60,8 @@ def test_equal_nan_and_inf_outputs_agree_and_a_nan_pattern_does_not():
     gradient where the other API has zeros is not."""
     import numpy as np
 
-    from xentcheck.core.linear_properties import _agree
-    from xentcheck.core.linear_reference import linear_reference
+    from xentcheck.problems.linear.properties import _agree
+    from xentcheck.problems.linear.reference import linear_reference
 
     case = Case.from_id("scale1e+0_float32_8x100_lin8_index_mean_opt-allign")
     ref = linear_reference(case, make_inputs(case, 0), "torch")

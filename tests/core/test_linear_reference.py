@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from xentcheck.core.cases import Case, Inputs, default_suite, full_suite, make_inputs
-from xentcheck.core.linear_cases import LinearInputs
-from xentcheck.core.linear_reference import dot2, linear_reference
 from xentcheck.core.reference import reference
+from xentcheck.problems.linear.cases import LinearInputs
+from xentcheck.problems.linear.reference import dot2, linear_reference
 
 
 def _ld(e) -> np.longdouble:
@@ -123,7 +123,7 @@ def test_dot2_is_twice_float64():
 def test_reference_matches_plain_reference_on_its_logits():
     """Chunked (1 row at a time, W in blocks of 100 vocabulary rows) or not, the loss equals the
     plain CE reference of h W^T + b, and dh, dW, db are that gradient's products with W, h and ones."""
-    import xentcheck.core.linear_reference as lr
+    import xentcheck.problems.linear.reference as lr
     c = Case.from_id("scale1e+1_float32_24x777_lin16_index_mean_opt-w+ign+ls+b")
     x = make_inputs(c, 0)
     o = x.hidden.astype(np.float64) @ x.weight.astype(np.float64).T + x.bias.astype(np.float64)
@@ -197,7 +197,7 @@ def test_scale_product_bounds_the_exact_product_from_above():
     """float32 operands: never below the exact x @ y (float64 products of float32 values are exact;
     their float64 sum is within 1e-15), and above it by no more than the sum's own error and the
     2 (t + 2) u it adds; products below float32's normal range and a float32 overflow stay bounded; float64: plain."""
-    from xentcheck.core.linear_reference import scale_product
+    from xentcheck.problems.linear.reference import scale_product
     rng = np.random.default_rng(3)
     u = 2.0 ** -24
     for t, lo_exp in ((7, 0), (300, 0), (4096, 0), (64, -140)):
@@ -235,7 +235,7 @@ def test_streamed_dw_blocks_are_the_held_dw():
     (1 + 2 (t + 2) u)^2 (scale_product, t <= N terms), within that of each other. The loss, dh and
     db and their scales come from the same calls on the same values with or without the spill:
     the same bits."""
-    import xentcheck.core.linear_reference as lr
+    import xentcheck.problems.linear.reference as lr
     for cid in ("scale1e+1_float32_24x777_lin16_index_mean_opt-w+ign+ls+b",
                 "scale1e+0_bfloat16_40x300_lin96_index_none_opt-ct+b", "dominant_float64_16x200_lin64_index_none"):
         c = Case.from_id(cid)

@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import ROOT
 from xentcheck.backends.numpy_backend import NumpyBackend
 from xentcheck.backends.registry import FILE_PREFIX, create
-from xentcheck.core.cases import UNNORM_ROW_SUMS, Case, Inputs, default_suite, make_inputs
+from xentcheck.core.cases import UNNORM_ROW_SUMS, Case, Inputs, default_suite, make_ce_inputs, make_inputs
 from xentcheck.core.evaluate import Subject, evaluate
 from xentcheck.core.reference import reference
 from xentcheck.core.tolerances import Tolerances
@@ -79,7 +79,7 @@ def test_row_masses():
         np.testing.assert_allclose(sums, want, rtol=4 * np.finfo(inputs.labels.dtype).eps)
         assert (sums[want == 0] == 0).all()
         assert (inputs.labels[np.isneginf(inputs.logits)] == 0).all()
-        again = make_inputs(case, 0, chunk_elements=3 * case.k)
+        again = make_ce_inputs(case, 0, chunk_elements=3 * case.k)
         assert again.labels.tobytes() == inputs.labels.tobytes()
 
 

@@ -7,6 +7,7 @@ from xentcheck.core.cases import ALL_LABEL_FORMS, OPTIONS, REDUCTIONS, Case, mak
 from xentcheck.core.dtypes import DTYPE_NAMES
 from xentcheck.fuzz import draw
 from xentcheck.fuzz.kinds import Findings, key_of, strip_numbers
+from xentcheck.problems.linear import fuzz as linear_fuzz
 
 ALL = list(DTYPE_NAMES)
 
@@ -47,8 +48,8 @@ def test_the_draw_covers_every_family_label_form_reduction_option_and_dtype():
     assert set().union(*(c.option_set for c in cases)) == set(OPTIONS)
     assert sum(len(c.option_set) >= 3 for c in cases) >= 50  # combinations, not one option at a time
     linear = [c for c in cases if c.linear]
-    assert 100 <= len(linear) <= 400 and all(c.k * c.d <= draw.LINEAR_WEIGHT_ELEMENTS for c in linear)
-    assert {draw._name(c.family) for c in linear} == {"scale", "offset", "dominant", "neartie"}
+    assert 100 <= len(linear) <= 400 and all(c.k * c.d <= linear_fuzz.WEIGHT_ELEMENTS for c in linear)
+    assert {draw.token_name(c.family) for c in linear} == {"scale", "offset", "dominant", "neartie"}
     assert any(c.cotangent_rows for c in cases) and any(c.cotangent is not None for c in cases)
     scales = [float(c.family[5:]) for c in cases if c.family.startswith("scale")]
     assert min(scales) < 1e-10 and max(scales) > 1e20  # tiny (ties after rounding) and huge

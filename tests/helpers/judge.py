@@ -9,5 +9,6 @@ from xentcheck.core.evaluate import Subject, VariantOutput, evaluate
 
 def judged(case, ref, loss, grad, loss_dtype: str | None, grad_dtype: str | None, tolerances) -> dict:
     """The record evaluate() makes of an output that came back with this loss and gradient."""
-    out = VariantOutput("ok", loss=np.asarray(loss), grad=np.asarray(grad), loss_dtype=loss_dtype, grad_dtype=grad_dtype)
+    out = VariantOutput("ok", loss=np.asarray(loss), grads={"grad": np.asarray(grad)}, loss_dtype=loss_dtype,
+                        grad_dtype=grad_dtype)
     return evaluate(case, Subject(backend="test"), out, tolerances, reference=ref).to_dict()

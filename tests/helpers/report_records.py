@@ -31,7 +31,7 @@ def record(case_id: str, backend: str, ulps: float = 0.0, nan: bool = False, see
     loss, grad = out(ref.loss), out(ref.grad)
     if nan:
         loss = np.full_like(loss, np.nan)
-    out = VariantOutput("ok", inputs_modified=[], loss=loss, grad=grad)
+    out = VariantOutput("ok", inputs_modified=[], loss=loss, grads={"grad": grad})
     subject = Subject(backend=backend, impl=impl, mode="eager", device="cpu", seed=seed, backend_version="1.0")
     rec = evaluate(case, subject, out, Tolerances(preset), reference=ref).to_dict()
     del rec["api"]  # these made-up backends name no API

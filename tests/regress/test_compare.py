@@ -38,8 +38,10 @@ def test_a_setting_that_changes_numerics_is_a_regression_and_identical_runs_are_
     assert all(r["base_verdict"] == "pass" and r["new_verdict"] == "fail" for r in c["regressions"])
     md = (tmp_path / "c.md").read_text()
     assert "REGRESSIONS FOUND" in md and "offset1e+8\\_float32\\_128x1000\\_index\\_mean" in md
-    # both fingerprints side by side, the differing setting in bold
-    assert "| **backends.env-sloppy.settings.XENTCHECK\\_TEST\\_SLOPPY** | **0** | **1** |" in md
+    # the fingerprint fields that differ, not the many that are the same
+    env = md.split("## Environments")[1]
+    assert "| backends.env-sloppy.settings.XENTCHECK\\_TEST\\_SLOPPY | 0 | 1 |" in env
+    assert "| python |" not in env and "fingerprint fields differ" in env
     # the reverse direction is an improvement, not a regression
     back = run_cli("compare", str(new), str(base), "--json", str(tmp_path / "r.json"))
     assert back.returncode == 0
@@ -149,3 +151,51 @@ def test_two_real_runs_of_other_seeds_warn(tmp_path):
     assert res.returncode == 0, res.stderr
     assert _warnings(res) == ["the runs differ in seed: base 0, new 3 (the same case ids held other inputs)"]
     assert "4 results matched" in res.stdout and "- the runs differ in seed: base 0, new 3" in res.stdout
+
+
+def _linear(dw_ulps: float) -> dict:
+    """A real linear-CE result (xentcheck.core.evaluate, torch's tolerances): the reference in float64,
+    dW moved by `dw_ulps` float64 ULPs of each entry's natural scale; loss, dh and db exact."""
+    import numpy as np
+
+    from xentcheck.core.cases import Case, make_inputs
+    from xentcheck.core.evaluate import Subject, VariantOutput, evaluate
+    from xentcheck.core.tolerances import Tolerances
+    from xentcheck.problems import problem_of
+
+    case = Case.from_id("scale1e+0_float64_32x100_lin16_index_mean_opt-b")
+    ref = problem_of(case).reference(case, make_inputs(case, 0), "plain")
+    arrays = {k: np.asarray(a, dtype=np.float64) for k, a in problem_of(case).reference_arrays(case, ref).items()}
+    arrays["dw"] = arrays["dw"] + dw_ulps * np.spacing(np.asarray(ref.scales["dw"], dtype=np.float64))
+    out = VariantOutput("ok", inputs_modified=[], loss=arrays.pop("loss"), grads=arrays)
+    return evaluate(case, Subject(backend="toy-linear", impl="fused", mode="eager"), out, Tolerances("torch"),
+                    reference=ref).to_dict()
+
+
+def test_a_dw_error_that_grows_16x_is_a_regression_while_both_pass():
+    base, new = _linear(4.0), _linear(64.0)
+    assert base["verdict"] == new["verdict"] == "pass"
+    c = compare_runs([base], [new], factor=2.0)
+    assert [(r["key"][0], r["output"]) for r in c["regressions"]] == [(base["case_id"], "dw")]
+    assert 12 < c["regressions"][0]["ratio"] < 20  # 16x, give or take the reference's last-bit rounding
+    back = compare_runs([new], [base], factor=2.0)
+    assert [r["output"] for r in back["improvements"]] == ["dw"] and not back["regressions"]
+
+
+def test_two_runs_of_a_linear_plugin_whose_dw_error_grows_16x(tmp_path):
+    """End to end: two `xentcheck run`s of a toy linear-CE plugin whose dW has a relative error of
+    1e-9, then 1.6e-8 (both within torch's float64 rtol 1e-7), and `xentcheck compare` of the two."""
+    toy, case = str(ROOT / "tests/helpers/toy_backends/linear_dw_drift.py"), "scale1e+0_float64_32x100_lin16_index_mean_opt-b"
+    for name, error in (("base", "1e-9"), ("new", "1.6e-8")):
+        done = run_cli("run", "--backend-file", toy, "--case", case, "--tolerance", "torch", "--out",
+                       str(tmp_path / name), "--no-progress", env={"XENTCHECK_TOY_DW_ERROR": error})
+        assert done.returncode == 0, done.stdout + done.stderr
+        [line] = (tmp_path / name / "results.jsonl").read_text().splitlines()
+        assert json.loads(line)["verdict"] == "pass"
+    res = run_cli("compare", str(tmp_path / "base"), str(tmp_path / "new"), "--json", str(tmp_path / "c.json"))
+    assert res.returncode == 1, res.stdout + res.stderr
+    [regression] = json.loads((tmp_path / "c.json").read_text())["regressions"]
+    assert regression["key"][0] == case and regression["output"] == "dw"
+    assert regression["base_verdict"] == regression["new_verdict"] == "pass"
+    assert 15 < regression["ratio"] < 17  # 1.6e-8 / 1e-9, the reference's own rounding aside
+    assert "dw" in res.stdout.lower() and "linear-dw-drift" in res.stdout

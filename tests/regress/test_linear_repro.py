@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import ROOT, require, run_cli
 from xentcheck.backends.registry import create
 from xentcheck.core.cases import Case, make_inputs
-from xentcheck.core.linear_reference import linear_reference
+from xentcheck.problems.linear.reference import linear_reference
 from xentcheck.regress import repro
 from xentcheck.run.worker import output_of
 

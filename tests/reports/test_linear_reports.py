@@ -9,8 +9,8 @@ import numpy as np
 from tests.helpers.report_records import context, record
 from xentcheck.core.cases import Case, make_inputs
 from xentcheck.core.evaluate import Subject, VariantOutput, evaluate
-from xentcheck.core.linear_reference import linear_reference
 from xentcheck.core.tolerances import Tolerances
+from xentcheck.problems.linear.reference import linear_reference
 from xentcheck.reports import html, junit, markdown
 from xentcheck.reports import summary as summary_report
 
@@ -44,15 +44,15 @@ def test_linear_results_show_dh_dw_db_in_every_report():
     assert worst_dw["bad-dw"] > 5e-4 > 1e-6 > worst_dw["exact"]
 
     md = markdown.render(summary, records)
-    for title in ("gradient", "dh (linear-CE)", "dW (linear-CE)", "db (linear-CE)", "loss"):
+    for title in ("gradient", "dh (gradient of h)", "dW (gradient of W)", "db (gradient of b)", "loss"):
         assert f"## Largest {title} errors per backend and dtype" in md, title
-    dw_table = md.split("## Largest dW (linear-CE) errors")[1].split("## ")[0]
+    dw_table = md.split("## Largest dW (gradient of W) errors")[1].split("## ")[0]
     assert f"| bad-dw | float32 | `{CASE.replace('_', chr(92) + '_')}` | fail |" in dw_table, dw_table
 
     rows = html.largest_errors(records)
     outputs = {(r["output"], r["backend"]) for r in rows}
-    assert {("dW (linear-CE gradient of W)", "bad-dw"), ("db (linear-CE gradient of b)", "bad-db"),
-            ("dh (linear-CE gradient of h)", "exact"), ("gradient", "exact"), ("loss", "exact")} <= outputs
+    assert {("dW (gradient of W)", "bad-dw"), ("db (gradient of b)", "bad-db"),
+            ("dh (gradient of h)", "exact"), ("gradient", "exact"), ("loss", "exact")} <= outputs
     n_bad, found = html.findings(records, {}, "xentcheck")
     assert n_bad == 2 and all(f["excess"].endswith("x") and float(f["excess"][:-1]) > 1 for f in found), found
 
@@ -69,5 +69,26 @@ def test_the_html_report_blames_a_backend_for_each_linear_gradient():
     records = [linear_record("exact"), linear_record("bad-dw", "dw"), linear_record("bad-db", "db")]
     summary = summary_report.build(records, context(["exact", "bad-dw", "bad-db"]))
     page = html.render(summary, records, matrix=blame.build(records))
-    assert "dW (linear-CE gradient of W): bad-dw is furthest from the reference" in page
-    assert "db (linear-CE gradient of b): bad-db is furthest from the reference" in page
+    assert "dW (gradient of W): bad-dw is furthest from the reference" in page
+    assert "db (gradient of b): bad-db is furthest from the reference" in page
+
+
+def test_the_results_schema_describes_a_linear_record():
+    """results.schema.json: a linear-CE line's dh, dw, db (and d) are described metrics, and a passing
+    linear line must carry dh and dw as a plain one must carry grad."""
+    import json
+
+    import jsonschema
+
+    from tests.conftest import ROOT
+    validator = jsonschema.Draft202012Validator(json.loads((ROOT / "reports/schemas/results.schema.json").read_text()))
+    rec = json.loads(json.dumps(linear_record("exact")))  # as results.jsonl holds it
+    assert rec["verdict"] == "pass" and {"dh", "dw", "db", "d"} <= set(rec) and "grad" not in rec
+    assert list(validator.iter_errors(rec)) == []
+    assert [e.message for e in validator.iter_errors({**rec, "dw": {"max_abs_err": "big"}})]  # dw's metrics typed
+    no_dw = {k: v for k, v in rec.items() if k != "dw"}
+    assert [e.message for e in validator.iter_errors(no_dw)] == ["'dw' is a required property"]
+    plain = json.loads(json.dumps(record("scale1e+0_float32_16x10_index_mean", "exact")))
+    assert list(validator.iter_errors(plain)) == []
+    assert [e.message for e in validator.iter_errors({k: v for k, v in plain.items() if k != "grad"})] == \
+        ["'grad' is a required property"]

@@ -1,11 +1,16 @@
-"""The hello and the run request cross the pipe as JSON objects; to_dict/from_dict keep their wire form."""
+"""Every message between the parent and a worker crosses the pipe as a JSON object; each record's
+to_dict/from_dict keep its wire form, and `message` rebuilds whichever came."""
 
 from __future__ import annotations
 
 import json
 
-from xentcheck.run.protocol import Hello, RunRequest
-from xentcheck.run.worker import hello
+import pytest
+
+from xentcheck.backends.registry import create
+from xentcheck.core.records import VariantOutput
+from xentcheck.run.protocol import Hello, Quit, RunReply, RunRequest, TimedVariant, TimeRequest, TimingReply, message
+from xentcheck.run.worker import hello, run_case, time_case
 
 
 def test_an_ok_hello_carries_every_description_field_and_round_trips():
@@ -43,3 +48,51 @@ def test_a_run_request_round_trips_through_its_wire_form():
                     "variants": [["torch.cross_entropy", "eager"]], "properties": True,
                     "tolerance": {"rtol": 1e-5, "atol": 1e-7, "scaled": True}}
     assert RunRequest.from_dict(wire) == request
+
+
+def test_a_run_reply_round_trips_and_keeps_each_outputs_wire_form(tmp_path):
+    backend = create("numpy")
+    backend.load()
+    case_id = "scale1e+0_float32_4x3_index_mean"
+    reply = run_case(backend, RunRequest(case_id, 0, "cpu", str(tmp_path / "r")))
+    assert isinstance(reply, RunReply) and reply.case_id == case_id and reply.results
+    wire = json.loads(json.dumps(reply.to_dict()))
+    assert wire["op"] == "result" and wire["results"] == [r.to_dict() for r in reply.results]
+    back = message(wire)
+    assert isinstance(back, RunReply) and back.to_dict() == wire
+    assert [r.status for r in back.results] == ["ok"] * len(reply.results)
+    assert {r.variant["impl"] for r in back.results} == {r.variant["impl"] for r in reply.results}
+
+
+def test_a_time_request_and_its_reply_round_trip():
+    request = TimeRequest("scale1e+0_float32_4x3_index_mean", 3, "cpu", [("numpy", "eager")], min_block=0.001,
+                          blocks=2)
+    wire = json.loads(json.dumps(request.to_dict()))
+    assert wire == {"op": "time", "case_id": "scale1e+0_float32_4x3_index_mean", "seed": 3, "device": "cpu",
+                    "variants": [["numpy", "eager"]], "min_block": 0.001, "blocks": 2}
+    assert message(wire) == request and request.measure_options() == {"min_block": 0.001, "blocks": 2}
+    skip = TimingReply("c", [TimedVariant("skipped", reason="no GPU")])
+    assert skip.to_dict() == {"op": "timing", "case_id": "c", "results": [{"status": "skipped", "reason": "no GPU"}]}
+    assert message(json.loads(json.dumps(skip.to_dict()))) == skip
+
+
+def test_a_worker_times_a_case_into_a_typed_reply():
+    backend = create("numpy")
+    backend.load()
+    impl = next(v for v in backend.variants() if v.default)
+    request = TimeRequest("scale1e+0_float32_4x3_index_mean", 0, "cpu", [(impl.impl, impl.mode)], min_block=0.001,
+                          blocks=2, warmup=0.001)
+    reply = time_case(backend, request)
+    assert isinstance(reply, TimingReply) and len(reply.results) == 1
+    timed = reply.results[0]
+    assert timed.status == "ok" and timed.variant["impl"] == impl.impl and timed.peak_rss_bytes
+    assert timed.phases and all(p["blocks"] == 2 and p["median"] > 0 for p in timed.phases.values())
+    assert TimingReply.from_dict(json.loads(json.dumps(reply.to_dict()))) == reply
+
+
+def test_quit_and_an_unknown_message():
+    assert Quit().to_dict() == {"op": "quit"} and message({"op": "quit"}) == Quit()
+    with pytest.raises(ValueError, match="unknown message op 'sing'"):
+        message({"op": "sing"})
+    err = RunReply(None, [VariantOutput("error", error="worker: KeyError: 'case_id'")])
+    assert RunReply.from_dict(err.to_dict()).results[0].error == "worker: KeyError: 'case_id'"

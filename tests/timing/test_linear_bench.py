@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xentcheck.timing import linear_bench as lb
-from xentcheck.timing.linear_probe import REFERENCE, bench_case, bench_inputs
+from xentcheck.problems.linear import bench as lb
+from xentcheck.problems.linear.probe import REFERENCE, bench_case, bench_inputs
 
 
 def test_parse_linear_shapes():

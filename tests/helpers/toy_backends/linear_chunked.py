@@ -1,5 +1,5 @@
 """Toy fused linear-CE kernels at two batch chunk sizes each, for the metamorphic checks
-(xentcheck.core.linear_properties): variant "toy_composed" is the materialised composition (the
+(xentcheck.problems.linear.properties): variant "toy_composed" is the materialised composition (the
 careful kernel); "<kernel>_c4" and "<kernel>_c8" are the same kernel at 4 and 8 rows a chunk.
 
     careful     dW accumulated across chunks in float64: agrees with itself and the composition

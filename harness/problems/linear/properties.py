@@ -9,7 +9,7 @@
 "Agrees" means within twice the run's bound of each other on loss, dh, dW and db: if both are
 within the bound of the reference, they are within twice of each other. The bound is the run's
 (rtol, atol), atol at each entry's natural scale when the tolerance is scaled
-(xentcheck.core.linear_reference gives the scales).
+(xentcheck.problems.linear.reference gives the scales).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import re
 import numpy as np
 
 from xentcheck.core.cases import Case
-from xentcheck.core.linear_cases import LinearInputs
+from xentcheck.problems.linear.cases import LinearInputs
 
 _CHUNK = re.compile(r"^(?P<stem>.+)_c(?P<chunk>\d+)$")
 
@@ -29,7 +29,7 @@ def _agree(case: Case, ref, a: dict[str, np.ndarray], b: dict[str, np.ndarray], 
     for what in ("loss", "dh", "dw", "db"):
         if what not in a or what not in b or (ref.get(what) is None and not (what == "dw" and ref.streamed)):
             continue
-        # a streamed dW (linear_reference above STREAM_DW_ENTRIES) a vocabulary block at a time
+        # a streamed dW (reference.linear_reference above STREAM_DW_ENTRIES) a vocabulary block at a time
         parts = ref.dw_blocks() if what == "dw" else [(..., ref.get(what), ref.scales[what])]
         for rows, expected, ref_scale in parts:
             x, y = np.asarray(a[what][rows], dtype=np.float64), np.asarray(b[what][rows], dtype=np.float64)
@@ -59,7 +59,7 @@ def _outputs(backend, v, case: Case, inputs: LinearInputs, device: str) -> dict[
 def check_linear(backend, variant, case: Case, inputs: LinearInputs, loss: np.ndarray,
                  grads: dict[str, np.ndarray], device: str, tol, all_variants) -> dict[str, dict]:
     """{"chunk_settings": ..., "vs_composition": ...}, each {"verdict", "detail"}."""
-    from xentcheck.core.linear_reference import linear_reference
+    from xentcheck.problems.linear.reference import linear_reference
     ref = linear_reference(case, inputs, variant.semantics)
     mine = {"loss": loss, **grads}
     linear = [v for v in all_variants if getattr(v, "kind", "ce") == "linear" and v.mode == variant.mode]

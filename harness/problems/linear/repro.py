@@ -1,10 +1,10 @@
-"""Reproducers and shrinking for linear-CE results (xentcheck.regress.repro hands them here).
+"""Reproducers and shrinking for linear-CE results (the record's write_repro and shrink_steps).
 
 repro/<id>.npz holds h, W (b), the labels (class weights, cotangent) widened exactly to float32 or
 float64 and the reference loss, dh, dW (db); repro/<id>.py calls the recorded API of the one
-framework (templates linear_<framework>.py.in; linear_plugin.py.in through the registry) under
-the numerics variables its worker ran under (repro.numerics_prelude) and prints each output's
-worst entry next to the reference.
+framework (repro_templates/<framework>.py.in beside this file; plugin.py.in through the
+registry) under the numerics variables its worker ran under (regress.repro.numerics_prelude) and
+prints each output's worst entry next to the reference.
 
 Shrinking tries, in order: the worst row of dh alone (reduction none: of the loss), half of the
 rows, half of the classes (rows of W, b and the class weights; every row's label kept, labels
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from xentcheck.core.cases import IGNORE_INDEX, Case
-from xentcheck.core.linear_cases import LinearInputs
-from xentcheck.core.linear_reference import LinearReference
+from xentcheck.problems.linear.cases import LinearInputs
+from xentcheck.problems.linear.reference import LinearReference
 
 TEMPLATES = Path(__file__).resolve().parent / "repro_templates"
 
@@ -84,13 +84,13 @@ def candidates(state: dict) -> list[tuple[str, Case, LinearInputs]]:
 
 def _framework(backend: str) -> str:
     base = backend.rpartition("@")[0] or backend
-    return base if (TEMPLATES / f"linear_{base}.py.in").is_file() else "plugin"
+    return base if (TEMPLATES / f"{base}.py.in").is_file() else "plugin"
 
 
 def write(folder: Path, name: str, record: dict, inputs: LinearInputs, case: Case, ref: LinearReference,
-          shrunk: bool, spec: str | None, savez, prelude: str) -> tuple[Path, Path]:
+          shrunk: bool, spec: str | None, prelude: str) -> tuple[Path, Path]:
     """<folder>/<name>.npz and .py of a linear-CE result on these inputs; the script begins with
-    `prelude` (repro.numerics_prelude: the worker's numerics variables)."""
+    `prelude` (regress.repro.numerics_prelude: the worker's numerics variables)."""
     wide = np.float64 if case.dtype == "float64" else np.float32  # holds every value of the dtype exactly
     meta = {"result_id": name, "case_id": record["case_id"], "n": case.n, "v": case.k, "d": case.d,
             "dtype": case.dtype, "reduction": case.reduction, "backend": record["backend"],
@@ -104,9 +104,10 @@ def write(folder: Path, name: str, record: dict, inputs: LinearInputs, case: Cas
     with np.errstate(over="ignore"):  # a float64 case's longdouble value past float64's range is inf there too
         refs = {f"ref_{k}": np.asarray(ref.get(k), dtype=np.float64) for k in ("loss", "dh", "dw", "db")
                 if ref.get(k) is not None}
+    from xentcheck.regress.repro import _savez as savez
     savez(folder / f"{name}.npz", **arrays, **refs, meta=np.array(json.dumps(meta)))
     fw = _framework(record["backend"])
-    parts = [(TEMPLATES / f).read_text() for f in ("_linear_head.py.in", f"linear_{fw}.py.in", "_linear_tail.py.in")]
+    parts = [(TEMPLATES / f).read_text() for f in ("_head.py.in", f"{fw}.py.in", "_tail.py.in")]
     doc = (f'"""Reproduce {name}: {record["backend"]} ({meta["impl"]}) on linear-CE case {record["case_id"]}'
            f'{" (shrunk to " + describe(case) + ")" if shrunk else ""}.\n\n'
            f'Recorded verdict: {meta["verdict"]}. Run: python {name}.py\n"""\n')

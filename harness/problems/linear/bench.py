@@ -1,10 +1,10 @@
 """`xentcheck bench --linear-shapes NxDxV,...`: linear-CE forward+backward time and peak memory.
 
-Each (implementation, dtype, shape) runs in a fresh process (xentcheck.timing.linear_probe), one
+Each (implementation, dtype, shape) runs in a fresh process (xentcheck.problems.linear.probe), one
 at a time, with the bench's thread count and malloc setting forced through the environment; the
 high-precision reference is measured the same way. Per row: seconds per forward+backward (the
 first call after a warm-up on a tiny shape, then `repeats` more), the process's peak memory
-above its inputs (VmHWM - VmRSS, see linear_probe) and that peak as a ratio to the logits' size
+above its inputs (VmHWM - VmRSS, see probe.py) and that peak as a ratio to the logits' size
 N x V (what fused kernels exist to save). The reference's row measures the reference and its
 comparison with a backend's outputs (made with the inputs; a dW above the reference's
 STREAM_DW_ENTRIES is formed during the comparison, a vocabulary block at a time) and carries its
@@ -22,8 +22,8 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
+from xentcheck.problems.linear.probe import REFERENCE
 from xentcheck.run.environment import allocator_env, fingerprint, thread_env
-from xentcheck.timing.linear_probe import REFERENCE
 from xentcheck.timing.measure import dtype_bytes
 
 TORCH_IMPLS = ("linear_then_cross_entropy", "linear_cross_entropy", "linear_cross_entropy_accurate_c16")
@@ -60,7 +60,7 @@ def parse_linear_shapes(text: str) -> list[tuple[int, int, int]]:
 
 
 def probe_command(request: dict) -> list[str]:
-    return [sys.executable, "-m", "xentcheck.timing.linear_probe", json.dumps(request)]
+    return [sys.executable, "-m", "xentcheck.problems.linear.probe", json.dumps(request)]
 
 
 def run_probe(request: dict, config: LinearBenchConfig) -> dict:

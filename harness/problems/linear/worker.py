@@ -1,36 +1,28 @@
-"""A worker's run of one linear-CE variant (worker.compute hands linear-CE cases here)."""
+"""A worker's run of one linear-CE variant (the record's compute: worker.compute hands it its cases)."""
 
 from __future__ import annotations
 
 import time
 import traceback
 
-import numpy as np
-
 from xentcheck.core.cases import Case
-from xentcheck.core.linear_cases import LinearInputs
-from xentcheck.core.linear_metrics import shape_problems
-from xentcheck.core.records import VariantOutput
-
-
-def _array(value, what: str) -> np.ndarray:
-    from xentcheck.run.worker import _as_array
-    return _as_array(value, what)
+from xentcheck.core.records import VariantOutput, as_array, variant_info
+from xentcheck.problems.linear.cases import LinearInputs
+from xentcheck.problems.linear.metrics import shape_problems
 
 
 def compute_linear(backend, v, case: Case, pristine: LinearInputs, device: str, properties=None,
                    all_variants=()) -> VariantOutput:
     """Run linear variant `v` on a copy of the inputs; with `properties` the metamorphic checks too."""
-    from xentcheck.run.worker import variant_info
     inputs = pristine.copy()
     start = time.perf_counter()
     try:
         out = backend.run_variant(v, case, inputs, device)
         seconds = time.perf_counter() - start
-        loss = _array(out.loss, "loss")
-        grads = {"dh": _array(out.dh, "dh"), "dw": _array(out.dw, "dw")}
+        loss = as_array(out.loss, "loss")
+        grads = {"dh": as_array(out.dh, "dh"), "dw": as_array(out.dw, "dw")}
         if out.db is not None and "b" in case.option_set:
-            grads["db"] = _array(out.db, "db")
+            grads["db"] = as_array(out.db, "db")
     except Exception as exc:
         return VariantOutput("error", variant_info(v), error=f"{type(exc).__name__}: {exc}",
                              traceback=traceback.format_exc(limit=-3))
@@ -41,6 +33,6 @@ def compute_linear(backend, v, case: Case, pristine: LinearInputs, device: str, 
                            grad_dtype=out.grad_dtype or grads["dh"].dtype.name, notes=list(out.notes), loss=loss,
                            grads=grads)
     if properties is not None and not shape_problems(case, loss, grads):
-        from xentcheck.core.linear_properties import check_linear
+        from xentcheck.problems.linear.properties import check_linear
         result.properties = check_linear(backend, v, case, pristine, loss, grads, device, properties, all_variants)
     return result

@@ -1,7 +1,7 @@
-"""One linear-CE measurement in a fresh process: `python -m xentcheck.timing.linear_probe JSON`.
+"""One linear-CE measurement in a fresh process: `python -m xentcheck.problems.linear.probe JSON`.
 
 The request names a backend spec and a linear variant (impl, mode), or "reference" (the
-high-precision reference, xentcheck.core.linear_reference, and its comparison with a backend's
+high-precision reference, xentcheck.problems.linear.reference, and its comparison with a backend's
 outputs through xentcheck.core.evaluate: a streamed dW is formed during the comparison, so the two
 are measured together; the outputs, of the dtype, are made with the inputs), a dtype and a shape
 N x D x V. The
@@ -29,7 +29,7 @@ import numpy as np
 
 from xentcheck.core import dtypes
 from xentcheck.core.cases import Case
-from xentcheck.core.linear_cases import LinearInputs
+from xentcheck.problems.linear.cases import LinearInputs
 
 REFERENCE = "reference"
 
@@ -91,8 +91,8 @@ def backend_outputs(case: Case):
 def reference_and_comparison(case: Case, inputs: LinearInputs, output) -> tuple:
     """The reference (torch semantics) and evaluate's judgement of `output` against it."""
     from xentcheck.core.evaluate import Subject, evaluate
-    from xentcheck.core.linear_reference import linear_reference
     from xentcheck.core.tolerances import Tolerances
+    from xentcheck.problems.linear.reference import linear_reference
     ref = linear_reference(case, inputs, "torch")
     return ref, evaluate(case, Subject("bench"), output, Tolerances(), reference=ref)
 
@@ -102,9 +102,9 @@ def runner(request: dict):
     and returning its outputs, what it is)."""
     if request["impl"] == REFERENCE:
         if "stream_dw_entries" in request:  # tests: the streamed dW at a small shape
-            import xentcheck.core.linear_reference as lr
+            import xentcheck.problems.linear.reference as lr
             lr.STREAM_DW_ENTRIES = int(request["stream_dw_entries"])
-        return reference_and_comparison, {"api": "xentcheck.core.linear_reference + xentcheck.core.evaluate"}
+        return reference_and_comparison, {"api": "xentcheck.problems.linear.reference + xentcheck.core.evaluate"}
     from xentcheck.run.worker import hello
     backend: Any
     backend, said = hello(request["backend"])  # created and loaded as a worker does

@@ -16,7 +16,7 @@ computed in twice float64's precision, then rounded to np.longdouble), the CE in
 and dh, dW, db in longdouble (64-bit significand: within (terms) 2^-64 of the natural scale);
 tests/core/test_linear_reference.py checks it against mpmath.
 
-Natural scales (the comparison's, see linear_metrics): an implementation in a dtype of unit
+Natural scales (the comparison's, see metrics.py): an implementation in a dtype of unit
 roundoff u rounds each logit at about m_nv = |o_nv| + sum_d |h_nd| |W_vd| (the product's
 magnitude before it cancels), which moves p_nv by about u w_n p_nv with w_n = max_v m_nv. So each
 entry of G is computed at A_nv = |G_nv| + c_n p_nv w_n + t (c_n = |v_n| sum(r_n) / D the row's
@@ -32,7 +32,7 @@ that product's own rounding); float64 inputs keep float64 products.
 dW a vocabulary block at a time: above STREAM_DW_ENTRIES entries of W, dW and its scale (16 bytes
 an entry of W, more than the inputs and a backend's outputs take together in float32) are not
 held: G and A go to a temporary file (GradientSpill, N V 12 bytes on disk) and dw_blocks forms
-dW and its scale a block at a time; the comparison (linear_metrics) takes each block and drops it.
+dW and its scale a block at a time; the comparison (metrics.py) takes each block and drops it.
 The same products of the same values as held, on operands laid out otherwise, which BLAS may sum
 in another order: not the same bits, each within the precision above of the exact G^T h (both
 within 2 N 2^-53, or 2^-64, of the natural scale of each other).
@@ -49,8 +49,8 @@ import numpy as np
 
 from xentcheck.core import dtypes
 from xentcheck.core.cases import Case, Inputs
-from xentcheck.core.linear_cases import LinearInputs
 from xentcheck.core.reference import reference, softmax_lse, working_precision
+from xentcheck.problems.linear.cases import LinearInputs
 
 CHUNK_ELEMENTS = 1 << 22  # rows x V per chunk: a few 32 MiB float64 temporaries (32 rows of V = 128,256)
 WEIGHT_BLOCK_ELEMENTS = 1 << 21  # V x D per block of W converted at a time: 16 MiB in float64
@@ -401,9 +401,3 @@ def linear_reference(case: Case, inputs: LinearInputs, semantics: str = "plain")
     if spill is not None:
         out.stream = DwStream(spill, inputs.hidden, _chunks(n, v), case.dtype, wp)
     return out
-
-
-def reference_for(case: Case, inputs, semantics: str = "plain"):
-    """The case's reference, whatever its kind: linear_reference for a linear-CE case (its inputs a
-    LinearInputs), else xentcheck.core.reference.reference (the pytest plugin's and repro's way in)."""
-    return linear_reference(case, inputs, semantics) if case.linear else reference(case, inputs, semantics)

@@ -1,7 +1,7 @@
 """Comparing a linear-CE output (loss, dh, dW, db) with its reference (the verdict rule of
 xentcheck.core.evaluate, for linear-CE cases).
 
-Each entry is judged at its natural scale (xentcheck.core.linear_reference: sum_v A_nv |W_vd|
+Each entry is judged at its natural scale (xentcheck.problems.linear.reference: sum_v A_nv |W_vd|
 for dh, sum_n A_nv |h_nd| for dW, sum_n A_nv for db), with the gradient's tolerance for dh, dW
 and db. Under the "model" preset the bound is u (2 + ceil(log2 T)) times the natural scale, T
 the number of terms the entry sums (D for a logit, so the loss; V for dh; N for dW and db):
@@ -22,7 +22,6 @@ from xentcheck.core.tolerances import PRESETS, default_table
 from xentcheck.core.tolerances import allowed as allowed_by
 
 GRADS = ("dh", "dw", "db")
-LABELS = {"loss": "loss", "dh": "dh (gradient of h)", "dw": "dW (gradient of W)", "db": "db (gradient of b)"}
 
 
 def terms(case: Case, what: str) -> int:
@@ -189,6 +188,7 @@ def compare_linear(case: Case, ref, output, tolerances) -> dict:
     if reasons:
         return {**out, "verdict": "fail", "reasons": reasons}
     from xentcheck.core.evaluate import dtype_reasons, values_verdict
+    from xentcheck.problems.linear import OUTPUTS
     reasons, widened = dtype_reasons(case, out)
     out.update(measure_linear(case, ref, loss, grads, tolerances))
-    return {**out, **values_verdict(case, LABELS, out, tolerances, reasons, widened)}
+    return {**out, **values_verdict(case, OUTPUTS, out, tolerances, reasons, widened)}

@@ -1,0 +1,102 @@
+"""What a problem kind is: one record per kind of softmax loss (plain CE, linear-CE, ...).
+
+torch's OpInfo is the model: one record per op that every layer reads, so that no layer branches
+on which op it runs. Here a `Problem` holds everything kind-specific: its cases (where they sit in
+the suites, how an id is checked), its input maker, its reference, its declared outputs, how a
+worker runs a variant on it and how that output is judged, its properties, shrink steps, repro
+files, fuzz draw its caller-array reader (xentcheck.reference), and how many processes it runs in. The runner, worker,
+evaluation, records, reports, compare, plots, API, pytest plugin, bench and fuzz iterate over
+`problem.outputs` and call the record's functions; they never ask which kind a case is.
+
+Its functions are small wrappers that import their implementation when called: the records load
+with `xentcheck.core.cases` (which asks them for the suites) and import no NumPy-heavy module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+    from random import Random
+
+    from xentcheck.core.cases import Case
+    from xentcheck.core.records import VariantOutput
+    from xentcheck.core.tolerances import Tolerances
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """One declared output of a kind: what a backend returns and a result carries metrics of."""
+    name: str  # its key: in results.jsonl, the worker's .npz file and a backend's gradients
+    title: str  # as the reports name it
+    scale: str  # its natural scale (the scale its errors are measured at), in words
+    tolerance: str = "grad"  # which row of the tolerance tables judges it: "loss" or "grad"
+    short: str = ""  # a short label (a figure's panel, a junit message); empty: the title
+
+    @property
+    def label(self) -> str:
+        return self.short or self.title
+
+
+@dataclass(frozen=True)
+class Section:
+    """A part of the suites: its cases, and where they sit among every kind's (`order`, ascending).
+    `cases(dtype_names, full)`: the default suite's cases (full False), or the cases `--suite full`
+    adds to them (full True)."""
+    order: int
+    cases: Callable[[tuple[str, ...] | list[str], bool], list[Case]]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem kind (module docstring). A case's kind is `Case.kind` (its id's grammar)."""
+    kind: str  # Case.kind and Variant.kind of the cases and variants of this kind
+    # whether a case (from its id's grammar) is of this kind: the records' claims split the ids
+    claims: Callable[[Case], bool]
+    title: str  # as the reports name the kind
+    outputs: tuple[OutputSpec, ...]  # the loss first, then the gradients, in results.jsonl's order
+    sections: tuple[Section, ...]
+    # the kind's rules for a case id, beyond the shared ones (raise ValueError)
+    validate: Callable[[Case], None]
+    # the case's arrays, a pure function of (case, seed)
+    make_inputs: Callable[[Case, int], Any]
+    # the high-precision reference of (case, inputs, semantics): .precision and the outputs' arrays
+    reference: Callable[[Case, Any, str], Any]
+    # the reference's arrays by output name (absent outputs left out), in the caller's shapes (a
+    # plain case's (N, d1, ..., K)): what xentcheck.reference returns
+    reference_arrays: Callable[[Case, Any], dict]
+    # a worker's run of one variant on a copy of the inputs (with property checks when a
+    # tolerance is given): (backend, variant, case, inputs, device, properties, all_variants)
+    compute: Callable[..., VariantOutput]
+    # shapes, dtypes and values of an output that came back, against the reference: result fields
+    compare: Callable[[Case, Any, VariantOutput, Tolerances], dict]
+    # shrinking: the smaller (description, case, inputs) to try from a state (regress.repro.shrink)
+    shrink_steps: Callable[[dict], list[tuple[str, Case, Any]]]
+    # the repro .npz and .py of a result: (folder, name, record, inputs, case, reference, shrunk, spec,
+    # prelude: the script's first lines, regress.repro.numerics_prelude)
+    write_repro: Callable[..., tuple[Path, Path]]
+    # the case's shape as reports name it
+    dims: Callable[[Case], str]
+    # a caller's named arrays (and settings) as (case, inputs), for xentcheck.reference; a dict is
+    # this kind's when it holds every key of `array_keys` (ValueError for bad arrays)
+    arrays: Callable[[Mapping[str, Any]], tuple[Case, Any]]
+    array_keys: tuple[str, ...]
+    # what the shrink's summary line adds about a shrunk case (its inputs): "" for nothing
+    shrink_note: Callable[[Case, Any], str] = lambda case, inputs: ""
+    # fuzz: a drawn case turned into one of this kind (`fuzz_share` of the draws)
+    fuzz_draw: Callable[[Random, Case], Case] | None = None
+    fuzz_share: float = 0.0
+    # how it executes: the processes one case runs in (1: one worker; a kind that needs several
+    # ranks declares more, and the runner starts them)
+    ranks: int = 1
+
+    def output(self, name: str) -> OutputSpec:
+        return next(o for o in self.outputs if o.name == name)
+
+    @property
+    def gradients(self) -> tuple[OutputSpec, ...]:
+        """Every declared output but the loss."""
+        return self.outputs[1:]
