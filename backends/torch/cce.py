@@ -19,7 +19,7 @@ every case is skipped with the reason.
 from __future__ import annotations
 
 from xentcheck.backends.base import Backend, LinearOutput, Variant
-from xentcheck.backends.linear import torch_io
+from xentcheck.backends.torch import io as torch_io
 from xentcheck.core.cases import IGNORE_INDEX, Case
 
 INSTALL = "pip install 'xentcheck[cce]' (cut-cross-entropy, next to an installed torch)"
