@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xentcheck.backends.base import AnyOutput, Backend, Output, Variant
+from xentcheck.backends.base import Backend, Output, Variant
 from xentcheck.core.cases import Case, Inputs
 
 _LLM = ("s", "cap", "z", "ct")  # logit scale, softcap, z-loss, upstream cotangent: composed around the call
@@ -123,7 +123,7 @@ class JaxBackend(Backend):
         dev = self.jax.devices("gpu" if device == "cuda" else "cpu")[0]
         return self.jax.device_put(self.jnp.asarray(a), dev)
 
-    def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> AnyOutput:
+    def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
         if variant.kind == "linear":
             from xentcheck.backends.jax import linear as jax_linear
             return jax_linear.run(self, variant, case, inputs, device)
@@ -148,7 +148,7 @@ class JaxBackend(Backend):
                 "backward": lambda: bwd(pullback, ones).block_until_ready(),
                 "forward_backward": lambda: jax.block_until_ready(both(x, labels, ct))}
 
-    def compute(self, case: Case, inputs: Inputs, device: str) -> AnyOutput:
+    def compute(self, case: Case, inputs: Inputs, device: str) -> Output:
         v = next(v for v in self.variants() if case.labels in v.label_forms)
         return self.run_variant(v, case, inputs, device)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xentcheck.backends.base import AnyOutput, Backend, Output, Variant
+from xentcheck.backends.base import Backend, Output, Variant
 from xentcheck.core.cases import Case, Inputs
 
 
@@ -32,7 +32,7 @@ class NumpyBackend(Backend):
         from xentcheck.backends.numpy import linear as numpy_linear
         return super().variants() + numpy_linear.variants()
 
-    def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> AnyOutput:
+    def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
         if variant.kind == "linear":
             from xentcheck.backends.numpy import linear as numpy_linear
             return numpy_linear.run(self, variant, case, inputs, device)

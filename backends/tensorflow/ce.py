@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from xentcheck.backends.base import AnyOutput, Backend, Output, Variant
+from xentcheck.backends.base import Backend, Output, Variant
 from xentcheck.core.cases import Case, Inputs
 
 _DENSE_DOC = "labels must be a valid probability distribution (tf.nn.softmax_cross_entropy_with_logits)"
@@ -113,7 +113,7 @@ class TensorflowBackend(Backend):
     def _device(self, device: str) -> str:
         return "/GPU:0" if device == "cuda" else "/CPU:0"
 
-    def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> AnyOutput:
+    def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
         if variant.kind == "linear":
             from xentcheck.backends.tensorflow import linear as tf_linear
             return tf_linear.run(self, variant, case, inputs, device)
@@ -144,7 +144,7 @@ class TensorflowBackend(Backend):
                 fns["backward"] = lambda: done(tape.gradient(kept, x, output_gradients=ones))
         return fns
 
-    def compute(self, case: Case, inputs: Inputs, device: str) -> AnyOutput:
+    def compute(self, case: Case, inputs: Inputs, device: str) -> Output:
         v = next(v for v in self.variants() if case.labels in v.label_forms)
         return self.run_variant(v, case, inputs, device)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xentcheck.backends.base import AnyOutput, Backend, Output, Variant
+from xentcheck.backends.base import Backend, Output, Variant
 from xentcheck.core.cases import IGNORE_INDEX, Case, Inputs
 
 _LLM = ("s", "cap", "z", "ct")  # logit scale, softcap, z-loss, upstream cotangent: composed around the call
@@ -144,7 +144,7 @@ class TorchBackend(Backend):
             return self.torch.ones_like(loss)
         return self._tensor(np.asarray(inputs.cotangent), device)
 
-    def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> AnyOutput:
+    def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
         if variant.kind == "linear":
             from xentcheck.backends.torch import linear as torch_linear
             return torch_linear.run(self, variant, case, inputs, device)
@@ -181,7 +181,7 @@ class TorchBackend(Backend):
 
         return {"forward": forward, "backward": backward, "forward_backward": forward_backward}
 
-    def compute(self, case: Case, inputs: Inputs, device: str) -> AnyOutput:
+    def compute(self, case: Case, inputs: Inputs, device: str) -> Output:
         v = next(v for v in self.variants() if case.labels in v.label_forms)
         return self.run_variant(v, case, inputs, device)
 

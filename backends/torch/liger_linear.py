@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 
-from xentcheck.backends.base import Backend, LinearOutput, Variant
+from xentcheck.backends.base import Backend, Output, Variant
 from xentcheck.backends.torch import io as torch_io
 from xentcheck.backends.torch import triton_interpret
 from xentcheck.core.cases import IGNORE_INDEX, Case
@@ -77,7 +77,7 @@ class LigerFusedLinearCE(Backend):
             return triton_interpret.BFLOAT16
         return super().unsupported(case, device)
 
-    def run_variant(self, variant: Variant, case: Case, inputs, device: str) -> LinearOutput:
+    def run_variant(self, variant: Variant, case: Case, inputs, device: str) -> Output:
         torch = self.torch
         acc = torch.float32 if variant.impl.endswith("_float32") else None
         weight = None if inputs.weights is None else torch_io.tensor(torch, inputs.weights, device)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import traceback
 
+from xentcheck.backends.base import named_grads
 from xentcheck.core.cases import Case
 from xentcheck.core.linear_cases import LinearInputs
 from xentcheck.core.linear_metrics import shape_problems
@@ -22,9 +23,10 @@ def compute_linear(backend, v, case: Case, pristine: LinearInputs, device: str, 
         out = backend.run_variant(v, case, inputs, device)
         seconds = time.perf_counter() - start
         loss = _array(out.loss, "loss")
-        grads = {"dh": _array(out.dh, "dh"), "dw": _array(out.dw, "dw")}
-        if out.db is not None and "b" in case.option_set:
-            grads["db"] = _array(out.db, "db")
+        named = named_grads(out, ("dh", "dw", "db"))
+        grads = {"dh": _array(named.get("dh"), "dh"), "dw": _array(named.get("dw"), "dw")}
+        if named.get("db") is not None and "b" in case.option_set:
+            grads["db"] = _array(named["db"], "db")
     except Exception as exc:
         return VariantOutput("error", variant_info(v), error=f"{type(exc).__name__}: {exc}",
                              traceback=traceback.format_exc(limit=-3))
