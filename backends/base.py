@@ -54,8 +54,9 @@ linear-CE case (`case.linear`, id ``..._lin<D>_...``) gives hidden states h (N, 
 (V, D), an optional bias b (V,) and index labels, as `LinearInputs` (inputs.hidden, .weight,
 .bias, .labels, .weights, .smoothing, .cotangent), instead of logits. A backend runs them
 through the variants whose `kind` is "linear" (plain variants never see them, and linear ones
-never see plain cases), and returns a `LinearOutput`: the loss and the gradients of v . loss
-w.r.t. h, W and b (db only with a bias). Options as above, plus "b" (the case has a bias).
+never see plain cases), and returns an `Output` with the loss and the gradients of v . loss
+w.r.t. h, W and b, named "dh", "dw" and "db" (db only with a bias; LinearOutput(loss, dh, dw, db),
+the old form, still works and warns). Options as above, plus "b" (the case has a bias).
 docs/linear-ce.md has the formulas; examples/linear_backend.py is a full plugin::
 
     class MyLinear(Backend):
@@ -67,7 +68,7 @@ docs/linear-ce.md has the formulas; examples/linear_backend.py is a full plugin:
         def run_variant(self, variant, case, inputs, device):
             loss, dh, dw, db = my_linear_ce(inputs.hidden, inputs.weight, inputs.bias, inputs.labels,
                                             ignore_index=-100, reduction=case.reduction)
-            return LinearOutput(loss=loss, dh=dh, dw=dw, db=db)
+            return Output(loss, grads={"dh": dh, "dw": dw, "db": db})
 
 Label forms (`label_forms`): "index", "onehot", "soft" (rows summing to 1) and "unnorm" (label
 weights of any row sum, 0 included: the gradient is p * sum(q) - q). A kernel that computes the
@@ -91,8 +92,9 @@ The Keras forms read the options as "keras" does; xentcheck.core.probs has their
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -128,31 +130,75 @@ class Variant:
     options: tuple[str, ...] = ()
     semantics: str = "plain"  # how the reference reads the options: "plain", "torch", "keras" (+ probs: above)
     takes: str = "logits"  # what the API is fed: "logits", "probs" (softmax(x)), "logprobs" (log_softmax(x))
-    kind: str = "ce"  # "linear": a linear-CE variant (returns a LinearOutput; see the module docstring)
+    kind: str = "ce"  # "linear": a linear-CE variant (returns dh, dw, db; see the module docstring)
 
 
-@dataclass
-class LinearOutput:
-    """A linear-CE variant's result: the loss and the gradients of v . loss w.r.t. h, W and b."""
-    loss: np.ndarray  # () for mean/sum, (N,) for none
-    dh: np.ndarray  # (N, D)
-    dw: np.ndarray  # (V, D)
-    db: np.ndarray | None = None  # (V,) when the case has a bias (option "b")
-    loss_dtype: str | None = None  # dtype the framework computed in; None: taken from the array
-    grad_dtype: str | None = None  # of dh, dw and db
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass
+@dataclass(init=False)
 class Output:
+    """A variant's result: the loss and the gradients of v . loss, keyed by the names the case's
+    kind declares (xentcheck.problems): {"grad": (N, K)} for a plain case (`Output(loss, grad=g)`
+    is short for it), {"dh", "dw", "db"} for linear-CE (db only with a bias). A gradient given as
+    None is left out."""
     loss: np.ndarray  # () for mean/sum reductions, (N,) for none; (N, d1, ...) with extra dimensions
-    grad: np.ndarray  # the logits' shape: (N, K), or (N, d1, ..., K)
-    loss_dtype: str | None = None  # dtype the framework computed in; None: taken from the array
-    grad_dtype: str | None = None
-    notes: list[str] = field(default_factory=list)
+    # plain CE "grad": the logits' shape, (N, K) or (N, d1, ..., K); linear-CE "dh" (N, D),
+    # "dw" (V, D), "db" (V,)
+    grads: dict[str, np.ndarray]
+    loss_dtype: str | None  # dtype the framework computed in; None: taken from the array
+    grad_dtype: str | None  # of the gradients
+    notes: list[str]
+
+    def __init__(self, loss: np.ndarray, grad: np.ndarray | None = None, loss_dtype: str | None = None,
+                 grad_dtype: str | None = None, notes: list[str] | None = None, *,
+                 grads: dict[str, np.ndarray | None] | None = None) -> None:
+        if (grad is None) == (grads is None):
+            raise TypeError("Output takes grad= (a plain case's gradient) or grads= (named gradients), one of the two")
+        named = {"grad": grad} if grads is None else grads
+        self.loss = loss
+        self.grads = {k: v for k, v in named.items() if v is not None}
+        self.loss_dtype, self.grad_dtype, self.notes = loss_dtype, grad_dtype, list(notes or [])
+
+    @property
+    def grad(self) -> np.ndarray:
+        """A plain case's gradient (grads["grad"])."""
+        return self.grads["grad"]
+
+    @grad.setter
+    def grad(self, value: np.ndarray) -> None:
+        self.grads["grad"] = value
 
 
-AnyOutput = Output | LinearOutput  # what a variant of any kind returns
+class LinearOutput(Output):
+    """Deprecated: `Output(loss, grads={"dh": dh, "dw": dw, "db": db})`, the same record."""
+
+    def __init__(self, loss: np.ndarray, dh: np.ndarray, dw: np.ndarray, db: np.ndarray | None = None,
+                 loss_dtype: str | None = None, grad_dtype: str | None = None, notes: list[str] | None = None) -> None:
+        warnings.warn('LinearOutput(loss, dh, dw, db) is now Output(loss, grads={"dh": dh, "dw": dw, "db": db})',
+                      DeprecationWarning, stacklevel=2)
+        super().__init__(loss, None, loss_dtype, grad_dtype, notes, grads={"dh": dh, "dw": dw, "db": db})
+
+    @property
+    def dh(self) -> np.ndarray:
+        return self.grads["dh"]
+
+    @property
+    def dw(self) -> np.ndarray:
+        return self.grads["dw"]
+
+    @property
+    def db(self) -> np.ndarray | None:
+        return self.grads.get("db")
+
+
+AnyOutput = Output  # the old name of what a variant of any kind returns
+
+
+def named_grads(out: object, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The gradients a backend returned, by name: an Output's `grads`, or (an object of a plugin's
+    own with one attribute per gradient, as `.grad` or `.dh`...) its attributes `names`."""
+    grads = getattr(out, "grads", None)
+    if isinstance(grads, dict):
+        return grads
+    return {n: getattr(out, n) for n in names if getattr(out, n, None) is not None}
 
 
 class Backend:
@@ -201,7 +247,7 @@ class Backend:
             return f"device {device!r} not available to {self.name} (has: {', '.join(self.devices())})"
         return None
 
-    def compute(self, case: Case, inputs: Inputs, device: str) -> AnyOutput:
+    def compute(self, case: Case, inputs: Inputs, device: str) -> Output:
         raise NotImplementedError
 
     # --- several implementations and modes (the built-ins); a plugin may ignore these ----------
@@ -211,9 +257,9 @@ class Backend:
         return [Variant(self.impl, self.mode, tuple(self.label_forms), options=tuple(self.options),
                         semantics=self.semantics)]
 
-    def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> AnyOutput:
-        """One variant on the case's inputs: an Output for a plain case, a LinearOutput for a
-        linear-CE one (the variant's kind's output; xentcheck.problems)."""
+    def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
+        """One variant on the case's inputs: an Output with the gradients the case's kind declares
+        (xentcheck.problems)."""
         return self.compute(case, inputs, device)
 
     def jvp(self, variant: Variant, case: Case, inputs: Inputs, device: str, tangent: np.ndarray) -> np.ndarray:

@@ -17,13 +17,13 @@ from pathlib import Path
 from xentcheck.backends.base import Backend
 
 BUILTIN: dict[str, str] = {
-    "numpy": "xentcheck.backends.numpy_backend:NumpyBackend",
-    "torch": "xentcheck.backends.torch_backend:TorchBackend",
-    "tensorflow": "xentcheck.backends.tensorflow_backend:TensorflowBackend",
-    "jax": "xentcheck.backends.jax_backend:JaxBackend",
-    "keras-tensorflow": "xentcheck.backends.keras_backend:KerasTensorflowBackend",
-    "keras-jax": "xentcheck.backends.keras_backend:KerasJaxBackend",
-    "keras-torch": "xentcheck.backends.keras_backend:KerasTorchBackend",
+    "numpy": "xentcheck.backends.numpy.ce:NumpyBackend",
+    "torch": "xentcheck.backends.torch.ce:TorchBackend",
+    "tensorflow": "xentcheck.backends.tensorflow.ce:TensorflowBackend",
+    "jax": "xentcheck.backends.jax.ce:JaxBackend",
+    "keras-tensorflow": "xentcheck.backends.keras.ce:KerasTensorflowBackend",
+    "keras-jax": "xentcheck.backends.keras.ce:KerasJaxBackend",
+    "keras-torch": "xentcheck.backends.keras.ce:KerasTorchBackend",
 }
 # Backends a default-suite run leaves out unless named: each Keras backend starts one more
 # framework worker and doubles its framework's time (keras-jax: JAX's), so the default run keeps to
@@ -33,10 +33,10 @@ FULL_SUITE_ONLY: tuple[str, ...] = ("keras-tensorflow", "keras-jax", "keras-torc
 # only when named (`--backends cce`), never by default, so that a default run is the same whether
 # or not they are installed; without their package every case is skipped with the reason.
 OPTIONAL: dict[str, str] = {
-    "cce": "xentcheck.backends.linear.cce_backend:CutCrossEntropy",
-    "cce-triton": "xentcheck.backends.linear.cce_backend:CutCrossEntropyTriton",
-    "liger-linear": "xentcheck.backends.linear.liger_linear_backend:LigerFusedLinearCE",
-    "jax-cce": "xentcheck.backends.linear.jax_cce_backend:JaxCCE",
+    "cce": "xentcheck.backends.torch.cce:CutCrossEntropy",
+    "cce-triton": "xentcheck.backends.torch.cce:CutCrossEntropyTriton",
+    "liger-linear": "xentcheck.backends.torch.liger_linear:LigerFusedLinearCE",
+    "jax-cce": "xentcheck.backends.jax.jax_cce:JaxCCE",
 }
 ENTRY_POINT_GROUP = "xentcheck.backends"
 FILE_PREFIX, NAME_SEP = "file:", "::"

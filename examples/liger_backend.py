@@ -19,8 +19,8 @@ import os
 
 import numpy as np
 
-from xentcheck.backends import triton_interpret
 from xentcheck.backends.base import Backend, Output, Variant
+from xentcheck.backends.torch import triton_interpret
 from xentcheck.core.cases import IGNORE_INDEX, Case, Inputs
 
 INSTALL = "pip install 'xentcheck[liger]' (liger-kernel and triton)"

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from xentcheck.backends.base import named_grads
 from xentcheck.core import dtypes
 from xentcheck.core.cases import Case
 from xentcheck.problems.linear.cases import LinearInputs
@@ -125,7 +126,7 @@ def outputs_bytes(request: dict, result) -> int:
     if request["impl"] == REFERENCE:  # its outputs: loss, dh, dW (db; dW not when streamed), their scales
         ref = result[0]
         return nbytes(ref.loss, ref.dh, ref.dw, ref.db, *ref.scales.values())
-    return nbytes(result.loss, result.dh, result.dw, result.db)
+    return nbytes(result.loss, *named_grads(result, ("dh", "dw", "db")).values())
 
 
 def probe(request: dict) -> dict:

@@ -18,6 +18,7 @@ import re
 
 import numpy as np
 
+from xentcheck.backends.base import named_grads
 from xentcheck.core.cases import Case
 from xentcheck.problems.linear.cases import LinearInputs
 
@@ -50,9 +51,10 @@ def _agree(case: Case, ref, a: dict[str, np.ndarray], b: dict[str, np.ndarray], 
 
 def _outputs(backend, v, case: Case, inputs: LinearInputs, device: str) -> dict[str, np.ndarray]:
     out = backend.run_variant(v, case, inputs.copy(), device)
-    got = {"loss": np.asarray(out.loss), "dh": np.asarray(out.dh), "dw": np.asarray(out.dw)}
-    if out.db is not None and inputs.bias is not None:
-        got["db"] = np.asarray(out.db)
+    named = named_grads(out, ("dh", "dw", "db"))
+    got = {"loss": np.asarray(out.loss), "dh": np.asarray(named.get("dh")), "dw": np.asarray(named.get("dw"))}
+    if named.get("db") is not None and inputs.bias is not None:
+        got["db"] = np.asarray(named["db"])
     return got
 
 

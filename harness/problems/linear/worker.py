@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import traceback
 
+from xentcheck.backends.base import named_grads
 from xentcheck.core.cases import Case
 from xentcheck.core.records import VariantOutput, as_array, variant_info
 from xentcheck.problems.linear.cases import LinearInputs
@@ -20,9 +21,10 @@ def compute_linear(backend, v, case: Case, pristine: LinearInputs, device: str, 
         out = backend.run_variant(v, case, inputs, device)
         seconds = time.perf_counter() - start
         loss = as_array(out.loss, "loss")
-        grads = {"dh": as_array(out.dh, "dh"), "dw": as_array(out.dw, "dw")}
-        if out.db is not None and "b" in case.option_set:
-            grads["db"] = as_array(out.db, "db")
+        named = named_grads(out, ("dh", "dw", "db"))
+        grads = {"dh": as_array(named.get("dh"), "dh"), "dw": as_array(named.get("dw"), "dw")}
+        if named.get("db") is not None and "b" in case.option_set:
+            grads["db"] = as_array(named["db"], "db")
     except Exception as exc:
         return VariantOutput("error", variant_info(v), error=f"{type(exc).__name__}: {exc}",
                              traceback=traceback.format_exc(limit=-3))

@@ -18,8 +18,8 @@ every case is skipped with the reason.
 
 from __future__ import annotations
 
-from xentcheck.backends.base import Backend, LinearOutput, Variant
-from xentcheck.backends.linear import torch_io
+from xentcheck.backends.base import Backend, Output, Variant
+from xentcheck.backends.torch import io as torch_io
 from xentcheck.core.cases import IGNORE_INDEX, Case
 
 INSTALL = "pip install 'xentcheck[cce]' (cut-cross-entropy, next to an installed torch)"
@@ -64,7 +64,7 @@ class CutCrossEntropy(Backend):
             return f"{self.name} computes linear-CE only (cases with a hidden size, ..._lin<D>_...)"
         return super().unsupported(case, device)
 
-    def run_variant(self, variant: Variant, case: Case, inputs, device: str) -> LinearOutput:
+    def run_variant(self, variant: Variant, case: Case, inputs, device: str) -> Output:
         impl, filter_eps = ("torch_compile", None) if variant.mode == "compile" else (
             "cce", "high" if variant.impl.endswith("_filter_high") else None)
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from xentcheck.backends.base import LinearOutput
+from xentcheck.backends.base import Output
 
 
 def tensor(torch, a: np.ndarray, device: str):
@@ -26,7 +26,7 @@ def array(torch, t) -> np.ndarray:
     return t.numpy().copy()
 
 
-def forward_backward(torch, inputs, device: str, loss_fn: Callable) -> LinearOutput:
+def forward_backward(torch, inputs, device: str, loss_fn: Callable) -> Output:
     """loss = loss_fn(h, W, b, y) on leaf tensors, then loss.backward(v) (v: the cotangent, else ones)."""
     h = tensor(torch, inputs.hidden, device).requires_grad_(True)
     w = tensor(torch, inputs.weight, device).requires_grad_(True)
@@ -37,6 +37,6 @@ def forward_backward(torch, inputs, device: str, loss_fn: Callable) -> LinearOut
     loss.backward(v)
     grads = [x.grad if x.grad is not None else torch.zeros_like(x) for x in (h, w)]  # no grad: nothing reached it
     db = None if b is None else array(torch, b.grad if b.grad is not None else torch.zeros_like(b))
-    return LinearOutput(loss=array(torch, loss), dh=array(torch, grads[0]), dw=array(torch, grads[1]), db=db,
-                        loss_dtype=str(loss.dtype).replace("torch.", ""),
-                        grad_dtype=str(grads[0].dtype).replace("torch.", ""))
+    return Output(array(torch, loss), grads={"dh": array(torch, grads[0]), "dw": array(torch, grads[1]), "db": db},
+                  loss_dtype=str(loss.dtype).replace("torch.", ""),
+                  grad_dtype=str(grads[0].dtype).replace("torch.", ""))

@@ -14,7 +14,7 @@ accumulated across chunks in the parameter's dtype unless `accum_dtype` is given
 
 Without a CUDA GPU the kernel runs on the CPU through Triton's interpreter (TRITON_INTERPRET=1,
 slow: one Python kernel instance per row; keep cases small), with the interpreter shims of
-xentcheck.backends.triton_interpret; there bfloat16 is skipped (the interpreter has no bfloat16
+xentcheck.backends.torch.triton_interpret; there bfloat16 is skipped (the interpreter has no bfloat16
 arithmetic). float64 is skipped everywhere (the kernel loads everything as float32).
 """
 
@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import os
 
-from xentcheck.backends import triton_interpret
-from xentcheck.backends.base import Backend, LinearOutput, Variant
-from xentcheck.backends.linear import torch_io
+from xentcheck.backends.base import Backend, Output, Variant
+from xentcheck.backends.torch import io as torch_io
+from xentcheck.backends.torch import triton_interpret
 from xentcheck.core.cases import IGNORE_INDEX, Case
 
 INSTALL = "pip install 'xentcheck[liger]' (liger-kernel and triton, next to an installed torch)"
@@ -77,7 +77,7 @@ class LigerFusedLinearCE(Backend):
             return triton_interpret.BFLOAT16
         return super().unsupported(case, device)
 
-    def run_variant(self, variant: Variant, case: Case, inputs, device: str) -> LinearOutput:
+    def run_variant(self, variant: Variant, case: Case, inputs, device: str) -> Output:
         torch = self.torch
         acc = torch.float32 if variant.impl.endswith("_float32") else None
         weight = None if inputs.weights is None else torch_io.tensor(torch, inputs.weights, device)

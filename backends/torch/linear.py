@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from xentcheck.backends.base import LinearOutput, Variant
+from xentcheck.backends.base import Output, Variant
 from xentcheck.core.cases import IGNORE_INDEX, Case
 
 OPTIONS = ("w", "ign", "allign", "ls", "ct", "b")
@@ -37,7 +37,7 @@ def options_of(impl: str):
     return policy, int(chunk)
 
 
-def run(backend, variant: Variant, case: Case, inputs, device: str) -> LinearOutput:
+def run(backend, variant: Variant, case: Case, inputs, device: str) -> Output:
     t = backend.torch
     F = t.nn.functional
     h = backend._tensor(inputs.hidden, device).requires_grad_(True)
@@ -63,6 +63,6 @@ def run(backend, variant: Variant, case: Case, inputs, device: str) -> LinearOut
     def arr(x) -> np.ndarray:
         return backend._numpy(x.detach())
 
-    return LinearOutput(loss=arr(loss), dh=arr(h.grad), dw=arr(w.grad), db=None if b is None else arr(b.grad),
-                        loss_dtype=str(loss.dtype).replace("torch.", ""),
-                        grad_dtype=str(h.grad.dtype).replace("torch.", ""), notes=notes)
+    return Output(arr(loss), grads={"dh": arr(h.grad), "dw": arr(w.grad), "db": None if b is None else arr(b.grad)},
+                  loss_dtype=str(loss.dtype).replace("torch.", ""),
+                  grad_dtype=str(h.grad.dtype).replace("torch.", ""), notes=notes)

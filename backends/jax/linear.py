@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xentcheck.backends.base import LinearOutput, Variant
+from xentcheck.backends.base import Output, Variant
 from xentcheck.core.cases import Case
 
 API = "optax.softmax_cross_entropy_with_integer_labels(h @ W.T + b, y)"
@@ -16,7 +16,7 @@ def variants() -> list[Variant]:
                     default=m == "eager", options=("b", "ct"), kind="linear") for m in ("eager", "jit")]
 
 
-def run(backend, variant: Variant, case: Case, inputs, device: str) -> LinearOutput:
+def run(backend, variant: Variant, case: Case, inputs, device: str) -> Output:
     jax, jnp, optax = backend.jax, backend.jnp, backend.optax
     key = ("linear", variant.mode, case.reduction, inputs.bias is not None)
     f = backend._jitted.get(key)
@@ -37,5 +37,6 @@ def run(backend, variant: Variant, case: Case, inputs, device: str) -> LinearOut
     loss, (dh, dw, db) = f(put(inputs.hidden), put(inputs.weight), put(inputs.bias), put(inputs.labels),
                            put(inputs.cotangent))
     dh.block_until_ready()
-    return LinearOutput(loss=np.asarray(loss), dh=np.asarray(dh), dw=np.asarray(dw),
-                        db=None if db is None else np.asarray(db), loss_dtype=loss.dtype.name, grad_dtype=dh.dtype.name)
+    return Output(np.asarray(loss), grads={"dh": np.asarray(dh), "dw": np.asarray(dw),
+                                           "db": None if db is None else np.asarray(db)},
+                  loss_dtype=loss.dtype.name, grad_dtype=dh.dtype.name)

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from xentcheck.backends.base import Backend, LinearOutput, Variant
+from xentcheck.backends.base import Backend, Output, Variant
 from xentcheck.core import dtypes
 from xentcheck.core.cases import Case
 
@@ -89,7 +89,7 @@ class JaxCCE(Backend):
             self._fns[key] = jax.jit(f) if variant.mode == "jit" else f
         return self._fns[key]
 
-    def run_variant(self, variant: Variant, case: Case, inputs, device: str) -> LinearOutput:
+    def run_variant(self, variant: Variant, case: Case, inputs, device: str) -> Output:
         jax, jnp = self.jax, self.jax.numpy
         dev = jax.devices("gpu" if device == "cuda" else "cpu")[0]
         put = lambda a: jax.device_put(jnp.asarray(a), dev)  # noqa: E731
@@ -97,5 +97,5 @@ class JaxCCE(Backend):
         loss, (dh, dw) = self._fn(variant, case.dtype)(put(inputs.hidden), put(inputs.weight), put(inputs.labels),
                                                        put(ct))
         dh.block_until_ready()
-        return LinearOutput(loss=np.asarray(loss), dh=np.asarray(dh), dw=np.asarray(dw), loss_dtype=loss.dtype.name,
-                            grad_dtype=dh.dtype.name)
+        return Output(np.asarray(loss), grads={"dh": np.asarray(dh), "dw": np.asarray(dw)}, loss_dtype=loss.dtype.name,
+                      grad_dtype=dh.dtype.name)

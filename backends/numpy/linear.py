@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xentcheck.backends.base import LinearOutput, Variant
+from xentcheck.backends.base import Output, Variant
 from xentcheck.core.cases import Case, Inputs
 
 
@@ -18,7 +18,7 @@ def _acc(a: np.ndarray) -> np.ndarray:
     return a if a.dtype.itemsize >= 4 else a.astype(np.float32)
 
 
-def run(backend, variant: Variant, case: Case, inputs, device: str) -> LinearOutput:
+def run(backend, variant: Variant, case: Case, inputs, device: str) -> Output:
     dt = inputs.hidden.dtype
     h, w = inputs.hidden, inputs.weight
     logits = (_acc(h) @ _acc(w).T).astype(dt)
@@ -28,5 +28,5 @@ def run(backend, variant: Variant, case: Case, inputs, device: str) -> LinearOut
                  "+".join(t for t in case.options.split("+") if t.startswith("ct")))
     out = backend.compute(plain, Inputs(logits, inputs.labels, inputs.target, cotangent=inputs.cotangent), device)
     g = _acc(np.asarray(out.grad))
-    return LinearOutput(loss=out.loss, dh=(g @ _acc(w)).astype(dt), dw=(g.T @ _acc(h)).astype(dt),
-                        db=g.sum(axis=0).astype(dt) if inputs.bias is not None else None)
+    return Output(out.loss, grads={"dh": (g @ _acc(w)).astype(dt), "dw": (g.T @ _acc(h)).astype(dt),
+                                   "db": g.sum(axis=0).astype(dt) if inputs.bias is not None else None})

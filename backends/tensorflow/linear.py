@@ -4,7 +4,7 @@ with the cotangent (output_gradients); eagerly, under tf.function and with XLA."
 
 from __future__ import annotations
 
-from xentcheck.backends.base import LinearOutput, Variant
+from xentcheck.backends.base import Output, Variant
 from xentcheck.core.cases import Case
 
 API = "tf.nn.sparse_softmax_cross_entropy_with_logits(y, tf.matmul(h, W, transpose_b=True) + b)"
@@ -16,7 +16,7 @@ def variants() -> list[Variant]:
                     default=m == "eager", options=("b", "ct"), kind="linear") for m in ("eager", "function", "xla")]
 
 
-def run(backend, variant: Variant, case: Case, inputs, device: str) -> LinearOutput:
+def run(backend, variant: Variant, case: Case, inputs, device: str) -> Output:
     tf = backend.tf
     key = ("linear", variant.mode, case.reduction, inputs.bias is not None, inputs.cotangent is not None)
     f = backend._fns.get(key)
@@ -41,5 +41,5 @@ def run(backend, variant: Variant, case: Case, inputs, device: str) -> LinearOut
         loss, grads = f(c(inputs.hidden), c(inputs.weight), c(inputs.bias), c(inputs.labels), c(inputs.cotangent))
     dh, dw = grads[0], grads[1]
     db = grads[2] if len(grads) > 2 else None
-    return LinearOutput(loss=loss.numpy(), dh=dh.numpy(), dw=dw.numpy(), db=None if db is None else db.numpy(),
-                        loss_dtype=loss.dtype.name, grad_dtype=dh.dtype.name)
+    return Output(loss.numpy(), grads={"dh": dh.numpy(), "dw": dw.numpy(), "db": None if db is None else db.numpy()},
+                  loss_dtype=loss.dtype.name, grad_dtype=dh.dtype.name)

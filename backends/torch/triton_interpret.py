@@ -1,0 +1,45 @@
+"""Running Triton kernels (Liger-Kernel's) on the CPU through Triton's interpreter
+(TRITON_INTERPRET=1): what it cannot do, and two gaps of Triton 3.9's interpreter closed the way
+compiled Triton behaves. Shared by examples/liger_backend.py and backends/torch/liger_linear.py."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# the interpreter stores bfloat16 as uint16 and runs arithmetic on the bit patterns (its
+# documentation: no bfloat16 operations); Liger's weight path negates a bfloat16 weight and its
+# backward multiplies bfloat16 by bfloat16: garbage that compiled Triton would not give
+BFLOAT16 = ("Triton's interpreter does arithmetic on bfloat16's uint16 storage (no bfloat16 operations): "
+            "results would be the interpreter's, not liger's")
+SHIMS = "float kernel arguments as fp32 scalars; libdevice tanh as numpy.tanh"
+
+
+def interpreter_shims(module) -> None:
+    """Two gaps of Triton 3.9's interpreter that Liger's kernel falls into, closed the way compiled
+    Triton behaves (they change no arithmetic of the kernel):
+
+    - A Python float kernel argument stays a bare float; compiled Triton passes an fp32 scalar
+      (`mangle_type(30.0) == "fp32"`). The kernel calls `softcap.to(tl.float32)` and
+      `weight_sum.to(tl.float32)`: "'float' object has no attribute 'to'" without the shim.
+    - `triton.language.extra.libdevice.tanh` is a stub that returns None under the interpreter
+      (triton issue 8825): the softcap path fails with "'NoneType' object has no attribute
+      'dtype'". It becomes NumPy's tanh in the tensor's dtype (float32 here), where compiled
+      Triton calls libdevice's __nv_tanhf. `module` is the kernel's module (its global `tanh`).
+    """
+    import triton.language as tl
+    from triton.runtime import interpreter
+
+    original = interpreter._implicit_cvt
+    if not getattr(original, "xentcheck_floats", False):
+        def cvt(arg):
+            if isinstance(arg, float):
+                return tl.tensor(interpreter.TensorHandle(np.array([arg], dtype=np.float32), tl.float32), tl.float32)
+            return original(arg)
+
+        cvt.xentcheck_floats = True  # type: ignore[attr-defined]
+        interpreter._implicit_cvt = cvt
+
+    def tanh(x):
+        return tl.tensor(interpreter.interpreter_builder.unary_op(x.handle, np.tanh), x.type)
+
+    module.tanh = tanh  # the kernel looks its `tanh` up in the module's globals at each call
