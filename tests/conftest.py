@@ -2,6 +2,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,39 @@ def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subpro
     full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), full_env.get("PYTHONPATH")]))
     return subprocess.run([sys.executable, "-m", "xentcheck", *args], capture_output=True, text=True,
                           timeout=timeout, env=full_env, cwd=ROOT)
+
+
+def run_here(*args: str, env: dict | None = None, figures: bool = False) -> subprocess.CompletedProcess:
+    """`xentcheck ARGS` in this process (xentcheck.cli.main, stdout and stderr captured): what run_cli
+    returns, without the second of a new interpreter importing xentcheck, pandas and matplotlib.
+    The backends' workers are processes as ever. For tests of what a command writes; what only a
+    process shows (its exit status as such, signals, a traceback, what a fresh interpreter imports)
+    stays with run_cli. `env` is set for the command (and so its workers), then restored. Python
+    warnings end up on stderr, as a new interpreter's default filters show them; what a forked
+    child (figures, repro/) writes is not caught. The HTML report's figures (matplotlib: most of a
+    small run's time) are left out unless `figures`."""
+    from contextlib import redirect_stderr, redirect_stdout
+    from io import StringIO
+
+    from xentcheck.cli import main
+    from xentcheck.reports import plots
+
+    out, err = StringIO(), StringIO()
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.simplefilter("ignore", category)  # what `python -m` ignores, as run_cli's process would
+        # this process may hold JAX, whose threads make it warn on the fork of the figures' child
+        warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
+        for key, value in (env or {}).items():
+            mp.setenv(key, value)
+        if not figures:
+            mp.setattr(plots, "figures", lambda records, matrix: [])
+        mp.chdir(ROOT)
+        with redirect_stdout(out), redirect_stderr(err):
+            status = main(list(args))
+    err.writelines(warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line) for w in caught)
+    return subprocess.CompletedProcess(["xentcheck", *args], status, out.getvalue(), err.getvalue())
 
 
 def require(module: str) -> None:
