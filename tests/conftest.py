@@ -24,24 +24,26 @@ def run_here(*args: str, env: dict | None = None, figures: bool = False) -> subp
     The backends' workers are processes as ever. For tests of what a command writes; what only a
     process shows (its exit status as such, signals, a traceback, what a fresh interpreter imports)
     stays with run_cli. `env` is set for the command (and so its workers), then restored. Python
-    warnings end up on stderr, as a new interpreter's default filters show them; what a forked
-    child (figures, repro/) writes is not caught. The HTML report's figures (matplotlib: most of a
-    small run's time) are left out unless `figures`."""
+    warnings end up on stderr, as a new interpreter's default filters show them. What a run hands
+    to a forked child (figures, repro/) is done in this process, as xentcheck.run.forked does
+    where it cannot fork: a fork of a process holding frameworks costs a tenth of a second, and
+    JAX's threads make it warn. The HTML report's figures (matplotlib: most of a small run's
+    time) are left out unless `figures`."""
     from contextlib import redirect_stderr, redirect_stdout
     from io import StringIO
 
     from xentcheck.cli import main
     from xentcheck.reports import plots
+    from xentcheck.run import forked
 
     out, err = StringIO(), StringIO()
     with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
         for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
             warnings.simplefilter("ignore", category)  # what `python -m` ignores, as run_cli's process would
-        # this process may hold JAX, whose threads make it warn on the fork of the figures' child
-        warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
         for key, value in (env or {}).items():
             mp.setenv(key, value)
+        mp.setattr(forked, "start", lambda fn, *args: lambda: fn(*args))
         if not figures:
             mp.setattr(plots, "figures", lambda records, matrix: [])
         mp.chdir(ROOT)
