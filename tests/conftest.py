@@ -74,3 +74,21 @@ def reference_kernel(request, monkeypatch):
     elif kernel.library() is None:
         pytest.skip("the C kernel is not built here")
     return request.param
+
+
+# The modules that take longest, longest first: frameworks imported in subprocesses, Ray, real
+# runs. pytest-xdist hands a worker whole files (--dist loadfile) in collection order
+# (--no-loadscope-reorder; by default it hands out the files with the most tests first, which left
+# these few-test ones to the end, one worker busy with them while the other had nothing left).
+# Measured on 2 cores; a module missing from the list only runs later than it could.
+LONGEST_FIRST = ("regress/test_repro.py", "test_cli.py", "run/test_reliability.py", "backends/test_backends.py",
+                 "backends/test_keras_backend.py", "core/test_extra_dims.py", "timing/test_timing.py",
+                 "run/test_ray_executor.py", "test_bad_input.py", "backends/test_linear_adapters.py",
+                 "fuzz/test_campaign.py", "test_api.py", "regress/test_pytest_plugin.py", "core/test_reference.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    tests = ROOT / "tests"
+    items.sort(key=lambda item: rank.get(item.path.relative_to(tests).as_posix() if item.path.is_relative_to(tests)
+                                         else "", len(rank)))  # stable: the rest keep their order
