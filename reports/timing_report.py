@@ -37,6 +37,7 @@ def render_md(data: dict) -> str:
              "", f"Steady state: {data.get('method', {}).get('steady', '')}. "
              f"First call: {data.get('method', {}).get('first', '')}. "
              f"Floor: {data.get('method', {}).get('floor', '')}.", "",
+             *([f"**Quick timing**: {data['method']['quick']}.", ""] if data.get("method", {}).get("quick") else []),
              "Times in ms per call: median (IQR) [min]; `x floor` is median / floor time; `!` marks a noisy figure.", "",
              "| backend | impl | mode | dtype | N x K | floor ms | first fwd+bwd ms | forward | backward | fwd+bwd | "
              "x floor (fwd+bwd) | peak RSS GiB |",

@@ -2,6 +2,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,41 @@ def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subpro
     full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), full_env.get("PYTHONPATH")]))
     return subprocess.run([sys.executable, "-m", "xentcheck", *args], capture_output=True, text=True,
                           timeout=timeout, env=full_env, cwd=ROOT)
+
+
+def run_here(*args: str, env: dict | None = None, figures: bool = False) -> subprocess.CompletedProcess:
+    """`xentcheck ARGS` in this process (xentcheck.cli.main, stdout and stderr captured): what run_cli
+    returns, without the second of a new interpreter importing xentcheck, pandas and matplotlib.
+    The backends' workers are processes as ever. For tests of what a command writes; what only a
+    process shows (its exit status as such, signals, a traceback, what a fresh interpreter imports)
+    stays with run_cli. `env` is set for the command (and so its workers), then restored. Python
+    warnings end up on stderr, as a new interpreter's default filters show them. What a run hands
+    to a forked child (figures, repro/) is done in this process, as xentcheck.run.forked does
+    where it cannot fork: a fork of a process holding frameworks costs a tenth of a second, and
+    JAX's threads make it warn. The HTML report's figures (matplotlib: most of a small run's
+    time) are left out unless `figures`."""
+    from contextlib import redirect_stderr, redirect_stdout
+    from io import StringIO
+
+    from xentcheck.cli import main
+    from xentcheck.reports import plots
+    from xentcheck.run import forked
+
+    out, err = StringIO(), StringIO()
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.simplefilter("ignore", category)  # what `python -m` ignores, as run_cli's process would
+        for key, value in (env or {}).items():
+            mp.setenv(key, value)
+        mp.setattr(forked, "start", lambda fn, *args: lambda: fn(*args))
+        if not figures:
+            mp.setattr(plots, "figures", lambda records, matrix: [])
+        mp.chdir(ROOT)
+        with redirect_stdout(out), redirect_stderr(err):
+            status = main(list(args))
+    err.writelines(warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line) for w in caught)
+    return subprocess.CompletedProcess(["xentcheck", *args], status, out.getvalue(), err.getvalue())
 
 
 def require(module: str) -> None:
@@ -38,3 +74,21 @@ def reference_kernel(request, monkeypatch):
     elif kernel.library() is None:
         pytest.skip("the C kernel is not built here")
     return request.param
+
+
+# The modules that take longest, longest first: frameworks imported in subprocesses, Ray, real
+# runs. pytest-xdist hands a worker whole files (--dist loadfile) in collection order
+# (--no-loadscope-reorder; by default it hands out the files with the most tests first, which left
+# these few-test ones to the end, one worker busy with them while the other had nothing left).
+# Measured on 2 cores; a module missing from the list only runs later than it could.
+LONGEST_FIRST = ("regress/test_repro.py", "test_cli.py", "run/test_reliability.py", "backends/test_backends.py",
+                 "backends/test_keras_backend.py", "core/test_extra_dims.py", "timing/test_timing.py",
+                 "run/test_ray_executor.py", "test_bad_input.py", "backends/test_linear_adapters.py",
+                 "fuzz/test_campaign.py", "test_api.py", "regress/test_pytest_plugin.py", "core/test_reference.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    tests = ROOT / "tests"
+    items.sort(key=lambda item: rank.get(item.path.relative_to(tests).as_posix() if item.path.is_relative_to(tests)
+                                         else "", len(rank)))  # stable: the rest keep their order

@@ -1,5 +1,6 @@
 """Bad invocations end in one line `xentcheck: error: ...` on stderr and exit status 2, never a
-traceback; each is run as a real `python -m xentcheck` process."""
+traceback. Each is run in this process (xentcheck.cli.main, as `python -m xentcheck` calls it);
+one of each command also as a real `python -m xentcheck` process."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli, run_here
 from xentcheck.core.cases import Case, default_suite
 from xentcheck.run import plan as runplan
 
@@ -167,10 +168,18 @@ def _with_results_folder(folder: str) -> str:
     return folder
 
 
-@pytest.mark.parametrize("make_args, message", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
-def test_bad_invocation_gives_one_line_and_status_2(cli, tmp_path, make_args, message):
+# one of each command (and none), also run as a `python -m xentcheck` process
+IN_A_PROCESS = ("unknown-backend", "backends-cmd-missing-file", "unknown-subcommand", "no-command", "resume-empty",
+                "report-results-not-json", "compare-broken-new", "merge-broken-shard", "repro-broken-results")
+
+
+@pytest.mark.parametrize("make_args, message, run", [
+    *[(*b[1:], run_here) for b in BAD],
+    *[(*b[1:], run_cli) for b in BAD if b[0] in IN_A_PROCESS],
+], ids=[b[0] for b in BAD] + [f"{b[0]}-process" for b in BAD if b[0] in IN_A_PROCESS])
+def test_bad_invocation_gives_one_line_and_status_2(tmp_path, make_args, message, run):
     args = make_args(tmp_path)
-    proc = cli(*args, timeout=60)
+    proc = run(*args)
     lines = proc.stderr.splitlines()
     assert proc.returncode == 2, proc.stderr
     assert len(lines) == 1 and lines[0].startswith("xentcheck: error: "), proc.stderr
@@ -178,9 +187,13 @@ def test_bad_invocation_gives_one_line_and_status_2(cli, tmp_path, make_args, me
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
+def test_the_process_sample_names_cases_of_the_list():
+    assert set(IN_A_PROCESS) <= {b[0] for b in BAD}
+
+
 @pytest.mark.parametrize("bad", [b[1] for b in BROKEN_RESULTS], ids=[b[0] for b in BROKEN_RESULTS])
-def test_a_resume_refused_leaves_the_folder_as_it_was(cli, tmp_path, bad):
+def test_a_resume_refused_leaves_the_folder_as_it_was(tmp_path, bad):
     folder = Path(resumable(tmp_path, result_line(CASES[0].id).encode() + bad + result_line(CASES[1].id).encode()))
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    assert cli("run", "--resume", str(folder)).returncode == 2
+    assert run_here("run", "--resume", str(folder)).returncode == 2
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before

@@ -1,11 +1,13 @@
-"""The CLI end to end, in subprocesses: outputs, exit codes 0 / 1 / 2, backends listing."""
+"""The CLI end to end: outputs, exit codes 0 / 1 / 2, backends listing. A clean run, the usage errors
+and the listing run as `python -m xentcheck` processes; the other runs in this process (run_here),
+their backends' workers in their own as ever."""
 
 import json
 
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, run_here
 
 FILES = ("results.jsonl", "summary.json", "report.md", "results.csv")
 
@@ -34,7 +36,7 @@ def test_clean_run_exits_0_and_writes_the_four_files(tmp_path):
 
 def test_a_wrong_gradient_is_found_and_exits_1(tmp_path):
     out = tmp_path / "o"
-    res = run_cli("run", "--backend-file", str(ROOT / "tests/helpers/toy_backends/wrong_gradient.py"),
+    res = run_here("run", "--backend-file", str(ROOT / "tests/helpers/toy_backends/wrong_gradient.py"),
                   "--dtypes", "float32", "--cases", "11", "--out", str(out))
     assert res.returncode == 1, res.stderr
     recs = _records(out)
@@ -52,7 +54,7 @@ def test_a_wrong_gradient_is_found_and_exits_1(tmp_path):
 
 
 def test_skipped_dtypes_do_not_fail_the_run(tmp_path):
-    res = run_cli("run", "--backend-file", str(ROOT / "examples/my_backend.py"), "--dtypes", "float16",
+    res = run_here("run", "--backend-file", str(ROOT / "examples/my_backend.py"), "--dtypes", "float16",
                   "--cases", "3", "--out", str(tmp_path / "o"))
     assert res.returncode == 0, res.stderr
     recs = _records(tmp_path / "o")
@@ -62,7 +64,7 @@ def test_skipped_dtypes_do_not_fail_the_run(tmp_path):
 
 def test_inputs_modified_in_place_are_reported(tmp_path):
     out = tmp_path / "o"
-    res = run_cli("run", "--backend-file", str(ROOT / "tests/helpers/toy_backends/inplace_kernel.py"), "--dtypes", "float64",
+    res = run_here("run", "--backend-file", str(ROOT / "tests/helpers/toy_backends/inplace_kernel.py"), "--dtypes", "float64",
                   "--case", "scale1e+0_float64_4x10_index_mean", "--case", "scale1e+0_float64_4x10_soft_mean",
                   "--out", str(out))
     assert res.returncode == 0, res.stderr
@@ -93,7 +95,7 @@ def test_usage_errors_exit_2_with_one_line(args, message, tmp_path):
 def test_all_four_frameworks_end_to_end(tmp_path):
     """A short run of every built-in backend: each starts, reports its version and computes."""
     out = tmp_path / "o"
-    res = run_cli("run", "--cases", "11", "--dtypes", "float32", "--out", str(out))
+    res = run_here("run", "--cases", "11", "--dtypes", "float32", "--out", str(out))
     assert res.returncode in (0, 1), res.stderr
     summary = json.loads((out / "summary.json").read_text())
     names = [b["name"] for b in summary["backends"]]

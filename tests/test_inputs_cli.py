@@ -1,5 +1,6 @@
-"""`xentcheck run --inputs FILE` end to end, in subprocesses: a user's own batch through every
-backend, its reports and repro, resume, and bad files refused before any worker starts."""
+"""`xentcheck run --inputs FILE` end to end: a user's own batch through every backend, its reports
+and repro, resume (the command in this process, its workers in theirs), and bad files refused
+before any worker starts (in a `python -m xentcheck` process)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, require, run_cli
+from tests.conftest import ROOT, require, run_cli, run_here
 
 
 def _records(out):
@@ -29,7 +30,7 @@ def test_a_masked_logit_is_nan_on_the_dense_apis_and_passes_on_the_index_apis(tm
         require(module)
     onehot, index = _files(tmp_path)
     out = tmp_path / "o"
-    res = run_cli("run", "--inputs", str(onehot), "--inputs", str(index), "--backends", "torch,tensorflow,jax",
+    res = run_here("run", "--inputs", str(onehot), "--inputs", str(index), "--backends", "torch,tensorflow,jax",
                   "--out", str(out), "--no-progress")
     assert res.returncode == 1, res.stderr  # discrepancies found
     recs = _records(out)
@@ -63,19 +64,19 @@ def test_a_numpy_run_resumes_and_shrinks_from_the_file(tmp_path):
     path = tmp_path / "step41200.npz"
     np.savez(path, logits=x, labels=labels, reduction="none")
     out = tmp_path / "o"
-    res = run_cli("run", "--inputs", str(path), "--backends", "numpy", "--out", str(out), "--no-progress")
+    res = run_here("run", "--inputs", str(path), "--backends", "numpy", "--out", str(out), "--no-progress")
     assert res.returncode == 0, res.stderr
     first = (out / "results.jsonl").read_text()
     (case_id,) = json.loads((out / "run.json").read_text())["cases"]
     assert case_id.startswith("file-step41200-") and case_id.endswith("_float64_4x5_index_none")
     (out / "results.jsonl").write_text("")  # as if killed before any result: resume runs it again
-    res = run_cli("run", "--resume", str(out), "--no-progress")
+    res = run_here("run", "--resume", str(out), "--no-progress")
     assert res.returncode == 0, res.stderr
     assert [{k: v for k, v in r.items() if k != "timing"} for r in _records(out)] == \
         [{k: v for k, v in json.loads(line).items() if k != "timing"} for line in first.splitlines()]
     # the file changed since: the resume is refused before any worker starts
     np.savez(path, logits=x, labels=labels[::-1].copy(), reduction="none")
-    res = run_cli("run", "--resume", str(out), "--no-progress")
+    res = run_here("run", "--resume", str(out), "--no-progress")
     assert res.returncode == 2
     assert res.stderr.strip().splitlines()[-1].startswith("xentcheck: error: ")
     assert "the file changed since case file-step41200-" in res.stderr

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import queue
 import shutil
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -49,14 +51,32 @@ def _ray() -> Any:
     return ray
 
 
+# Ray's local-only mode (its default on macOS and Windows), read when ray is imported: the node's
+# address is 127.0.0.1 and every server of an instance started here listens on it alone. On Linux
+# Ray otherwise takes the machine's routable address and listens on every interface.
+LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def local_only() -> None:
+    """Put a Ray instance this process starts on 127.0.0.1 (LOCAL_ONLY_ENV, unless the caller set
+    it). Too late once ray is imported: the instance then takes Ray's default."""
+    if "ray" not in sys.modules:
+        os.environ.setdefault(LOCAL_ONLY_ENV, "0")
+
+
 def connect(address: str | None) -> None:
-    """Connect to the cluster at `address` (None: $RAY_ADDRESS, else start a local instance),
-    unless this process is connected already."""
+    """Connect to the cluster at `address` (None: $RAY_ADDRESS, else start a fresh local instance,
+    on 127.0.0.1: local_only), unless this process is connected already."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is None:
+        local_only()
     ray = _ray()
     if ray.is_initialized():
         return
     try:
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        # "local": a new instance, never a `ray start` cluster that happens to run on this machine
+        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=False)
     except Exception as exc:  # ConnectionError, a timeout, a version mismatch...
         where = f"at {address}" if address else "(local instance)"
         raise ValueError(f"cannot connect to the Ray cluster {where}: {type(exc).__name__}: {exc}") from None

@@ -22,7 +22,7 @@ from xentcheck.run.environment import allocator_env, fingerprint, thread_env
 from xentcheck.run.plan import select_variants
 from xentcheck.run.processes import Worker
 from xentcheck.run.protocol import TimedVariant, TimeRequest, TimingReply
-from xentcheck.timing.measure import copy_bandwidth, dtype_bytes, floor_bytes
+from xentcheck.timing.measure import QUICK_ENV, copy_bandwidth, dtype_bytes, floor_bytes, quick
 
 DEFAULT_SHAPES: tuple[tuple[int, int], ...] = ((256, 1000), (1024, 8192), (1024, 32000), (512, 128256))
 # a framework's forward+backward holds the inputs, their copy, the tensor, exp, the kept forward
@@ -195,5 +195,7 @@ def run_bench(config: BenchConfig) -> dict:
                                      "reused, not returned to the OS and faulted in again, whatever the heap's history)"
                                      if config.allocator == "steady" else "malloc as the caller has it"),
                        "floor": "bytes >= N*K*(logit + gradient bytes) + N*(label + loss bytes) "
-                                "(N*K label bytes for probability labels), over the measured copy bandwidth"},
+                                "(N*K label bytes for probability labels), over the measured copy bandwidth",
+                       **({"quick": f"{QUICK_ENV} was set: 1 ms blocks and warm-ups, a 1 MiB bandwidth copy; "
+                                    "these times mean nothing"} if quick() else {})},
             "environment": fingerprint(), "backends": infos, "rows": rows}

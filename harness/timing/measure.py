@@ -9,12 +9,21 @@ min, and a noise flag when IQR / median > NOISY. The callables synchronise the d
 from __future__ import annotations
 
 import gc
+import os
 import time
 from collections.abc import Callable
 
 import numpy as np
 
 NOISY = 0.10  # IQR / median above this: the figure is flagged as noisy
+# Set (not "" or "0"): timings of no meaning, fast, for the test suite (docs/testing.md): every block
+# and warm-up 1 ms, three blocks, and the bandwidth from a 1 MiB copy. The workers inherit it.
+QUICK_ENV = "XENTCHECK_TIMING_QUICK"
+QUICK_SECONDS = 0.001
+
+
+def quick() -> bool:
+    return os.environ.get(QUICK_ENV, "") not in ("", "0")
 
 
 def measure(fn: Callable[[], object], min_block: float = 0.2, blocks: int = 7, warmup: float = 0.2) -> dict:
@@ -23,6 +32,8 @@ def measure(fn: Callable[[], object], min_block: float = 0.2, blocks: int = 7, w
     Python's garbage collector is off while it times, as timeit and torch's Timer have it: a
     collection of the framework's hundreds of thousands of objects, triggered by whatever call
     happens to allocate next, is not the kernel's time."""
+    if quick():
+        min_block, blocks, warmup = min(min_block, QUICK_SECONDS), min(blocks, 3), min(warmup, QUICK_SECONDS)
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -78,6 +89,8 @@ def floor_bytes(n: int, k: int, dtype: str, labels: str = "index", grad_bytes: i
 
 def copy_bandwidth(nbytes: int = 1 << 28, min_block: float = 0.2) -> dict:
     """Bytes per second of a large array copy (read + write) on this machine, one thread."""
+    if quick():
+        nbytes, min_block = min(nbytes, 1 << 20), min(min_block, QUICK_SECONDS)
     src = np.ones(nbytes // 8, dtype=np.float64)
     dst = np.empty_like(src)
     stats = measure(lambda: np.copyto(dst, src), min_block=min_block, blocks=5, warmup=0.1)

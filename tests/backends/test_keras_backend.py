@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, require, run_cli
+from tests.conftest import ROOT, require, run_here
 
 LOSS = 0.40760596444438
 GRAD = [0.09003057317038, 0.24472847105479, -0.33475904422517]
@@ -99,7 +99,7 @@ def test_the_suite_finds_what_keras_does_on_jax_and_torch(tmp_path):
     for module in ("keras", "jax", "torch"):
         require(module)
     masked, oor = "masked_float32_16x10_index_mean", "scale1e+0_float32_16x10_index_sum_opt-oor"
-    r = run_cli("run", "--backends", "keras-jax,keras-torch", "--impls", "keras_sparse_cce_dtype", "--modes", "eager",
+    r = run_here("run", "--backends", "keras-jax,keras-torch", "--impls", "keras_sparse_cce_dtype", "--modes", "eager",
                 "--case", masked, "--case", oor, "--out", str(tmp_path), "--no-progress")
     assert r.returncode == 1, r.stderr
     recs = {(x["backend"], x["case_id"]): x for x in map(json.loads, (tmp_path / "results.jsonl").read_text().splitlines())}

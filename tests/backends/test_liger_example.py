@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_here
 
 PLUGIN = str(ROOT / "examples/liger_backend.py")
 
@@ -27,7 +27,7 @@ def test_liger_runs_natively_with_its_options_and_writes_into_its_input(tmp_path
     offset = "offset1e+4_float32_16x10_index_none"  # loss = (m + log d) - x_y cancels at |x| ~ 1e4
     bf16 = "scale1e+1_bfloat16_16x10_index_mean_opt-z1e-4"
     out = tmp_path / "o"
-    res = run_cli("run", "--backend-file", PLUGIN, "--backends", "numpy", "--out", str(out),
+    res = run_here("run", "--backend-file", PLUGIN, "--backends", "numpy", "--out", str(out),
                   *(a for c in (fused, per_row, offset, bf16) for a in ("--case", c)))
     assert res.returncode == 1, res.stderr  # the offset case's loss is a finding
     recs = _records(out)
@@ -55,7 +55,7 @@ def test_without_liger_the_backend_is_reported_missing_with_the_reason(tmp_path)
         "raise ModuleNotFoundError(\"No module named 'liger_kernel'\", name='liger_kernel')\n")
     out = tmp_path / "o"
     case = "scale1e+1_float32_16x10_index_mean_opt-z1e-4"
-    res = run_cli("run", "--backend-file", PLUGIN, "--case", case, "--out", str(out),
+    res = run_here("run", "--backend-file", PLUGIN, "--case", case, "--out", str(out),
                   env={"PYTHONPATH": str(hidden)})
     assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stderr

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.conftest import require, run_cli
+from tests.conftest import require, run_here
 
 FRAMEWORK_MODULE = {"numpy": "numpy", "torch": "torch", "tensorflow": "tensorflow", "jax": "optax"}
 MODES = {"numpy": {"eager"}, "torch": {"eager"}, "jax": {"eager", "jit"}, "tensorflow": {"eager", "function", "xla"}}
@@ -19,7 +19,7 @@ CASES = ("scale1e+0_float32_16x100_lin16_index_mean_opt-b", "scale1e+0_float16_1
 def test_every_linear_variant_and_mode_passes_small_cases(name, tmp_path):
     require(FRAMEWORK_MODULE[name])
     case_args = [a for c in CASES for a in ("--case", c)]
-    res = run_cli("run", "--backends", name, *case_args, "--modes", ",".join(sorted(MODES[name])),
+    res = run_here("run", "--backends", name, *case_args, "--modes", ",".join(sorted(MODES[name])),
                   "--out", str(tmp_path), "--no-progress", "--no-repro")
     assert res.returncode in (0, 1), res.stderr
     results = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]

@@ -4,7 +4,7 @@ Each runs as a user runs it, in a worker process (`xentcheck run --backends NAME
 
 import json
 
-from tests.conftest import require, run_cli
+from tests.conftest import require, run_here
 
 F32 = "scale1e+0_float32_32x1000_lin64_index_mean"
 F64 = "scale1e+0_float64_32x1000_lin64_index_mean"
@@ -13,7 +13,7 @@ CONFIDENT = "dominant_float32_16x2000_lin64_index_mean"  # p_y ~ 1 - 1e-7
 
 def _run(tmp_path, backends: str, *cases: str) -> dict:
     out = tmp_path / "o"
-    res = run_cli("run", "--backends", backends, "--out", str(out), "--no-progress",
+    res = run_here("run", "--backends", backends, "--out", str(out), "--no-progress",
                   *(a for c in cases for a in ("--case", c)))
     assert res.returncode in (0, 1), res.stderr
     recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]

@@ -4,7 +4,7 @@ jax-cce) run only when named, and without their package every case is skipped wi
 
 import json
 
-from tests.conftest import run_cli
+from tests.conftest import run_here
 from xentcheck.backends.registry import OPTIONAL, create, known_names
 from xentcheck.run.plan import backend_specs
 
@@ -29,7 +29,7 @@ def test_without_their_packages_every_case_is_skipped_with_the_reason(tmp_path):
             f"raise ModuleNotFoundError(\"No module named '{module}'\", name='{module}')\n")
     out = tmp_path / "o"
     case = "dominant_float32_16x2000_lin64_index_mean"
-    res = run_cli("run", "--backends", ",".join(OPTIONAL), "--case", case, "--out", str(out), "--no-progress",
+    res = run_here("run", "--backends", ",".join(OPTIONAL), "--case", case, "--out", str(out), "--no-progress",
                   env={"PYTHONPATH": str(hidden)})
     assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stderr

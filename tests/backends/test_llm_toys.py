@@ -3,7 +3,7 @@ careful kernel (the NumPy backend's closed forms) passes every case: end to end,
 
 import json
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_here
 
 TOYS = ROOT / "tests/helpers/toy_backends"
 # one case per option (and two cotangent kinds); float32/float64, where the plain tolerance applies
@@ -30,7 +30,7 @@ BROKEN = {
 def test_each_toy_fails_its_option_and_the_careful_kernel_passes(tmp_path):
     out = tmp_path / "o"
     files = [a for toy in BROKEN for a in ("--backend-file", str(TOYS / f"{toy}.py"))]
-    res = run_cli("run", "--backends", "numpy", *files, *[a for c in CASES.values() for a in ("--case", c)],
+    res = run_here("run", "--backends", "numpy", *files, *[a for c in CASES.values() for a in ("--case", c)],
                   "--out", str(out), "--no-progress")
     assert res.returncode == 1, res.stderr  # discrepancies found
     recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
@@ -54,7 +54,7 @@ def test_the_broken_backwards_are_caught_in_the_gradient_only(tmp_path):
     """The cotangent and the scale's chain factor enter the backward only: the loss still passes."""
     out = tmp_path / "o"
     toys = ("llm_cotangent_first", "llm_cotangent_scalar_ignored", "llm_scale_no_chain")
-    res = run_cli("run", *[a for t in toys for a in ("--backend-file", str(TOYS / f"{t}.py"))],
+    res = run_here("run", *[a for t in toys for a in ("--backend-file", str(TOYS / f"{t}.py"))],
                   "--case", CASES["ct"], "--case", CASES["ct1024"], "--case", CASES["s"], "--out", str(out), "--no-progress")
     assert res.returncode == 1, res.stderr
     recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, run_here
 
 PLUGIN = '''
 import numpy as np
@@ -59,7 +59,7 @@ def test_example_plugin_runs_and_is_checked_against_the_reference(tmp_path):
     out = tmp_path / "o"
     cases = ["scale1e+1_float32_8x32000_soft_mean", "offset1e+8_float32_16x10_index_sum",
              "scale1e+2_float64_64x100_onehot_none", "masked_float32_64x100_soft_mean", "scale1e+0_float16_4x10_index_sum"]
-    res = run_cli("run", "--backend-file", str(ROOT / "examples/my_backend.py"),
+    res = run_here("run", "--backend-file", str(ROOT / "examples/my_backend.py"),
                   *[a for c in cases for a in ("--case", c)], "--out", str(out))
     assert res.returncode == 0, res.stdout + res.stderr
     recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]

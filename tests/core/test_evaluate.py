@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, run_here
 from tests.regress.test_pytest_plugin import INSTALLED
 from xentcheck.backends.registry import create
 from xentcheck.core.cases import Case, make_inputs
@@ -43,7 +43,7 @@ def paths(tmp_path_factory):
     toys = [str(TOYS / f) for f, *_ in FINDINGS.values()]
     case_ids = [c for *_, c, _ in FINDINGS.values()]
     out = tmp / "run"
-    res = run_cli("run", *[a for t in toys for a in ("--backend-file", t)], *[a for c in case_ids for a in ("--case", c)],
+    res = run_here("run", *[a for t in toys for a in ("--backend-file", t)], *[a for c in case_ids for a in ("--case", c)],
                   "--known", str(known_file), "--out", str(out), "--no-progress")
     assert res.returncode == 1, res.stdout + res.stderr
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, require, run_cli
+from tests.conftest import ROOT, require, run_here
 from tests.helpers.judge import judged
 from xentcheck.backends.registry import BUILTIN, create
 from xentcheck.core import layout
@@ -126,7 +126,7 @@ def test_wrong_class_axis_is_caught_and_2d_plugins_skip_extra_dimensions(tmp_pat
     that does not declare extra_dims gets those cases skipped, with the reason."""
     plugin = str(ROOT / "tests" / "helpers" / "toy_backends" / "wrong_class_axis.py")
     cases = ["--case", "scale1e+0_float32_5x4_soft_mean", "--case", "scale1e+0_float32_5x4x3_soft_mean"]
-    r = run_cli("run", "--backend-file", plugin, "--backend-file", str(ROOT / "examples" / "my_backend.py"),
+    r = run_here("run", "--backend-file", plugin, "--backend-file", str(ROOT / "examples" / "my_backend.py"),
                 *cases, "--out", str(tmp_path), "--no-progress")
     assert r.returncode == 1, r.stderr
     recs = {(x["backend"], x["case_id"]): x for x in map(json.loads, (tmp_path / "results.jsonl").read_text().splitlines())}
@@ -142,7 +142,7 @@ def test_keras_returns_an_unreduced_empty_loss_for_an_empty_batch(tmp_path):
     losses return the empty per-sample array instead, which the report calls a shape failure."""
     for module in ("torch", "tensorflow", "optax"):
         require(module)
-    r = run_cli("run", "--backends", "torch,tensorflow,jax,keras-tensorflow", "--impls",
+    r = run_here("run", "--backends", "torch,tensorflow,jax,keras-tensorflow", "--impls",
                 "cross_entropy_index,cross_entropy_probs,sparse_softmax_ce,softmax_ce,keras_sparse_cce,keras_cce,"
                 "optax_sce_int,optax_sce", "--modes", "eager",
                 "--case", "scale1e+0_float32_0x10_index_mean", "--case", "scale1e+0_float32_0x10_soft_sum",

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_here
 from xentcheck.core.cases import IGNORE_INDEX, Case, Inputs, full_suite, make_inputs
 from xentcheck.core.reference import reference
 
@@ -97,7 +97,7 @@ def test_torch_adapter_passes_weights_ignore_and_smoothing():
 
 def test_unsupported_options_are_skipped_and_out_of_range_labels_classified(tmp_path):
     out = tmp_path / "o"
-    res = run_cli("run", "--backends", "numpy,jax", "--suite", "full", "--no-properties",
+    res = run_here("run", "--backends", "numpy,jax", "--suite", "full", "--no-properties",
                   "--case", "scale1e+0_float32_16x10_index_mean_opt-oor", "--case", "scale1e+0_float32_16x10_index_sum_opt-w",
                   "--out", str(out))
     assert res.returncode == 1, res.stderr

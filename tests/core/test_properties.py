@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_here
 from tests.helpers.toy_backends.toy_properties import BREAKS
 
 CASES = ["scale1e+1_float64_8x12_index_mean", "scale1e+1_float64_6x10_soft_sum"]
@@ -13,7 +13,7 @@ CASES = ["scale1e+1_float64_8x12_index_mean", "scale1e+1_float64_6x10_soft_sum"]
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
     out = tmp_path_factory.mktemp("props")
-    res = run_cli("run", "--backend-file", str(ROOT / "tests/helpers/toy_backends/toy_properties.py"), "--properties",
+    res = run_here("run", "--backend-file", str(ROOT / "tests/helpers/toy_backends/toy_properties.py"), "--properties",
                   *[a for c in CASES for a in ("--case", c)], "--out", str(out))
     assert res.returncode == 1, res.stderr  # the broken variants are findings
     recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_here
 from tests.helpers.judge import judged
 from xentcheck.backends.numpy_backend import NumpyBackend
 from xentcheck.core.cases import Case, make_inputs
@@ -76,7 +76,7 @@ def test_a_narrower_result_stays_a_failure_even_within_tolerance():
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("widened")
-    res = run_cli("run", "--backend-file", str(TOYS / "widens.py"), "--backend-file", str(TOYS / "narrows.py"),
+    res = run_here("run", "--backend-file", str(TOYS / "widens.py"), "--backend-file", str(TOYS / "narrows.py"),
                   "--case", F16, "--case", F64, "--out", str(out), "--no-progress")
     assert res.returncode == 1, res.stdout + res.stderr  # the narrowed result fails the run
     return out

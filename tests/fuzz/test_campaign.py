@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, run_here
 from xentcheck.core.cases import Case
 from xentcheck.fuzz.campaign import parse_duration
 
@@ -26,7 +26,7 @@ def _cases(out):
 
 def test_a_campaign_finds_the_broken_kind_shrinks_it_and_the_seed_fixes_the_cases(tmp_path):
     out = tmp_path / "a"
-    res = run_cli("fuzz", *TAIL, "--cases", "12", "--batch", "5", "--seed", "4", "--out", str(out), timeout=300)
+    res = run_here("fuzz", *TAIL, "--cases", "12", "--batch", "5", "--seed", "4", "--out", str(out))
     assert res.returncode == 1, res.stdout + res.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["stopped"] == "cases" and report["cases_drawn"] == 12 and report["batches"] == 3
@@ -50,12 +50,12 @@ def test_a_campaign_finds_the_broken_kind_shrinks_it_and_the_seed_fixes_the_case
     assert "tail-drop" in md and kind["smallest"]["case_id"] in md and kind["shrunk"]["script"] in md
     # the same seed and --cases: the same cases (in batches of another size), the same kinds
     again = tmp_path / "b"
-    res2 = run_cli("fuzz", *TAIL, "--cases", "12", "--batch", "12", "--seed", "4", "--out", str(again), timeout=300)
+    res2 = run_here("fuzz", *TAIL, "--cases", "12", "--batch", "12", "--seed", "4", "--out", str(again))
     assert res2.returncode == 1, res2.stderr
     assert _cases(again) == _cases(out) and len(_cases(out)) >= 10
     assert [k["key"] for k in json.loads((again / "report.json").read_text())["kinds"]] == [k["key"] for k in kinds]
     other = tmp_path / "c"
-    run_cli("fuzz", *TAIL, "--cases", "12", "--seed", "5", "--out", str(other), timeout=300)
+    run_here("fuzz", *TAIL, "--cases", "12", "--seed", "5", "--out", str(other))
     assert _cases(other) != _cases(out)
 
 
@@ -64,7 +64,7 @@ def test_known_differences_are_not_findings(tmp_path):
     known.write_text('[[difference]]\nid = "tail"\nbackend = "tail-drop"\nreason = "the toy drops the tail"\n'
                      'link = "https://example.org/tail"\n')
     out = tmp_path / "k"
-    res = run_cli("fuzz", *TAIL, "--cases", "8", "--seed", "4", "--known", str(known), "--out", str(out), timeout=300)
+    res = run_here("fuzz", *TAIL, "--cases", "8", "--seed", "4", "--known", str(known), "--out", str(out))
     assert res.returncode == 0, res.stdout + res.stderr
     assert json.loads((out / "report.json").read_text())["kinds"] == []
     verdicts = [json.loads(line)["verdict"] for line in (out / "batches" / "0000" / "results.jsonl").open()]

@@ -3,14 +3,14 @@ matching rules on hand-made records."""
 
 import json
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, run_here
 from xentcheck.reports.compare_runs import compare_runs
 
 SLOPPY = str(ROOT / "tests/helpers/toy_backends/env_sloppy.py")
 
 
 def _run(out, sloppy: bool):
-    res = run_cli("run", "--backend-file", SLOPPY, "--dtypes", "float32", "--cases", "9", "--out", str(out),
+    res = run_here("run", "--backend-file", SLOPPY, "--dtypes", "float32", "--cases", "9", "--out", str(out),
                   "--no-progress", env={"XENTCHECK_TEST_SLOPPY": "1" if sloppy else "0"})
     assert res.returncode in (0, 1), res.stderr
     return res
@@ -22,13 +22,13 @@ def test_a_setting_that_changes_numerics_is_a_regression_and_identical_runs_are_
     _run(same, False)
     assert _run(new, True).returncode == 1
 
-    ok = run_cli("compare", str(base), str(same), "--json", str(tmp_path / "same.json"))
+    ok = run_here("compare", str(base), str(same), "--json", str(tmp_path / "same.json"))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "**No regression**" in ok.stdout
     same_json = json.loads((tmp_path / "same.json").read_text())
     assert same_json["matched"] == 9 and not same_json["regressions"] and not same_json["new"]
 
-    res = run_cli("compare", str(base), str(new), "--json", str(tmp_path / "c.json"),
+    res = run_here("compare", str(base), str(new), "--json", str(tmp_path / "c.json"),
                   "--markdown", str(tmp_path / "c.md"))
     assert res.returncode == 1, res.stdout + res.stderr
     c = json.loads((tmp_path / "c.json").read_text())
@@ -43,7 +43,7 @@ def test_a_setting_that_changes_numerics_is_a_regression_and_identical_runs_are_
     assert "| backends.env-sloppy.settings.XENTCHECK\\_TEST\\_SLOPPY | 0 | 1 |" in env
     assert "| python |" not in env and "fingerprint fields differ" in env
     # the reverse direction is an improvement, not a regression
-    back = run_cli("compare", str(new), str(base), "--json", str(tmp_path / "r.json"))
+    back = run_here("compare", str(new), str(base), "--json", str(tmp_path / "r.json"))
     assert back.returncode == 0
     assert {r["key"][0] for r in json.loads((tmp_path / "r.json").read_text())["improvements"]} == regressed
 
@@ -99,7 +99,7 @@ def _warnings(res) -> list[str]:
 def test_runs_of_other_settings_are_compared_with_a_warning_naming_both_values(tmp_path):
     base = _folder(tmp_path / "base")
     new = _folder(tmp_path / "new", {"seed": 7, "suite": "full", "dtypes": ["float32"], "device": "cuda"}, preset="torch")
-    res = run_cli("compare", base, new, "--markdown", str(tmp_path / "c.md"), "--json", str(tmp_path / "c.json"))
+    res = run_here("compare", base, new, "--markdown", str(tmp_path / "c.md"), "--json", str(tmp_path / "c.json"))
     assert res.returncode == 0, res.stderr
     expected = ["the runs differ in seed: base 0, new 7 (the same case ids held other inputs)",
                 "the runs differ in suite: base default, new full (other implementations and modes were checked)",
@@ -124,19 +124,19 @@ def test_tolerance_values_set_by_rtol_are_named_per_dtype_and_same_settings_warn
     new = _folder(tmp_path / "new", {})
     summary = json.loads((tmp_path / "new" / "summary.json").read_text())
     (tmp_path / "new" / "summary.json").write_text(json.dumps({**summary, "tolerances": tol.as_dict()}))
-    res = run_cli("compare", base, new)
+    res = run_here("compare", base, new)
     assert res.returncode == 0, res.stderr
     u8 = repr(8 * 2.0 ** -24)  # 8 units of roundoff of float32
     assert _warnings(res) == [
         f"the runs differ in tolerances float32 {out} rtol: base {u8}, new 1e-05 (the verdicts were judged by other "
         "tolerances)" for out in ("loss", "grad")]
     assert f"- the runs differ in tolerances float32 loss rtol: base {u8}, new 1e-05" in res.stdout
-    ok = run_cli("compare", base, same)
+    ok = run_here("compare", base, same)
     assert ok.returncode == 0 and ok.stderr == "" and "Warning" not in ok.stdout
 
 
 def test_a_side_without_results_is_a_warning(tmp_path):
-    res = run_cli("compare", _folder(tmp_path / "base"), _folder(tmp_path / "new", records=False))
+    res = run_here("compare", _folder(tmp_path / "base"), _folder(tmp_path / "new", records=False))
     assert res.returncode == 0, res.stderr
     assert _warnings(res) == ["the new run holds no results: nothing of it was compared"]
     assert "2 missing" in res.stdout
@@ -144,10 +144,10 @@ def test_a_side_without_results_is_a_warning(tmp_path):
 
 def test_two_real_runs_of_other_seeds_warn(tmp_path):
     for seed in ("0", "3"):
-        done = run_cli("run", "--backends", "numpy", "--cases", "4", "--seed", seed, "--out", str(tmp_path / seed),
+        done = run_here("run", "--backends", "numpy", "--cases", "4", "--seed", seed, "--out", str(tmp_path / seed),
                        "--no-progress")
         assert done.returncode == 0, done.stderr
-    res = run_cli("compare", str(tmp_path / "0"), str(tmp_path / "3"))
+    res = run_here("compare", str(tmp_path / "0"), str(tmp_path / "3"))
     assert res.returncode == 0, res.stderr
     assert _warnings(res) == ["the runs differ in seed: base 0, new 3 (the same case ids held other inputs)"]
     assert "4 results matched" in res.stdout and "- the runs differ in seed: base 0, new 3" in res.stdout

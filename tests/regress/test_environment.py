@@ -3,12 +3,12 @@
 import json
 import sys
 
-from tests.conftest import run_cli
+from tests.conftest import run_here
 
 
 def test_environment_json_records_what_numerics_depend_on(tmp_path):
     out = tmp_path / "o"
-    res = run_cli("run", "--backends", "numpy,torch", "--case", "scale1e+0_float32_16x10_index_mean", "--out", str(out),
+    res = run_here("run", "--backends", "numpy,torch", "--case", "scale1e+0_float32_16x10_index_mean", "--out", str(out),
                   "--no-progress", env={"TF_ENABLE_ONEDNN_OPTS": "0", "XLA_FLAGS": "--xla_cpu_enable_fast_math=false"})
     assert res.returncode == 0, res.stderr
     env = json.loads((out / "environment.json").read_text())

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, run_here
 from xentcheck.core.evaluate import matches
 from xentcheck.regress import known
 
@@ -33,11 +33,11 @@ def _records(out):
 def test_known_differences_pass_the_run_and_stale_entries_are_reported(tmp_path):
     kf = tmp_path / "known.toml"
     kf.write_text(KNOWN)
-    plain = run_cli("run", "--backend-file", WRONG, "--dtypes", "float32", "--cases", "11",
+    plain = run_here("run", "--backend-file", WRONG, "--dtypes", "float32", "--cases", "11",
                     "--out", str(tmp_path / "plain"), "--no-progress")
     assert plain.returncode == 1
     out = tmp_path / "o"
-    res = run_cli("run", "--backend-file", WRONG, "--dtypes", "float32", "--cases", "11", "--out", str(out),
+    res = run_here("run", "--backend-file", WRONG, "--dtypes", "float32", "--cases", "11", "--out", str(out),
                   "--known", str(kf), "--no-progress")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "known difference 'never-matches' matched no result (stale)" in res.stderr

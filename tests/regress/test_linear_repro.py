@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, require, run_cli
+from tests.conftest import ROOT, require, run_cli, run_here
 from xentcheck.backends.registry import create
 from xentcheck.core.cases import Case, make_inputs
 from xentcheck.problems.linear.reference import linear_reference
@@ -60,7 +60,7 @@ def test_linear_scripts_compute_what_the_adapter_computes(tmp_path, backend, imp
 def test_repro_command_reruns_and_shrinks_a_linear_failure(tmp_path):
     out = tmp_path / "o"
     case = "scale1e+0_float32_32x1000_lin64_index_mean_opt-b"
-    res = run_cli("run", "--backend-file", str(TOY), "--case", case, "--out", str(out), "--no-progress")
+    res = run_here("run", "--backend-file", str(TOY), "--case", case, "--out", str(out), "--no-progress")
     assert res.returncode == 1, res.stderr
     rid = f"linear-broken-dw.toy_linear_ce.eager__{case}"
     assert (out / "repro" / f"{rid}.npz").is_file()

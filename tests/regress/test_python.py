@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_here
 
 CASES = ("scale1e+0_float32_16x10_index_mean", "offset1e+8_float64_16x10_soft_sum")
 
@@ -43,7 +43,7 @@ def test_a_second_interpreter_runs_beside_this_one(tmp_path):
                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert check.returncode == 0 and "no torch" in check.stdout, check.stderr
     out = tmp_path / "o"
-    res = run_cli("run", "--backends", "numpy,torch", "--python", f"numpy-only={python}",
+    res = run_here("run", "--backends", "numpy,torch", "--python", f"numpy-only={python}",
                   *[a for c in CASES for a in ("--case", c)], "--out", str(out), "--no-progress")
     assert res.returncode == 0, res.stdout + res.stderr
     recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
@@ -82,13 +82,13 @@ def test_bad_python_options_exit_2(tmp_path, value, message):
 def test_report_shows_where_the_other_interpreter_differs(tmp_path):
     """The other environment computes differently (a .pth file switches the fixture's numerics
     there, as an older framework version would): the run's report lists the results worse there."""
-    from tests.conftest import ROOT
+    from tests.conftest import ROOT, run_here
 
     python = _numpy_only_venv(tmp_path / "venv")
     site = next((tmp_path / "venv").glob("lib/python*/site-packages"))
     (site / "sloppy.pth").write_text("import os; os.environ['XENTCHECK_TEST_SLOPPY'] = '1'\n")
     out = tmp_path / "o"
-    res = run_cli("run", "--backend-file", str(ROOT / "tests/helpers/toy_backends/env_sloppy.py"), "--python", f"old={python}",
+    res = run_here("run", "--backend-file", str(ROOT / "tests/helpers/toy_backends/env_sloppy.py"), "--python", f"old={python}",
                   "--case", "offset1e+8_float32_128x1000_index_mean", "--case", "scale1e+0_float32_16x10_index_mean",
                   "--out", str(out), "--no-progress", env={"XENTCHECK_TEST_SLOPPY": "0"})
     assert res.returncode == 1, res.stdout + res.stderr  # env-sloppy@old fails the offset case

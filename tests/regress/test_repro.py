@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, require, run_cli
+from tests.conftest import ROOT, require, run_cli, run_here
 from xentcheck.core.cases import Case, make_inputs
 from xentcheck.core.reference import reference
 from xentcheck.regress import repro
@@ -30,7 +30,7 @@ def _run_script(path):
 
 def test_failing_results_get_a_standalone_repro_that_shows_the_discrepancy(tmp_path):
     out = tmp_path / "o"
-    res = run_cli("run", "--backends", "numpy,torch", "--case", MASKED, "--case", "scale1e+0_float32_16x10_index_mean",
+    res = run_here("run", "--backends", "numpy,torch", "--case", MASKED, "--case", "scale1e+0_float32_16x10_index_mean",
                   "--out", str(out), "--no-progress")
     assert res.returncode == 1, res.stderr
     files = sorted(p.name for p in (out / "repro").iterdir())
@@ -90,7 +90,7 @@ def test_numerics_of_a_result_is_its_workers_else_the_runs():
 
 def test_repro_command_reruns_and_shrinks(tmp_path):
     out = tmp_path / "o"
-    run_cli("run", "--backends", "torch", "--case", MASKED, "--out", str(out), "--no-progress", "--no-repro")
+    run_here("run", "--backends", "torch", "--case", MASKED, "--out", str(out), "--no-progress", "--no-repro")
     assert not (out / "repro").exists()
     res = run_cli("repro", MASKED, "--from", str(out), "--shrink")
     assert res.returncode == 1, res.stdout + res.stderr
@@ -125,7 +125,7 @@ def test_numpy_script_computes_what_the_adapter_computes(tmp_path):
 
 def test_plugin_backends_get_a_script_through_the_registry(tmp_path):
     out = tmp_path / "o"
-    res = run_cli("run", "--backend-file", str(ROOT / "tests/helpers/toy_backends/wrong_gradient.py"),
+    res = run_here("run", "--backend-file", str(ROOT / "tests/helpers/toy_backends/wrong_gradient.py"),
                   "--case", "scale1e+0_float32_16x10_index_mean", "--out", str(out), "--no-progress")
     assert res.returncode == 1
     (script,) = (out / "repro").glob("*.py")
@@ -140,7 +140,7 @@ def test_tensorflow_and_jax_scripts_reproduce_their_findings(tmp_path):
     """optax's integer-label loss at large logits and the NaN of probability targets on masked
     classes (README), each reproduced by its standalone script with the recorded numbers."""
     out = tmp_path / "o"
-    res = run_cli("run", "--backends", "tensorflow,jax", "--case", "offset1e+8_bfloat16_3x5_index_none",
+    res = run_here("run", "--backends", "tensorflow,jax", "--case", "offset1e+8_bfloat16_3x5_index_none",
                   "--case", "masked_bfloat16_3x5_soft_sum", "--out", str(out), "--no-progress")
     assert res.returncode == 1, res.stderr
     recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]

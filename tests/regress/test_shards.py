@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, run_here
 from xentcheck.core.cases import default_suite
 from xentcheck.regress.shards import parse, select
 
@@ -21,17 +21,17 @@ def _records(out):
 
 def test_merged_shards_equal_the_unsharded_run(tmp_path):
     full = tmp_path / "full"
-    assert run_cli("run", *ARGS, "--out", str(full)).returncode == 1
+    assert run_here("run", *ARGS, "--out", str(full)).returncode == 1
     shards = []
     for i in (1, 2, 3):
         d = tmp_path / f"shard{i}"
-        res = run_cli("run", *ARGS, "--shard", f"{i}/3", "--out", str(d))
+        res = run_here("run", *ARGS, "--shard", f"{i}/3", "--out", str(d))
         assert res.returncode in (0, 1), res.stderr
         shards.append(d)
     sizes = [len(_records(d)) for d in shards]
     assert sum(sizes) == len(_records(full)) and min(sizes) > 0
     merged = tmp_path / "merged"
-    res = run_cli("merge", str(merged), *map(str, reversed(shards)))  # any order of folders
+    res = run_here("merge", str(merged), *map(str, reversed(shards)))  # any order of folders
     assert res.returncode == 1, res.stdout + res.stderr  # the wrong gradient still fails
     assert _records(merged) == _records(full)
     s_full, s_merged = (json.loads((d / "summary.json").read_text()) for d in (full, merged))
@@ -46,12 +46,12 @@ def test_merged_shards_equal_the_unsharded_run(tmp_path):
 
 def test_merge_refuses_incomplete_or_foreign_shards(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    run_cli("run", "--backends", "numpy", "--cases", "4", "--shard", "1/2", "--out", str(a), "--no-progress")
-    res = run_cli("merge", str(tmp_path / "m"), str(a))
+    run_here("run", "--backends", "numpy", "--cases", "4", "--shard", "1/2", "--out", str(a), "--no-progress")
+    res = run_here("merge", str(tmp_path / "m"), str(a))
     assert res.returncode == 2 and "missing: 2" in res.stderr
-    run_cli("run", "--backends", "numpy", "--cases", "4", "--shard", "2/2", "--seed", "5", "--out", str(b),
+    run_here("run", "--backends", "numpy", "--cases", "4", "--shard", "2/2", "--seed", "5", "--out", str(b),
             "--no-progress")
-    res = run_cli("merge", str(tmp_path / "m"), str(a), str(b))
+    res = run_here("merge", str(tmp_path / "m"), str(a), str(b))
     assert res.returncode == 2 and "seed differ" in res.stderr
 
 

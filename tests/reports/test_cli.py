@@ -17,11 +17,11 @@ RERENDERED_SAME = ("summary.json", "report.md", "results.csv", "junit.xml", "tol
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    from tests.conftest import run_cli
+    from tests.conftest import run_here
 
     out = tmp_path_factory.mktemp("run") / "out"
-    done = run_cli("run", "--backends", "numpy", "--cases", "8", "--out", str(out), "--no-progress",
-                   "--tolerance", "model", timeout=300)
+    done = run_here("run", "--backends", "numpy", "--cases", "8", "--out", str(out), "--no-progress",
+                    "--tolerance", "model", figures=True)
     assert done.returncode == 0, done.stderr
     return out
 
@@ -31,6 +31,7 @@ def test_run_writes_every_report(run_dir):
         assert (run_dir / name).stat().st_size > 0, name
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["tolerances"]["preset"] == "model"  # --tolerance is an alias of --tolerances
+    assert (run_dir / "report.html").read_text().count('<img src="data:image/png;base64,') >= 3  # the run's figures
 
 
 def test_results_and_summary_follow_the_published_schemas(run_dir):
@@ -54,13 +55,13 @@ def test_schema_rejects_a_malformed_record(run_dir):
 
 
 def test_report_command_rerenders_identical_reports_without_running(run_dir):
-    from tests.conftest import run_cli
+    from tests.conftest import run_here
 
     before = {n: (run_dir / n).read_text() for n in RERENDERED_SAME}
     for n in FILES:
         (run_dir / n).unlink()
     (run_dir / "summary.json").write_text(before["summary.json"])  # the run's context lives there
-    done = run_cli("report", str(run_dir), timeout=300)
+    done = run_here("report", str(run_dir), figures=True)
     assert done.returncode == 0, done.stderr
     assert "reports rewritten" in done.stdout
     for n in RERENDERED_SAME:

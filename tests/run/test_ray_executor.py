@@ -1,25 +1,32 @@
 """--executor ray: the backend workers as Ray actors on a local Ray instance this module starts
-(one for the module: ray.init takes seconds). The results must be those of the local executor,
-crashes and timeouts included; a run killed part way resumes on Ray; environment.json names each
-backend's node. Only NumPy and the toy plugins run here."""
+(one for the module: ray.init takes seconds), on 127.0.0.1 alone. The results must be those of the
+local executor, crashes and timeouts included; a run killed part way resumes on Ray;
+environment.json names each backend's node. Only NumPy and the toy plugins run here. The runs are
+this process's (run_here: it is connected to the instance already) but for the one killed."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_here
+from tests.helpers.procs import descendants, is_loopback, listening, wait_gone
 from tests.run.test_reliability import FAULTS, IDS, PLUGINS, SLOW_ARGS, records, start_cli, wait_for_lines, without_timing
+from xentcheck.run.ray_workers import LOCAL_ONLY_ENV
 
 FAULT_ARGS = ("--backends", "numpy", "--backend-file", str(PLUGINS / "faulty.py"), "--dtypes", "float32",
               "--cases", "7", "--case-timeout", "3", "--no-progress", "--no-repro")
-ENV = {"XENTCHECK_TEST_FAULTS": json.dumps(FAULTS), "XENTCHECK_TEST_DELAY": "0.3",
+# the backends' settings; Ray's local-only mode, read when ray is imported, in this process and in
+# every driver: the node is 127.0.0.1 and its servers listen there only (ray_workers.local_only)
+ENV = {"XENTCHECK_TEST_FAULTS": json.dumps(FAULTS), "XENTCHECK_TEST_DELAY": "0.3", LOCAL_ONLY_ENV: "0",
        "XENTCHECK_TEST_HOG": json.dumps({IDS[1]: "self"})}  # memory_hog.py touches 1 GiB on this case
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="ray is not installed (pip install 'xentcheck[ray]')")
@@ -27,31 +34,60 @@ needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
 
 @pytest.fixture(scope="module")
 def cluster():
-    """The address of a local Ray instance; its workers (and so the backends') see ENV."""
-    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'xentcheck[ray]')")
+    """The address of a local Ray instance on 127.0.0.1; its workers (and so the backends') see ENV.
+    Its processes are gone when the module ends."""
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("ray is not installed (pip install 'xentcheck[ray]')")
     with pytest.MonkeyPatch.context() as mp:
         for key, value in ENV.items():
-            mp.setenv(key, value)  # before ray.init: its processes inherit this environment
+            mp.setenv(key, value)  # before `import ray` and ray.init: its processes inherit this environment
+        import ray
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        yield ray.get_runtime_context().gcs_address
+        address = ray.get_runtime_context().gcs_address
+        assert address.startswith("127.0.0.1:"), f"{address}: ray was imported before {LOCAL_ONLY_ENV} was set"
+        yield address
     finally:
+        started = descendants(os.getpid())
         ray.shutdown()
+        assert not wait_gone(started), "Ray left processes behind"
 
 
 @pytest.fixture(scope="module")
 def local_faulty(tmp_path_factory):
     out = tmp_path_factory.mktemp("local")
-    proc = run_cli("run", *FAULT_ARGS, "--out", str(out), env=ENV, timeout=120)
+    proc = run_here("run", *FAULT_ARGS, "--out", str(out), env=ENV)
     assert proc.returncode == 1, proc.stderr
     return out
 
 
 @needs_ray
+def test_the_instance_listens_on_loopback_only(cluster):
+    """Every server of the instance (GCS, raylet, agents, the workers' and this driver's own)."""
+    addresses = listening(descendants(os.getpid()) | {os.getpid()})
+    assert addresses and all(map(is_loopback, addresses)), addresses
+
+
+def test_a_local_instance_of_ours_is_put_on_loopback():
+    """`--executor ray` without an address: the instance xentcheck starts takes 127.0.0.1 (Ray's
+    local-only mode, set before ray is imported) unless the caller chose otherwise."""
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("ray is not installed (pip install 'xentcheck[ray]')")
+    code = ("import os; from xentcheck.run import ray_workers; ray_workers.local_only(); "
+            "from ray._private.services import get_node_ip_address; "
+            f"print(os.environ[{LOCAL_ONLY_ENV!r}], get_node_ip_address())")
+    env = {k: v for k, v in os.environ.items() if k != LOCAL_ONLY_ENV}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, timeout=120)
+    assert out.stdout.split() == ["0", "127.0.0.1"], out.stderr
+    env[LOCAL_ONLY_ENV] = "1"  # the caller's own setting stays (the address is then the machine's, if it has one)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, timeout=120)
+    assert out.stdout.split()[0] == "1", out.stdout
+
+
+@needs_ray
 def test_ray_results_equal_local_ones_crashes_and_timeout_included(cluster, local_faulty, tmp_path):
     out = tmp_path / "ray"
-    proc = run_cli("run", *FAULT_ARGS, "--out", str(out), "--executor", "ray", "--ray-address", cluster,
-                   env=ENV, timeout=180)
+    proc = run_here("run", *FAULT_ARGS, "--out", str(out), "--executor", "ray", "--ray-address", cluster, env=ENV)
     assert proc.returncode == 1, proc.stderr
     assert without_timing(out) == without_timing(local_faulty)
     verdicts = {r["case_id"]: (r["verdict"], r["reasons"], r.get("exit")) for r in records(out) if r["backend"] == "faulty"}
@@ -76,7 +112,8 @@ def test_ray_results_equal_local_ones_crashes_and_timeout_included(cluster, loca
 @needs_ray
 def test_a_ray_run_killed_part_way_resumes_to_the_local_results(cluster, tmp_path):
     local = tmp_path / "local"
-    assert run_cli("run", *SLOW_ARGS, "--out", str(local), env=ENV, timeout=120).returncode == 1
+    # the pause only makes the Ray run killable part way: the local results are the same without it
+    assert run_here("run", *SLOW_ARGS, "--out", str(local), env={**ENV, "XENTCHECK_TEST_DELAY": "0"}).returncode == 1
     out = tmp_path / "killed"
     proc = start_cli("run", *SLOW_ARGS, "--out", str(out), "--executor", "ray", "--ray-address", cluster, env=ENV)
     wait_for_lines(proc, out / "results.jsonl", 4, timeout=120)
@@ -84,8 +121,8 @@ def test_a_ray_run_killed_part_way_resumes_to_the_local_results(cluster, tmp_pat
     proc.wait(timeout=30)
     assert 4 <= len(records(out)) < 20
 
-    resumed = run_cli("run", "--resume", str(out), "--no-progress", "--executor", "ray", "--ray-address", cluster,
-                      env=ENV, timeout=180)
+    resumed = run_here("run", "--resume", str(out), "--no-progress", "--executor", "ray", "--ray-address", cluster,
+                       env=ENV)
     assert resumed.returncode == 1, resumed.stderr
     assert "20 results" in resumed.stdout
     assert without_timing(out) == without_timing(local)
@@ -198,8 +235,8 @@ def test_a_worker_waiting_for_a_free_core_is_not_overdue(cluster, tmp_path):
 
 @needs_ray
 def test_cuda_on_a_cluster_without_gpu_is_one_line_and_exit_2(cluster, tmp_path):
-    proc = run_cli("run", "--backends", "numpy", "--cases", "1", "--device", "cuda", "--out", str(tmp_path / "out"),
-                   "--executor", "ray", "--ray-address", cluster, timeout=120)
+    proc = run_here("run", "--backends", "numpy", "--cases", "1", "--device", "cuda", "--out", str(tmp_path / "out"),
+                    "--executor", "ray", "--ray-address", cluster, env=ENV)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == \
         "xentcheck: error: no node of the Ray cluster has a CPU and a GPU for a backend worker (--device cuda)"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, run_here
 from xentcheck.core.cases import default_suite
 
 PLUGINS = ROOT / "tests" / "helpers" / "toy_backends"
@@ -62,9 +62,9 @@ FAULTS = {IDS[1]: "segfault", IDS[2]: "hang", IDS[3]: "abort", IDS[4]: "sigkill"
 @pytest.fixture(scope="module")
 def faulty_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("faulty")
-    proc = run_cli("run", "--backends", "numpy", "--backend-file", str(PLUGINS / "faulty.py"), "--dtypes", "float32",
-                   "--cases", "7", "--case-timeout", "3", "--out", str(out), "--no-progress",
-                   env={"XENTCHECK_TEST_FAULTS": json.dumps(FAULTS)}, timeout=120)
+    proc = run_here("run", "--backends", "numpy", "--backend-file", str(PLUGINS / "faulty.py"), "--dtypes", "float32",
+                    "--cases", "7", "--case-timeout", "3", "--out", str(out), "--no-progress",
+                    env={"XENTCHECK_TEST_FAULTS": json.dumps(FAULTS)})
     return proc, out
 
 
@@ -123,7 +123,7 @@ TOTAL = 20  # 10 cases x 2 backends
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     out = tmp_path_factory.mktemp("uninterrupted")
-    proc = run_cli("run", *SLOW_ARGS, "--out", str(out), timeout=120)
+    proc = run_here("run", *SLOW_ARGS, "--out", str(out))
     assert proc.returncode == 1, proc.stderr  # the slow plugin's single-row cases are errors
     assert len(records(out)) == TOTAL
     return out
@@ -147,7 +147,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(uninterrupted, tmp_path):
     with open(out / "results.jsonl", "a") as f:  # a write torn by the kill
         f.write('{"case_id": "scale1e-3_flo')
 
-    resumed = run_cli("run", "--resume", str(out), "--no-progress", timeout=120)
+    resumed = run_here("run", "--resume", str(out), "--no-progress")
     assert resumed.returncode == 1, resumed.stderr
     assert f"{TOTAL} results" in resumed.stdout
     assert_same_run(out, uninterrupted)
@@ -169,7 +169,7 @@ def test_ctrl_c_writes_reports_exits_130_and_resumes(uninterrupted, tmp_path):
     assert len((out / "results.csv").read_text().splitlines()) == 1 + len(got)
     assert "run interrupted: partial results" in (out / "report.md").read_text()
 
-    resumed = run_cli("run", "--resume", str(out), "--no-progress", timeout=120)
+    resumed = run_here("run", "--resume", str(out), "--no-progress")
     assert resumed.returncode == 1, resumed.stderr
     assert_same_run(out, uninterrupted)
 
@@ -180,8 +180,8 @@ def test_resuming_a_finished_run_changes_nothing(uninterrupted, tmp_path):
     for name in ("run.json", "results.jsonl"):
         (out / name).write_bytes((uninterrupted / name).read_bytes())
     # a case run again would now hang past the timeout and show up as `timeout`
-    resumed = run_cli("run", "--resume", str(out), "--no-progress", "--case-timeout", "5",
-                      env={"XENTCHECK_TEST_DELAY": "100"}, timeout=120)
+    resumed = run_here("run", "--resume", str(out), "--no-progress", "--case-timeout", "5",
+                       env={"XENTCHECK_TEST_DELAY": "100"})
     assert resumed.returncode == 1, resumed.stderr
     assert (out / "results.jsonl").read_bytes() == (uninterrupted / "results.jsonl").read_bytes()
     assert (out / "report.md").read_text() == (uninterrupted / "report.md").read_text()
@@ -195,6 +195,7 @@ def test_resuming_a_finished_run_changes_nothing(uninterrupted, tmp_path):
 
 def test_same_command_gives_byte_identical_results(uninterrupted, tmp_path):
     out = tmp_path / "rerun"
+    # a fresh `python -m xentcheck` process writes the bytes the in-process run wrote
     proc = run_cli("run", *SLOW_ARGS, "--out", str(out), env={"XENTCHECK_TEST_DELAY": "0"}, timeout=120)
     assert proc.returncode == 1, proc.stderr
     assert b'"traceback"' in without_timing(out)  # error records, with their tracebacks, are covered
@@ -211,8 +212,9 @@ BROKEN = ("broken_syntax", "broken_import", "broken_segfault_import", "broken_no
 def broken_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("broken")
     files = [a for name in BROKEN for a in ("--backend-file", str(PLUGINS / f"{name}.py"))]
-    proc = run_cli("run", "--backends", "numpy", *files, "--dtypes", "float32", "--cases", "2", "--out", str(out),
-                   "--no-progress", timeout=120)
+    # with the figures: a plugin's name and messages hold markup
+    proc = run_here("run", "--backends", "numpy", *files, "--dtypes", "float32", "--cases", "2", "--out", str(out),
+                    "--no-progress", figures=True)
     return proc, out
 
 
@@ -279,7 +281,7 @@ VARIANT_ARGS = ("--backend-file", str(PLUGINS / "slow_variants.py"), "--dtypes",
 
 def test_resume_of_a_multi_variant_backend_reruns_a_slot_cut_short(tmp_path):
     reference = tmp_path / "whole"
-    assert run_cli("run", *VARIANT_ARGS, "--out", str(reference), timeout=120).returncode == 0
+    assert run_here("run", *VARIANT_ARGS, "--out", str(reference)).returncode == 0
     assert [(r["impl"], r["mode"]) for r in records(reference)[:3]] == [("first", "eager"), ("second", "eager"),
                                                                          ("third", "jit")]
     assert len(records(reference)) == 24
@@ -292,6 +294,6 @@ def test_resume_of_a_multi_variant_backend_reruns_a_slot_cut_short(tmp_path):
     lines = (out / "results.jsonl").read_text().splitlines(keepends=True)
     # keep two of a slot's three records, as if the kill had come between them, plus a torn line
     (out / "results.jsonl").write_text("".join(lines[:8]) + '{"case_id": "sca')
-    resumed = run_cli("run", "--resume", str(out), "--no-progress", timeout=120)
+    resumed = run_here("run", "--resume", str(out), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
     assert without_timing(out) == without_timing(reference)

@@ -100,11 +100,11 @@ def test_a_quitting_worker_lends_its_slot_to_the_busiest_backend(runners, monkey
 def test_a_slow_backend_gets_a_helper_and_every_result_once_in_order(tmp_path):
     import json
 
-    from tests.conftest import ROOT, run_cli
+    from tests.conftest import ROOT, run_here
     out = tmp_path / "run"
-    proc = run_cli("run", "--backends", "numpy", "--backend-file", str(ROOT / "tests" / "helpers" / "toy_backends" / "slow.py"),
+    proc = run_here("run", "--backends", "numpy", "--backend-file", str(ROOT / "tests" / "helpers" / "toy_backends" / "slow.py"),
                    "--dtypes", "float32", "--cases", "24", "--out", str(out), "--no-progress",
-                   env={"XENTCHECK_TEST_DELAY": "0.3"}, timeout=300)
+                   env={"XENTCHECK_TEST_DELAY": "0.3"})
     assert proc.returncode in (0, 1), proc.stderr
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     ids = [c.id for c in default_suite(["float32"])[:24]]

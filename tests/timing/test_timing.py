@@ -6,13 +6,15 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, run_here
 from xentcheck.backends.registry import BUILTIN, create
 from xentcheck.core.cases import Case, make_inputs
 from xentcheck.run.environment import STEADY_ALLOCATOR_ENV, allocator_env
 from xentcheck.timing import bench
 from xentcheck.timing.bench import parse_shapes, too_big
-from xentcheck.timing.measure import floor_bytes, measure, summarize
+from xentcheck.timing.measure import QUICK_ENV, floor_bytes, measure, summarize
+
+QUICK = {QUICK_ENV: "1"}  # timings of no meaning, in milliseconds: these tests check what is written
 
 FRAMEWORK_MODULE = {"numpy": "numpy", "torch": "torch", "tensorflow": "tensorflow", "jax": "optax"}
 IN_PROCESS = [n for n in BUILTIN if not n.startswith("keras-")]  # Keras: one backend a process (test_keras_backend.py)
@@ -31,6 +33,18 @@ def test_measure_counts_first_call_apart_and_fills_blocks():
     assert s["blocks"] == 4 and s["calls_per_block"] >= 1
     assert len(calls) >= 1 + 1 + 4 * s["calls_per_block"]  # first, warm-up, blocks
     assert s["min"] <= s["median"]
+
+
+def test_quick_timing_takes_milliseconds_and_says_so(monkeypatch):
+    from xentcheck.timing.measure import copy_bandwidth, quick
+
+    monkeypatch.setenv(QUICK_ENV, "1")
+    calls = []
+    s = measure(lambda: calls.append(1))  # the defaults: 7 blocks of 0.2 s after 0.2 s of warm-up
+    assert s["blocks"] == 3 and quick()
+    assert copy_bandwidth()["array_bytes"] == 1 << 20
+    monkeypatch.setenv(QUICK_ENV, "0")
+    assert not quick() and copy_bandwidth.__defaults__[0] == 1 << 28
 
 
 def test_floor_bytes():
@@ -77,12 +91,13 @@ def test_numpy_backward_phase_is_the_gradient():
 
 def test_bench_end_to_end_with_a_plugin_without_timing_fns(tmp_path):
     out = tmp_path / "o"
-    res = run_cli("bench", "--backends", "numpy", "--backend-file", str(ROOT / "examples" / "my_backend.py"),
-                  "--shapes", "8x10,3x50", "--dtypes", "float32,float16", "--min-block", "0.001", "--blocks", "3",
-                  "--out", str(out), "--no-progress", timeout=300)
+    res = run_here("bench", "--backends", "numpy", "--backend-file", str(ROOT / "examples" / "my_backend.py"),
+                   "--shapes", "8x10,3x50", "--dtypes", "float32,float16", "--min-block", "0.001", "--blocks", "3",
+                   "--out", str(out), "--no-progress", env=QUICK)
     assert res.returncode == 0, res.stderr
     data = json.loads((out / "timing.json").read_text())
     assert data["threads"] == 1 and data["bandwidth"]["bytes_per_second"] > 0
+    assert data["bandwidth"]["array_bytes"] == 1 << 20 and "mean nothing" in data["method"]["quick"]
     assert data["allocator"] == {"mode": "steady", "env": STEADY_ALLOCATOR_ENV}
     rows = {(r["backend"], r["dtype"], r["n"], r["k"]): r for r in data["rows"]}
     assert len(rows) == 8
@@ -98,6 +113,7 @@ def test_bench_end_to_end_with_a_plugin_without_timing_fns(tmp_path):
     html = (out / "report.html").read_text()
     assert "Timing (xentcheck bench)" in html and (out / "timing.png").stat().st_size > 0
     assert "| numpy | analytic | eager | float32 | 8 x 10 |" in (out / "timing.md").read_text()
+    assert "**Quick timing**" in (out / "timing.md").read_text()
 
 
 def test_bench_usage_errors(tmp_path):
@@ -107,8 +123,8 @@ def test_bench_usage_errors(tmp_path):
 
 def test_run_timing_times_the_runs_own_shapes(tmp_path):
     out = tmp_path / "o"
-    res = run_cli("run", "--backends", "numpy", "--case", "scale1e+0_float32_4x8_index_mean", "--timing",
-                  "--out", str(out), "--no-progress", timeout=300)
+    res = run_here("run", "--backends", "numpy", "--case", "scale1e+0_float32_4x8_index_mean", "--timing",
+                   "--out", str(out), "--no-progress", env=QUICK)
     assert res.returncode == 0, res.stderr
     rows = json.loads((out / "timing.json").read_text())["rows"]
     assert [(r["backend"], r["dtype"], r["n"], r["k"], r["status"]) for r in rows] == [("numpy", "float32", 4, 8, "ok")]
@@ -136,8 +152,8 @@ def test_a_timing_worker_runs_with_the_setting_and_the_report_says_so(tmp_path, 
     plugin.write_text(ENV_PROBE)
     for mode, want in (("steady", str(1 << 25)), ("as-is", None)):
         out = tmp_path / mode
-        res = run_cli("bench", "--backend-file", str(plugin), "--allocator", mode, "--shapes", "2x3", "--min-block", "0.001",
-                      "--blocks", "3", "--out", str(out), "--no-progress", timeout=300)
+        res = run_here("bench", "--backend-file", str(plugin), "--allocator", mode, "--shapes", "2x3", "--min-block", "0.001",
+                       "--blocks", "3", "--out", str(out), "--no-progress", env=QUICK)
         assert res.returncode == 0, res.stderr
         data = json.loads((out / "timing.json").read_text())
         assert data["backends"][0]["settings"]["MALLOC_MMAP_THRESHOLD_"] == want
