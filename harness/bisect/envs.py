@@ -197,7 +197,9 @@ def load(folder: Path) -> Env | None:
 
 
 def _inspect(python: Path, package: str, log: Path) -> dict:
-    out = subprocess.run([str(python), "-c", INSPECT, package, *WORKER_NEEDS], capture_output=True, text=True,
+    # -I: the environment alone; neither the working folder (a checkout's xentcheck.egg-info would
+    # join the freeze as a pin no index has) nor PYTHONPATH nor the user's site-packages
+    out = subprocess.run([str(python), "-I", "-c", INSPECT, package, *WORKER_NEEDS], capture_output=True, text=True,
                          timeout=INSPECT_TIMEOUT_S)
     with open(log, "a", encoding="utf-8") as f:
         f.write(f"$ inspect {package}\n{out.stderr[-4000:]}[exit status {out.returncode}]\n")
