@@ -72,7 +72,7 @@ def test_verify_finds_the_broken_gradient_and_groups_it():
 
 def test_verify_out_writes_the_reports_the_cli_writes(tmp_path):
     """A class of the caller's module, run as `--backend-file FILE::NAME`: the same results.jsonl."""
-    from tests.conftest import run_cli
+    from tests.conftest import run_here
     from xentcheck.core.tolerances import Tolerances
 
     tol = Tolerances("torch")
@@ -86,9 +86,9 @@ def test_verify_out_writes_the_reports_the_cli_writes(tmp_path):
     plan = json.loads((result.out / "run.json").read_text())
     assert plan["backends"] == ["numpy", f"file:{Path(__file__).resolve()}::CarefulKernel"]  # names first, as the CLI
     assert (plan["preset"], plan["rtol"], plan["atol"], plan["seed"]) == ("torch", ["float32=2e-06"], [], 3)
-    cli = run_cli("run", "--backend-file", f"{__file__}::CarefulKernel", "--backends", "numpy", "--seed", "3",
-                  "--tolerances", "torch", "--rtol", "float32=2e-06", *(a for c in CASES for a in ("--case", c)),
-                  "--out", str(tmp_path / "cli"), "--no-progress")
+    cli = run_here("run", "--backend-file", f"{__file__}::CarefulKernel", "--backends", "numpy", "--seed", "3",
+                   "--tolerances", "torch", "--rtol", "float32=2e-06", *(a for c in CASES for a in ("--case", c)),
+                   "--out", str(tmp_path / "cli"), "--no-progress")
     assert cli.returncode == 0, cli.stderr
 
     def lines(folder):
@@ -127,12 +127,12 @@ def test_assert_backend_passes_a_careful_kernel_and_names_a_broken_ones_findings
      ["--backends", "numpy", "--worker-memory", "2X"]),
 ])
 def test_bad_arguments_are_value_errors_worded_as_the_cli(kwargs, message, cli_args):
-    from tests.conftest import run_cli
+    from tests.conftest import run_here
 
     with pytest.raises(ValueError) as info:
         xentcheck.verify(**kwargs)
     assert str(info.value).startswith(message)
-    res = run_cli("run", *cli_args, "--out", "/nonexistent/never-written")
+    res = run_here("run", *cli_args, "--out", "/nonexistent/never-written")
     assert res.returncode == 2 and res.stderr.strip() == f"xentcheck: error: {info.value}"
 
 

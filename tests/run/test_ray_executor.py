@@ -19,7 +19,17 @@ import pytest
 
 from tests.conftest import run_cli, run_here
 from tests.helpers.procs import descendants, is_loopback, listening, wait_gone
-from tests.run.test_reliability import FAULTS, IDS, PLUGINS, SLOW_ARGS, records, start_cli, wait_for_lines, without_timing
+from tests.run.test_reliability import (
+    FAULTS,
+    IDS,
+    NO_PAUSE,
+    PLUGINS,
+    SLOW_ARGS,
+    records,
+    start_cli,
+    wait_for_lines,
+    without_timing,
+)
 from xentcheck.run.ray_workers import LOCAL_ONLY_ENV
 
 FAULT_ARGS = ("--backends", "numpy", "--backend-file", str(PLUGINS / "faulty.py"), "--dtypes", "float32",
@@ -112,8 +122,7 @@ def test_ray_results_equal_local_ones_crashes_and_timeout_included(cluster, loca
 @needs_ray
 def test_a_ray_run_killed_part_way_resumes_to_the_local_results(cluster, tmp_path):
     local = tmp_path / "local"
-    # the pause only makes the Ray run killable part way: the local results are the same without it
-    assert run_here("run", *SLOW_ARGS, "--out", str(local), env={**ENV, "XENTCHECK_TEST_DELAY": "0"}).returncode == 1
+    assert run_here("run", *SLOW_ARGS, "--out", str(local), env={**ENV, **NO_PAUSE}).returncode == 1
     out = tmp_path / "killed"
     proc = start_cli("run", *SLOW_ARGS, "--out", str(out), "--executor", "ray", "--ray-address", cluster, env=ENV)
     wait_for_lines(proc, out / "results.jsonl", 4, timeout=120)

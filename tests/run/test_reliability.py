@@ -118,12 +118,13 @@ def test_reports_of_a_faulty_run_are_complete(faulty_run):
 SLOW_ARGS = ("--backends", "numpy", "--backend-file", str(PLUGINS / "slow.py"), "--dtypes", "float32",
              "--cases", "10", "--seed", "3", "--no-progress")
 TOTAL = 20  # 10 cases x 2 backends
+NO_PAUSE = {"XENTCHECK_TEST_DELAY": "0"}  # the pause lets a run be interrupted part way; results are the same without
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     out = tmp_path_factory.mktemp("uninterrupted")
-    proc = run_here("run", *SLOW_ARGS, "--out", str(out))
+    proc = run_here("run", *SLOW_ARGS, "--out", str(out), env=NO_PAUSE)
     assert proc.returncode == 1, proc.stderr  # the slow plugin's single-row cases are errors
     assert len(records(out)) == TOTAL
     return out
@@ -147,7 +148,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(uninterrupted, tmp_path):
     with open(out / "results.jsonl", "a") as f:  # a write torn by the kill
         f.write('{"case_id": "scale1e-3_flo')
 
-    resumed = run_here("run", "--resume", str(out), "--no-progress")
+    resumed = run_here("run", "--resume", str(out), "--no-progress", env=NO_PAUSE)
     assert resumed.returncode == 1, resumed.stderr
     assert f"{TOTAL} results" in resumed.stdout
     assert_same_run(out, uninterrupted)
@@ -169,7 +170,7 @@ def test_ctrl_c_writes_reports_exits_130_and_resumes(uninterrupted, tmp_path):
     assert len((out / "results.csv").read_text().splitlines()) == 1 + len(got)
     assert "run interrupted: partial results" in (out / "report.md").read_text()
 
-    resumed = run_here("run", "--resume", str(out), "--no-progress")
+    resumed = run_here("run", "--resume", str(out), "--no-progress", env=NO_PAUSE)
     assert resumed.returncode == 1, resumed.stderr
     assert_same_run(out, uninterrupted)
 
@@ -196,7 +197,7 @@ def test_resuming_a_finished_run_changes_nothing(uninterrupted, tmp_path):
 def test_same_command_gives_byte_identical_results(uninterrupted, tmp_path):
     out = tmp_path / "rerun"
     # a fresh `python -m xentcheck` process writes the bytes the in-process run wrote
-    proc = run_cli("run", *SLOW_ARGS, "--out", str(out), env={"XENTCHECK_TEST_DELAY": "0"}, timeout=120)
+    proc = run_cli("run", *SLOW_ARGS, "--out", str(out), env=NO_PAUSE, timeout=120)
     assert proc.returncode == 1, proc.stderr
     assert b'"traceback"' in without_timing(out)  # error records, with their tracebacks, are covered
     assert without_timing(out) == without_timing(uninterrupted)
@@ -281,7 +282,7 @@ VARIANT_ARGS = ("--backend-file", str(PLUGINS / "slow_variants.py"), "--dtypes",
 
 def test_resume_of_a_multi_variant_backend_reruns_a_slot_cut_short(tmp_path):
     reference = tmp_path / "whole"
-    assert run_here("run", *VARIANT_ARGS, "--out", str(reference)).returncode == 0
+    assert run_here("run", *VARIANT_ARGS, "--out", str(reference), env=NO_PAUSE).returncode == 0
     assert [(r["impl"], r["mode"]) for r in records(reference)[:3]] == [("first", "eager"), ("second", "eager"),
                                                                          ("third", "jit")]
     assert len(records(reference)) == 24
@@ -294,6 +295,6 @@ def test_resume_of_a_multi_variant_backend_reruns_a_slot_cut_short(tmp_path):
     lines = (out / "results.jsonl").read_text().splitlines(keepends=True)
     # keep two of a slot's three records, as if the kill had come between them, plus a torn line
     (out / "results.jsonl").write_text("".join(lines[:8]) + '{"case_id": "sca')
-    resumed = run_here("run", "--resume", str(out), "--no-progress")
+    resumed = run_here("run", "--resume", str(out), "--no-progress", env=NO_PAUSE)
     assert resumed.returncode == 0, resumed.stderr
     assert without_timing(out) == without_timing(reference)
