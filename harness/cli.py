@@ -20,16 +20,12 @@ from xentcheck import __version__
 from xentcheck.cli_executor import connect_executor, executor_options, worker_memory_option
 from xentcheck.cli_outdir import overwrite_option
 from xentcheck.cli_outdir import replace_output as _replace
+from xentcheck.cli_usage import refuse_given
+from xentcheck.cli_usage import usage as _usage
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-def _usage(fn, *args):
-    """Call a validating function; its ValueError becomes a usage error (one line, exit 2)."""
-    try:
-        return fn(*args)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
 
 
 # options that define what a run computes (--resume takes them all from the folder's run.json) or where
@@ -106,11 +102,7 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, input_files, o
     if resume is not None:
         if not resume.strip():
             raise click.UsageError("--resume needs the folder of the run to finish")
-        given = [p for p in ctx.command.params if p.name in PLAN_OPTIONS
-                 and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
-        if given:
-            raise click.UsageError(f"--resume reuses the configuration stored in {resume}; "
-                                   f"{', '.join(p.opts[0] for p in given)} cannot be combined with it")
+        refuse_given(ctx, PLAN_OPTIONS, f"--resume reuses the configuration stored in {resume}")
         plan = _usage(runplan.load, Path(resume))
         if ctx.get_parameter_source("case_timeout") == click.core.ParameterSource.COMMANDLINE:
             plan.case_timeout = _usage(runplan.check_timeout, case_timeout)

@@ -15,17 +15,14 @@ import click
 
 from xentcheck.bisect.install import INSTALLERS
 from xentcheck.cli_outdir import overwrite_option, replace_output
+from xentcheck.cli_usage import refuse_given
+from xentcheck.cli_usage import usage as _usage
 
 EXIT_USAGE = 2
 # options that --finding takes from the run it names
 SUBJECT_OPTIONS = ("case_ids", "backends", "backend_files", "impls", "modes", "seed", "preset", "rtol", "atol")
 
 
-def _usage(fn, *args):
-    try:
-        return fn(*args)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
 
 
 def _subject(ctx, case_ids, finding, backends, backend_files, impls, modes, seed, preset, rtol, atol, case_timeout,
@@ -39,11 +36,7 @@ def _subject(ctx, case_ids, finding, backends, backend_files, impls, modes, seed
     verdicts = ["fail", "nonfinite"]
     what = None
     if finding is not None:
-        given = [p for p in ctx.command.params if p.name in SUBJECT_OPTIONS
-                 and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
-        if given:
-            raise click.UsageError(f"--finding takes the case, backend and settings from its run; "
-                                   f"{', '.join(p.opts[0] for p in given)} cannot be combined with it")
+        refuse_given(ctx, SUBJECT_OPTIONS, "--finding takes the case, backend and settings from its run")
         f = _usage(findings.parse, finding)
         case_ids, seed, preset, rtol, atol = (f.case_id,), f.seed, f.preset, tuple(f.rtol), tuple(f.atol)
         if f.backend.startswith("file:"):

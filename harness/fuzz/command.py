@@ -13,6 +13,8 @@ import click
 from xentcheck.cli_executor import connect_executor, executor_options, worker_memory_option
 from xentcheck.cli_outdir import overwrite_option
 from xentcheck.cli_outdir import replace_output as _replace
+from xentcheck.cli_usage import refuse_given
+from xentcheck.cli_usage import usage as _usage
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # options that define the campaign: --resume takes them from campaign.json
@@ -20,11 +22,6 @@ CAMPAIGN_OPTIONS = ("backends", "backend_files", "dtypes", "seed", "out", "devic
                     "known_file", "batch", "case_timeout", "overwrite", "worker_memory")
 
 
-def _usage(fn, *args):
-    try:
-        return fn(*args)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
 
 
 def build_plan(backends, backend_files, dtypes, seed, device, preset, impls, modes, known_file, case_timeout,
@@ -89,11 +86,7 @@ def fuzz_cmd(budget, n_cases, seed, backends, backend_files, dtypes, impls, mode
     held = None  # what --out holds (xentcheck.run.outdir), for a new campaign
     ctx = click.get_current_context()
     if resume is not None:
-        given = [p for p in ctx.command.params if p.name in CAMPAIGN_OPTIONS
-                 and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
-        if given:
-            raise click.UsageError(f"--resume reuses the configuration stored in {resume}; "
-                                   f"{', '.join(p.opts[0] for p in given)} cannot be combined with it")
+        refuse_given(ctx, CAMPAIGN_OPTIONS, f"--resume reuses the configuration stored in {resume}")
         out_dir = Path(resume)
         state = _usage(State.load, out_dir)
         if n_cases is not None:
