@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT, run_cli, run_here
-from tests.regress.test_pytest_plugin import INSTALLED
+from tests.regress.test_pytest_plugin import INSTALLED, NOT_OURS
 from xentcheck.backends.registry import create
 from xentcheck.core.cases import Case, make_inputs
 from xentcheck.core.evaluate import Result, Subject, VariantOutput, evaluate
@@ -52,7 +52,7 @@ def paths(tmp_path_factory):
     junit = tmp / "junit.xml"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     load = [] if INSTALLED else ["-p", "xentcheck.pytest_plugin"]  # the entry point loads it when installed
-    plugin = subprocess.run([sys.executable, "-m", "pytest", *load, "-p", "no:cacheprovider",
+    plugin = subprocess.run([sys.executable, "-m", "pytest", *load, *NOT_OURS, "-p", "no:cacheprovider",
                              "--xentcheck", "--xentcheck-backends", ",".join(toys),
                              *[a for c in case_ids for a in ("--xentcheck-case", c)],
                              "--xentcheck-known", str(known_file), f"--junitxml={junit}", "-q"],
