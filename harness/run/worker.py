@@ -27,7 +27,7 @@ from xentcheck.run.environment import numerics_env
 from xentcheck.run.protocol import Hello, Quit, RunReply, RunRequest, TimedVariant, TimeRequest, TimingReply, message
 
 if TYPE_CHECKING:
-    from xentcheck.core.properties import Tol
+    from xentcheck.core.tolerances import Tol
 
 
 def describe(backend) -> dict:
@@ -128,8 +128,7 @@ def time_case(backend, request: TimeRequest) -> TimingReply:
     if why or not chosen:
         reply.results = [TimedVariant("skipped", reason=why or f"no selected implementation takes {case.labels} labels")]
         return reply
-    from xentcheck.core.layout import to_case
-    inputs = to_case(case, make_inputs(case, request.seed))
+    inputs = problem_of(case).backend_inputs(case, make_inputs(case, request.seed))
     device, opts = request.device, request.measure_options()
     for v in chosen:
         entry = TimedVariant("ok", variant_info(v))
@@ -165,7 +164,7 @@ def _run_variant(backend, v, case: Case, pristine: Inputs, request: RunRequest, 
     """compute(), its arrays written to the .npz file the parent reads (not sent on the pipe)."""
     tol = None
     if request.properties:
-        from xentcheck.core.properties import Tol
+        from xentcheck.core.tolerances import Tol
         tol = Tol(request.rtol, request.atol, request.scaled)
     result = compute(backend, v, case, pristine, request.device, tol, all_variants)
     if result.status == "ok":
