@@ -7,8 +7,6 @@ checks), repro.py and repro_templates/ (reproducers, shrink steps)."""
 
 from __future__ import annotations
 
-import time
-import traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -81,29 +79,20 @@ def _backend_inputs(case: Case, inputs: Inputs) -> Inputs:
 
 def _compute(backend, v, case: Case, pristine: Inputs, device: str, properties=None,
              all_variants=()) -> VariantOutput:
-    """Run variant `v` on a copy of the case's inputs (handed over in the case's shape); with
-    `properties` (the run's tolerance) the property checks too."""
-    from xentcheck.core.records import VariantOutput, as_array, variant_info
+    """Run variant `v` on a copy of the case's inputs (handed over in the case's shape:
+    problems.compute.run); with `properties` (the run's tolerance) the property checks too."""
+    from xentcheck.problems import compute
     from xentcheck.problems.ce import layout
-    inputs = pristine.copy()
-    start = time.perf_counter()
-    try:
-        out = backend.run_variant(v, case, layout.to_case(case, inputs), device)
-        seconds = time.perf_counter() - start
-        loss = as_array(out.loss, "loss")
-        grad = as_array(out.grad, "gradient")
-    except Exception as exc:
-        return VariantOutput("error", variant_info(v), error=f"{type(exc).__name__}: {exc}",
-                             traceback=traceback.format_exc(limit=-3))
-    modified = [name for name in ("logits", "labels")
-                if getattr(inputs, name).tobytes() != getattr(pristine, name).tobytes()]
-    result = VariantOutput("ok", variant_info(v), seconds=seconds, inputs_modified=modified,
-                           loss_dtype=out.loss_dtype or loss.dtype.name, grad_dtype=out.grad_dtype or grad.dtype.name,
-                           notes=list(out.notes), loss=loss, grads={"grad": grad})
-    if properties is not None and "oor" not in case.option_set and not layout.check(case, loss, grad):
+    result, out = compute.run(CE, backend, v, case, pristine, device, wanted=("grad",), input_names=("logits", "labels"))
+    if result.status != "ok" or properties is None or "oor" in case.option_set:
+        return result
+    assert result.loss is not None and result.grads is not None  # run's "ok" carries the arrays
+    loss, grad = result.loss, result.grads["grad"]
+    if not layout.check(case, loss, grad):
         from xentcheck.problems.ce.properties import check_all
         out.loss, out.grad = layout.to_rows(case, loss, grad)
-        result.properties = check_all(backend, v, case, pristine, out, modified, device, properties, all_variants)
+        result.properties = check_all(backend, v, case, pristine, out, result.inputs_modified, device, properties,
+                                      all_variants)
     return result
 
 
