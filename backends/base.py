@@ -87,7 +87,7 @@ by `semantics`:
                             [1e-7, 1 - 1e-7], then -sum q log; a clipped entry passes no gradient
     "keras_clip_tf_sparse"  Keras's SparseCategoricalCrossentropy(from_logits=False) on TensorFlow:
                             clipped, then renormalised by the clipped row's sum
-The Keras forms read the options as "keras" does; xentcheck.core.probs has their formulas.
+The Keras forms read the options as "keras" does; xentcheck.problems.ce.probs has their formulas.
 """
 
 from __future__ import annotations

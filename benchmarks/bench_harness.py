@@ -225,7 +225,7 @@ import json, time
 import numpy as np
 from xentcheck.core import kernel
 from xentcheck.core.cases import Case, make_inputs
-from xentcheck.core.reference import reference
+from xentcheck.problems.ce.reference import reference
 from xentcheck.core.spare import SPARE
 from xentcheck.timing.measure import copy_bandwidth, floor_bytes
 case = Case("scale1e+0", "float32", 4096, 32000, "index", "mean")
@@ -251,7 +251,7 @@ print(json.dumps({"seconds": min(times[1:]), "all": times, "fresh": min(fresh), 
 REFERENCE_MEMORY = """
 import json, tracemalloc
 from xentcheck.core.cases import Case, make_inputs
-from xentcheck.core.reference import reference
+from xentcheck.problems.ce.reference import reference
 case = Case("scale1e+0", "float32", {n}, 128256, "index", "mean")
 inputs = make_inputs(case, 0)
 tracemalloc.start()
@@ -324,7 +324,7 @@ from torch.utils.benchmark import Timer
 from xentcheck.backends.registry import create
 from xentcheck.timing.bench import BenchConfig, bench_case
 from xentcheck.core.cases import make_inputs
-from xentcheck.core.layout import to_case
+from xentcheck.problems.ce.layout import to_case
 from xentcheck.timing.measure import measure
 bench = BenchConfig(backends=["torch"])  # its block settings: what `xentcheck bench` uses by default
 backend = create("torch")

@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from xentcheck.backends.registry import create  # noqa: E402
 from xentcheck.core.cases import make_inputs  # noqa: E402
-from xentcheck.core.reference import reference_key  # noqa: E402
 from xentcheck.core.tolerances import Tolerances  # noqa: E402
 from xentcheck.problems import problem_of, runs  # noqa: E402
+from xentcheck.problems.ce.reference import reference_key  # noqa: E402
 from xentcheck.run.plan import parse_dtypes, select_cases  # noqa: E402
 
 BACKENDS = ("numpy", "torch", "tensorflow", "jax")  # the default run's

@@ -7,7 +7,7 @@ its worker as "file:PATH::NAME": the worker imports the class's module file, as 
 does, so the class must be defined at module level in a .py file, and a script that defines one
 must keep its own work under `if __name__ == "__main__":`.
 
-`reference` is the harness's high-precision loss and gradient (xentcheck.core.reference) of arrays
+`reference` is the harness's high-precision loss and gradient (xentcheck.problems.ce.reference) of arrays
 the caller supplies. Importing this module imports no numerical library; calling it does.
 """
 
@@ -283,7 +283,7 @@ def _case_args(cases: int | Sequence[str] | None) -> tuple[int | None, tuple[str
 
 def _tolerance_specs(tolerances: str | Tolerances) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     """(preset, --rtol specs, --atol specs) that rebuild `tolerances`, so that run.json stores them."""
-    from xentcheck.core.tolerances import OUTPUTS, Tolerances
+    from xentcheck.core.tolerances import LOSS_ROW, TOLERANCE_ROWS, Tolerances
 
     if isinstance(tolerances, str):
         return tolerances, (), ()
@@ -292,8 +292,8 @@ def _tolerance_specs(tolerances: str | Tolerances) -> tuple[str, tuple[str, ...]
     base = Tolerances(tolerances.preset)
     specs = []
     for col in (0, 1):
-        changed = {d: tolerances.table["loss"][d][col] for d in base.table["loss"]
-                   if any(tolerances.table[o][d][col] != base.table[o][d][col] for o in OUTPUTS)}
+        changed = {d: tolerances.table[LOSS_ROW][d][col] for d in base.table[LOSS_ROW]
+                   if any(tolerances.table[o][d][col] != base.table[o][d][col] for o in TOLERANCE_ROWS)}
         specs.append((",".join(f"{d}={v!r}" for d, v in changed.items()),) if changed else ())
     rebuilt = Tolerances(tolerances.preset)
     for spec in specs[0]:
@@ -378,7 +378,7 @@ def reference(logits: Any, labels: Any = None, reduction: Literal["mean", "sum",
       (one-hot or soft, >= 0; rows need not sum to 1: the gradient is p * sum(q) - q).
     Per row, with m the row maximum: loss = sum_j q_j (m - o_j + log1p(sum_{j != argmax} exp(o_j - m))).
     weight (K,), ignore_index and label_smoothing are read as `semantics` documents them
-    (xentcheck.core.reference.effective_labels): "torch" as F.cross_entropy (the weighted mean
+    (xentcheck.problems.ce.reference.effective_labels): "torch" as F.cross_entropy (the weighted mean
     divides by the targets' weights), "keras" (an ignored target is left out of the mean; no
     class weights), "plain" (tf.nn, optax: smoothing only). Worked in float64 for 16- and 32-bit
     logits, in long double (or mpmath) for float64. Bad arguments raise ValueError.
@@ -397,7 +397,7 @@ def reference(logits: Any, labels: Any = None, reduction: Literal["mean", "sum",
 
     from xentcheck.core.cases import IGNORE_INDEX, REDUCTIONS, Case, Inputs
     from xentcheck.core.dtypes import DTYPE_NAMES
-    from xentcheck.core.reference import SEMANTICS
+    from xentcheck.problems.ce.reference import SEMANTICS
 
     if labels is None:
         if (reduction, weight, ignore_index, label_smoothing) != ("mean", None, None, 0.0):
@@ -474,8 +474,8 @@ def _reference_of_inputs(inputs: InputsLike, semantics: str) -> ReferenceResult:
     """reference() of a user's file (xentcheck.core.user_inputs) or dict of any kind's arrays (its
     record's `arrays`): the case its arrays and options make."""
     from xentcheck.core import user_inputs
-    from xentcheck.core.reference import SEMANTICS
     from xentcheck.problems import of_arrays
+    from xentcheck.problems.ce.reference import SEMANTICS
 
     if semantics not in SEMANTICS:
         raise ValueError(f"unknown semantics {semantics!r} (known: {', '.join(SEMANTICS)})")

@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 
 from xentcheck.core.metrics import BAD_VERDICTS
+from xentcheck.core.tolerances import TOLERANCE_ROWS
 from xentcheck.problems import OUTPUT_NAMES
 
 METRICS = ("ulp_err", "rel_err", "abs_err")
@@ -126,7 +127,7 @@ def _settings(summary: dict) -> dict:
     out = {"seed": config.get("seed"), "suite": config.get("suite"), "dtypes": config.get("dtypes"),
            "tolerances": tol.get("preset"), "device": config.get("device")}
     for dtype, entry in part(tol, "dtypes").items():
-        for output in ("loss", "grad"):
+        for output in TOLERANCE_ROWS:
             for which in ("rtol", "atol"):
                 out[f"tolerances {dtype} {output} {which}"] = part(entry, output).get(which)
     return out

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from xentcheck.core.dtypes import DTYPE_NAMES
 from xentcheck.core.metrics import BAD_VERDICTS
+from xentcheck.core.tolerances import ROW_TITLES
 from xentcheck.reports import blame, kinds, plots
 from xentcheck.reports import tolerance_report as tolerance
 from xentcheck.reports.junit import repro
@@ -78,7 +79,7 @@ def _pass_groups(summary: dict) -> tuple[list[str], list[dict]]:
 def _tol_rows(tol_report: dict) -> list[dict]:
     rows = []
     for d in tol_report.get("per_dtype", []):
-        for what, title in (("loss", "loss"), ("grad", "gradient")):  # the tolerance tables' two rows
+        for what, title in ROW_TITLES.items():  # the tolerance tables' two rows
             rec = d[what]["recommended"] or {}
             rows.append({"dtype": d["dtype"], "output": title,
                          "rtol": f"{rec['rtol']:.2g}" if rec else "-", "atol": f"{rec['atol']:.2g}" if rec else "-",

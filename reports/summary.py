@@ -27,8 +27,8 @@ def pass_rates(records: list[dict]) -> list[dict]:
     return rows
 
 
-def worst(records: list[dict], what: str = "grad", metric: str = "rel_err") -> list[dict]:
-    """For each backend x impl x mode x dtype, the compared result with the largest error."""
+def worst(records: list[dict], what: str, metric: str = "rel_err") -> list[dict]:
+    """For each backend x impl x mode x dtype, the compared result with the largest error in output `what`."""
     best: dict[tuple, dict] = {}
     for r in records:
         m = r.get(what)

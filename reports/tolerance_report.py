@@ -23,7 +23,7 @@ import statistics
 from collections import defaultdict
 
 from xentcheck.core.metrics import rtol_grid
-from xentcheck.core.tolerances import OUTPUTS as TABLE_ROWS  # the tables' rows: "loss" and "grad"
+from xentcheck.core.tolerances import TOLERANCE_ROWS as TABLE_ROWS  # the tables' rows
 from xentcheck.core.tolerances import default_table
 from xentcheck.problems import output_specs
 
@@ -36,7 +36,7 @@ _TABLE_KEYS = {o.name: o.tolerance for o in output_specs()}
 
 
 def _table_key(what: str) -> str:
-    """The tolerance table's row that judges an output: "loss" or "grad"."""
+    """The tolerance table's row that judges an output (one of TABLE_ROWS)."""
     return _TABLE_KEYS[what]
 
 
@@ -92,7 +92,7 @@ def _published(results: list[dict], what: str, dtype: str) -> dict:
 def build(records: list[dict]) -> dict:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
-        if r.get("loss") or r.get("grad"):
+        if any(r.get(w) for w, _ in OUTPUTS):
             groups[(r["backend"], r.get("impl", ""), r.get("mode", ""), r["dtype"], r["family"])].append(r)
     rows = []
     for (backend, impl, mode, dtype, family), rs in sorted(groups.items()):
@@ -159,8 +159,8 @@ def render_md(report: dict) -> str:
               "| dtype | results | loss rtol | loss atol | gradient rtol | gradient atol | torch loss / grad | "
               "jax loss / grad | tensorflow loss / grad |", "|" + "---|" * 9]
     for d in report["per_dtype"]:
-        recs = [d[w]["recommended"] or {} for w in ("loss", "grad")]
-        pub = [" / ".join(esc(verdict_cell(d[w]["published"].get(n))) for w in ("loss", "grad")) for n in PUBLISHED]
+        recs = [d[w]["recommended"] or {} for w in TABLE_ROWS]
+        pub = [" / ".join(esc(verdict_cell(d[w]["published"].get(n))) for w in TABLE_ROWS) for n in PUBLISHED]
         lines.append(f"| {d['dtype']} | {d['passed']} passed / {d['results']} | {_g(recs[0].get('rtol', 0))} | "
                      f"{_g(recs[0].get('atol', 0))} | {_g(recs[1].get('rtol', 0))} | {_g(recs[1].get('atol', 0))} | "
                      + " | ".join(pub) + " |")

@@ -25,12 +25,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from xentcheck.core import error_model  # noqa: E402
 from xentcheck.core.cases import default_suite, make_inputs  # noqa: E402
 from xentcheck.core.dtypes import DTYPE_NAMES, info  # noqa: E402
-from xentcheck.core.metrics import natural_scales  # noqa: E402
-from xentcheck.core.reference import reference  # noqa: E402
 from xentcheck.core.tolerances import PRESETS, allowed, default_table  # noqa: E402
+from xentcheck.problems.ce import error_model  # noqa: E402
+from xentcheck.problems.ce.metrics import natural_scales  # noqa: E402
+from xentcheck.problems.ce.reference import reference  # noqa: E402
 from xentcheck.reports.files import read_results  # noqa: E402
 
 OTHERS = ("xentcheck", "torch", "jax", "tensorflow")

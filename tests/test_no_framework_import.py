@@ -10,7 +10,7 @@ FRAMEWORKS = ("torch", "tensorflow", "jax", "jaxlib", "optax", "keras", "ray")
 
 def test_importing_the_core_loads_no_framework():
     code = ("import sys, xentcheck, xentcheck.api, xentcheck.testing, xentcheck.cli, xentcheck.run.runner, "
-            "xentcheck.core.reference, xentcheck.core.metrics, xentcheck.core.cases, xentcheck.run.worker, "
+            "xentcheck.problems.ce.reference, xentcheck.core.metrics, xentcheck.core.cases, xentcheck.run.worker, "
             "xentcheck.backends.registry, xentcheck.backends.base, xentcheck.reports.summary, xentcheck.run.ray_workers, "
             "xentcheck.reports.markdown, xentcheck.reports.csv; "
             "from xentcheck.backends.registry import known_names; known_names(); "

@@ -133,7 +133,9 @@ class JaxBackend(Backend):
         grad.block_until_ready()
         return Output(loss=np.asarray(loss), grad=np.asarray(grad), loss_dtype=loss.dtype.name, grad_dtype=grad.dtype.name)
 
-    def timing_fns(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> dict:
+    def timing_fns(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> dict | None:
+        if variant.kind != "ce":  # another kind's variant (linear-CE): forward+backward through run_variant
+            return None
         jax, jnp = self.jax, self.jnp
         loss_fn = self._loss(variant.impl, case.labels, case.reduction, inputs.smoothing, _llm(case))
         x, labels = self._put(inputs.logits, device), self._put(inputs.labels, device)

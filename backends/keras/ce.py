@@ -67,7 +67,7 @@ _APIS = (  # the first that takes a label form is what compute() runs: the dtype
          _LLM, "plain", sparse=True, ops=True),
     _Api("keras_ops_cce", ("onehot", "soft"), "keras.ops.categorical_crossentropy(labels, x, from_logits=True)",
          _LLM, "plain", sparse=False, ops=True),
-    # fed softmax(x): Keras clips the probabilities (xentcheck.core.probs; semantics set per backend in variants())
+    # fed softmax(x): Keras clips the probabilities (xentcheck.problems.ce.probs; semantics set per backend in variants())
     _Api("keras_sparse_cce_probs", ("index",),
          "keras.losses.SparseCategoricalCrossentropy(from_logits=False, dtype=DTYPE)(labels, softmax(x))",
          ("ign", "allign"), "keras_clip", sparse=True, dtype=True, from_logits=False),

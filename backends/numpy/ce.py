@@ -42,7 +42,9 @@ class NumpyBackend(Backend):
         loss, kept = self._forward(case, inputs)
         return Output(loss=loss, grad=self._backward(case, inputs, *kept))
 
-    def timing_fns(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> dict:
+    def timing_fns(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> dict | None:
+        if variant.kind != "ce":  # another kind's variant (linear-CE): forward+backward through run_variant
+            return None
         kept = self._forward(case, inputs)[1]
         return {"forward": lambda: self._forward(case, inputs), "backward": lambda: self._backward(case, inputs, *kept),
                 "forward_backward": lambda: self.compute(case, inputs, device)}

@@ -158,7 +158,9 @@ class TorchBackend(Backend):
                       loss_dtype=str(loss.dtype).removeprefix("torch."),
                       grad_dtype=str(x.grad.dtype).removeprefix("torch."))
 
-    def timing_fns(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> dict:
+    def timing_fns(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> dict | None:
+        if variant.kind != "ce":  # another kind's variant (linear-CE): forward+backward through run_variant
+            return None
         t = self.torch
         x, labels, fn = self._prepare(variant, case, inputs, device)
         sync = t.cuda.synchronize if device == "cuda" else (lambda: None)

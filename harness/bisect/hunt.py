@@ -20,6 +20,7 @@ from xentcheck.bisect import envs, pins, search, versions
 from xentcheck.bisect.indexes import IndexConfig
 from xentcheck.bisect.install import Installer, Interpreter
 from xentcheck.bisect.subject import MetricRule, Outcome, judge, run_version
+from xentcheck.problems import outputs_of
 
 if TYPE_CHECKING:
     from xentcheck.run.plan import RunPlan
@@ -62,6 +63,8 @@ class Step:
 class Hunt:
     def __init__(self, config: HuntConfig, say: Callable[[str], None] = print):
         self.c, self.say = config, say
+        # the outputs each version's errors are measured on: those the cases' kinds declare
+        self.outputs = tuple(o.name for o in outputs_of(config.template.cases))
         self.versions: list[str] = []  # the range, oldest first
         self.left_out: dict[str, str] = {}  # versions in the range bisect does not try, and why
         self.releases: dict[str, versions.Release] = {}
@@ -146,13 +149,13 @@ class Hunt:
         how = "cached" if env.reused else f"built in {env.build_seconds:.1f} s"
         started = time.monotonic()
         if not env.ok:
-            outcome = Outcome("skip", reason=f"environment: {env.reason}", errors={"loss": None, "grad": None})
+            outcome = Outcome("skip", reason=f"environment: {env.reason}", errors={w: None for w in self.outputs})
         else:
             records, finished = run_version(c.template, env.python, folder)
             if not finished:
                 raise KeyboardInterrupt
             good = self.steps[self.versions[0]].outcome.errors if self.versions[0] in self.steps else None
-            outcome = judge(records, c.bad_verdicts, c.rule, good)
+            outcome = judge(records, c.bad_verdicts, self.outputs, c.rule, good)
         step = Step(version, outcome, env, len(self.steps) + 1, round(time.monotonic() - started, 2))
         self.steps[version] = step
         self.verdicts[i] = outcome.verdict

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 COLOURS = {"good": "tab:green", "bad": "tab:red", "skip": "tab:gray"}
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # one per output (cycled past the last)
 FLOOR = 1e-3  # an error of exactly 0 is drawn here on the log axis
 
 
@@ -21,7 +22,9 @@ def draw(data: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(5.0, 0.55 * len(names) + 2), 3.6))
     finite = [e for s in tested for e in s["errors"].values() if e is not None and math.isfinite(e)]
     top = max(finite + [1.0]) * 10
-    for what, marker in (("loss", "o"), ("grad", "s")):
+    from xentcheck.problems import OUTPUT_TITLES
+    shown = list(dict.fromkeys(w for s in tested for w in s["errors"]))  # the cases' declared outputs
+    for what, marker in zip(shown, MARKERS * len(shown)):
         xs, ys = [], []
         for x, s in enumerate(tested):
             e = s["errors"].get(what)
@@ -30,7 +33,7 @@ def draw(data: dict, path: Path) -> None:
                 ys.append(max(e, FLOOR) if math.isfinite(e) else top)
         ax.plot(xs, ys, color="0.6", lw=0.8, zorder=1)
         ax.scatter(xs, ys, marker=marker, c=[COLOURS[tested[x]["verdict"]] for x in xs], zorder=2,
-                   label=f"{'gradient' if what == 'grad' else what} {metric}")
+                   label=f"{OUTPUT_TITLES.get(what, what)} {metric}")
     skips = [x for x, s in enumerate(tested) if s["verdict"] == "skip"]
     if skips:
         ax.scatter(skips, [FLOOR] * len(skips), marker="x", color=COLOURS["skip"], label="skipped (not testable)")

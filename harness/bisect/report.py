@@ -13,6 +13,7 @@ import re
 import time
 from typing import TYPE_CHECKING
 
+from xentcheck.problems import OUTPUT_TITLES
 from xentcheck.reports.files import write_atomic
 
 if TYPE_CHECKING:
@@ -148,17 +149,18 @@ def markdown(d: dict) -> str:
               + (f" (with {', '.join(d['with'])})" if d["with"] else ""),
               f"- Python {d['python']['version']}; {d['installer']}; index: {d['index']}", ""]
     metric = rule.get("metric", "ulp_err")
+    shown = list(dict.fromkeys(w for s in d["tested"] for w in s["errors"]))  # the cases' declared outputs
     lines += ["## Versions tested", "",
-              f"| version | uploaded | verdict | loss {metric} | gradient {metric} | environment | why |",
-              "|---|---|---|---|---|---|---|"]
+              "| " + " | ".join(["version", "uploaded", "verdict", *(f"{OUTPUT_TITLES.get(w, w)} {metric}" for w in shown),
+                                  "environment", "why"]) + " |", "|" + "---|" * (len(shown) + 5)]
     for s in d["tested"]:
         env = s["env"]
         how = "cached" if env["reused"] else f"built in {env['build_seconds']:.1f} s"
         if env["policy"] == "relaxed":
             how += "; its dependencies unpinned"
         why = s["reason"].replace("|", "\\|").replace("\n", " ")[:300]
-        lines.append(f"| {s['version']} | {(s['upload_time'] or '')[:10]} | {s['verdict']} | {_num(s['errors'].get('loss'))} "
-                     f"| {_num(s['errors'].get('grad'))} | {how} | {why} |")
+        errs = "".join(f"{_num(s['errors'].get(w))} | " for w in shown)
+        lines.append(f"| {s['version']} | {(s['upload_time'] or '')[:10]} | {s['verdict']} | {errs}{how} | {why} |")
     untested = [v for v in d["range"]["candidates"] if v not in {s["version"] for s in d["tested"]}]
     lines += ["", f"Not tested: {', '.join(untested) or 'none'}."]
     if d["range"]["left_out"]:

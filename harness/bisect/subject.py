@@ -19,6 +19,7 @@ import dataclasses
 import json
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 
 LABEL = "bisect"  # the --python label: results are named BACKEND@bisect in every version's folder
 OK_VERDICTS = ("pass", "widened")
-OUTPUTS = ("loss", "grad")
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,8 @@ class MetricRule:
 class Outcome:
     verdict: str  # "good", "bad" or "skip"
     reason: str = ""
-    errors: dict[str, float | None] = field(default_factory=dict)  # loss/grad: the worst error in the metric
+    # each declared output of the cases' kinds (problems.outputs_of): the worst error in the metric
+    errors: dict[str, float | None] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)  # results per verdict
 
 
@@ -65,11 +66,11 @@ def run_version(template: RunPlan, python: str, folder: Path) -> tuple[list[dict
     return done.records, done.finished
 
 
-def errors(records: list[dict], metric: str) -> dict[str, float | None]:
-    """The worst `metric` of the loss and of the gradient over the results (inf where a result is
+def errors(records: list[dict], metric: str, outputs: Sequence[str]) -> dict[str, float | None]:
+    """The worst `metric` of each output (by name) over the results (inf where a result is
     nonfinite without a finite measure; None where no result has one)."""
     out: dict[str, float | None] = {}
-    for what in OUTPUTS:
+    for what in outputs:
         values = []
         for r in records:
             value = (r.get(what) or {}).get(metric)
@@ -89,12 +90,14 @@ def _first_reason(records: list[dict], verdicts: tuple[str, ...] | None = None) 
     return ""
 
 
-def judge(records: list[dict], bad_verdicts: tuple[str, ...], rule: MetricRule | None = None,
+def judge(records: list[dict], bad_verdicts: tuple[str, ...], outputs: Sequence[str], rule: MetricRule | None = None,
           good_errors: dict[str, float | None] | None = None) -> Outcome:
-    """A version's verdict from its results. `good_errors` is the good version's (for `rule`;
-    None while the good version itself is judged)."""
+    """A version's verdict from its results, their `outputs` (names: problems.outputs_of the
+    cases) measured. `good_errors` is the good version's (for `rule`; None while the good version
+    itself is judged)."""
     metric = rule.metric if rule else "ulp_err"
-    outcome = Outcome("skip", errors=errors(records, metric), counts=dict(Counter(r["verdict"] for r in records)))
+    outcome = Outcome("skip", errors=errors(records, metric, outputs),
+                      counts=dict(Counter(r["verdict"] for r in records)))
     if not records:
         outcome.reason = "no result: no selected implementation ran the cases"
         return outcome

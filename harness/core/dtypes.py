@@ -114,3 +114,14 @@ def round_to(x: np.ndarray, name: str) -> np.ndarray:
         x = x.astype(np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         return x.astype(info(name).np_type)
+
+
+# The precision a reference works in: float64 for the narrower dtypes; for float64, long double
+# where it is wider (x86's 80-bit), else mpmath. Every kind's reference and environment.json read it.
+LONGDOUBLE_IS_WIDER = bool(np.finfo(np.longdouble).eps < 1e-18)
+
+
+def working_precision(dtype: str) -> str:
+    if dtype != "float64":
+        return "float64"
+    return "longdouble" if LONGDOUBLE_IS_WIDER else "mpmath"

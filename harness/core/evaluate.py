@@ -12,7 +12,7 @@ in order:
   for a float16 request, as mixed precision does) is judged by its values at the requested
   dtype's tolerance like any other; when they pass, the verdict is `widened`, not `pass`, and its
   reasons say which output was widened (after any value reason, which decides the verdict).
-- values (metrics.measure): NaN/inf where the reference (rounded to the dtype) differs is
+- values (the kind's `compare`, over its declared outputs): NaN/inf where the reference (rounded to the dtype) differs is
   `nonfinite`, else an element out of tolerance is a `fail`, else `pass`. NumPy's warnings are
   silenced: extreme cases overflow in intermediate casts by design, and their NaN/inf are
   compared explicitly.
@@ -34,7 +34,7 @@ from xentcheck.core.cases import Case
 from xentcheck.core.dtypes import wider
 from xentcheck.core.metrics import BAD_VERDICTS
 from xentcheck.core.records import MATCH_FIELDS, Metrics, Result, Subject, VariantOutput
-from xentcheck.core.tolerances import Tolerances
+from xentcheck.core.tolerances import TOLERANCE_ROWS, Tolerances
 from xentcheck.problems import OutputSpec, problem_of
 
 __all__ = ["evaluate", "mark_known", "matches", "Result", "Metrics", "Subject", "VariantOutput"]
@@ -61,7 +61,7 @@ def _judge(case: Case, output: VariantOutput, tolerances: Tolerances,
         ref = reference() if callable(reference) else reference
         fields = problem_of(case).compare(case, ref, output, tolerances)  # shapes, dtypes, values
     fields["tolerance"] = {"preset": tolerances.preset, **{w: dict(zip(("rtol", "atol"), tolerances.get(case.dtype, w)))
-                                                          for w in ("loss", "grad")}}
+                                                          for w in TOLERANCE_ROWS}}
     fields["reference_precision"] = ref.precision
     fields["inputs_modified"] = list(output.inputs_modified)
     if output.notes:
@@ -81,10 +81,11 @@ def _out_of_range(case: Case, output: VariantOutput) -> dict:
 
 
 def dtype_reasons(case: Case, out: dict) -> tuple[list[str], list[str]]:
-    """The dtype rule (module docstring): (reasons that fail, notes of a widened output) from
-    out["loss_dtype"] and out["grad_dtype"]."""
+    """The dtype rule (module docstring): (reasons that fail, notes of a widened output) from the
+    dtype a result records for each tolerance row: out["loss_dtype"] (the loss), out["grad_dtype"]
+    (the gradients)."""
     reasons, widened = [], []
-    for what in ("loss", "grad"):
+    for what in TOLERANCE_ROWS:
         got = out[f"{what}_dtype"]
         if got != case.dtype and wider(got, case.dtype):
             widened.append(f"{what} computed in {got}, wider than the requested {case.dtype}")

@@ -111,7 +111,7 @@ class Result:
     reasons: list[str] | None = None
     traceback: str | None = None  # error: the backend's
     exit: dict | None = None  # crashed: how the worker ended
-    tolerance: dict | None = None  # {"preset", "loss": {"rtol", "atol"}, "grad": {...}}
+    tolerance: dict | None = None  # {"preset", and per tolerance row (tolerances.TOLERANCE_ROWS): {"rtol", "atol"}}
     reference_precision: str | None = None
     inputs_modified: list[str] | None = None
     notes: list[str] | None = None

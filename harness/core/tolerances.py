@@ -12,7 +12,7 @@ loose for a mean over many rows or raises false alarms on sums. The preset allow
 
 The "model" preset derives each element's bound from the dtype's unit roundoff, the number of
 classes, the logits' spread below the row maximum and the reduction's denominator
-(xentcheck.core.error_model, docs/tolerance-model.md); its rtol/atol (0 unless overridden) are added
+(xentcheck.problems.ce.error_model, docs/tolerance-model.md); its rtol/atol (0 unless overridden) are added
 on top. "tensorflow" is tf.test.TestCase.assertAllCloseAccordingToType's defaults.
 """
 
@@ -22,7 +22,11 @@ from dataclasses import dataclass, field
 
 from xentcheck.core.dtypes import DTYPE_NAMES, info
 
-OUTPUTS = ("loss", "grad")
+# The tables' two rows: one judges every kind's loss, the other its gradients (each declared
+# output names its row: problems.OutputSpec.tolerance). A concept of the tables, not any kind's
+# output names; the one place the rows are spelled out.
+LOSS_ROW, GRAD_ROW = TOLERANCE_ROWS = ("loss", "grad")
+ROW_TITLES = {LOSS_ROW: "loss", GRAD_ROW: "gradient"}  # as the reports name the rows
 
 
 def _units(n: float) -> dict[str, tuple[float, float]]:
@@ -39,31 +43,31 @@ PRESETS: dict[str, dict] = {
         "kind": "scaled",
         "scaled": True,
         "origin": "xentcheck default: 8 units of roundoff of the dtype, atol relative to the output's natural scale",
-        "loss": _units(8), "grad": _units(8),
+        LOSS_ROW: _units(8), GRAD_ROW: _units(8),
     },
     "torch": {
         "kind": "table",
         "scaled": False,
         "origin": "torch.testing.assert_close defaults",
-        "loss": dict(_TORCH), "grad": dict(_TORCH),
+        LOSS_ROW: dict(_TORCH), GRAD_ROW: dict(_TORCH),
     },
     "jax": {
         "kind": "table",
         "scaled": False,
         "origin": "jax public_test_util: default_tolerance (loss), default_gradient_tolerance (gradient); atol = rtol",
-        "loss": {d: (v, v) for d, v in _JAX_LOSS.items()}, "grad": {d: (v, v) for d, v in _JAX_GRAD.items()},
+        LOSS_ROW: {d: (v, v) for d, v in _JAX_LOSS.items()}, GRAD_ROW: {d: (v, v) for d, v in _JAX_GRAD.items()},
     },
     "tensorflow": {
         "kind": "table",
         "scaled": False,
         "origin": "tf.test.TestCase.assertAllCloseAccordingToType defaults (rtol = atol)",
-        "loss": {d: (v, v) for d, v in _TF.items()}, "grad": {d: (v, v) for d, v in _TF.items()},
+        LOSS_ROW: {d: (v, v) for d, v in _TF.items()}, GRAD_ROW: {d: (v, v) for d, v in _TF.items()},
     },
     "model": {
         "kind": "model",
         "scaled": False,
         "origin": "error model: bound from unit roundoff, K, logit spread and denominator (docs/tolerance-model.md)",
-        "loss": {d: (0.0, 0.0) for d in DTYPE_NAMES}, "grad": {d: (0.0, 0.0) for d in DTYPE_NAMES},
+        LOSS_ROW: {d: (0.0, 0.0) for d in DTYPE_NAMES}, GRAD_ROW: {d: (0.0, 0.0) for d in DTYPE_NAMES},
     },
 }
 PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
@@ -81,7 +85,7 @@ class Tolerances:
             raise ValueError(f"unknown tolerance preset {self.preset!r} (known: {', '.join(PRESETS)})")
         p = PRESETS[self.preset]
         if not self.table:
-            self.table = {o: {d: list(p[o][d]) for d in DTYPE_NAMES} for o in OUTPUTS}
+            self.table = {o: {d: list(p[o][d]) for d in DTYPE_NAMES} for o in TOLERANCE_ROWS}
         if not self.origin:
             self.origin = {d: p["origin"] for d in DTYPE_NAMES}
 
@@ -101,15 +105,22 @@ class Tolerances:
         """Apply '--rtol 1e-5' (every dtype) or '--rtol float16=1e-2,float32=1e-6' to loss and gradient."""
         col = 0 if which == "rtol" else 1
         for dtype, value in parse_spec(spec, which).items():
-            for output in OUTPUTS:
+            for output in TOLERANCE_ROWS:
                 self.table[output][dtype][col] = value
             self.origin[dtype] = f"{PRESETS[self.preset]['origin']}; overridden on the command line"
 
     def as_dict(self) -> dict:
         return {"preset": self.preset, "scaled": self.scaled, "kind": self.kind,
-                "dtypes": {d: {"loss": {"rtol": self.table["loss"][d][0], "atol": self.table["loss"][d][1]},
-                               "grad": {"rtol": self.table["grad"][d][0], "atol": self.table["grad"][d][1]},
+                "dtypes": {d: {**{r: {"rtol": self.table[r][d][0], "atol": self.table[r][d][1]} for r in TOLERANCE_ROWS},
                                "origin": self.origin[d]} for d in DTYPE_NAMES}}
+
+
+@dataclass
+class Tol:
+    """The run's tolerance as the property checks read it (a worker's RunRequest carries it)."""
+    rtol: float
+    atol: float
+    scaled: bool
 
 
 def default_table(preset: str, dtype: str, output: str) -> tuple[float, float]:

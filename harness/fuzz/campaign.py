@@ -243,7 +243,7 @@ class Campaign:
     def _count(self, batch: str, records: list[dict], summary: dict) -> list[Kind]:
         """Add the batch's bad results to the findings; a new kind gets its repro script now."""
         from xentcheck.core.cases import Case, make_inputs
-        from xentcheck.core.reference import reference
+        from xentcheck.problems import problem_of
         from xentcheck.regress import repro
 
         new = [k for k in (self.findings.add(r, batch, repro.result_id(r)) for r in records) if k is not None]
@@ -253,7 +253,7 @@ class Campaign:
             try:
                 case = Case.from_id(r["case_id"])
                 inputs = make_inputs(case, r.get("seed", self.state.seed))
-                ref = reference(case, inputs, repro._semantics(summary, r))
+                ref = problem_of(case).reference(case, inputs, repro._semantics(summary, r))
                 spec = repro.specs_by_name(summary).get(r["backend"])
                 script = repro.write(self.out / batch / "repro", r, inputs, case, ref, spec=spec,
                                      numerics=repro.numerics_of(summary, r))[1]

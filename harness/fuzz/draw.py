@@ -140,7 +140,8 @@ def _draw_options(rng: random.Random, labels: str, reduction: str, n: int) -> st
 
 def token_name(token: str) -> str:
     """A family's or option token's name without its number: "scale1e+0" -> "scale", "z1e-4" -> "z"."""
-    return re.match(r"[a-z]*", token)[0]  # type: ignore[index]
+    m = re.match(r"[a-z]*", token)  # matches every string (maybe empty)
+    return m[0] if m else ""
 
 
 def _as_other_kind(rng: random.Random, case: Case) -> Case:

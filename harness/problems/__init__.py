@@ -4,7 +4,7 @@ for adding a kind."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from xentcheck.problems.base import OutputSpec, Problem, Section
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from xentcheck.core.cases import Case
 
 __all__ = ["OutputSpec", "Problem", "Section", "PROBLEMS", "problem_of", "output_specs", "OUTPUT_NAMES", "runs",
-           "of_arrays", "kind_of", "DEFAULT_KIND"]
+           "of_arrays", "kind_of", "DEFAULT_KIND", "outputs_of", "OUTPUT_TITLES"]
 
 PROBLEMS: dict[str, Problem] = {p.kind: p for p in (CE, LINEAR)}
 
@@ -60,6 +60,14 @@ def output_specs() -> tuple[OutputSpec, ...]:
 
 
 OUTPUT_NAMES: tuple[str, ...] = tuple(o.name for o in output_specs())
+OUTPUT_TITLES: dict[str, str] = {o.name: o.title for o in output_specs()}
+
+
+def outputs_of(cases: Iterable[Case]) -> tuple[OutputSpec, ...]:
+    """The declared outputs of these cases' kinds, each name once, in registry order (the loss first)."""
+    kinds = {c.kind for c in cases}
+    names = {o.name for p in PROBLEMS.values() if p.kind in kinds for o in p.outputs}
+    return tuple(o for o in output_specs() if o.name in names)
 
 
 def suite(dtype_names: tuple[str, ...] | list[str], full: bool = False) -> list[Case]:

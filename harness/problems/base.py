@@ -84,6 +84,12 @@ class Problem:
     # this kind's when it holds every key of `array_keys` (ValueError for bad arrays)
     arrays: Callable[[Mapping[str, Any]], tuple[Case, Any]]
     array_keys: tuple[str, ...]
+    # the API semantics (Variant.semantics) a case's reference depends on, as a cache key: variants
+    # whose semantics give the same key share one reference (the identity: none share)
+    reference_key: Callable[[Case, str], str] = lambda case, semantics: semantics
+    # the case's inputs as a backend's run_variant and timing_fns receive them (plain CE's: in the
+    # case's own shape, (N, d1, ..., K))
+    backend_inputs: Callable[[Case, Any], Any] = lambda case, inputs: inputs
     # what the shrink's summary line adds about a shrunk case (its inputs): "" for nothing
     shrink_note: Callable[[Case, Any], str] = lambda case, inputs: ""
     # fuzz: a drawn case turned into one of this kind (`fuzz_share` of the draws)

@@ -47,7 +47,7 @@ def execute(plan: RunPlan, out_dir: Path, prior: Sequence[dict] = (), progress: 
     A malformed known-differences file is a ValueError. `executor` says where the workers run
     (xentcheck.run.executor: this machine, or a Ray cluster; ValueError when it cannot connect)."""
     from xentcheck import __version__
-    from xentcheck.core.reference import working_precision
+    from xentcheck.core.dtypes import working_precision
     from xentcheck.regress import known as known_mod
     from xentcheck.reports import summary as summary_report
     from xentcheck.reports.files import ResultsWriter

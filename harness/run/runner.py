@@ -29,8 +29,8 @@ import numpy as np
 
 from xentcheck.core.cases import make_inputs
 from xentcheck.core.evaluate import Result, Subject, VariantOutput, evaluate
-from xentcheck.core.reference import reference_key
 from xentcheck.core.spare import SPARE
+from xentcheck.core.tolerances import GRAD_ROW
 from xentcheck.problems import DEFAULT_KIND, problem_of
 from xentcheck.regress import known as known_differences
 from xentcheck.run.ordering import Ordering
@@ -134,7 +134,7 @@ class Runner:
     def _reference(self, ci: int, semantics: str = "plain") -> Any:
         """The case's reference (its kind's), computed once per case (and per API semantics where they differ)."""
         case = self.config.cases[ci]
-        key = reference_key(case, semantics)
+        key = problem_of(case).reference_key(case, semantics)
         cached = self.refs.setdefault(ci, {})
         if key not in cached:
             cached[key] = problem_of(case).reference(case, make_inputs(case, self.config.seed), key)
@@ -181,7 +181,7 @@ class Runner:
     def _request(self, bi: int, ci: int) -> RunRequest:
         case = self.config.cases[ci]
         tol = self.config.tolerances
-        rtol, atol = tol.get(case.dtype, "grad")
+        rtol, atol = tol.get(case.dtype, GRAD_ROW)
         return RunRequest(case_id=case.id, seed=self.config.seed, device=self.config.device,
                           out=str(self._out_path(bi, ci)),
                           variants=[(v["impl"], v["mode"]) for v in self.selected.get(bi, [])],

@@ -27,7 +27,7 @@ from xentcheck.run.environment import numerics_env
 from xentcheck.run.protocol import Hello, Quit, RunReply, RunRequest, TimedVariant, TimeRequest, TimingReply, message
 
 if TYPE_CHECKING:
-    from xentcheck.core.properties import Tol
+    from xentcheck.core.tolerances import Tol
 
 
 def describe(backend) -> dict:
@@ -119,26 +119,31 @@ def output_of(backend, v, case: Case, inputs: Inputs, device: str) -> VariantOut
 
 
 def time_case(backend, request: TimeRequest) -> TimingReply:
-    """Time forward, backward and forward+backward of each chosen variant."""
+    """Time forward, backward and forward+backward of each chosen variant of the case's kind, with
+    the peak resident memory of each (reset_peak before it, VmHWM after)."""
     from xentcheck.timing.measure import measure
     case = Case.from_id(request.case_id, request.inputs)
-    chosen = [v for v in _chosen(backend.variants(), request.variants) if case.labels in v.label_forms]
+    of_kind = [v for v in _chosen(backend.variants(), request.variants) if runs(v, case)]
+    chosen = [v for v in of_kind if case.labels in v.label_forms]
     reply = TimingReply(case.id)
-    why = backend.unsupported(case, request.device)
-    if why or not chosen:
-        reply.results = [TimedVariant("skipped", reason=why or f"no selected implementation takes {case.labels} labels")]
+    why = backend.unsupported(case, request.device) or ("" if chosen else (
+        f"no selected implementation takes {case.labels} labels" if of_kind
+        else f"no selected implementation takes {problem_of(case).title} cases"))
+    if why:
+        reply.results = [TimedVariant("skipped", reason=why)]
         return reply
-    from xentcheck.core.layout import to_case
-    inputs = to_case(case, make_inputs(case, request.seed))
+    inputs = problem_of(case).backend_inputs(case, make_inputs(case, request.seed))
     device, opts = request.device, request.measure_options()
     for v in chosen:
-        entry = TimedVariant("ok", variant_info(v))
+        entry = TimedVariant("ok", variant_info(v), peak_reset=reset_peak())
+        if not entry.peak_reset:
+            entry.notes.append("/proc/self/clear_refs not writable: the peak is the worker's since it started")
         try:
             fns = backend.timing_fns(v, case, inputs.copy(), device)
             if fns is None:  # a plugin without timing_fns: forward+backward through its compute path
                 # v bound as a default: the same variant as a closure (measure calls it in this iteration)
                 fns = {"forward_backward": lambda v=v: backend.run_variant(v, case, inputs.copy(), device)}
-                entry.notes = ["no timing_fns: forward+backward timed through run_variant (NumPy conversions included)"]
+                entry.notes.append("no timing_fns: forward+backward timed through run_variant (NumPy conversions included)")
             entry.phases = {name: measure(fn, **opts) for name, fn in fns.items()}
         except Exception as exc:
             entry.status, entry.error = "error", f"{type(exc).__name__}: {exc}"
@@ -147,9 +152,20 @@ def time_case(backend, request: TimeRequest) -> TimingReply:
     return reply
 
 
+def reset_peak() -> bool:
+    """Reset this process's high-water mark VmHWM to its current resident set (writing 5 to
+    /proc/self/clear_refs, Linux >= 4.0); False where the kernel refuses (or no /proc)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def peak_rss() -> int | None:
-    """This process's peak resident memory so far (VmHWM: unlike ru_maxrss, not inherited from
-    the parent across fork and exec); cases are timed from small to large."""
+    """This process's peak resident memory since the last reset_peak, else since it started
+    (VmHWM: unlike ru_maxrss, not inherited from the parent across fork and exec)."""
     from xentcheck.run.environment import proc_kib
     return proc_kib("/proc/self/status", "VmHWM")
 
@@ -165,7 +181,7 @@ def _run_variant(backend, v, case: Case, pristine: Inputs, request: RunRequest, 
     """compute(), its arrays written to the .npz file the parent reads (not sent on the pipe)."""
     tol = None
     if request.properties:
-        from xentcheck.core.properties import Tol
+        from xentcheck.core.tolerances import Tol
         tol = Tol(request.rtol, request.atol, request.scaled)
     result = compute(backend, v, case, pristine, request.device, tol, all_variants)
     if result.status == "ok":

@@ -10,6 +10,8 @@ from xentcheck.bisect import pins
 from xentcheck.bisect.report import freeze_diff, release_links
 from xentcheck.bisect.subject import MetricRule, judge
 
+OUT = ("loss", "grad")  # a plain CE case's declared outputs (problems.outputs_of)
+
 GOOD_FREEZE = {"jax": "0.4.38", "jaxlib": "0.4.38", "optax": "0.2.4", "numpy": "2.1.0", "ml-dtypes": "0.5.0",
                "scipy": "1.14.0", "mpmath": "1.3.0", "chex": "0.1.87", "absl-py": "2.1.0"}
 GOOD_REQUIRES = {"jax": ["jaxlib", "ml-dtypes", "numpy", "opt-einsum", "scipy"], "jaxlib": ["ml-dtypes", "numpy", "scipy"],
@@ -68,29 +70,29 @@ def _rec(verdict, loss=None, grad=None, reason=""):
 
 def test_a_version_is_bad_on_a_bad_verdict_good_when_all_pass_and_a_skip_otherwise():
     bad = ("fail", "nonfinite")
-    o = judge([_rec("pass", 0.5, 3.0), _rec("fail", 2.3e6, 0.4, "loss out of tolerance")], bad)
+    o = judge([_rec("pass", 0.5, 3.0), _rec("fail", 2.3e6, 0.4, "loss out of tolerance")], bad, OUT)
     assert (o.verdict, o.reason, o.errors, o.counts) == ("bad", "fail: loss out of tolerance", {"loss": 2.3e6, "grad": 3.0},
                                                           {"pass": 1, "fail": 1})
-    assert judge([_rec("pass", 0.5, 3.0), _rec("widened", 0.1, 0.2)], bad).verdict == "good"
-    o = judge([_rec("pass", 0.5, 3.0), _rec("error", reason="backend broken: optax failed to load")], bad)
+    assert judge([_rec("pass", 0.5, 3.0), _rec("widened", 0.1, 0.2)], bad, OUT).verdict == "good"
+    o = judge([_rec("pass", 0.5, 3.0), _rec("error", reason="backend broken: optax failed to load")], bad, OUT)
     assert (o.verdict, o.reason) == ("skip", "error: backend broken: optax failed to load")
-    assert judge([], bad).verdict == "skip"
-    assert judge([_rec("crashed", reason="worker killed by SIGSEGV")], bad + ("crashed",)).verdict == "bad"
-    o = judge([_rec("nonfinite", grad=0.5)], bad)
+    assert judge([], bad, OUT).verdict == "skip"
+    assert judge([_rec("crashed", reason="worker killed by SIGSEGV")], bad + ("crashed",), OUT).verdict == "bad"
+    o = judge([_rec("nonfinite", grad=0.5)], bad, OUT)
     assert o.verdict == "bad" and o.errors["loss"] == math.inf
 
 
 def test_with_a_metric_the_errors_growth_over_the_good_version_decides():
     rule = MetricRule("ulp_err", factor=2.0, floor=1.0)
-    good = judge([_rec("pass", 0.45, 0.4)], (), rule)
+    good = judge([_rec("pass", 0.45, 0.4)], (), OUT, rule)
     assert good.verdict == "good" and good.errors == {"loss": 0.45, "grad": 0.4}
-    assert judge([_rec("pass", 0.85, 0.7)], (), rule, good.errors).verdict == "good"  # under the floor: noise
-    assert judge([_rec("pass", 1.5, 0.4)], (), rule, {"loss": 1.0, "grad": 0.4}).verdict == "good"  # grew 1.5 x
-    o = judge([_rec("pass", 3.5, 0.4)], (), rule, good.errors)  # passes its tolerance, but grew 7.8 x
+    assert judge([_rec("pass", 0.85, 0.7)], (), OUT, rule, good.errors).verdict == "good"  # under the floor: noise
+    assert judge([_rec("pass", 1.5, 0.4)], (), OUT, rule, {"loss": 1.0, "grad": 0.4}).verdict == "good"  # grew 1.5 x
+    o = judge([_rec("pass", 3.5, 0.4)], (), OUT, rule, good.errors)  # passes its tolerance, but grew 7.8 x
     assert o.verdict == "bad" and o.reason.startswith("loss ulp_err 3.5 is 7.78 x the good version's 0.45")
-    assert judge([_rec("pass", 2.0, 0.4)], (), rule, {"loss": 0.0, "grad": 0.4}).verdict == "bad"  # from exact
-    assert judge([_rec("nonfinite", grad=0.4)], (), rule, good.errors).verdict == "bad"
-    assert judge([_rec("error", reason="backend broken")], (), rule, good.errors).verdict == "skip"
+    assert judge([_rec("pass", 2.0, 0.4)], (), OUT, rule, {"loss": 0.0, "grad": 0.4}).verdict == "bad"  # from exact
+    assert judge([_rec("nonfinite", grad=0.4)], (), OUT, rule, good.errors).verdict == "bad"
+    assert judge([_rec("error", reason="backend broken")], (), OUT, rule, good.errors).verdict == "skip"
 
 
 def test_the_freeze_difference_and_release_links():

@@ -9,7 +9,7 @@ import numpy as np
 
 from xentcheck.core.cases import Case, Inputs
 from xentcheck.core.dtypes import info
-from xentcheck.core.reference import effective_labels
+from xentcheck.problems.ce.reference import effective_labels
 
 BROKEN = ("softcap_x_tanh", "softcap_missing", "zloss_grad_halved", "zloss_when_disabled", "cotangent_first_row",
           "cotangent_sign", "scale_missing_in_grad")

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xentcheck.core.cases import Case, full_suite, make_ce_inputs, make_inputs
+from xentcheck.core.cases import Case, full_suite, make_inputs
+from xentcheck.problems.ce.cases import make_ce_inputs
 
 
 def _arrays(case: Case, seed: int, chunk: int | None) -> list[bytes]:
@@ -30,7 +31,7 @@ def test_chunks_give_the_whole_array_bytes(case_id):
 
 
 def test_large_cases_are_generated_in_chunks(monkeypatch):
-    import xentcheck.core.cases as cases_mod
+    import xentcheck.problems.ce.cases as cases_mod  # make_ce_inputs reads both names there
     drawn = []
     original = cases_mod._uniform
 

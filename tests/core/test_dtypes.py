@@ -23,7 +23,7 @@ def test_a_float32_case_never_imports_ml_dtypes_and_a_bfloat16_case_does():
     code = ("import sys\n"
             "from xentcheck.backends.registry import create\n"
             "from xentcheck.core.cases import Case, make_inputs\n"
-            "from xentcheck.core.reference import reference\n"
+            "from xentcheck.problems.ce.reference import reference\n"
             "from xentcheck.run.protocol import RunRequest\n"
             "from xentcheck.run.worker import run_case\n"
             "b = create('numpy'); b.load()\n"

@@ -8,9 +8,9 @@ from tests.helpers.judge import judged
 from xentcheck.backends.numpy_backend import NumpyBackend
 from xentcheck.core.cases import Case, make_inputs
 from xentcheck.core.dtypes import info
-from xentcheck.core.error_model import bounds
-from xentcheck.core.reference import reference
 from xentcheck.core.tolerances import Tolerances
+from xentcheck.problems.ce.error_model import bounds
+from xentcheck.problems.ce.reference import reference
 
 CASES = ("scale1e+4_float32_64x100_soft_mean", "offset1e+8_float32_16x10_index_none", "dominant_float64_16x10_onehot_sum",
          "neartie_bfloat16_64x100_index_mean", "masked_float16_16x10_soft_sum", "scale1e+1_float32_4x50000_index_sum",

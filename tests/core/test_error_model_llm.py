@@ -9,11 +9,12 @@ import pytest
 
 from tests.core.llm_emulation import BROKEN, careful
 from tests.helpers.judge import judged
-from xentcheck.core.cases import Case, llm_cases, make_inputs
+from xentcheck.core.cases import Case, make_inputs
 from xentcheck.core.dtypes import DTYPE_NAMES, info
-from xentcheck.core.error_model import bounds, options_of, transform
-from xentcheck.core.reference import reference
 from xentcheck.core.tolerances import Tolerances
+from xentcheck.problems.ce.cases import llm_cases
+from xentcheck.problems.ce.error_model import bounds, options_of, transform
+from xentcheck.problems.ce.reference import reference
 
 CASES = [c.id for c in llm_cases(DTYPE_NAMES, full=True)]
 
@@ -76,7 +77,7 @@ def test_each_broken_implementation_is_out_of_both_tolerances(broken, dtype):
 
 
 def _opts(**kw):
-    from xentcheck.core.error_model import Options
+    from xentcheck.problems.ce.error_model import Options
     base = dict(scale=None, softcap=None, zloss=None, counted=np.ones(1, dtype=bool), denom=1.0, denom_z=1.0,
                 cotangent=None)
     return Options(**{**base, **kw})
@@ -99,7 +100,7 @@ def test_softcap_far_beyond_c_leaves_the_cap_rounding_and_a_cancelled_chain_fact
 
 
 def test_spread_is_first_order_for_small_perturbations():
-    from xentcheck.core.error_model import _spread
+    from xentcheck.problems.ce.error_model import _spread
     p = np.array([[0.5, 0.3, 0.2]])
     a = np.array([[1e-6, 2e-6, 3e-6]])
     dev, b = _spread(p, a)

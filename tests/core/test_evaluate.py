@@ -17,8 +17,8 @@ from tests.regress.test_pytest_plugin import INSTALLED, NOT_OURS
 from xentcheck.backends.registry import create
 from xentcheck.core.cases import Case, make_inputs
 from xentcheck.core.evaluate import Result, Subject, VariantOutput, evaluate
-from xentcheck.core.reference import reference
 from xentcheck.core.tolerances import Tolerances
+from xentcheck.problems.ce.reference import reference
 from xentcheck.regress import known as known_mod
 from xentcheck.regress.repro import result_id
 from xentcheck.run.worker import output_of

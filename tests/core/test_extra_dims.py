@@ -10,10 +10,10 @@ import pytest
 from tests.conftest import ROOT, require, run_here
 from tests.helpers.judge import judged
 from xentcheck.backends.registry import BUILTIN, create
-from xentcheck.core import layout
 from xentcheck.core.cases import Case, Inputs, full_suite, make_inputs
-from xentcheck.core.reference import reference
 from xentcheck.core.tolerances import Tolerances
+from xentcheck.problems.ce import layout
+from xentcheck.problems.ce.reference import reference
 
 # Hand-checked: N = 1, K = 3, d1 = 2. Position 0 has logits [1, 2, 3] and class 2; position 1 has
 # [0, 0, 0] and class 0. In torch's layout the logits are x[0, :, 0] = [1, 2, 3], x[0, :, 1] = 0.

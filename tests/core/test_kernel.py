@@ -14,7 +14,7 @@ import pytest
 from tests.helpers.bits import kernel_bound
 from xentcheck.core import kernel
 from xentcheck.core.cases import Case, make_inputs
-from xentcheck.core.reference import reference, softmax_xent
+from xentcheck.problems.ce.reference import reference, softmax_xent
 
 lib = kernel.library()
 needs_kernel = pytest.mark.skipif(lib is None, reason="the C kernel is not built here")

@@ -84,7 +84,7 @@ def test_hist_quantiles_follow_numpys_linear_quantile():
 def test_metamorphic_agreement_takes_a_streamed_dw(small_blocks):
     """linear_properties._agree compares dW a block at a time when it is streamed: the same verdict
     and detail as with the held dW, and a dW off in one block is found."""
-    from xentcheck.core.properties import Tol
+    from xentcheck.core.tolerances import Tol
     from xentcheck.problems.linear.properties import _agree
     c = Case.from_id("scale1e+1_float32_24x777_lin16_index_mean_opt-w+ign+ls+b")
     x = make_inputs(c, 0)

@@ -8,8 +8,7 @@ import pytest
 
 from tests.conftest import ROOT
 from xentcheck.core.cases import Case, make_inputs
-from xentcheck.core.properties import Tol
-from xentcheck.core.tolerances import Tolerances
+from xentcheck.core.tolerances import Tol, Tolerances
 from xentcheck.run.worker import compute
 
 CASES = ("scale1e+0_float32_32x1000_lin64_index_mean_opt-b", "scale1e+1_float64_48x300_lin32_index_sum_opt-b")

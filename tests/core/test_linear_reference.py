@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xentcheck.core.cases import Case, Inputs, default_suite, full_suite, make_inputs
-from xentcheck.core.reference import reference
+from xentcheck.problems.ce.reference import reference
 from xentcheck.problems.linear.cases import LinearInputs
 from xentcheck.problems.linear.reference import dot2, linear_reference
 

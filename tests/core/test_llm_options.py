@@ -6,21 +6,21 @@ import mpmath
 import numpy as np
 import pytest
 
-from xentcheck.core import reference as ref_mod
+from xentcheck.core import dtypes as dtypes_mod
 from xentcheck.core.cases import (
     COTANGENT_EXPONENTS,
     IGNORE_INDEX,
-    THIRD,
     Case,
     Inputs,
     default_suite,
     format_param,
     full_suite,
-    llm_cases,
     make_inputs,
     parse_option,
 )
-from xentcheck.core.reference import reference
+from xentcheck.problems.ce import reference as ref_mod
+from xentcheck.problems.ce.cases import THIRD, llm_cases
+from xentcheck.problems.ce.reference import reference
 
 BASE = "scale1e+0_float32_16x10_index_mean"
 
@@ -335,7 +335,7 @@ def test_float64_cases_agree_across_working_precisions(monkeypatch):
     case = Case.from_id("scale1e+1_float64_4x6_index_mean_opt-w+ign+ls+s3+cap30+z1e-4+ct1024")
     inp = make_inputs(case, 2)
     wide = reference(case, inp, "torch")
-    monkeypatch.setattr(ref_mod, "LONGDOUBLE_IS_WIDER", False)
+    monkeypatch.setattr(dtypes_mod, "LONGDOUBLE_IS_WIDER", False)  # working_precision reads it there
     mp = reference(case, inp, "torch")
     assert (wide.precision, mp.precision) == ("longdouble" if ref_mod.np.finfo(np.longdouble).eps < 1e-18
                                               else "mpmath", "mpmath")

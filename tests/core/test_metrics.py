@@ -7,8 +7,8 @@ from tests.helpers.judge import judged
 from xentcheck.core.cases import Case
 from xentcheck.core.dtypes import ulp
 from xentcheck.core.metrics import array_metrics
-from xentcheck.core.reference import Reference
 from xentcheck.core.tolerances import Tolerances
+from xentcheck.problems.ce.reference import Reference
 
 
 def test_ulp_of_each_dtype_at_one_and_below_normal():

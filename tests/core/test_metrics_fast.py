@@ -13,8 +13,8 @@ from tests.helpers.judge import judged
 from xentcheck.core.cases import Case, make_inputs
 from xentcheck.core.dtypes import DTYPE_NAMES, _ulp_general, info, round_to, ulp
 from xentcheck.core.metrics import _json_float, _q, array_metrics, rtol_grid, sample_positions  # noqa: F401
-from xentcheck.core.reference import reference
 from xentcheck.core.tolerances import Tolerances
+from xentcheck.problems.ce.reference import reference
 
 
 def plain_array_metrics(actual: np.ndarray, ref: np.ndarray, dtype: str, rtol: float, atol: float,

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import run_here
 from xentcheck.core.cases import IGNORE_INDEX, Case, Inputs, full_suite, make_inputs
-from xentcheck.core.reference import reference
+from xentcheck.problems.ce.reference import reference
 
 X = np.array([[0.2, 0.3, 0.5], [0.5, 0.2, 0.3]])
 W = np.array([2.0, 4.0, 6.0])

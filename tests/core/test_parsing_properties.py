@@ -20,7 +20,8 @@ from xentcheck import cli
 from xentcheck.backends.registry import BUILTIN
 from xentcheck.core.cases import LABEL_FORMS, MAX_ELEMENTS, MAX_K, MAX_N, REDUCTIONS, Case, default_suite
 from xentcheck.core.dtypes import DTYPE_NAMES
-from xentcheck.core.tolerances import OUTPUTS, PRESETS, Tolerances, parse_spec
+from xentcheck.core.tolerances import PRESETS, Tolerances, parse_spec
+from xentcheck.core.tolerances import TOLERANCE_ROWS as OUTPUTS
 from xentcheck.run import memory
 from xentcheck.run import plan as runplan
 

@@ -1,4 +1,4 @@
-"""The reference of probability-input compositions (xentcheck.core.probs): Keras's clipped
+"""The reference of probability-input compositions (xentcheck.problems.ce.probs): Keras's clipped
 from_logits=False by hand (the issue's 16.118 against -log softmax's 35.7) and against mpmath."""
 
 import mpmath
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from xentcheck.core.cases import Case, Inputs, make_inputs
-from xentcheck.core.probs import clip_bounds
-from xentcheck.core.reference import reference, reference_key
+from xentcheck.problems.ce.probs import clip_bounds
+from xentcheck.problems.ce.reference import reference, reference_key
 
 
 def _issue_inputs(dtype):

@@ -12,8 +12,16 @@ from tests.core.llm_emulation import careful
 from xentcheck.backends.base import Output, Variant
 from xentcheck.core.cases import Case, make_inputs
 from xentcheck.core.dtypes import info
-from xentcheck.core.properties import PROPERTIES, Context, Tol, _not_applicable, check_all, expected_row_sums, invariants_table
-from xentcheck.core.reference import reference
+from xentcheck.problems.ce.properties import (
+    PROPERTIES,
+    Context,
+    Tol,
+    _not_applicable,
+    check_all,
+    expected_row_sums,
+    invariants_table,
+)
+from xentcheck.problems.ce.reference import reference
 
 
 class Emulated:

@@ -7,7 +7,7 @@ import pytest
 from tests.helpers.bits import assert_grad_matches_whole_array, assert_loss_matches_whole_array, value_bits
 from xentcheck.core import dtypes
 from xentcheck.core.cases import ALL_LABEL_FORMS, FAMILIES, Case, Inputs, default_suite, make_inputs
-from xentcheck.core.reference import label_matrix, reference
+from xentcheck.problems.ce.reference import label_matrix, reference
 
 
 def _case(labels="index", reduction="mean", dtype="float32", n=1, k=3):
@@ -146,8 +146,8 @@ def test_large_k_row_against_mpmath():
                                      "scale1e+1_float32_37x50_index_mean", "dominant_float64_21x30_index_mean"])
 @pytest.mark.parametrize("chunk", [1, 64, 1000])
 def test_row_chunks_match_the_whole_array_formula(monkeypatch, reference_kernel, case_id, chunk):
-    import xentcheck.core.reference as ref_mod
-    from xentcheck.core.reference import reduce, softmax_xent, working_precision
+    import xentcheck.problems.ce.reference as ref_mod
+    from xentcheck.problems.ce.reference import reduce, softmax_xent, working_precision
     case = Case.from_id(case_id)
     inputs = make_inputs(case, 3)
     wp = np.longdouble if working_precision(case.dtype) == "longdouble" else np.float64
@@ -170,7 +170,7 @@ def test_an_ignored_row_is_zero_whatever_its_logits(case_id):
     """torch masks an ignored target's row before reading it: a +inf or NaN logit there changes
     nothing (found by a fuzz campaign, where the reference gave NaN for such a row)."""
     from xentcheck.core.cases import IGNORE_INDEX, Case, make_inputs
-    from xentcheck.core.reference import reference
+    from xentcheck.problems.ce.reference import reference
 
     case = Case.from_id(case_id)
     inputs = make_inputs(case, 0)

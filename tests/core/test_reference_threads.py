@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import xentcheck.core.reference as ref_mod
+import xentcheck.problems.ce.reference as ref_mod
 from tests.helpers.bits import assert_grad_matches_whole_array, assert_loss_matches_whole_array, value_bits
 from xentcheck.core.cases import Case, make_inputs
-from xentcheck.core.reference import label_matrix, reduce, reference, softmax_xent, undefined_rows, working_precision
+from xentcheck.problems.ce.reference import label_matrix, reduce, reference, softmax_xent, undefined_rows, working_precision
 
 
 @pytest.mark.parametrize("case_id", ["scale1e+1_float32_301x257_index_mean", "masked_bfloat16_97x64_soft_sum",

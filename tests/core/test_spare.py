@@ -5,7 +5,7 @@ import pytest
 
 from xentcheck.core import spare
 from xentcheck.core.cases import Case, make_inputs
-from xentcheck.core.reference import reference
+from xentcheck.problems.ce.reference import reference
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def test_other_sizes_and_arrays_outside_the_limits_are_plain(small):
 def test_references_computed_into_a_reused_gradient_are_right(monkeypatch):
     monkeypatch.setattr(spare, "MIN_BYTES", 1024)
     monkeypatch.setattr(spare, "SPARE", spare.SpareBuffer(max_bytes=1 << 30))
-    import xentcheck.core.reference as ref_mod
+    import xentcheck.problems.ce.reference as ref_mod
     monkeypatch.setattr(ref_mod, "SPARE", spare.SPARE)
     case = Case("scale1e+0", "float32", 64, 1000, "index", "mean")
     first = reference(case, make_inputs(case, 0))

@@ -9,10 +9,11 @@ import pytest
 from tests.conftest import ROOT
 from xentcheck.backends.numpy_backend import NumpyBackend
 from xentcheck.backends.registry import FILE_PREFIX, create
-from xentcheck.core.cases import UNNORM_ROW_SUMS, Case, Inputs, default_suite, make_ce_inputs, make_inputs
+from xentcheck.core.cases import UNNORM_ROW_SUMS, Case, Inputs, default_suite, make_inputs
 from xentcheck.core.evaluate import Subject, evaluate
-from xentcheck.core.reference import reference
 from xentcheck.core.tolerances import Tolerances
+from xentcheck.problems.ce.cases import make_ce_inputs
+from xentcheck.problems.ce.reference import reference
 from xentcheck.run.worker import output_of
 
 TOY = ROOT / "tests/helpers/toy_backends/unnorm_p_minus_q.py"
@@ -112,8 +113,9 @@ def test_the_default_suite_catches_p_minus_q_and_passes_the_careful_kernel():
 def test_the_properties_hold_for_unnormalised_rows_and_row_sums_catch_p_minus_q(case_id):
     """No property assumes sum(q) = 1: the careful kernel passes them all; the p - q gradient's rows
     sum to 1 - sum(q), which grad_row_sums reports."""
-    from xentcheck.core import layout
-    from xentcheck.core.properties import Tol, check_all
+    from xentcheck.core.tolerances import Tol
+    from xentcheck.problems.ce import layout
+    from xentcheck.problems.ce.properties import check_all
     case = Case.from_id(case_id)
     inputs = make_inputs(case, 0)
     tol = Tol(*Tolerances().get(case.dtype, "grad"), True)

@@ -12,8 +12,8 @@ from tests.helpers.judge import judged
 from xentcheck.backends.numpy_backend import NumpyBackend
 from xentcheck.core.cases import Case, make_inputs
 from xentcheck.core.dtypes import wider
-from xentcheck.core.reference import reference
 from xentcheck.core.tolerances import Tolerances
+from xentcheck.problems.ce.reference import reference
 
 TOYS = ROOT / "tests/helpers/toy_backends"
 F16, F64 = "scale1e+0_float16_16x10_index_mean", "scale1e+0_float64_16x10_index_mean"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-import xentcheck.core.reference as ref_mod
+import xentcheck.problems.ce.reference as ref_mod
 from xentcheck.core.cases import Case
-from xentcheck.core.reference import working_precision
+from xentcheck.problems.ce.reference import working_precision
 
 U = 2.0 ** -53  # float64's unit roundoff
 

@@ -8,8 +8,8 @@ import numpy as np
 from xentcheck.core.cases import Case, make_inputs
 from xentcheck.core.dtypes import info
 from xentcheck.core.evaluate import Subject, VariantOutput, evaluate
-from xentcheck.core.reference import reference
 from xentcheck.core.tolerances import Tolerances
+from xentcheck.problems.ce.reference import reference
 
 CASES = ("scale1e+0_float32_16x10_index_mean", "scale1e+2_float32_3x5_soft_sum", "neartie_float64_16x10_onehot_none",
          "scale1e+0_float16_3x5_index_sum")

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import ROOT, require, run_cli, run_here
 from xentcheck.core.cases import Case, make_inputs
-from xentcheck.core.reference import reference
+from xentcheck.problems.ce.reference import reference
 from xentcheck.regress import repro
 
 MASKED = "masked_float32_64x100_onehot_sum"  # torch probability targets: NaN loss (README)

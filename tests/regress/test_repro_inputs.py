@@ -3,6 +3,7 @@
 import numpy as np
 
 from xentcheck.core.user_inputs import load
+from xentcheck.problems.ce import repro as ce_repro
 from xentcheck.regress import repro
 
 
@@ -26,7 +27,7 @@ def test_halving_the_spread_keeps_the_options_arrays(tmp_path):
     np.savez(path, logits=np.array([[1.0, 5.0, 3.0]], np.float32), labels=np.array([2]),
              weight=np.array([1.0, 2.0, 3.0], np.float32), label_smoothing=0.2)
     _, inputs = load(path)
-    half = repro._halve_spread(inputs)
+    half = ce_repro._halve_spread(inputs)
     assert half.logits.tolist() == [[3.0, 5.0, 4.0]]
     assert half.weights.tolist() == [1.0, 2.0, 3.0] and half.smoothing == 0.2
 

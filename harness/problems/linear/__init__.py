@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from xentcheck.problems.base import OutputSpec, Problem, Section
+from xentcheck.problems.ce import reference_key as ce_reference_key
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -94,4 +95,5 @@ LINEAR = Problem(
     compute=_compute, compare=_compare, shrink_steps=_shrink_steps, write_repro=_write_repro,
     dims=lambda case: f"{case.dims}_lin{case.d}", arrays=_arrays, array_keys=("hidden", "linear_weight"),
     fuzz_draw=_fuzz_draw, fuzz_share=0.15,  # h W^T + b cases among the drawn ones
+    reference_key=ce_reference_key,  # per row, plain CE's reference: its options read as plain CE's
 )

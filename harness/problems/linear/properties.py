@@ -58,6 +58,12 @@ def _outputs(backend, v, case: Case, inputs: LinearInputs, device: str) -> dict[
     return got
 
 
+def _stem(impl: str) -> str | None:
+    """The API an implementation with a chunk setting calls (_CHUNK's stem); None for another."""
+    m = _CHUNK.match(impl)
+    return m["stem"] if m else None
+
+
 def check_linear(backend, variant, case: Case, inputs: LinearInputs, loss: np.ndarray,
                  grads: dict[str, np.ndarray], device: str, tol, all_variants) -> dict[str, dict]:
     """{"chunk_settings": ..., "vs_composition": ...}, each {"verdict", "detail"}."""
@@ -66,9 +72,8 @@ def check_linear(backend, variant, case: Case, inputs: LinearInputs, loss: np.nd
     mine = {"loss": loss, **grads}
     linear = [v for v in all_variants if getattr(v, "kind", "ce") == "linear" and v.mode == variant.mode]
     out: dict[str, dict] = {}
-    m = _CHUNK.match(variant.impl)
-    sibling = next((v for v in linear if m and v.impl != variant.impl and _CHUNK.match(v.impl)
-                    and _CHUNK.match(v.impl)["stem"] == m["stem"]), None)  # type: ignore[index]
+    stem = _stem(variant.impl)
+    sibling = next((v for v in linear if stem and v.impl != variant.impl and _stem(v.impl) == stem), None)
     if sibling is None:
         out["chunk_settings"] = {"verdict": "skipped", "detail": "no other chunk setting of this API"}
     else:

@@ -1,6 +1,6 @@
 """The high-precision reference of linear-CE: loss and gradients w.r.t. h, W and b.
 
-With logits o = h W^T + b (N x V), per-row CE as xentcheck.core.reference computes it (options
+With logits o = h W^T + b (N x V), per-row CE as xentcheck.problems.ce.reference computes it (options
 included) and G the gradient of v . loss w.r.t. the logits (G = (p sum(r) - r) x cotangent /
 denominator, r the effective label weights):
     dh = G W   (N x D),   dW = G^T h   (V x D),   db = sum_n G_n   (V,)
@@ -49,7 +49,7 @@ import numpy as np
 
 from xentcheck.core import dtypes
 from xentcheck.core.cases import Case, Inputs
-from xentcheck.core.reference import reference, softmax_lse, working_precision
+from xentcheck.problems.ce.reference import reference, softmax_lse, working_precision
 from xentcheck.problems.linear.cases import LinearInputs
 
 CHUNK_ELEMENTS = 1 << 22  # rows x V per chunk: a few 32 MiB float64 temporaries (32 rows of V = 128,256)

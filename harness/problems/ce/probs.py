@@ -3,7 +3,7 @@
 An API that takes probabilities (or log-probabilities) is fed softmax(x) (or log_softmax(x)) of the
 case's logits, computed in the framework; the gradient is still the one with respect to x. Where the
 API computes -sum q log p as written, its exact value is the plain cross-entropy, and the plain
-reference applies (xentcheck.core.reference). Keras documents otherwise: with from_logits=False it
+reference applies (xentcheck.problems.ce.reference). Keras documents otherwise: with from_logits=False it
 clips the probabilities to [eps, 1 - eps] (eps = keras.config.epsilon() = 1e-7) before the log, so
 the exact value of the composition is another function. Two forms (keras/src/backend/<name>/nn.py,
 keras 3.15.1), named as the Variant's `semantics`:
@@ -52,7 +52,7 @@ def clipped_rows(x: np.ndarray, r: np.ndarray, semantics: str, lo: float, hi: fl
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Unreduced rows (N,) and gradients (N, K) of the clipped composition `semantics`, in x's
     precision (float64, longdouble, or object arrays of mpmath numbers)."""
-    from xentcheck.core.reference import _log1p, _shifted_exps
+    from xentcheck.problems.ce.reference import _log1p, _shifted_exps
     if semantics not in CLIPPED:
         raise ValueError(f"unknown clipped composition {semantics!r} (known: {', '.join(CLIPPED)})")
     obj = x.dtype == object
@@ -112,7 +112,7 @@ def _mp_log(v):
 def clipped_reference(case: Case, inputs: Inputs, semantics: str, prec: str):
     """The Reference of `case` for an API whose composition is `semantics` (one of CLIPPED), in
     working precision `prec` (reference.working_precision)."""
-    from xentcheck.core.reference import Reference, effective_labels, reduce, undefined_rows
+    from xentcheck.problems.ce.reference import Reference, effective_labels, reduce, undefined_rows
     if case.llm:
         raise ValueError(f"{semantics}: the LLM-training options ({case.options}) are not composed with a clip")
     wp: type = {"float64": np.float64, "longdouble": np.longdouble, "mpmath": object}[prec]

@@ -17,14 +17,14 @@ Under the LLM-training options (scale, softcap, z-loss, cotangent; docs/llm-opti
 Property says which invariants still hold (`llm_skip`: why not, `llm_note`: how the check
 accounts for the option); `invariants_table` renders that as the table in docs/llm-options.md.
 The scales of gradient entries then come from the reference's natural scales
-(xentcheck.core.metrics.llm_natural_scales): they grow with s, |v| and the z-loss's 2 z lse.
+(xentcheck.problems.ce.metrics.llm_natural_scales): they grow with s, |v| and the z-loss's 2 z lse.
 
 Label weights need not sum to one (label form "unnorm": rows of mass Q = sum(q), 0 included). No
 check assumes Q = 1: the gradient p Q - q still sums to Q - Q = 0 per row (grad_row_sums: a p - q
 gradient sums to 1 - Q and fails it), entries are bounded by max(1, |Q|) / D (grad_bounds), the loss
 sum q (lse - x) is >= 0 for q >= 0, and the Hessian is Q (diag(p) - p p^T) (second_order).
 
-A probability API that clips (semantics in xentcheck.core.probs.CLIPPED: Keras's from_logits=False)
+A probability API that clips (semantics in xentcheck.problems.ce.probs.CLIPPED: Keras's from_logits=False)
 computes another function: `Property.clipped_skip` names the checks that do not hold for it, and
 int_vs_onehot's partner must clip the same way.
 """
@@ -37,23 +37,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xentcheck.core import layout, metrics
 from xentcheck.core.cases import LLM_OPTIONS, OPTIONS, Case, Inputs
 from xentcheck.core.dtypes import info
-from xentcheck.core.probs import CLIPPED
-from xentcheck.core.reference import Reference, label_matrix, reference
+from xentcheck.core.tolerances import Tol
+from xentcheck.problems.ce import layout, metrics
+from xentcheck.problems.ce.probs import CLIPPED
+from xentcheck.problems.ce.reference import Reference, label_matrix, reference
 
 if TYPE_CHECKING:  # the core imports no backend at run time
     from xentcheck.backends.base import Backend, Output, Variant
 
 MAX_K_SECOND_ORDER = 64
-
-
-@dataclass
-class Tol:
-    rtol: float
-    atol: float
-    scaled: bool
 
 
 def _pass(detail: str = "") -> dict:
@@ -146,7 +140,7 @@ def _rng_vector(case: Case, dtype_t) -> np.ndarray:
 @dataclass
 class Context:
     """One (case, variant) whose output is `base`, everything in rows, (M, K);
-    `xentcheck.core.layout` gives the backend the case's own shape."""
+    `xentcheck.problems.ce.layout` gives the backend the case's own shape."""
     backend: Backend
     variant: Variant
     case: Case
@@ -284,7 +278,7 @@ def expected_row_sums(case: Case, ref: Reference) -> np.ndarray:
     z = case.zloss
     if not z:
         return np.zeros(case.rows)
-    from xentcheck.core import error_model
+    from xentcheck.problems.ce import error_model
     opts = error_model.options_of(case, ref)
     # a z-loss is an LLM option: the case has Options, and its reference each row's lse
     assert opts is not None and ref.lse is not None

@@ -58,10 +58,10 @@ import numpy as np
 
 from xentcheck.core import kernel
 from xentcheck.core.cases import IGNORE_INDEX, Case, Inputs
-from xentcheck.core.probs import CLIPPED, clipped_reference
+from xentcheck.core.dtypes import LONGDOUBLE_IS_WIDER, working_precision  # noqa: F401 (the kinds' references read them here)
 from xentcheck.core.spare import SPARE
+from xentcheck.problems.ce.probs import CLIPPED, clipped_reference
 
-LONGDOUBLE_IS_WIDER = np.finfo(np.longdouble).eps < 1e-18
 # elements per row chunk: a 2 MiB float64 temporary per thread (L2, else L3); smaller chunks spend
 # more of their time in NumPy's per-call overhead, under the GIL, and two threads stop scaling
 CHUNK_ELEMENTS = 1 << 18
@@ -113,12 +113,6 @@ def label_matrix(case: Case, inputs: Inputs, wp: type) -> np.ndarray:
         q[np.arange(case.rows), inputs.labels] = 1
         return q
     return inputs.labels.astype(wp)
-
-
-def working_precision(dtype: str) -> str:
-    if dtype != "float64":
-        return "float64"
-    return "longdouble" if LONGDOUBLE_IS_WIDER else "mpmath"
 
 
 def softmax_xent(x: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -210,7 +204,7 @@ def semantics_matter(case: Case) -> bool:
 
 def reference_key(case: Case, semantics: str) -> str:
     """The semantics `case`'s reference depends on, for a cache of references: a clipped
-    probability composition (xentcheck.core.probs) always, the options' readings where they
+    probability composition (xentcheck.problems.ce.probs) always, the options' readings where they
     matter, else "plain"."""
     return semantics if semantics in CLIPPED or semantics_matter(case) else "plain"
 
@@ -294,7 +288,7 @@ def reference(case: Case, inputs: Inputs, semantics: str = "plain", wide: bool =
     The loss and gradient are in the working precision (longdouble for float64 cases), but with
     the LLM options, which round them to float64 unless `wide` (the linear-CE reference chains
     the gradient on, and needs its extra digits). A `semantics` of
-    xentcheck.core.probs.CLIPPED is a probability API's clipped composition."""
+    xentcheck.problems.ce.probs.CLIPPED is a probability API's clipped composition."""
     prec = working_precision(case.dtype)
     if semantics in CLIPPED:
         return clipped_reference(case, inputs, semantics, prec)

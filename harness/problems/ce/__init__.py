@@ -1,9 +1,12 @@
-"""The plain softmax cross-entropy kind: logits (N, d1, ..., K) and labels; loss and gradient."""
+"""The plain softmax cross-entropy kind: logits (N, d1, ..., K) and labels; loss and gradient.
+
+Its record (CE) and the modules beside it: cases.py (its suites and inputs), reference.py and
+probs.py (the high-precision reference), error_model.py, metrics.py (natural scales, each output
+against the reference), layout.py (rows and the case's shape), properties.py (the property
+checks), repro.py and repro_templates/ (reproducers, shrink steps)."""
 
 from __future__ import annotations
 
-import time
-import traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -14,8 +17,8 @@ if TYPE_CHECKING:
 
     from xentcheck.core.cases import Case, Inputs
     from xentcheck.core.records import VariantOutput
-    from xentcheck.core.reference import Reference
     from xentcheck.core.tolerances import Tolerances
+    from xentcheck.problems.ce.reference import Reference
 
 OUTPUTS = (
     OutputSpec("loss", "loss", "|loss| (per row, or the reduced loss)", tolerance="loss"),
@@ -29,27 +32,32 @@ def _validate(case: Case) -> None:
 
 
 def _plain(dtype_names, full: bool) -> list[Case]:
-    from xentcheck.core import cases
+    from xentcheck.problems.ce import cases
     return cases.full_extras(dtype_names) if full else cases.plain_cases(dtype_names)
 
 
 def _llm(dtype_names, full: bool) -> list[Case]:
-    from xentcheck.core.cases import llm_cases
+    from xentcheck.problems.ce.cases import llm_cases
     return llm_cases(dtype_names, full=full)
 
 
 def _unnorm(dtype_names, full: bool) -> list[Case]:
-    from xentcheck.core.cases import unnorm_cases
+    from xentcheck.problems.ce.cases import unnorm_cases
     return unnorm_cases(dtype_names, full=full)
 
 
 def _make_inputs(case: Case, seed: int) -> Inputs:
-    from xentcheck.core.cases import make_ce_inputs
+    from xentcheck.problems.ce.cases import make_ce_inputs
     return make_ce_inputs(case, seed)
 
 
+def reference_key(case: Case, semantics: str) -> str:
+    from xentcheck.problems.ce.reference import reference_key
+    return reference_key(case, semantics)
+
+
 def _reference(case: Case, inputs: Inputs, semantics: str) -> Reference:
-    from xentcheck.core.reference import reference
+    from xentcheck.problems.ce.reference import reference
     return reference(case, inputs, semantics)
 
 
@@ -64,31 +72,27 @@ def _arrays(raw: Mapping[str, Any]) -> tuple[Case, Inputs]:
     return from_arrays(raw, "arrays", "inputs")
 
 
+def _backend_inputs(case: Case, inputs: Inputs) -> Inputs:
+    from xentcheck.problems.ce.layout import to_case
+    return to_case(case, inputs)
+
+
 def _compute(backend, v, case: Case, pristine: Inputs, device: str, properties=None,
              all_variants=()) -> VariantOutput:
-    """Run variant `v` on a copy of the case's inputs (handed over in the case's shape); with
-    `properties` (the run's tolerance) the property checks too."""
-    from xentcheck.core import layout
-    from xentcheck.core.records import VariantOutput, as_array, variant_info
-    inputs = pristine.copy()
-    start = time.perf_counter()
-    try:
-        out = backend.run_variant(v, case, layout.to_case(case, inputs), device)
-        seconds = time.perf_counter() - start
-        loss = as_array(out.loss, "loss")
-        grad = as_array(out.grad, "gradient")
-    except Exception as exc:
-        return VariantOutput("error", variant_info(v), error=f"{type(exc).__name__}: {exc}",
-                             traceback=traceback.format_exc(limit=-3))
-    modified = [name for name in ("logits", "labels")
-                if getattr(inputs, name).tobytes() != getattr(pristine, name).tobytes()]
-    result = VariantOutput("ok", variant_info(v), seconds=seconds, inputs_modified=modified,
-                           loss_dtype=out.loss_dtype or loss.dtype.name, grad_dtype=out.grad_dtype or grad.dtype.name,
-                           notes=list(out.notes), loss=loss, grads={"grad": grad})
-    if properties is not None and "oor" not in case.option_set and not layout.check(case, loss, grad):
-        from xentcheck.core.properties import check_all
+    """Run variant `v` on a copy of the case's inputs (handed over in the case's shape:
+    problems.compute.run); with `properties` (the run's tolerance) the property checks too."""
+    from xentcheck.problems import compute
+    from xentcheck.problems.ce import layout
+    result, out = compute.run(CE, backend, v, case, pristine, device, wanted=("grad",), input_names=("logits", "labels"))
+    if result.status != "ok" or properties is None or "oor" in case.option_set:
+        return result
+    assert result.loss is not None and result.grads is not None  # run's "ok" carries the arrays
+    loss, grad = result.loss, result.grads["grad"]
+    if not layout.check(case, loss, grad):
+        from xentcheck.problems.ce.properties import check_all
         out.loss, out.grad = layout.to_rows(case, loss, grad)
-        result.properties = check_all(backend, v, case, pristine, out, modified, device, properties, all_variants)
+        result.properties = check_all(backend, v, case, pristine, out, result.inputs_modified, device, properties,
+                                      all_variants)
     return result
 
 
@@ -96,9 +100,9 @@ def _compare(case: Case, ref: Reference, output: VariantOutput, tolerances: Tole
     """Shapes, dtypes and values of an output that came back, against the reference."""
     import numpy as np
 
-    from xentcheck.core import layout
     from xentcheck.core.evaluate import dtype_reasons, values_verdict
-    from xentcheck.core.metrics import measure
+    from xentcheck.problems.ce import layout
+    from xentcheck.problems.ce.metrics import measure
     loss, grad = np.asarray(output.loss), np.asarray((output.grads or {}).get("grad"))
     out: dict = {"loss_dtype": output.loss_dtype or loss.dtype.name, "grad_dtype": output.grad_dtype or grad.dtype.name}
     reasons = layout.check(case, loss, grad)  # the case's shape: (N, d1, ..., K) and (N, d1, ...)
@@ -106,23 +110,23 @@ def _compare(case: Case, ref: Reference, output: VariantOutput, tolerances: Tole
         return {**out, "verdict": "fail", "reasons": reasons}
     loss, grad = layout.to_rows(case, loss, grad)
     reasons, widened = dtype_reasons(case, out)
-    out["loss"], out["grad"] = measure(case, ref, loss, grad, tolerances)
+    out.update(measure(case, ref, {"loss": loss, "grad": grad}, tolerances))
     return {**out, **values_verdict(case, OUTPUTS, out, tolerances, reasons, widened)}
 
 
 def _shrink_steps(state: dict) -> list:
-    from xentcheck.regress.repro import ce_candidates
+    from xentcheck.problems.ce.repro import ce_candidates
     return ce_candidates(state)
 
 
 def _shrink_note(case: Case, inputs: Inputs) -> str:
-    from xentcheck.regress.repro import spread_note
+    from xentcheck.problems.ce.repro import spread_note
     return spread_note(case, inputs)
 
 
 def _write_repro(folder: Path, name: str, record: dict, inputs: Inputs, case: Case, ref: Reference, shrunk: bool,
                  spec: str | None, prelude: str) -> tuple[Path, Path]:
-    from xentcheck.regress.repro import write_ce
+    from xentcheck.problems.ce.repro import write_ce
     return write_ce(folder, name, record, inputs, case, ref, shrunk, spec, prelude)
 
 
@@ -132,4 +136,5 @@ CE = Problem(
     validate=_validate, make_inputs=_make_inputs, reference=_reference, reference_arrays=_reference_arrays,
     compute=_compute, compare=_compare, shrink_steps=_shrink_steps, write_repro=_write_repro,
     dims=lambda case: case.dims, arrays=_arrays, array_keys=("logits",), shrink_note=_shrink_note,
+    reference_key=reference_key, backend_inputs=_backend_inputs,
 )
