@@ -21,6 +21,7 @@ are children of the worker, on its node.
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import os
 import signal
@@ -52,8 +53,10 @@ def timeout() -> float:
     return float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT))
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL when the worker that started it ends."""
+def _child(group: int) -> None:
+    """In the child before exec: join the ranks' process group (0: lead a new one), and get
+    SIGKILL when the worker that started it ends."""
+    os.setpgid(0, group)
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
@@ -65,7 +68,9 @@ def _env(world: int, devices: bool) -> dict[str, str]:
     env["GLOO_SOCKET_IFNAME"] = "lo"  # gloo's pair sockets on the loopback only
     if devices:
         flags = [f for f in env.get("XLA_FLAGS", "").split() if "force_host_platform_device_count" not in f]
-        env["XLA_FLAGS"] = " ".join([*flags, f"--xla_force_host_platform_device_count={world}"])
+        # first: XLA stops reading flags at the worker's bare "intra_op_parallelism_threads=1"
+        env["XLA_FLAGS"] = " ".join([f"--xla_force_host_platform_device_count={world}", *flags])
+        env["JAX_NUM_CPU_DEVICES"] = str(world)
         env["JAX_PLATFORMS"] = "cpu"
     return env
 
@@ -96,10 +101,11 @@ def launch_ranks(task: dict, world: int, mode: str, folder: Path, limit: float |
                     fds = (listener.fileno(),)
             err = open(f"{prefix}.stderr", "w+b")
             errs.append(err)
+            group = 0 if r == 0 else procs[0].pid
             procs.append(subprocess.Popen(
                 [sys.executable, launch.__file__, "--rank", json.dumps(this)], stdin=subprocess.DEVNULL,
-                stdout=err, stderr=err, env=env, pass_fds=fds, preexec_fn=_die_with_parent,
-                process_group=0 if r == 0 else procs[0].pid))
+                stdout=err, stderr=err, env=env, pass_fds=fds,
+                preexec_fn=functools.partial(_child, group)))
         if listener is not None:  # rank 0 holds it now
             listener.close()
             listener = None
