@@ -30,7 +30,7 @@ Gather = Callable[[Case, list[dict]], tuple[np.ndarray, np.ndarray, list[str]]]
 def backend_ref(backend) -> dict:
     """How a rank process creates the same backend: a module it imports, or a plugin's file."""
     cls = type(backend)
-    if cls.__module__.startswith("xentcheck"):
+    if cls.__module__.startswith("xentcheck."):
         return {"module": cls.__module__, "cls": cls.__name__}
     return {"file": inspect.getfile(cls), "cls": cls.__name__}
 

@@ -1,0 +1,73 @@
+"""Sharded CE (vocabulary-parallel ranks, micro-batches, data-parallel ranks): each toy kernel
+broken one way is caught on the default suite's sharded cases, the careful one passes; a rank
+killed or hung in the middle of a case makes that variant `crashed` / `timeout`, the run goes
+on, and no process or port is left behind."""
+
+import json
+import os
+
+from tests.conftest import ROOT, run_here
+from tests.helpers.procs import descendants, listening, wait_gone
+
+TOYS = ROOT / "tests/helpers/toy_backends/sharded_toys.py"
+VOCAB_PAD = "scale1e+1_float64_16x999_tp2_index_mean_opt-ign"  # the default suite's sharded cases
+VOCAB_LS = "scale1e+0_float32_16x1000_tp2_index_mean_opt-ls"
+SPLIT = "scale1e+0_float32_16x100_dp2mb2_index_mean_opt-ign"
+BROKEN = {  # each toy's bug, and the default case that must catch it
+    "LocalK": ("sharded-local-k", VOCAB_LS),
+    "LocalMax": ("sharded-local-max", VOCAB_PAD),
+    "MeanAllRows": ("sharded-mean-all-rows", SPLIT),
+    "LocalMean": ("sharded-local-mean", SPLIT),
+    "NanEmpty": ("sharded-nan-empty", SPLIT),
+}
+
+
+def _records(out):
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_default_suite_holds_tp2_and_a_micro_batch_split():
+    res = run_here("cases")
+    ids = res.stdout.split()
+    assert {VOCAB_PAD, VOCAB_LS, SPLIT} <= set(ids)
+    assert not [i for i in ids if "_tp" in i and "_tp2_" not in i]  # TP = 1, 3, 4 only in the full suite
+
+
+def test_each_sharded_toy_is_caught_and_the_careful_kernel_passes(tmp_path):
+    out = tmp_path / "o"
+    files = [a for name in ("ShardedCareful", *BROKEN) for a in ("--backend-file", f"{TOYS}::{name}")]
+    res = run_here("run", *files, "--case", VOCAB_PAD, "--case", VOCAB_LS, "--case", SPLIT, "--out", str(out),
+                   "--no-progress", "--no-repro")
+    assert res.returncode == 1, res.stderr
+    by = {(r["backend"], r["case_id"]): r for r in _records(out)}
+    for case_id in (VOCAB_PAD, VOCAB_LS, SPLIT):
+        careful = by[("sharded-careful", case_id)]
+        assert careful["verdict"] == "pass", (case_id, careful.get("reasons"))
+        assert careful["loss"]["n_exceed"] == 0 and careful["grad"]["n_exceed"] == 0
+    for name, (backend, case_id) in BROKEN.items():
+        r = by[(backend, case_id)]
+        assert r["verdict"] in ("fail", "nonfinite"), (name, r["verdict"], r.get("reasons"))
+        assert r["loss"]["n_exceed"] + r["loss"]["n_nonfinite_mismatch"] > 0 or \
+            r["grad"]["n_exceed"] + r["grad"]["n_nonfinite_mismatch"] > 0, name
+    assert by[("sharded-nan-empty", SPLIT)]["verdict"] == "nonfinite"
+
+
+def test_a_killed_rank_is_crashed_and_a_hung_one_timeout_leaving_nothing_behind(tmp_path):
+    out = tmp_path / "o"
+    before = descendants(os.getpid())
+    res = run_here("run", "--backend-file", f"{TOYS}::RankDies", "--backend-file", f"{TOYS}::RankHangs",
+                   "--backend-file", f"{TOYS}::ShardedCareful", "--case", VOCAB_LS, "--case", SPLIT,
+                   "--out", str(out), "--no-progress", "--no-repro", env={"XENTCHECK_RANK_TIMEOUT": "25"})
+    assert res.returncode == 1, res.stderr
+    by = {(r["backend"], r["case_id"]): r for r in _records(out)}
+    died = by[("sharded-rank-dies", VOCAB_LS)]
+    assert died["verdict"] == "crashed", died
+    assert "rank 1 killed by SIGKILL" in died["reasons"][0]
+    hung = by[("sharded-rank-hangs", VOCAB_LS)]
+    assert hung["verdict"] == "timeout", hung
+    assert "still running after 25 s" in hung["reasons"][0]
+    for case_id in (VOCAB_LS, SPLIT):  # the run went on: the next case, the other backend
+        assert by[("sharded-careful", case_id)]["verdict"] == "pass"
+    left = descendants(os.getpid()) - before
+    assert not wait_gone(left, timeout=30), "rank or worker processes left behind"
+    assert not listening(left)
