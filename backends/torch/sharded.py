@@ -40,7 +40,8 @@ def variants() -> list[Variant]:
         Variant(MEGATRON, "gloo", ("index",), api="megatron.core.tensor_parallel.vocab_parallel_cross_entropy("
                 "logits, target, label_smoothing)", options=("ign", "ls"), semantics="megatron", kind="vocab"),
         Variant(LOSS_PARALLEL, "gloo", ("index",), api="with loss_parallel(): F.cross_entropy(dtensor, y)",
-                options=("ign", "ls"), semantics="torch", kind="vocab"),
+                options=("ign",), semantics="torch", kind="vocab",
+                documented="label_smoothing: 'Currently not supported' (loss_parallel's docstring)"),
         Variant(LOSS_PARALLEL_GATHER, "gloo", ("index",),
                 api="with loss_parallel(): -F.log_softmax(dtensor, -1).gather(y)", options=("ign",),
                 semantics="torch", kind="vocab"),

@@ -89,16 +89,18 @@ def _shard_split(case: Case, inputs: Inputs, rank: int | None, world: int):
 
 def _compute_vocab(backend, v, case: Case, pristine: Inputs, device: str, properties=None,
                    all_variants=()) -> VariantOutput:
-    from xentcheck.problems.sharded.cases import gather_vocab
+    from xentcheck.problems.sharded.cases import gather_vocab, other_tp_sizes
     from xentcheck.problems.sharded.worker import compute
-    return compute(backend, v, case, pristine, device, properties, all_variants, gather=gather_vocab)
+    return compute(backend, v, case, pristine, device, properties, all_variants, gather=gather_vocab,
+                   others=other_tp_sizes)
 
 
 def _compute_split(backend, v, case: Case, pristine: Inputs, device: str, properties=None,
                    all_variants=()) -> VariantOutput:
-    from xentcheck.problems.sharded.cases import gather_split
+    from xentcheck.problems.sharded.cases import gather_split, unsplit
     from xentcheck.problems.sharded.worker import compute
-    return compute(backend, v, case, pristine, device, properties, all_variants, gather=gather_split)
+    return compute(backend, v, case, pristine, device, properties, all_variants, gather=gather_split,
+                   others=unsplit)
 
 
 def _write_repro(folder: Path, name: str, record: dict, inputs: Inputs, case: Case, ref, shrunk: bool,

@@ -79,6 +79,18 @@ def validate_split(case: Case) -> None:
     _common(case, "a partitioned case")
 
 
+def other_tp_sizes(case: Case) -> list[Case]:
+    """The same case at the other TP sizes of 1 to 4 (at most K): TP invariance."""
+    from dataclasses import replace
+    return [replace(case, part=f"tp{w}") for w in range(1, 5) if w != tp_size(case) and w <= case.k]
+
+
+def unsplit(case: Case) -> list[Case]:
+    """The same batch unsplit (one micro-batch on one rank): invariance under the split."""
+    from dataclasses import replace
+    return [replace(case, part="mb1")] if case.part != "mb1" else []
+
+
 def part_size(case: Case) -> int:
     """Classes per tensor-parallel rank: ceil(K / W)."""
     w = tp_size(case)

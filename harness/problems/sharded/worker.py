@@ -66,8 +66,8 @@ def _on_ranks(backend, v, case: Case, pristine: Inputs, device: str, world: int)
         return pieces
 
 
-def compute(backend, v, case: Case, pristine: Inputs, device: str, properties=None, all_variants=(), *,
-            gather: Gather) -> VariantOutput:
+def run_on(backend, v, case: Case, pristine: Inputs, device: str, gather: Gather) -> VariantOutput:
+    """Variant `v` on `case`'s inputs `pristine`, on the case's ranks, gathered."""
     problem = problem_of(case)
     world = problem.ranks(case)
     start = time.perf_counter()
@@ -93,3 +93,37 @@ def compute(backend, v, case: Case, pristine: Inputs, device: str, properties=No
     notes = sorted({n for p in pieces for n in p.get("notes", [])}) + notes
     return VariantOutput("ok", variant_info(v), seconds=seconds, loss_dtype=pieces[0]["loss_dtype"],
                          grad_dtype=pieces[0]["grad_dtype"], notes=notes, loss=loss, grads={"grad": grad})
+
+
+def compute(backend, v, case: Case, pristine: Inputs, device: str, properties=None, all_variants=(), *,
+            gather: Gather, others: Callable[[Case], list[Case]]) -> VariantOutput:
+    """The variant on the case; with `properties` (the run's gradient tolerance) also on the
+    same batch split otherwise (`others`: other TP sizes, the unsplit batch), which must agree."""
+    result = run_on(backend, v, case, pristine, device, gather)
+    if properties is not None and result.status == "ok":
+        name = "tp_invariance" if problem_of(case).kind == "vocab" else "split_invariance"
+        result.properties = {name: _agree(backend, v, case, pristine, device, gather, others(case), result,
+                                          properties)}
+    return result
+
+
+def _agree(backend, v, case: Case, pristine: Inputs, device: str, gather: Gather, cases: list[Case],
+           result: VariantOutput, tol) -> dict:
+    """Whether the variant gives the same loss and gradient on the other partitionings, within the
+    run's tolerance at the gradient's scale (rtol x max |g| + atol; the loss's likewise)."""
+    assert result.loss is not None and result.grads is not None
+    details = []
+    for other in cases:
+        out = run_on(backend, v, other, pristine, device, gather)
+        if out.status != "ok":
+            return {"verdict": "error", "detail": f"{other.part}: {out.status} {out.error or out.reason}"[:300]}
+        assert out.loss is not None and out.grads is not None
+        for what, a, b in (("loss", result.loss, out.loss), ("gradient", result.grads["grad"], out.grads["grad"])):
+            a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+            diff = float(np.max(np.abs(a - b), initial=0.0))
+            allowed = tol.rtol * float(np.max(np.abs(a), initial=0.0)) + tol.atol
+            if not diff <= allowed:  # NaN on one side only fails too
+                details.append(f"{what} at {case.part} vs {other.part}: differs by {diff:.3g} (allowed {allowed:.3g})")
+    if details:
+        return {"verdict": "fail", "detail": "; ".join(details)}
+    return {"verdict": "pass", "detail": f"agrees with {', '.join(c.part for c in cases)}"}
