@@ -71,3 +71,20 @@ def test_a_killed_rank_is_crashed_and_a_hung_one_timeout_leaving_nothing_behind(
     left = descendants(os.getpid()) - before
     assert not wait_gone(left, timeout=30), "rank or worker processes left behind"
     assert not listening(left)
+
+
+def test_tp_and_split_invariance_catch_the_rank_and_partition_dependent_toys(tmp_path):
+    out = tmp_path / "o"
+    files = [a for name in ("ShardedCareful", "LocalK", "LocalMean") for a in ("--backend-file", f"{TOYS}::{name}")]
+    res = run_here("run", *files, "--case", VOCAB_LS, "--case", SPLIT, "--properties", "--out", str(out),
+                   "--no-progress", "--no-repro")
+    assert res.returncode == 1, res.stderr
+    props = {(r["backend"], r["case_id"]): r["properties"] for r in _records(out)}
+    assert props[("sharded-careful", VOCAB_LS)]["tp_invariance"] == {"verdict": "pass",
+                                                                     "detail": "agrees with tp1, tp3, tp4"}
+    assert props[("sharded-careful", SPLIT)]["split_invariance"]["verdict"] == "pass"
+    local_k = props[("sharded-local-k", VOCAB_LS)]["tp_invariance"]
+    assert local_k["verdict"] == "fail" and "loss at tp2 vs tp1" in local_k["detail"]
+    assert props[("sharded-local-k", SPLIT)]["split_invariance"]["verdict"] == "pass"  # no smoothing there
+    local_mean = props[("sharded-local-mean", SPLIT)]["split_invariance"]
+    assert local_mean["verdict"] == "fail" and "dp2mb2 vs mb1" in local_mean["detail"]
