@@ -84,3 +84,21 @@ def test_the_numpy_simulation_gathers_to_the_unsharded_reference(case_id):
     fields = problem.compare(case, ref, out, Tolerances())
     assert fields["verdict"] == "pass", fields["reasons"]
     assert abs(float(out.loss) - float(ref.loss)) <= 1e-5 * abs(float(ref.loss))
+
+
+def test_megatrons_smoothing_is_torchs_with_alpha_k_over_k_minus_1_and_keeps_ignored_targets_out():
+    from dataclasses import replace
+    case = Case.from_id("scale1e+0_float32_16x10_tp2_index_mean_opt-ign+ls")
+    inputs = make_inputs(case, 0)
+    problem = problem_of(case)
+    ref = problem.reference(case, inputs, "megatron")
+    torch_ref = problem.reference(case, replace(inputs, smoothing=0.1 * 10 / 9), "torch")
+    assert np.array_equal(ref.grad, torch_ref.grad) and float(ref.loss) == float(torch_ref.loss)
+    ignored = inputs.labels == IGNORE_INDEX
+    assert ignored.any() and np.all(ref.grad[ignored] == 0)
+    g = ref.grad[~ignored][0]  # the target gets 1 - alpha, each other class alpha / (K - 1)
+    p = np.exp(inputs.logits[~ignored][0].astype(np.float64))
+    p /= p.sum()
+    q = np.full(10, 0.1 / 9)
+    q[inputs.labels[~ignored][0]] = 0.9
+    assert np.allclose(g * (~ignored).sum(), p - q, rtol=1e-6, atol=1e-9)

@@ -60,7 +60,7 @@ def _split_inputs(case: Case, seed: int) -> Inputs:
 def _reference(case: Case, inputs: Inputs, semantics: str):
     """Plain CE's reference of the whole batch. Megatron's smoothing (semantics "megatron") gives
     the target 1 - alpha and every other class alpha / (K - 1): torch's with alpha K / (K - 1)."""
-    if semantics == MEGATRON_SMOOTHING and inputs.smoothing:
+    if semantics == MEGATRON_SMOOTHING:  # otherwise torch's: ignored targets out of the mean
         from dataclasses import replace
         inputs = replace(inputs, smoothing=inputs.smoothing * case.k / (case.k - 1))
         semantics = "torch"

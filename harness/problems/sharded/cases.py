@@ -133,7 +133,7 @@ def vocab_cases(dtype_names, full: bool) -> list[Case]:
     float32. Full: TP = 1 to 4 on each, and z-loss and sums."""
     from xentcheck.core.cases import Case
     base = [("scale1e+1", "float64", 16, 999, "mean", "ign"), ("scale1e+0", "float32", 16, 1000, "mean", "ls")]
-    extra = [("scale1e+1", "float32", 12, 1001, "sum", "ign+z1e-4"), ("scale1e+0", "float32", 8, 10, "mean", "ign+ls")]
+    extra = [("scale1e+1", "float32", 12, 1001, "sum", "ign+z1e-4"), ("scale1e+0", "float32", 16, 10, "mean", "ign+ls")]
     sizes = (1, 2, 3, 4) if full else (2,)
     return [Case(family, dt, n, k, "index", red, opts, part=f"tp{w}")
             for family, dt, n, k, red, opts in (base + extra if full else base) if dt in dtype_names for w in sizes]
