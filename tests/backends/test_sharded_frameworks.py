@@ -44,3 +44,22 @@ def test_jax_shard_map_on_two_host_devices_passes(tmp_path):
     for case_id in (VOCAB_PAD, VOCAB_LS):
         assert by[case_id]["verdict"] == "pass" and by[case_id]["mode"] == "devices"
         assert by[case_id]["grad"]["ulp_err"] < 64
+
+
+def test_torch_partitions_and_transformers_mean_of_means_is_a_known_difference(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers", reason="transformers is not installed (extra [transformers])")
+    from tests.conftest import ROOT
+    out = tmp_path / "o"
+    split = "scale1e+0_float32_16x100_dp2mb2_index_mean_opt-ign"
+    impls = ("cross_entropy_sum_over_global_count,dp_all_reduce_global_count,transformers.ForCausalLMLoss_num_items,"
+             "transformers.ForCausalLMLoss_no_num_items")
+    res = run_here("run", "--backends", "torch", "--impls", impls, "--case", split, "--known",
+                   str(ROOT / "known-differences.toml"), "--out", str(out), "--no-progress", "--no-repro")
+    assert res.returncode == 0, res.stderr  # the mean of means is known, the rest pass
+    recs = {json.loads(line)["impl"]: json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()}
+    for impl in impls.split(",")[:3]:
+        assert recs[impl]["verdict"] == "pass", (impl, recs[impl].get("reasons"))
+    assert recs["dp_all_reduce_global_count"]["mode"] == "gloo"
+    mean_of_means = recs["transformers.ForCausalLMLoss_no_num_items"]
+    assert mean_of_means["verdict"] == "known" and mean_of_means["original_verdict"] == "nonfinite"
