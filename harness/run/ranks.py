@@ -53,12 +53,14 @@ def timeout() -> float:
     return float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT))
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: the child between fork and exec only calls it
+
+
 def _child(group: int) -> None:
     """In the child before exec: join the ranks' process group (0: lead a new one), and get
     SIGKILL when the worker that started it ends."""
     os.setpgid(0, group)
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _env(world: int, devices: bool) -> dict[str, str]:
