@@ -124,9 +124,8 @@ class NanEmpty(ShardedCareful):
 
 class RankDies(ShardedCareful):
     """On gloo ranks: rank 1 joins, takes part in one all-reduce, then kills itself (SIGKILL) while
-    rank 0 waits in the next one. `hang` instead: rank 1 sleeps."""
+    rank 0 waits in the next one."""
     name = "sharded-rank-dies"
-    hang = False
 
     def load(self):
         import torch
@@ -140,12 +139,18 @@ class RankDies(ShardedCareful):
         t = self.torch.tensor([float(shard.logits.max())])
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         if shard.rank == 1:
-            if self.hang:
-                time.sleep(3600)
             os.kill(os.getpid(), signal.SIGKILL)
         dist.all_reduce(t)
         raise AssertionError("unreachable: rank 1 is gone")
 
 
-class RankHangs(RankDies):
-    name, hang = "sharded-rank-hangs", True
+class RankHangs(ShardedCareful):
+    """Its one process holding every rank (mode "devices", no framework) sleeps."""
+    name = "sharded-rank-hangs"
+
+    def variants(self):
+        return [Variant("toy_vocab_hang", "devices", ("index",), options=("ign", "ls"), semantics="torch",
+                        kind="vocab")]
+
+    def run_variant(self, variant, case, shard, device):
+        time.sleep(3600)
