@@ -28,6 +28,11 @@ _IMPLS = (  # name, label forms, call, in the default suite, options (label smoo
 _TAKES = {"log_softmax": "logprobs", "softmax_log": "probs"}
 
 
+def _sharded_variants() -> list[Variant]:
+    from xentcheck.backends.jax import sharded as jax_sharded
+    return jax_sharded.variants()
+
+
 class JaxBackend(Backend):
     name = "jax"
     framework = "jax"
@@ -39,7 +44,7 @@ class JaxBackend(Backend):
         from xentcheck.backends.jax import linear as jax_linear
         return [Variant(i, m, lf, api if m == "eager" else f"jax.jit({api})", default=d and m == "eager", options=o,
                         takes=_TAKES.get(i, "logits"))
-                for m in ("eager", "jit") for i, lf, api, d, o in _IMPLS] + jax_linear.variants()
+                for m in ("eager", "jit") for i, lf, api, d, o in _IMPLS] + jax_linear.variants() + _sharded_variants()
 
     def load(self) -> None:
         import jax
@@ -127,6 +132,9 @@ class JaxBackend(Backend):
         if variant.kind == "linear":
             from xentcheck.backends.jax import linear as jax_linear
             return jax_linear.run(self, variant, case, inputs, device)
+        if variant.kind in ("vocab", "split"):
+            from xentcheck.backends.jax import sharded as jax_sharded
+            return jax_sharded.run(self, variant, case, inputs, device)
         ct = None if inputs.cotangent is None else self._put(inputs.cotangent, device)
         loss, grad = self._value_and_grad(variant, case, inputs.smoothing)(self._put(inputs.logits, device),
                                                                           self._put(inputs.labels, device), ct)

@@ -30,12 +30,16 @@ class NumpyBackend(Backend):
 
     def variants(self) -> list[Variant]:
         from xentcheck.backends.numpy import linear as numpy_linear
-        return super().variants() + numpy_linear.variants()
+        from xentcheck.backends.numpy import sharded as numpy_sharded
+        return super().variants() + numpy_linear.variants() + numpy_sharded.variants()
 
     def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
         if variant.kind == "linear":
             from xentcheck.backends.numpy import linear as numpy_linear
             return numpy_linear.run(self, variant, case, inputs, device)
+        if variant.kind in ("vocab", "split"):
+            from xentcheck.backends.numpy import sharded as numpy_sharded
+            return numpy_sharded.run(self, variant, case, inputs, device)
         return self.compute(case, inputs, device)
 
     def compute(self, case: Case, inputs: Inputs, device: str) -> Output:

@@ -56,7 +56,8 @@ class TorchBackend(Backend):
         out += [Variant(i, "compile", lf, f"torch.compile({api})", default=False, opt_in=True, options=o,
                         semantics="torch", takes=_TAKES.get(i, "logits")) for i, lf, api, _, o in _IMPLS]
         from xentcheck.backends.torch import linear as torch_linear
-        return out + torch_linear.variants()
+        from xentcheck.backends.torch import sharded as torch_sharded
+        return out + torch_linear.variants() + torch_sharded.variants()
 
     def load(self) -> None:
         import torch
@@ -148,6 +149,9 @@ class TorchBackend(Backend):
         if variant.kind == "linear":
             from xentcheck.backends.torch import linear as torch_linear
             return torch_linear.run(self, variant, case, inputs, device)
+        if variant.kind in ("vocab", "split"):
+            from xentcheck.backends.torch import sharded as torch_sharded
+            return torch_sharded.run(self, variant, case, inputs, device)
         t = self.torch
         x, labels, fn = self._prepare(variant, case, inputs, device)
         loss = fn(x, labels)

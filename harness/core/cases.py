@@ -78,7 +78,8 @@ _FAMILY_RE = re.compile(r"(?:scale|offset)(\d+(?:\.\d+)?e[+-]?\d+)|neartie|domin
                         r"|nearmax|file-[a-z0-9][a-z0-9.-]*-[0-9a-f]{10}", re.ASCII)  # file-: a user's arrays
 FILE_FAMILY = "file-"  # a user's own arrays (--inputs; xentcheck.core.user_inputs): file-<stem>-<content hash>
 _ID_RE = re.compile(r"(?P<family>[a-z0-9.+-]+)_(?P<dtype>[a-z0-9]+)_(?P<n>0|[1-9]\d*)x(?P<k>0|[1-9]\d*)"
-                    r"(?P<extra>(?:x(?:0|[1-9]\d*))*)(?:_lin(?P<d>[1-9]\d*))?_(?P<labels>[a-z]+)_(?P<reduction>[a-z]+)"
+                    r"(?P<extra>(?:x(?:0|[1-9]\d*))*)(?:_lin(?P<d>[1-9]\d*))?(?:_(?P<part>(?:tp|dp|mb)[0-9a-z]*))?"
+                    r"_(?P<labels>[a-z]+)_(?P<reduction>[a-z]+)"
                     r"(?:_opt-(?P<options>[a-z0-9.+-]+))?", re.ASCII)
 # an option token: a name, then (LLM options only) a number in the canonical form of format_param
 _TOKEN_RE = re.compile(r"(?P<name>[a-z]+?)(?P<param>-?\d+(?:\.\d+)?(?:e-?\d+)?)?", re.ASCII)
@@ -144,13 +145,16 @@ class Case:
     extra: tuple[int, ...] = ()  # extra dimensions d1, ... after the class axis (torch's order)
     # linear-CE (xentcheck.problems.linear.cases): the hidden size D of h (N, D) and W (K, D); 0: plain CE
     d: int = 0
+    # how the case is split over ranks or micro-batches (xentcheck.problems.sharded): "tp2" (the
+    # vocabulary over 2 tensor-parallel ranks), "dp2mb3" (2 data-parallel ranks x 3 micro-batches); "": none
+    part: str = ""
     # a user's file holding the inputs (family "file-..."; xentcheck.core.user_inputs). Not part of
     # the case's identity: the id's content hash is
     source: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def id(self) -> str:
-        dims = "".join(f"x{d}" for d in self.extra) + (f"_lin{self.d}" if self.d else "")
+        dims = "".join(f"x{d}" for d in self.extra) + (f"_lin{self.d}" if self.d else "") + (f"_{self.part}" if self.part else "")
         base = f"{self.family}_{self.dtype}_{self.n}x{self.k}{dims}_{self.labels}_{self.reduction}"
         return f"{base}_opt-{self.options}" if self.options else base
 
@@ -236,7 +240,7 @@ class Case:
             raise ValueError(f"malformed case id {case_id!r} (expected family_dtype_NxK_labels_reduction)")
         extra = tuple(int(v) for v in m["extra"].split("x")[1:])
         case = cls(m["family"], m["dtype"], int(m["n"]), int(m["k"]), m["labels"], m["reduction"], m["options"] or "",
-                   extra, int(m["d"] or 0), source=source)
+                   extra, int(m["d"] or 0), m["part"] or "", source=source)
         case.validate()
         return case
 
@@ -288,6 +292,8 @@ class Case:
             out["options"] = self.options
         if self.d:
             out["d"] = self.d
+        if self.part:
+            out["part"] = self.part
         if self.source is not None:
             out["inputs_file"] = self.source
         return out

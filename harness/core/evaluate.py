@@ -5,7 +5,8 @@ in order:
 - skipped: the variant did not run (unsupported dtype, option, label form): `skipped`.
 - out-of-range class index (case option `oor`): the backend must refuse it. An error is a
   `pass`; a value returned in silence is a `fail`. No reference is computed or compared.
-- error: the backend raised: `error`, with its message and traceback.
+- error: the backend raised: `error`, with its message and traceback. A variant run on several
+  ranks whose rank died or hung is `crashed` or `timeout`, as a worker's would be.
 - shapes: a loss or gradient in another shape than the case's (layout.check) is a `fail`.
 - dtypes: a loss or gradient computed in a narrower dtype than the case's (or one that is not
   wider, float16 for bfloat16) is a `fail`. One computed in a wider dtype (dtypes.wider: float32
@@ -55,6 +56,8 @@ def _judge(case: Case, output: VariantOutput, tolerances: Tolerances,
         return {"verdict": "skipped", "reasons": [output.reason]}
     if "oor" in case.option_set:
         return _out_of_range(case, output)
+    if output.status in ("crashed", "timeout"):  # a rank of a multi-rank variant (xentcheck.run.ranks)
+        return {"verdict": output.status, "reasons": [output.error]}
     if output.status != "ok":
         return {"verdict": "error", "reasons": [output.error or "unknown error"], "traceback": output.traceback}
     with np.errstate(all="ignore"):

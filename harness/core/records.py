@@ -176,7 +176,9 @@ class VariantOutput:
     """What a worker computed for one implementation x mode of a case; crosses the worker's pipe
     as a dict (to_dict / from_dict). The loss and gradients travel in a .npz file beside it, not in
     the message: `loss` and `grads` are set by whoever holds the arrays."""
-    status: str  # "ok", "error" or "skipped"
+    # "ok", "error" or "skipped"; "crashed" or "timeout": one of the variant's ranks died or hung
+    # (xentcheck.run.ranks), its `error` says which and how
+    status: str
     variant: dict = field(default_factory=dict)  # variant_info: impl, mode, api, semantics...
     reason: str = ""  # skipped: why
     error: str = ""  # error: "Type: message"
@@ -198,7 +200,7 @@ class VariantOutput:
         out = {**self.variant, "status": self.status}
         if self.status == "skipped":
             out["reason"] = self.reason
-        elif self.status == "error":
+        elif self.status in ("error", "crashed", "timeout"):
             out.update(error=self.error, traceback=self.traceback)
         else:
             out.update(seconds=self.seconds, inputs_modified=self.inputs_modified, loss_dtype=self.loss_dtype,

@@ -95,9 +95,12 @@ class Problem:
     # fuzz: a drawn case turned into one of this kind (`fuzz_share` of the draws)
     fuzz_draw: Callable[[Random, Case], Case] | None = None
     fuzz_share: float = 0.0
-    # how it executes: the processes one case runs in (1: one worker; a kind that needs several
-    # ranks declares more, and the runner starts them)
-    ranks: int = 1
+    # how it executes: the ranks one case is split over (1: the worker computes it; a kind split
+    # over ranks says how many, and its compute runs them through xentcheck.run.ranks), and a
+    # rank's part of the case's inputs: (case, inputs, rank, world) -> what the adapter is handed
+    # (rank None: a process holding every rank)
+    ranks: Callable[[Case], int] = lambda case: 1
+    shard: Callable[[Case, Any, int | None, int], Any] | None = None
 
     def output(self, name: str) -> OutputSpec:
         return next(o for o in self.outputs if o.name == name)

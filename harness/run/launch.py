@@ -1,6 +1,6 @@
 """Starts a backend worker in any interpreter, on this run's own copy of xentcheck.
 
-`python .../xentcheck/run/launch.py SPEC` with XENTCHECK_PACKAGES set to the folders the parent
+`python .../xentcheck/run/launch.py SPEC` (or `--rank TASK`: run/rank.py) with XENTCHECK_PACKAGES set to the folders the parent
 imported `xentcheck`, `xentcheck.backends` and `xentcheck.reports` from (a source checkout maps
 them from harness/, backends/ and reports/). They are imported from there whatever the
 interpreter has installed, so a `--python` interpreter runs the parent's code, and its
@@ -33,6 +33,9 @@ class _PackageFolders(importlib.abc.MetaPathFinder):
 def main() -> int:
     sys.path.pop(0)  # this script's folder: its modules (plan, resume, ...) must not shadow top-level names
     sys.meta_path.insert(0, _PackageFolders(json.loads(os.environ[ENV])))
+    if sys.argv[1:2] == ["--rank"]:  # one rank of a variant run on several (run/ranks.py)
+        from xentcheck.run.rank import main as rank_main
+        return rank_main(sys.argv[2:])
     from xentcheck.run.worker import main as worker_main
     return worker_main(sys.argv[1:])
 

@@ -90,7 +90,8 @@ def _fuzz_draw(rng: Random, case: Case) -> Case:
 
 
 LINEAR = Problem(
-    kind="linear", title="linear-CE", claims=lambda case: case.d > 0, outputs=OUTPUTS, sections=(Section(30, _cases),),
+    kind="linear", title="linear-CE", claims=lambda case: case.d > 0 and not case.part,
+    outputs=OUTPUTS, sections=(Section(30, _cases),),
     validate=_validate, make_inputs=_make_inputs, reference=_reference, reference_arrays=_reference_arrays,
     compute=_compute, compare=_compare, shrink_steps=_shrink_steps, write_repro=_write_repro,
     dims=lambda case: f"{case.dims}_lin{case.d}", arrays=_arrays, array_keys=("hidden", "linear_weight"),
