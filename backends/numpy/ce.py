@@ -29,13 +29,17 @@ class NumpyBackend(Backend):
     options = ("s", "cap", "z", "ct")  # computed natively, with their closed forms
 
     def variants(self) -> list[Variant]:
+        from xentcheck.backends.numpy import distill as numpy_distill
         from xentcheck.backends.numpy import linear as numpy_linear
-        return super().variants() + numpy_linear.variants()
+        return super().variants() + numpy_linear.variants() + numpy_distill.variants()
 
     def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
         if variant.kind == "linear":
             from xentcheck.backends.numpy import linear as numpy_linear
             return numpy_linear.run(self, variant, case, inputs, device)
+        if variant.kind == "distill":
+            from xentcheck.backends.numpy import distill as numpy_distill
+            return numpy_distill.run(self, variant, case, inputs, device)
         return self.compute(case, inputs, device)
 
     def compute(self, case: Case, inputs: Inputs, device: str) -> Output:

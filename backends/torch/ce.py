@@ -55,8 +55,9 @@ class TorchBackend(Backend):
         # torch.compile builds a C++ kernel per shape on the CPU: minutes for a suite, so opt-in
         out += [Variant(i, "compile", lf, f"torch.compile({api})", default=False, opt_in=True, options=o,
                         semantics="torch", takes=_TAKES.get(i, "logits")) for i, lf, api, _, o in _IMPLS]
+        from xentcheck.backends.torch import distill as torch_distill
         from xentcheck.backends.torch import linear as torch_linear
-        return out + torch_linear.variants()
+        return out + torch_linear.variants() + torch_distill.variants()
 
     def load(self) -> None:
         import torch
@@ -148,6 +149,9 @@ class TorchBackend(Backend):
         if variant.kind == "linear":
             from xentcheck.backends.torch import linear as torch_linear
             return torch_linear.run(self, variant, case, inputs, device)
+        if variant.kind == "distill":
+            from xentcheck.backends.torch import distill as torch_distill
+            return torch_distill.run(self, variant, case, inputs, device)
         t = self.torch
         x, labels, fn = self._prepare(variant, case, inputs, device)
         loss = fn(x, labels)

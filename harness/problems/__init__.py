@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from xentcheck.problems.base import OutputSpec, Problem, Section
 from xentcheck.problems.ce import CE
+from xentcheck.problems.distill import DISTILL
 from xentcheck.problems.linear import LINEAR
 
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["OutputSpec", "Problem", "Section", "PROBLEMS", "problem_of", "output_specs", "OUTPUT_NAMES", "runs",
            "of_arrays", "kind_of", "DEFAULT_KIND"]
 
-PROBLEMS: dict[str, Problem] = {p.kind: p for p in (CE, LINEAR)}
+PROBLEMS: dict[str, Problem] = {p.kind: p for p in (CE, LINEAR, DISTILL)}
 
 
 def problem_of(case: Case) -> Problem:

@@ -92,6 +92,9 @@ class Problem:
     # how it executes: the processes one case runs in (1: one worker; a kind that needs several
     # ranks declares more, and the runner starts them)
     ranks: int = 1
+    # the reductions its ids may name (core.cases.REDUCTIONS for plain and linear CE); a kind with
+    # its own (distillation's batchmean) lists them
+    reductions: tuple[str, ...] = ("mean", "sum", "none")
 
     def output(self, name: str) -> OutputSpec:
         return next(o for o in self.outputs if o.name == name)
