@@ -60,12 +60,12 @@ def candidates(state: dict) -> list:
         if inputs.labels is not None:
             need |= {int(c) for c in inputs.labels if c != IGNORE_INDEX}
         for name, part in (("first", range(k // 2)), ("second", range(k // 2, k))):
-            cols = np.array(sorted(set(part) | need))
-            if 2 <= len(cols) < k:
-                tries.append((f"{name} half of the classes ({len(cols)})", np.arange(n), cols))
+            kept = np.array(sorted(set(part) | need))
+            if 2 <= len(kept) < k:
+                tries.append((f"{name} half of the classes ({len(kept)})", np.arange(n), kept))
     out = []
-    for what, rows, cols in tries:
-        sub = _sub(case, inputs, rows, cols)
+    for what, rows, some in tries:
+        sub = _sub(case, inputs, rows, some)
         if sub is not None:
             out.append((what, *sub))
     return out
