@@ -36,10 +36,11 @@ class JaxBackend(Backend):
     float64_hint = "set JAX_ENABLE_X64=1 or jax.config.update('jax_enable_x64', True) for float64"
 
     def variants(self) -> list[Variant]:
+        from xentcheck.backends.jax import distill as jax_distill
         from xentcheck.backends.jax import linear as jax_linear
         return [Variant(i, m, lf, api if m == "eager" else f"jax.jit({api})", default=d and m == "eager", options=o,
                         takes=_TAKES.get(i, "logits"))
-                for m in ("eager", "jit") for i, lf, api, d, o in _IMPLS] + jax_linear.variants()
+                for m in ("eager", "jit") for i, lf, api, d, o in _IMPLS] + jax_linear.variants() + jax_distill.variants()
 
     def load(self) -> None:
         import jax
@@ -127,6 +128,9 @@ class JaxBackend(Backend):
         if variant.kind == "linear":
             from xentcheck.backends.jax import linear as jax_linear
             return jax_linear.run(self, variant, case, inputs, device)
+        if variant.kind == "distill":
+            from xentcheck.backends.jax import distill as jax_distill
+            return jax_distill.run(self, variant, case, inputs, device)
         ct = None if inputs.cotangent is None else self._put(inputs.cotangent, device)
         loss, grad = self._value_and_grad(variant, case, inputs.smoothing)(self._put(inputs.logits, device),
                                                                           self._put(inputs.labels, device), ct)

@@ -117,6 +117,9 @@ class TensorflowBackend(Backend):
         if variant.kind == "linear":
             from xentcheck.backends.tensorflow import linear as tf_linear
             return tf_linear.run(self, variant, case, inputs, device)
+        if variant.kind == "distill":
+            from xentcheck.backends.tensorflow import distill as tf_distill
+            return tf_distill.run(self, variant, case, inputs, device)
         tf = self.tf
         with tf.device(self._device(device)):
             f = self._value_and_grad(variant.impl, case.reduction, variant.mode, _llm(case))
@@ -179,4 +182,5 @@ def _llm(case: Case) -> tuple[float | None, float | None, float | None]:
 
 def _linear_variants() -> list[Variant]:
     from xentcheck.backends.tensorflow import linear as tf_linear
-    return tf_linear.variants()
+    from xentcheck.backends.tensorflow import distill as tf_distill
+    return tf_linear.variants() + tf_distill.variants()

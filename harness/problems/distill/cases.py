@@ -205,9 +205,9 @@ def distill_cases(dtype_names, full: bool = False) -> list[Case]:
     families, temperatures with and without T^2, and the teacher's gradient."""
     out: list[Case] = []
     rot = (("kd-fkl+t2+sq", "index", "batchmean", "scale1e+1", 16, 100),
-           ("kd-jsd0.5+tg+mask", "soft", "sum", "scale1e+0", 8, 64),
            ("kd-rkl+t0.5+peak", "soft", "none", "scale1e+0", 8, 50),
-           ("kd-jsd0.25+t2+disj", "index", "mean", "offset-1e+4", 8, 64))
+           ("kd-jsd0.25+tg+mask", "soft", "sum", "scale1e+0", 8, 64),
+           ("kd-jsd0.5+t2+disj", "index", "mean", "offset-1e+4", 8, 64))
     for di, dt in enumerate(dtypes.DTYPE_NAMES):
         if dt not in dtype_names:
             continue
