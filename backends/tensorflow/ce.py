@@ -181,6 +181,6 @@ def _llm(case: Case) -> tuple[float | None, float | None, float | None]:
 
 
 def _linear_variants() -> list[Variant]:
-    from xentcheck.backends.tensorflow import linear as tf_linear
     from xentcheck.backends.tensorflow import distill as tf_distill
+    from xentcheck.backends.tensorflow import linear as tf_linear
     return tf_linear.variants() + tf_distill.variants()

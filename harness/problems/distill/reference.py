@@ -28,8 +28,9 @@ and through the softmax (v -> p (v - E_p[v]), E_ps[log p_s - log M] = KL(p_s || 
     dJSD/dz_s = (1 - beta) p_s (log p_s - log M - KL(p_s || M)) / T
     dJSD/dz_t = beta p_t (log p_t - log M - KL(p_t || M)) / T
 
-log M = logaddexp(log beta + log p_t, log(1 - beta) + log p_s): finite wherever either p is, also
-where both underflow (the NaN of a mixture formed as log(M) with M = 0). 0 log 0 is 0 throughout.
+log p_s - log M = -log(beta e^d + 1 - beta) with d = log p_t - log p_s (and alike for the teacher),
+from the difference, without overflow (_less_mixture): finite wherever p_s is, 0 exactly for equal
+rows, never the NaN of a mixture formed as log(M) with M = 0 on classes both give no mass.
 JSD <= -beta log beta - (1 - beta) log(1 - beta) (log 2 at beta = 1/2), with equality for disjoint
 supports; each row of dz_s sums to 0 (sum_j p_j (v_j - E_p[v]) = 0).
 
@@ -86,6 +87,15 @@ def _pow2(t: float) -> bool:
     return math.frexp(t)[0] == 0.5
 
 
+def _less_mixture(d: np.ndarray, w) -> np.ndarray:
+    """log p - log(w q + (1 - w) p) = -log(w e^d + 1 - w) for d = log q - log p, without
+    overflow: -d - log(w + (1 - w) e^-d) for d > 0, -log1p(w expm1(d)) otherwise."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        pos = -d - np.log(w + (1 - w) * np.exp(-np.abs(d)))
+        neg = -np.log1p(w * np.expm1(np.minimum(d, 0)))
+    return np.where(d > 0, pos, neg)
+
+
 def divergence(spec: DistillSpec, ls: np.ndarray, lt: np.ndarray) -> dict:
     """The per-row divergence, the unscaled gradients d/da and d/db, and the magnitudes (loss
     row, student-gradient row, teacher-gradient row) from log-probabilities (any float type)."""
@@ -109,12 +119,17 @@ def divergence(spec: DistillSpec, ls: np.ndarray, lt: np.ndarray) -> dict:
             mag_t = (ps + pt).sum(axis=1)
         else:
             b = ls.dtype.type(spec.beta)
-            lm = np.logaddexp(np.log(b) + lt, np.log1p(-b) + ls)
-            kt = _plogq(pt, lt - lm).sum(axis=1)
-            ks = _plogq(ps, ls - lm).sum(axis=1)
+            # log p_s - log M and log p_t - log M from the difference of the two log-probabilities,
+            # exactly 0 for equal rows (log M formed first and subtracted is not)
+            ds, dt = _less_mixture(lt - ls, b), _less_mixture(ls - lt, 1 - b)
+            ds = np.where(np.isneginf(lt), -np.log1p(-b), ds)  # p_t = 0: M = (1 - b) p_s
+            dt = np.where(np.isneginf(ls), -np.log(b), dt)  # p_s = 0: M = b p_t
+            lm = np.where(ps > 0, ls - ds, lt - dt)
+            kt = _plogq(pt, dt).sum(axis=1)
+            ks = _plogq(ps, ds).sum(axis=1)
             row = b * kt + (1 - b) * ks
-            gs = (1 - b) * _plogq(ps, (ls - lm) - ks[:, None])
-            gt = b * _plogq(pt, (lt - lm) - kt[:, None])
+            gs = (1 - b) * _plogq(ps, ds - ks[:, None])
+            gt = b * _plogq(pt, dt - kt[:, None])
             mag = b * _plogq(pt, np.abs(lt) + np.abs(lm)).sum(axis=1) + \
                 (1 - b) * _plogq(ps, np.abs(ls) + np.abs(lm)).sum(axis=1)
             mag_s = (1 - b) * _plogq(ps, np.abs(ls) + np.abs(lm) + ks[:, None]).sum(axis=1)
