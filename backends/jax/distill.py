@@ -88,7 +88,5 @@ def run(backend, variant: Variant, case: Case, inputs, device: str) -> Output:
         both = backend._jitted[key]
     loss, gs, gt = both(backend._put(inputs.student, device), backend._put(inputs.teacher, device), mask)
     gs.block_until_ready()
-    grads = {"grad": np.asarray(gs)}
-    if spec.teacher_grad:
-        grads["tgrad"] = np.asarray(gt)
+    grads = {"grad": np.asarray(gs), "tgrad": np.asarray(gt) if spec.teacher_grad else None}
     return Output(np.asarray(loss), grads=grads, loss_dtype=loss.dtype.name, grad_dtype=gs.dtype.name)

@@ -80,7 +80,5 @@ def run(backend, variant: Variant, case: Case, inputs, device: str) -> Output:
     with tf.device(backend._device(device)):
         mask = None if inputs.labels is None else tf.constant(inputs.counted())
         loss, gs, gt = backend._fns[key](tf.constant(inputs.student), tf.constant(inputs.teacher), mask)
-    grads = {"grad": np.asarray(gs.numpy())}
-    if gt is not None:
-        grads["tgrad"] = np.asarray(gt.numpy())
+    grads = {"grad": np.asarray(gs.numpy()), "tgrad": None if gt is None else np.asarray(gt.numpy())}
     return Output(np.asarray(loss.numpy()), grads=grads, loss_dtype=loss.dtype.name, grad_dtype=gs.dtype.name)
