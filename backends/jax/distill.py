@@ -24,8 +24,9 @@ FEATURES = ("fkl", "rkl", "jsd", "t", "sq", "tg", "ign")
 
 
 def variants() -> list[Variant]:
+    # jax.jit in the default suite; op by op (a compilation per primitive and shape) when asked for
     return [Variant(i, m, ("soft", "index"), api if m == "eager" else f"jax.jit({api})", options=FEATURES,
-                    kind="distill") for m in ("eager", "jit") for i, api in IMPLS]
+                    kind="distill", default=m == "jit") for m in ("eager", "jit") for i, api in IMPLS]
 
 
 def loss_fn(backend, impl: str, case: Case):
