@@ -20,7 +20,7 @@ from xentcheck.problems.distill.cases import parse
 
 IMPLS = (("optax_kl", "optax.kl_divergence(jax.nn.log_softmax(s / T), jax.nn.softmax(t / T))"),
          ("optax_kl_log_targets", "optax.kl_divergence_with_log_targets(log_softmax(s / T), log_softmax(t / T))"))
-FEATURES = ("fkl", "rkl", "jsd", "t", "sq", "tg", "ign")
+FEATURES = ("fkl", "rkl", "jsd", "t", "sq", "tg", "ign", "batchmean", "sum", "mean", "none")
 
 
 def variants() -> list[Variant]:

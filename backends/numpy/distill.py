@@ -11,7 +11,7 @@ from xentcheck.core.cases import Case
 from xentcheck.problems.distill.cases import parse
 from xentcheck.problems.distill.reference import divergence
 
-FEATURES = ("fkl", "rkl", "jsd", "t", "sq", "tg", "ign")
+FEATURES = ("fkl", "rkl", "jsd", "t", "sq", "tg", "ign", "batchmean", "sum", "mean", "none")
 
 
 def variants() -> list[Variant]:

@@ -17,7 +17,7 @@ from xentcheck.core.cases import Case
 from xentcheck.problems.distill.cases import parse
 
 API = "tf.reduce_sum(tf.exp(lt) * (lt - ls), -1), l = tf.nn.log_softmax(z / T)"
-FEATURES = ("fkl", "rkl", "jsd", "t", "sq", "tg", "ign")
+FEATURES = ("fkl", "rkl", "jsd", "t", "sq", "tg", "ign", "batchmean", "sum", "mean", "none")
 MODES = ("eager", "function", "xla")
 
 

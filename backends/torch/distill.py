@@ -21,7 +21,7 @@ from xentcheck.problems.distill.cases import parse
 
 IMPLS = (("kl_div_log_target", "F.kl_div(F.log_softmax(s / T), F.log_softmax(t / T), log_target=True)"),
          ("kl_div_probs", "F.kl_div(F.log_softmax(s / T), F.softmax(t / T))"))
-FEATURES = ("fkl", "rkl", "jsd", "t", "sq", "tg", "ign")
+FEATURES = ("fkl", "rkl", "jsd", "t", "sq", "tg", "ign", "batchmean", "sum", "mean", "none")
 
 
 def variants() -> list[Variant]:

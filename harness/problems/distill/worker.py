@@ -1,9 +1,9 @@
 """A worker's run of one distillation variant (the record's compute).
 
 A variant declares in `Variant.options` the features of the kind it takes: the divergences
-("fkl", "rkl", "jsd"), "t" (a temperature), "sq" (T^2), "tg" (the teacher's gradient), "ign"
-(index labels with ignored rows); a case needing one it lacks is skipped with the reason. A
-variant that detaches the teacher may return no "tgrad": it is then zeros."""
+("fkl", "rkl", "jsd"), the reductions ("batchmean", "sum", "mean", "none"), "t" (a temperature),
+"sq" (T^2), "tg" (the teacher's gradient), "ign" (index labels with ignored rows); a case needing
+one it lacks is skipped with the reason. A variant that detaches the teacher may return no "tgrad": it is then zeros."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from xentcheck.problems.distill.cases import DistillInputs, parse
 def needs(case: Case) -> list[str]:
     """The features a variant must declare to run this case."""
     s = parse(case.spec)
-    out = [s.divergence]
+    out = [s.divergence, case.reduction]
     out += [name for name, on in (("t", s.temperature != 1.0), ("sq", s.squared), ("tg", s.teacher_grad),
                                   ("ign", case.labels == "index")) if on]
     return out

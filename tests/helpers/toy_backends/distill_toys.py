@@ -26,8 +26,8 @@ class CarefulDistill(Backend):
     breaks: frozenset = frozenset()
 
     def variants(self):
-        return [Variant("toy_distill", "eager", ("soft", "index"), options=("fkl", "rkl", "jsd", "t", "sq", "tg", "ign"),
-                        kind="distill")]
+        return [Variant("toy_distill", "eager", ("soft", "index"), kind="distill",
+                        options=("fkl", "rkl", "jsd", "t", "sq", "tg", "ign", "batchmean", "sum", "mean", "none"))]
 
     def run_variant(self, variant, case, inputs, device):
         s, br = parse(case.spec), self.breaks
