@@ -31,7 +31,8 @@ class NumpyBackend(Backend):
     def variants(self) -> list[Variant]:
         from xentcheck.backends.numpy import distill as numpy_distill
         from xentcheck.backends.numpy import linear as numpy_linear
-        return super().variants() + numpy_linear.variants() + numpy_distill.variants()
+        from xentcheck.backends.numpy import rl as numpy_rl
+        return super().variants() + numpy_linear.variants() + numpy_distill.variants() + numpy_rl.variants()
 
     def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
         if variant.kind == "linear":
@@ -40,6 +41,9 @@ class NumpyBackend(Backend):
         if variant.kind == "distill":
             from xentcheck.backends.numpy import distill as numpy_distill
             return numpy_distill.run(self, variant, case, inputs, device)
+        if variant.kind == "rl":
+            from xentcheck.backends.numpy import rl as numpy_rl
+            return numpy_rl.run(self, variant, case, inputs, device)
         return self.compute(case, inputs, device)
 
     def compute(self, case: Case, inputs: Inputs, device: str) -> Output:

@@ -57,7 +57,8 @@ class TorchBackend(Backend):
                         semantics="torch", takes=_TAKES.get(i, "logits")) for i, lf, api, _, o in _IMPLS]
         from xentcheck.backends.torch import distill as torch_distill
         from xentcheck.backends.torch import linear as torch_linear
-        return out + torch_linear.variants() + torch_distill.variants()
+        from xentcheck.backends.torch import rl as torch_rl
+        return out + torch_linear.variants() + torch_distill.variants() + torch_rl.variants()
 
     def load(self) -> None:
         import torch
@@ -152,6 +153,9 @@ class TorchBackend(Backend):
         if variant.kind == "distill":
             from xentcheck.backends.torch import distill as torch_distill
             return torch_distill.run(self, variant, case, inputs, device)
+        if variant.kind == "rl":
+            from xentcheck.backends.torch import rl as torch_rl
+            return torch_rl.run(self, variant, case, inputs, device)
         t = self.torch
         x, labels, fn = self._prepare(variant, case, inputs, device)
         loss = fn(x, labels)

@@ -11,6 +11,7 @@ from xentcheck.problems.base import OutputSpec, Problem, Section
 from xentcheck.problems.ce import CE
 from xentcheck.problems.distill import DISTILL
 from xentcheck.problems.linear import LINEAR
+from xentcheck.problems.rl import RL
 
 if TYPE_CHECKING:
     from xentcheck.core.cases import Case
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["OutputSpec", "Problem", "Section", "PROBLEMS", "problem_of", "output_specs", "OUTPUT_NAMES", "runs",
            "of_arrays", "kind_of", "DEFAULT_KIND"]
 
-PROBLEMS: dict[str, Problem] = {p.kind: p for p in (CE, LINEAR, DISTILL)}
+PROBLEMS: dict[str, Problem] = {p.kind: p for p in (CE, LINEAR, DISTILL, RL)}
 
 
 def problem_of(case: Case) -> Problem:
