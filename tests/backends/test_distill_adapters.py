@@ -1,5 +1,6 @@
-"""The built-in distillation variants, in every mode (JAX's jit, TensorFlow's tf.function and XLA,
-torch.compile aside: minutes of C++ builds), pass small distillation cases against the reference,
+"""The built-in distillation variants, in every mode (TensorFlow's tf.function and XLA; JAX's jit,
+its op-by-op mode aside: the same function, a compilation per primitive; torch.compile aside:
+minutes of C++ builds), pass small distillation cases against the reference,
 and the compositions users write give NaN where the teacher and the student share -inf classes
 (docs/distillation.md). Each framework in its own `xentcheck run`, as users run it."""
 
@@ -10,7 +11,7 @@ import pytest
 from tests.conftest import require, run_here
 
 FRAMEWORK_MODULE = {"numpy": "numpy", "torch": "torch", "tensorflow": "tensorflow", "jax": "optax"}
-MODES = {"numpy": {"eager"}, "torch": {"eager"}, "jax": {"eager", "jit"}, "tensorflow": {"eager", "function", "xla"}}
+MODES = {"numpy": {"eager"}, "torch": {"eager"}, "jax": {"jit"}, "tensorflow": {"eager", "function", "xla"}}
 CASES = ("scale1e+1_float32_16x100_kd-fkl+t2+sq+tg_index_batchmean", "scale1e+0_bfloat16_8x50_kd-rkl+t0.5+peak_soft_none",
          "offset-1e+4_float16_8x64_kd-jsd0.25+tg_soft_mean", "scale1e+0_float64_8x32_kd-fkl+same_soft_sum")
 PADDED = "scale1e+0_float32_8x64_kd-jsd0.5+mask_soft_sum"  # shared -inf classes: 0 * (-inf - -inf)

@@ -30,3 +30,11 @@ def test_rl_variants(name, tmp_path):
         bad = {k for k in ("loss", "entropy", "grad", "egrad") if r[k]["n_exceed"] or r[k]["n_nonfinite_mismatch"]}
         want = LOSSY.get(r["impl"], set()) if r["case_id"] == OFFSET else set()
         assert bad == want, (r["impl"], r["case_id"], r["reasons"])
+
+
+def test_variant_names_are_unique_in_each_builtin_backend():
+    """The runner asks a worker for variants by (impl, mode): a name two kinds share would run both."""
+    from xentcheck.backends.registry import BUILTIN, create
+    for name in BUILTIN:
+        pairs = [(v.impl, v.mode) for v in create(name).variants()]
+        assert len(pairs) == len(set(pairs)), (name, sorted(p for p in pairs if pairs.count(p) > 1))
