@@ -47,7 +47,7 @@ def test_reference_matches_mpmath_to_a_hundredth_ulp(case_id):
         assert abs(_mpf(ref.entropy[i]) - h) <= 0.01 * eps * ref.scales["entropy"][i]
         adv, coef = (mpmath.mpf(float(v[i])) for v in (inputs.advantages, inputs.coefficients))
         for j in range(case.k):
-            def f(x, j=j, which=0):
+            def f(x, j=j, which=0, z=z, y=y):
                 zz = list(z)
                 zz[j] = x
                 return _mp_row(zz, y, t)[which]
