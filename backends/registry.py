@@ -36,6 +36,7 @@ OPTIONAL: dict[str, str] = {
     "cce": "xentcheck.backends.torch.cce:CutCrossEntropy",
     "cce-triton": "xentcheck.backends.torch.cce:CutCrossEntropyTriton",
     "liger-linear": "xentcheck.backends.torch.liger_linear:LigerFusedLinearCE",
+    "liger-distill": "xentcheck.backends.torch.liger_distill:LigerDistill",
     "jax-cce": "xentcheck.backends.jax.jax_cce:JaxCCE",
 }
 ENTRY_POINT_GROUP = "xentcheck.backends"

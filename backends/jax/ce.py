@@ -41,10 +41,13 @@ class JaxBackend(Backend):
     float64_hint = "set JAX_ENABLE_X64=1 or jax.config.update('jax_enable_x64', True) for float64"
 
     def variants(self) -> list[Variant]:
+        from xentcheck.backends.jax import distill as jax_distill
         from xentcheck.backends.jax import linear as jax_linear
+        from xentcheck.backends.jax import rl as jax_rl
         return [Variant(i, m, lf, api if m == "eager" else f"jax.jit({api})", default=d and m == "eager", options=o,
                         takes=_TAKES.get(i, "logits"))
-                for m in ("eager", "jit") for i, lf, api, d, o in _IMPLS] + jax_linear.variants() + _sharded_variants()
+                for m in ("eager", "jit") for i, lf, api, d, o in _IMPLS] + jax_linear.variants() + jax_distill.variants() \
+            + jax_rl.variants() + _sharded_variants()
 
     def load(self) -> None:
         import jax
@@ -135,6 +138,12 @@ class JaxBackend(Backend):
         if variant.kind in ("vocab", "split"):
             from xentcheck.backends.jax import sharded as jax_sharded
             return jax_sharded.run(self, variant, case, inputs, device)
+        if variant.kind == "distill":
+            from xentcheck.backends.jax import distill as jax_distill
+            return jax_distill.run(self, variant, case, inputs, device)
+        if variant.kind == "rl":
+            from xentcheck.backends.jax import rl as jax_rl
+            return jax_rl.run(self, variant, case, inputs, device)
         ct = None if inputs.cotangent is None else self._put(inputs.cotangent, device)
         loss, grad = self._value_and_grad(variant, case, inputs.smoothing)(self._put(inputs.logits, device),
                                                                           self._put(inputs.labels, device), ct)

@@ -29,9 +29,12 @@ class NumpyBackend(Backend):
     options = ("s", "cap", "z", "ct")  # computed natively, with their closed forms
 
     def variants(self) -> list[Variant]:
+        from xentcheck.backends.numpy import distill as numpy_distill
         from xentcheck.backends.numpy import linear as numpy_linear
+        from xentcheck.backends.numpy import rl as numpy_rl
         from xentcheck.backends.numpy import sharded as numpy_sharded
-        return super().variants() + numpy_linear.variants() + numpy_sharded.variants()
+        return super().variants() + numpy_linear.variants() + numpy_distill.variants() + numpy_rl.variants() \
+            + numpy_sharded.variants()
 
     def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
         if variant.kind == "linear":
@@ -40,6 +43,12 @@ class NumpyBackend(Backend):
         if variant.kind in ("vocab", "split"):
             from xentcheck.backends.numpy import sharded as numpy_sharded
             return numpy_sharded.run(self, variant, case, inputs, device)
+        if variant.kind == "distill":
+            from xentcheck.backends.numpy import distill as numpy_distill
+            return numpy_distill.run(self, variant, case, inputs, device)
+        if variant.kind == "rl":
+            from xentcheck.backends.numpy import rl as numpy_rl
+            return numpy_rl.run(self, variant, case, inputs, device)
         return self.compute(case, inputs, device)
 
     def compute(self, case: Case, inputs: Inputs, device: str) -> Output:

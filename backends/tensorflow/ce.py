@@ -117,6 +117,12 @@ class TensorflowBackend(Backend):
         if variant.kind == "linear":
             from xentcheck.backends.tensorflow import linear as tf_linear
             return tf_linear.run(self, variant, case, inputs, device)
+        if variant.kind == "distill":
+            from xentcheck.backends.tensorflow import distill as tf_distill
+            return tf_distill.run(self, variant, case, inputs, device)
+        if variant.kind == "rl":
+            from xentcheck.backends.tensorflow import rl as tf_rl
+            return tf_rl.run(self, variant, case, inputs, device)
         tf = self.tf
         with tf.device(self._device(device)):
             f = self._value_and_grad(variant.impl, case.reduction, variant.mode, _llm(case))
@@ -180,5 +186,7 @@ def _llm(case: Case) -> tuple[float | None, float | None, float | None]:
 
 
 def _linear_variants() -> list[Variant]:
+    from xentcheck.backends.tensorflow import distill as tf_distill
     from xentcheck.backends.tensorflow import linear as tf_linear
-    return tf_linear.variants()
+    from xentcheck.backends.tensorflow import rl as tf_rl
+    return tf_linear.variants() + tf_distill.variants() + tf_rl.variants()

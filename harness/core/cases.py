@@ -74,12 +74,12 @@ SMOOTHING = 0.1
 
 # ASCII-only and full matches, no leading zeros: an accepted id is its case's canonical id, so
 # ids compare equal exactly when cases do (resumed runs match results by id).
-_FAMILY_RE = re.compile(r"(?:scale|offset)(\d+(?:\.\d+)?e[+-]?\d+)|neartie|dominant|masked|posinf|nan|rowmasked"
+_FAMILY_RE = re.compile(r"(?:scale|offset-?)(\d+(?:\.\d+)?e[+-]?\d+)|neartie|dominant|masked|posinf|nan|rowmasked"
                         r"|nearmax|file-[a-z0-9][a-z0-9.-]*-[0-9a-f]{10}", re.ASCII)  # file-: a user's arrays
 FILE_FAMILY = "file-"  # a user's own arrays (--inputs; xentcheck.core.user_inputs): file-<stem>-<content hash>
 _ID_RE = re.compile(r"(?P<family>[a-z0-9.+-]+)_(?P<dtype>[a-z0-9]+)_(?P<n>0|[1-9]\d*)x(?P<k>0|[1-9]\d*)"
                     r"(?P<extra>(?:x(?:0|[1-9]\d*))*)(?:_lin(?P<d>[1-9]\d*))?(?:_(?P<part>(?:tp|dp|mb)[0-9a-z]*))?"
-                    r"_(?P<labels>[a-z]+)_(?P<reduction>[a-z]+)"
+                    r"(?:_(?P<spec>[a-z]+-[a-z0-9.+-]+))?_(?P<labels>[a-z]+)_(?P<reduction>[a-z]+)"
                     r"(?:_opt-(?P<options>[a-z0-9.+-]+))?", re.ASCII)
 # an option token: a name, then (LLM options only) a number in the canonical form of format_param
 _TOKEN_RE = re.compile(r"(?P<name>[a-z]+?)(?P<param>-?\d+(?:\.\d+)?(?:e-?\d+)?)?", re.ASCII)
@@ -148,13 +148,17 @@ class Case:
     # how the case is split over ranks or micro-batches (xentcheck.problems.sharded): "tp2" (the
     # vocabulary over 2 tensor-parallel ranks), "dp2mb3" (2 data-parallel ranks x 3 micro-batches); "": none
     part: str = ""
+    # a kind's own segment of the id, "<kind token>-<settings>" before the labels (e.g. a
+    # distillation case's "kd-jsd0.5+t2": xentcheck.problems.distill); "" for plain and linear CE
+    spec: str = ""
     # a user's file holding the inputs (family "file-..."; xentcheck.core.user_inputs). Not part of
     # the case's identity: the id's content hash is
     source: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def id(self) -> str:
-        dims = "".join(f"x{d}" for d in self.extra) + (f"_lin{self.d}" if self.d else "") + (f"_{self.part}" if self.part else "")
+        dims = "".join(f"x{d}" for d in self.extra) + (f"_lin{self.d}" if self.d else "") + \
+            (f"_{self.part}" if self.part else "") + (f"_{self.spec}" if self.spec else "")
         base = f"{self.family}_{self.dtype}_{self.n}x{self.k}{dims}_{self.labels}_{self.reduction}"
         return f"{base}_opt-{self.options}" if self.options else base
 
@@ -240,7 +244,7 @@ class Case:
             raise ValueError(f"malformed case id {case_id!r} (expected family_dtype_NxK_labels_reduction)")
         extra = tuple(int(v) for v in m["extra"].split("x")[1:])
         case = cls(m["family"], m["dtype"], int(m["n"]), int(m["k"]), m["labels"], m["reduction"], m["options"] or "",
-                   extra, int(m["d"] or 0), m["part"] or "", source=source)
+                   extra, int(m["d"] or 0), m["part"] or "", m["spec"] or "", source=source)
         case.validate()
         return case
 
@@ -255,8 +259,13 @@ class Case:
         dtypes.info(self.dtype)
         if self.labels not in ALL_LABEL_FORMS:
             raise ValueError(f"unknown label form {self.labels!r} (known: {', '.join(ALL_LABEL_FORMS)})")
-        if self.reduction not in REDUCTIONS:
-            raise ValueError(f"unknown reduction {self.reduction!r} (known: {', '.join(REDUCTIONS)})")
+        segments = [s for s in (f"_lin{self.d}" if self.d else "", self.part, self.spec) if s]
+        if len(segments) > 1:  # each names another kind: the records' claims would overlap
+            raise ValueError(f"a case takes one of _lin<D>, a partitioning and a kind segment, not "
+                             f"{' and '.join(segments)}")
+        reductions = problem_of(self).reductions
+        if self.reduction not in reductions:
+            raise ValueError(f"unknown reduction {self.reduction!r} (known: {', '.join(reductions)})")
         if not (0 <= self.n <= MAX_N and 2 <= self.k <= MAX_K):
             raise ValueError(f"shape {self.dims} out of range (0 <= N <= {MAX_N}, 2 <= K <= {MAX_K})")
         if len(self.extra) > MAX_EXTRA_DIMS or not all(1 <= d <= MAX_N for d in self.extra):
@@ -294,6 +303,8 @@ class Case:
             out["d"] = self.d
         if self.part:
             out["part"] = self.part
+        if self.spec:
+            out["spec"] = self.spec
         if self.source is not None:
             out["inputs_file"] = self.source
         return out
@@ -323,6 +334,13 @@ class Inputs:
         return Inputs(self.logits.copy(), self.labels.copy(), self.target.copy(),
                       None if self.weights is None else self.weights.copy(), self.smoothing,
                       None if self.cotangent is None else self.cotangent.copy())
+
+
+def _fits(family: str, dtype: str) -> bool:
+    """Offsets that overflow a dtype are not a meaningful case for it (1e8 in float16)."""
+    if family.startswith("offset"):
+        return abs(float(family[len("offset"):])) * 4 <= dtypes.info(dtype).max
+    return True
 
 
 def default_suite(dtype_names: tuple[str, ...] | list[str] = dtypes.DTYPE_NAMES) -> list[Case]:

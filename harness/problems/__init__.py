@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from xentcheck.problems.base import OutputSpec, Problem, Section
 from xentcheck.problems.ce import CE
+from xentcheck.problems.distill import DISTILL
 from xentcheck.problems.linear import LINEAR
+from xentcheck.problems.rl import RL
 from xentcheck.problems.sharded import SPLIT, VOCAB
 
 if TYPE_CHECKING:
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["OutputSpec", "Problem", "Section", "PROBLEMS", "problem_of", "output_specs", "OUTPUT_NAMES", "runs",
            "of_arrays", "kind_of", "DEFAULT_KIND", "outputs_of", "OUTPUT_TITLES"]
 
-PROBLEMS: dict[str, Problem] = {p.kind: p for p in (CE, LINEAR, VOCAB, SPLIT)}
+PROBLEMS: dict[str, Problem] = {p.kind: p for p in (CE, LINEAR, DISTILL, RL, VOCAB, SPLIT)}
 
 
 def problem_of(case: Case) -> Problem:

@@ -101,6 +101,9 @@ class Problem:
     # (rank None: a process holding every rank)
     ranks: Callable[[Case], int] = lambda case: 1
     shard: Callable[[Case, Any, int | None, int], Any] | None = None
+    # the reductions its ids may name (core.cases.REDUCTIONS for plain and linear CE); a kind with
+    # its own (distillation's batchmean) lists them
+    reductions: tuple[str, ...] = ("mean", "sum", "none")
 
     def output(self, name: str) -> OutputSpec:
         return next(o for o in self.outputs if o.name == name)

@@ -131,7 +131,8 @@ def _write_repro(folder: Path, name: str, record: dict, inputs: Inputs, case: Ca
 
 
 CE = Problem(
-    kind="ce", title="softmax cross-entropy", claims=lambda case: not case.d and not case.part, outputs=OUTPUTS,
+    kind="ce", title="softmax cross-entropy", claims=lambda case: not case.d and not case.part and not case.spec,
+    outputs=OUTPUTS,
     sections=(Section(10, _plain), Section(20, _llm), Section(40, _unnorm)),
     validate=_validate, make_inputs=_make_inputs, reference=_reference, reference_arrays=_reference_arrays,
     compute=_compute, compare=_compare, shrink_steps=_shrink_steps, write_repro=_write_repro,

@@ -1,0 +1,60 @@
+"""Comparing a distillation output (loss, the student's and the teacher's gradients) with its
+reference: shapes, dtypes, then each output at its natural scale (reference.py). The "model"
+preset's bound is u (3 + ceil(log2 K)) times the natural scale: the K-term sums of the loss and
+of the softmax, pairwise or blocked, err by about log2 K u of it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from xentcheck.core.cases import Case
+from xentcheck.core.dtypes import info
+from xentcheck.core.metrics import array_metrics
+from xentcheck.core.tolerances import PRESETS, default_table
+from xentcheck.core.tolerances import allowed as allowed_by
+
+
+def model_bound(case: Case, scale) -> np.ndarray:
+    return info(case.dtype).eps * (3 + math.ceil(math.log2(max(2, case.k)))) * np.asarray(scale)
+
+
+def metrics_of(case: Case, what: str, tol_key: str, actual, expected, scale, tolerances) -> dict:
+    rtol, atol = tolerances.get(case.dtype, tol_key)
+    scale = np.asarray(scale, dtype=np.float64)
+    bound = model_bound(case, scale)
+    e64 = np.asarray(expected, dtype=np.float64)
+    others = {name: allowed_by(p["kind"], *default_table(name, case.dtype, tol_key), e64, scale, bound)
+              for name, p in PRESETS.items()}
+    mine = allowed_by(tolerances.kind, rtol, atol, np.asarray(expected), scale, bound)
+    return array_metrics(actual, expected, case.dtype, rtol, atol, scale if tolerances.scaled else 1.0,
+                         allowed=mine, natural=scale, others=others)
+
+
+def shape_problems(case: Case, loss: np.ndarray, grads: dict) -> list[str]:
+    want = {"loss": (case.n,) if case.reduction == "none" else (), "grad": (case.n, case.k),
+            "tgrad": (case.n, case.k)}
+    got = {"loss": loss.shape, **{k: a.shape for k, a in grads.items()}}
+    return [f"{k} has shape {tuple(got[k])}, expected {want[k]}" for k in got if k in want
+            and tuple(got[k]) != want[k]]
+
+
+def compare_distill(case: Case, ref, output, tolerances, outputs) -> dict:
+    """The record's compare: shapes, dtypes, values of each declared output."""
+    loss = np.asarray(output.loss)
+    grads = {k: np.asarray(a) for k, a in (output.grads or {}).items()}
+    out: dict = {"loss_dtype": output.loss_dtype or loss.dtype.name,
+                 "grad_dtype": output.grad_dtype or (grads["grad"].dtype.name if "grad" in grads else "")}
+    reasons = shape_problems(case, loss, grads)
+    if reasons:
+        return {**out, "verdict": "fail", "reasons": reasons}
+    from xentcheck.core.evaluate import dtype_reasons, values_verdict
+    reasons, widened = dtype_reasons(case, out)
+    for spec in outputs:
+        actual = loss if spec.name == "loss" else grads.get(spec.name)
+        if actual is None:
+            continue
+        out[spec.name] = metrics_of(case, spec.name, spec.tolerance, actual, ref.get(spec.name),
+                                    ref.scales[spec.name], tolerances)
+    return {**out, **values_verdict(case, outputs, out, tolerances, reasons, widened)}
