@@ -4,9 +4,16 @@ With logits o = h W^T + b (N x V), per-row CE as xentcheck.core.reference comput
 included) and G the gradient of v . loss w.r.t. the logits (G = (p sum(r) - r) x cotangent /
 denominator, r the effective label weights):
     dh = G W   (N x D),   dW = G^T h   (V x D),   db = sum_n G_n   (V,)
-Computed a chunk of rows at a time (never N x V at once): each chunk's logits, then
-reference.reference on them (p, lse, G of the plain CE reference, reduction "sum" or "none"),
-then its contribution to dh, dW and db.
+Computed in three passes, every product one BLAS call over all N rows (linear_reference):
+1. the logits a vocabulary block at a time, o_b = h W_b^T + b_b (and each row's w_n, below);
+2. a chunk of rows at a time, reference.reference of the chunk's logits (p, lse, G of the plain
+   CE reference, options included, reduction "sum" or "none"), the loss and db;
+3. a vocabulary block at a time, dh += G_b W_b and dW_b = G_b^T h, with their scales.
+With more than one row chunk, N x V is never held: the logits go to a file (BlockFile, laid out
+a vocabulary block at a time), G takes their place there in pass 2, A (below) a second file:
+N V 12 bytes on disk for a 16- or 32-bit case (6.3 GB at 4096 x 128,256), none of it in the
+process. One chunk (the suites' cases): the logits, G and A are held, and the calls are those
+of the chunked algorithm before it (one chunk's), so the values are the same bits.
 
 Precision. 16- and 32-bit inputs: every product h_nd W_vd is exact in float64 and the D-term
 sums err by at most about D 2^-53 of sum |h| |W|, far below the tested dtype's roundoff; the
@@ -31,9 +38,9 @@ that product's own rounding); float64 inputs keep float64 products.
 
 dW a vocabulary block at a time: above STREAM_DW_ENTRIES entries of W, dW and its scale (16 bytes
 an entry of W, more than the inputs and a backend's outputs take together in float32) are not
-held: G and A go to a temporary file (GradientSpill, N V 12 bytes on disk) and dw_blocks forms
-dW and its scale a block at a time; the comparison (metrics.py) takes each block and drops it.
-The same products of the same values as held, on operands laid out otherwise, which BLAS may sum
+held: G and A stay in their files and dw_blocks forms dW and its scale a block at a time (one
+product over all rows each); the comparison (metrics.py) takes each block and drops it. The
+same products of the same values as held, on operands laid out otherwise, which BLAS may sum
 in another order: not the same bits, each within the precision above of the exact G^T h (both
 within 2 N 2^-53, or 2^-64, of the natural scale of each other).
 """
@@ -53,7 +60,8 @@ from xentcheck.core.reference import reference, softmax_lse, working_precision
 from xentcheck.problems.linear.cases import LinearInputs
 
 CHUNK_ELEMENTS = 1 << 22  # rows x V per chunk: a few 32 MiB float64 temporaries (32 rows of V = 128,256)
-WEIGHT_BLOCK_ELEMENTS = 1 << 21  # V x D per block of W converted at a time: 16 MiB in float64
+WEIGHT_BLOCK_ELEMENTS = 1 << 23  # V x D per block of W converted at a time: 64 MiB in float64
+LOGIT_BLOCK_ELEMENTS = 1 << 24  # N x V per block of logits, G (float64: 128 MiB) and A
 # V x D above which dW and its scale (16 bytes an entry of W) are not held: the comparison takes
 # them a vocabulary block at a time (LinearReference.dw_blocks); 2^24 entries: 256 MiB
 STREAM_DW_ENTRIES = 1 << 24
@@ -311,9 +319,10 @@ def denominator(case: Case, inputs: LinearInputs, semantics: str) -> float:
     return float(case.n)
 
 
-def _blocks(v: int, dim: int) -> list[slice]:
-    """Vocabulary blocks of W of at most WEIGHT_BLOCK_ELEMENTS entries (at least one row each)."""
-    step = max(1, WEIGHT_BLOCK_ELEMENTS // max(1, dim))
+def _blocks(v: int, dim: int, n: int = 0) -> list[slice]:
+    """Vocabulary blocks of at most WEIGHT_BLOCK_ELEMENTS entries of W and LOGIT_BLOCK_ELEMENTS
+    logits of n rows (at least one vocabulary row each): wide blocks make large products."""
+    step = max(1, min(WEIGHT_BLOCK_ELEMENTS // max(1, dim), LOGIT_BLOCK_ELEMENTS // max(1, n)))
     return [slice(lo, min(v, lo + step)) for lo in range(0, v, step)] or [slice(0, 0)]
 
 
@@ -340,7 +349,7 @@ def linear_reference(case: Case, inputs: LinearInputs, semantics: str = "plain")
     wp = np.longdouble if case.dtype == "float64" else np.float64
     sdt = scale_dtype(case.dtype)
     n, v, dim = case.n, case.k, case.d
-    blocks, chunks = _blocks(v, dim), _chunks(n, v)
+    blocks, chunks = _blocks(v, dim, n), _chunks(n, v)
     streamed = v * dim > STREAM_DW_ENTRIES
     spilled = len(chunks) > 1  # else the one chunk's logits, G and A are held (N x V, a few MiB at most)
     denom = denominator(case, inputs, semantics)
