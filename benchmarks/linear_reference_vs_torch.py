@@ -17,6 +17,7 @@ model, cores, AVX-512 flags), NumPy's BLAS and the packages' versions are in the
 from __future__ import annotations
 
 import argparse
+import ctypes
 import datetime
 import json
 import os
@@ -34,12 +35,26 @@ TORCH = {"backend": "torch", "impl": "linear_then_cross_entropy", "mode": "eager
 
 
 def blas() -> dict:
-    """NumPy's BLAS as its build reports it (the reference's products run there)."""
+    """NumPy's BLAS as its build reports it (the reference's products run there), and the kernels
+    a DYNAMIC_ARCH OpenBLAS chose at run time (the build's configuration names its build target)."""
     try:
         deps = np.show_config(mode="dicts")["Build Dependencies"]["blas"]  # type: ignore[func-returns-value]
-        return {k: deps.get(k) for k in ("name", "version", "openblas configuration")}
+        out = {k: deps.get(k) for k in ("name", "version", "openblas configuration")}
     except Exception as exc:  # a NumPy without the dict form
         return {"error": f"{type(exc).__name__}: {exc}"}
+    libs = sorted(Path(np.__file__).parent.parent.glob("numpy.libs/*openblas*"))
+    for lib in libs[:1]:
+        try:
+            so = ctypes.CDLL(str(lib))
+            for name in ("scipy_openblas_get_corename64_", "openblas_get_corename64_", "openblas_get_corename"):
+                if hasattr(so, name):
+                    fn = getattr(so, name)
+                    fn.restype = ctypes.c_char_p
+                    out["runtime_core"] = fn().decode()
+                    break
+        except OSError:
+            pass
+    return out
 
 
 def refusal(torch_row: dict, ref_row: dict) -> str | None:

@@ -61,7 +61,7 @@ from xentcheck.problems.linear.cases import LinearInputs
 
 CHUNK_ELEMENTS = 1 << 22  # rows x V per chunk: a few 32 MiB float64 temporaries (32 rows of V = 128,256)
 WEIGHT_BLOCK_ELEMENTS = 1 << 23  # V x D per block of W converted at a time: 64 MiB in float64
-LOGIT_BLOCK_ELEMENTS = 1 << 24  # N x V per block of logits, G (float64: 128 MiB) and A
+LOGIT_BLOCK_ELEMENTS = 1 << 23  # N x V per block of logits, G (float64: 64 MiB) and A: pass 1 holds ~5 such
 # V x D above which dW and its scale (16 bytes an entry of W) are not held: the comparison takes
 # them a vocabulary block at a time (LinearReference.dw_blocks); 2^24 entries: 256 MiB
 STREAM_DW_ENTRIES = 1 << 24
