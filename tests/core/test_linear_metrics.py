@@ -27,6 +27,28 @@ def small_blocks():
     lr.WEIGHT_BLOCK_ELEMENTS, lr.STREAM_DW_ENTRIES, lm.METRIC_BLOCK_ELEMENTS = old
 
 
+def test_a_large_dh_is_measured_in_rows_as_a_whole_array(small_blocks, monkeypatch):
+    """dh above WHOLE_ELEMENTS entries: a few rows at a time (StreamedMetrics), the whole array's
+    metrics (p50/p99 within 2^-9), with errors in one row that fail."""
+    import xentcheck.problems.linear.metrics as lm
+    c = Case.from_id("scale1e+1_float32_24x777_lin16_index_mean_opt-w+ign+ls+b")
+    ref = lr.linear_reference(c, make_inputs(c, 0), "torch")
+    grads = {k: round_to(np.asarray(ref.get(k), dtype=np.float64), c.dtype) for k in ("dh", "dw", "db")}
+    i = int(np.flatnonzero((np.asarray(ref.dh, dtype=np.float64) != 0).all(axis=1))[0])  # a counted row
+    grads["dh"][i] += (1e-3 * ref.scales["dh"][i]).astype(np.float32)  # far past 8 u of the scale
+    loss = round_to(np.asarray(ref.loss, dtype=np.float64), c.dtype)
+    want = measure_linear(c, ref, loss, grads, Tolerances())
+    monkeypatch.setattr(lm, "WHOLE_ELEMENTS", 10)
+    lm.METRIC_BLOCK_ELEMENTS = 3 * c.d  # 8 parts of 3 rows
+    got = measure_linear(c, ref, loss, grads, Tolerances())
+    assert want["dh"]["n_exceed"] > 0 and want["dh"]["worst_index"][0] == i
+    for key, value in want["dh"].items():
+        if key.startswith(("p50_", "p99_")):
+            assert abs(got["dh"][key] - value) <= 2.0 ** -9 * abs(value), key
+        else:
+            assert got["dh"][key] == value, key
+
+
 def _held(streamed: lr.LinearReference) -> lr.LinearReference:
     """The streamed reference with its dW and dW's scale held: its blocks put together."""
     parts = list(streamed.dw_blocks())

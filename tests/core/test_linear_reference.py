@@ -132,7 +132,7 @@ def test_reference_matches_plain_reference_on_its_logits():
     old = lr.CHUNK_ELEMENTS, lr.WEIGHT_BLOCK_ELEMENTS
     try:
         lr.CHUNK_ELEMENTS, lr.WEIGHT_BLOCK_ELEMENTS = 1, 100 * c.d
-        assert len(lr._blocks(c.k, c.d)) == 8
+        assert len(lr._blocks(c.k, c.d, c.n)) == 8
         ref = linear_reference(c, x, "torch")
     finally:
         lr.CHUNK_ELEMENTS, lr.WEIGHT_BLOCK_ELEMENTS = old
@@ -251,7 +251,7 @@ def test_streamed_dw_blocks_are_the_held_dw():
                 st = linear_reference(c, x, "torch")
                 assert st.dw is None and st.scales["dw"] is None and st.streamed
                 parts = list(st.dw_blocks())
-                assert [p[0].start for p in parts] == [b.start for b in lr._blocks(c.k, c.d)]
+                assert [p[0].start for p in parts] == [b.start for b in lr._blocks(c.k, c.d, c.n)]
                 dw, s = np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
                 assert dw.dtype == held.dw.dtype and dw.shape == held.dw.shape
                 scale = np.asarray(held.scales["dw"], dtype=np.longdouble)
@@ -267,3 +267,67 @@ def test_streamed_dw_blocks_are_the_held_dw():
                 assert vb == slice(0, c.k) and dw is held.dw and s is held.scales["dw"]
         finally:
             lr.CHUNK_ELEMENTS, lr.WEIGHT_BLOCK_ELEMENTS, lr.STREAM_DW_ENTRIES = old
+
+
+@pytest.mark.parametrize("case_id", ["scale1e+0_float32_40x300_lin24_index_mean_opt-ign+b",
+                                     "scale1e+1_bfloat16_33x257_lin16_index_sum_opt-w+ls+b",
+                                     "scale1e+0_float16_20x500_lin32_index_none_opt-cap30+z1e-4+ct",
+                                     "scale1e+0_float32_16x300_lin64_index_mean_opt-cap5+z0.01+b",
+                                     "dominant_float64_12x200_lin16_index_sum_opt-ign"])
+def test_spilled_block_products_agree_with_the_one_chunk_reference(case_id):
+    """Row chunks of a few rows (logits, G and A spilled to files) and several vocabulary blocks,
+    dW held and streamed, against the reference in one chunk and one block (the previous
+    algorithm's calls, unchanged for such cases) and a direct product of its G. The logits,
+    each a D-term sum, may differ in the last bits between the two (BLAS may order a block's
+    sums otherwise), which moves G by at most the A - |G| part of its natural scale times
+    gamma_D; dh, dW and db sum T = V, N, N products each within gamma_T: so every output within
+    2 gamma_(T + D) of its natural scale (working precision: float64, longdouble for float64)."""
+    import xentcheck.problems.linear.reference as lr
+    c = Case.from_id(case_id)
+    x = make_inputs(c, 2)
+    u = 2.0 ** -64 if c.dtype == "float64" else 2.0 ** -53
+    whole = linear_reference(c, x, "torch")
+    assert len(lr._chunks(c.n, c.k)) == 1 and len(lr._blocks(c.k, c.d, c.n)) == 1
+    g = None
+    old = lr.CHUNK_ELEMENTS, lr.WEIGHT_BLOCK_ELEMENTS, lr.STREAM_DW_ENTRIES
+    try:
+        lr.CHUNK_ELEMENTS, lr.WEIGHT_BLOCK_ELEMENTS = 3 * c.k, 61 * c.d
+        assert len(lr._chunks(c.n, c.k)) > 3 and len(lr._blocks(c.k, c.d, c.n)) > 3
+        for stream in (1 << 24, 0):
+            lr.STREAM_DW_ENTRIES = stream
+            got = linear_reference(c, x, "torch")
+            assert got.streamed == (stream == 0)
+            dw = np.concatenate([b for _, b, _ in got.dw_blocks()])
+            s_dw = np.concatenate([s for _, _, s in got.dw_blocks()])
+            for what, mine, terms in (("loss", got.loss, c.d), ("dh", got.dh, c.k), ("dw", dw, c.n),
+                                      ("db", got.db, c.n)):
+                if mine is None:
+                    continue
+                want = np.asarray(whole.get(what), dtype=np.longdouble)
+                scale = np.asarray(whole.scales[what], dtype=np.longdouble)
+                bound = 2 * _gamma(terms + c.d, u) * scale
+                assert np.all(np.abs(np.asarray(mine, dtype=np.longdouble) - want) <= bound), (case_id, stream, what)
+            # the scales: the same sums of A's products in other blocks, each rounded up (scale_product)
+            u_s = 2.0 ** -53 if c.dtype == "float64" else 2.0 ** -24
+            for what, mine in (("dh", got.scales["dh"]), ("dw", s_dw), ("db", got.scales["db"])):
+                grow = (1 + 2 * (max(c.n, c.k) + 2) * u_s) ** 2 - 1 + 1e-12
+                assert np.allclose(mine, whole.scales[what], rtol=grow, atol=max(c.n, c.k) * 2.0 ** -148), what
+            if g is None:  # a direct product of the one-chunk reference's G (the CE reference of h W^T + b)
+                o = x.hidden.astype(np.float64) @ x.weight.astype(np.float64).T
+                if x.bias is not None:
+                    o += x.bias.astype(np.float64)
+                g = np.asarray(reference(lr._ce_case(c, c.n), Inputs(o, x.labels, x.target, x.weights, x.smoothing),
+                                         "torch", wide=True).grad, dtype=np.float64)
+                if c.reduction == "mean":
+                    g /= whole.denom
+                if x.cotangent is not None:
+                    g *= x.cotangent.astype(np.float64)[:, None] if x.cotangent.ndim else float(x.cotangent)
+                for what, want, terms in (("dh", g @ x.weight.astype(np.float64), c.k),
+                                          ("dw", g.T @ x.hidden.astype(np.float64), c.n)):
+                    # float64 logits and G (float64 cases: longdouble ones in the reference)
+                    err = np.abs(np.asarray(getattr(got, what) if what == "dh" else dw, dtype=np.float64) - want)
+                    assert np.all(err <= 2 * _gamma(terms + c.d, 2.0 ** -53) * whole.scales[what]), (case_id, what)
+    finally:
+        lr.CHUNK_ELEMENTS, lr.WEIGHT_BLOCK_ELEMENTS, lr.STREAM_DW_ENTRIES = old
+    if "ign" in c.option_set:
+        assert np.all(np.asarray(got.dh)[x.labels == -100] == 0)  # ignored rows: no gradient

@@ -12,6 +12,7 @@ BLAS and reductions do) by about log2 T u.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -52,19 +53,25 @@ def _metrics(case: Case, ref, what: str, actual: np.ndarray, expected: np.ndarra
 
 def measure_linear(case: Case, ref, loss: np.ndarray, grads: dict[str, np.ndarray], tolerances) -> dict[str, dict]:
     """array_metrics of each output under the run's tolerance and every preset's (their excess);
-    a streamed dW (ref.streamed) a vocabulary block at a time (StreamedMetrics)."""
+    a streamed dW (ref.streamed), and a dh of more than WHOLE_ELEMENTS entries, a few rows at a
+    time (StreamedMetrics): array_metrics makes some 15 temporaries of its input's size."""
     out = {}
     for what in ("loss", *GRADS):
+        parts: Iterator[tuple[int, np.ndarray, np.ndarray]] | None = None
         if what == "dw" and ref.streamed:
-            actual, merged = grads["dw"], StreamedMetrics(np.shape(grads["dw"]))
+            parts = ((vb.start, block, block_scale) for vb, block, block_scale in ref.dw_blocks())
+        elif what == "dh" and np.size(ref.dh) > WHOLE_ELEMENTS:
+            parts = iter([(0, ref.dh, ref.scales["dh"])])
+        if parts is not None:
+            actual, merged = grads[what], StreamedMetrics(np.shape(grads[what]))
             step = max(1, METRIC_BLOCK_ELEMENTS // max(1, case.d))
-            for vb, block, block_scale in ref.dw_blocks():
-                for lo in range(0, vb.stop - vb.start, step):  # a few rows of the block at a time
-                    rows = slice(lo, min(vb.stop - vb.start, lo + step))
-                    part, scale, got = block[rows], block_scale[rows], actual[vb.start + rows.start:vb.start + rows.stop]
-                    merged.add(vb.start + lo, rows.stop - lo,
-                               lambda got=got, part=part, scale=scale, **keep:
-                               _metrics(case, ref, "dw", got, part, scale, tolerances, **keep))
+            for start, block, block_scale in parts:
+                for lo in range(0, len(block), step):  # a few rows of the block at a time
+                    rows = slice(lo, min(len(block), lo + step))
+                    part, scale, got = block[rows], block_scale[rows], actual[start + rows.start:start + rows.stop]
+                    merged.add(start + lo, rows.stop - lo,
+                               lambda got=got, part=part, scale=scale, what=what, **keep:
+                               _metrics(case, ref, what, got, part, scale, tolerances, **keep))
             out[what] = merged.result()
             continue
         expected = ref.get(what)
@@ -77,6 +84,8 @@ def measure_linear(case: Case, ref, loss: np.ndarray, grads: dict[str, np.ndarra
 
 # entries of a streamed dW measured at a time: array_metrics makes some 15 temporaries of this size
 METRIC_BLOCK_ELEMENTS = 1 << 19
+# dh (N x D) above this many entries is measured a few rows at a time too (1 GB of temporaries at 4096 x 2048)
+WHOLE_ELEMENTS = 1 << 22
 HIST_SHIFT = 44  # a float64's top 20 bits: sign, exponent, 8 bits of the significand
 
 

@@ -4,9 +4,16 @@ With logits o = h W^T + b (N x V), per-row CE as xentcheck.problems.ce.reference
 included) and G the gradient of v . loss w.r.t. the logits (G = (p sum(r) - r) x cotangent /
 denominator, r the effective label weights):
     dh = G W   (N x D),   dW = G^T h   (V x D),   db = sum_n G_n   (V,)
-Computed a chunk of rows at a time (never N x V at once): each chunk's logits, then
-reference.reference on them (p, lse, G of the plain CE reference, reduction "sum" or "none"),
-then its contribution to dh, dW and db.
+Computed in three passes, every product one BLAS call over all N rows (linear_reference):
+1. the logits a vocabulary block at a time, o_b = h W_b^T + b_b (and each row's w_n, below);
+2. a chunk of rows at a time, reference.reference of the chunk's logits (p, lse, G of the plain
+   CE reference, options included, reduction "sum" or "none"), the loss and db;
+3. a vocabulary block at a time, dh += G_b W_b and dW_b = G_b^T h, with their scales.
+With more than one row chunk, N x V is never held: the logits go to a file (BlockFile, laid out
+a vocabulary block at a time), G takes their place there in pass 2, A (below) a second file:
+N V 12 bytes on disk for a 16- or 32-bit case (6.3 GB at 4096 x 128,256), none of it in the
+process. One chunk (the suites' cases): the logits, G and A are held, and the calls are those
+of the chunked algorithm before it (one chunk's), so the values are the same bits.
 
 Precision. 16- and 32-bit inputs: every product h_nd W_vd is exact in float64 and the D-term
 sums err by at most about D 2^-53 of sum |h| |W|, far below the tested dtype's roundoff; the
@@ -31,9 +38,9 @@ that product's own rounding); float64 inputs keep float64 products.
 
 dW a vocabulary block at a time: above STREAM_DW_ENTRIES entries of W, dW and its scale (16 bytes
 an entry of W, more than the inputs and a backend's outputs take together in float32) are not
-held: G and A go to a temporary file (GradientSpill, N V 12 bytes on disk) and dw_blocks forms
-dW and its scale a block at a time; the comparison (metrics.py) takes each block and drops it.
-The same products of the same values as held, on operands laid out otherwise, which BLAS may sum
+held: G and A stay in their files and dw_blocks forms dW and its scale a block at a time (one
+product over all rows each); the comparison (metrics.py) takes each block and drops it. The
+same products of the same values as held, on operands laid out otherwise, which BLAS may sum
 in another order: not the same bits, each within the precision above of the exact G^T h (both
 within 2 N 2^-53, or 2^-64, of the natural scale of each other).
 """
@@ -53,7 +60,8 @@ from xentcheck.problems.ce.reference import reference, softmax_lse, working_prec
 from xentcheck.problems.linear.cases import LinearInputs
 
 CHUNK_ELEMENTS = 1 << 22  # rows x V per chunk: a few 32 MiB float64 temporaries (32 rows of V = 128,256)
-WEIGHT_BLOCK_ELEMENTS = 1 << 21  # V x D per block of W converted at a time: 16 MiB in float64
+WEIGHT_BLOCK_ELEMENTS = 1 << 23  # V x D per block of W converted at a time: 64 MiB in float64
+LOGIT_BLOCK_ELEMENTS = 1 << 23  # N x V per block of logits, G (float64: 64 MiB) and A: pass 1 holds ~5 such
 # V x D above which dW and its scale (16 bytes an entry of W) are not held: the comparison takes
 # them a vocabulary block at a time (LinearReference.dw_blocks); 2^24 entries: 256 MiB
 STREAM_DW_ENTRIES = 1 << 24
@@ -129,7 +137,7 @@ def scale_product(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (x.astype(np.float64) @ y.astype(np.float64)) * (1 + 2.0 ** -22)
 
 
-# --- dW a vocabulary block at a time --------------------------------------------------------
+# --- the spill: N x V arrays a vocabulary block at a time, on disk ------------------------
 
 def _pwrite(fd: int, a: np.ndarray, offset: int) -> None:
     view = np.ascontiguousarray(a).data.cast("B")
@@ -147,63 +155,67 @@ def _pread(fd: int, a: np.ndarray, offset: int) -> None:
         view, offset = view[done:], offset + done
 
 
-class GradientSpill:
-    """G (N x V, working precision) and A (its scale operand, scale_dtype) in an anonymous
-    temporary file (gone when closed), laid out a vocabulary block at a time: all N rows of the
-    block's G, then of its A. linear_reference writes a chunk of rows at a time; `read` returns a
-    block's (G, A) whole. The file holds N V (8 + 4) bytes for a 16- or 32-bit case; the process's
-    memory holds none of it (plain reads and writes, no mapping)."""
+class BlockFile:
+    """An N x V array of one dtype in an anonymous temporary file (gone when closed), laid out a
+    vocabulary block at a time: block b's N rows x width entries, row-major, one after the other.
+    `write` puts rows lo.. of a block, `read` returns a block's N rows whole (one read), `rows`
+    rows lo:hi of every block as one (rows, V) array. Plain reads and writes, no mapping: the
+    process's memory holds none of it."""
 
-    def __init__(self, n: int, blocks: list[slice], g_type: type, a_type: type):
-        self.n, self.blocks = n, blocks
-        self.g_type, self.a_type = np.dtype(g_type), np.dtype(a_type)
+    def __init__(self, n: int, blocks: list[slice], dtype: type):
+        self.n, self.blocks, self.dtype = n, blocks, np.dtype(dtype)
         self.file = tempfile.TemporaryFile(prefix="xentcheck-linear-")
-        self.offsets, off = {}, 0
+        self.offsets = {}
+        off = 0
         for vb in blocks:
             self.offsets[vb.start] = off
-            off += n * (vb.stop - vb.start) * (self.g_type.itemsize + self.a_type.itemsize)
+            off += n * (vb.stop - vb.start) * self.dtype.itemsize
 
-    def write(self, vb: slice, lo: int, g: np.ndarray, a: np.ndarray) -> None:
-        width, base, fd = vb.stop - vb.start, self.offsets[vb.start], self.file.fileno()
-        if g.size:
-            _pwrite(fd, g.astype(self.g_type, copy=False), base + lo * width * self.g_type.itemsize)
-            _pwrite(fd, a.astype(self.a_type, copy=False),
-                    base + (self.n * self.g_type.itemsize + lo * self.a_type.itemsize) * width)
+    def write(self, vb: slice, lo: int, a: np.ndarray) -> None:
+        width = vb.stop - vb.start
+        if a.size:
+            _pwrite(self.file.fileno(), a.astype(self.dtype, copy=False),
+                    self.offsets[vb.start] + lo * width * self.dtype.itemsize)
 
-    def read(self, vb: slice) -> tuple[np.ndarray, np.ndarray]:
-        width, base, fd = vb.stop - vb.start, self.offsets[vb.start], self.file.fileno()
-        g, a = np.empty((self.n, width), self.g_type), np.empty((self.n, width), self.a_type)
-        if g.size:
-            _pread(fd, g, base)
-            _pread(fd, a, base + self.n * width * self.g_type.itemsize)
-        return g, a
+    def read(self, vb: slice) -> np.ndarray:
+        out = np.empty((self.n, vb.stop - vb.start), self.dtype)
+        if out.size:
+            _pread(self.file.fileno(), out, self.offsets[vb.start])
+        return out
+
+    def rows(self, lo: int, hi: int, v: int) -> np.ndarray:
+        out = np.empty((hi - lo, v), self.dtype)
+        for vb in self.blocks:
+            width = vb.stop - vb.start
+            part = np.empty((hi - lo, width), self.dtype)
+            if part.size:
+                _pread(self.file.fileno(), part, self.offsets[vb.start] + lo * width * self.dtype.itemsize)
+            out[:, vb] = part
+        return out
+
+    def close(self) -> None:
+        self.file.close()
 
 
 @dataclass
 class DwStream:
-    """dW = G^T h and its scale sum_n A_nv |h_nd|, a vocabulary block at a time from the spill:
-    per block, the row chunks' products in the chunks' order, as linear_reference accumulates a
-    held dW: the same values, but a block's G is contiguous here and a strided slice of the
-    chunk's G there, and BLAS may sum such operands in another order (OpenBLAS's SkylakeX kernels
-    do), so not the same bits; each within N u of the natural scale of the exact sum (module
-    docstring)."""
-    spill: GradientSpill
+    """dW = G^T h and its scale sum_n A_nv |h_nd|, a vocabulary block at a time from the spilled G
+    and A: per block one product over all N rows, as linear_reference forms a held dW (the same
+    operands but for their layout: a block's G is contiguous here and may be a strided slice of
+    the held G there, which BLAS may sum in another order; not the same bits, each within
+    gamma_N of the working precision of the exact sum, relative to the natural scale)."""
+    g: BlockFile
+    a: BlockFile
     hidden: np.ndarray
-    chunks: list[tuple[int, int]]
     dtype: str
     wp: type
 
     def blocks(self) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
         h_wp: np.ndarray = self.hidden.astype(self.wp)
         h_abs = abs_operand(self.hidden, self.dtype)
-        for vb in self.spill.blocks:
-            g, a = self.spill.read(vb)
-            dw = np.zeros((vb.stop - vb.start, self.hidden.shape[1]), dtype=self.wp)
-            s = np.zeros(dw.shape)
-            for lo, hi in self.chunks:
-                dw += g[lo:hi].T @ h_wp[lo:hi]
-                s += scale_product(a[lo:hi].T, h_abs[lo:hi])
-            yield vb, dw, s
+        for vb in self.g.blocks:
+            g, a = self.g.read(vb), self.a.read(vb)
+            yield vb, g.T @ h_wp, scale_product(a.T, h_abs)
 
 
 # --- compensated dot products (float64 inputs) -------------------------------------------
@@ -251,31 +263,40 @@ def dot2(h: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarra
 
 # --- the reference ------------------------------------------------------------------------
 
-def logits_of(case: Case, inputs: LinearInputs, lo: int, hi: int,
-              blocks: list[slice] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Rows lo:hi of o = h W^T + b in the working precision (float64, or longdouble by dot2), and
+def logits_pass(case: Case, inputs: LinearInputs, blocks: list[slice], held: np.ndarray | None,
+                spill: BlockFile | None) -> np.ndarray:
+    """o = h W^T + b in the working precision (float64, or longdouble by dot2) a vocabulary block
+    at a time, each block one product over all N rows, into `held` (N, V) or `spill`; returns
     w_n = max_v (|o_nv| + sum_d |h_nd| |W_vd| (+ |b_v|)), the magnitude each row's logits are
-    rounded at. W is converted a vocabulary block at a time (each logit is its own D-term sum:
-    blocking over the vocabulary changes no value)."""
-    h, b = inputs.hidden[lo:hi], inputs.bias
-    v = inputs.weight.shape[0]
+    rounded at. W is converted a block at a time (each logit is its own D-term sum: blocking over
+    the vocabulary changes no value)."""
+    h, b = inputs.hidden, inputs.bias
+    n = h.shape[0]
     h64 = h.astype(np.float64)
     h_abs = abs_operand(h, case.dtype)
     b_abs = None if b is None else np.abs(b.astype(np.float64))
-    o = dot2(h, inputs.weight, b) if case.dtype == "float64" else np.empty((hi - lo, v))
-    wn = np.zeros(hi - lo)
-    for vb in blocks or [slice(0, v)]:
-        if case.dtype != "float64":
-            np.matmul(h64, inputs.weight[vb].astype(np.float64).T, out=o[:, vb])
+    wn = np.zeros(n)
+    for vb in blocks:
+        o = held[:, vb] if held is not None else None
+        if case.dtype == "float64":
+            z = dot2(h, inputs.weight[vb], None if b is None else b[vb])
+            if o is not None:
+                o[...] = z
+                z = o
+        else:
+            z = o if o is not None else np.empty((n, vb.stop - vb.start))
+            np.matmul(h64, inputs.weight[vb].astype(np.float64).T, out=z)
             if b is not None:
-                o[:, vb] += b[vb].astype(np.float64)
+                z += b[vb].astype(np.float64)
         mag = scale_product(h_abs, abs_operand(inputs.weight[vb], case.dtype).T)
-        mag += np.abs(np.asarray(o[:, vb], dtype=np.float64))
+        mag += np.abs(np.asarray(z, dtype=np.float64))
         if b_abs is not None:
             mag += b_abs[vb]
         if mag.size:
             np.maximum(wn, mag.max(axis=1), out=wn)
-    return o, wn
+        if spill is not None:
+            spill.write(vb, 0, z)
+    return wn
 
 
 def _ce_case(case: Case, rows: int) -> Case:
@@ -298,9 +319,10 @@ def denominator(case: Case, inputs: LinearInputs, semantics: str) -> float:
     return float(case.n)
 
 
-def _blocks(v: int, dim: int) -> list[slice]:
-    """Vocabulary blocks of W of at most WEIGHT_BLOCK_ELEMENTS entries (at least one row each)."""
-    step = max(1, WEIGHT_BLOCK_ELEMENTS // max(1, dim))
+def _blocks(v: int, dim: int, n: int = 0) -> list[slice]:
+    """Vocabulary blocks of at most WEIGHT_BLOCK_ELEMENTS entries of W and LOGIT_BLOCK_ELEMENTS
+    logits of n rows (at least one vocabulary row each): wide blocks make large products."""
+    step = max(1, min(WEIGHT_BLOCK_ELEMENTS // max(1, dim), LOGIT_BLOCK_ELEMENTS // max(1, n)))
     return [slice(lo, min(v, lo + step)) for lo in range(0, v, step)] or [slice(0, 0)]
 
 
@@ -313,18 +335,23 @@ def _chunks(n: int, v: int) -> list[tuple[int, int]]:
 def linear_reference(case: Case, inputs: LinearInputs, semantics: str = "plain") -> LinearReference:
     """Loss, dh, dW, db of `case` on `inputs` and their natural scales (the module docstring).
 
+    Three passes. 1: the logits and each row's w_n, a vocabulary block at a time (logits_pass).
+    2: a chunk of rows at a time (about CHUNK_ELEMENTS logits), the plain CE reference of the
+    chunk's logits (options and all), G and A, db and the loss. 3: a vocabulary block at a time,
+    dh += G_b W_b, dW_b = G_b^T h and their scales, each one product over all N rows.
     Memory: besides the inputs and the outputs (dh, dW, db in float64 or longdouble, their scales
-    in float64) it holds one chunk of rows' logits (about CHUNK_ELEMENTS of them, a few such
-    temporaries) and one vocabulary block of W in the working precision and in |.| (about
-    WEIGHT_BLOCK_ELEMENTS each): never N x V, nor a converted copy of W. Every product runs as a
-    BLAS call on (rows x D) x (D x block) operands; dW and its scale accumulate in place.
-    Above STREAM_DW_ENTRIES entries of W, dW and its scale are not held: G and A go to a
-    temporary file (GradientSpill) and `dw_blocks` forms them a vocabulary block at a time."""
+    in float64) it holds one chunk of rows' logits (a few such temporaries) and one vocabulary
+    block of W, of the logits, G and A: never N x V once there is more than one chunk (the
+    logits, then G in their place, and A go to BlockFiles on disk), nor a converted copy of W.
+    Above STREAM_DW_ENTRIES entries of W, dW and its scale are not held: `dw_blocks` forms them
+    a vocabulary block at a time from the spilled G and A."""
     prec = working_precision(case.dtype)
     wp = np.longdouble if case.dtype == "float64" else np.float64
+    sdt = scale_dtype(case.dtype)
     n, v, dim = case.n, case.k, case.d
-    blocks = _blocks(v, dim)
+    blocks, chunks = _blocks(v, dim, n), _chunks(n, v)
     streamed = v * dim > STREAM_DW_ENTRIES
+    spilled = len(chunks) > 1  # else the one chunk's logits, G and A are held (N x V, a few MiB at most)
     denom = denominator(case, inputs, semantics)
     inv = 1.0 / denom if denom else 0.0
     ct = None if inputs.cotangent is None else inputs.cotangent.astype(wp)
@@ -332,14 +359,19 @@ def linear_reference(case: Case, inputs: LinearInputs, semantics: str = "plain")
     dw = None if streamed else np.zeros((v, dim), dtype=wp)
     db = np.zeros(v, dtype=wp)
     s_dh, s_dw, s_db = np.zeros((n, dim)), None if streamed else np.zeros((v, dim)), np.zeros(v)
-    spill = GradientSpill(n, blocks, wp, scale_dtype(case.dtype)) if streamed else None
     row_loss, loss_scale = np.zeros(n), np.zeros(n)
     row_wide = np.zeros(n, dtype=wp)  # reduction none: the rows in wp (row_loss is float64)
     loss_total = wp(0)
     tiny = 2.0 ** dtypes.info(case.dtype).min_exp
-    for lo, hi in _chunks(n, v):
-        o, wn = logits_of(case, inputs, lo, hi, blocks)
-        h_abs = abs_operand(inputs.hidden[lo:hi], case.dtype)
+    # pass 1: the logits (held, or spilled: G takes their place in pass 2)
+    held_o = None if spilled else np.empty((n, v), dtype=wp)
+    g_file = BlockFile(n, blocks, wp) if spilled or streamed else None
+    a_file = BlockFile(n, blocks, sdt) if g_file is not None else None
+    wn = logits_pass(case, inputs, blocks, held_o, g_file if spilled else None)
+    g_all = a_all = None  # the one chunk's G and A when not spilled
+    # pass 2: the CE reference a chunk of rows at a time
+    for lo, hi in chunks:
+        o = held_o[lo:hi] if held_o is not None else g_file.rows(lo, hi, v)  # type: ignore[union-attr]
         part = Inputs(o, inputs.labels[lo:hi], inputs.target[lo:hi], inputs.weights, inputs.smoothing)
         ref = reference(_ce_case(case, hi - lo), part, semantics, wide=True)  # G in wp, options or not
         g = np.asarray(ref.grad, dtype=wp)  # (rows, V): the unreduced (sum) gradient, scaled in place
@@ -361,33 +393,42 @@ def linear_reference(case: Case, inputs: LinearInputs, semantics: str = "plain")
             c = c * (np.abs(np.asarray(ct, dtype=np.float64))[lo:hi] if ct.ndim else abs(float(ct)))
         # + the dtype's smallest normal: an entry of G below it is subnormal (or flushed to zero) there
         a = np.abs(np.asarray(g, dtype=np.float64))
-        p *= (c * wn)[:, None]
+        p *= (c * wn[lo:hi])[:, None]
         a += p
         a += tiny
         del p
         db += g.sum(axis=0)
         s_db += a.sum(axis=0)
-        a = a.astype(scale_dtype(case.dtype), copy=False)  # the scale products' operand (see scale_product)
-        h_wp = inputs.hidden[lo:hi].astype(wp)
-        for vb in blocks:
-            gb = g[:, vb]
-            if vb.start == 0:
-                dh[lo:hi] = gb @ inputs.weight[vb].astype(wp)
-            else:
-                dh[lo:hi] += gb @ inputs.weight[vb].astype(wp)
-            ab = a[:, vb]
-            if vb.start == 0:
-                s_dh[lo:hi] = scale_product(ab, abs_operand(inputs.weight[vb], case.dtype))
-            else:
-                s_dh[lo:hi] += scale_product(ab, abs_operand(inputs.weight[vb], case.dtype))
-            if spill is not None:
-                spill.write(vb, lo, gb, ab)
-            else:
-                assert dw is not None and s_dw is not None
-                dw[vb] += gb.T @ h_wp
-                s_dw[vb] += scale_product(ab.T, h_abs)
-        loss_scale[lo:hi] = np.fmax(np.fmax(1.0, np.abs(rows)), big_q * wn)
+        a = a.astype(sdt, copy=False)  # the scale products' operand (see scale_product)
+        if g_file is not None and a_file is not None:
+            for vb in blocks:
+                g_file.write(vb, lo, g[:, vb])
+                a_file.write(vb, lo, a[:, vb])
+        if not spilled:
+            g_all, a_all = g, a
+        loss_scale[lo:hi] = np.fmax(np.fmax(1.0, np.abs(rows)), big_q * wn[lo:hi])
         del g, a
+    del held_o
+    # pass 3: dh, dW and their scales, a vocabulary block at a time over all rows
+    h_wp = inputs.hidden.astype(wp)
+    h_abs = abs_operand(inputs.hidden, case.dtype)
+    for vb in blocks:
+        if g_all is not None and a_all is not None:
+            gb, ab = g_all[:, vb], a_all[:, vb]
+        else:
+            assert g_file is not None and a_file is not None
+            gb, ab = g_file.read(vb), a_file.read(vb)
+        w_b = inputs.weight[vb]
+        if vb.start == 0:
+            dh[...] = gb @ w_b.astype(wp)
+            s_dh[...] = scale_product(ab, abs_operand(w_b, case.dtype))
+        else:
+            dh += gb @ w_b.astype(wp)
+            s_dh += scale_product(ab, abs_operand(w_b, case.dtype))
+        if dw is not None and s_dw is not None:
+            dw[vb] += gb.T @ h_wp
+            s_dw[vb] += scale_product(ab.T, h_abs)
+    del g_all, a_all
     if case.reduction == "none":
         loss = row_wide
         l_scale = loss_scale
@@ -398,6 +439,9 @@ def linear_reference(case: Case, inputs: LinearInputs, semantics: str = "plain")
         l_scale = np.asarray(np.fmax(1.0, loss_scale.sum() * (inv if case.reduction == "mean" else 1.0)))
     scales = {"loss": l_scale, "dh": s_dh, "dw": s_dw, "db": s_db}
     out = LinearReference(loss, dh, dw, db if inputs.bias is not None else None, prec, scales, row_loss, denom)
-    if spill is not None:
-        out.stream = DwStream(spill, inputs.hidden, _chunks(n, v), case.dtype, wp)
+    if streamed and g_file is not None and a_file is not None:
+        out.stream = DwStream(g_file, a_file, inputs.hidden, case.dtype, wp)
+    elif g_file is not None and a_file is not None:
+        g_file.close()
+        a_file.close()
     return out
