@@ -88,7 +88,10 @@ def _compute(backend, v, case: Case, pristine: Inputs, device: str, properties=N
     if properties is not None and "oor" not in case.option_set and not layout.check(case, loss, grad):
         from xentcheck.core.properties import check_all
         out.loss, out.grad = layout.to_rows(case, loss, grad)
-        result.properties = check_all(backend, v, case, pristine, out, modified, device, properties, all_variants)
+        start = time.perf_counter()
+        result.properties = check_all(backend, v, case, pristine, out, modified, device, properties, all_variants,
+                                      result.timings)
+        result.timings["properties_seconds"] = time.perf_counter() - start
     return result
 
 

@@ -7,6 +7,7 @@ import platform
 import sys
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from xentcheck.core import kernel
 
@@ -79,6 +80,22 @@ def proc_kib(path: str, key: str) -> int | None:
     except OSError:
         pass
     return None
+
+
+def compile_cache_env(folder: Path, env: Mapping[str, str]) -> dict[str, str]:
+    """Variables that make a run's workers share their compiled programs through `folder`: JAX's
+    persistent compilation cache (every compilation, however short) and TensorFlow's XLA cache.
+    A worker then loads what a sibling (a helper of the same backend, docs/performance.md) already
+    compiled for the same program, shapes and dtypes: the same machine code, so the same results,
+    without compiling it again. A cache the user set up in `env` is left as it is."""
+    out: dict[str, str] = {}
+    if "JAX_COMPILATION_CACHE_DIR" not in env:
+        out.update(JAX_COMPILATION_CACHE_DIR=str(folder / "jax"), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
+    tf_flags = env.get("TF_XLA_FLAGS", "")
+    if "tf_xla_persistent_cache_directory" not in tf_flags:
+        out["TF_XLA_FLAGS"] = f"{tf_flags} --tf_xla_persistent_cache_directory={folder / 'tf-xla'}".strip()
+    return out
 
 
 def worker_env() -> dict[str, str]:

@@ -36,5 +36,7 @@ def compute_linear(backend, v, case: Case, pristine: LinearInputs, device: str, 
                            grads=grads)
     if properties is not None and not shape_problems(case, loss, grads):
         from xentcheck.problems.linear.properties import check_linear
+        start = time.perf_counter()
         result.properties = check_linear(backend, v, case, pristine, loss, grads, device, properties, all_variants)
+        result.timings["properties_seconds"] = time.perf_counter() - start
     return result
