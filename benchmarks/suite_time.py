@@ -145,13 +145,13 @@ def breakdown(run_dir: Path) -> dict:
     for (_, b), seconds in replies.items():
         _add(backends[b], "worker_seconds", seconds)
         _add(backends[b], "replies", 1)
+    total = {k: round(sum(acc.get(k, 0) for acc in backends.values()), 2)
+             for k in ("results", "worker_seconds", "compute_seconds", "properties_seconds")}
     for acc in (*backends.values(), *modes.values()):
         if "repeated" in acc:  # what the first calls cost beyond a second call: tracing, compiling, first touches
             acc["first_minus_repeat_seconds"] = acc["first_of_repeated_seconds"] - acc["repeat_seconds"]
         for k, v in acc.items():
             acc[k] = round(v, 2) if isinstance(v, float) else int(v)
-    total = {k: round(sum(acc.get(k, 0) for acc in backends.values()), 2)
-             for k in ("results", "worker_seconds", "compute_seconds", "properties_seconds")}
     return {"run_dir": str(run_dir), "results": len(records), "totals": total,
             "backends": dict(sorted(backends.items(), key=lambda kv: -kv[1].get("worker_seconds", 0))),
             "modes": dict(sorted(modes.items(), key=lambda kv: -(kv[1].get("compute_seconds", 0)

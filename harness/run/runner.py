@@ -34,7 +34,7 @@ from xentcheck.core.reference import reference_key
 from xentcheck.core.spare import SPARE
 from xentcheck.problems import DEFAULT_KIND, problem_of
 from xentcheck.regress import known as known_differences
-from xentcheck.run.environment import compile_cache_env
+from xentcheck.run.environment import compile_cache_env, compile_cache_folder
 from xentcheck.run.ordering import Ordering
 from xentcheck.run.plan import RunPlan, select_variants
 from xentcheck.run.processes import Worker, quit_all, scratch_dir, sigint_flag
@@ -52,7 +52,8 @@ class RunOptions:
     helpers: bool = True  # a finished backend's worker slot goes to the backend with the most cases left
     workers: Callable[..., Worker] = Worker  # makes a backend's worker (xentcheck.run.executor: local or Ray)
     # the workers share their compiled programs (environment.compile_cache_env) in the run's scratch
-    # folder: a helper does not compile again what its backend's first worker did. Local workers only
+    # folder, or $XENTCHECK_COMPILE_CACHE: a helper does not compile again what its backend's first
+    # worker did. Local workers only
     compile_cache: bool = True
 
 
@@ -224,7 +225,8 @@ class Runner:
                 self._start(a.worker)
 
     def _make_worker(self, w: int, spec: str) -> Worker:
-        env = compile_cache_env(self.scratch / "compile-cache", os.environ) if self.options.compile_cache else None
+        cache = compile_cache_folder(self.scratch, os.environ)
+        env = compile_cache_env(cache, os.environ) if self.options.compile_cache else None
         return self.options.workers(w, spec, self.events, self.options.log_dir, self.config.interpreters,
                                     env=env, memory_ceiling=self.config.worker_memory)
 
