@@ -184,6 +184,7 @@ class VariantOutput:
     error: str = ""  # error: "Type: message"
     traceback: str = ""
     seconds: float = 0.0  # the backend's call
+    timings: dict[str, float] = field(default_factory=dict)  # more of the worker's seconds: properties_seconds...
     loss_dtype: str | None = None  # the dtypes it computed in
     grad_dtype: str | None = None
     inputs_modified: list[str] = field(default_factory=list)
@@ -207,6 +208,8 @@ class VariantOutput:
                        grad_dtype=self.grad_dtype, notes=self.notes)
             if self.properties is not None:
                 out["properties"] = self.properties
+            if self.timings:
+                out["timings"] = self.timings
         return out
 
     @classmethod
@@ -215,6 +218,7 @@ class VariantOutput:
                    reason=data.get("reason", ""),
                    error=data.get("error", "unknown error" if data.get("status") == "error" else ""),
                    traceback=data.get("traceback", ""), seconds=data.get("seconds", 0.0),
+                   timings=dict(data.get("timings", {})),
                    loss_dtype=data.get("loss_dtype"), grad_dtype=data.get("grad_dtype"),
                    inputs_modified=list(data.get("inputs_modified", [])), notes=list(data.get("notes", [])),
                    properties=data.get("properties"))

@@ -7,6 +7,7 @@ import platform
 import sys
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from xentcheck.core import kernel
 
@@ -79,6 +80,44 @@ def proc_kib(path: str, key: str) -> int | None:
     except OSError:
         pass
     return None
+
+
+COMPILE_CACHE_ENV = "XENTCHECK_COMPILE_CACHE"  # a folder that keeps the compiled programs from run to run
+
+
+def _installed(*names: str) -> str:
+    """The first installed distribution of `names` with its version, e.g. tensorflow-2.21.0."""
+    for name in names:
+        try:
+            return f"{name}-{version(name)}"
+        except PackageNotFoundError:
+            pass
+    return "none"
+
+
+def compile_cache_env(folder: Path, env: Mapping[str, str]) -> dict[str, str]:
+    """Variables that make a run's workers share their compiled programs through `folder`: JAX's
+    persistent compilation cache (every compilation, however short) and TensorFlow's XLA cache,
+    each in a subfolder named by the framework's version, so that an upgraded framework compiles
+    afresh. A worker then loads what a sibling (a helper of the same backend, docs/architecture.md)
+    or, with XENTCHECK_COMPILE_CACHE, an earlier run already compiled for the same program, shapes
+    and dtypes: the same machine code, so the same results. A cache the user set up in `env` is kept."""
+    out: dict[str, str] = {}
+    if "JAX_COMPILATION_CACHE_DIR" not in env:
+        jax = folder / f"{_installed('jax')}-{_installed('jaxlib')}"
+        out.update(JAX_COMPILATION_CACHE_DIR=str(jax), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
+    tf_flags = env.get("TF_XLA_FLAGS", "")
+    if "tf_xla_persistent_cache_directory" not in tf_flags:
+        tf = folder / f"xla-{_installed('tensorflow', 'tensorflow-cpu')}"
+        out["TF_XLA_FLAGS"] = f"{tf_flags} --tf_xla_persistent_cache_directory={tf}".strip()
+    return out
+
+
+def compile_cache_folder(scratch: Path, env: Mapping[str, str]) -> Path:
+    """Where a run's workers share their compiled programs: XENTCHECK_COMPILE_CACHE when set (kept
+    after the run), else the run's scratch folder (removed with it)."""
+    return Path(env[COMPILE_CACHE_ENV]) if env.get(COMPILE_CACHE_ENV) else scratch / "compile-cache"
 
 
 def worker_env() -> dict[str, str]:

@@ -62,7 +62,8 @@ def execute(plan: RunPlan, out_dir: Path, prior: Sequence[dict] = (), progress: 
         known = {"file": plan.known_file, "entries": known_mod.load(plan.known_file)}
     workers = executor.workers(plan.device)
     writer = ResultsWriter(out_dir / "results.jsonl", append=bool(prior))
-    runner = Runner(plan, writer, list(prior), RunOptions(log_dir=out_dir / "logs", progress=progress, workers=workers))
+    runner = Runner(plan, writer, list(prior), RunOptions(log_dir=out_dir / "logs", progress=progress, workers=workers,
+                                                          compile_cache=executor.kind == "local"))
     try:
         finished = runner.run()
     finally:

@@ -16,6 +16,7 @@ reference (below).
 
 from __future__ import annotations
 
+import os
 import queue
 import shutil
 import sys
@@ -33,6 +34,7 @@ from xentcheck.core.spare import SPARE
 from xentcheck.core.tolerances import GRAD_ROW
 from xentcheck.problems import DEFAULT_KIND, problem_of
 from xentcheck.regress import known as known_differences
+from xentcheck.run.environment import compile_cache_env, compile_cache_folder
 from xentcheck.run.ordering import Ordering
 from xentcheck.run.plan import RunPlan, select_variants
 from xentcheck.run.processes import Worker, quit_all, scratch_dir, sigint_flag
@@ -49,6 +51,10 @@ class RunOptions:
     startup_timeout: float = 300.0  # for a worker's hello
     helpers: bool = True  # a finished backend's worker slot goes to the backend with the most cases left
     workers: Callable[..., Worker] = Worker  # makes a backend's worker (xentcheck.run.executor: local or Ray)
+    # the workers share their compiled programs (environment.compile_cache_env) in the run's scratch
+    # folder, or $XENTCHECK_COMPILE_CACHE: a helper does not compile again what its backend's first
+    # worker did. Local workers only
+    compile_cache: bool = True
 
 
 class Runner:
@@ -155,6 +161,7 @@ class Runner:
             result.timing = {"wall_seconds": round(seconds, 6)}
             if output.status == "ok" and "oor" not in case.option_set:
                 result.timing["compute_seconds"] = round(output.seconds, 6)
+                result.timing.update((k, round(v, 6)) for k, v in output.timings.items())
         return result
 
     def _take_output(self, bi: int, ci: int, j: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -218,8 +225,10 @@ class Runner:
                 self._start(a.worker)
 
     def _make_worker(self, w: int, spec: str) -> Worker:
+        cache = compile_cache_folder(self.scratch, os.environ)
+        env = compile_cache_env(cache, os.environ) if self.options.compile_cache else None
         return self.options.workers(w, spec, self.events, self.options.log_dir, self.config.interpreters,
-                                    memory_ceiling=self.config.worker_memory)
+                                    env=env, memory_ceiling=self.config.worker_memory)
 
     def _start(self, w: int) -> None:
         self.workers[w].start()

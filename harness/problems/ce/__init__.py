@@ -7,6 +7,7 @@ checks), repro.py and repro_templates/ (reproducers, shrink steps)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -91,8 +92,10 @@ def _compute(backend, v, case: Case, pristine: Inputs, device: str, properties=N
     if not layout.check(case, loss, grad):
         from xentcheck.problems.ce.properties import check_all
         out.loss, out.grad = layout.to_rows(case, loss, grad)
+        start = time.perf_counter()
         result.properties = check_all(backend, v, case, pristine, out, result.inputs_modified, device, properties,
-                                      all_variants)
+                                      all_variants, result.timings)
+        result.timings["properties_seconds"] = time.perf_counter() - start
     return result
 
 

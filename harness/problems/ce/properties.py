@@ -31,6 +31,7 @@ int_vs_onehot's partner must clip the same way.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -150,6 +151,7 @@ class Context:
     device: str
     tol: Tol
     all_variants: list[Variant]  # every variant of the backend, for the checks that need a partner
+    timings: dict[str, float] = field(default_factory=dict)  # seconds of some checks' calls, for the run's timing
 
     @property
     def dt(self):
@@ -202,7 +204,9 @@ def input_isolation(c: Context) -> dict:
 
 
 def determinism(c: Context) -> dict:
+    start = time.perf_counter()
     again = c.run(c.variant, c.case, c.inputs)
+    c.timings["repeat_seconds"] = time.perf_counter() - start  # the call once traced: suite_time.py's figure
     same = (_f64(again.loss).tobytes() == _f64(c.base.loss).tobytes()
             and _f64(again.grad).tobytes() == _f64(c.base.grad).tobytes())
     return _pass("bitwise identical on a repeated call") if same else _fail("a repeated call gave different bits")
@@ -475,9 +479,11 @@ def _guarded(check: Callable[[Context], dict], c: Context) -> dict:
 
 
 def check_all(backend, variant, case: Case, inputs: Inputs, base, modified: list[str], device: str,
-              tol: Tol, all_variants: list) -> dict[str, dict]:
-    """Every property of PROPERTIES, in order, for one (case, variant) whose output is `base`."""
-    c = Context(backend, variant, case, inputs, base, modified, device, tol, all_variants)
+              tol: Tol, all_variants: list, timings: dict[str, float] | None = None) -> dict[str, dict]:
+    """Every property of PROPERTIES, in order, for one (case, variant) whose output is `base`;
+    `timings` gets `repeat_seconds` (the determinism check's call) when that check runs."""
+    c = Context(backend, variant, case, inputs, base, modified, device, tol, all_variants,
+                {} if timings is None else timings)
     out: dict[str, dict] = {}
     for name, prop in PROPERTIES.items():
         reason = _not_applicable(prop, c)

@@ -3,6 +3,8 @@ metamorphic checks)."""
 
 from __future__ import annotations
 
+import time
+
 from xentcheck.core.cases import Case
 from xentcheck.core.records import VariantOutput
 from xentcheck.problems.linear.cases import LinearInputs
@@ -24,5 +26,7 @@ def compute_linear(backend, v, case: Case, pristine: LinearInputs, device: str, 
         assert loss is not None and grads is not None  # run's "ok" carries the arrays
         if not shape_problems(case, loss, grads):
             from xentcheck.problems.linear.properties import check_linear
+            start = time.perf_counter()
             result.properties = check_linear(backend, v, case, pristine, loss, grads, device, properties, all_variants)
+            result.timings["properties_seconds"] = time.perf_counter() - start
     return result
