@@ -7,14 +7,10 @@ one it lacks is skipped with the reason. A variant that detaches the teacher may
 
 from __future__ import annotations
 
-import time
-import traceback
-
 import numpy as np
 
-from xentcheck.backends.base import named_grads
 from xentcheck.core.cases import Case
-from xentcheck.core.records import VariantOutput, as_array, variant_info
+from xentcheck.core.records import VariantOutput, variant_info
 from xentcheck.problems.distill.cases import DistillInputs, parse
 
 
@@ -33,21 +29,10 @@ def compute_distill(backend, v, case: Case, pristine: DistillInputs, device: str
     if missing:
         return VariantOutput("skipped", variant_info(v), reason=f"{v.impl} takes no {', '.join(missing)} "
                                                                   f"({case.spec})")
-    inputs = pristine.copy()
-    start = time.perf_counter()
-    try:
-        out = backend.run_variant(v, case, inputs, device)
-        seconds = time.perf_counter() - start
-        loss = as_array(out.loss, "loss")
-        named = named_grads(out, ("grad", "tgrad"))
-        grad = as_array(named.get("grad"), "grad")
-        tg = named.get("tgrad")
-        tgrad = np.zeros_like(grad) if tg is None else as_array(tg, "tgrad")
-    except Exception as exc:
-        return VariantOutput("error", variant_info(v), error=f"{type(exc).__name__}: {exc}",
-                             traceback=traceback.format_exc(limit=-3))
-    modified = [name for name in DistillInputs.ARRAYS if getattr(pristine, name) is not None
-                and getattr(inputs, name).tobytes() != getattr(pristine, name).tobytes()]
-    return VariantOutput("ok", variant_info(v), seconds=seconds, inputs_modified=modified,
-                         loss_dtype=out.loss_dtype or loss.dtype.name, grad_dtype=out.grad_dtype or grad.dtype.name,
-                         notes=list(out.notes), loss=loss, grads={"grad": grad, "tgrad": tgrad})
+    from xentcheck.problems import compute
+    from xentcheck.problems.distill import DISTILL
+    result, _ = compute.run(DISTILL, backend, v, case, pristine, device, wanted=("grad", "tgrad"),
+                            optional=("tgrad",), input_names=DistillInputs.ARRAYS)
+    if result.status == "ok" and result.grads is not None and "tgrad" not in result.grads:
+        result.grads["tgrad"] = np.zeros_like(result.grads["grad"])  # a detached teacher: no gradient
+    return result

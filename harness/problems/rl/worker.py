@@ -4,14 +4,10 @@ declares "t" in `Variant.options` when it takes a temperature."""
 
 from __future__ import annotations
 
-import time
-import traceback
-
 import numpy as np
 
-from xentcheck.backends.base import named_grads
 from xentcheck.core.cases import Case
-from xentcheck.core.records import VariantOutput, as_array, variant_info
+from xentcheck.core.records import VariantOutput, variant_info
 from xentcheck.problems.distill.metrics import metrics_of
 from xentcheck.problems.rl.cases import RlInputs, parse
 
@@ -22,23 +18,10 @@ def compute_rl(backend, v, case: Case, pristine: RlInputs, device: str, properti
                all_variants=()) -> VariantOutput:
     if parse(case.spec).temperature != 1.0 and "t" not in v.options:
         return VariantOutput("skipped", variant_info(v), reason=f"{v.impl} takes no temperature ({case.spec})")
-    inputs = pristine.copy()
-    start = time.perf_counter()
-    try:
-        out = backend.run_variant(v, case, inputs, device)
-        seconds = time.perf_counter() - start
-        loss = as_array(out.loss, "log-probabilities")
-        named = named_grads(out, GRADS)
-        grads = {k: as_array(named.get(k), k) for k in GRADS}
-    except Exception as exc:
-        return VariantOutput("error", variant_info(v), error=f"{type(exc).__name__}: {exc}",
-                             traceback=traceback.format_exc(limit=-3))
-    modified = [name for name in RlInputs.ARRAYS
-                if getattr(inputs, name).tobytes() != getattr(pristine, name).tobytes()]
-    return VariantOutput("ok", variant_info(v), seconds=seconds, inputs_modified=modified,
-                         loss_dtype=out.loss_dtype or loss.dtype.name,
-                         grad_dtype=out.grad_dtype or grads["grad"].dtype.name, notes=list(out.notes), loss=loss,
-                         grads=grads)
+    from xentcheck.problems import compute
+    from xentcheck.problems.rl import RL
+    result, _ = compute.run(RL, backend, v, case, pristine, device, wanted=GRADS, input_names=RlInputs.ARRAYS)
+    return result
 
 
 def compare_rl(case: Case, ref, output, tolerances, outputs) -> dict:
