@@ -37,6 +37,7 @@ from xentcheck.run import launch
 TIMEOUT_ENV = "XENTCHECK_RANK_TIMEOUT"  # seconds a variant's ranks may run (default DEFAULT_TIMEOUT)
 DEFAULT_TIMEOUT = 240.0
 POLL = 0.02
+CRASH_SETTLE = 2.0  # seconds the other ranks get to end once one has failed (see _first_cause)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -124,9 +125,8 @@ def _wait(procs: list[subprocess.Popen], folder: Path, limit: float, errs) -> Ra
     deadline = time.monotonic() + limit
     while True:
         codes = [p.poll() for p in procs]
-        for r, code in enumerate(codes):
-            if code is not None and code != 0:
-                return _failed(r, code, folder, errs[r])
+        if any(c not in (None, 0) for c in codes):
+            return _first_cause(procs, folder, errs)
         if all(c == 0 for c in codes):
             return RankOutcome("ok", files=[folder / f"rank-{r}" for r in range(len(procs))])
         if time.monotonic() > deadline:
@@ -134,6 +134,18 @@ def _wait(procs: list[subprocess.Popen], folder: Path, limit: float, errs) -> Ra
             return RankOutcome("timeout", f"rank {', '.join(map(str, running))} still running after {limit:g} s; "
                                           f"ranks killed")
         time.sleep(POLL)
+
+
+def _first_cause(procs: list[subprocess.Popen], folder: Path, errs) -> RankOutcome:
+    """A rank ended badly. A rank killed mid-collective makes its peers fail too, with errors of
+    their own ("connection closed"), and the one polled first need not be the cause: give the
+    others a moment to end, then name a crash before any rank's own report of an error."""
+    settle = time.monotonic() + CRASH_SETTLE
+    while time.monotonic() < settle and any(p.poll() is None for p in procs):
+        time.sleep(POLL)
+    ended = [(r, p.returncode) for r, p in enumerate(procs) if p.returncode not in (None, 0)]
+    outcomes = [_failed(r, code, folder, errs[r]) for r, code in ended]
+    return next((o for o in outcomes if o.status == "crashed"), outcomes[0])
 
 
 def _failed(r: int, code: int, folder: Path, err) -> RankOutcome:

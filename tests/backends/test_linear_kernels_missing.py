@@ -1,5 +1,5 @@
-"""The optional linear-CE kernels (registry.OPTIONAL: cut-cross-entropy, Liger's fused linear CE,
-jax-cce) run only when named, and without their package every case is skipped with the reason
+"""The optional kernels (registry.OPTIONAL: cut-cross-entropy, Liger's fused linear CE, jax-cce;
+Liger's distillation losses) run only when named, and without their package every case is skipped with the reason
 (everywhere: the packages are hidden from the run, installed or not)."""
 
 import json
@@ -12,13 +12,15 @@ HIDDEN = {"cut_cross_entropy": ("cce", "cce-triton"), "liger_kernel": ("liger-li
 
 
 def test_optional_kernels_are_named_never_default():
-    assert set(OPTIONAL) == {"cce", "cce-triton", "liger-linear", "jax-cce"}
+    kinds = {"cce": "linear", "cce-triton": "linear", "liger-linear": "linear", "jax-cce": "linear",
+             "liger-distill": "distill"}  # the optional kernels and the kind each computes
+    assert set(OPTIONAL) == set(kinds)
     default = backend_specs(None, ())
     assert not set(OPTIONAL) & set(default) and not set(OPTIONAL) & set(known_names())
     assert backend_specs("numpy,cce,jax-cce", ()) == ["numpy", "cce", "jax-cce"]
     for name in OPTIONAL:  # importing an adapter imports no framework: load() does
         b = create(name)
-        assert b.name == name and all(v.kind == "linear" for v in b.variants())
+        assert b.name == name and all(v.kind == kinds[name] for v in b.variants())
 
 
 def test_without_their_packages_every_case_is_skipped_with_the_reason(tmp_path):

@@ -331,3 +331,15 @@ def test_spilled_block_products_agree_with_the_one_chunk_reference(case_id):
         lr.CHUNK_ELEMENTS, lr.WEIGHT_BLOCK_ELEMENTS, lr.STREAM_DW_ENTRIES = old
     if "ign" in c.option_set:
         assert np.all(np.asarray(got.dh)[x.labels == -100] == 0)  # ignored rows: no gradient
+
+
+@pytest.mark.parametrize("reduction, loss", [("sum", 0.0), ("mean", np.nan)])
+def test_a_case_of_no_rows_has_zero_gradients(reduction, loss):
+    """N = 0 (fuzz draws it): no chunk of rows, so dW, dh and db come from empty G; the mean is 0 / 0."""
+    from xentcheck.problems import problem_of
+    case = Case.from_id(f"scale1e+0_float32_0x100_lin16_index_{reduction}_opt-b")
+    problem = problem_of(case)
+    ref = problem.reference(case, problem.make_inputs(case, 0), "torch")
+    assert ref.dh.shape == (0, 16) and ref.dw.shape == (100, 16) and ref.db.shape == (100,)
+    assert not ref.dw.any() and not ref.db.any()
+    np.testing.assert_equal(float(ref.loss), loss)

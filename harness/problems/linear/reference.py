@@ -409,6 +409,8 @@ def linear_reference(case: Case, inputs: LinearInputs, semantics: str = "plain")
         loss_scale[lo:hi] = np.fmax(np.fmax(1.0, np.abs(rows)), big_q * wn[lo:hi])
         del g, a
     del held_o
+    if g_all is None and g_file is None:  # no rows, so no chunk: G and A are empty
+        g_all, a_all = np.zeros((n, v), dtype=wp), np.zeros((n, v), dtype=sdt)
     # pass 3: dh, dW and their scales, a vocabulary block at a time over all rows
     h_wp = inputs.hidden.astype(wp)
     h_abs = abs_operand(inputs.hidden, case.dtype)
