@@ -17,6 +17,7 @@ interpreter (xentcheck.backends.torch.triton_interpret); bfloat16 is skipped the
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from xentcheck.backends.base import Backend, Output, Variant
 from xentcheck.backends.torch import io as torch_io
@@ -24,7 +25,7 @@ from xentcheck.backends.torch import triton_interpret
 from xentcheck.core.cases import IGNORE_INDEX, Case
 from xentcheck.problems.distill.cases import parse
 
-INSTALL = "pip install 'xentcheck[liger]' (liger-kernel and triton, next to an installed torch)"
+INSTALL = triton_interpret.LIGER_INSTALL
 FLOAT64 = "liger computes in float32 inside its kernels (loads cast to tl.float32): float64 not taken"
 JSD = ("LigerJSD", "LigerJSD(beta)(log_softmax(s / T), log_softmax(t / T), labels)",
        ("fkl", "rkl", "jsd", "t", "sq", "ign", "batchmean"))
@@ -33,6 +34,9 @@ KL = ("fkl", "t", "sq", "batchmean", "sum", "mean", "none")
 
 class LigerDistill(Backend):
     name = "liger-distill"
+    torch: Any  # set by load (triton_interpret.load_liger)
+    triton: Any
+    cuda = False
     framework = "liger-kernel"
     label_forms = ("soft", "index")
     dtypes = ("float16", "bfloat16", "float32")
@@ -45,19 +49,10 @@ class LigerDistill(Backend):
                         api="LigerKLDIVLoss(reduction)(log_softmax(s / T), softmax(t / T))")]
 
     def load(self) -> None:
-        try:
-            import torch
-            self.cuda = torch.cuda.is_available()
-            if not self.cuda:  # before triton or liger is first imported: @triton.jit reads it then
-                os.environ["TRITON_INTERPRET"] = "1"
-            import triton
-            from liger_kernel.ops import jsd, kl_div
-            from liger_kernel.transformers import LigerJSD, LigerKLDIVLoss
-        except ImportError as exc:
-            raise ImportError(f"{exc}; {INSTALL}") from exc
-        if not self.cuda:
-            triton_interpret.interpreter_shims(jsd)
-        self.torch, self.triton, self.kl_div = torch, triton, kl_div
+        triton_interpret.load_liger(self, "liger_kernel.ops.jsd")
+        from liger_kernel.ops import kl_div
+        from liger_kernel.transformers import LigerJSD, LigerKLDIVLoss
+        self.kl_div = kl_div
         self.LigerJSD, self.LigerKLDIVLoss = LigerJSD, LigerKLDIVLoss
 
     def devices(self) -> list[str]:

@@ -21,13 +21,14 @@ arithmetic). float64 is skipped everywhere (the kernel loads everything as float
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from xentcheck.backends.base import Backend, Output, Variant
 from xentcheck.backends.torch import io as torch_io
 from xentcheck.backends.torch import triton_interpret
 from xentcheck.core.cases import IGNORE_INDEX, Case
 
-INSTALL = "pip install 'xentcheck[liger]' (liger-kernel and triton, next to an installed torch)"
+INSTALL = triton_interpret.LIGER_INSTALL
 OPTIONS = ("w", "ign", "allign", "ls", "cap", "z", "ct", "b")
 IMPL = "LigerFusedLinearCrossEntropyFunction"
 CALL = (f"{IMPL}.apply(h, W, y, b, ce_weight, -100, lse_square_scale=z, label_smoothing=ls, reduction, "
@@ -37,6 +38,9 @@ FLOAT64 = "liger computes in float32 inside its kernel (loads cast to tl.float32
 
 class LigerFusedLinearCE(Backend):
     name = "liger-linear"
+    torch: Any  # set by load (triton_interpret.load_liger)
+    triton: Any
+    cuda = False
     framework = "liger-kernel"
     label_forms = ("index",)
     dtypes = ("float16", "bfloat16", "float32")
@@ -47,18 +51,8 @@ class LigerFusedLinearCE(Backend):
                 for acc, arg in (("param", "None"), ("float32", "torch.float32"))]
 
     def load(self) -> None:
-        try:
-            import torch
-            self.cuda = torch.cuda.is_available()
-            if not self.cuda:  # before triton or liger is first imported: @triton.jit reads it then
-                os.environ["TRITON_INTERPRET"] = "1"
-            import triton
-            from liger_kernel.ops import cross_entropy, fused_linear_cross_entropy
-        except ImportError as exc:
-            raise ImportError(f"{exc}; {INSTALL}") from exc
-        if not self.cuda:
-            triton_interpret.interpreter_shims(cross_entropy)
-        self.torch, self.triton = torch, triton
+        triton_interpret.load_liger(self, "liger_kernel.ops.cross_entropy")
+        from liger_kernel.ops import fused_linear_cross_entropy
         self.fn = fused_linear_cross_entropy.LigerFusedLinearCrossEntropyFunction
 
     def devices(self) -> list[str]:

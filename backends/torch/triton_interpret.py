@@ -1,8 +1,11 @@
 """Running Triton kernels (Liger-Kernel's) on the CPU through Triton's interpreter
 (TRITON_INTERPRET=1): what it cannot do, and two gaps of Triton 3.9's interpreter closed the way
-compiled Triton behaves. Shared by examples/liger_backend.py and backends/torch/liger_linear.py."""
+compiled Triton behaves. Shared by examples/liger_backend.py and backends/torch/liger_linear.py, liger_distill.py."""
 
 from __future__ import annotations
+
+import importlib
+import os
 
 import numpy as np
 
@@ -12,6 +15,26 @@ import numpy as np
 BFLOAT16 = ("Triton's interpreter does arithmetic on bfloat16's uint16 storage (no bfloat16 operations): "
             "results would be the interpreter's, not liger's")
 SHIMS = "float kernel arguments as fp32 scalars; libdevice tanh as numpy.tanh"
+LIGER_INSTALL = "pip install 'xentcheck[liger]' (liger-kernel and triton, next to an installed torch)"
+
+
+def load_liger(backend, kernel_module: str) -> None:
+    """Import torch and triton for a Liger backend: `backend.torch`, `backend.triton`, `backend.cuda`.
+    Without a GPU Triton's interpreter runs the kernels: TRITON_INTERPRET must be set before triton
+    or liger is first imported (@triton.jit reads it then), and the interpreter's gaps are closed in
+    `kernel_module` (a liger_kernel.ops module). ImportError names the extra to install."""
+    try:
+        import torch
+        backend.cuda = torch.cuda.is_available()
+        if not backend.cuda:
+            os.environ["TRITON_INTERPRET"] = "1"
+        import triton
+        kernels = importlib.import_module(kernel_module)
+    except ImportError as exc:
+        raise ImportError(f"{exc}; {LIGER_INSTALL}") from exc
+    if not backend.cuda:
+        interpreter_shims(kernels)
+    backend.torch, backend.triton = torch, triton
 
 
 def interpreter_shims(module) -> None:

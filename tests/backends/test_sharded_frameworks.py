@@ -3,22 +3,14 @@ Megatron-core on two gloo ranks (skipped, with the reason, where it is not insta
 float64 in float32 and its label smoothing depends on the rank; JAX's shard_map on two host
 devices passes."""
 
-import importlib.util
 import json
 
 import pytest
 
-from tests.conftest import run_here
+from tests.conftest import require, run_here
 
 VOCAB_PAD = "scale1e+1_float64_16x999_tp2_index_mean_opt-ign"
 VOCAB_LS = "scale1e+0_float32_16x1000_tp2_index_mean_opt-ls"
-
-
-def _needs(module: str, extra: str) -> None:
-    """Skip unless `module` is installed: found, not imported, since importing megatron.core brings
-    triton, whose native module aborts a process that already holds other frameworks (this one)."""
-    if importlib.util.find_spec(module.split(".")[0]) is None:
-        pytest.skip(f"{module} is not installed (extra [{extra}])")
 
 
 def _by_case(out):
@@ -26,7 +18,7 @@ def _by_case(out):
 
 
 def test_megatron_vocab_parallel_float32_on_float64_and_rank_dependent_smoothing(tmp_path):
-    _needs("megatron.core", "megatron")
+    require("megatron.core")  # found, not imported: it brings triton, which aborts a process holding TF
     pytest.importorskip("torch")
     out = tmp_path / "o"
     res = run_here("run", "--backends", "torch", "--impls", "megatron.vocab_parallel_cross_entropy", "--case",
@@ -56,7 +48,7 @@ def test_jax_shard_map_on_two_host_devices_passes(tmp_path):
 
 def test_torch_partitions_and_transformers_mean_of_means_is_a_known_difference(tmp_path):
     pytest.importorskip("torch")
-    _needs("transformers", "transformers")
+    require("transformers")
     from tests.conftest import ROOT
     out = tmp_path / "o"
     split = "scale1e+0_float32_16x100_dp2mb2_index_mean_opt-ign"
