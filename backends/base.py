@@ -192,6 +192,12 @@ class LinearOutput(Output):
 AnyOutput = Output  # the old name of what a variant of any kind returns
 
 
+class NotApplicable(Exception):
+    """Raised by `run_variant` for a case its API does not define as the reference does (Keras's
+    KLDivergence clips probabilities below 1e-7): the result is `skipped` with this reason, not an
+    error. For what a variant can say in advance, use its label forms and options instead."""
+
+
 def named_grads(out: object, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     """The gradients a backend returned, by name: an Output's `grads`, or (an object of a plugin's
     own with one attribute per gradient, as `.grad` or `.dh`...) its attributes `names`."""

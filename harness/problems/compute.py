@@ -22,7 +22,7 @@ def run(problem: Problem, backend, v, case: Case, pristine: Any, device: str, *,
     go to the backend as the record hands them over (`backend_inputs`); of the gradients `wanted`
     (declared names), those in `optional` are read only where the backend returned them. An input
     array of `input_names` that is None is not checked."""
-    from xentcheck.backends.base import named_grads
+    from xentcheck.backends.base import NotApplicable, named_grads
     inputs = pristine.copy()
     specs = {o.name: o for o in problem.outputs}
     start = time.perf_counter()
@@ -33,6 +33,8 @@ def run(problem: Problem, backend, v, case: Case, pristine: Any, device: str, *,
         named = named_grads(out, tuple(wanted))
         grads = {n: as_array(named.get(n), specs[n].label) for n in wanted
                  if n not in optional or named.get(n) is not None}
+    except NotApplicable as exc:
+        return VariantOutput("skipped", variant_info(v), reason=str(exc)), None
     except Exception as exc:
         return VariantOutput("error", variant_info(v), error=f"{type(exc).__name__}: {exc}",
                              traceback=traceback.format_exc(limit=-3)), None
