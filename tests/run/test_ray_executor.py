@@ -250,3 +250,24 @@ def test_cuda_on_a_cluster_without_gpu_is_one_line_and_exit_2(cluster, tmp_path)
     assert proc.stderr.strip().splitlines()[-1] == \
         "xentcheck: error: no node of the Ray cluster has a CPU and a GPU for a backend worker (--device cuda)"
     assert not (tmp_path / "out").exists()
+
+
+@needs_ray
+def test_a_variants_ranks_run_on_its_workers_node_and_a_killed_rank_is_crashed(cluster, tmp_path):
+    """A sharded case on Ray: the worker (an actor) starts its variant's gloo ranks as its own
+    children, on its node; a rank killed mid-collective is that variant's `crashed`, and the run goes
+    on to the careful toy, which passes."""
+    pytest.importorskip("torch")
+    from tests.backends.test_sharded_toys import SPLIT, TOYS, VOCAB_LS
+    out = tmp_path / "ray"
+    proc = run_here("run", "--backend-file", f"{TOYS}::RankDies", "--backend-file", f"{TOYS}::ShardedCareful",
+                    "--case", VOCAB_LS, "--case", SPLIT, "--out", str(out), "--no-progress", "--no-repro",
+                    "--executor", "ray", "--ray-address", cluster, env=ENV)
+    assert proc.returncode == 1, proc.stderr
+    by = {(r["backend"], r["case_id"]): r for r in records(out)}
+    died = by[("sharded-rank-dies", VOCAB_LS)]
+    assert died["verdict"] == "crashed" and "rank 1 killed by SIGKILL" in died["reasons"][0], died
+    for case_id in (VOCAB_LS, SPLIT):
+        assert by[("sharded-careful", case_id)]["verdict"] == "pass"
+    env = json.loads((out / "environment.json").read_text())
+    assert env["backends"]["sharded-careful"]["node"]["host"] == socket.gethostname()
