@@ -221,6 +221,28 @@ def write(folder: Path, record: dict, inputs, case: Case, ref, suffix: str = "",
                                         numerics_prelude(numerics))
 
 
+def write_script(folder: Path, name: str, record: dict, case: Case, shrunk: bool, spec: str | None, prelude: str,
+                 what: str, template: Path, arrays: dict[str, np.ndarray], ref, outputs: tuple[str, ...],
+                 meta: dict | None = None) -> tuple[Path, Path]:
+    """A kind's repro files whose script is a template run through xentcheck's registry: the .npz
+    holds `arrays`, the reference's `outputs` (as ref_<name>, float64) and the result's metadata
+    (`meta` adds to it); the .py is a docstring naming `what` case it is, `prelude`, then `template`
+    with __NAME__ and __SPEC__ filled in."""
+    info = {"result_id": name, "case_id": case.id, "recorded_case_id": record["case_id"], **(meta or {}),
+            "backend": record["backend"], "impl": record.get("impl", ""), "mode": record.get("mode", ""),
+            "device": record.get("device", "cpu"), "verdict": record.get("original_verdict", record["verdict"]),
+            "reasons": record.get("reasons", []), "spec": spec or record["backend"]}
+    with np.errstate(over="ignore"):
+        refs = {f"ref_{k}": np.asarray(ref.get(k), dtype=np.float64) for k in outputs}
+    _savez(folder / f"{name}.npz", **arrays, **refs, meta=np.array(json.dumps(info)))
+    doc = (f'"""Reproduce {name}: {record["backend"]} ({info["impl"]}) on {what} case {record["case_id"]}'
+           f'{" (shrunk to " + case.id + ")" if shrunk else ""}.\n\n'
+           f'Recorded verdict: {info["verdict"]}. Run: python {name}.py\n"""\n')
+    script = doc + prelude + "\n" + template.read_text().replace("__NAME__", name).replace("__SPEC__", info["spec"])
+    (folder / f"{name}.py").write_text(script)
+    return folder / f"{name}.npz", folder / f"{name}.py"
+
+
 def _savez(path: Path, **arrays: np.ndarray) -> None:
     """np.savez_compressed at zlib level 1 instead of 6: the float64 reference's random low bits
     hardly compress at any level, and level 6 took most of the time of writing a run's repro/

@@ -11,7 +11,6 @@ Shrinking tries the worst row alone, then each half of the rows, then each half 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -73,21 +72,10 @@ def candidates(state: dict) -> list:
 
 def write(folder: Path, name: str, record: dict, inputs: DistillInputs, case: Case, ref, shrunk: bool,
           spec: str | None, prelude: str) -> tuple[Path, Path]:
+    from xentcheck.regress.repro import write_script
     wide = np.float64 if case.dtype == "float64" else np.float32
-    meta = {"result_id": name, "case_id": case.id, "recorded_case_id": record["case_id"], "dtype": case.dtype,
-            "backend": record["backend"], "impl": record.get("impl", ""), "mode": record.get("mode", ""),
-            "device": record.get("device", "cpu"), "verdict": record.get("original_verdict", record["verdict"]),
-            "reasons": record.get("reasons", []), "spec": spec or record["backend"]}
     arrays = {"student": inputs.student.astype(wide), "teacher": inputs.teacher.astype(wide)}
     if inputs.labels is not None:
         arrays["labels"] = inputs.labels
-    with np.errstate(over="ignore"):
-        refs = {f"ref_{k}": np.asarray(ref.get(k), dtype=np.float64) for k in OUTPUT_NAMES}
-    from xentcheck.regress.repro import _savez as savez
-    savez(folder / f"{name}.npz", **arrays, **refs, meta=np.array(json.dumps(meta)))
-    doc = (f'"""Reproduce {name}: {record["backend"]} ({meta["impl"]}) on distillation case {record["case_id"]}'
-           f'{" (shrunk to " + case.id + ")" if shrunk else ""}.\n\n'
-           f'Recorded verdict: {meta["verdict"]}. Run: python {name}.py\n"""\n')
-    script = doc + prelude + "\n" + TEMPLATE.read_text().replace("__NAME__", name).replace("__SPEC__", meta["spec"])
-    (folder / f"{name}.py").write_text(script)
-    return folder / f"{name}.npz", folder / f"{name}.py"
+    return write_script(folder, name, record, case, shrunk, spec, prelude, "distillation", TEMPLATE, arrays, ref,
+                        OUTPUT_NAMES, meta={"dtype": case.dtype})

@@ -6,7 +6,6 @@ the rows, each half of the classes (every row's token and largest logit kept).""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -49,19 +48,8 @@ def candidates(state: dict) -> list:
 
 def write(folder: Path, name: str, record: dict, inputs: RlInputs, case: Case, ref, shrunk: bool,
           spec: str | None, prelude: str) -> tuple[Path, Path]:
+    from xentcheck.regress.repro import write_script
     wide = np.float64 if case.dtype == "float64" else np.float32
-    meta = {"result_id": name, "case_id": case.id, "recorded_case_id": record["case_id"],
-            "backend": record["backend"], "impl": record.get("impl", ""), "mode": record.get("mode", ""),
-            "device": record.get("device", "cpu"), "verdict": record.get("original_verdict", record["verdict"]),
-            "reasons": record.get("reasons", []), "spec": spec or record["backend"]}
     arrays = {"logits": inputs.logits.astype(wide), "labels": inputs.labels,
               "advantages": inputs.advantages.astype(wide), "coefficients": inputs.coefficients.astype(wide)}
-    refs = {f"ref_{k}": np.asarray(ref.get(k), dtype=np.float64) for k in OUTPUT_NAMES}
-    from xentcheck.regress.repro import _savez as savez
-    savez(folder / f"{name}.npz", **arrays, **refs, meta=np.array(json.dumps(meta)))
-    doc = (f'"""Reproduce {name}: {record["backend"]} ({meta["impl"]}) on RL case {record["case_id"]}'
-           f'{" (shrunk to " + case.id + ")" if shrunk else ""}.\n\n'
-           f'Recorded verdict: {meta["verdict"]}. Run: python {name}.py\n"""\n')
-    script = doc + prelude + "\n" + TEMPLATE.read_text().replace("__NAME__", name).replace("__SPEC__", meta["spec"])
-    (folder / f"{name}.py").write_text(script)
-    return folder / f"{name}.npz", folder / f"{name}.py"
+    return write_script(folder, name, record, case, shrunk, spec, prelude, "RL", TEMPLATE, arrays, ref, OUTPUT_NAMES)
