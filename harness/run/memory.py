@@ -171,3 +171,20 @@ def watch(proc: subprocess.Popen, ceiling: int, exceeded: Callable[[int], None])
             return
         looks += 1
         time.sleep(INTERVAL)
+
+
+def reset_peak() -> bool:
+    """Reset this process's high-water mark VmHWM to its current resident set (writing 5 to
+    /proc/self/clear_refs, Linux >= 4.0); False where the kernel refuses (or no /proc)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss() -> int | None:
+    """This process's peak resident memory since the last reset_peak, else since it started
+    (VmHWM: unlike ru_maxrss, not inherited from the parent across fork and exec)."""
+    return proc_kib("/proc/self/status", "VmHWM")

@@ -24,6 +24,7 @@ from xentcheck.core.dtypes import transport_dtype
 from xentcheck.core.records import VariantOutput, variant_info
 from xentcheck.problems import problem_of, runs
 from xentcheck.run.environment import numerics_env
+from xentcheck.run.memory import peak_rss, reset_peak
 from xentcheck.run.protocol import Hello, Quit, RunReply, RunRequest, TimedVariant, TimeRequest, TimingReply, message
 
 if TYPE_CHECKING:
@@ -150,24 +151,6 @@ def time_case(backend, request: TimeRequest) -> TimingReply:
         entry.peak_rss_bytes = peak_rss()
         reply.results.append(entry)
     return reply
-
-
-def reset_peak() -> bool:
-    """Reset this process's high-water mark VmHWM to its current resident set (writing 5 to
-    /proc/self/clear_refs, Linux >= 4.0); False where the kernel refuses (or no /proc)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss() -> int | None:
-    """This process's peak resident memory since the last reset_peak, else since it started
-    (VmHWM: unlike ru_maxrss, not inherited from the parent across fork and exec)."""
-    from xentcheck.run.environment import proc_kib
-    return proc_kib("/proc/self/status", "VmHWM")
 
 
 def compute(backend, v, case: Case, pristine: Inputs, device: str, properties: Tol | None = None,

@@ -40,16 +40,6 @@ def status_bytes(field: str) -> int | None:
     return proc_kib("/proc/self/status", field)  # in bytes
 
 
-def reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False when the kernel refuses."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def bench_case(dtype: str, n: int, d: int, v: int) -> Case:
     """The Case a bench shape stands for (not validated: W may exceed the suite's size limit)."""
     return Case("scale1e+0", dtype, n, v, "index", "mean", "", (), d)
@@ -146,6 +136,7 @@ def probe(request: dict) -> dict:
     out["inputs_bytes"] = nbytes(inputs.hidden, inputs.weight, inputs.labels)
     if reference:
         out["compared_bytes"] = nbytes(compared[0].loss, *compared[0].grads.values())
+    from xentcheck.run.memory import reset_peak
     out["peak_reset"] = reset_peak()
     times, cpu = [], []
     for i in range(1 + request.get("repeats", 0)):
