@@ -125,3 +125,12 @@ def working_precision(dtype: str) -> str:
     if dtype != "float64":
         return "float64"
     return "longdouble" if LONGDOUBLE_IS_WIDER else "mpmath"
+
+
+def numpy_working_type(dtype: str) -> tuple[type[np.floating], str]:
+    """The NumPy type a reference computed with NumPy alone works in, and its precision's name:
+    float64 for the narrower dtypes; for float64, long double, named "longdouble" where it is wider
+    and "float64" where it is float64 itself (no mpmath fallback)."""
+    if dtype != "float64":
+        return np.float64, "float64"
+    return np.longdouble, "longdouble" if LONGDOUBLE_IS_WIDER else "float64"

@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from xentcheck.core.cases import Case
+from xentcheck.core.dtypes import numpy_working_type
 from xentcheck.problems.distill.cases import DistillInputs, DistillSpec, parse
 
 
@@ -140,8 +141,7 @@ def divergence(spec: DistillSpec, ls: np.ndarray, lt: np.ndarray) -> dict:
 def distill_reference(case: Case, inputs: DistillInputs, semantics: str = "plain") -> DistillReference:
     """The reference of a distillation case (module docstring)."""
     spec = parse(case.spec)
-    wide = np.longdouble if case.dtype == "float64" else np.float64
-    precision = "longdouble" if wide is np.longdouble and np.finfo(np.longdouble).nmant > 52 else "float64"
+    wide, precision = numpy_working_type(case.dtype)
     t = wide(spec.temperature)
     a = inputs.student.astype(wide) / t
     b = inputs.teacher.astype(wide) / t

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from xentcheck.core.cases import Case
+from xentcheck.core.dtypes import numpy_working_type
 from xentcheck.problems.rl.cases import RlInputs, parse
 
 
@@ -41,8 +42,7 @@ class RlReference:
 
 def rl_reference(case: Case, inputs: RlInputs, semantics: str = "plain") -> RlReference:
     spec = parse(case.spec)
-    wide = np.longdouble if case.dtype == "float64" else np.float64
-    precision = "longdouble" if wide is np.longdouble and np.finfo(np.longdouble).nmant > 52 else "float64"
+    wide, precision = numpy_working_type(case.dtype)
     t = wide(spec.temperature)
     a = inputs.logits.astype(wide) / t
     n = len(a)
