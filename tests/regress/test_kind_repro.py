@@ -1,7 +1,7 @@
 """The distillation and RL repro scripts (regress.repro.write_script): a run writes them, and each,
 run on its own, prints the framework's worst entry beside the reference's (its leading digits: the
-last ones depend on the CPU's exp and log): torch's NaN JSD beside
-masked classes, and Categorical-style entropy 0 instead of log 64 in bfloat16 near -1e4."""
+last ones depend on the CPU's exp and log): torch's NaN JSD beside masked classes, and an entropy
+of 0 instead of log 64 in bfloat16 near -1e4."""
 
 import subprocess
 import sys
