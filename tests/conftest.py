@@ -56,7 +56,11 @@ def run_here(*args: str, env: dict | None = None, figures: bool = False) -> subp
 def require(module: str) -> None:
     """Skip the test unless `module` is installed. Unlike pytest.importorskip it does not import it: a test
     whose framework runs in a subprocess should not pay the seconds of importing it here as well."""
-    if importlib.util.find_spec(module) is None:
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # find_spec("a.b") imports "a", and raises when "a" is missing
+        found = False
+    if not found:
         pytest.skip(f"{module} is not installed")
 
 
