@@ -40,6 +40,7 @@ from xentcheck.run.plan import RunPlan, select_variants
 from xentcheck.run.processes import Worker, quit_all, scratch_dir, sigint_flag
 from xentcheck.run.protocol import Hello, RunReply, RunRequest
 from xentcheck.run.protocol import Quit as QuitMessage  # schedule's Quit is the decision to send it
+from xentcheck.run.references import DEFAULT_BUDGET, References
 from xentcheck.run.schedule import Action, Quit, Restart, Schedule, Send, StartHelper
 
 
@@ -55,6 +56,8 @@ class RunOptions:
     # folder, or $XENTCHECK_COMPILE_CACHE: a helper does not compile again what its backend's first
     # worker did. Local workers only
     compile_cache: bool = True
+    # bytes of references the parent keeps for cases some backend has not answered yet (run.references)
+    reference_budget: int = DEFAULT_BUDGET
 
 
 class Runner:
@@ -70,7 +73,7 @@ class Runner:
         self.schedule = Schedule(self.n_backends, len(config.cases), self.options.helpers)
         self.workers: list[Worker] = []  # by worker index (= schedule slot): one per backend, helpers appended
         self.events: queue.Queue = queue.Queue()
-        self.refs: dict[int, dict[str, Any]] = {}  # case index -> semantics -> its kind's reference
+        self.refs = References(self.options.reference_budget)  # each case's references, within a budget
         self.ref_uses: dict[int, int] = {}
         self.scratch = scratch_dir()
         self.infos: list[dict | None] = [None] * self.n_backends
@@ -115,7 +118,7 @@ class Runner:
         """The slot's records are final: its reference is dropped once every backend has the case."""
         self.ref_uses[ci] = self.ref_uses.get(ci, 0) + 1
         if self.ref_uses[ci] == self.n_backends:
-            self.refs.pop(ci, None)
+            self.refs.drop_case(ci)
         self.ordering.add(ci, bi, recs, replayed)
 
     def _identify(self, w: int, bi: int, info: dict) -> None:
@@ -141,10 +144,7 @@ class Runner:
         """The case's reference (its kind's), computed once per case (and per API semantics where they differ)."""
         case = self.config.cases[ci]
         key = problem_of(case).reference_key(case, semantics)
-        cached = self.refs.setdefault(ci, {})
-        if key not in cached:
-            cached[key] = problem_of(case).reference(case, make_inputs(case, self.config.seed), key)
-        return cached[key]
+        return self.refs.get(ci, key, lambda: problem_of(case).reference(case, make_inputs(case, self.config.seed), key))
 
     def _on_result(self, ci: int, bi: int, reply: RunReply, seconds: float) -> None:
         results = [self._result(ci, bi, j, output, seconds) for j, output in enumerate(reply.results)]
