@@ -237,6 +237,12 @@ class Backend:
     def devices(self) -> list[str]:
         return ["cpu"]
 
+    def release(self) -> None:
+        """Drop the compiled programs kept across cases. The worker calls it between cases once its
+        resident set passes xentcheck.run.memory.RELEASE_BYTES: a backend that compiles a program
+        per shape and dtype grows by about 10 MB a program (JAX), and the full suite has hundreds
+        of shapes. The next case compiles again, or loads from the run's compile cache."""
+
     def settings(self) -> dict:
         """Numerics-relevant settings in force (thread counts, x64, TF32...), for the report."""
         return {}

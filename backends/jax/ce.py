@@ -57,6 +57,10 @@ class JaxBackend(Backend):
         self.jax, self.jnp, self.optax = jax, jnp, optax
         self._jitted: dict = {}
 
+    def release(self) -> None:
+        self._jitted.clear()
+        self.jax.clear_caches()  # jit's executables and eager mode's per-op programs
+
     def devices(self) -> list[str]:
         kinds = {d.platform for d in self.jax.devices()} | {"cpu"}
         return ["cpu"] + (["cuda"] if "gpu" in kinds or "cuda" in kinds else [])

@@ -135,6 +135,9 @@ class KerasBackend(Backend):
     def settings(self) -> dict:
         return {"keras_backend": self.keras.backend.backend(), "floatx": self.keras.config.floatx()}
 
+    def release(self) -> None:
+        self._fns.clear()  # each holds its traced or jitted function
+
     # --- the loss, as a Keras user writes it ---------------------------------------------------
 
     def _loss(self, api: _Api, case: Case, smoothing: float):
@@ -271,6 +274,10 @@ class KerasJaxBackend(KerasBackend):
 
     def settings(self) -> dict:
         return {**super().settings(), "jax_enable_x64": bool(self.jax.config.jax_enable_x64)}  # type: ignore[attr-defined]
+
+    def release(self) -> None:
+        super().release()
+        self.jax.clear_caches()
 
     def _autodiff(self, loss_fn, mode: str):
         jax, jnp = self.jax, self.jax.numpy

@@ -56,6 +56,9 @@ class TensorflowBackend(Backend):
     def devices(self) -> list[str]:
         return ["cpu"] + (["cuda"] if self.tf.config.list_physical_devices("GPU") else [])
 
+    def release(self) -> None:
+        self._fns.clear()  # the tf.functions, with their traced graphs and XLA programs
+
     def settings(self) -> dict:
         tf = self.tf
         return {"intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),

@@ -72,6 +72,11 @@ class TorchBackend(Backend):
     def devices(self) -> list[str]:
         return ["cpu"] + (["cuda"] if self.torch.cuda.is_available() else [])
 
+    def release(self) -> None:
+        self._compiled.clear()
+        import torch._dynamo
+        torch._dynamo.reset()  # torch.compile's graphs and guards
+
     def settings(self) -> dict:
         t = self.torch
         cudnn = t.backends.cudnn.version() if t.backends.cudnn.is_available() else None

@@ -24,7 +24,7 @@ from xentcheck.core.dtypes import transport_dtype
 from xentcheck.core.records import VariantOutput, variant_info
 from xentcheck.problems import problem_of, runs
 from xentcheck.run.environment import numerics_env
-from xentcheck.run.memory import peak_rss, reset_peak
+from xentcheck.run.memory import peak_rss, release_if_large, reset_peak, resident
 from xentcheck.run.protocol import Hello, Quit, RunReply, RunRequest, TimedVariant, TimeRequest, TimingReply, message
 
 if TYPE_CHECKING:
@@ -205,6 +205,10 @@ def main(argv: list[str]) -> int:
                 send(time_case(backend, request).to_dict())
             elif isinstance(request, RunRequest):
                 send(run_case(backend, request).to_dict())
+                before = release_if_large(backend)
+                if before is not None:
+                    print(f"xentcheck worker: released compiled programs at {before / 2**30:.2f} GiB resident, "
+                          f"{resident(os.getpid()) / 2**30:.2f} GiB after", file=sys.stderr)
             else:
                 raise ValueError(f"a worker takes no {data.get('op')!r} message")
         except Exception as exc:  # keep serving: one bad case must not end the backend's run
