@@ -174,3 +174,20 @@ def test_a_results_line_reads_and_writes_back_unchanged():
                         grad_dtype="float32", notes=["n"], properties={"determinism": {"verdict": "pass", "detail": ""}})
     back = VariantOutput.from_dict(json.loads(json.dumps(out.to_dict())))
     assert back == out and back.semantics == "torch"
+
+
+def test_the_fields_only_some_cases_have_are_declared_and_keep_their_place():
+    """d, part, spec and inputs_file (Case.as_dict) are Result fields, written after the outcome as
+    results.jsonl has always had them; a known difference's recorded verdict is its original one."""
+    case = Case.from_id("scale1e+0_float32_16x100_lin16_index_mean")
+    r = Subject(backend="b", impl="i", mode="eager", seed=0).result(case, verdict="fail", reasons=["x"])
+    assert r.d == 16 and r.other == {}
+    line = json.dumps(r.to_dict())
+    assert list(r.to_dict())[-1] == "d" and json.dumps(Result.from_dict(json.loads(line)).to_dict()) == line
+    data = {**json.loads(line), "part": "tp2", "spec": "kd-fkl", "inputs_file": "/x.npz", "a_future_field": 1}
+    typed = Result.from_dict(data)
+    assert (typed.part, typed.spec, typed.inputs_file, typed.other) == ("tp2", "kd-fkl", "/x.npz", {"a_future_field": 1})
+    assert list(typed.to_dict()) == list(data)
+    assert r.recorded_verdict == "fail"
+    r.original_verdict, r.verdict = "fail", "known"
+    assert r.recorded_verdict == "fail"
