@@ -149,10 +149,8 @@ class Result:
         return cls(**known, metrics={k: Metrics.from_dict(v) for k, v in outputs.items()}, other=other)
 
 
-def result_line(result: Result | dict) -> str:
+def result_line(result: Result) -> str:
     """A results.jsonl line (with its newline)."""
-    if isinstance(result, dict):
-        result = Result.from_dict(result)
     return json.dumps(result.to_dict()) + "\n"
 
 

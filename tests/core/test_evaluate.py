@@ -79,10 +79,10 @@ def paths(tmp_path_factory):
         else:
             by_path["pytest"] = ("pass", "")
 
-        rep = run_cli("repro", result_id(record), "--from", str(out))
+        rep = run_cli("repro", result_id(Result.from_dict(record)), "--from", str(out))
         assert "Warning" not in rep.stderr, rep.stderr
         lines = rep.stdout.splitlines()
-        head = f"{result_id(record)}: "
+        head = f"{result_id(Result.from_dict(record))}: "
         verdict, recorded = lines[0][len(head):].split(" (recorded: ")
         assert recorded == record["verdict"] + ")"
         reasons = [ln[2:] for ln in lines[1:] if ln.startswith("  ") and not ln.startswith("  known difference")]
@@ -126,7 +126,7 @@ def test_repro_of_an_out_of_range_finding_says_the_recorded_verdict_without_warn
     record, _, rep = paths["out_of_range"]
     assert rep.returncode == 1  # the finding reproduces
     assert rep.stdout.splitlines()[:2] == [
-        f"{result_id(record)}: fail (recorded: fail)",
+        f"{result_id(Result.from_dict(record))}: fail (recorded: fail)",
         "  silently returned loss [nan] for an out-of-range class index (label 10 with K = 10)"]
     assert "RuntimeWarning" not in rep.stderr and "invalid value" not in rep.stderr, rep.stderr
 
