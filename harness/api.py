@@ -83,7 +83,7 @@ class VerifyResult:
             documented = f" [documented: {r.documented}]" if r.documented else ""
             lines.append(f"{r.case_id} on {r.backend} ({r.impl or ''}, {r.mode or ''}, {r.dtype}): "
                          f"{r.verdict}: {'; '.join(r.reasons or []) or r.verdict}{documented}")
-            lines.append(f"  repro: {repro(r.to_dict(), specs.get(r.backend))}")
+            lines.append(f"  repro: {repro(r, specs.get(r.backend))}")
         return "\n".join(lines)
 
 
@@ -215,19 +215,12 @@ def _input_files(inputs: InputsLike | Sequence[InputsLike] | None, folder: Path)
 
 # --- the one place that turns the run's records into a VerifyResult ----------------------------
 
-def _record(emitted: dict) -> Result:
-    """A result as VerifyResult holds it, from the record the Runner emitted (results.jsonl's line)."""
-    from xentcheck.core.records import Result
-
-    return Result.from_dict(emitted)
-
-
 def _result(done: Execution, folder: Path | None) -> VerifyResult:
     from xentcheck.reports import kinds
 
     findings = [Finding(g["backend"], g["impl"], g["kind"], g["results"], *(tuple(g[k]) for k in
                         ("verdicts", "modes", "dtypes", "options", "cases"))) for g in kinds.group(done.records)]
-    return VerifyResult(records=[_record(r) for r in done.records], counts=dict(done.summary["counts"]),
+    return VerifyResult(records=list(done.records), counts=dict(done.summary["counts"]),
                         ok=done.summary["exit_status"] == 0, findings=findings,
                         backends=list(done.summary.get("backends", [])), out=folder)
 

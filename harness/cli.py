@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -22,6 +23,9 @@ from xentcheck.cli_outdir import overwrite_option
 from xentcheck.cli_outdir import replace_output as _replace
 from xentcheck.cli_usage import refuse_given
 from xentcheck.cli_usage import usage as _usage
+
+if TYPE_CHECKING:
+    from xentcheck.core.records import Result
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -147,7 +151,7 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, input_files, o
     return status
 
 
-def _execute(plan, out_dir: Path, prior: list[dict], progress: bool, repro: bool = True, executor=None) -> int:
+def _execute(plan, out_dir: Path, prior: list[Result], progress: bool, repro: bool = True, executor=None) -> int:
     from xentcheck.regress.known import KnownFileError
     from xentcheck.run.execute import execute
     from xentcheck.run.executor import LOCAL

@@ -16,19 +16,20 @@ import statistics
 from collections import defaultdict
 from itertools import combinations
 
+from xentcheck.core.records import Metrics, Result
 from xentcheck.problems import OUTPUT_NAMES
 
 OUTPUTS = OUTPUT_NAMES  # every kind's declared outputs (xentcheck.problems): in the matrix when a record has them
 XENTCHECK_UNITS = 8.0  # the xentcheck preset allows 8 u: excess * 8 = error in u of the scale
 
 
-def label(r: dict) -> str:
-    return r["backend"]
+def label(r: Result) -> str:
+    return str(r.backend)
 
 
-def scaled_error(m: dict) -> float | None:
+def scaled_error(m: Metrics) -> float | None:
     """max |a - r| / (u (scale + |r|)) over the finite elements, or None when not stored."""
-    ex = (m.get("excess") or {}).get("xentcheck")
+    ex = (m.excess or {}).get("xentcheck")
     if ex is None:
         return None
     return float(ex) * XENTCHECK_UNITS
@@ -41,16 +42,16 @@ def _stats(values: list[float]) -> dict:
             "n": len(values)}
 
 
-def build(records: list[dict]) -> dict:
+def build(records: list[Result]) -> dict:
     """{"backends": [...], "outputs": {what: {"pairs": {a: {b: cell}}, "reference": {a: cell}, "blame": ...}}}"""
-    by_case: dict[str, dict[str, dict]] = defaultdict(dict)
+    by_case: dict[str, dict[str, Result]] = defaultdict(dict)
     for r in records:
-        if any(r.get(w) for w in OUTPUTS):
-            by_case[r["case_id"]][label(r)] = r
+        if any(r.metrics.get(w) for w in OUTPUTS):
+            by_case[str(r.case_id)][label(r)] = r
     backends = sorted({b for per in by_case.values() for b in per})
     outputs: dict[str, dict] = {}
     out = {"backends": backends, "outputs": outputs}
-    for what in [w for w in OUTPUTS if any(r.get(w) for r in records)]:
+    for what in [w for w in OUTPUTS if any(r.metrics.get(w) for r in records)]:
         pair_vals: dict[tuple[str, str], list[float]] = defaultdict(list)
         pair_cases: dict[tuple[str, str], int] = defaultdict(int)
         pair_nonfinite: dict[tuple[str, str], int] = defaultdict(int)
@@ -59,15 +60,16 @@ def build(records: list[dict]) -> dict:
         wins: dict[tuple[str, str], int] = defaultdict(int)  # (a, b): cases where a is further from the reference
         for per in by_case.values():
             for b, r in per.items():
-                e = scaled_error(r.get(what) or {})
+                m = r.metrics.get(what) or Metrics()
+                e = scaled_error(m)
                 if e is not None:
                     ref_vals[b].append(e)
-                ref_sample[b] += [abs(v) for v in (r.get(what) or {}).get("sample_ulp") or [] if v is not None]
+                ref_sample[b] += [abs(v) for v in m.sample_ulp or [] if v is not None]
             for a, b in combinations(sorted(per), 2):
-                ma, mb = per[a].get(what), per[b].get(what)
+                ma, mb = per[a].metrics.get(what), per[b].metrics.get(what)
                 if not ma or not mb:
                     continue
-                sa, sb = ma.get("sample_ulp") or [], mb.get("sample_ulp") or []
+                sa, sb = ma.sample_ulp or [], mb.sample_ulp or []
                 if len(sa) != len(sb) or not sa:
                     continue
                 pair_cases[(a, b)] += 1

@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 
 from xentcheck.core.metrics import BAD_VERDICTS
+from xentcheck.core.records import Result
 from xentcheck.core.tolerances import TOLERANCE_ROWS
 from xentcheck.problems import OUTPUT_NAMES
 
@@ -36,11 +37,11 @@ SETTINGS = {
 }
 
 
-def key(r: dict) -> tuple[str, str, str, str, str]:
-    return (r["case_id"], r["backend"], r.get("impl", ""), r.get("mode", ""), r["dtype"])
+def key(r: Result) -> tuple[str, str, str, str, str]:
+    return (str(r.case_id), str(r.backend), r.impl or "", r.mode or "", str(r.dtype))
 
 
-def load(folder: Path) -> tuple[list[dict], dict]:
+def load(folder: Path) -> tuple[list[Result], dict]:
     """A results folder's records and context; ResultsFileError (a ValueError) when a file is broken."""
     from xentcheck.reports.files import read_results, read_summary
 
@@ -52,10 +53,10 @@ def load(folder: Path) -> tuple[list[dict], dict]:
     return records, {"summary": summary, "environment": env}
 
 
-def _growth(b: dict, n: dict, metric: str, factor: float, floor: float) -> list[dict]:
-    out = []
+def _growth(b: Result, n: Result, metric: str, factor: float, floor: float) -> list[dict]:
+    out: list[dict] = []
     for what in OUTPUT_NAMES:  # each output a record has metrics of, whatever its kind
-        bm, nm = (b.get(what) or {}).get(metric), (n.get(what) or {}).get(metric)
+        bm, nm = _metric(b, what, metric), _metric(n, what, metric)
         if bm is None or nm is None:
             continue
         ratio = nm / bm if bm > 0 else (float("inf") if nm > 0 else 1.0)
@@ -64,7 +65,12 @@ def _growth(b: dict, n: dict, metric: str, factor: float, floor: float) -> list[
             (g["ratio"] < 1 / factor and g["base"] > floor)]
 
 
-def compare_runs(base: list[dict], new: list[dict], factor: float = 2.0, metric: str = "ulp_err",
+def _metric(r: Result, what: str, metric: str) -> float | None:
+    m = r.metrics.get(what)
+    return None if m is None else getattr(m, metric)
+
+
+def compare_runs(base: list[Result], new: list[Result], factor: float = 2.0, metric: str = "ulp_err",
                  floor: float = 1.0) -> dict:
     from xentcheck.regress.known import unapply
 
@@ -76,12 +82,12 @@ def compare_runs(base: list[dict], new: list[dict], factor: float = 2.0, metric:
         b = bmap.get(k)
         if b is None:
             continue
-        bv, nv = b["verdict"], n["verdict"]
-        entry = {"key": list(k), "base_verdict": bv, "new_verdict": nv, "reasons": n.get("reasons", [])}
+        bv, nv = b.verdict, n.verdict
+        entry = {"key": list(k), "base_verdict": bv, "new_verdict": nv, "reasons": n.reasons or []}
         if bv not in BAD_VERDICTS and nv in BAD_VERDICTS:
             regressions.append({**entry, "kind": "verdict"})
         elif bv in BAD_VERDICTS and nv not in BAD_VERDICTS:
-            improvements.append({**entry, "kind": "verdict", "reasons": b.get("reasons", [])})
+            improvements.append({**entry, "kind": "verdict", "reasons": b.reasons or []})
         elif bv in BAD_VERDICTS and nv in BAD_VERDICTS and bv != nv:
             changed.append({**entry, "kind": "verdict"})
         elif bv == nv == "pass":

@@ -30,12 +30,12 @@ class ResultsWriter:
     def __init__(self, path: Path, append: bool = False):
         self.path = Path(path)
         self._f: IO[str] = open(self.path, "a" if append else "w", encoding="utf-8")
-        self.records: list[dict] = []
+        self.records: list[Result] = []
 
-    def __call__(self, record: Result | dict) -> None:
+    def __call__(self, record: Result) -> None:
         self._f.write(result_line(record))
         self._f.flush()
-        self.records.append(record.to_dict() if isinstance(record, Result) else record)
+        self.records.append(record)
 
     def close(self) -> None:
         self._f.close()
@@ -53,9 +53,9 @@ def required_keys() -> tuple[str, ...]:
     return tuple(load("results")["required"])
 
 
-def read_results(path: Path) -> list[dict]:
-    """Records of a results.jsonl, one JSON object a line (blank lines ignored), each as the
-    serialiser gives it (xentcheck.core.records.Result.to_dict).
+def read_results(path: Path) -> list[Result]:
+    """Records of a results.jsonl, one JSON object a line (blank lines ignored), each read by
+    the one serialiser (xentcheck.core.records.Result.from_dict): typed, as every report takes them.
 
     The last line, when it has no newline and does not parse, is a write torn by a killed run:
     dropped. Anything else wrong raises ResultsFileError rather than skipping a result: a file
@@ -89,7 +89,7 @@ def read_results(path: Path) -> list[dict]:
         missing = [k for k in required if k not in record]
         if missing:
             raise ResultsFileError(f"{path}:{n}: not a result record (no {', '.join(map(repr, missing))})")
-        records.append(Result.from_dict(record).to_dict())  # the serialiser's form
+        records.append(Result.from_dict(record))
     return records
 
 

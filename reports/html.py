@@ -11,6 +11,7 @@ from pathlib import Path
 
 from xentcheck.core.dtypes import DTYPE_NAMES
 from xentcheck.core.metrics import BAD_VERDICTS
+from xentcheck.core.records import Metrics, Result
 from xentcheck.core.tolerances import ROW_TITLES
 from xentcheck.reports import blame, kinds, plots
 from xentcheck.reports import tolerance_report as tolerance
@@ -20,51 +21,57 @@ MAX_FINDINGS = 100
 _RANK = {"crashed": 0, "timeout": 0, "error": 1, "nonfinite": 2, "fail": 3}
 
 
-def _past_tolerance(r: dict) -> float:
+def _past_tolerance(r: Result) -> float:
     """How many times the allowed error the worst element reached (inf for NaN/inf mismatches)."""
     worst = 0.0
     for what, _ in tolerance.OUTPUTS:
-        m = r.get(what) or {}
-        if m.get("n_nonfinite_mismatch"):
+        m = r.metrics.get(what)
+        if m is None:
+            continue
+        if m.n_nonfinite_mismatch:
             return float("inf")
+        if m.worst_actual is None or m.worst_expected is None:
+            continue
         try:
-            d = abs(float(m["worst_actual"]) - float(m["worst_expected"]))
-            worst = max(worst, d / m["worst_allowed"] if m.get("worst_allowed") else (float("inf") if d else 0.0))
-        except (KeyError, TypeError, ValueError):
+            d = abs(float(m.worst_actual) - float(m.worst_expected))
+            worst = max(worst, d / m.worst_allowed if m.worst_allowed else (float("inf") if d else 0.0))
+        except (TypeError, ValueError):
             continue
     return worst
 
 
-def findings(records: list[dict], specs: dict, preset: str | None) -> tuple[int, list[dict]]:
-    bad = [r for r in records if r["verdict"] in BAD_VERDICTS]
-    bad.sort(key=lambda r: (_RANK.get(r["verdict"], 9), -_past_tolerance(r)))
+def findings(records: list[Result], specs: dict, preset: str | None) -> tuple[int, list[dict]]:
+    bad = [r for r in records if r.verdict in BAD_VERDICTS]
+    bad.sort(key=lambda r: (_RANK.get(str(r.verdict), 9), -_past_tolerance(r)))
     rows = []
     for r in bad[:MAX_FINDINGS]:
-        past = _past_tolerance(r) if r["verdict"] in ("fail", "nonfinite") else None
-        rows.append({"case_id": r["case_id"], "backend": r["backend"], "dtype": r["dtype"], "verdict": r["verdict"],
+        past = _past_tolerance(r) if r.verdict in ("fail", "nonfinite") else None
+        rows.append({"case_id": r.case_id, "backend": r.backend, "dtype": r.dtype, "verdict": r.verdict,
                      "excess": "" if past is None else ("NaN/inf" if past == float("inf") else f"{past:.3g}x"),
-                     "explanation": "; ".join(r.get("reasons", [])),
-                     "repro": repro(r, specs.get(r["backend"]), preset)})
+                     "explanation": "; ".join(r.reasons or []),
+                     "repro": repro(r, specs.get(r.backend), preset)})
     return len(bad), rows
 
 
-def largest_errors(records: list[dict]) -> list[dict]:
+def largest_errors(records: list[Result]) -> list[dict]:
     """Per output, backend, implementation and dtype: the result with the largest scaled error
     (max |a - r| / (u (scale + |r|)), what the default tolerance bounds by 8), not the largest
     relative error, which flush-to-zero of a 1e-40 gradient entry would make 1 everywhere."""
-    best: dict[tuple, tuple[float, dict]] = {}
+    best: dict[tuple, tuple[float, Result, Metrics]] = {}
     for r in records:
         for what, title in tolerance.OUTPUTS:
-            e = blame.scaled_error(r.get(what) or {})
-            key = (title, r["backend"], r.get("impl", ""), r["dtype"])
+            m = r.metrics.get(what)
+            if m is None:
+                continue
+            e = blame.scaled_error(m)
+            key = (title, r.backend, r.impl or "", r.dtype)
             if e is not None and (key not in best or e > best[key][0]):
-                best[key] = (e, r)
+                best[key] = (e, r, m)
     rows = []
-    for (title, backend, impl, dtype), (e, r) in sorted(best.items(), key=lambda kv: (kv[0][0] != "loss", kv[0][1:])):
-        m = r[{t: w for w, t in tolerance.OUTPUTS}[title]]
-        rows.append({"output": title, "backend": backend, "impl": impl, "dtype": dtype, "case_id": r["case_id"],
-                     "verdict": r["verdict"], "scaled": e, "abs_err": m["abs_err"], "rel_err": m["rel_err"],
-                     "ulp_err": m["ulp_err"]})
+    for (title, backend, impl, dtype), (e, r, m) in sorted(best.items(), key=lambda kv: (kv[0][0] != "loss", kv[0][1:])):
+        rows.append({"output": title, "backend": backend, "impl": impl, "dtype": dtype, "case_id": r.case_id,
+                     "verdict": r.verdict, "scaled": e, "abs_err": m.abs_err, "rel_err": m.rel_err,
+                     "ulp_err": m.ulp_err})
     return rows
 
 
@@ -100,7 +107,7 @@ def _rule(tol: dict) -> str:
     return "an element passes when |actual - reference| <= rtol |reference| + atol."
 
 
-def render(summary: dict, records: list[dict], tol_report: dict | None = None, matrix: dict | None = None,
+def render(summary: dict, records: list[Result], tol_report: dict | None = None, matrix: dict | None = None,
            timing: dict | None = None, figures: list[dict] | None = None) -> str:
     """The page; `timing` (the folder's timing.json, from `xentcheck bench`) adds its figure;
     `figures`: plots.figures(records, matrix) when already drawn."""

@@ -13,6 +13,7 @@ import shlex
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 
+from xentcheck.core.records import Result
 from xentcheck.problems import output_specs
 
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -30,43 +31,44 @@ def _part(text: str) -> str:
     return _NOT_NAME.sub("_", text).strip("_") or "_"
 
 
-def classname(r: dict) -> str:
-    return ".".join(["xentcheck", *(_part(r.get(k, "")) for k in ("backend", "impl", "mode", "dtype"))])
+def classname(r: Result) -> str:
+    return ".".join(["xentcheck", *(_part(getattr(r, k) or "") for k in ("backend", "impl", "mode", "dtype"))])
 
 
-def repro(r: dict, spec: str | None = None, preset: str | None = None) -> str:
+def repro(r: Result, spec: str | None = None, preset: str | None = None) -> str:
     """The command that reruns just this result."""
-    where = f"--backend-file {spec[len('file:'):]}" if spec and spec.startswith("file:") else f"--backends {r['backend']}"
+    where = f"--backend-file {spec[len('file:'):]}" if spec and spec.startswith("file:") else f"--backends {r.backend}"
     tol = f" --tolerances {preset}" if preset and preset != "xentcheck" else ""
-    if r.get("inputs_file"):  # a user's file case (--inputs): its arrays come from the file, not the seed
-        return f"xentcheck run {where} --inputs {shlex.quote(r['inputs_file'])}{tol}"
-    return f"xentcheck run {where} --case {r['case_id']} --seed {r.get('seed', 0)}{tol}"
+    if r.inputs_file:  # a user's file case (--inputs): its arrays come from the file, not the seed
+        return f"xentcheck run {where} --inputs {shlex.quote(r.inputs_file)}{tol}"
+    return f"xentcheck run {where} --case {r.case_id} --seed {0 if r.seed is None else r.seed}{tol}"
 
 
-def failure_message(r: dict) -> str:
+def failure_message(r: Result) -> str:
     """'loss: greatest absolute / relative / ULP difference A / R / U at index I (x vs y), allowed T; ...'"""
     parts = []
     for what, label in ((o.name, o.label) for o in output_specs()):
-        m = r.get(what)
+        m = r.metrics.get(what)
         if not m:
             continue
-        if m.get("n_nonfinite_mismatch"):
-            parts.append(f"{label}: {m['n_nonfinite_mismatch']} / {m['size']} NaN/inf where the reference differs, "
-                         f"e.g. {m.get('worst_actual')} vs {m.get('worst_expected')} at index {m.get('worst_index')}")
-        elif m.get("n_exceed"):
-            parts.append(f"{label}: greatest absolute / relative / ULP difference {m['abs_err']:.3g} / "
-                         f"{m['rel_err']:.3g} / {m['ulp_err']:.3g} at index {m.get('worst_index')} "
-                         f"({m.get('worst_actual')} vs {m.get('worst_expected')}), allowed "
-                         f"{m.get('worst_allowed', float('nan')):.3g}; {m['n_exceed']} / {m['size']} elements out")
-    return "; ".join(parts) or "; ".join(r.get("reasons", [])) or r["verdict"]
+        if m.n_nonfinite_mismatch:
+            parts.append(f"{label}: {m.n_nonfinite_mismatch} / {m.size} NaN/inf where the reference differs, "
+                         f"e.g. {m.worst_actual} vs {m.worst_expected} at index {m.worst_index}")
+        elif m.n_exceed:
+            allowed = float("nan") if m.worst_allowed is None else m.worst_allowed
+            parts.append(f"{label}: greatest absolute / relative / ULP difference {m.abs_err:.3g} / "
+                         f"{m.rel_err:.3g} / {m.ulp_err:.3g} at index {m.worst_index} "
+                         f"({m.worst_actual} vs {m.worst_expected}), allowed "
+                         f"{allowed:.3g}; {m.n_exceed} / {m.size} elements out")
+    return "; ".join(parts) or "; ".join(r.reasons or []) or str(r.verdict)
 
 
-def render(records: list[dict], summary: dict) -> str:
+def render(records: list[Result], summary: dict) -> str:
     specs = {b.get("name"): b.get("spec") for b in summary.get("backends", []) if isinstance(b, dict)}
     preset = summary.get("tolerances", {}).get("preset")
-    suites: dict[str, list[dict]] = defaultdict(list)
+    suites: dict[str, list[Result]] = defaultdict(list)
     for r in records:
-        suites[r["backend"]].append(r)
+        suites[str(r.backend)].append(r)
     root = ET.Element("testsuites", name="xentcheck")
     totals: dict[str, int] = defaultdict(int)
     for backend, recs in suites.items():
@@ -74,23 +76,23 @@ def render(records: list[dict], summary: dict) -> str:
         counts: dict[str, int] = defaultdict(int)
         seconds = 0.0
         for r in recs:
-            t = (r.get("timing") or {}).get("compute_seconds", 0.0) or 0.0
+            t = (r.timing or {}).get("compute_seconds", 0.0) or 0.0
             seconds += t
-            tc = ET.SubElement(suite, "testcase", classname=clean(classname(r)), name=clean(r["case_id"]),
+            tc = ET.SubElement(suite, "testcase", classname=clean(classname(r)), name=clean(r.case_id),
                                time=f"{t:.6f}")
-            v = r["verdict"]
-            detail = "\n".join([*r.get("reasons", []), f"repro: {repro(r, specs.get(r['backend']), preset)}"])
+            v = r.verdict
+            detail = "\n".join([*(r.reasons or []), f"repro: {repro(r, specs.get(r.backend), preset)}"])
             if v in _FAILURES:
                 counts["failures"] += 1
                 el = ET.SubElement(tc, "failure", message=clean(failure_message(r)), type=v)
                 el.text = clean(detail)
             elif v in _ERRORS:
                 counts["errors"] += 1
-                el = ET.SubElement(tc, "error", message=clean("; ".join(r.get("reasons", [])) or v), type=v)
-                el.text = clean("\n".join(filter(None, [detail, r.get("traceback", "")])))
+                el = ET.SubElement(tc, "error", message=clean("; ".join(r.reasons or []) or v), type=v)
+                el.text = clean("\n".join(filter(None, [detail, r.traceback or ""])))
             elif v == "skipped":
                 counts["skipped"] += 1
-                ET.SubElement(tc, "skipped", message=clean("; ".join(r.get("reasons", []))))
+                ET.SubElement(tc, "skipped", message=clean("; ".join(r.reasons or [])))
             elif v == "widened":  # passes at the requested dtype's tolerance; said apart from a pass
                 props = ET.SubElement(tc, "properties")
                 ET.SubElement(props, "property", name="verdict", value="widened")

@@ -12,14 +12,15 @@ import re
 from collections import defaultdict
 
 from xentcheck.core.metrics import BAD_VERDICTS
+from xentcheck.core.records import Result
 
 _COUNT = re.compile(r"\b\d+ / \d+ ")  # "3 / 20 out of tolerance" -> "out of tolerance"
 
 
-def kind(record: dict) -> str:
+def kind(record: Result) -> str:
     """What went wrong, without the numbers that differ from case to case."""
-    reasons = record.get("reasons") or []
-    text = reasons[0] if reasons else record["verdict"]
+    reasons = record.reasons or []
+    text = reasons[0] if reasons else str(record.verdict)
     text = _COUNT.sub("", text.split(";")[0]).split(", e.g.")[0].split("\n")[0]
     text = re.sub(r"\s*\([^)]*\)$", "", text)  # a trailing detail such as "(label 10 with K = 10)"
     return text[:160]
@@ -29,20 +30,20 @@ def _options(case_id: str) -> str:
     return case_id.partition("_opt-")[2]
 
 
-def group(records: list[dict], verdicts: frozenset[str] = BAD_VERDICTS) -> list[dict]:
+def group(records: list[Result], verdicts: frozenset[str] = BAD_VERDICTS) -> list[dict]:
     """The results with one of `verdicts` (the bad ones; {"widened"}: those computed in a wider
     dtype, listed apart) grouped by (backend, implementation, kind), the largest groups first."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+    groups: dict[tuple, list[Result]] = defaultdict(list)
     for r in records:
-        if r["verdict"] in verdicts:
-            groups[(r["backend"], r.get("impl", ""), kind(r))].append(r)
+        if r.verdict in verdicts:
+            groups[(r.backend, r.impl or "", kind(r))].append(r)
     out = []
     for (backend, impl, what), rs in groups.items():
-        cases = list(dict.fromkeys(r["case_id"] for r in rs))
+        cases = list(dict.fromkeys(str(r.case_id) for r in rs))
         out.append({"backend": backend, "impl": impl, "kind": what, "results": len(rs),
-                    "verdicts": sorted({r["verdict"] for r in rs}),
-                    "modes": sorted({r.get("mode", "") for r in rs}),
-                    "dtypes": sorted({r["dtype"] for r in rs}),
+                    "verdicts": sorted({str(r.verdict) for r in rs}),
+                    "modes": sorted({r.mode or "" for r in rs}),
+                    "dtypes": sorted({str(r.dtype) for r in rs}),
                     "options": sorted({_options(c) or "none" for c in cases}),
                     "cases": cases})
     out.sort(key=lambda g: (-g["results"], g["backend"], g["impl"], g["kind"]))

@@ -3,20 +3,23 @@ and stale entries) and for shards; appended after the main report."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from xentcheck.core.records import Result
 from xentcheck.reports.markdown import MAX_FINDINGS, _table, esc
 
 
-def render(summary: dict, records: list[dict]) -> str:
+def render(summary: dict, records: list[Result]) -> str:
     lines: list[str] = []
     kd = summary.get("known_differences")
     if kd:
-        known = [r for r in records if r["verdict"] == "known"]
+        known = [r for r in records if r.verdict == "known"]
         lines += ["## Known differences", "",
                   f"{len(known)} results match an entry of `{esc(kd.get('file', ''))}` "
                   f"({len(kd['entries'])} entries): accepted, documented behaviour; they do not fail the run.", ""]
         if known:
-            rows = [[f"`{esc(r['case_id'])}`", esc(r["backend"]), esc(r["original_verdict"]), esc(r["known"]["id"]),
-                     esc(r["known"]["link"])] for r in known[:MAX_FINDINGS]]
+            rows = [[f"`{esc(r.case_id)}`", esc(r.backend), esc(r.original_verdict), esc((r.known or {})["id"]),
+                     esc((r.known or {})["link"])] for r in known[:MAX_FINDINGS]]
             lines += _table(["case", "backend", "verdict", "entry", "upstream"], rows)
         if kd["stale"]:
             lines += ["### Stale entries", "",
@@ -36,19 +39,19 @@ def render(summary: dict, records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _interpreters(summary: dict, records: list[dict]) -> list[str]:
+def _interpreters(summary: dict, records: list[Result]) -> list[str]:
     """With --python: each other interpreter's results against this one's, result by result."""
     from xentcheck.reports.compare_runs import compare_runs
 
     labels = summary.get("config", {}).get("interpreters") or {}
     lines: list[str] = []
-    base = [r for r in records if "@" not in r["backend"]]
+    base = [r for r in records if "@" not in str(r.backend)]
     for label, python in labels.items():
         suffix = f"@{label}"
-        other = [{**r, "backend": r["backend"][:-len(suffix)]} for r in records if r["backend"].endswith(suffix)]
+        other = [replace(r, backend=str(r.backend)[:-len(suffix)]) for r in records if str(r.backend).endswith(suffix)]
         c = compare_runs(base, other)
-        versions = sorted({f"{r['backend']} {r.get('backend_version', '')}" for r in records
-                           if r["backend"].endswith(suffix) and r.get("backend_version")})
+        versions = sorted({f"{r.backend} {r.backend_version}" for r in records
+                           if str(r.backend).endswith(suffix) and r.backend_version})
         lines += [f"## Interpreter {esc(label)} against this one", "",
                   f"`{esc(python)}` ({esc(', '.join(versions) or 'no version reported')}): {c['matched']} results "
                   f"matched; {len(c['regressions'])} worse there, {len(c['improvements'])} better there, "

@@ -7,6 +7,7 @@ from collections import defaultdict
 
 from xentcheck.core.dtypes import DTYPE_NAMES
 from xentcheck.core.metrics import BAD_VERDICTS
+from xentcheck.core.records import Result
 from xentcheck.problems import output_specs
 from xentcheck.reports import kinds
 
@@ -32,7 +33,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return out + [""]
 
 
-def render(summary: dict, records: list[dict]) -> str:
+def render(summary: dict, records: list[Result]) -> str:
     c = summary["counts"]
     cfg = summary.get("config", {})
     lines = ["# xentcheck report", ""]
@@ -70,7 +71,7 @@ def render(summary: dict, records: list[dict]) -> str:
         rows.append([esc(backend), esc(impl), esc(mode), *cells])
     lines += _table(["backend", "implementation", "mode", *dts], rows)
 
-    bad = [r for r in records if r["verdict"] in BAD_VERDICTS]
+    bad = [r for r in records if r.verdict in BAD_VERDICTS]
     lines += ["## Findings", ""]
     if not bad:
         lines += ["None.", ""]
@@ -85,9 +86,9 @@ def render(summary: dict, records: list[dict]) -> str:
                          for g in groups])
         lines += ["Each result" + (f" (the first {MAX_FINDINGS}; all are in results.jsonl)" if len(bad) > MAX_FINDINGS else "")
                   + ":", ""]
-        rows = [[f"`{esc(r['case_id'])}`", esc(r["backend"]), esc(r.get("impl", "")), esc(r.get("mode", "")),
-                 esc(r["verdict"]) + (" (documented difference)" if r.get("documented") else ""),
-                 esc("; ".join(r.get("reasons", [])) + (f" [documented: {r['documented']}]" if r.get("documented") else ""))]
+        rows = [[f"`{esc(r.case_id)}`", esc(r.backend), esc(r.impl or ""), esc(r.mode or ""),
+                 esc(r.verdict) + (" (documented difference)" if r.documented else ""),
+                 esc("; ".join(r.reasons or []) + (f" [documented: {r.documented}]" if r.documented else ""))]
                 for r in bad[:MAX_FINDINGS]]
         lines += _table(["case", "backend", "implementation", "mode", "verdict", "explanation"], rows)
 

@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from xentcheck.core.records import Result
 
-def frame(records: list[dict]):
+
+def frame(records: list[Result]):
     """One row per result; nested metrics become columns like grad.rel_err, lists JSON text."""
     import pandas as pd
 
-    from xentcheck.reports.csv import _flatten
+    from xentcheck.reports.csv import rows as flat_rows
 
     rows = []
-    for r in records:
+    for row in flat_rows(records):
         flat = {}
-        for k, v in _flatten(r).items():
+        for k, v in row.items():
             # a column must hold one type: lists and the 'inf'/'nan' strings of worst_* as JSON text
             flat[k] = json.dumps(v) if isinstance(v, (list, dict)) else v
         rows.append(flat)
@@ -26,7 +28,7 @@ def frame(records: list[dict]):
     return df
 
 
-def write(records: list[dict], path: Path) -> None:
+def write(records: list[Result], path: Path) -> None:
     """Write atomically: a temporary file beside `path`, then rename."""
     import os
     import tempfile

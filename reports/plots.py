@@ -12,6 +12,7 @@ from collections import defaultdict
 
 from xentcheck.core.cases import SCALES
 from xentcheck.core.dtypes import DTYPE_NAMES
+from xentcheck.core.records import Result
 from xentcheck.problems import OUTPUT_NAMES, output_specs
 from xentcheck.reports.blame import scaled_error
 
@@ -20,14 +21,14 @@ TITLES = {o.name: o.label for o in output_specs()}  # every kind's declared outp
 COLORS = ("tab:orange", "tab:blue", "tab:green", "tab:red", "tab:purple", "tab:brown")
 
 
-def _outputs(records: list[dict]) -> list[str]:
+def _outputs(records: list[Result]) -> list[str]:
     """The declared outputs some record has metrics of, in the registry's order."""
-    return [w for w in OUTPUT_NAMES if any(r.get(w) for r in records)]
+    return [w for w in OUTPUT_NAMES if any(r.metrics.get(w) for r in records)]
 
 
-def _measured(r: dict) -> bool:
+def _measured(r: Result) -> bool:
     """Whether the record has metrics of a gradient (an output that came back and was compared)."""
-    return any(r.get(w) for w in OUTPUT_NAMES[1:])
+    return any(r.metrics.get(w) for w in OUTPUT_NAMES[1:])
 
 
 def _log_axes(ax, x: bool = True, y: bool = True) -> None:
@@ -64,8 +65,8 @@ def _shared_legend(fig, axes, top: float, ncol: int | None = None) -> None:
     fig.tight_layout()
 
 
-def _dtypes(records: list[dict]) -> list[str]:
-    return [d for d in DTYPE_NAMES if any(r["dtype"] == d for r in records)]
+def _dtypes(records: list[Result]) -> list[str]:
+    return [d for d in DTYPE_NAMES if any(r.dtype == d for r in records)]
 
 
 def _safe(text: str) -> str:
@@ -73,20 +74,20 @@ def _safe(text: str) -> str:
     return str(text).replace("$", r"\$")
 
 
-def _label(r: dict) -> str:
-    return _safe(r["backend"])
+def _label(r: Result) -> str:
+    return _safe(str(r.backend))
 
 
-def figures(records: list[dict], matrix: dict) -> list[dict]:
+def figures(records: list[Result], matrix: dict) -> list[dict]:
     """The run's figures for the HTML report, in order (those without data left out)."""
     return [f for f in (error_vs_scale(records), ulp_histograms(records),
                         blame_heatmaps(matrix) if matrix["backends"] else None, timings(records)) if f]
 
 
-def error_vs_scale(records: list[dict]) -> dict | None:
+def error_vs_scale(records: list[Result]) -> dict | None:
     """Scaled error of each output against the logits' scale: a row of panels per output (the
     loss, then every kind's gradients), one panel per dtype."""
-    rows = [r for r in records if r["family"].startswith("scale") and _measured(r)]
+    rows = [r for r in records if str(r.family).startswith("scale") and _measured(r)]
     if not rows:
         return None
     plt = _plt()
@@ -100,10 +101,11 @@ def error_vs_scale(records: list[dict]) -> dict | None:
             for b in backends:
                 pts = defaultdict(list)
                 for r in rows:
-                    if r["dtype"] == d and _label(r) == b and r.get(what):
-                        e = scaled_error(r[what])
+                    m = r.metrics.get(what)
+                    if r.dtype == d and _label(r) == b and m:
+                        e = scaled_error(m)
                         if e is not None:
-                            pts[float(r["family"][len("scale"):])].append(max(e, FLOOR))
+                            pts[float(str(r.family)[len("scale"):])].append(max(e, FLOOR))
                 if pts:
                     xs = sorted(pts)
                     ax.plot(xs, [max(pts[x]) for x in xs], marker="o", ms=3, label=b)
@@ -121,7 +123,7 @@ def error_vs_scale(records: list[dict]) -> dict | None:
                        f"(8 u). Families: scale{', scale'.join(SCALES)}; errors of 0 are drawn at {FLOOR:g}."}
 
 
-def ulp_histograms(records: list[dict]) -> dict | None:
+def ulp_histograms(records: list[Result]) -> dict | None:
     """Histograms of sampled per-element errors, per backend (rows) and dtype (columns)."""
     import numpy as np
 
@@ -139,8 +141,8 @@ def ulp_histograms(records: list[dict]) -> dict | None:
             ax = axes[i][j]
             zeros = []
             for what, color in zip(outputs, COLORS):
-                every = [abs(v) for r in rows if _label(r) == b and r["dtype"] == d and r.get(what)
-                         for v in r[what].get("sample_ulp", []) if v is not None]
+                every = [abs(v) for r in rows if _label(r) == b and r.dtype == d and (m := r.metrics.get(what))
+                         for v in m.sample_ulp or [] if v is not None]
                 vals = [v for v in every if v > 0]
                 if every:
                     zeros.append(f"{TITLES[what]} {100 * (len(every) - len(vals)) / len(every):.0f}%")
@@ -208,8 +210,8 @@ def blame_heatmaps(matrix: dict) -> dict | None:
                        "every element (mean over results of the largest error in u of the scale)."}
 
 
-def timings(records: list[dict]) -> dict | None:
-    rows = [r for r in records if (r.get("timing") or {}).get("compute_seconds")]
+def timings(records: list[Result]) -> dict | None:
+    rows = [r for r in records if (r.timing or {}).get("compute_seconds")]
     if not rows:
         return None
     plt = _plt()
@@ -217,8 +219,8 @@ def timings(records: list[dict]) -> dict | None:
     fig, axes = plt.subplots(1, len(dts), figsize=(3.2 * len(dts) + 1, 3.2), squeeze=False, sharey=True)
     for ax, d in zip(axes[0], dts):
         for b in sorted({_label(r) for r in rows}):
-            pts = [(_elements(r), r["timing"]["compute_seconds"]) for r in rows
-                   if r["dtype"] == d and _label(r) == b and _elements(r)]  # an empty batch has no place on a log axis
+            pts = [(_elements(r), (r.timing or {})["compute_seconds"]) for r in rows
+                   if r.dtype == d and _label(r) == b and _elements(r)]  # an empty batch has no place on a log axis
             if pts:
                 ax.scatter(*zip(*pts), s=10, label=b, alpha=0.8)
         _log_axes(ax)
@@ -231,6 +233,6 @@ def timings(records: list[dict]) -> dict | None:
                        "so framework warm-up and compilation show up on the first case of each shape)."}
 
 
-def _elements(r: dict) -> int:
+def _elements(r: Result) -> int:
     """The logits' size: N x K, times the extra dimensions where the case has them."""
-    return r["n"] * r["k"] * math.prod(r.get("extra") or [])
+    return (r.n or 0) * (r.k or 0) * math.prod(r.extra or [])

@@ -6,17 +6,18 @@ import json
 from collections import Counter, defaultdict
 
 from xentcheck.core.metrics import BAD_VERDICTS, VERDICTS
+from xentcheck.core.records import Metrics, Result
 from xentcheck.problems import OUTPUT_NAMES
 
 
-def group_key(r: dict) -> tuple[str, str, str, str]:
-    return (r["backend"], r.get("impl", ""), r.get("mode", ""), r["dtype"])
+def group_key(r: Result) -> tuple[str, str, str, str]:
+    return (str(r.backend), r.impl or "", r.mode or "", str(r.dtype))
 
 
-def pass_rates(records: list[dict]) -> list[dict]:
+def pass_rates(records: list[Result]) -> list[dict]:
     groups: dict[tuple, Counter] = defaultdict(Counter)
     for r in records:
-        groups[group_key(r)][r["verdict"]] += 1
+        groups[group_key(r)][r.verdict] += 1
     rows = []
     for (backend, impl, mode, dtype), counts in sorted(groups.items()):
         ran = sum(counts.values()) - counts["skipped"]
@@ -27,41 +28,42 @@ def pass_rates(records: list[dict]) -> list[dict]:
     return rows
 
 
-def worst(records: list[dict], what: str, metric: str = "rel_err") -> list[dict]:
+def worst(records: list[Result], what: str, metric: str = "rel_err") -> list[dict]:
     """For each backend x impl x mode x dtype, the compared result with the largest error in output `what`."""
-    best: dict[tuple, dict] = {}
+    best: dict[tuple, Metrics] = {}
+    rec: dict[tuple, Result] = {}
     for r in records:
-        m = r.get(what)
+        m = r.metrics.get(what)
         if not m:
             continue
         key = group_key(r)
-        if key not in best or m[metric] > best[key][what][metric]:
-            best[key] = r
-    return [{"backend": k[0], "impl": k[1], "mode": k[2], "dtype": k[3], "case_id": r["case_id"],
-             "verdict": r["verdict"], "abs_err": r[what]["abs_err"], "rel_err": r[what]["rel_err"],
-             "ulp_err": r[what]["ulp_err"], "worst_index": r[what].get("worst_index")}
-            for k, r in sorted(best.items())]
+        if key not in best or getattr(m, metric) > getattr(best[key], metric):
+            best[key], rec[key] = m, r
+    return [{"backend": k[0], "impl": k[1], "mode": k[2], "dtype": k[3], "case_id": rec[k].case_id,
+             "verdict": rec[k].verdict, "abs_err": m.abs_err, "rel_err": m.rel_err,
+             "ulp_err": m.ulp_err, "worst_index": m.worst_index}
+            for k, m in sorted(best.items())]
 
 
 BAD_PROPERTY = frozenset({"fail", "error"})
 
 
-def property_findings(records: list[dict]) -> list[dict]:
-    return [{"case_id": r["case_id"], "backend": r["backend"], "impl": r.get("impl", ""), "mode": r.get("mode", ""),
-             "dtype": r["dtype"], "property": name, "verdict": p["verdict"], "detail": p.get("detail", "")}
-            for r in records for name, p in (r.get("properties") or {}).items() if p["verdict"] in BAD_PROPERTY]
+def property_findings(records: list[Result]) -> list[dict]:
+    return [{"case_id": r.case_id, "backend": r.backend, "impl": r.impl or "", "mode": r.mode or "",
+             "dtype": r.dtype, "property": name, "verdict": p["verdict"], "detail": p.get("detail", "")}
+            for r in records for name, p in (r.properties or {}).items() if p["verdict"] in BAD_PROPERTY]
 
 
-def property_counts(records: list[dict]) -> dict[str, dict[str, int]]:
+def property_counts(records: list[Result]) -> dict[str, dict[str, int]]:
     counts: dict[str, Counter] = defaultdict(Counter)
     for r in records:
-        for name, p in (r.get("properties") or {}).items():
+        for name, p in (r.properties or {}).items():
             counts[name][p["verdict"]] += 1
     return {name: dict(c) for name, c in sorted(counts.items())}
 
 
-def exit_status(records: list[dict]) -> int:
-    bad = any(r["verdict"] in BAD_VERDICTS for r in records) or bool(property_findings(records))
+def exit_status(records: list[Result]) -> int:
+    bad = any(r.verdict in BAD_VERDICTS for r in records) or bool(property_findings(records))
     return 1 if bad else 0
 
 
@@ -71,8 +73,8 @@ DERIVED_KEYS = frozenset({"results", "counts", "exit_status", "pass_rates", "pro
 ALWAYS = OUTPUT_NAMES[:2]  # worst_loss and worst_grad are in every summary; another output's where a record has it
 
 
-def build(records: list[dict], context: dict) -> dict:
-    counts = Counter(r["verdict"] for r in records)
+def build(records: list[Result], context: dict) -> dict:
+    counts = Counter(r.verdict for r in records)
     return {
         **context,
         "results": len(records),
@@ -82,8 +84,8 @@ def build(records: list[dict], context: dict) -> dict:
         **{f"worst_{w}": worst(records, w) for w in ALWAYS},
         "property_counts": property_counts(records),
         "property_findings": len(property_findings(records)),
-        "inputs_modified": sorted({(r["backend"], r["case_id"]) for r in records if r.get("inputs_modified")}),
-        **{f"worst_{w}": worst(records, w) for w in OUTPUT_NAMES[len(ALWAYS):] if any(r.get(w) for r in records)},
+        "inputs_modified": sorted({(str(r.backend), str(r.case_id)) for r in records if r.inputs_modified}),
+        **{f"worst_{w}": worst(records, w) for w in OUTPUT_NAMES[len(ALWAYS):] if any(r.metrics.get(w) for r in records)},
     }
 
 

@@ -23,6 +23,7 @@ import statistics
 from collections import defaultdict
 
 from xentcheck.core.metrics import rtol_grid
+from xentcheck.core.records import Metrics, Result
 from xentcheck.core.tolerances import TOLERANCE_ROWS as TABLE_ROWS  # the tables' rows
 from xentcheck.core.tolerances import default_table
 from xentcheck.problems import output_specs
@@ -52,9 +53,9 @@ def _round_up(v: float) -> float:
     return math.ceil(v / 10 ** e) * 10 ** e
 
 
-def recommend(results: list[dict], what: str, dtype: str) -> dict | None:
+def recommend(results: list[Result], what: str, dtype: str) -> dict | None:
     """The (rtol, atol) covering every result given (their atol_needed grids), with MARGIN."""
-    grids = [r[what]["atol_needed"] for r in results if r.get(what) and "atol_needed" in r[what]]
+    grids = [m.atol_needed for r in results if (m := r.metrics.get(what)) and m.atol_needed is not None]
     if not grids:
         return None
     rtols = rtol_grid(dtype)
@@ -64,52 +65,58 @@ def recommend(results: list[dict], what: str, dtype: str) -> dict | None:
             "rtol_units": 0 if best == 0 else 2 ** (best - 1), "margin": MARGIN, "covers": len(grids)}
 
 
-def _quantiles(ms: list[dict], key: str) -> dict:
-    return {"max": max(_num(m[f"{key}_err"]) for m in ms),
-            "p99": max(_num(m.get(f"p99_{key}", m[f"{key}_err"])) for m in ms),
-            "median": statistics.median(_num(m.get(f"p50_{key}", m[f"{key}_err"])) for m in ms)}
+def _quantile(m: Metrics, name: str, fallback: str):
+    """Metric `name` of `m`, or `fallback` where it is not stored."""
+    v = getattr(m, name)
+    return getattr(m, fallback) if v is None else v
 
 
-def _published(results: list[dict], what: str, dtype: str) -> dict:
+def _quantiles(ms: list[Metrics], key: str) -> dict:
+    return {"max": max(_num(getattr(m, f"{key}_err")) for m in ms),
+            "p99": max(_num(_quantile(m, f"p99_{key}", f"{key}_err")) for m in ms),
+            "median": statistics.median(_num(_quantile(m, f"p50_{key}", f"{key}_err")) for m in ms)}
+
+
+def _published(results: list[Result], what: str, dtype: str) -> dict:
     out = {}
     for name in PUBLISHED:
         rtol, atol = default_table(name, dtype, _table_key(what))
-        ex = [(r, _num(r[what]["excess"][name])) for r in results
-              if r.get(what) and name in r[what].get("excess", {})]
+        ex = [(r, m, _num(m.excess[name])) for r in results
+              if (m := r.metrics.get(what)) and m.excess is not None and name in m.excess]
         if not ex:
             continue
-        passes = [e for r, e in ex if r["verdict"] == "pass"]
+        passes = [e for r, _, e in ex if r.verdict == "pass"]
         worst = max(passes, default=0.0)
         out[name] = {"rtol": rtol, "atol": atol,
-                     "false_alarms": sum(1 for r, e in ex if r["verdict"] == "pass" and e > 1),
-                     "false_alarm_cases": [r["case_id"] for r, e in ex if r["verdict"] == "pass" and e > 1],
+                     "false_alarms": sum(1 for r, _, e in ex if r.verdict == "pass" and e > 1),
+                     "false_alarm_cases": [r.case_id for r, _, e in ex if r.verdict == "pass" and e > 1],
                      # a finding on this output (not only on the other one) that the default lets pass
-                     "misses": sum(1 for r, e in ex if r["verdict"] == "fail" and r[what].get("n_exceed") and e <= 1),
+                     "misses": sum(1 for r, m, e in ex if r.verdict == "fail" and m.n_exceed and e <= 1),
                      "looser": (1 / worst if worst > 0 else None) if worst <= 1 else None}
     return out
 
 
-def build(records: list[dict]) -> dict:
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+def build(records: list[Result]) -> dict:
+    groups: dict[tuple, list[Result]] = defaultdict(list)
     for r in records:
-        if any(r.get(w) for w, _ in OUTPUTS):
-            groups[(r["backend"], r.get("impl", ""), r.get("mode", ""), r["dtype"], r["family"])].append(r)
+        if any(r.metrics.get(w) for w, _ in OUTPUTS):
+            groups[(r.backend, r.impl or "", r.mode or "", r.dtype, r.family)].append(r)
     rows = []
     for (backend, impl, mode, dtype, family), rs in sorted(groups.items()):
         row = {"backend": backend, "impl": impl, "mode": mode, "dtype": dtype, "family": family,
-               "results": len(rs), "passed": sum(r["verdict"] == "pass" for r in rs)}
+               "results": len(rs), "passed": sum(r.verdict == "pass" for r in rs)}
         for what, _ in OUTPUTS:
-            ms = [r[what] for r in rs if r.get(what)]
+            ms = [m for r in rs if (m := r.metrics.get(what))]
             if not ms and what != "loss":  # a group has the outputs of its kind only
                 continue
             row[what] = {"abs": _quantiles(ms, "abs"), "rel": _quantiles(ms, "rel"), "ulp": _quantiles(ms, "ulp"),
-                         "recommended": recommend([r for r in rs if r["verdict"] == "pass"], what, dtype),
+                         "recommended": recommend([r for r in rs if r.verdict == "pass"], what, dtype),
                          "published": _published(rs, what, dtype)}
         rows.append(row)
     per_dtype = []
-    for dtype in sorted({r["dtype"] for r in records if r.get("loss")}):
-        rs = [r for r in records if r["dtype"] == dtype and r.get("loss")]
-        passes = [r for r in rs if r["verdict"] == "pass"]
+    for dtype in sorted({str(r.dtype) for r in records if r.metrics.get("loss")}):
+        rs = [r for r in records if r.dtype == dtype and r.metrics.get("loss")]
+        passes = [r for r in rs if r.verdict == "pass"]
         per_dtype.append({"dtype": dtype, "results": len(rs), "passed": len(passes),
                           **{what: {"recommended": recommend(passes, what, dtype),
                                     "published": _published(rs, what, dtype)} for what in TABLE_ROWS}})

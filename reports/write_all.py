@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from xentcheck.core.records import Result
 from xentcheck.reports import blame, html, junit, known_md, markdown, parquet, plots, timing_report, tolerance_report
 from xentcheck.reports import csv as csv_report
 from xentcheck.reports import summary as summary_report
@@ -21,7 +22,7 @@ def context_of(summary: dict) -> dict:
     return {k: v for k, v in summary.items() if k not in summary_report.DERIVED_KEYS}
 
 
-def write_all(out_dir: Path, records: list[dict], context: dict, background_figures: bool = False) -> dict:
+def write_all(out_dir: Path, records: list[Result], context: dict, background_figures: bool = False) -> dict:
     """Write every report into `out_dir`; returns the summary. With `background_figures`, the
     HTML report's figures are drawn in a forked child (xentcheck.run.forked) while the other files are
     written (the caller must have no other thread running)."""

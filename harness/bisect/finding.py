@@ -56,11 +56,11 @@ def parse(value: str) -> Finding:
             r = repro.find(records, kind)
         except LookupError as exc:
             raise ValueError(f"--finding {value}: {exc}") from None
-        if r["verdict"] not in BAD_VERDICTS:
-            raise ValueError(f"--finding {value}: that result is {r['verdict']}, not a finding")
-        backend, impl, case_id = r["backend"], r.get("impl", ""), r["case_id"]
-        modes, verdicts = [r.get("mode", "")], [r["verdict"]]
-        what = f"{repro.result_id(r)}: {r['verdict']}"
+        if r.verdict not in BAD_VERDICTS:
+            raise ValueError(f"--finding {value}: that result is {r.verdict}, not a finding")
+        backend, impl, case_id = str(r.backend), r.impl or "", str(r.case_id)
+        modes, verdicts = [r.mode or ""], [str(r.verdict)]
+        what = f"{repro.result_id(r)}: {r.verdict}"
     spec = repro.specs_by_name(summary).get(backend, backend)
     base, at, label = spec.rpartition("@")
     if at and label in (summary.get("config", {}).get("interpreters") or {}):

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from xentcheck.core.records import Result
     from xentcheck.run.plan import RunPlan
 
 LABEL = "bisect"  # the --python label: results are named BACKEND@bisect in every version's folder
@@ -53,7 +54,7 @@ def version_plan(template: RunPlan, python: str) -> RunPlan:
                                interpreters={LABEL: python}, case_order=[c.id for c in template.cases])
 
 
-def run_version(template: RunPlan, python: str, folder: Path) -> tuple[list[dict], bool]:
+def run_version(template: RunPlan, python: str, folder: Path) -> tuple[list[Result], bool]:
     """Run the plan's cases in `python`, writing folder/results.jsonl, summary.json and logs/;
     (the results, whether the run finished: False after Ctrl-C)."""
     from xentcheck.reports.files import write_atomic
@@ -66,15 +67,16 @@ def run_version(template: RunPlan, python: str, folder: Path) -> tuple[list[dict
     return done.records, done.finished
 
 
-def errors(records: list[dict], metric: str, outputs: Sequence[str]) -> dict[str, float | None]:
+def errors(records: list[Result], metric: str, outputs: Sequence[str]) -> dict[str, float | None]:
     """The worst `metric` of each output (by name) over the results (inf where a result is
     nonfinite without a finite measure; None where no result has one)."""
     out: dict[str, float | None] = {}
     for what in outputs:
         values = []
         for r in records:
-            value = (r.get(what) or {}).get(metric)
-            if value is None and r["verdict"] == "nonfinite":
+            m = r.metrics.get(what)
+            value = None if m is None else getattr(m, metric)
+            if value is None and r.verdict == "nonfinite":
                 value = math.inf
             if value is not None:
                 values.append(float(value))
@@ -82,36 +84,36 @@ def errors(records: list[dict], metric: str, outputs: Sequence[str]) -> dict[str
     return out
 
 
-def _first_reason(records: list[dict], verdicts: tuple[str, ...] | None = None) -> str:
+def _first_reason(records: list[Result], verdicts: tuple[str, ...] | None = None) -> str:
     for r in records:
-        if verdicts is None or r["verdict"] in verdicts:
-            reasons = r.get("reasons") or []
-            return f"{r['verdict']}: {reasons[0]}" if reasons else r["verdict"]
+        if verdicts is None or r.verdict in verdicts:
+            reasons = r.reasons or []
+            return f"{r.verdict}: {reasons[0]}" if reasons else str(r.verdict)
     return ""
 
 
-def judge(records: list[dict], bad_verdicts: tuple[str, ...], outputs: Sequence[str], rule: MetricRule | None = None,
+def judge(records: list[Result], bad_verdicts: tuple[str, ...], outputs: Sequence[str], rule: MetricRule | None = None,
           good_errors: dict[str, float | None] | None = None) -> Outcome:
     """A version's verdict from its results, their `outputs` (names: problems.outputs_of the
     cases) measured. `good_errors` is the good version's (for `rule`; None while the good version
     itself is judged)."""
     metric = rule.metric if rule else "ulp_err"
     outcome = Outcome("skip", errors=errors(records, metric, outputs),
-                      counts=dict(Counter(r["verdict"] for r in records)))
+                      counts=dict(Counter(str(r.verdict) for r in records)))
     if not records:
         outcome.reason = "no result: no selected implementation ran the cases"
         return outcome
     if rule is None:
-        if any(r["verdict"] in bad_verdicts for r in records):
+        if any(r.verdict in bad_verdicts for r in records):
             outcome.verdict, outcome.reason = "bad", _first_reason(records, bad_verdicts)
-        elif all(r["verdict"] in OK_VERDICTS for r in records):
+        elif all(r.verdict in OK_VERDICTS for r in records):
             outcome.verdict = "good"
         else:
-            outcome.reason = _first_reason([r for r in records if r["verdict"] not in OK_VERDICTS])
+            outcome.reason = _first_reason([r for r in records if r.verdict not in OK_VERDICTS])
         return outcome
     measured = {w: e for w, e in outcome.errors.items() if e is not None}
-    if not measured or any(r["verdict"] not in (*OK_VERDICTS, "fail", "nonfinite") for r in records):
-        outcome.reason = _first_reason([r for r in records if r["verdict"] not in (*OK_VERDICTS, "fail", "nonfinite")]) \
+    if not measured or any(r.verdict not in (*OK_VERDICTS, "fail", "nonfinite") for r in records):
+        outcome.reason = _first_reason([r for r in records if r.verdict not in (*OK_VERDICTS, "fail", "nonfinite")]) \
             or f"no {rule.metric} measured"
         return outcome
     if good_errors is None:

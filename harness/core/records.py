@@ -120,7 +120,18 @@ class Result:
     documented: str | None = None  # the variant's documented deviation
     original_verdict: str | None = None  # a known difference: the verdict it had
     known: dict | None = None  # a known difference: {"id", "reason", "link"}
+    # the case's fields that only some cases have (Case.as_dict), declared last: a line keeps them
+    # after the outcome, where results.jsonl has always had them
+    d: int | None = None  # linear-CE: the hidden size
+    part: str | None = None  # a partitioning (sharded kinds)
+    spec: str | None = None  # a kind segment (distillation, RL)
+    inputs_file: str | None = None  # a user's file case (--inputs): its file
     other: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def recorded_verdict(self) -> str | None:
+        """The verdict the run gave it: a known difference's own, before it was accepted."""
+        return self.verdict if self.original_verdict is None else self.original_verdict
 
     @property
     def id_fields(self) -> dict:
@@ -138,10 +149,8 @@ class Result:
         return cls(**known, metrics={k: Metrics.from_dict(v) for k, v in outputs.items()}, other=other)
 
 
-def result_line(result: Result | dict) -> str:
+def result_line(result: Result) -> str:
     """A results.jsonl line (with its newline)."""
-    if isinstance(result, dict):
-        result = Result.from_dict(result)
     return json.dumps(result.to_dict()) + "\n"
 
 

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from xentcheck.core.records import Result
 from xentcheck.fuzz.draw import draw_cases
 from xentcheck.fuzz.kinds import Findings, Kind
 from xentcheck.run.plan import RunPlan
@@ -91,7 +92,7 @@ class State:
         write_atomic(Path(folder) / STATE_FILE, json.dumps(self.to_json(), indent=2) + "\n")
 
 
-def run_batch(plan: RunPlan, folder: Path, prior: list[dict], warn: Callable[[str], None], executor=None):
+def run_batch(plan: RunPlan, folder: Path, prior: list[Result], warn: Callable[[str], None], executor=None):
     """One batch through the backends: `xentcheck run`'s own entry point (execute), without the
     reports (the campaign writes its own), with summary.json (repro and shrinking read it)."""
     from xentcheck.reports.files import write_atomic
@@ -240,7 +241,7 @@ class Campaign:
             self._shrink([k for k in self.findings.kinds.values() if k.shrunk is None])
         return done
 
-    def _count(self, batch: str, records: list[dict], summary: dict) -> list[Kind]:
+    def _count(self, batch: str, records: list[Result], summary: dict) -> list[Kind]:
         """Add the batch's bad results to the findings; a new kind gets its repro script now."""
         from xentcheck.core.cases import Case, make_inputs
         from xentcheck.problems import problem_of
@@ -251,10 +252,10 @@ class Campaign:
         for kind in new:  # the standalone script of its smallest case here (no framework is imported)
             r = by_id[kind.smallest["result_id"]]
             try:
-                case = Case.from_id(r["case_id"])
-                inputs = make_inputs(case, r.get("seed", self.state.seed))
+                case = Case.from_id(str(r.case_id))
+                inputs = make_inputs(case, self.state.seed if r.seed is None else r.seed)
                 ref = problem_of(case).reference(case, inputs, repro._semantics(summary, r))
-                spec = repro.specs_by_name(summary).get(r["backend"])
+                spec = repro.specs_by_name(summary).get(str(r.backend))
                 script = repro.write(self.out / batch / "repro", r, inputs, case, ref, spec=spec,
                                      numerics=repro.numerics_of(summary, r))[1]
                 kind.repro = str(script.relative_to(self.out))

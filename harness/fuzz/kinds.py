@@ -9,9 +9,10 @@ run's Findings table group alike (the campaign's also by mode and verdict).
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from xentcheck.core.metrics import BAD_VERDICTS
+from xentcheck.core.records import Result
 
 # a number not glued to a word (float32, x100 and the e+4 of scale1e+4 keep theirs), or nan / inf
 _NUMBER = re.compile(r"(?<![A-Za-z0-9_.])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![A-Za-z0-9_])"
@@ -24,18 +25,18 @@ def strip_numbers(text: str) -> str:
     return _RUN.sub(r"\1#\2", _NUMBER.sub("#", text))
 
 
-def reason_of(record: dict) -> str:
+def reason_of(record: Result) -> str:
     """What went wrong as report.md's Findings table words it (xentcheck.reports.kinds.kind: the
     first reason's first clause, its counts taken out), with its case id and numbers left out too."""
     from xentcheck.reports.kinds import kind
 
-    own = dict(record, reasons=[r.replace(record["case_id"], "<case>") for r in record.get("reasons") or []])
+    own = replace(record, reasons=[r.replace(str(record.case_id), "<case>") for r in record.reasons or []])
     return strip_numbers(kind(own))
 
 
-def key_of(record: dict) -> str:
+def key_of(record: Result) -> str:
     """The kind's key: 'backend impl mode verdict: reasons' (a bad result's)."""
-    return f"{record['backend']} {record.get('impl', '')} {record.get('mode', '')} {record['verdict']}: " \
+    return f"{record.backend} {record.impl or ''} {record.mode or ''} {record.verdict}: " \
            f"{reason_of(record)}"
 
 
@@ -73,22 +74,22 @@ class Findings:
     def __init__(self, kinds: list[dict] | None = None):
         self.kinds: dict[str, Kind] = {d["key"]: Kind(**d) for d in kinds or []}
 
-    def add(self, record: dict, batch: str, result_id: str) -> Kind | None:
+    def add(self, record: Result, batch: str, result_id: str) -> Kind | None:
         """Count a result; returns its Kind when the kind is new, else None (also for good results)."""
-        if record["verdict"] not in BAD_VERDICTS:
+        if record.verdict not in BAD_VERDICTS:
             return None
         key = key_of(record)
-        where = {"case_id": record["case_id"], "result_id": result_id, "batch": batch}
+        case_id = str(record.case_id)
+        where = {"case_id": case_id, "result_id": result_id, "batch": batch}
         kind = self.kinds.get(key)
         if kind is None:
-            kind = Kind(key, record["backend"], record.get("impl", ""), record.get("mode", ""), record["verdict"],
-                        reason_of(record), list(record.get("reasons") or []), where, dict(where),
-                        [record["case_id"]])
+            kind = Kind(key, str(record.backend), record.impl or "", record.mode or "", str(record.verdict),
+                        reason_of(record), list(record.reasons or []), where, dict(where), [case_id])
             self.kinds[key] = kind
             return kind
-        if record["case_id"] not in kind.cases:
-            kind.cases.append(record["case_id"])
-            if elements(record["case_id"]) < elements(kind.smallest["case_id"]):
+        if case_id not in kind.cases:
+            kind.cases.append(case_id)
+            if elements(case_id) < elements(kind.smallest["case_id"]):
                 kind.smallest = where
                 kind.shrunk = None  # shrink the new smallest case (after this batch)
         return None

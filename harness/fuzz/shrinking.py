@@ -14,10 +14,12 @@ import json
 import sys
 from pathlib import Path
 
+from xentcheck.core.records import Result
+
 MAX_STEPS = 60  # candidate cases per result: each runs the framework once
 
 
-def shrink_one(folder: Path, records: list[dict], summary: dict, rid: str, max_steps: int = MAX_STEPS) -> dict:
+def shrink_one(folder: Path, records: list[Result], summary: dict, rid: str, max_steps: int = MAX_STEPS) -> dict:
     from xentcheck.regress import repro
 
     record = repro.find(records, rid)

@@ -141,7 +141,7 @@ def repro_cmd(result_id, from_dir, shrink, max_steps) -> int:
     except repro.ReproError as exc:
         raise click.ClickException(str(exc)) from None
     # both judged by xentcheck.core.evaluate, with the run's tolerances and known differences
-    click.echo(f"{repro.result_id(record)}: {outcome['verdict']} (recorded: {record['verdict']})")
+    click.echo(f"{repro.result_id(record)}: {outcome['verdict']} (recorded: {record.verdict})")
     for line in outcome["reasons"]:
         click.echo(f"  {line}")
     if outcome.get("known"):

@@ -16,6 +16,7 @@ try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
+from dataclasses import replace
 from pathlib import Path
 
 from xentcheck.core.evaluate import mark_known
@@ -62,16 +63,15 @@ def load(path: str | Path) -> list[dict]:
     return entries
 
 
-def unapply(record: dict) -> dict:
-    """The record as it was before any known-difference was applied (for re-applying on merge)."""
-    if record.get("verdict") != "known":
+def unapply(record: Result) -> Result:
+    """The record as it was before any known-difference was applied (for re-applying on merge);
+    a new record, `record` is left as it is."""
+    if record.verdict != "known":
         return record
-    r = {k: v for k, v in record.items() if k not in ("original_verdict", "known")}
-    r["verdict"] = record["original_verdict"]
-    return r
+    return replace(record, verdict=record.original_verdict, original_verdict=None, known=None)
 
 
-def apply(records: list[dict], entries: list[dict]) -> tuple[list[dict], dict]:
+def apply(records: list[Result], entries: list[dict]) -> tuple[list[Result], dict]:
     """Mark bad results that an entry matches as `known` (mark_known), afresh: a result marked by
     an earlier file is judged again. Returns the new records and a summary
     {"entries": n, "matched": {id: count}, "stale": [entries that matched nothing]}."""
@@ -79,11 +79,11 @@ def apply(records: list[dict], entries: list[dict]) -> tuple[list[dict], dict]:
     out = []
     for r in records:
         r = unapply(r)
-        if r["verdict"] in BAD_VERDICTS:
-            result = mark_known(Result.from_dict(r), entries)
+        if r.verdict in BAD_VERDICTS:
+            result = mark_known(replace(r), entries)  # a copy: the caller's record stays as it was
             if result.known is not None:
                 counts[result.known["id"]] += 1
-                r = result.to_dict()
+                r = result
         out.append(r)
     stale = [e for e in entries if counts[e["id"]] == 0]
     return out, {"entries": entries, "matched": counts, "stale": [e["id"] for e in stale]}

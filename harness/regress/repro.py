@@ -27,6 +27,7 @@ from xentcheck.core.evaluate import Subject
 from xentcheck.core.evaluate import evaluate as evaluate_output
 from xentcheck.core.held_warnings import held_warnings
 from xentcheck.core.metrics import BAD_VERDICTS
+from xentcheck.core.records import Result
 from xentcheck.core.tolerances import TOLERANCE_ROWS, Tolerances
 from xentcheck.problems import problem_of
 from xentcheck.run.environment import NUMERICS_ENV
@@ -37,20 +38,20 @@ TEMPLATES = Path(__file__).resolve().parent / "repro_templates"  # _numerics.py.
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+@=-]")
 
 
-def result_id(record: dict) -> str:
+def result_id(record: Result) -> str:
     """BACKEND.IMPL.MODE__CASE_ID: every result of a run has its own id (and repro files), also
     when a backend runs several implementations and modes."""
-    parts = [record["backend"], record.get("impl") or "", record.get("mode") or ""]
-    return _UNSAFE.sub("_", f"{'.'.join(p for p in parts if p)}__{record['case_id']}")
+    parts = [record.backend or "", record.impl or "", record.mode or ""]
+    return _UNSAFE.sub("_", f"{'.'.join(p for p in parts if p)}__{record.case_id}")
 
 
-def find(records: list[dict], rid: str) -> dict:
+def find(records: list[Result], rid: str) -> Result:
     hits = [r for r in records if result_id(r) == rid]
     if not hits and "__" in rid:  # BACKEND__CASE_ID: that backend's result(s) for the case
         backend, _, case_id = rid.partition("__")
-        hits = [r for r in records if r["backend"] == backend and r["case_id"] == case_id]
+        hits = [r for r in records if r.backend == backend and r.case_id == case_id]
     if not hits:
-        hits = [r for r in records if r["case_id"] == rid]
+        hits = [r for r in records if r.case_id == rid]
     if not hits:
         raise LookupError(f"no result {rid!r} in the folder (use BACKEND__CASE_ID or a case id)")
     if len(hits) > 1:
@@ -66,10 +67,11 @@ def specs_by_name(summary: dict) -> dict[str, str]:
     return {b.get("name", s): b.get("spec", s) for b, s in zip(summary.get("backends", []), specs)}
 
 
-def spec_for(record: dict, summary: dict) -> str:
-    spec = specs_by_name(summary).get(record["backend"], record["backend"])
+def spec_for(record: Result, summary: dict) -> str:
+    backend = str(record.backend)
+    spec = specs_by_name(summary).get(backend, backend)
     if "@" in spec and spec.rpartition("@")[2] in (summary.get("config", {}).get("interpreters") or {}):
-        raise LookupError(f"{record['backend']} ran in another interpreter (--python): "
+        raise LookupError(f"{backend} ran in another interpreter (--python): "
                           "re-run it with `python -m xentcheck repro` from that interpreter")
     return spec
 
@@ -115,15 +117,15 @@ def _variant(backend, case: Case, impl: str | None, mode: str | None):
 
 def evaluate(case: Case, inputs: Inputs, spec: str, device: str, tol: Tolerances,
              impl: str | None = None, mode: str | None = None, known: Sequence[dict] = (),
-             subject: dict | None = None) -> dict:
+             subject: Result | None = None) -> dict:
     """Run the backend's variant on `inputs` in this process and judge the output
     (xentcheck.core.evaluate). Returns the record's fields, with the case, inputs and reference
     (computed here also when the verdict needs none: the reproducer's files hold it)."""
     backend = _backend(spec)
     variant = _variant(backend, case, impl, mode)
-    s = subject or {}
-    who = Subject(backend=s.get("backend", backend.name), impl=variant.impl, mode=variant.mode, api=variant.api,
-                  device=device, seed=s.get("seed"), backend_version=s.get("backend_version"),
+    s = subject or Result()
+    who = Subject(backend=backend.name if s.backend is None else s.backend, impl=variant.impl, mode=variant.mode,
+                  api=variant.api, device=device, seed=s.seed, backend_version=s.backend_version,
                   documented=variant.documented)
     refs: list = []
 
@@ -137,17 +139,17 @@ def evaluate(case: Case, inputs: Inputs, spec: str, device: str, tol: Tolerances
     return {"case": case, "inputs": inputs, "ref": ref(), **result.to_dict()}
 
 
-def rerun(record: dict, spec: str, summary: dict) -> dict:
+def rerun(record: Result, spec: str, summary: dict) -> dict:
     """The recorded result computed again, judged with the run's tolerances and known differences."""
-    case = Case.from_id(record["case_id"], record.get("inputs_file"))
-    seed = record.get("seed", summary.get("config", {}).get("seed", 0))
+    case = Case.from_id(str(record.case_id), record.inputs_file)
+    seed = summary.get("config", {}).get("seed", 0) if record.seed is None else record.seed
     known = (summary.get("known_differences") or {}).get("entries", [])
     try:
         inputs = make_inputs(case, seed)
     except ValueError as exc:  # a user's file case whose file is gone or changed (InputsError)
         raise ReproError(str(exc)) from None
-    return evaluate(case, inputs, spec, record.get("device", "cpu"), tolerances_of(summary),
-                    record.get("impl"), record.get("mode"), known, record)
+    return evaluate(case, inputs, spec, record.device or "cpu", tolerances_of(summary),
+                    record.impl, record.mode, known, record)
 
 
 # --- shrinking ---------------------------------------------------------------------------
@@ -183,12 +185,12 @@ def dims(case: Case) -> str:
 # --- writing -------------------------------------------------------------------------------
 
 
-def _hello(summary: dict, record: dict) -> dict:
+def _hello(summary: dict, record: Result) -> dict:
     """The hello of the result's backend in summary.json ({} where it is not there)."""
-    return next((b for b in summary.get("backends", []) if b.get("name") == record["backend"]), {})
+    return next((b for b in summary.get("backends", []) if b.get("name") == record.backend), {})
 
 
-def numerics_of(summary: dict, record: dict) -> dict[str, str] | None:
+def numerics_of(summary: dict, record: Result) -> dict[str, str] | None:
     """The numerics variables (environment.NUMERICS_ENV) the result's worker ran under: its hello's,
     else the run's fingerprint (what the run gave its workers; a run from before workers said),
     None where neither is recorded."""
@@ -210,7 +212,7 @@ def numerics_prelude(numerics: dict[str, str] | None) -> str:
     return text.replace("__NUMERICS_ENV__", env).replace("__NUMERICS_NAMES__", names)
 
 
-def write(folder: Path, record: dict, inputs, case: Case, ref, suffix: str = "",
+def write(folder: Path, record: Result, inputs, case: Case, ref, suffix: str = "",
           spec: str | None = None, numerics: dict[str, str] | None = None) -> tuple[Path, Path]:
     """Write <folder>/<id><suffix>.npz and .py for `record` on these inputs (its kind's files); the
     script sets the numerics variables `numerics` (numerics_of the run's summary) first."""
@@ -221,21 +223,21 @@ def write(folder: Path, record: dict, inputs, case: Case, ref, suffix: str = "",
                                         numerics_prelude(numerics))
 
 
-def write_script(folder: Path, name: str, record: dict, case: Case, shrunk: bool, spec: str | None, prelude: str,
+def write_script(folder: Path, name: str, record: Result, case: Case, shrunk: bool, spec: str | None, prelude: str,
                  what: str, template: Path, arrays: dict[str, np.ndarray], ref, outputs: tuple[str, ...],
                  meta: dict | None = None) -> tuple[Path, Path]:
     """A kind's repro files whose script is a template run through xentcheck's registry: the .npz
     holds `arrays`, the reference's `outputs` (as ref_<name>, float64) and the result's metadata
     (`meta` adds to it); the .py is a docstring naming `what` case it is, `prelude`, then `template`
     with __NAME__ and __SPEC__ filled in."""
-    info = {"result_id": name, "case_id": case.id, "recorded_case_id": record["case_id"], **(meta or {}),
-            "backend": record["backend"], "impl": record.get("impl", ""), "mode": record.get("mode", ""),
-            "device": record.get("device", "cpu"), "verdict": record.get("original_verdict", record["verdict"]),
-            "reasons": record.get("reasons", []), "spec": spec or record["backend"]}
+    info = {"result_id": name, "case_id": case.id, "recorded_case_id": record.case_id, **(meta or {}),
+            "backend": record.backend, "impl": record.impl or "", "mode": record.mode or "",
+            "device": record.device or "cpu", "verdict": record.recorded_verdict,
+            "reasons": record.reasons or [], "spec": spec or record.backend}
     with np.errstate(over="ignore"):
         refs = {f"ref_{k}": np.asarray(ref.get(k), dtype=np.float64) for k in outputs}
     _savez(folder / f"{name}.npz", **arrays, **refs, meta=np.array(json.dumps(info)))
-    doc = (f'"""Reproduce {name}: {record["backend"]} ({info["impl"]}) on {what} case {record["case_id"]}'
+    doc = (f'"""Reproduce {name}: {record.backend} ({info["impl"]}) on {what} case {record.case_id}'
            f'{" (shrunk to " + case.id + ")" if shrunk else ""}.\n\n'
            f'Recorded verdict: {info["verdict"]}. Run: python {name}.py\n"""\n')
     script = doc + prelude + "\n" + template.read_text().replace("__NAME__", name).replace("__SPEC__", info["spec"])
@@ -254,22 +256,22 @@ def _savez(path: Path, **arrays: np.ndarray) -> None:
                 np.lib.format.write_array(f, np.asanyarray(arr), allow_pickle=False)
 
 
-def _semantics(summary: dict, record: dict) -> str:
+def _semantics(summary: dict, record: Result) -> str:
     """How the result's API reads options (its backend's hello in summary.json lists its variants)."""
     return next((v.get("semantics", "plain") for v in _hello(summary, record).get("variants", [])
-                 if v.get("impl") == record.get("impl") and v.get("mode") == record.get("mode")), "plain")
+                 if v.get("impl") == record.impl and v.get("mode") == record.mode), "plain")
 
 
-def write_all(out_dir: Path, records: list[dict], seed: int, summary: dict | None = None) -> list[Path]:
+def write_all(out_dir: Path, records: list[Result], seed: int, summary: dict | None = None) -> list[Path]:
     """repro/<id>.npz and .py for every bad result of a run (known differences excluded)."""
     specs = specs_by_name(summary or {})
     written = []
     for r in records:
-        if r["verdict"] not in BAD:
+        if r.verdict not in BAD:
             continue
-        case = Case.from_id(r["case_id"], r.get("inputs_file"))
-        inputs = make_inputs(case, r.get("seed", seed))
+        case = Case.from_id(str(r.case_id), r.inputs_file)
+        inputs = make_inputs(case, seed if r.seed is None else r.seed)
         ref = problem_of(case).reference(case, inputs, _semantics(summary or {}, r))
-        written.append(write(Path(out_dir) / "repro", r, inputs, case, ref, spec=specs.get(r["backend"]),
+        written.append(write(Path(out_dir) / "repro", r, inputs, case, ref, spec=specs.get(str(r.backend)),
                              numerics=numerics_of(summary or {}, r))[1])
     return written

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from xentcheck.core.records import Result
+
 _SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 # what every shard of one run must share (the shard itself and the case count differ)
 SHARED_CONFIG = ("backends", "dtypes", "seed", "device", "case_order")
@@ -34,7 +36,7 @@ def select(cases: list, index: int, count: int) -> list:
     return [c for pos, c in enumerate(cases) if pos % count == index - 1]
 
 
-def _load(folder: Path) -> tuple[dict, list[dict]]:
+def _load(folder: Path) -> tuple[dict, list[Result]]:
     from xentcheck.reports.files import read_results, read_summary
 
     try:
@@ -45,7 +47,7 @@ def _load(folder: Path) -> tuple[dict, list[dict]]:
     return summary, records
 
 
-def merge(folders: list[Path]) -> tuple[list[dict], dict, dict | None]:
+def merge(folders: list[Path]) -> tuple[list[Result], dict, dict | None]:
     """Records in the unsharded order, the merged run context, and the known-differences
     entries to re-apply (or None). Raises MergeError when the folders are not shards of one run."""
     from xentcheck.regress import known
@@ -79,18 +81,19 @@ def merge(folders: list[Path]) -> tuple[list[dict], dict, dict | None]:
     for _, s, _ in loaded:
         for b in s.get("backends", []):
             backend_rank.setdefault(b.get("name", b.get("spec")), len(backend_rank))
-    records, seen = [], set()
+    records: list[Result] = []
+    seen = set()
     for f, _, recs in loaded:
         for r in recs:
-            ident = (r["case_id"], r["backend"], r.get("impl"), r.get("mode"), r["dtype"])
+            ident = (r.case_id, r.backend, r.impl, r.mode, r.dtype)
             if ident in seen:
                 raise MergeError(f"{f}: result {ident} appears in two folders")
             seen.add(ident)
             records.append(known.unapply(r))
-    records.sort(key=lambda r: (order.get(r["case_id"], len(order)), backend_rank.get(r["backend"], 0)))
+    records.sort(key=lambda r: (order.get(r.case_id or "", len(order)), backend_rank.get(r.backend or "", 0)))
     context = {k: v for k, v in first.items() if k in ("xentcheck_version", "config", "environment", "backends",
                                                          "tolerances", "reference_float64")}
-    context["config"] = {**cfg0, "n_cases": len({r["case_id"] for r in records})}
+    context["config"] = {**cfg0, "n_cases": len({r.case_id for r in records})}
     context["config"].pop("shard", None)
     context["interrupted"] = any(s.get("interrupted") for _, s, _ in loaded)
     context["merged_from"] = [str(f) for f, _, _ in loaded]

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xentcheck.core.records import Result
 from xentcheck.run.executor import LOCAL, Executor
 from xentcheck.run.plan import RunPlan
 
 
 @dataclass
 class Execution:
-    records: list[dict]  # every result, in the canonical order (known differences applied)
+    records: list[Result]  # every result, in the canonical order (known differences applied)
     summary: dict  # summary.json's content (xentcheck.reports.summary.build)
     finished: bool  # False when interrupted (Ctrl-C): the records cover what finished
 
@@ -38,7 +39,7 @@ def start_folder(out_dir: Path, plan: RunPlan) -> None:
     runplan.save(plan, out_dir)
 
 
-def execute(plan: RunPlan, out_dir: Path, prior: Sequence[dict] = (), progress: bool = True, repro: bool = True,
+def execute(plan: RunPlan, out_dir: Path, prior: Sequence[Result] = (), progress: bool = True, repro: bool = True,
             reports: bool = True, warn: Callable[[str], None] = _ignore, executor: Executor = LOCAL) -> Execution:
     """Run `plan`'s cases through its backends' workers, appending to out_dir/results.jsonl (after
     `prior`, a resumed run's results) with the workers' logs in out_dir/logs, then write every
@@ -93,7 +94,7 @@ def execute(plan: RunPlan, out_dir: Path, prior: Sequence[dict] = (), progress: 
             context["known_differences"] = {"file": known["file"], **info}
         return Execution(records, summary_report.build(records, context), finished)
 
-    def repros(final: list[dict]) -> None:
+    def repros(final: list[Result]) -> None:
         """repro/ for the bad results (known differences applied), while the reports are drawn."""
         from xentcheck.regress.repro import write_all as write_repros
         try:

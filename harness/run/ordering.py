@@ -12,27 +12,29 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from xentcheck.core.records import Result
+
 
 class Ordering:
-    def __init__(self, n_cases: int, n_backends: int, emit: Callable[[dict], None], prior: Iterable[dict] = ()):
+    def __init__(self, n_cases: int, n_backends: int, emit: Callable[[Result], None], prior: Iterable[Result] = ()):
         self.n_backends = n_backends
         self.total = n_cases * n_backends
         self.emit = emit
         # prior results per (case id, backend name) slot, one per (impl, mode); a repeated one keeps the last
-        self.prior: dict[tuple[str, str], list[dict]] = {}
+        self.prior: dict[tuple[str, str], list[Result]] = {}
         for r in prior:
-            slot = self.prior.setdefault((r["case_id"], r["backend"]), [])
-            slot[:] = [x for x in slot if (x.get("impl"), x.get("mode")) != (r.get("impl"), r.get("mode"))] + [r]
+            slot = self.prior.setdefault((r.case_id or "", r.backend or ""), [])
+            slot[:] = [x for x in slot if (x.impl, x.mode) != (r.impl, r.mode)] + [r]
         self.replayed: set[tuple[int, int]] = set()  # slots taken from prior: not emitted again
-        self.records: list[dict] = []  # every result, prior ones included, in canonical order
-        self.done: dict[tuple[int, int], list[dict]] = {}  # finished slots waiting for an earlier one
+        self.records: list[Result] = []  # every result, prior ones included, in canonical order
+        self.done: dict[tuple[int, int], list[Result]] = {}  # finished slots waiting for an earlier one
         self.cursor = 0  # slot index (case * n_backends + backend) of the first one not yet written
 
     @property
     def complete(self) -> bool:
         return self.cursor >= self.total
 
-    def add(self, ci: int, bi: int, recs: list[dict], replayed: bool = False) -> None:
+    def add(self, ci: int, bi: int, recs: list[Result], replayed: bool = False) -> None:
         """Slot (case ci, backend bi) is finished; write every finished slot up to the first open one."""
         if replayed:
             self.replayed.add((ci, bi))
@@ -51,11 +53,11 @@ class Ordering:
             for rec in recs:
                 self.emit(rec)
 
-    def claim_prior(self, case_id: str, backend: str, expected: set[tuple[str, str]]) -> list[dict] | None:
+    def claim_prior(self, case_id: str, backend: str, expected: set[tuple[str, str]]) -> list[Result] | None:
         """The earlier run's records of the slot when they hold every expected (impl, mode); a slot cut
         short by a kill (some variants written, not all) is dropped and run again (None)."""
         recs = self.prior.pop((case_id, backend), None)
-        if recs is None or not expected <= {(r.get("impl"), r.get("mode")) for r in recs}:
+        if recs is None or not expected <= {(r.impl, r.mode) for r in recs}:
             return None
         return recs
 

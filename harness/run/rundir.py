@@ -7,14 +7,14 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from xentcheck.core.records import result_line
+from xentcheck.core.records import Result, result_line
 from xentcheck.regress import known as known_mod
 from xentcheck.run import forked
 from xentcheck.run.environment import with_backends
 
 
-def write_reports(out_dir: Path, records: list[dict], context: dict, known: dict | None = None,
-                  alongside: Callable[[list[dict]], None] | None = None) -> dict:
+def write_reports(out_dir: Path, records: list[Result], context: dict, known: dict | None = None,
+                  alongside: Callable[[list[Result]], None] | None = None) -> dict:
     """Apply known differences (when `known` = {"file", "entries"}), rewriting results.jsonl only
     when verdicts changed, then write every report (xentcheck.reports.write_all) and environment.json.
     `alongside` (it must not raise; its return value is dropped) gets the final records in a forked

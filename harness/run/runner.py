@@ -63,7 +63,7 @@ class RunOptions:
 class Runner:
     """Drives the workers; results are handed to `emit` in canonical order."""
 
-    def __init__(self, config: RunPlan, emit: Callable[[dict], None], prior: Sequence[dict] = (),
+    def __init__(self, config: RunPlan, emit: Callable[[Result], None], prior: Sequence[Result] = (),
                  options: RunOptions | None = None):
         self.config = config  # the plan
         self.options = options or RunOptions()
@@ -83,7 +83,7 @@ class Runner:
         self.known: list[dict] = known_differences.load(config.known_file) if config.known_file else []
 
     @property
-    def records(self) -> list[dict]:
+    def records(self) -> list[Result]:
         """Every result, prior ones included, in canonical order."""
         return self.ordering.records
 
@@ -111,10 +111,10 @@ class Runner:
 
     def _record_slot(self, ci: int, bi: int, entries: list[tuple[dict, dict]]) -> None:
         case = self.config.cases[ci]
-        self._done(ci, bi, [self._subject(bi, variant).result(case, **{"reasons": [], **fields}).to_dict()
+        self._done(ci, bi, [self._subject(bi, variant).result(case, **{"reasons": [], **fields})
                             for variant, fields in entries])
 
-    def _done(self, ci: int, bi: int, recs: list[dict], replayed: bool = False) -> None:
+    def _done(self, ci: int, bi: int, recs: list[Result], replayed: bool = False) -> None:
         """The slot's records are final: its reference is dropped once every backend has the case."""
         self.ref_uses[ci] = self.ref_uses.get(ci, 0) + 1
         if self.ref_uses[ci] == self.n_backends:
@@ -148,7 +148,7 @@ class Runner:
 
     def _on_result(self, ci: int, bi: int, reply: RunReply, seconds: float) -> None:
         results = [self._result(ci, bi, j, output, seconds) for j, output in enumerate(reply.results)]
-        self._done(ci, bi, [r.to_dict() for r in results])
+        self._done(ci, bi, list(results))
 
     def _result(self, ci: int, bi: int, j: int, output: VariantOutput, seconds: float) -> Result:
         """Variant j's record (xentcheck.core.evaluate judges it), with the time it took."""

@@ -9,6 +9,7 @@ import pytest
 from xentcheck.bisect import pins
 from xentcheck.bisect.report import freeze_diff, release_links
 from xentcheck.bisect.subject import MetricRule, judge
+from xentcheck.core.records import Metrics, Result
 
 OUT = ("loss", "grad")  # a plain CE case's declared outputs (problems.outputs_of)
 
@@ -60,11 +61,11 @@ def test_with_pins_are_checked():
 
 
 def _rec(verdict, loss=None, grad=None, reason=""):
-    r = {"verdict": verdict, "reasons": [reason] if reason else []}
+    r = Result(verdict=verdict, reasons=[reason] if reason else [])
     if loss is not None:
-        r["loss"] = {"ulp_err": loss}
+        r.metrics["loss"] = Metrics(ulp_err=loss)
     if grad is not None:
-        r["grad"] = {"ulp_err": grad}
+        r.metrics["grad"] = Metrics(ulp_err=grad)
     return r
 
 

@@ -79,10 +79,10 @@ def paths(tmp_path_factory):
         else:
             by_path["pytest"] = ("pass", "")
 
-        rep = run_cli("repro", result_id(record), "--from", str(out))
+        rep = run_cli("repro", result_id(Result.from_dict(record)), "--from", str(out))
         assert "Warning" not in rep.stderr, rep.stderr
         lines = rep.stdout.splitlines()
-        head = f"{result_id(record)}: "
+        head = f"{result_id(Result.from_dict(record))}: "
         verdict, recorded = lines[0][len(head):].split(" (recorded: ")
         assert recorded == record["verdict"] + ")"
         reasons = [ln[2:] for ln in lines[1:] if ln.startswith("  ") and not ln.startswith("  known difference")]
@@ -126,7 +126,7 @@ def test_repro_of_an_out_of_range_finding_says_the_recorded_verdict_without_warn
     record, _, rep = paths["out_of_range"]
     assert rep.returncode == 1  # the finding reproduces
     assert rep.stdout.splitlines()[:2] == [
-        f"{result_id(record)}: fail (recorded: fail)",
+        f"{result_id(Result.from_dict(record))}: fail (recorded: fail)",
         "  silently returned loss [nan] for an out-of-range class index (label 10 with K = 10)"]
     assert "RuntimeWarning" not in rep.stderr and "invalid value" not in rep.stderr, rep.stderr
 
@@ -174,3 +174,20 @@ def test_a_results_line_reads_and_writes_back_unchanged():
                         grad_dtype="float32", notes=["n"], properties={"determinism": {"verdict": "pass", "detail": ""}})
     back = VariantOutput.from_dict(json.loads(json.dumps(out.to_dict())))
     assert back == out and back.semantics == "torch"
+
+
+def test_the_fields_only_some_cases_have_are_declared_and_keep_their_place():
+    """d, part, spec and inputs_file (Case.as_dict) are Result fields, written after the outcome as
+    results.jsonl has always had them; a known difference's recorded verdict is its original one."""
+    case = Case.from_id("scale1e+0_float32_16x100_lin16_index_mean")
+    r = Subject(backend="b", impl="i", mode="eager", seed=0).result(case, verdict="fail", reasons=["x"])
+    assert r.d == 16 and r.other == {}
+    line = json.dumps(r.to_dict())
+    assert list(r.to_dict())[-1] == "d" and json.dumps(Result.from_dict(json.loads(line)).to_dict()) == line
+    data = {**json.loads(line), "part": "tp2", "spec": "kd-fkl", "inputs_file": "/x.npz", "a_future_field": 1}
+    typed = Result.from_dict(data)
+    assert (typed.part, typed.spec, typed.inputs_file, typed.other) == ("tp2", "kd-fkl", "/x.npz", {"a_future_field": 1})
+    assert list(typed.to_dict()) == list(data)
+    assert r.recorded_verdict == "fail"
+    r.original_verdict, r.verdict = "fail", "known"
+    assert r.recorded_verdict == "fail"

@@ -11,6 +11,7 @@ from tests.conftest import ROOT, require, run_here
 from tests.helpers.judge import judged
 from xentcheck.backends.registry import BUILTIN, create
 from xentcheck.core.cases import Case, Inputs, full_suite, make_inputs
+from xentcheck.core.records import Result
 from xentcheck.core.tolerances import Tolerances
 from xentcheck.problems.ce import layout
 from xentcheck.problems.ce.reference import reference
@@ -163,8 +164,8 @@ def test_repro_script_for_an_extra_dimension_case_runs_torch_in_its_layout(tmp_p
     from xentcheck.regress import repro
     case = Case("scale1e+0", "float32", 2, 5, "soft", "none", extra=(3,))
     inputs = make_inputs(case, 0)
-    record = {**case.as_dict(), "backend": "torch", "impl": "cross_entropy_probs", "mode": "eager", "seed": 0,
-              "verdict": "fail", "reasons": ["test"]}
+    record = Result.from_dict({**case.as_dict(), "backend": "torch", "impl": "cross_entropy_probs", "mode": "eager",
+                               "seed": 0, "verdict": "fail", "reasons": ["test"]})
     _, script = repro.write(tmp_path, record, inputs, case, reference(case, inputs))
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -4,6 +4,7 @@ import math
 
 from xentcheck.core.cases import ALL_LABEL_FORMS, OPTIONS, REDUCTIONS, Case, make_inputs
 from xentcheck.core.dtypes import DTYPE_NAMES
+from xentcheck.core.records import Result
 from xentcheck.fuzz import draw
 from xentcheck.fuzz.kinds import Findings, key_of, strip_numbers
 from xentcheck.problems.linear import fuzz as linear_fuzz
@@ -89,8 +90,8 @@ def test_numbers_are_stripped_from_kinds_but_words_keep_theirs():
 
 def test_kinds_dedupe_by_backend_impl_mode_and_stripped_reasons():
     def rec(case_id, reasons, backend="torch", mode="eager", verdict="fail"):
-        return {"case_id": case_id, "backend": backend, "impl": "cross_entropy", "mode": mode, "verdict": verdict,
-                "reasons": reasons}
+        return Result(case_id=case_id, backend=backend, impl="cross_entropy", mode=mode, verdict=verdict,
+                      reasons=reasons)
 
     big, small = "scale1e+0_float32_64x100_index_mean", "scale1e+0_float32_2x3_index_mean"
     f = Findings()

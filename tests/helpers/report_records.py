@@ -8,6 +8,7 @@ import numpy as np
 from xentcheck.core.cases import Case, make_inputs
 from xentcheck.core.dtypes import info
 from xentcheck.core.evaluate import Subject, VariantOutput, evaluate
+from xentcheck.core.records import Result
 from xentcheck.core.tolerances import Tolerances
 from xentcheck.problems.ce.reference import reference
 
@@ -16,7 +17,7 @@ CASES = ("scale1e+0_float32_16x10_index_mean", "scale1e+2_float32_3x5_soft_sum",
 
 
 def record(case_id: str, backend: str, ulps: float = 0.0, nan: bool = False, seed: int = 0,
-           preset: str = "xentcheck", impl: str = "impl", seconds: float = 0.01) -> dict:
+           preset: str = "xentcheck", impl: str = "impl", seconds: float = 0.01) -> Result:
     """The record of a backend whose loss and gradient are the reference rounded to the dtype,
     then moved by `ulps` units in the last place (and made NaN when `nan`)."""
     case = Case.from_id(case_id)
@@ -33,16 +34,17 @@ def record(case_id: str, backend: str, ulps: float = 0.0, nan: bool = False, see
         loss = np.full_like(loss, np.nan)
     out = VariantOutput("ok", inputs_modified=[], loss=loss, grads={"grad": grad})
     subject = Subject(backend=backend, impl=impl, mode="eager", device="cpu", seed=seed, backend_version="1.0")
-    rec = evaluate(case, subject, out, Tolerances(preset), reference=ref).to_dict()
-    del rec["api"]  # these made-up backends name no API
-    rec["timing"] = {"wall_seconds": seconds * 2, "compute_seconds": seconds}
+    rec = evaluate(case, subject, out, Tolerances(preset), reference=ref)
+    rec.api = None  # these made-up backends name no API
+    rec.timing = {"wall_seconds": seconds * 2, "compute_seconds": seconds}
     return rec
 
 
-def error_record(case_id: str, backend: str, message: str) -> dict:
+def error_record(case_id: str, backend: str, message: str) -> Result:
     case = Case.from_id(case_id)
-    return {**case.as_dict(), "seed": 0, "backend": backend, "impl": "impl", "mode": "eager", "device": "cpu",
-            "backend_version": "1.0", "verdict": "error", "reasons": [message], "traceback": message}
+    return Result.from_dict({**case.as_dict(), "seed": 0, "backend": backend, "impl": "impl", "mode": "eager",
+                             "device": "cpu", "backend_version": "1.0", "verdict": "error", "reasons": [message],
+                             "traceback": message})
 
 
 def context(backends: list[str], preset: str = "xentcheck") -> dict:
@@ -54,7 +56,7 @@ def context(backends: list[str], preset: str = "xentcheck") -> dict:
             "tolerances": Tolerances(preset).as_dict(), "reference_float64": "longdouble"}
 
 
-def suite(evil: str = "<script>alert(1)</script>") -> tuple[list[dict], dict]:
+def suite(evil: str = "<script>alert(1)</script>") -> tuple[list[Result], dict]:
     """Records of three backends: exact, off by a few ULPs, and `evil` (a hostile name) that
     returns NaN losses on one case and raises an exception with a hostile message on another."""
     records = []

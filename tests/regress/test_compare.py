@@ -2,8 +2,10 @@
 matching rules on hand-made records."""
 
 import json
+from dataclasses import replace
 
 from tests.conftest import ROOT, run_cli, run_here
+from xentcheck.core.records import Result
 from xentcheck.reports.compare_runs import compare_runs
 
 SLOPPY = str(ROOT / "tests/helpers/toy_backends/env_sloppy.py")
@@ -49,14 +51,15 @@ def test_a_setting_that_changes_numerics_is_a_regression_and_identical_runs_are_
 
 
 def _rec(case, verdict="pass", ulp=1.0, backend="b", dtype="float32"):
-    return {"case_id": case, "backend": backend, "impl": "i", "mode": "eager", "dtype": dtype, "verdict": verdict,
-            "loss": {"ulp_err": ulp, "rel_err": 0.0, "abs_err": 0.0}, "grad": {"ulp_err": 0.5, "rel_err": 0.0, "abs_err": 0.0}}
+    return Result.from_dict({"case_id": case, "backend": backend, "impl": "i", "mode": "eager", "dtype": dtype,
+                             "verdict": verdict, "loss": {"ulp_err": ulp, "rel_err": 0.0, "abs_err": 0.0},
+                             "grad": {"ulp_err": 0.5, "rel_err": 0.0, "abs_err": 0.0}})
 
 
 def test_error_growth_verdict_changes_new_and_missing():
     base = [_rec("a", ulp=1.5), _rec("b", ulp=1.5), _rec("c", "fail"), _rec("d"), _rec("e", "nonfinite"),
-            _rec("f", ulp=0.2), {**_rec("g", "known"), "original_verdict": "nonfinite"},
-            {**_rec("h", "known"), "original_verdict": "fail"}]
+            _rec("f", ulp=0.2), replace(_rec("g", "known"), original_verdict="nonfinite"),
+            replace(_rec("h", "known"), original_verdict="fail")]
     new = [_rec("a", ulp=4.0), _rec("b", ulp=2.5), _rec("c", "pass"), _rec("x"), _rec("e", "crashed"),
            _rec("f", ulp=0.9), _rec("g", "pass"), _rec("h", "fail")]
     c = compare_runs(base, new, factor=2.0)
@@ -83,7 +86,7 @@ def _folder(path, summary_changes: dict | None = None, records: bool = True, pre
     ctx = context(["numpy"], preset)
     ctx["config"].update({"suite": "default"}, **(summary_changes or {}))
     path.mkdir()
-    lines = [json.dumps(record(c, "numpy", preset=preset)) + "\n" for c in CASES[:2]] if records else []
+    lines = [json.dumps(record(c, "numpy", preset=preset).to_dict()) + "\n" for c in CASES[:2]] if records else []
     (path / "results.jsonl").write_text("".join(lines))
     (path / "summary.json").write_text(json.dumps(ctx))
     return str(path)
@@ -153,7 +156,7 @@ def test_two_real_runs_of_other_seeds_warn(tmp_path):
     assert "4 results matched" in res.stdout and "- the runs differ in seed: base 0, new 3" in res.stdout
 
 
-def _linear(dw_ulps: float) -> dict:
+def _linear(dw_ulps: float) -> Result:
     """A real linear-CE result (xentcheck.core.evaluate, torch's tolerances): the reference in float64,
     dW moved by `dw_ulps` float64 ULPs of each entry's natural scale; loss, dh and db exact."""
     import numpy as np
@@ -169,14 +172,14 @@ def _linear(dw_ulps: float) -> dict:
     arrays["dw"] = arrays["dw"] + dw_ulps * np.spacing(np.asarray(ref.scales["dw"], dtype=np.float64))
     out = VariantOutput("ok", inputs_modified=[], loss=arrays.pop("loss"), grads=arrays)
     return evaluate(case, Subject(backend="toy-linear", impl="fused", mode="eager"), out, Tolerances("torch"),
-                    reference=ref).to_dict()
+                    reference=ref)
 
 
 def test_a_dw_error_that_grows_16x_is_a_regression_while_both_pass():
     base, new = _linear(4.0), _linear(64.0)
-    assert base["verdict"] == new["verdict"] == "pass"
+    assert base.verdict == new.verdict == "pass"
     c = compare_runs([base], [new], factor=2.0)
-    assert [(r["key"][0], r["output"]) for r in c["regressions"]] == [(base["case_id"], "dw")]
+    assert [(r["key"][0], r["output"]) for r in c["regressions"]] == [(base.case_id, "dw")]
     assert 12 < c["regressions"][0]["ratio"] < 20  # 16x, give or take the reference's last-bit rounding
     back = compare_runs([new], [base], factor=2.0)
     assert [r["output"] for r in back["improvements"]] == ["dw"] and not back["regressions"]

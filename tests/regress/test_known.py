@@ -6,6 +6,7 @@ import pytest
 
 from tests.conftest import ROOT, run_cli, run_here
 from xentcheck.core.evaluate import matches
+from xentcheck.core.records import Result
 from xentcheck.regress import known
 
 WRONG = str(ROOT / "tests/helpers/toy_backends/wrong_gradient.py")
@@ -63,9 +64,12 @@ def test_match_fields_and_lists():
     assert matches(entry, rec)
     assert not matches({**entry, "dtype": "float16"}, rec)
     assert matches({**entry, "case": "masked_*_sum"}, rec)
-    out, info = known.apply([rec, {**rec, "verdict": "pass"}], [entry])
-    assert [r["verdict"] for r in out] == ["known", "pass"] and info["stale"] == []
-    assert known.unapply(out[0]) == rec  # re-applying (merge) starts from the original verdict
+    result = Result.from_dict(rec)
+    out, info = known.apply([result, Result.from_dict({**rec, "verdict": "pass"})], [entry])
+    assert [r.verdict for r in out] == ["known", "pass"] and info["stale"] == []
+    assert out[0].original_verdict == "nonfinite" and out[0].known == {"id": "x", "reason": "r", "link": "l"}
+    assert result.verdict == "nonfinite"  # the caller's record is left as it was
+    assert known.unapply(out[0]) == result  # re-applying (merge) starts from the original verdict
 
 
 @pytest.mark.parametrize("text, message", [

@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import ROOT, require, run_cli, run_here
 from xentcheck.backends.registry import create
 from xentcheck.core.cases import Case, make_inputs
+from xentcheck.core.records import Result
 from xentcheck.problems.linear.reference import linear_reference
 from xentcheck.regress import repro
 from xentcheck.run.worker import output_of
@@ -38,8 +39,8 @@ def test_linear_scripts_compute_what_the_adapter_computes(tmp_path, backend, imp
     (v,) = [x for x in b.variants() if x.impl == impl and x.mode == mode]
     out = output_of(b, v, case, inputs, "cpu")
     assert out.status == "ok", out.error
-    record = {**case.as_dict(), "backend": backend, "impl": impl, "mode": mode, "seed": 0, "verdict": "fail",
-              "reasons": ["test"]}
+    record = Result.from_dict({**case.as_dict(), "backend": backend, "impl": impl, "mode": mode, "seed": 0,
+                               "verdict": "fail", "reasons": ["test"]})
     npz, script = repro.write(tmp_path, record, inputs, case, linear_reference(case, inputs, v.semantics))
     with np.load(npz) as data:
         assert {"hidden", "weight", "labels", "ref_loss", "ref_dh", "ref_dw"} <= set(data.files)

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import ROOT, require, run_cli, run_here
 from xentcheck.core.cases import Case, make_inputs
+from xentcheck.core.records import Result
 from xentcheck.problems.ce.reference import reference
 from xentcheck.regress import repro
 
@@ -61,13 +62,13 @@ def test_scripts_compute_under_the_numerics_settings_the_worker_ran_under(tmp_pa
     recorded = json.loads((out / "environment.json").read_text())["backends"]["numerics-settings"]["numerics_env"]
     assert recorded["OMP_NUM_THREADS"] == "2" and recorded["TF_ENABLE_ONEDNN_OPTS"] == "1"
     assert recorded["XLA_FLAGS"].startswith("--xla_cpu_multi_thread_eigen=false") and "MKL_CBWR" not in recorded
-    (rec,) = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    (rec,) = [Result.from_dict(json.loads(line)) for line in (out / "results.jsonl").read_text().splitlines()]
     script = out / "repro" / f"{repro.result_id(rec)}.py"
     shell = {**os.environ, "OMP_NUM_THREADS": "5", "TF_ENABLE_ONEDNN_OPTS": "0", "MKL_CBWR": "COMPATIBLE"}
     ran = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd="/", env=shell)
     assert ran.returncode == 0, ran.stderr
     worst = next(line for line in ran.stdout.splitlines() if line.startswith("loss") and " framework " in line)
-    assert float(worst.split()[2]) == rec["loss"]["worst_actual"], (worst, rec["loss"])
+    assert float(worst.split()[2]) == rec.metrics["loss"].worst_actual, (worst, rec.metrics["loss"])
     assert "OMP_NUM_THREADS='2'" in ran.stdout and "TF_ENABLE_ONEDNN_OPTS='1'" in ran.stdout
     # a script of a run that recorded no settings (none in its summary) leaves the shell's
     c = Case.from_id(case)
@@ -76,16 +77,16 @@ def test_scripts_compute_under_the_numerics_settings_the_worker_ran_under(tmp_pa
                           spec=repro.spec_for(rec, json.loads((out / "summary.json").read_text())))
     ran = subprocess.run([sys.executable, str(bare)], capture_output=True, text=True, timeout=300, cwd="/", env=shell)
     worst = next(line for line in ran.stdout.splitlines() if line.startswith("loss") and " framework " in line)
-    assert float(worst.split()[2]) != rec["loss"]["worst_actual"] and "not recorded" in ran.stdout
+    assert float(worst.split()[2]) != rec.metrics["loss"].worst_actual and "not recorded" in ran.stdout
 
 
 def test_numerics_of_a_result_is_its_workers_else_the_runs():
-    rec = {"backend": "tensorflow"}
+    rec = Result(backend="tensorflow")
     hello = {"name": "tensorflow", "numerics_env": {"TF_ENABLE_ONEDNN_OPTS": "0", "OMP_NUM_THREADS": "1"}}
     run_env = {"numerics_env": {"OMP_NUM_THREADS": "4"}}
     assert repro.numerics_of({"backends": [hello], "environment": run_env}, rec) == hello["numerics_env"]
     assert repro.numerics_of({"backends": [{"name": "tensorflow"}], "environment": run_env}, rec) == {"OMP_NUM_THREADS": "4"}
-    assert repro.numerics_of({"backends": [hello]}, {"backend": "jax"}) is None
+    assert repro.numerics_of({"backends": [hello]}, Result(backend="jax")) is None
 
 
 def test_repro_command_reruns_and_shrinks(tmp_path):
@@ -113,8 +114,8 @@ def test_numpy_script_computes_what_the_adapter_computes(tmp_path):
 
     case = Case.from_id("offset1e+4_float32_16x10_soft_none")
     inputs = make_inputs(case, 3)
-    record = {"backend": "numpy", "case_id": case.id, "impl": "numpy.analytic", "seed": 3, "verdict": "fail",
-              "reasons": ["(hand-made record)"]}
+    record = Result(backend="numpy", case_id=case.id, impl="numpy.analytic", seed=3, verdict="fail",
+                    reasons=["(hand-made record)"])
     _, path = repro.write(tmp_path, record, inputs, case, reference(case, inputs))
     stdout, vals = _run_script(path)
     out = NumpyBackend().compute(case, inputs.copy(), "cpu")
@@ -143,8 +144,8 @@ def test_tensorflow_and_jax_scripts_reproduce_their_findings(tmp_path):
     res = run_here("run", "--backends", "tensorflow,jax", "--case", "offset1e+8_bfloat16_3x5_index_none",
                   "--case", "masked_bfloat16_3x5_soft_sum", "--out", str(out), "--no-progress")
     assert res.returncode == 1, res.stderr
-    recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    bad = {repro.result_id(r): r for r in recs if r["verdict"] in repro.BAD}
+    recs = [Result.from_dict(json.loads(line)) for line in (out / "results.jsonl").read_text().splitlines()]
+    bad = {repro.result_id(r): r for r in recs if r.verdict in repro.BAD}
     assert set(bad) >= {"jax.optax_sce_int.eager__offset1e+8_bfloat16_3x5_index_none",
                         "jax.optax_sce.eager__masked_bfloat16_3x5_soft_sum",
                         "tensorflow.softmax_ce.eager__masked_bfloat16_3x5_soft_sum"}
@@ -153,10 +154,11 @@ def test_tensorflow_and_jax_scripts_reproduce_their_findings(tmp_path):
         body = script.read_text()
         assert ("import optax" in body) == rid.startswith("jax") and ("import tensorflow" in body) == rid.startswith("tensorflow")
         _, vals = _run_script(script)
-        if rec["verdict"] == "nonfinite":
+        if rec.verdict == "nonfinite":
             assert np.isnan(vals["loss"][0]) and np.isfinite(vals["loss"][1])
         else:  # the same worst element, with the same value, as the harness recorded
-            assert vals["loss"][0] == rec["loss"]["worst_actual"] and vals["loss"][1] == rec["loss"]["worst_expected"]
+            assert vals["loss"][0] == rec.metrics["loss"].worst_actual
+            assert vals["loss"][1] == rec.metrics["loss"].worst_expected
 
 
 def test_shrinking_a_tolerance_failure_keeps_labels_valid(monkeypatch):
@@ -195,8 +197,8 @@ def test_scripts_call_the_recorded_api_with_the_case_options(tmp_path, backend, 
     require({"jax": "optax", "keras-tensorflow": "tensorflow", "keras-jax": "jax", "keras-torch": "torch"}.get(backend, backend))
     case = Case.from_id(case_id)
     inputs = make_inputs(case, 0)
-    record = {**case.as_dict(), "backend": backend, "impl": impl, "mode": mode, "seed": 0, "verdict": "fail",
-              "reasons": ["test"]}
+    record = Result.from_dict({**case.as_dict(), "backend": backend, "impl": impl, "mode": mode, "seed": 0,
+                               "verdict": "fail", "reasons": ["test"]})
     _, script = repro.write(tmp_path, record, inputs, case, reference(case, inputs, semantics))
     out, vals = _run_script(script)
     for what in ("loss", "grad"):

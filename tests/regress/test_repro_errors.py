@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli
+from xentcheck.core.records import Result
 from xentcheck.core.user_inputs import load
 from xentcheck.regress import repro
 
@@ -26,7 +27,7 @@ def test_a_backend_that_fails_to_load_is_one_line_without_its_warnings(tmp_path,
     plugin = tmp_path / "mine.py"
     plugin.write_text(PLUGIN)
     monkeypatch.setenv("XENTCHECK_TEST_BREAK", "1")
-    record = {"case_id": "scale1e+0_float32_16x10_index_mean", "backend": "mine", "seed": 0, "verdict": "pass"}
+    record = Result(case_id="scale1e+0_float32_16x10_index_mean", backend="mine", seed=0, verdict="pass")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pytest.raises(repro.ReproError) as err:
@@ -41,7 +42,8 @@ def test_a_changed_inputs_file_is_one_line(tmp_path):
     np.savez(path, logits=np.array([[1.0, 2.0, 3.0]], np.float32), labels=np.array([2]))
     case, _ = load(path)
     np.savez(path, logits=np.array([[1.0, 2.0, 4.0]], np.float32), labels=np.array([2]))
-    record = {**case.as_dict(), "backend": "numpy", "impl": "analytic", "mode": "eager", "verdict": "pass", "seed": 0}
+    record = Result.from_dict({**case.as_dict(), "backend": "numpy", "impl": "analytic", "mode": "eager",
+                               "verdict": "pass", "seed": 0})
     with pytest.raises(repro.ReproError, match=f"^{path}: the file changed since case {case.id}"):
         repro.rerun(record, "numpy", {})
 

@@ -35,7 +35,7 @@ def test_run_writes_every_report(run_dir):
 
 
 def test_results_and_summary_follow_the_published_schemas(run_dir):
-    for name, docs in (("results", read_results(run_dir / "results.jsonl")),
+    for name, docs in (("results", [r.to_dict() for r in read_results(run_dir / "results.jsonl")]),
                        ("summary", [json.loads((run_dir / "summary.json").read_text())])):
         schema = load(name)
         jsonschema.Draft202012Validator.check_schema(schema)
@@ -46,7 +46,7 @@ def test_results_and_summary_follow_the_published_schemas(run_dir):
 
 
 def test_schema_rejects_a_malformed_record(run_dir):
-    record = read_results(run_dir / "results.jsonl")[0]
+    record = read_results(run_dir / "results.jsonl")[0].to_dict()
     validator = jsonschema.Draft202012Validator(load("results"))
     assert not list(validator.iter_errors(record))
     for broken in ({**record, "verdict": "maybe"}, {k: v for k, v in record.items() if k != "case_id"},
@@ -75,7 +75,7 @@ def test_parquet_has_one_typed_row_per_result(run_dir):
     df = pd.read_parquet(run_dir / "results.parquet")
     records = read_results(run_dir / "results.jsonl")
     assert len(df) == len(records)
-    assert list(df["case_id"]) == [r["case_id"] for r in records]
+    assert list(df["case_id"]) == [r.case_id for r in records]
     assert df["grad.ulp_err"].dtype.kind == "f" and df["n"].dtype.kind == "i"
 
 

@@ -37,9 +37,9 @@ def test_summary_pass_rates_findings_and_repro_hints():
     page, records = _page()
     assert "DISCREPANCIES FOUND" in page
     assert "Pass rates" in page and "Discrepancy matrix" in page and "Timings" in page
-    bad = [r for r in records if r["verdict"] not in ("pass", "skipped")]
+    bad = [r for r in records if r.verdict not in ("pass", "skipped")]
     for r in bad:
-        assert r["case_id"] in page
+        assert r.case_id in page
     assert "xentcheck run --backends sloppy" in page or "xentcheck run --backends exact" in page or bad
     assert "xentcheck run --backends &lt;script&gt;" in page  # repro of the hostile backend, escaped
     assert "furthest from the reference" in page

@@ -20,8 +20,8 @@ def test_one_testcase_per_result_with_counts():
     assert len(cases) == len(records)
     assert {c.get("name") for c in cases} == set(CASES)
     assert int(root.get("tests")) == len(records)
-    assert int(root.get("failures")) == sum(r["verdict"] in ("fail", "nonfinite") for r in records)
-    assert int(root.get("errors")) == sum(r["verdict"] == "error" for r in records) == 1
+    assert int(root.get("failures")) == sum(r.verdict in ("fail", "nonfinite") for r in records)
+    assert int(root.get("errors")) == sum(r.verdict == "error" for r in records) == 1
     assert len(root.findall("testsuite")) == 3
 
 
@@ -32,13 +32,13 @@ def test_classname_groups_by_backend_impl_mode_dtype():
 
 def test_failure_message_names_greatest_differences_index_and_allowed():
     r = record("neartie_float64_16x10_onehot_none", "sloppy", 40.0)
-    assert r["verdict"] == "fail"
+    assert r.verdict == "fail"
     root = _xml([r], suite()[1])
     failure = root.find(".//failure")
     msg = failure.get("message")
     assert "greatest absolute / relative / ULP difference" in msg and "at index [" in msg and "allowed" in msg
     # the ULP figure is the one the record measured
-    assert f"{r['grad']['ulp_err']:.3g}" in msg or f"{r['loss']['ulp_err']:.3g}" in msg
+    assert f"{r.metrics['grad'].ulp_err:.3g}" in msg or f"{r.metrics['loss'].ulp_err:.3g}" in msg
     assert "repro: xentcheck run --backends sloppy --case neartie_float64_16x10_onehot_none --seed 0" in failure.text
 
 

@@ -1,11 +1,12 @@
 """Findings grouped by kind (report.md and report.html): every bad result counted in one group."""
 
+from xentcheck.core.records import Result
 from xentcheck.reports.kinds import group, kind
 
 
 def _rec(backend, impl, mode, dtype, case_id, verdict, reason):
-    return {"backend": backend, "impl": impl, "mode": mode, "dtype": dtype, "case_id": case_id,
-            "verdict": verdict, "reasons": [reason]}
+    return Result(backend=backend, impl=impl, mode=mode, dtype=dtype, case_id=case_id, verdict=verdict,
+                  reasons=[reason])
 
 
 def test_kind_drops_the_numbers_that_differ_between_cases():
@@ -17,7 +18,7 @@ def test_kind_drops_the_numbers_that_differ_between_cases():
     assert kind(_rec("j", "i", "jit", "float32", "c", "fail",
                      "silently returned loss [nan] for an out-of-range class index (label 10 with K = 10)")) \
         == "silently returned loss [nan] for an out-of-range class index"
-    assert kind({"verdict": "crashed", "reasons": []}) == "crashed"
+    assert kind(Result(verdict="crashed", reasons=[])) == "crashed"
 
 
 def test_group_counts_every_bad_result_once_largest_first():

@@ -9,6 +9,7 @@ import numpy as np
 from tests.helpers.report_records import context, record
 from xentcheck.core.cases import Case, make_inputs
 from xentcheck.core.evaluate import Subject, VariantOutput, evaluate
+from xentcheck.core.records import Result
 from xentcheck.core.tolerances import Tolerances
 from xentcheck.problems.linear.reference import linear_reference
 from xentcheck.reports import html, junit, markdown
@@ -17,7 +18,7 @@ from xentcheck.reports import summary as summary_report
 CASE = "scale1e+0_float32_32x100_lin16_index_mean_opt-b"
 
 
-def linear_record(backend: str, wrong: str | None = None) -> dict:
+def linear_record(backend: str, wrong: str | None = None) -> Result:
     """The reference rounded to float32, with `wrong` (dh, dw or db) off by 1e-3 relative."""
     case = Case.from_id(CASE)
     inputs = make_inputs(case, 0)
@@ -28,15 +29,15 @@ def linear_record(backend: str, wrong: str | None = None) -> dict:
         grads[wrong] = grads[wrong] * np.float32(1.001)
     out = VariantOutput("ok", inputs_modified=[], loss=f32(ref.loss), grads=grads)
     subject = Subject(backend=backend, impl="fused", mode="eager", device="cpu", seed=0, backend_version="1.0")
-    rec = evaluate(case, subject, out, Tolerances(), reference=ref).to_dict()
-    del rec["api"]
+    rec = evaluate(case, subject, out, Tolerances(), reference=ref)
+    rec.api = None
     return rec
 
 
 def test_linear_results_show_dh_dw_db_in_every_report():
     records = [linear_record("exact"), linear_record("bad-dw", "dw"), linear_record("bad-db", "db"),
                record("scale1e+0_float32_16x10_index_mean", "exact")]
-    assert [r["verdict"] for r in records] == ["pass", "fail", "fail", "pass"]
+    assert [r.verdict for r in records] == ["pass", "fail", "fail", "pass"]
     summary = summary_report.build(records, context(["exact", "bad-dw", "bad-db"]))
     for g in ("dh", "dw", "db"):
         assert {w["backend"] for w in summary[f"worst_{g}"]} == {"exact", "bad-dw", "bad-db"}
@@ -82,13 +83,13 @@ def test_the_results_schema_describes_a_linear_record():
 
     from tests.conftest import ROOT
     validator = jsonschema.Draft202012Validator(json.loads((ROOT / "reports/schemas/results.schema.json").read_text()))
-    rec = json.loads(json.dumps(linear_record("exact")))  # as results.jsonl holds it
+    rec = json.loads(json.dumps(linear_record("exact").to_dict()))  # as results.jsonl holds it
     assert rec["verdict"] == "pass" and {"dh", "dw", "db", "d"} <= set(rec) and "grad" not in rec
     assert list(validator.iter_errors(rec)) == []
     assert [e.message for e in validator.iter_errors({**rec, "dw": {"max_abs_err": "big"}})]  # dw's metrics typed
     no_dw = {k: v for k, v in rec.items() if k != "dw"}
     assert [e.message for e in validator.iter_errors(no_dw)] == ["'dw' is a required property"]
-    plain = json.loads(json.dumps(record("scale1e+0_float32_16x10_index_mean", "exact")))
+    plain = json.loads(json.dumps(record("scale1e+0_float32_16x10_index_mean", "exact").to_dict()))
     assert list(validator.iter_errors(plain)) == []
     assert [e.message for e in validator.iter_errors({k: v for k, v in plain.items() if k != "grad"})] == \
         ["'grad' is a required property"]

@@ -4,20 +4,21 @@ import pytest
 
 from tests.helpers.report_records import CASES, record
 from xentcheck.core.metrics import rtol_grid
+from xentcheck.core.records import Result
 from xentcheck.reports import tolerance_report as tolerance
 
 
-def _covers(rec: dict, r: dict, what: str) -> bool:
+def _covers(rec: dict, r: Result, what: str) -> bool:
     """Every element of r passes |a - ref| <= atol + rtol |ref|: checked on the stored atol grid
     (exact at the grid's rtol values, conservative between them)."""
-    grid = rtol_grid(r["dtype"])
+    grid = rtol_grid(r.dtype)
     usable = [i for i, t in enumerate(grid) if t <= rec["rtol"]]
-    return any(r[what]["atol_needed"][i] <= rec["atol"] for i in usable)
+    return any(r.metrics[what].atol_needed[i] <= rec["atol"] for i in usable)
 
 
 def test_recommendation_covers_every_pass_with_margin():
     passes = [record(c, "b", u) for c in CASES if "float32" in c for u in (0.0, 1.0, 3.0)]
-    assert all(r["verdict"] == "pass" for r in passes)
+    assert all(r.verdict == "pass" for r in passes)
     for what in ("loss", "grad"):
         rec = tolerance.recommend(passes, what, "float32")
         assert rec["margin"] == tolerance.MARGIN and rec["covers"] == len(passes)
@@ -34,15 +35,15 @@ def test_quantiles_and_groups():
     g = groups[("float32", "scale1e+0")]
     assert g["results"] == 2 and g["passed"] == 2
     q = g["grad"]["ulp"]
-    assert q["max"] == max(r["grad"]["ulp_err"] for r in recs[:2]) > 0
+    assert q["max"] == max(r.metrics["grad"].ulp_err for r in recs[:2]) > 0
     assert q["max"] >= q["p99"] >= q["median"] >= 0
-    assert q["median"] == pytest.approx((recs[0]["grad"]["p50_ulp"] + recs[1]["grad"]["p50_ulp"]) / 2)
+    assert q["median"] == pytest.approx((recs[0].metrics["grad"].p50_ulp + recs[1].metrics["grad"].p50_ulp) / 2)
 
 
 def test_published_default_false_alarm_and_looseness_are_reported():
     # float16 losses 2 ULP off pass the 8 u default but break torch's rtol 1e-3 (about 2 u) on some element
     recs = [record("scale1e+0_float16_3x5_index_sum", "b", 3.0)]
-    assert recs[0]["verdict"] == "pass"
+    assert recs[0].verdict == "pass"
     pub = tolerance.build(recs)["groups"][0]["loss"]["published"]
     assert pub["torch"]["false_alarms"] == 1 and "FALSE ALARM" in tolerance.verdict_cell(pub["torch"])
     # float32 gradient off by 1 ULP: JAX's 2e-3 gradient tolerance is far looser than needed

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from xentcheck.core.cases import default_suite
+from xentcheck.core.records import Result
 from xentcheck.reports.files import ResultsWriter, read_results, write_atomic
 from xentcheck.run import plan as runplan
 from xentcheck.run import resume
@@ -40,7 +41,7 @@ def test_torn_last_line_is_dropped_but_a_torn_middle_line_is_an_error(tmp_path):
     path = tmp_path / "results.jsonl"
     good = json.dumps(rec(CASES[0])) + "\n"
     path.write_text(good + '{"case_id": "sca')
-    assert read_results(path) == [json.loads(good)]
+    assert read_results(path) == [Result.from_dict(json.loads(good))]
     path.write_text('{"case_id": "sca\n' + good)
     with pytest.raises(ValueError, match="results.jsonl:1: not a JSON line"):
         read_results(path)
@@ -52,9 +53,9 @@ def test_a_torn_tail_is_dropped_even_mid_character_and_a_whole_unterminated_reco
     line = json.dumps(first, ensure_ascii=False).encode()
     cut = line.index("é".encode()) + 1  # inside the two bytes of é: the tail is not UTF-8
     path.write_bytes(line + b"\n" + line[:cut])
-    assert read_results(path) == [first]
+    assert read_results(path) == [Result.from_dict(first)]
     path.write_text(json.dumps(first) + "\n" + json.dumps(second))  # killed before the newline only
-    assert read_results(path) == [first, second]
+    assert read_results(path) == [Result.from_dict(first), Result.from_dict(second)]
     path.write_text("")
     assert read_results(path) == []  # killed before the first result
 
@@ -76,7 +77,7 @@ def test_a_broken_line_names_the_file_the_line_and_the_fault(tmp_path, lines, me
 
 
 def test_resume_rewrites_without_the_torn_line_and_appends_cleanly(tmp_path):
-    records = [rec(c) for c in CASES]
+    records = [Result.from_dict(rec(c)) for c in CASES]
     path = tmp_path / "results.jsonl"
     path.write_text(resume.render_results(records[:2]) + '{"case_id": "tor')
     prior = resume.prior_results(tmp_path, PLAN)
@@ -90,8 +91,8 @@ def test_resume_rewrites_without_the_torn_line_and_appends_cleanly(tmp_path):
 
 def test_results_writer_lines_are_what_resume_renders(tmp_path):
     """The final rewrite of a resumed run must produce the bytes the writer would have."""
-    records = [rec(CASES[0], backend="x<y>", loss={"abs_err": 1e-300, "rel_err": float("inf")},
-                   reasons=["é \"quoted\"\nnext"])]
+    records = [Result.from_dict(rec(CASES[0], backend="x<y>", loss={"abs_err": 1e-300, "rel_err": float("inf")},
+                                    reasons=["é \"quoted\"\nnext"]))]
     writer = ResultsWriter(tmp_path / "results.jsonl")
     writer(records[0])
     writer.close()

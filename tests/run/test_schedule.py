@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from xentcheck.core.records import Result
 from xentcheck.run.ordering import Ordering
 from xentcheck.run.schedule import AHEAD, HELPER_MIN_CASES, Quit, Restart, Schedule, Send, Slot, StartHelper
 
@@ -169,8 +170,8 @@ def test_the_order_of_results_does_not_depend_on_who_computed_them(seed):
 
 def test_prior_results_take_their_place_and_are_not_written_again():
     written: list[dict] = []
-    prior = [{"case_id": "c0", "backend": "b", "impl": "i", "mode": "m", "v": 1},
-             {"case_id": "c1", "backend": "b", "impl": "i", "mode": "x"}]  # c1 cut short: "m" missing
+    prior = [Result(case_id="c0", backend="b", impl="i", mode="m", other={"v": 1}),
+             Result(case_id="c1", backend="b", impl="i", mode="x")]  # c1 cut short: "m" missing
     order = Ordering(2, 1, written.append, prior)
     assert order.claim_prior("c1", "b", {("i", "m")}) is None  # run again
     recs = order.claim_prior("c0", "b", {("i", "m")})
@@ -183,7 +184,7 @@ def test_prior_results_take_their_place_and_are_not_written_again():
 
 def test_an_interrupted_run_keeps_its_results_out_of_order_and_unclaimed_prior_ones():
     written: list[dict] = []
-    prior = [{"case_id": "c9", "backend": "renamed", "impl": "i", "mode": "m"}]
+    prior = [Result(case_id="c9", backend="renamed", impl="i", mode="m")]
     order = Ordering(3, 1, written.append, prior)
     order.add(2, 0, [{"slot": 2}])
     order.close(interrupted=True)

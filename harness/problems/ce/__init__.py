@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from xentcheck.core.cases import Case, Inputs
-    from xentcheck.core.records import VariantOutput
+    from xentcheck.core.records import Result, VariantOutput
     from xentcheck.core.tolerances import Tolerances
     from xentcheck.problems.ce.reference import Reference
 
@@ -127,7 +127,7 @@ def _shrink_note(case: Case, inputs: Inputs) -> str:
     return spread_note(case, inputs)
 
 
-def _write_repro(folder: Path, name: str, record: dict, inputs: Inputs, case: Case, ref: Reference, shrunk: bool,
+def _write_repro(folder: Path, name: str, record: Result, inputs: Inputs, case: Case, ref: Reference, shrunk: bool,
                  spec: str | None, prelude: str) -> tuple[Path, Path]:
     from xentcheck.problems.ce.repro import write_ce
     return write_ce(folder, name, record, inputs, case, ref, shrunk, spec, prelude)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from xentcheck.core.cases import IGNORE_INDEX, Case, Inputs
+from xentcheck.core.records import Result
 from xentcheck.problems.ce import layout
 from xentcheck.problems.ce.reference import Reference
 
@@ -104,22 +105,22 @@ def spread_note(case: Case, inputs: Inputs) -> str:
     return f"spread {_spread(inputs):.3g}"
 
 
-def _framework(record: dict) -> str:
-    base = record["backend"].rpartition("@")[0] or record["backend"]
+def _framework(record: Result) -> str:
+    base = str(record.backend).rpartition("@")[0] or str(record.backend)
     base = "keras" if base.startswith("keras-") else base  # one template for keras-tensorflow/jax/torch
     return base if (TEMPLATES / f"{base}.py.in").is_file() else "plugin"
 
 
-def write_ce(folder: Path, name: str, record: dict, inputs: Inputs, case: Case, ref: Reference, shrunk: bool,
+def write_ce(folder: Path, name: str, record: Result, inputs: Inputs, case: Case, ref: Reference, shrunk: bool,
              spec: str | None, prelude: str) -> tuple[Path, Path]:
     """A plain CE result's <folder>/<name>.npz and .py (its problem record's repro files); the
     script begins with `prelude` (numerics_prelude)."""
     wide = np.float64 if case.dtype == "float64" else np.float32  # holds every value of the dtype exactly
-    meta = {"result_id": name, "case_id": record["case_id"], "shape": list(case.shape), "dtype": case.dtype,
-            "labels": case.labels, "reduction": case.reduction, "backend": record["backend"],
-            "impl": record.get("impl", ""), "seed": record.get("seed"), "device": record.get("device", "cpu"),
-            "verdict": record.get("original_verdict", record["verdict"]), "reasons": record.get("reasons", []),
-            "spec": spec or record["backend"], "mode": record.get("mode", ""), "options": case.options,
+    meta = {"result_id": name, "case_id": record.case_id, "shape": list(case.shape), "dtype": case.dtype,
+            "labels": case.labels, "reduction": case.reduction, "backend": record.backend,
+            "impl": record.impl or "", "seed": record.seed, "device": record.device or "cpu",
+            "verdict": record.recorded_verdict, "reasons": record.reasons or [],
+            "spec": spec or record.backend, "mode": record.mode or "", "options": case.options,
             "smoothing": inputs.smoothing, "ignore_index": IGNORE_INDEX}
     # in the case's shape, class axis last, as a backend receives them: (N, d1, ..., K)
     shaped = layout.to_case(case, inputs)
@@ -137,11 +138,11 @@ def write_ce(folder: Path, name: str, record: dict, inputs: Inputs, case: Case, 
     head = (TEMPLATES / "_head.py.in").read_text()
     body = (TEMPLATES / f"{fw}.py.in").read_text()
     tail = (TEMPLATES / "_tail.py.in").read_text()
-    doc = (f'"""Reproduce {name}: {record["backend"]} ({meta["impl"]}) on case {record["case_id"]}'
+    doc = (f'"""Reproduce {name}: {record.backend} ({meta["impl"]}) on case {record.case_id}'
            f'{" (shrunk to " + case.dims + ")" if shrunk else ""}.\n\n'
            f'Recorded verdict: {meta["verdict"]}. Run: python {name}.py\n"""\n')
     script = doc + prelude + "\n" + head.replace("__NAME__", name) + body + tail
     if fw == "plugin":
-        script = script.replace("__SPEC__", meta["spec"])
+        script = script.replace("__SPEC__", str(meta["spec"]))
     (folder / f"{name}.py").write_text(script)
     return folder / f"{name}.npz", folder / f"{name}.py"

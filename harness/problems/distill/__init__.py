@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from random import Random
 
     from xentcheck.core.cases import Case
-    from xentcheck.core.records import VariantOutput
+    from xentcheck.core.records import Result, VariantOutput
     from xentcheck.core.tolerances import Tolerances
     from xentcheck.problems.distill.cases import DistillInputs
     from xentcheck.problems.distill.reference import DistillReference
@@ -84,7 +84,7 @@ def _shrink_steps(state: dict) -> list:
     return candidates(state)
 
 
-def _write_repro(folder: Path, name: str, record: dict, inputs: DistillInputs, case: Case, ref: DistillReference,
+def _write_repro(folder: Path, name: str, record: Result, inputs: DistillInputs, case: Case, ref: DistillReference,
                  shrunk: bool, spec: str | None, prelude: str) -> tuple[Path, Path]:
     from xentcheck.problems.distill import repro
     return repro.write(folder, name, record, inputs, case, ref, shrunk, spec, prelude)

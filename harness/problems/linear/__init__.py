@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from random import Random
 
     from xentcheck.core.cases import Case
-    from xentcheck.core.records import VariantOutput
+    from xentcheck.core.records import Result, VariantOutput
     from xentcheck.core.tolerances import Tolerances
     from xentcheck.problems.linear.cases import LinearInputs
     from xentcheck.problems.linear.reference import LinearReference
@@ -78,7 +78,7 @@ def _shrink_steps(state: dict) -> list:
     return candidates(state)
 
 
-def _write_repro(folder: Path, name: str, record: dict, inputs: LinearInputs, case: Case, ref: LinearReference,
+def _write_repro(folder: Path, name: str, record: Result, inputs: LinearInputs, case: Case, ref: LinearReference,
                  shrunk: bool, spec: str | None, prelude: str) -> tuple[Path, Path]:
     from xentcheck.problems.linear import repro
     return repro.write(folder, name, record, inputs, case, ref, shrunk, spec, prelude)

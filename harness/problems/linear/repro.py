@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from xentcheck.core.cases import IGNORE_INDEX, Case
+from xentcheck.core.records import Result
 from xentcheck.problems.linear.cases import LinearInputs
 from xentcheck.problems.linear.reference import LinearReference
 
@@ -87,16 +88,16 @@ def _framework(backend: str) -> str:
     return base if (TEMPLATES / f"{base}.py.in").is_file() else "plugin"
 
 
-def write(folder: Path, name: str, record: dict, inputs: LinearInputs, case: Case, ref: LinearReference,
+def write(folder: Path, name: str, record: Result, inputs: LinearInputs, case: Case, ref: LinearReference,
           shrunk: bool, spec: str | None, prelude: str) -> tuple[Path, Path]:
     """<folder>/<name>.npz and .py of a linear-CE result on these inputs; the script begins with
     `prelude` (regress.repro.numerics_prelude: the worker's numerics variables)."""
     wide = np.float64 if case.dtype == "float64" else np.float32  # holds every value of the dtype exactly
-    meta = {"result_id": name, "case_id": record["case_id"], "n": case.n, "v": case.k, "d": case.d,
-            "dtype": case.dtype, "reduction": case.reduction, "backend": record["backend"],
-            "impl": record.get("impl", ""), "mode": record.get("mode", ""), "seed": record.get("seed"),
-            "device": record.get("device", "cpu"), "verdict": record.get("original_verdict", record["verdict"]),
-            "reasons": record.get("reasons", []), "spec": spec or record["backend"], "options": case.options,
+    meta = {"result_id": name, "case_id": record.case_id, "n": case.n, "v": case.k, "d": case.d,
+            "dtype": case.dtype, "reduction": case.reduction, "backend": record.backend,
+            "impl": record.impl or "", "mode": record.mode or "", "seed": record.seed,
+            "device": record.device or "cpu", "verdict": record.recorded_verdict,
+            "reasons": record.reasons or [], "spec": spec or record.backend, "options": case.options,
             "smoothing": inputs.smoothing, "ignore_index": IGNORE_INDEX}
     arrays = {"hidden": inputs.hidden.astype(wide), "weight": inputs.weight.astype(wide), "labels": inputs.labels}
     optional = {"bias": inputs.bias, "weights": inputs.weights, "cotangent": inputs.cotangent}
@@ -106,11 +107,11 @@ def write(folder: Path, name: str, record: dict, inputs: LinearInputs, case: Cas
                 if ref.get(k) is not None}
     from xentcheck.regress.repro import _savez as savez
     savez(folder / f"{name}.npz", **arrays, **refs, meta=np.array(json.dumps(meta)))
-    fw = _framework(record["backend"])
+    fw = _framework(str(record.backend))
     parts = [(TEMPLATES / f).read_text() for f in ("_head.py.in", f"{fw}.py.in", "_tail.py.in")]
-    doc = (f'"""Reproduce {name}: {record["backend"]} ({meta["impl"]}) on linear-CE case {record["case_id"]}'
+    doc = (f'"""Reproduce {name}: {record.backend} ({meta["impl"]}) on linear-CE case {record.case_id}'
            f'{" (shrunk to " + describe(case) + ")" if shrunk else ""}.\n\n'
            f'Recorded verdict: {meta["verdict"]}. Run: python {name}.py\n"""\n')
     script = doc + prelude + "\n" + parts[0].replace("__NAME__", name) + parts[1] + parts[2]
-    (folder / f"{name}.py").write_text(script.replace("__SPEC__", meta["spec"]))
+    (folder / f"{name}.py").write_text(script.replace("__SPEC__", str(meta["spec"])))
     return folder / f"{name}.npz", folder / f"{name}.py"

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from random import Random
 
     from xentcheck.core.cases import Case
-    from xentcheck.core.records import VariantOutput
+    from xentcheck.core.records import Result, VariantOutput
     from xentcheck.core.tolerances import Tolerances
     from xentcheck.problems.rl.cases import RlInputs
     from xentcheck.problems.rl.reference import RlReference
@@ -80,7 +80,7 @@ def _shrink_steps(state: dict) -> list:
     return candidates(state)
 
 
-def _write_repro(folder: Path, name: str, record: dict, inputs: RlInputs, case: Case, ref: RlReference,
+def _write_repro(folder: Path, name: str, record: Result, inputs: RlInputs, case: Case, ref: RlReference,
                  shrunk: bool, spec: str | None, prelude: str) -> tuple[Path, Path]:
     from xentcheck.problems.rl import repro
     return repro.write(folder, name, record, inputs, case, ref, shrunk, spec, prelude)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from xentcheck.core.cases import Case, Inputs
-    from xentcheck.core.records import VariantOutput
+    from xentcheck.core.records import Result, VariantOutput
 
 MEGATRON_SMOOTHING = "megatron"  # a variant's semantics: smoothing spreads alpha over the K - 1 other classes
 
@@ -103,7 +103,7 @@ def _compute_split(backend, v, case: Case, pristine: Inputs, device: str, proper
                    others=unsplit)
 
 
-def _write_repro(folder: Path, name: str, record: dict, inputs: Inputs, case: Case, ref, shrunk: bool,
+def _write_repro(folder: Path, name: str, record: Result, inputs: Inputs, case: Case, ref, shrunk: bool,
                  spec: str | None, prelude: str) -> tuple[Path, Path]:
     from xentcheck.problems.sharded.repro import write
     return write(folder, name, record, inputs, case, ref, shrunk, spec, prelude)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from xentcheck.core.cases import Case, Inputs
+from xentcheck.core.records import Result
 
 SCRIPT = '''"""Reproduce {name}: {backend} ({impl}, {mode}) on case {case_id}, split over {world} rank(s).
 
@@ -40,7 +41,7 @@ if out.status == "ok":
 '''
 
 
-def write(folder: Path, name: str, record: dict, inputs: Inputs, case: Case, ref, shrunk: bool, spec: str | None,
+def write(folder: Path, name: str, record: Result, inputs: Inputs, case: Case, ref, shrunk: bool, spec: str | None,
           prelude: str) -> tuple[Path, Path]:
     from xentcheck.problems import problem_of
     npz, py = folder / f"{name}.npz", folder / f"{name}.py"
@@ -48,9 +49,9 @@ def write(folder: Path, name: str, record: dict, inputs: Inputs, case: Case, ref
         np.savez_compressed(npz, logits=inputs.logits, labels=inputs.labels,
                             ref_loss=np.asarray(ref.loss, np.float64), ref_grad=np.asarray(ref.grad, np.float64),
                             meta=np.array(json.dumps({"case_id": case.id, "result": name})))
-    py.write_text(SCRIPT.format(name=name, backend=record["backend"], impl=record.get("impl", ""),
-                                mode=record.get("mode", ""), case_id=case.id, world=problem_of(case).ranks(case),
-                                verdict=record.get("original_verdict", record["verdict"]), prelude=prelude,
-                                spec=spec or record["backend"], seed=record.get("seed", 0),
-                                device=record.get("device", "cpu")))
+    py.write_text(SCRIPT.format(name=name, backend=record.backend, impl=record.impl or "",
+                                mode=record.mode or "", case_id=case.id, world=problem_of(case).ranks(case),
+                                verdict=record.recorded_verdict, prelude=prelude,
+                                spec=spec or record.backend, seed=0 if record.seed is None else record.seed,
+                                device=record.device or "cpu"))
     return npz, py
