@@ -23,8 +23,9 @@ between CPUs moves no input). Drawn in this order: logits, tokens, completion le
 magnitudes, ratio picks, ratio jitter, reference offsets. The log-ratio log p_new - log p_old of
 each token is one of seven targets placed around the clip range's two ends (each well inside or
 well outside it, or 0), so that every case has ratios inside the range and outside it on both
-sides; advantages alternate in sign (a fifth completion's is 0); for B >= 4 the second completion
-is full and the fourth empty (mask all 0: it counts nothing, as both loss types' clamps say).
+sides; advantages alternate in sign (a fifth completion's is 0); for B >= 4 the first two
+completions are full (with L >= 7, each reaches all seven targets: both signs of advantage meet
+ratios past both ends) and the fourth empty (mask all 0: it counts nothing, as the clamps say).
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ def make_inputs(case: Case, seed: int) -> GrpoInputs:
     tokens = _integers(bg, (b, seq), k)
     lengths = 1 + _integers(bg, (b,), seq)
     if b >= 4:
-        lengths[1], lengths[3] = seq, 0
+        lengths[0], lengths[1], lengths[3] = seq, seq, 0
     mask = (np.arange(seq)[None, :] < lengths[:, None]).astype(np.int64)
     mags = np.ldexp(1.0 + _uniform(bg, (b,)), (_integers(bg, (b,), 4) - 2).astype(np.int32))
     adv = np.where(np.arange(b) % 2 == 0, mags, -mags)
