@@ -1,4 +1,4 @@
-"""The built-in GRPO variants (NumPy's analytic one, torch as TRL writes it) pass the default
+"""The built-in GRPO variants (NumPy's analytic one, torch as TRL writes it, JAX's composition) pass the default
 suite's GRPO cases and one of each loss type; Liger-Kernel's triton_grpo_loss and
 LigerFusedLinearGRPOLoss (`--backends liger-grpo`, Triton's CPU interpreter) pass float16 and
 float32 and compute float64 in float32 (docs/rl.md). Skipped without the framework."""
@@ -18,13 +18,13 @@ def _results(out):
     return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("name", ["numpy", "torch"])
+@pytest.mark.parametrize("name", ["numpy", "torch", "jax"])
 def test_grpo_variants_pass(name, tmp_path):
     require(name)
     res = run_here("run", "--backends", name, *[a for c in (*DEFAULT, *TYPES) for a in ("--case", c)],
                    "--out", str(tmp_path), "--no-progress", "--no-repro")
     assert res.returncode == 0, res.stderr
-    ran = [r for r in _results(tmp_path) if r["impl"] in ("grpo_analytic", "trl_grpo_loss")]
+    ran = [r for r in _results(tmp_path) if r["impl"] in ("grpo_analytic", "trl_grpo_loss", "grpo_log_softmax_take")]
     assert {r["case_id"] for r in ran} == {*DEFAULT, *TYPES}
     for r in ran:
         # TRL's mask.sum(-1).clamp(min=1.0) turns an integer mask into float32: a 16-bit loss widens
