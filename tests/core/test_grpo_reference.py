@@ -127,3 +127,22 @@ def test_grammar():
         Case.from_id("scale1e+0_float32_4x10_grpo-clip0.2_index_grpo")
     with pytest.raises(ValueError, match="scale"):
         Case.from_id("offset1e+4_float32_4x10x3_grpo-clip0.2_index_grpo")
+
+
+def test_xentcheck_reference_takes_a_grpo_callers_arrays():
+    """A dict with old_logps is GRPO's (before RL's, whose keys it also holds); its settings come as
+    `spec` and `loss_type`; an RL dict still gives RL's outputs."""
+    import xentcheck
+    case = Case.from_id("scale1e+1_float32_6x100x8_grpo-clip0.2+hi0.28+kl0.04+t0.7_index_bnpo")
+    i = make_inputs(case, 1)
+    got = xentcheck.reference({"policy_logits": i.logits, "tokens": i.labels, "old_logps": i.old_logp,
+                               "ref_logps": i.ref_logp, "advantages": i.advantages, "completion_mask": i.mask,
+                               "spec": case.spec, "loss_type": "bnpo"})
+    want = grpo_reference(case, i)
+    assert set(got.outputs) == {"loss", "grad"} and float(got.loss) == float(want.loss)
+    assert np.array_equal(got.outputs["grad"], want.grad)
+    rl = xentcheck.reference({"policy_logits": i.logits[0], "tokens": i.labels[0], "advantages": i.old_logp[0]})
+    assert set(rl.outputs) == {"loss", "entropy", "grad", "egrad"}
+    with pytest.raises(ValueError, match="B, L, K"):
+        xentcheck.reference({"policy_logits": i.logits[0], "tokens": i.labels[0], "old_logps": i.old_logp[0],
+                             "advantages": i.advantages})
