@@ -125,6 +125,8 @@ def test_grammar():
         Case.from_id("scale1e+0_float32_4x10x3_grpo-clip0.2_index_mean")
     with pytest.raises(ValueError, match="extra"):
         Case.from_id("scale1e+0_float32_4x10_grpo-clip0.2_index_grpo")
+    with pytest.raises(ValueError, match="one completion"):
+        Case.from_id("scale1e+0_float32_0x10x3_grpo-clip0.2_index_grpo")
     with pytest.raises(ValueError, match="scale"):
         Case.from_id("offset1e+4_float32_4x10x3_grpo-clip0.2_index_grpo")
 

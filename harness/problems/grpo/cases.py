@@ -103,6 +103,8 @@ def validate(case: Case) -> None:
                          "dimension, the completion length: B x K x L")
     if not case.family.startswith("scale"):
         raise ValueError(f"a GRPO case's family is scale<s>, not {case.family!r}")
+    if case.n < 1:
+        raise ValueError("a GRPO case has at least one completion (B >= 1)")
 
 
 @dataclass
