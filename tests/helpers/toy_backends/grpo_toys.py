@@ -1,5 +1,5 @@
 """GRPO toy kernels: a careful one (every step in float64, the row maximum taken out, rounded once
-to the dtype) and four each broken one way a GRPO kernel gets wrong: pick one with
+to the dtype) and five each broken one way a GRPO kernel gets wrong: pick one with
 --backend-file grpo_toys.py::NAME."""
 
 import numpy as np
@@ -36,6 +36,8 @@ class CarefulGrpo(Backend):
             picks_r = r * adv <= np.clip(r, lo, hi) * adv
             if "clipside" in br:  # the gradient cut wherever r leaves the range, whichever term the min picks
                 picks_r = (r >= lo) & (r <= hi)
+            if "swapped" in br:  # the sides swapped: cut below the range for A > 0, above it for A < 0
+                picks_r = ~(((adv > 0) & (r < lo)) | ((adv < 0) & (r > hi)))
             dlogp = np.where(picks_r, -adv * r, 0.0)
         if s.beta:
             d = inputs.ref_logp.astype(np.float64) - logp
@@ -56,6 +58,11 @@ class CarefulGrpo(Backend):
 class ClipWrongSide(CarefulGrpo):
     name = "grpo-clip-wrong-side"
     breaks = frozenset({"clipside"})
+
+
+class ClipSidesSwapped(CarefulGrpo):
+    name = "grpo-clip-sides-swapped"
+    breaks = frozenset({"swapped"})
 
 
 class MinBeforeAdvantage(CarefulGrpo):
