@@ -41,7 +41,7 @@ FLOAT64 = "liger computes in float32 inside its kernels (loads cast to tl.float3
 JSD = ("LigerJSD", "LigerJSD(beta)(log_softmax(s / T), log_softmax(t / T), labels)",
        ("fkl", "rkl", "jsd", "t", "sq", "ign", "batchmean"))
 KL = ("fkl", "t", "sq", "batchmean", "sum", "mean", "none")
-FUSED = "LigerFusedLinearJSDLoss"
+FUSED = "LigerFusedLinearJSDLoss_identity"  # on the distillation cases: h = z, W = I
 INF_TEACHER = "h W^T with W = I turns a -inf logit into NaN (0 x -inf) before the loss: not Liger's to answer"
 MAX_EYE = 4096  # the identity weight is K x K: 128 MiB in float64 at this K
 
@@ -57,6 +57,8 @@ class LigerDistill(Backend):
 
     def variants(self) -> list[Variant]:
         return [Variant(JSD[0], "triton", ("soft", "index"), api=JSD[1], options=JSD[2], kind="distill"),
+                Variant("LigerFusedLinearJSDLoss", "eager", ("soft", "index"), options=JSD[2], kind="lindistill",
+                        api="LigerFusedLinearJSDLoss(0, 1, beta, T, compiled=False)(h_s, W_s, h_t, W_t, labels)"),
                 Variant("LigerKLDIVLoss_log_target", "triton", ("soft",), options=KL, kind="distill",
                         api="LigerKLDIVLoss(reduction, log_target=True)(log_softmax(s / T), log_softmax(t / T))"),
                 Variant("LigerKLDIVLoss", "triton", ("soft",), options=KL, kind="distill",
@@ -81,11 +83,13 @@ class LigerDistill(Backend):
         return out if self.cuda else {**out, "interpreter_shims": triton_interpret.SHIMS}
 
     def unsupported(self, case: Case, device: str) -> str | None:
-        if not case.spec.startswith("kd-"):
-            return f"{self.name} computes distillation losses only (cases with a kd- segment)"
+        if not case.spec.startswith(("kd-", "lkd-")):
+            return f"{self.name} computes distillation losses only (cases with a kd- or lkd- segment)"
         return super().unsupported(case, device)
 
     def run_variant(self, variant: Variant, case: Case, inputs, device: str) -> Output:
+        if variant.kind == "lindistill":
+            return self._fused_linear(case, inputs, device)
         torch = self.torch
         F = torch.nn.functional
         s = parse(case.spec)
@@ -124,3 +128,23 @@ class LigerDistill(Backend):
         return Output(torch_io.array(torch, loss), grads={"grad": torch_io.array(torch, zs.grad), "tgrad": None},
                       loss_dtype=str(loss.dtype).removeprefix("torch."),
                       grad_dtype=str(zs.grad.dtype).removeprefix("torch."))
+
+    def _fused_linear(self, case: Case, inputs, device: str) -> Output:
+        """LigerFusedLinearJSDLoss on the case's hidden states and weights (a linear distillation case)."""
+        from xentcheck.problems.lindistill.cases import kd_case
+        torch = self.torch
+        s = parse(kd_case(case).spec)
+        hs, ws = (torch_io.tensor(torch, a, device).requires_grad_(True) for a in (inputs.student_hidden,
+                                                                                   inputs.student_weight))
+        ht, wt = (torch_io.tensor(torch, a, device) for a in (inputs.teacher_hidden, inputs.teacher_weight))
+        labels = torch.zeros(case.n, dtype=torch.int64) if inputs.labels is None else \
+            torch.from_numpy(inputs.labels.copy())  # soft labels: every row counts
+        fused = self.LigerFusedLinearJSDLoss(weight_hard_loss=0.0, weight_soft_loss=1.0,
+                                             beta={"fkl": 0.0, "rkl": 1.0}.get(s.divergence, s.beta),
+                                             ignore_index=IGNORE_INDEX, temperature=s.temperature, compiled=False)
+        loss = fused(hs, ws, ht, wt, labels.to(device))
+        if s.squared:
+            loss = loss * s.temperature ** 2
+        dh, dw = torch.autograd.grad(loss, (hs, ws))
+        return Output(torch_io.array(torch, loss), grads={"dh": torch_io.array(torch, dh), "dw": torch_io.array(torch, dw)},
+                      loss_dtype=str(loss.dtype).removeprefix("torch."), grad_dtype=str(dh.dtype).removeprefix("torch."))

@@ -11,6 +11,7 @@ from xentcheck.problems.base import OutputSpec, Problem, Section
 from xentcheck.problems.ce import CE
 from xentcheck.problems.distill import DISTILL
 from xentcheck.problems.grpo import GRPO
+from xentcheck.problems.lindistill import LINDISTILL
 from xentcheck.problems.linear import LINEAR
 from xentcheck.problems.rl import RL
 from xentcheck.problems.sharded import SPLIT, VOCAB
@@ -22,7 +23,7 @@ __all__ = ["OutputSpec", "Problem", "Section", "PROBLEMS", "problem_of", "output
            "of_arrays", "kind_of", "DEFAULT_KIND", "outputs_of", "OUTPUT_TITLES"]
 
 # GRPO before RL: a GRPO caller's arrays hold RL's keys too (of_arrays takes the first match)
-PROBLEMS: dict[str, Problem] = {p.kind: p for p in (CE, LINEAR, DISTILL, GRPO, RL, VOCAB, SPLIT)}
+PROBLEMS: dict[str, Problem] = {p.kind: p for p in (CE, LINEAR, DISTILL, LINDISTILL, GRPO, RL, VOCAB, SPLIT)}
 
 
 def problem_of(case: Case) -> Problem:

@@ -22,8 +22,8 @@ def test_liger_distill_passes_forward_kl_and_gives_nan_beside_masked_classes(tmp
     got = {(r["case_id"], r["impl"]): r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
     for impl in ("LigerJSD", "LigerKLDIVLoss_log_target", "LigerKLDIVLoss"):
         assert got[FKL, impl]["verdict"] == "pass", got[FKL, impl]
-    assert got[FKL, "LigerFusedLinearJSDLoss"]["verdict"] == "pass", got[FKL, "LigerFusedLinearJSDLoss"]
-    assert got[MASKED, "LigerFusedLinearJSDLoss"]["verdict"] == "skipped"  # h W^T would be NaN at -inf, W = I
+    assert got[FKL, "LigerFusedLinearJSDLoss_identity"]["verdict"] == "pass", got[FKL, "LigerFusedLinearJSDLoss_identity"]
+    assert got[MASKED, "LigerFusedLinearJSDLoss_identity"]["verdict"] == "skipped"  # h W^T would be NaN at -inf, W = I
     masked = got[MASKED, "LigerJSD"]
     assert masked["verdict"] == "nonfinite" and any(r.startswith("loss: ") and "NaN" in r for r in masked["reasons"])
     assert got[MASKED, "LigerKLDIVLoss"]["verdict"] == "skipped"  # a KL takes no JSD case
@@ -37,7 +37,7 @@ def test_liger_fused_linear_jsd_passes_jsd_and_sums_a_float64_loss_in_float32(tm
     jsd = "scale1e+2_float32_16x100_kd-jsd0.1+t3_soft_batchmean"
     f64 = "scale1e+0_float64_16x100_kd-jsd0.9+peak_soft_batchmean"
     out = tmp_path / "o"
-    res = run_here("run", "--backends", "liger-distill", "--impls", "LigerFusedLinearJSDLoss", "--case", jsd, "--case",
+    res = run_here("run", "--backends", "liger-distill", "--impls", "LigerFusedLinearJSDLoss_identity", "--case", jsd, "--case",
                    f64, "--out", str(out), "--no-progress", "--no-repro")
     assert res.returncode == 1, res.stderr
     got = {r["case_id"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
