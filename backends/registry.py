@@ -37,6 +37,7 @@ OPTIONAL: dict[str, str] = {
     "cce-triton": "xentcheck.backends.torch.cce:CutCrossEntropyTriton",
     "liger-linear": "xentcheck.backends.torch.liger_linear:LigerFusedLinearCE",
     "liger-distill": "xentcheck.backends.torch.liger_distill:LigerDistill",
+    "liger-grpo": "xentcheck.backends.torch.liger_grpo:LigerGrpo",
     "jax-cce": "xentcheck.backends.jax.jax_cce:JaxCCE",
 }
 ENTRY_POINT_GROUP = "xentcheck.backends"

@@ -479,6 +479,6 @@ def _reference_of_inputs(inputs: InputsLike, semantics: str) -> ReferenceResult:
     else:
         raise ValueError(f"reference() needs logits and labels, or one file path or dict of arrays; got "
                          f"{type(inputs).__name__} alone")
-    if rows.weights is not None and semantics != "torch":
+    if getattr(rows, "weights", None) is not None and semantics != "torch":  # only CE-like kinds have class weights
         raise ValueError(f"class weights are read as torch documents them: semantics {semantics!r} takes none")
     return _reference_result(case, rows, semantics)

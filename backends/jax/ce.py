@@ -42,12 +42,13 @@ class JaxBackend(Backend):
 
     def variants(self) -> list[Variant]:
         from xentcheck.backends.jax import distill as jax_distill
+        from xentcheck.backends.jax import grpo as jax_grpo
         from xentcheck.backends.jax import linear as jax_linear
         from xentcheck.backends.jax import rl as jax_rl
         return [Variant(i, m, lf, api if m == "eager" else f"jax.jit({api})", default=d and m == "eager", options=o,
                         takes=_TAKES.get(i, "logits"))
                 for m in ("eager", "jit") for i, lf, api, d, o in _IMPLS] + jax_linear.variants() + jax_distill.variants() \
-            + jax_rl.variants() + _sharded_variants()
+            + jax_rl.variants() + jax_grpo.variants() + _sharded_variants()
 
     def load(self) -> None:
         import jax
@@ -148,6 +149,9 @@ class JaxBackend(Backend):
         if variant.kind == "rl":
             from xentcheck.backends.jax import rl as jax_rl
             return jax_rl.run(self, variant, case, inputs, device)
+        if variant.kind == "grpo":
+            from xentcheck.backends.jax import grpo as jax_grpo
+            return jax_grpo.run(self, variant, case, inputs, device)
         ct = None if inputs.cotangent is None else self._put(inputs.cotangent, device)
         loss, grad = self._value_and_grad(variant, case, inputs.smoothing)(self._put(inputs.logits, device),
                                                                           self._put(inputs.labels, device), ct)

@@ -30,11 +30,12 @@ class NumpyBackend(Backend):
 
     def variants(self) -> list[Variant]:
         from xentcheck.backends.numpy import distill as numpy_distill
+        from xentcheck.backends.numpy import grpo as numpy_grpo
         from xentcheck.backends.numpy import linear as numpy_linear
         from xentcheck.backends.numpy import rl as numpy_rl
         from xentcheck.backends.numpy import sharded as numpy_sharded
         return super().variants() + numpy_linear.variants() + numpy_distill.variants() + numpy_rl.variants() \
-            + numpy_sharded.variants()
+            + numpy_grpo.variants() + numpy_sharded.variants()
 
     def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
         if variant.kind == "linear":
@@ -49,6 +50,9 @@ class NumpyBackend(Backend):
         if variant.kind == "rl":
             from xentcheck.backends.numpy import rl as numpy_rl
             return numpy_rl.run(self, variant, case, inputs, device)
+        if variant.kind == "grpo":
+            from xentcheck.backends.numpy import grpo as numpy_grpo
+            return numpy_grpo.run(self, variant, case, inputs, device)
         return self.compute(case, inputs, device)
 
     def compute(self, case: Case, inputs: Inputs, device: str) -> Output:

@@ -56,10 +56,13 @@ class TorchBackend(Backend):
         out += [Variant(i, "compile", lf, f"torch.compile({api})", default=False, opt_in=True, options=o,
                         semantics="torch", takes=_TAKES.get(i, "logits")) for i, lf, api, _, o in _IMPLS]
         from xentcheck.backends.torch import distill as torch_distill
+        from xentcheck.backends.torch import grpo as torch_grpo
+        from xentcheck.backends.torch import lindistill as torch_lindistill
         from xentcheck.backends.torch import linear as torch_linear
         from xentcheck.backends.torch import rl as torch_rl
         from xentcheck.backends.torch import sharded as torch_sharded
-        return out + torch_linear.variants() + torch_distill.variants() + torch_rl.variants() + torch_sharded.variants()
+        return out + torch_linear.variants() + torch_distill.variants() + torch_rl.variants() + torch_grpo.variants() \
+            + torch_lindistill.variants() + torch_sharded.variants()
 
     def load(self) -> None:
         import torch
@@ -165,6 +168,12 @@ class TorchBackend(Backend):
         if variant.kind == "rl":
             from xentcheck.backends.torch import rl as torch_rl
             return torch_rl.run(self, variant, case, inputs, device)
+        if variant.kind == "grpo":
+            from xentcheck.backends.torch import grpo as torch_grpo
+            return torch_grpo.run(self, variant, case, inputs, device)
+        if variant.kind == "lindistill":
+            from xentcheck.backends.torch import lindistill as torch_lindistill
+            return torch_lindistill.run(self, variant, case, inputs, device)
         t = self.torch
         x, labels, fn = self._prepare(variant, case, inputs, device)
         loss = fn(x, labels)

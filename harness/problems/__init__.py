@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from xentcheck.problems.base import OutputSpec, Problem, Section
 from xentcheck.problems.ce import CE
 from xentcheck.problems.distill import DISTILL
+from xentcheck.problems.grpo import GRPO
+from xentcheck.problems.lindistill import LINDISTILL
 from xentcheck.problems.linear import LINEAR
 from xentcheck.problems.rl import RL
 from xentcheck.problems.sharded import SPLIT, VOCAB
@@ -20,7 +22,8 @@ if TYPE_CHECKING:
 __all__ = ["OutputSpec", "Problem", "Section", "PROBLEMS", "problem_of", "output_specs", "OUTPUT_NAMES", "runs",
            "of_arrays", "kind_of", "DEFAULT_KIND", "outputs_of", "OUTPUT_TITLES"]
 
-PROBLEMS: dict[str, Problem] = {p.kind: p for p in (CE, LINEAR, DISTILL, RL, VOCAB, SPLIT)}
+# GRPO before RL: a GRPO caller's arrays hold RL's keys too (of_arrays takes the first match)
+PROBLEMS: dict[str, Problem] = {p.kind: p for p in (CE, LINEAR, DISTILL, LINDISTILL, GRPO, RL, VOCAB, SPLIT)}
 
 
 def problem_of(case: Case) -> Problem:

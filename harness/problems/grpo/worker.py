@@ -1,0 +1,55 @@
+"""A worker's run of one GRPO variant (the record's compute) and its comparison (the record's
+compare): the reduced loss () and its gradient w.r.t. the new policy's logits (B, L, K). A variant
+declares in `Variant.options` the settings it takes beyond the symmetric clip: "hi" (a separate
+upper clip side), "kl" (the KL penalty), "t" (a temperature); its reductions (the loss types) as
+"grpo", "bnpo", "drgrpo"."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xentcheck.core.cases import Case
+from xentcheck.core.records import VariantOutput, variant_info
+from xentcheck.problems.distill.metrics import metrics_of
+from xentcheck.problems.grpo.cases import GrpoInputs, parse
+
+GRADS = ("grad",)
+
+
+def missing(v, case: Case) -> list[str]:
+    """The case's settings (and loss type) the variant does not take."""
+    s = parse(case.spec)
+    need = {"hi": s.eps_high != s.eps_low, "kl": bool(s.beta), "t": s.temperature != 1.0, case.reduction: True}
+    return [k for k, on in need.items() if on and k not in v.options]
+
+
+def compute_grpo(backend, v, case: Case, pristine: GrpoInputs, device: str, properties=None,
+                 all_variants=()) -> VariantOutput:
+    lacks = missing(v, case)
+    if lacks:
+        return VariantOutput("skipped", variant_info(v), reason=f"{v.impl} takes no {', '.join(lacks)} ({case.spec}, "
+                             f"loss type {case.reduction})")
+    from xentcheck.problems import compute
+    from xentcheck.problems.grpo import GRPO
+    result, _ = compute.run(GRPO, backend, v, case, pristine, device, wanted=GRADS, input_names=GrpoInputs.ARRAYS)
+    return result
+
+
+def compare_grpo(case: Case, ref, output, tolerances, outputs) -> dict:
+    loss = np.asarray(output.loss)
+    grads = {k: np.asarray(a) for k, a in (output.grads or {}).items()}
+    out: dict = {"loss_dtype": output.loss_dtype or loss.dtype.name,
+                 "grad_dtype": output.grad_dtype or (grads["grad"].dtype.name if "grad" in grads else "")}
+    want = {"loss": (), "grad": case.shape}
+    got = {"loss": loss.shape, **{k: a.shape for k, a in grads.items()}}
+    reasons = [f"{k} has shape {tuple(got[k])}, expected {want[k]}" for k in want if k in got
+               and tuple(got[k]) != want[k]]
+    if reasons:
+        return {**out, "verdict": "fail", "reasons": reasons}
+    from xentcheck.core.evaluate import dtype_reasons, values_verdict
+    reasons, widened = dtype_reasons(case, out)
+    for spec in outputs:
+        actual = loss if spec.name == "loss" else grads.get(spec.name)
+        out[spec.name] = metrics_of(case, spec.name, spec.tolerance, actual, ref.get(spec.name),
+                                    ref.scales[spec.name], tolerances)
+    return {**out, **values_verdict(case, outputs, out, tolerances, reasons, widened)}
