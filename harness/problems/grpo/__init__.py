@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from xentcheck.core.cases import Case
-    from xentcheck.core.records import VariantOutput
+    from xentcheck.core.records import Result, VariantOutput
     from xentcheck.core.tolerances import Tolerances
     from xentcheck.problems.grpo.cases import GrpoInputs
     from xentcheck.problems.grpo.reference import GrpoReference
@@ -82,7 +82,7 @@ def _shrink_steps(state: dict) -> list:
     return candidates(state)
 
 
-def _write_repro(folder: Path, name: str, record: dict, inputs: GrpoInputs, case: Case, ref: GrpoReference,
+def _write_repro(folder: Path, name: str, record: Result, inputs: GrpoInputs, case: Case, ref: GrpoReference,
                  shrunk: bool, spec: str | None, prelude: str) -> tuple[Path, Path]:
     from xentcheck.problems.grpo import repro
     return repro.write(folder, name, record, inputs, case, ref, shrunk, spec, prelude)

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from xentcheck.core.cases import Case
-    from xentcheck.core.records import VariantOutput
+    from xentcheck.core.records import Result, VariantOutput
     from xentcheck.core.tolerances import Tolerances
     from xentcheck.problems.lindistill.cases import LinDistillInputs
     from xentcheck.problems.lindistill.reference import LinDistillReference
@@ -80,7 +80,7 @@ def _shrink_steps(state: dict) -> list:
     return candidates(state)
 
 
-def _write_repro(folder: Path, name: str, record: dict, inputs: LinDistillInputs, case: Case,
+def _write_repro(folder: Path, name: str, record: Result, inputs: LinDistillInputs, case: Case,
                  ref: LinDistillReference, shrunk: bool, spec: str | None, prelude: str) -> tuple[Path, Path]:
     from xentcheck.problems.lindistill import repro
     return repro.write(folder, name, record, inputs, case, ref, shrunk, spec, prelude)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from xentcheck.core.cases import IGNORE_INDEX, Case
+from xentcheck.core.records import Result
 from xentcheck.problems.lindistill.cases import LinDistillInputs
 
 TEMPLATE = Path(__file__).resolve().parent / "repro_template.py.in"
@@ -32,7 +33,7 @@ def candidates(state: dict) -> list:
     return out
 
 
-def write(folder: Path, name: str, record: dict, inputs: LinDistillInputs, case: Case, ref, shrunk: bool,
+def write(folder: Path, name: str, record: Result, inputs: LinDistillInputs, case: Case, ref, shrunk: bool,
           spec: str | None, prelude: str) -> tuple[Path, Path]:
     from xentcheck.regress.repro import write_script
     wide = np.float64 if case.dtype == "float64" else np.float32
