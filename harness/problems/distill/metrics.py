@@ -32,21 +32,19 @@ def metrics_of(case: Case, what: str, tol_key: str, actual, expected, scale, tol
                          allowed=mine, natural=scale, others=others)
 
 
-def shape_problems(case: Case, loss: np.ndarray, grads: dict) -> list[str]:
-    want = {"loss": (case.n,) if case.reduction == "none" else (), "grad": (case.n, case.k),
-            "tgrad": (case.n, case.k)}
-    got = {"loss": loss.shape, **{k: a.shape for k, a in grads.items()}}
-    return [f"{k} has shape {tuple(got[k])}, expected {want[k]}" for k in got if k in want
-            and tuple(got[k]) != want[k]]
-
-
-def compare_distill(case: Case, ref, output, tolerances, outputs) -> dict:
-    """The record's compare: shapes, dtypes, values of each declared output."""
+def compare_outputs(case: Case, ref, output, tolerances, outputs, want: dict[str, tuple], grad: str = "grad") -> dict:
+    """A record's compare for the kinds whose outputs are a loss and named arrays judged by
+    metrics_of (distillation, RL, GRPO, linear distillation): shapes against `want` (each
+    output's expected shape), dtypes (`grad`: the gradient whose dtype is the record's
+    grad_dtype), then each declared output at its natural scale. An output the backend may leave
+    out (problems.compute checks which) and left out, as a detached teacher's, is not judged."""
     loss = np.asarray(output.loss)
     grads = {k: np.asarray(a) for k, a in (output.grads or {}).items()}
     out: dict = {"loss_dtype": output.loss_dtype or loss.dtype.name,
-                 "grad_dtype": output.grad_dtype or (grads["grad"].dtype.name if "grad" in grads else "")}
-    reasons = shape_problems(case, loss, grads)
+                 "grad_dtype": output.grad_dtype or (grads[grad].dtype.name if grad in grads else "")}
+    got = {"loss": loss.shape, **{k: a.shape for k, a in grads.items()}}
+    reasons = [f"{k} has shape {tuple(got[k])}, expected {want[k]}" for k in want if k in got
+               and tuple(got[k]) != tuple(want[k])]
     if reasons:
         return {**out, "verdict": "fail", "reasons": reasons}
     from xentcheck.core.evaluate import dtype_reasons, values_verdict
@@ -58,3 +56,10 @@ def compare_distill(case: Case, ref, output, tolerances, outputs) -> dict:
         out[spec.name] = metrics_of(case, spec.name, spec.tolerance, actual, ref.get(spec.name),
                                     ref.scales[spec.name], tolerances)
     return {**out, **values_verdict(case, outputs, out, tolerances, reasons, widened)}
+
+
+def compare_distill(case: Case, ref, output, tolerances, outputs) -> dict:
+    """The distillation record's compare: loss (N,) or (), the student's and the teacher's gradients (N, K)."""
+    return compare_outputs(case, ref, output, tolerances, outputs,
+                           {"loss": (case.n,) if case.reduction == "none" else (), "grad": (case.n, case.k),
+                            "tgrad": (case.n, case.k)})
