@@ -184,6 +184,11 @@ def reset_peak() -> bool:
         return False
 
 
+def current_rss() -> int | None:
+    """This process's resident memory now (VmRSS): what reset_peak sets the high-water mark to."""
+    return proc_kib("/proc/self/status", "VmRSS")
+
+
 def peak_rss() -> int | None:
     """This process's peak resident memory since the last reset_peak, else since it started
     (VmHWM: unlike ru_maxrss, not inherited from the parent across fork and exec)."""
