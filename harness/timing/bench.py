@@ -131,14 +131,14 @@ def _base(backend: str, kind: str, case: Case, bandwidth: float) -> dict:
 
 
 def workloads(kind: str, variants: list[dict], config: BenchConfig) -> list[tuple[Case, list[dict]]]:
-    """The kind's workloads (every dtype x shape x label form its variants take), small first (the
-    peak RSS grows with them), each with the variants that time it."""
+    """The kind's workloads (every dtype x shape x label form its variants take), the least memory
+    first (the worker's peak RSS grows with them), each with the variants that time it."""
     timing = timing_of(kind)
     forms: dict[str, list[dict]] = {}
     for v in variants:
         forms.setdefault(_label_form(v), []).append(v)
     cases = [timing.workload(d, shape, lf) for d in config.dtypes for shape in config.shapes[kind] for lf in forms]
-    return [(c, forms[c.labels]) for c in sorted(cases, key=lambda c: (timing.floor_bytes(c), c.dtype, c.labels))]
+    return [(c, forms[c.labels]) for c in sorted(cases, key=lambda c: (timing.need_bytes(c), c.dtype, c.labels))]
 
 
 def kind_variants(variants: list[dict], kind: str, config: BenchConfig) -> list[dict]:
@@ -147,7 +147,9 @@ def kind_variants(variants: list[dict], kind: str, config: BenchConfig) -> list[
     def of(impls: list[str] | None) -> list[dict]:
         return [v for v in select_variants(variants, "default", impls, config.modes)
                 if v.get("kind", DEFAULT_KIND) == kind]
-    return of(config.impls or list(timing_of(kind).default_impls) or None) or (of(None) if not config.impls else [])
+    if config.impls:
+        return of(config.impls)
+    return of(list(timing_of(kind).default_impls) or None) or of(None)
 
 
 def bench_backend(spec: str, index: int, config: BenchConfig, bandwidth: float, emit) -> dict:
@@ -177,13 +179,15 @@ def bench_backend(spec: str, index: int, config: BenchConfig, bandwidth: float, 
                     continue
                 worker.send(TimeRequest(case.id, config.seed, config.device, [(v["impl"], v["mode"]) for v in chosen],
                                         min_block=config.min_block, blocks=config.blocks).to_dict())
-                reply = _wait(events, worker, config.case_timeout * len(chosen))
+                timeout, sent = config.case_timeout * len(chosen), time.monotonic()
+                reply = _wait(events, worker, timeout)
                 if reply is None or reply.get("op") != "timing":
-                    how = (_error_of(reply) if reply is not None and reply.get("op") == "result"
-                           else "timed out" if reply is None and worker.running() else worker.exit_description())
+                    refused = reply is not None and reply.get("op") == "result"  # an error answered: it serves on
+                    why = (_error_of(reply) if refused else "worker timed out" if time.monotonic() - sent >= timeout
+                           else f"worker {worker.exit_description()}")
                     for v in chosen:
-                        emit({**base, "impl": v["impl"], "mode": v["mode"], "status": "error", "reason": f"worker {how}"})
-                    if reply is not None and reply.get("op") == "result":  # it answered: still serving
+                        emit({**base, "impl": v["impl"], "mode": v["mode"], "status": "error", "reason": why})
+                    if refused:
                         continue
                     worker.kill()
                     worker.start()
@@ -197,9 +201,9 @@ def bench_backend(spec: str, index: int, config: BenchConfig, bandwidth: float, 
         worker.quit()
 
 
-def _error_of(reply: dict) -> str:
-    """The error of a worker's RunReply to a request it could not serve (worker.main)."""
-    results = reply.get("results") or [{}]
+def _error_of(reply: dict | None) -> str:
+    """The error of a worker's RunReply to a request it could not serve (worker.main: "worker: ...")."""
+    results = (reply or {}).get("results") or [{}]
     return str(results[0].get("error") or "answered no timing")
 
 

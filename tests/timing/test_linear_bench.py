@@ -135,3 +135,33 @@ def test_cli_bench_linear_shapes_bad_input(tmp_path):
     [row] = json.loads((out / "timing.json").read_text())["rows"]
     assert row["status"] == "skipped" and "GiB available" in row["reason"] and row["impl"] == "linear_analytic"
     assert "skipped: needs about" in (out / "timing.md").read_text()
+
+
+REFUSING = """
+import numpy as np
+from xentcheck.backends.base import Backend, Output
+
+
+class Refusing(Backend):
+    name = "refusing"
+
+    def unsupported(self, case, device):
+        raise RuntimeError("cannot say")
+
+    def compute(self, case, inputs, device):
+        return Output(np.zeros(()), np.zeros(inputs.logits.shape))
+"""
+
+
+def test_a_request_the_worker_answers_with_an_error_is_an_error_row(tmp_path):
+    """The worker's loop answers an exception with an error; bench records it per variant and
+    goes on with the same worker (no restart, no 'timed out')."""
+    plugin = tmp_path / "refusing.py"
+    plugin.write_text(REFUSING)
+    out = tmp_path / "o"
+    res = run_here("bench", "--backend-file", str(plugin), "--shapes", "2x3,4x5", "--out", str(out), "--no-progress",
+                   env=QUICK)
+    assert res.returncode == 0, res.stderr
+    rows = json.loads((out / "timing.json").read_text())["rows"]
+    assert [(r["shape"], r["status"]) for r in rows] == [("2 x 3", "error"), ("4 x 5", "error")]
+    assert all(r["reason"] == "worker: RuntimeError: cannot say" for r in rows), rows
