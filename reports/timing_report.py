@@ -72,9 +72,10 @@ def render_md(data: dict) -> str:
                      f"{'' if over is None else f'{over:.2f}'} |")
     notes = sorted({n for r in data.get("rows", []) for n in r.get("notes", [])})
     if any(r.get("status") == "ok" and "backward" not in r["phases"] for r in data.get("rows", [])):
-        notes.append("backward n/a: TensorFlow's tf.function and XLA modes trace forward and backward into one graph, "
-                     "so there is no kept forward to replay; implementations without timing_fns (plugins, linear-CE's "
-                     "adapters) are timed forward+backward only.")
+        notes.append("backward n/a: no kept forward to replay (TensorFlow's tf.function and XLA modes trace forward "
+                     "and backward into one graph; torch's chunked linear_cross_entropy with LinearCrossEntropyOptions "
+                     "refuses a second backward), or no timing_fns (plugins, linear-CE adapters but torch's): "
+                     "forward+backward only.")
     lines += [""] + [f"- {n}" for n in notes]
     lines += ["", "Backends: " + "; ".join(f"{b.get('name')} {b.get('version', '')} "
                                            f"({', '.join(f'{k}={v}' for k, v in (b.get('settings') or {}).items())})"

@@ -110,7 +110,10 @@ def test_cli_bench_linear_shapes_through_the_worker(tmp_path):
         fb = r["phases"]["forward_backward"]
         assert all(_finite_positive(fb[k]) for k in ("median", "min", "first")) and fb["blocks"] == 3
         assert fb["floor_ratio"] == pytest.approx(fb["median"] / r["floor_seconds"])
-        assert any("run_variant" in n for n in r["notes"])  # the linear adapters' forward+backward
+        if r["backend"] == "torch":  # its timing_fns: each phase on tensors made once
+            assert set(r["phases"]) == {"forward", "backward", "forward_backward"} and not r.get("notes")
+        else:  # no timing_fns: forward+backward through run_variant, said in a note
+            assert set(r["phases"]) == {"forward_backward"} and any("run_variant" in n for n in r["notes"])
         # memory: the worker's peak, above its resident set with the inputs, over the logits N x V
         size = 2 if dtype == "bfloat16" else 4
         assert r["logits_bytes"] == 64 * 1000 * size
@@ -165,3 +168,17 @@ def test_a_request_the_worker_answers_with_an_error_is_an_error_row(tmp_path):
     rows = json.loads((out / "timing.json").read_text())["rows"]
     assert [(r["shape"], r["status"]) for r in rows] == [("2 x 3", "error"), ("4 x 5", "error")]
     assert all(r["reason"] == "worker: RuntimeError: cannot say" for r in rows), rows
+
+
+def test_torch_linear_timing_fns_run_every_phase():
+    pytest.importorskip("torch")
+    backend = create("torch")
+    backend.load()
+    case = TIMING.workload("float32", (4, 8, 16), "index")
+    inputs = TIMING.inputs(case, 0)
+    for v in (v for v in backend.variants() if v.kind == LINEAR.kind):
+        fns = backend.timing_fns(v, case, inputs.copy(), "cpu")
+        chunked = v.impl.startswith("linear_cross_entropy_")  # LinearCrossEntropyOptions: no replayed backward
+        assert set(fns) == ({"forward", "forward_backward"} if chunked else {"forward", "backward", "forward_backward"})
+        for fn in fns.values():
+            fn(), fn()  # twice: the kept forward is replayed, not consumed
