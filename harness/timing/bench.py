@@ -217,6 +217,8 @@ def _row(base: dict, r: TimedVariant) -> dict:
     for name, stats in r.phases.items():
         row["phases"][name] = {**stats, "floor_ratio": stats["median"] / base["floor_seconds"]}
     row["peak_rss_bytes"] = r.peak_rss_bytes
+    if r.peak_reset is not None:
+        row["peak_reset"] = r.peak_reset
     if r.peak_rss_bytes is not None and r.rss_start_bytes is not None:
         # the variant's own peak above what the worker held with its inputs, and that over the logits
         row["rss_start_bytes"] = r.rss_start_bytes
