@@ -73,9 +73,8 @@ def render_md(data: dict) -> str:
     notes = sorted({n for r in data.get("rows", []) for n in r.get("notes", [])})
     if any(r.get("status") == "ok" and "backward" not in r["phases"] for r in data.get("rows", [])):
         notes.append("backward n/a: no kept forward to replay (TensorFlow's tf.function and XLA modes trace forward "
-                     "and backward into one graph; torch's chunked linear_cross_entropy with LinearCrossEntropyOptions "
-                     "refuses a second backward), or no timing_fns (plugins, linear-CE adapters but torch's): "
-                     "forward+backward only.")
+                     "and backward into one graph; torch's fused linear_cross_entropy is not replayed), or no "
+                     "timing_fns (plugins, linear-CE adapters but torch's): forward+backward only.")
     lines += [""] + [f"- {n}" for n in notes]
     lines += ["", "Backends: " + "; ".join(f"{b.get('name')} {b.get('version', '')} "
                                            f"({', '.join(f'{k}={v}' for k, v in (b.get('settings') or {}).items())})"

@@ -110,7 +110,7 @@ def test_cli_bench_linear_shapes_through_the_worker(tmp_path):
         fb = r["phases"]["forward_backward"]
         assert all(_finite_positive(fb[k]) for k in ("median", "min", "first")) and fb["blocks"] == 3
         assert fb["floor_ratio"] == pytest.approx(fb["median"] / r["floor_seconds"])
-        if r["backend"] == "torch":  # its timing_fns: each phase on tensors made once
+        if r["backend"] == "torch":  # its timing_fns: each phase on tensors made once (the composition's)
             assert set(r["phases"]) == {"forward", "backward", "forward_backward"} and not r.get("notes")
         else:  # no timing_fns: forward+backward through run_variant, said in a note
             assert set(r["phases"]) == {"forward_backward"} and any("run_variant" in n for n in r["notes"])
@@ -179,7 +179,7 @@ def test_torch_linear_timing_fns_run_every_phase():
     inputs = TIMING.inputs(case, 0)
     for v in (v for v in backend.variants() if v.kind == LINEAR.kind):
         fns = backend.timing_fns(v, case, inputs.copy(), "cpu")
-        chunked = v.impl.startswith("linear_cross_entropy_")  # LinearCrossEntropyOptions: no replayed backward
-        assert set(fns) == ({"forward", "forward_backward"} if chunked else {"forward", "backward", "forward_backward"})
+        fused = v.impl != "linear_then_cross_entropy"  # F.linear_cross_entropy: no replayed backward
+        assert set(fns) == ({"forward", "forward_backward"} if fused else {"forward", "backward", "forward_backward"})
         for fn in fns.values():
             fn(), fn()  # twice: the kept forward is replayed, not consumed
