@@ -3,7 +3,7 @@ N x D x V, in one run (issue 30): JSON under benchmarks/results/.
 
     python benchmarks/linear_reference_vs_torch.py --shape 4096x2048x128256 --threads 2
 
-Each side runs in a fresh process (xentcheck.problems.linear.probe), one after the other, with the
+Each side runs in a fresh process (benchmarks/linear_probe.py), one after the other, with the
 same thread count: torch's F.cross_entropy(F.linear(h, W), y) forward and backward to h and W in
 float32 (the `linear_then_cross_entropy` adapter, NumPy in and out), then the reference
 (xentcheck.problems.linear.reference, torch semantics) with evaluate()'s comparison of a backend's
@@ -26,12 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-from xentcheck.problems.linear import bench as lb
-from xentcheck.problems.linear.probe import REFERENCE
-from xentcheck.run.environment import fingerprint
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # linear_probe beside it, however this file is loaded
+
+import linear_probe as lp  # noqa: E402
+
+from xentcheck.problems.linear import timing  # noqa: E402
+from xentcheck.run.environment import fingerprint  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 TORCH = {"backend": "torch", "impl": "linear_then_cross_entropy", "mode": "eager"}
+TARGET_TIME = 3.0  # the issue's target at 4096 rows (2x at 1024)
 
 
 def blas() -> dict:
@@ -69,10 +73,10 @@ def refusal(torch_row: dict, ref_row: dict) -> str | None:
     return None
 
 
-def side(request: dict, config: lb.LinearBenchConfig) -> dict:
+def side(request: dict, config: lp.ProbeConfig) -> dict:
     load = os.getloadavg()
     print(f"{request.get('backend') or ''}{request['impl']}: load average {load[0]:.2f} ...", flush=True)
-    row = lb.run_probe({**request, "repeats": config.repeats, "seed": config.seed}, config)
+    row = lp.run_probe(request, config)
     row["load_average"] = {"before": [round(x, 2) for x in load], "after": [round(x, 2) for x in os.getloadavg()]}
     print(json.dumps({k: row.get(k) for k in ("impl", "status", "seconds", "cpu_seconds", "hwm", "verdict",
                                                 "reason", "load_average")}), flush=True)
@@ -87,25 +91,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/linear_ref_vs_torch-SHAPE-DATE.json)")
     args = ap.parse_args(argv)
     try:
-        (n, d, v), = lb.parse_linear_shapes(args.shape)
+        n, d, v = timing.parse(args.shape)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    config = lb.LinearBenchConfig(shapes=[(n, d, v)], threads=args.threads, repeats=args.repeats)
+    config = lp.ProbeConfig(threads=args.threads, repeats=args.repeats)
     shape = {"dtype": "float32", "n": n, "d": d, "v": v}
     started = datetime.datetime.now(datetime.timezone.utc)
     load_start = os.getloadavg()
-    rows = [side({**TORCH, **shape}, config), side({"impl": REFERENCE, "mode": "", **shape}, config)]
-    lb.annotate(rows)
-    torch_row, ref_row = rows
+    torch_row = side({**TORCH, **shape}, config)
+    ref_row = side({"impl": lp.REFERENCE, "mode": "", **shape}, config)
+    if ref_row.get("status") == "ok" and "peak_bytes" in ref_row:
+        ref_row["peak_over_io"] = lp.peak_over_io(ref_row)
     why = refusal(torch_row, ref_row)
-    target = lb.TARGET_TIME if n >= 4096 else 2.0  # the issue's targets: 3x at 4096 rows, 2x at 1024
+    target = TARGET_TIME if n >= 4096 else 2.0  # the issue's targets: 3x at 4096 rows, 2x at 1024
     data: dict = {
         "created": started.isoformat(timespec="seconds"), "kind": "linear-ce reference vs torch float32",
         "shape": f"{n}x{d}x{v}", "threads": args.threads, "repeats": args.repeats,
         "load_average": {"start": [round(x, 2) for x in load_start], "end": [round(x, 2) for x in os.getloadavg()]},
         "machine": fingerprint(), "numpy_blas": blas(),
-        "method": "one fresh process per side (xentcheck.problems.linear.probe), torch first; seconds of the first "
+        "method": "one fresh process per side (benchmarks/linear_probe.py), torch first; seconds of the first "
                   "call after a warm-up on 8 x 16 x 64 (and `repeats` more: median); memory VmHWM of that process "
                   "(peak_bytes: above VmRSS before the inputs were made)",
         "torch_float32": torch_row, "reference": ref_row, "target": target}

@@ -140,10 +140,12 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, input_files, o
         raise click.UsageError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}") from None
     status = _execute(plan, out_dir, prior or [], progress, repro, where)
     if timing and status != EXIT_INTERRUPTED:
+        from xentcheck.problems import DEFAULT_KIND
         from xentcheck.timing import bench
         # bench times (N, K) logits: an extra-dimension case is timed as its M x K rows
-        shapes = sorted({(c.rows, c.k) for c in plan.cases if c.rows}, key=lambda s: s[0] * s[1])
-        config = bench.BenchConfig(backends=plan.backends, dtypes=sorted({c.dtype for c in plan.cases}), shapes=shapes,
+        shapes: list[tuple[int, ...]] = sorted({(c.rows, c.k) for c in plan.cases if c.rows}, key=lambda s: s[0] * s[1])
+        config = bench.BenchConfig(backends=plan.backends, dtypes=sorted({c.dtype for c in plan.cases}),
+                                   shapes={DEFAULT_KIND: shapes},
                                    impls=plan.impls, modes=plan.modes, device=plan.device, log_dir=out_dir / "logs",
                                    progress=progress, worker_memory=plan.worker_memory)
         _write_timing(out_dir, bench.run_bench(config))
@@ -203,7 +205,8 @@ def report_cmd(results_dir) -> int:
 
 @cli.command("bench")
 @click.option("--backends", "backends", metavar="LIST",
-              help="Comma-separated backends (default: every built-in and installed plugin).")
+              help="Comma-separated backends (default: every built-in and installed plugin; torch for --linear-shapes "
+                   "alone).")
 @click.option("--backend-file", "backend_files", multiple=True, metavar="PATH",
               help="A Python file defining a Backend (repeatable).")
 @click.option("--dtypes", default="float32", show_default=True, metavar="LIST", help="Comma-separated dtypes.")
@@ -222,28 +225,37 @@ def report_cmd(results_dir) -> int:
               help="Output folder, new or empty (a run's own shapes are timed into its folder by `run --timing`).")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
 @click.option("--linear-shapes", metavar="NxDxV,...",
-              help="Linear-CE instead: forward+backward time and peak memory of each linear implementation (--impls, "
-                   "default torch's composition, linear_cross_entropy and its accurate c16 options) and the reference, "
-                   "each in a fresh process; writes linear_timing.json and linear_timing.md.")
+              help="Linear-CE shapes, CE(h W^T, y) with h N x D and W V x D: time its implementations (default: torch's "
+                   "linear_then_cross_entropy, linear_cross_entropy and linear_cross_entropy_accurate_c16) as plain CE's; "
+                   "without --shapes, linear-CE only.")
+@click.option("--case-timeout", type=click.FloatRange(min=0, min_open=True), default=900.0, show_default=True,
+              help="Seconds a worker may take per implementation of one dtype x shape before it is killed.")
 @overwrite_option
 @worker_memory_option
 def bench_cmd(backends, backend_files, dtypes, shapes, impls, modes, threads, device, allocator, min_block, blocks, out,
-              progress, linear_shapes, overwrite, worker_memory="auto") -> int:
+              progress, linear_shapes, case_timeout, overwrite, worker_memory="auto") -> int:
     """Time forward, backward and forward+backward per backend x implementation x mode x dtype x shape, one backend
     at a time, against the memory-bandwidth floor measured in the same run; writes timing.json, timing.md, timing.png
     and the timing section of report.html."""
+    from xentcheck.problems import DEFAULT_KIND
+    from xentcheck.problems.linear import LINEAR
     from xentcheck.run import memory, outdir
     from xentcheck.run import plan as runplan
     from xentcheck.timing import bench
-    if linear_shapes:
-        return _linear_bench(backends, dtypes, linear_shapes, impls, modes, threads, allocator, out, overwrite)
 
+    kinds: dict[str, list[tuple[int, ...]]] = {}
+    if shapes or not linear_shapes:  # --shapes, or plain CE's defaults when no kind's shapes are given
+        kinds[DEFAULT_KIND] = _usage(bench.parse_shapes, shapes, DEFAULT_KIND)
+    if linear_shapes:
+        kinds[LINEAR.kind] = _usage(bench.parse_shapes, linear_shapes, LINEAR.kind)
+    if backends is None and not backend_files and bench.default_backends(kinds):
+        backends = ",".join(bench.default_backends(kinds) or [])
     specs = _usage(runplan.backend_specs, backends, backend_files)
     impl_list, mode_list = _usage(runplan.variant_filters, impls, modes, specs)
-    config = bench.BenchConfig(backends=specs, dtypes=_usage(runplan.parse_dtypes, dtypes),
-                               shapes=_usage(bench.parse_shapes, shapes), impls=impl_list, modes=mode_list,
-                               threads=threads, allocator=allocator, device=device, min_block=min_block, blocks=blocks,
-                               progress=progress, worker_memory=_usage(memory.parse, worker_memory))
+    config = bench.BenchConfig(backends=specs, dtypes=_usage(runplan.parse_dtypes, dtypes), shapes=kinds,
+                               impls=impl_list, modes=mode_list, threads=threads, allocator=allocator, device=device,
+                               min_block=min_block, blocks=blocks, case_timeout=case_timeout, progress=progress,
+                               worker_memory=_usage(memory.parse, worker_memory))
     out_dir = Path(out)
     held = _usage(outdir.check, out_dir, "bench", overwrite)
     try:
@@ -256,31 +268,6 @@ def bench_cmd(backends, backend_files, dtypes, shapes, impls, modes, threads, de
     _write_timing(out_dir, data)
     ok = sum(r.get("status") == "ok" for r in data["rows"])
     click.echo(f"{ok} of {len(data['rows'])} timings measured; {out_dir / 'timing.md'}")
-    return EXIT_OK
-
-
-def _linear_bench(backends, dtypes, linear_shapes, impls, modes, threads, allocator, out, overwrite) -> int:
-    """`bench --linear-shapes`: xentcheck.problems.linear.bench, its JSON and a Markdown table in --out."""
-    from xentcheck.problems.linear import bench as lb
-    from xentcheck.run import outdir
-    from xentcheck.run import plan as runplan
-    specs = (backends or "torch").split(",")
-    names = impls.split(",") if impls else list(lb.TORCH_IMPLS)
-    variants = [(spec, impl, mode) for spec in specs for impl in names for mode in (modes or "eager").split(",")]
-    config = lb.LinearBenchConfig(shapes=_usage(lb.parse_linear_shapes, linear_shapes),
-                                  dtypes=_usage(runplan.parse_dtypes, dtypes), variants=variants, threads=threads,
-                                  allocator=allocator)
-    out_dir = Path(out)
-    held = _usage(outdir.check, out_dir, "bench", overwrite)
-    try:
-        _replace(held)
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise click.UsageError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}") from None
-    data = lb.run_linear_bench(config)
-    (out_dir / "linear_timing.json").write_text(json.dumps(data, indent=1) + "\n")
-    (out_dir / "linear_timing.md").write_text("\n".join(lb.summary_lines(data)) + "\n")
-    click.echo("\n".join(lb.summary_lines(data)))
     return EXIT_OK
 
 

@@ -14,8 +14,16 @@ def _ms(seconds: float | None) -> str:
     return "" if seconds is None else f"{seconds * 1e3:.3g}"
 
 
-def _gib(nbytes: int | None) -> str:
-    return "" if not nbytes else f"{nbytes / 2**30:.2f}"
+def _gib(nbytes: int | None, signed: bool = False) -> str:
+    """GiB; "" for none (and for 0, unless `signed`: a difference of 0 is a figure)."""
+    if nbytes is None or (not nbytes and not signed):
+        return ""
+    return f"{nbytes / 2**30:.3f}" if signed else f"{nbytes / 2**30:.2f}"
+
+
+def _shape(row: dict) -> str:
+    """A row's shape in timing.json files written before rows carried `shape`."""
+    return f"{row['n']} x {row['k']}"
 
 
 def _allocator(data: dict) -> str:
@@ -38,15 +46,18 @@ def render_md(data: dict) -> str:
              f"First call: {data.get('method', {}).get('first', '')}. "
              f"Floor: {data.get('method', {}).get('floor', '')}.", "",
              *([f"**Quick timing**: {data['method']['quick']}.", ""] if data.get("method", {}).get("quick") else []),
-             "Times in ms per call: median (IQR) [min]; `x floor` is median / floor time; `!` marks a noisy figure.", "",
-             "| backend | impl | mode | dtype | N x K | floor ms | first fwd+bwd ms | forward | backward | fwd+bwd | "
-             "x floor (fwd+bwd) | peak RSS GiB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "Times in ms per call: median (IQR) [min]; `x floor` is median / floor time; `!` marks a noisy figure. "
+             "Shapes: N x K logits (linear-CE: N x D x V). Peak RSS: the worker's, during the variant; above start: "
+             "that peak above the worker's resident set with the variant's inputs, and over the logits' N x K bytes.",
+             "",
+             "| backend | impl | mode | dtype | shape | floor ms | first fwd+bwd ms | forward | backward | fwd+bwd | "
+             "x floor (fwd+bwd) | peak RSS GiB | above start GiB | / logits |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in data.get("rows", []):
-        head = (f"| {r['backend']} | {r['impl']} | {r['mode']} | {r['dtype']} | {r['n']} x {r['k']} | "
+        head = (f"| {r['backend']} | {r['impl']} | {r['mode']} | {r['dtype']} | {r.get('shape') or _shape(r)} | "
                 f"{_ms(r.get('floor_seconds'))} |")
         if r.get("status") != "ok":
-            lines.append(f"{head} {r.get('status')}: {r.get('reason', '')} ||||||")
+            lines.append(f"{head} {r.get('status')}: {r.get('reason', '')} ||||||||")
             continue
         ph = r["phases"]
         cells = []
@@ -55,12 +66,15 @@ def render_md(data: dict) -> str:
             cells.append("n/a" if s is None else
                          f"{_ms(s['median'])} ({_ms(s['iqr'])}) [{_ms(s['min'])}]{' !' if s['noisy'] else ''}")
         fb = ph.get("forward_backward", {})
+        over = r.get("extra_over_logits")
         lines.append(f"{head} {_ms(fb.get('first'))} | {' | '.join(cells)} | {fb.get('floor_ratio', 0):.1f} | "
-                     f"{_gib(r.get('peak_rss_bytes'))} |")
+                     f"{_gib(r.get('peak_rss_bytes'))} | {_gib(r.get('extra_bytes'), signed=True)} | "
+                     f"{'' if over is None else f'{over:.2f}'} |")
     notes = sorted({n for r in data.get("rows", []) for n in r.get("notes", [])})
     if any(r.get("status") == "ok" and "backward" not in r["phases"] for r in data.get("rows", [])):
-        notes.append("backward n/a: TensorFlow's tf.function and XLA modes trace forward and backward into one graph, "
-                     "so there is no kept forward to replay; plugins without timing_fns are timed forward+backward only.")
+        notes.append("backward n/a: no kept forward to replay (TensorFlow's tf.function and XLA modes trace forward "
+                     "and backward into one graph; torch's fused linear_cross_entropy is not replayed), or no "
+                     "timing_fns (plugins, linear-CE adapters but torch's): forward+backward only.")
     lines += [""] + [f"- {n}" for n in notes]
     lines += ["", "Backends: " + "; ".join(f"{b.get('name')} {b.get('version', '')} "
                                            f"({', '.join(f'{k}={v}' for k, v in (b.get('settings') or {}).items())})"
@@ -109,13 +123,19 @@ def figures(data: dict, as_png: bool = False) -> list:
         x = [r["n"] * r["k"] for r in rows]
         ax_t.plot(x, [r["phases"]["forward_backward"]["median"] for r in rows], marker="o", ms=3, label=label)
         ax_r.plot(x, [r["phases"]["forward_backward"]["floor_ratio"] for r in rows], marker="o", ms=3, label=label)
-    floors = sorted({(r["n"] * r["k"], r["floor_seconds"]) for rows in series.values() for r in rows})
-    ax_t.plot(*zip(*floors), "k--", lw=1, label="bandwidth floor")
+    # one floor line per kind (a linear-CE workload's floor is not a function of N x K alone)
+    floors: dict[str, set] = {}
+    for rows in series.values():
+        for r in rows:
+            floors.setdefault(r.get("kind", ""), set()).add((r["n"] * r["k"], r["floor_seconds"]))
+    for i, (kind, points) in enumerate(sorted(floors.items())):
+        ax_t.plot(*zip(*sorted(points)), ("k--", "k:", "k-.")[i % 3], lw=1,
+                  label="bandwidth floor" + (f" ({kind})" if len(floors) > 1 else ""))
     for ax, title, ylabel in ((ax_t, "forward+backward time", "seconds per call (median)"),
                               (ax_r, "ratio to the bandwidth floor", "median / floor")):
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("elements N x K")
+        ax.set_xlabel("logits N x K (linear-CE: N x V)")
         ax.set_ylabel(ylabel)
         ax.set_title(title)
     ax_r.axhline(1, color="k", lw=0.8)

@@ -185,7 +185,10 @@ class TorchBackend(Backend):
                       grad_dtype=str(x.grad.dtype).removeprefix("torch."))
 
     def timing_fns(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> dict | None:
-        if variant.kind != "ce":  # another kind's variant (linear-CE): forward+backward through run_variant
+        if variant.kind == "linear":
+            from xentcheck.backends.torch import linear as torch_linear
+            return torch_linear.timing_fns(self, variant, case, inputs, device)
+        if variant.kind != "ce":  # another kind's variant: forward+backward through run_variant
             return None
         t = self.torch
         x, labels, fn = self._prepare(variant, case, inputs, device)

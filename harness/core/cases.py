@@ -238,14 +238,17 @@ class Case:
         return self.family.startswith(FILE_FAMILY)
 
     @classmethod
-    def from_id(cls, case_id: str, source: str | None = None) -> Case:
+    def from_id(cls, case_id: str, source: str | None = None, validate: bool = True) -> Case:
+        """The case an id names; `validate` False: parsed only (a bench workload, which its kind's
+        record checks: problems.base.Timing)."""
         m = _ID_RE.fullmatch(case_id) if isinstance(case_id, str) else None
         if not m:
             raise ValueError(f"malformed case id {case_id!r} (expected family_dtype_NxK_labels_reduction)")
         extra = tuple(int(v) for v in m["extra"].split("x")[1:])
         case = cls(m["family"], m["dtype"], int(m["n"]), int(m["k"]), m["labels"], m["reduction"], m["options"] or "",
                    extra, int(m["d"] or 0), m["part"] or "", m["spec"] or "", source=source)
-        case.validate()
+        if validate:
+            case.validate()
         return case
 
     def validate(self) -> None:

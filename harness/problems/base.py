@@ -51,6 +51,38 @@ class Section:
 
 
 @dataclass(frozen=True)
+class Timing:
+    """How `xentcheck bench` times a kind: a bench shape turned into a case-like workload that the
+    worker's TimeRequest names by its id and builds the inputs of (run/worker.time_case), outside
+    the suites' size limits where the kind allows it; the floor and the memory it needs."""
+    grammar: str  # a shape as the command line writes it ("NxK", "NxDxV")
+    # one shape of the command line -> its dimensions (ValueError: malformed or out of range)
+    parse: Callable[[str], tuple[int, ...]]
+    # (dtype, dimensions, label form) -> the workload's case (its id travels in the TimeRequest)
+    workload: Callable[[str, tuple[int, ...], str], Case]
+    # the worker's check of a workload's case, parsed from its id unvalidated (ValueError)
+    check: Callable[[Case], None]
+    # the workload's arrays from (case, seed), before the record's backend_inputs
+    inputs: Callable[[Case, int], Any]
+    # bytes forward+backward must move at least (the memory-bandwidth floor's numerator)
+    floor_bytes: Callable[[Case], int]
+    floor_text: str  # what floor_bytes counts, in words
+    # about the memory forward+backward takes: a workload needing more than 80% of what is
+    # available is skipped with that reason
+    need_bytes: Callable[[Case], int]
+    need_text: str  # how need_bytes is estimated, in words (the skip's reason)
+    # the workload's shape as a row shows it ("256 x 1000"), and the dimensions its rows hold
+    # beyond n and k (k: the classes, the logits' N x K)
+    label: Callable[[Case], str]
+    fields: Callable[[Case], dict[str, int]] = lambda case: {}
+    # what bench times of this kind when the command line names none (no shapes: none of it; no
+    # backends, no implementations: every backend, each backend's default implementations)
+    default_shapes: tuple[tuple[int, ...], ...] = ()
+    default_backends: tuple[str, ...] = ()
+    default_impls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Problem:
     """One problem kind (module docstring). A case's kind is `Case.kind` (its id's grammar)."""
     kind: str  # Case.kind and Variant.kind of the cases and variants of this kind
@@ -104,6 +136,8 @@ class Problem:
     # the reductions its ids may name (core.cases.REDUCTIONS for plain and linear CE); a kind with
     # its own (distillation's batchmean) lists them
     reductions: tuple[str, ...] = ("mean", "sum", "none")
+    # how `xentcheck bench` times it (None: bench does not time this kind)
+    timing: Timing | None = None
 
     def output(self, name: str) -> OutputSpec:
         return next(o for o in self.outputs if o.name == name)

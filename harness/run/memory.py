@@ -185,6 +185,11 @@ def reset_peak() -> bool:
         return False
 
 
+def current_rss() -> int | None:
+    """This process's resident memory now (VmRSS): what reset_peak sets the high-water mark to."""
+    return proc_kib("/proc/self/status", "VmRSS")
+
+
 def peak_rss() -> int | None:
     """This process's peak resident memory since the last reset_peak, else since it started
     (VmHWM: unlike ru_maxrss, not inherited from the parent across fork and exec)."""
@@ -204,7 +209,7 @@ def release_if_large(backend, limit: int | None = None) -> int | None:
     it released; None otherwise."""
     if limit is None:
         limit = int(os.environ.get("XENTCHECK_RELEASE_BYTES", RELEASE_BYTES))
-    before = resident(os.getpid())
+    before = current_rss() or 0
     if before <= limit:
         return None
     import ctypes

@@ -2,8 +2,9 @@
 `fuzz`, `bench`, `merge`, `bisect` and `verify(out=...)`), so that no command writes over another's output.
 
 A folder holds a run (run.json or results.jsonl), a fuzz campaign (campaign.json or batches/),
-bench timings (timing.json or linear_timing.json), a bisect report (bisect.json), leftovers of one cut short before that (logs/,
-inputs/ alone, e.g. a killed bench's worker logs), files that are not xentcheck output, or nothing.
+bench timings (timing.json, or an earlier version's linear_timing.json), a bisect report (bisect.json),
+leftovers of one cut short before that (logs/, inputs/ alone, e.g. a killed bench's worker logs), files
+that are not xentcheck output, or nothing.
 Only an empty or missing folder is free. Entries whose names start with "." (.gitkeep, a killed
 atomic write's temporary file) are neither counted nor ever removed.
 

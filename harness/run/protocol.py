@@ -138,13 +138,15 @@ class TimedVariant:
     """One variant's timings in a TimingReply: its phases' statistics (timing.measure's dicts) and
     the worker's peak resident memory while it ran (`peak_reset` True: the high-water mark was
     reset to the resident set just before the variant, so the peak is the variant's own, its inputs
-    included; False: the kernel refused the reset and the peak is the worker's since it started);
-    or why it was skipped or failed."""
+    included; False: the kernel refused the reset and the peak is the worker's since it started),
+    and its resident set at that reset (`rss_start_bytes`: the worker with the variant's inputs,
+    before its first call); or why it was skipped or failed."""
     status: str  # "ok", "error" or "skipped"
     variant: dict = field(default_factory=dict)  # records.variant_info (a skip of no variant: empty)
     phases: dict[str, dict] | None = None
     peak_rss_bytes: int | None = None
     peak_reset: bool | None = None
+    rss_start_bytes: int | None = None
     notes: list[str] = field(default_factory=list)
     reason: str = ""  # skipped: why
     error: str = ""  # error: "Type: message"
@@ -164,12 +166,15 @@ class TimedVariant:
             out["peak_rss_bytes"] = self.peak_rss_bytes
             if self.peak_reset is not None:
                 out["peak_reset"] = self.peak_reset
+            if self.rss_start_bytes is not None:
+                out["rss_start_bytes"] = self.rss_start_bytes
         return out
 
     @classmethod
     def from_dict(cls, data: dict) -> TimedVariant:
         return cls(status=data.get("status", "error"), variant={k: data[k] for k in VARIANT_KEYS if k in data},
                    phases=data.get("phases"), peak_rss_bytes=data.get("peak_rss_bytes"), peak_reset=data.get("peak_reset"),
+                   rss_start_bytes=data.get("rss_start_bytes"),
                    notes=list(data.get("notes") or []), reason=data.get("reason", ""), error=data.get("error", ""))
 
 

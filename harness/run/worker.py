@@ -24,7 +24,7 @@ from xentcheck.core.dtypes import transport_dtype
 from xentcheck.core.records import VariantOutput, variant_info
 from xentcheck.problems import problem_of, runs
 from xentcheck.run.environment import numerics_env
-from xentcheck.run.memory import peak_rss, release_if_large, reset_peak, resident
+from xentcheck.run.memory import current_rss, peak_rss, release_if_large, reset_peak
 from xentcheck.run.protocol import Hello, Quit, RunReply, RunRequest, TimedVariant, TimeRequest, TimingReply, message
 
 if TYPE_CHECKING:
@@ -120,35 +120,44 @@ def output_of(backend, v, case: Case, inputs: Inputs, device: str) -> VariantOut
 
 
 def time_case(backend, request: TimeRequest) -> TimingReply:
-    """Time forward, backward and forward+backward of each chosen variant of the case's kind, with
-    the peak resident memory of each (reset_peak before it, VmHWM after)."""
+    """Time forward, backward and forward+backward of each chosen variant of the workload's kind,
+    with the peak resident memory of each (reset_peak before it, VmHWM after). The workload is a
+    case id that its kind's record checks and makes the inputs of (Problem.timing): a bench shape
+    may lie beyond the suites' size limits."""
     from xentcheck.timing.measure import measure
-    case = Case.from_id(request.case_id, request.inputs)
+    case = Case.from_id(request.case_id, request.inputs, validate=False)
+    problem = problem_of(case)
+    if problem.timing is None:
+        raise ValueError(f"xentcheck bench does not time {problem.title} cases")
+    problem.timing.check(case)
     of_kind = [v for v in _chosen(backend.variants(), request.variants) if runs(v, case)]
     chosen = [v for v in of_kind if case.labels in v.label_forms]
     reply = TimingReply(case.id)
     why = backend.unsupported(case, request.device) or ("" if chosen else (
         f"no selected implementation takes {case.labels} labels" if of_kind
-        else f"no selected implementation takes {problem_of(case).title} cases"))
+        else f"no selected implementation takes {problem.title} cases"))
     if why:
         reply.results = [TimedVariant("skipped", reason=why)]
         return reply
-    inputs = problem_of(case).backend_inputs(case, make_inputs(case, request.seed))
+    inputs = problem.backend_inputs(case, problem.timing.inputs(case, request.seed))
     device, opts = request.device, request.measure_options()
     for v in chosen:
-        entry = TimedVariant("ok", variant_info(v), peak_reset=reset_peak())
+        mine = inputs.copy()  # the variant's own copy, made before the reset: its peak is the call's
+        entry = TimedVariant("ok", variant_info(v), peak_reset=reset_peak(), rss_start_bytes=current_rss())
         if not entry.peak_reset:
             entry.notes.append("/proc/self/clear_refs not writable: the peak is the worker's since it started")
+        fns: dict | None = None
         try:
-            fns = backend.timing_fns(v, case, inputs.copy(), device)
+            fns = backend.timing_fns(v, case, mine, device)
             if fns is None:  # a plugin without timing_fns: forward+backward through its compute path
-                # v bound as a default: the same variant as a closure (measure calls it in this iteration)
-                fns = {"forward_backward": lambda v=v: backend.run_variant(v, case, inputs.copy(), device)}
+                # v and mine bound as defaults: this variant's (measure calls it in this iteration)
+                fns = {"forward_backward": lambda v=v, mine=mine: backend.run_variant(v, case, mine, device)}
                 entry.notes.append("no timing_fns: forward+backward timed through run_variant (NumPy conversions included)")
             entry.phases = {name: measure(fn, **opts) for name, fn in fns.items()}
         except Exception as exc:
             entry.status, entry.error = "error", f"{type(exc).__name__}: {exc}"
         entry.peak_rss_bytes = peak_rss()
+        del mine, fns
         reply.results.append(entry)
     return reply
 
@@ -208,7 +217,7 @@ def main(argv: list[str]) -> int:
                 before = release_if_large(backend)
                 if before is not None:
                     print(f"xentcheck worker: released compiled programs at {before / 2**30:.2f} GiB resident, "
-                          f"{resident(os.getpid()) / 2**30:.2f} GiB after", file=sys.stderr)
+                          f"{(current_rss() or 0) / 2**30:.2f} GiB after", file=sys.stderr)
             else:
                 raise ValueError(f"a worker takes no {data.get('op')!r} message")
         except Exception as exc:  # keep serving: one bad case must not end the backend's run

@@ -1,5 +1,6 @@
 """benchmarks/linear_reference_vs_torch.py: the reference against torch's float32 forward+backward
-in one run; no ratio from a side that failed, made no call or (the reference) compared nothing.
+in one run; no ratio from a side that failed, made no call or (the reference) compared nothing;
+and its probe (benchmarks/linear_probe.py), which measures the reference side's time and memory.
 No time is asserted (a benchmark, not a timed test)."""
 
 from __future__ import annotations
@@ -7,6 +8,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+
+import pytest
 
 from tests.conftest import ROOT
 
@@ -16,6 +19,7 @@ assert _spec is not None and _spec.loader is not None
 bench = importlib.util.module_from_spec(_spec)
 sys.modules["linear_reference_vs_torch"] = bench
 _spec.loader.exec_module(bench)
+lp = bench.lp  # benchmarks/linear_probe.py, as the benchmark imports it
 
 OK_TORCH = {"status": "ok", "seconds": [2.0], "median": 2.0}
 OK_REF = {"status": "ok", "seconds": [5.0], "median": 5.0, "verdict": "fail"}
@@ -47,3 +51,36 @@ def test_a_tiny_run_records_both_sides_the_ratio_and_the_machine(tmp_path):
 def test_a_malformed_shape_is_a_usage_error(capsys):
     assert bench.main(["--shape", "8x16"]) == 2
     assert "malformed linear shape" in capsys.readouterr().err
+
+
+def test_reference_probe_sees_its_float64_outputs():
+    """64 x 256 x 8192 float32: W is 8 MiB; the reference's dW and its scale are 16 MiB each in
+    float64, so its peak above its inputs is at least 32 MiB and its outputs are counted."""
+    row = lp.run_probe({"impl": lp.REFERENCE, "mode": "", "dtype": "float32", "n": 64, "d": 256, "v": 8192},
+                       lp.ProbeConfig())
+    assert row["status"] == "ok", row
+    assert row["peak_reset"] is True
+    assert row["inputs_bytes"] == 64 * 256 * 4 + 8192 * 256 * 4 + 64 * 8
+    assert row["outputs_bytes"] >= 2 * 8192 * 256 * 8
+    assert row["extra_bytes"] >= 2 * 8192 * 256 * 8
+    assert row["peak_bytes"] >= row["extra_bytes"] and len(row["seconds"]) == 1
+    assert lp.peak_over_io(row) == pytest.approx(row["peak_bytes"] / (row["inputs_bytes"] + 4 + (64 + 8192) * 256 * 4))
+
+
+def test_reference_probe_compares_a_streamed_dw():
+    """With dW streamed (forced at a small shape) the reference row holds no dW of its own: its
+    outputs are loss, dh, db and their scales; the backend's outputs (dtype-sized, made with the
+    inputs) are judged by evaluate (a constant 1e-3 is wrong: fail)."""
+    n, d, v = 64, 256, 8192
+    row = lp.run_probe({"impl": lp.REFERENCE, "mode": "", "dtype": "float32", "n": n, "d": d, "v": v,
+                        "stream_dw_entries": 0}, lp.ProbeConfig())
+    assert row["status"] == "ok", row
+    assert row["streamed_dw"] is True and row["verdict"] == "fail"
+    assert row["compared_bytes"] == 4 + (n + v) * d * 4
+    assert row["outputs_bytes"] < v * d * 8  # neither dW nor its scale held
+
+
+def test_a_probe_that_fails_is_a_row_with_its_reason():
+    row = lp.run_probe({"backend": "nosuch", "impl": "x", "mode": "eager", "dtype": "float32", "n": 2, "d": 4, "v": 8},
+                       lp.ProbeConfig())
+    assert row["status"] == "error" and "nosuch" in row["reason"]

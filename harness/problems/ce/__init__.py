@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from xentcheck.problems.base import OutputSpec, Problem, Section
+from xentcheck.problems.base import OutputSpec, Problem, Section, Timing
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -133,6 +133,20 @@ def _write_repro(folder: Path, name: str, record: Result, inputs: Inputs, case: 
     return write_ce(folder, name, record, inputs, case, ref, shrunk, spec, prelude)
 
 
+def _timing(name: str):
+    """A function of problems/ce/timing.py, imported when called (it imports NumPy)."""
+    def call(*args):
+        from xentcheck.problems.ce import timing
+        return getattr(timing, name)(*args)
+    return call
+
+
+TIMING = Timing(grammar="NxK", parse=_timing("parse"), workload=_timing("workload"), check=lambda case: case.validate(),
+                inputs=_timing("inputs"), floor_bytes=_timing("floor"), need_bytes=_timing("need"),
+                floor_text="bytes >= N*K*(logit + gradient bytes) + N*(label + loss bytes) (N*K label bytes for "
+                           "probability labels)", need_text="10 x the logits", label=lambda case: f"{case.rows} x {case.k}",
+                default_shapes=((256, 1000), (1024, 8192), (1024, 32000), (512, 128256)))
+
 CE = Problem(
     kind="ce", title="softmax cross-entropy", claims=lambda case: not case.d and not case.part and not case.spec,
     outputs=OUTPUTS,
@@ -140,5 +154,5 @@ CE = Problem(
     validate=_validate, make_inputs=_make_inputs, reference=_reference, reference_arrays=_reference_arrays,
     compute=_compute, compare=_compare, shrink_steps=_shrink_steps, write_repro=_write_repro,
     dims=lambda case: case.dims, arrays=_arrays, array_keys=("logits",), shrink_note=_shrink_note,
-    reference_key=reference_key, backend_inputs=_backend_inputs,
+    reference_key=reference_key, backend_inputs=_backend_inputs, timing=TIMING,
 )

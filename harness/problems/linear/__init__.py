@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from xentcheck.problems.base import OutputSpec, Problem, Section
+from xentcheck.problems.base import OutputSpec, Problem, Section, Timing
 from xentcheck.problems.ce import reference_key as ce_reference_key
 
 if TYPE_CHECKING:
@@ -89,6 +89,23 @@ def _fuzz_draw(rng: Random, case: Case) -> Case:
     return draw(rng, case)
 
 
+def _timing(name: str):
+    """A function of problems/linear/timing.py, imported when called (it imports NumPy)."""
+    def call(*args):
+        from xentcheck.problems.linear import timing
+        return getattr(timing, name)(*args)
+    return call
+
+
+# bench --linear-shapes: torch's composition, its fused op and that op's accurate options, unless
+# --backends / --impls say otherwise
+TIMING = Timing(grammar="NxDxV", parse=_timing("parse"), workload=_timing("workload"), check=_timing("check"),
+                inputs=_timing("inputs"), floor_bytes=_timing("floor"), need_bytes=_timing("need"),
+                floor_text="bytes >= 2*(N + V)*D*(input bytes) (read h and W, write dh and dW) + N*8 (labels) + the loss",
+                need_text="4 x the logits N x V and 3 x h and W", label=lambda case: f"{case.n} x {case.d} x {case.k}",
+                fields=lambda case: {"d": case.d, "v": case.k}, default_backends=("torch",),
+                default_impls=("linear_then_cross_entropy", "linear_cross_entropy", "linear_cross_entropy_accurate_c16"))
+
 LINEAR = Problem(
     kind="linear", title="linear-CE", claims=lambda case: case.d > 0 and not case.part,
     outputs=OUTPUTS, sections=(Section(30, _cases),),
@@ -97,4 +114,5 @@ LINEAR = Problem(
     dims=lambda case: f"{case.dims}_lin{case.d}", arrays=_arrays, array_keys=("hidden", "linear_weight"),
     fuzz_draw=_fuzz_draw, fuzz_share=0.15,  # h W^T + b cases among the drawn ones
     reference_key=ce_reference_key,  # per row, plain CE's reference: its options read as plain CE's
+    timing=TIMING,
 )

@@ -1,67 +1,71 @@
-"""One linear-CE measurement in a fresh process: `python -m xentcheck.problems.linear.probe JSON`.
+"""One linear-CE measurement in a fresh process, for benchmarks/linear_reference_vs_torch.py:
+`python benchmarks/linear_probe.py JSON` prints one JSON line.
 
-The request names a backend spec and a linear variant (impl, mode), or "reference" (the
+This measures xentcheck itself (the reference's speed and memory against torch), not a framework:
+`xentcheck bench --linear-shapes` times the frameworks through the worker's timing message. The
+request names a backend spec and a linear variant (impl, mode), or "reference" (the
 high-precision reference, xentcheck.problems.linear.reference, and its comparison with a backend's
 outputs through xentcheck.core.evaluate: a streamed dW is formed during the comparison, so the two
 are measured together; the outputs, of the dtype, are made with the inputs), a dtype and a shape
-N x D x V. The
-probe builds bench inputs (h uniform in [-1, 1], W uniform in [-3/sqrt(D), 3/sqrt(D)], index
-labels, reduction mean, no bias: the `scale1e+0` family without its per-id stream, which the
-case limits refuse at these sizes), then forward+backward once (the first call) and `repeats`
-more times, and prints one JSON line.
+N x D x V. Its inputs are bench's linear-CE workload (xentcheck.problems.linear.timing: h in
+[-1, 1], W in [-3/sqrt(D), 3/sqrt(D)], index labels, mean, no bias); then forward+backward once
+(the first call, after a warm-up on 8 x 16 x 64) and `repeats` more times.
 
 Memory is the kernel's account of this process (Linux /proc/self/status): VmRSS before the
 inputs are made (`rss_start`), after (`rss_inputs`), and the high-water mark VmHWM, reset to the
-current RSS just before the first call (writing 5 to /proc/self/clear_refs), read after it. So
-`peak_bytes` = VmHWM - rss_start is what the inputs, the call's working set and its outputs took
-at their largest, and `extra_bytes` = VmHWM - rss_inputs is the call's own peak above its inputs.
-A fresh process per measurement: no heap left over from another implementation or shape.
+current RSS just before the first call (run.memory.reset_peak), read after it. So `peak_bytes` =
+VmHWM - rss_start is what the inputs, the call's working set and its outputs took at their
+largest, and `extra_bytes` = VmHWM - rss_inputs is the call's own peak above its inputs. A fresh
+process per measurement: no heap left over from another implementation or shape.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-import numpy as np
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's xentcheck, as benchmarks/bench_harness.py
 
-from xentcheck.backends.base import named_grads
-from xentcheck.core import dtypes
-from xentcheck.core.cases import Case
-from xentcheck.problems.linear.cases import LinearInputs
+import numpy as np  # noqa: E402
+
+from xentcheck.backends.base import named_grads  # noqa: E402
+from xentcheck.core import dtypes  # noqa: E402
+from xentcheck.core.cases import Case  # noqa: E402
+from xentcheck.problems.linear import timing  # noqa: E402
+from xentcheck.problems.linear.cases import LinearInputs  # noqa: E402
+from xentcheck.run.environment import allocator_env, proc_kib, thread_env  # noqa: E402
+from xentcheck.timing.measure import dtype_bytes  # noqa: E402
 
 REFERENCE = "reference"
 
 
+@dataclass
+class ProbeConfig:
+    threads: int = 1
+    allocator: str = "steady"  # environment.allocator_env, as bench's workers have it
+    repeats: int = 0  # calls after the first
+    seed: int = 0
+    timeout: float = 3600.0
+
+
 def status_bytes(field: str) -> int | None:
-    from xentcheck.run.environment import proc_kib
     return proc_kib("/proc/self/status", field)  # in bytes
 
 
 def bench_case(dtype: str, n: int, d: int, v: int) -> Case:
-    """The Case a bench shape stands for (not validated: W may exceed the suite's size limit)."""
-    return Case("scale1e+0", dtype, n, v, "index", "mean", "", (), d)
+    """bench's linear-CE workload of N x D x V (not validated: W may exceed the suite's size limit)."""
+    return timing.workload(dtype, (n, d, v), "index")
 
 
 def bench_inputs(case: Case, seed: int = 0) -> LinearInputs:
-    """h (N, D) in [-1, 1], W (V, D) in [-a, a] with a = 3 / sqrt(D) (logits of standard deviation
-    about 1), labels uniform over V; drawn in float32 a block at a time, then rounded to the dtype."""
-    rng = np.random.default_rng(seed)
-    np_type = dtypes.info(case.dtype).np_type
-    a = np.float32(3.0 / np.sqrt(case.d))
-    h: np.ndarray = (rng.random((case.n, case.d), dtype=np.float32) * 2 - 1).astype(np_type)
-    w: np.ndarray = np.empty((case.k, case.d), dtype=np_type)
-    step = max(1, (1 << 22) // max(1, case.d))
-    for lo in range(0, case.k, step):
-        block = rng.random((min(case.k, lo + step) - lo, case.d), dtype=np.float32)
-        block *= 2
-        block -= 1
-        block *= a
-        w[lo:lo + len(block)] = block.astype(np_type) if np_type is not np.float32 else block
-    labels = rng.integers(0, case.k, case.n, dtype=np.int64)
-    return LinearInputs(h, w, None, labels, labels.copy())
+    return timing.inputs(case, seed)
 
 
 def nbytes(*arrays) -> int:
@@ -160,6 +164,28 @@ def probe(request: dict) -> dict:
         out["extra_bytes"] = hwm - rss_inputs
     out["status"] = "ok"
     return out
+
+
+def run_probe(request: dict, config: ProbeConfig) -> dict:
+    """One fresh process with the config's threads and malloc setting; its JSON line, or an error row."""
+    env = {**os.environ, **thread_env(config.threads), **allocator_env(config.allocator)}
+    command = [sys.executable, str(Path(__file__).resolve()),
+               json.dumps({**request, "repeats": config.repeats, "seed": config.seed})]
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=config.timeout)
+    except subprocess.TimeoutExpired:
+        return {**request, "status": "error", "reason": f"timed out after {config.timeout:.0f} s"}
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr or "").strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        return {**request, "status": "error", "reason": f"probe failed: {tail[0][:300]}"}
+    return json.loads(lines[-1])
+
+
+def peak_over_io(row: dict) -> float:
+    """The reference row's peak over its inputs plus a backend's outputs (loss, dh, dW in the dtype)."""
+    b = dtype_bytes(row["dtype"])
+    return row["peak_bytes"] / (row["inputs_bytes"] + 4 + (row["n"] * row["d"] + row["v"] * row["d"]) * b)
 
 
 def main(argv: list[str]) -> int:
