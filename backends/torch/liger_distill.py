@@ -27,10 +27,7 @@ It runs bfloat16 and float64 (no Triton); a teacher with -inf logits (mask, disj
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
-from xentcheck.backends.base import Backend, NotApplicable, Output, Variant
+from xentcheck.backends.base import NotApplicable, Output, Variant
 from xentcheck.backends.torch import io as torch_io
 from xentcheck.backends.torch import triton_interpret
 from xentcheck.core.cases import IGNORE_INDEX, Case
@@ -46,12 +43,8 @@ INF_TEACHER = "h W^T with W = I turns a -inf logit into NaN (0 x -inf) before th
 MAX_EYE = 4096  # the identity weight is K x K: 128 MiB in float64 at this K
 
 
-class LigerDistill(Backend):
+class LigerDistill(triton_interpret.LigerBackend):
     name = "liger-distill"
-    torch: Any  # set by load (triton_interpret.load_liger)
-    triton: Any
-    cuda = False
-    framework = "liger-kernel"
     label_forms = ("soft", "index")
     dtypes = ("float16", "bfloat16", "float32", "float64")  # the Triton variants: float16 and float32 (run_variant)
 
@@ -74,13 +67,6 @@ class LigerDistill(Backend):
         self.kl_div = kl_div
         self.LigerJSD, self.LigerKLDIVLoss = LigerJSD, LigerKLDIVLoss
         self.LigerFusedLinearJSDLoss = LigerFusedLinearJSDLoss
-
-    def devices(self) -> list[str]:
-        return ["cuda"] if self.cuda else ["cpu"]
-
-    def settings(self) -> dict:
-        out = {"triton": self.triton.__version__, "TRITON_INTERPRET": os.environ.get("TRITON_INTERPRET")}
-        return out if self.cuda else {**out, "interpreter_shims": triton_interpret.SHIMS}
 
     def unsupported(self, case: Case, device: str) -> str | None:
         if not case.spec.startswith(("kd-", "lkd-")):

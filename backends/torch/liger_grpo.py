@@ -23,10 +23,7 @@ skipped there.
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
-from xentcheck.backends.base import Backend, Output, Variant
+from xentcheck.backends.base import Output, Variant
 from xentcheck.backends.torch import io as torch_io
 from xentcheck.backends.torch import triton_interpret
 from xentcheck.core.cases import Case
@@ -36,12 +33,8 @@ OPTIONS = ("hi", "kl", "t", "grpo", "bnpo", "drgrpo")
 LOSS_TYPES = {"grpo": "grpo", "bnpo": "bnpo", "drgrpo": "dr_grpo"}
 
 
-class LigerGrpo(Backend):
+class LigerGrpo(triton_interpret.LigerBackend):
     name = "liger-grpo"
-    torch: Any  # set by load (triton_interpret.load_liger)
-    triton: Any
-    cuda = False
-    framework = "liger-kernel"
     label_forms = ("index",)
     dtypes = ("float16", "bfloat16", "float32", "float64")
     extra_dims = True
@@ -58,13 +51,6 @@ class LigerGrpo(Backend):
         from liger_kernel.chunked_loss import LigerFusedLinearGRPOLoss
         from liger_kernel.transformers.grpo_loss import triton_grpo_loss
         self.triton_grpo_loss, self.LigerFusedLinearGRPOLoss = triton_grpo_loss, LigerFusedLinearGRPOLoss
-
-    def devices(self) -> list[str]:
-        return ["cuda"] if self.cuda else ["cpu"]
-
-    def settings(self) -> dict:
-        out = {"triton": self.triton.__version__, "TRITON_INTERPRET": os.environ.get("TRITON_INTERPRET")}
-        return out if self.cuda else {**out, "interpreter_shims": triton_interpret.SHIMS}
 
     def unsupported(self, case: Case, device: str) -> str | None:
         if not case.spec.startswith("grpo-"):

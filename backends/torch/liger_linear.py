@@ -20,10 +20,7 @@ arithmetic). float64 is skipped everywhere (the kernel loads everything as float
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
-from xentcheck.backends.base import Backend, Output, Variant
+from xentcheck.backends.base import Output, Variant
 from xentcheck.backends.torch import io as torch_io
 from xentcheck.backends.torch import triton_interpret
 from xentcheck.core.cases import IGNORE_INDEX, Case
@@ -36,12 +33,8 @@ CALL = (f"{IMPL}.apply(h, W, y, b, ce_weight, -100, lse_square_scale=z, label_sm
 FLOAT64 = "liger computes in float32 inside its kernel (loads cast to tl.float32): float64 not taken"
 
 
-class LigerFusedLinearCE(Backend):
+class LigerFusedLinearCE(triton_interpret.LigerBackend):
     name = "liger-linear"
-    torch: Any  # set by load (triton_interpret.load_liger)
-    triton: Any
-    cuda = False
-    framework = "liger-kernel"
     label_forms = ("index",)
     dtypes = ("float16", "bfloat16", "float32")
 
@@ -54,13 +47,6 @@ class LigerFusedLinearCE(Backend):
         triton_interpret.load_liger(self, "liger_kernel.ops.cross_entropy")
         from liger_kernel.ops import fused_linear_cross_entropy
         self.fn = fused_linear_cross_entropy.LigerFusedLinearCrossEntropyFunction
-
-    def devices(self) -> list[str]:
-        return ["cuda"] if self.cuda else ["cpu"]
-
-    def settings(self) -> dict:
-        out = {"triton": self.triton.__version__, "TRITON_INTERPRET": os.environ.get("TRITON_INTERPRET")}
-        return out if self.cuda else {**out, "interpreter_shims": triton_interpret.SHIMS}
 
     def unsupported(self, case: Case, device: str) -> str | None:
         if not case.linear:

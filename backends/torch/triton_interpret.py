@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import importlib
 import os
+from typing import Any
 
 import numpy as np
+
+from xentcheck.backends.base import Backend
 
 # the interpreter stores bfloat16 as uint16 and runs arithmetic on the bit patterns (its
 # documentation: no bfloat16 operations); Liger's weight path negates a bfloat16 weight and its
@@ -35,6 +38,22 @@ def load_liger(backend, kernel_module: str) -> None:
     if not backend.cuda:
         interpreter_shims(kernels)
     backend.torch, backend.triton = torch, triton
+
+
+class LigerBackend(Backend):
+    """What the Liger backends share: torch and triton from load_liger, the device (CUDA, else the
+    interpreter on the CPU) and the settings that say which ran."""
+    torch: Any  # set by load (load_liger)
+    triton: Any
+    cuda = False
+    framework = "liger-kernel"
+
+    def devices(self) -> list[str]:
+        return ["cuda"] if self.cuda else ["cpu"]
+
+    def settings(self) -> dict:
+        out = {"triton": self.triton.__version__, "TRITON_INTERPRET": os.environ.get("TRITON_INTERPRET")}
+        return out if self.cuda else {**out, "interpreter_shims": SHIMS}
 
 
 def interpreter_shims(module) -> None:
