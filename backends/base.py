@@ -92,6 +92,7 @@ The Keras forms read the options as "keras" does; xentcheck.problems.ce.probs ha
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -290,3 +291,13 @@ class Backend:
         return None
 
     float64_hint: str = ""  # how to get true float64 where the framework can silently downcast
+
+
+def kind_adapter(framework: str, kind: str):
+    """The module that runs a `kind` variant on a framework, backends/<framework>/<module>.py (Keras
+    3's backend/<framework>/ layout; the module its problem record names), or None for plain CE,
+    which the backend class runs itself. `framework`: the folder, as "torch"."""
+    from xentcheck.problems import DEFAULT_KIND, PROBLEMS
+    if kind == DEFAULT_KIND:
+        return None
+    return importlib.import_module(f"xentcheck.backends.{framework}.{PROBLEMS[kind].adapter or kind}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xentcheck.backends.base import Backend, Output, Variant
+from xentcheck.backends.base import Backend, Output, Variant, kind_adapter
 from xentcheck.core.cases import Case, Inputs
 
 _LLM = ("s", "cap", "z", "ct")  # logit scale, softcap, z-loss, upstream cotangent: composed around the call
@@ -137,21 +137,9 @@ class JaxBackend(Backend):
         return self.jax.device_put(self.jnp.asarray(a), dev)
 
     def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
-        if variant.kind == "linear":
-            from xentcheck.backends.jax import linear as jax_linear
-            return jax_linear.run(self, variant, case, inputs, device)
-        if variant.kind in ("vocab", "split"):
-            from xentcheck.backends.jax import sharded as jax_sharded
-            return jax_sharded.run(self, variant, case, inputs, device)
-        if variant.kind == "distill":
-            from xentcheck.backends.jax import distill as jax_distill
-            return jax_distill.run(self, variant, case, inputs, device)
-        if variant.kind == "rl":
-            from xentcheck.backends.jax import rl as jax_rl
-            return jax_rl.run(self, variant, case, inputs, device)
-        if variant.kind == "grpo":
-            from xentcheck.backends.jax import grpo as jax_grpo
-            return jax_grpo.run(self, variant, case, inputs, device)
+        adapter = kind_adapter("jax", variant.kind)
+        if adapter is not None:
+            return adapter.run(self, variant, case, inputs, device)
         ct = None if inputs.cotangent is None else self._put(inputs.cotangent, device)
         loss, grad = self._value_and_grad(variant, case, inputs.smoothing)(self._put(inputs.logits, device),
                                                                           self._put(inputs.labels, device), ct)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xentcheck.backends.base import Backend, Output, Variant
+from xentcheck.backends.base import Backend, Output, Variant, kind_adapter
 from xentcheck.core.cases import Case, Inputs
 
 
@@ -38,21 +38,9 @@ class NumpyBackend(Backend):
             + numpy_grpo.variants() + numpy_sharded.variants()
 
     def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
-        if variant.kind == "linear":
-            from xentcheck.backends.numpy import linear as numpy_linear
-            return numpy_linear.run(self, variant, case, inputs, device)
-        if variant.kind in ("vocab", "split"):
-            from xentcheck.backends.numpy import sharded as numpy_sharded
-            return numpy_sharded.run(self, variant, case, inputs, device)
-        if variant.kind == "distill":
-            from xentcheck.backends.numpy import distill as numpy_distill
-            return numpy_distill.run(self, variant, case, inputs, device)
-        if variant.kind == "rl":
-            from xentcheck.backends.numpy import rl as numpy_rl
-            return numpy_rl.run(self, variant, case, inputs, device)
-        if variant.kind == "grpo":
-            from xentcheck.backends.numpy import grpo as numpy_grpo
-            return numpy_grpo.run(self, variant, case, inputs, device)
+        adapter = kind_adapter("numpy", variant.kind)
+        if adapter is not None:
+            return adapter.run(self, variant, case, inputs, device)
         return self.compute(case, inputs, device)
 
     def compute(self, case: Case, inputs: Inputs, device: str) -> Output:

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from xentcheck.backends.base import Backend, Output, Variant
+from xentcheck.backends.base import Backend, Output, Variant, kind_adapter
 from xentcheck.core.cases import Case, Inputs
 
 _DENSE_DOC = "labels must be a valid probability distribution (tf.nn.softmax_cross_entropy_with_logits)"
@@ -117,15 +117,9 @@ class TensorflowBackend(Backend):
         return "/GPU:0" if device == "cuda" else "/CPU:0"
 
     def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
-        if variant.kind == "linear":
-            from xentcheck.backends.tensorflow import linear as tf_linear
-            return tf_linear.run(self, variant, case, inputs, device)
-        if variant.kind == "distill":
-            from xentcheck.backends.tensorflow import distill as tf_distill
-            return tf_distill.run(self, variant, case, inputs, device)
-        if variant.kind == "rl":
-            from xentcheck.backends.tensorflow import rl as tf_rl
-            return tf_rl.run(self, variant, case, inputs, device)
+        adapter = kind_adapter("tensorflow", variant.kind)
+        if adapter is not None:
+            return adapter.run(self, variant, case, inputs, device)
         tf = self.tf
         with tf.device(self._device(device)):
             f = self._value_and_grad(variant.impl, case.reduction, variant.mode, _llm(case))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xentcheck.backends.base import Backend, Output, Variant
+from xentcheck.backends.base import Backend, Output, Variant, kind_adapter
 from xentcheck.core.cases import IGNORE_INDEX, Case, Inputs
 
 _LLM = ("s", "cap", "z", "ct")  # logit scale, softcap, z-loss, upstream cotangent: composed around the call
@@ -156,24 +156,9 @@ class TorchBackend(Backend):
         return self._tensor(np.asarray(inputs.cotangent), device)
 
     def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
-        if variant.kind == "linear":
-            from xentcheck.backends.torch import linear as torch_linear
-            return torch_linear.run(self, variant, case, inputs, device)
-        if variant.kind in ("vocab", "split"):
-            from xentcheck.backends.torch import sharded as torch_sharded
-            return torch_sharded.run(self, variant, case, inputs, device)
-        if variant.kind == "distill":
-            from xentcheck.backends.torch import distill as torch_distill
-            return torch_distill.run(self, variant, case, inputs, device)
-        if variant.kind == "rl":
-            from xentcheck.backends.torch import rl as torch_rl
-            return torch_rl.run(self, variant, case, inputs, device)
-        if variant.kind == "grpo":
-            from xentcheck.backends.torch import grpo as torch_grpo
-            return torch_grpo.run(self, variant, case, inputs, device)
-        if variant.kind == "lindistill":
-            from xentcheck.backends.torch import lindistill as torch_lindistill
-            return torch_lindistill.run(self, variant, case, inputs, device)
+        adapter = kind_adapter("torch", variant.kind)
+        if adapter is not None:
+            return adapter.run(self, variant, case, inputs, device)
         t = self.torch
         x, labels, fn = self._prepare(variant, case, inputs, device)
         loss = fn(x, labels)

@@ -138,6 +138,9 @@ class Problem:
     reductions: tuple[str, ...] = ("mean", "sum", "none")
     # how `xentcheck bench` times it (None: bench does not time this kind)
     timing: Timing | None = None
+    # the adapters' module in each framework's folder, backends/<framework>/<adapter>.py ("": the
+    # kind's name; plain CE's are the backend classes themselves)
+    adapter: str = ""
 
     def output(self, name: str) -> OutputSpec:
         return next(o for o in self.outputs if o.name == name)

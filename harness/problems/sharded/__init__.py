@@ -120,14 +120,15 @@ _COMMON: dict[str, Any] = dict(
 )
 
 VOCAB = Problem(
-    kind="vocab", title="vocabulary-parallel CE", claims=lambda case: case.part.startswith("tp"),
+    kind="vocab", adapter="sharded", title="vocabulary-parallel CE", claims=lambda case: case.part.startswith("tp"),
     sections=(Section(50, _vocab_cases),), validate=_validate_vocab, make_inputs=_vocab_inputs,
     compute=_compute_vocab, array_keys=("vocab_parallel_logits",), ranks=_world_vocab, shard=_shard_vocab,
     **_COMMON,
 )
 
 SPLIT = Problem(
-    kind="split", title="partitioned CE", claims=lambda case: bool(case.part) and not case.part.startswith("tp"),
+    kind="split", adapter="sharded", title="partitioned CE",
+    claims=lambda case: bool(case.part) and not case.part.startswith("tp"),
     sections=(Section(60, _split_cases),), validate=_validate_split, make_inputs=_split_inputs,
     compute=_compute_split, array_keys=("partitioned_logits",), ranks=_world_split, shard=_shard_split,
     **_COMMON,
