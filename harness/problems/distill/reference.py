@@ -43,6 +43,9 @@ they cancel): a row's loss is computed at S = sum over its terms of p (|log p| +
 w = (max |z_s| + max |z_t|) / T when T is not a power of two (z / T rounded at |z / T|), else 0; a
 row of a gradient at 1 + (the sum of its entries' magnitudes before the subtraction) + w; both
 times T^2 (sq) over the denominator. The "model" preset allows u (3 + ceil(log2 K)) of them.
+
+Semantics "keras_clip" (Keras's KLDivergence, which clips both distributions to [1e-7, 1]): the
+clipped forward KL of problems/distill/clip.py in place of the divergence, scaled alike.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ import numpy as np
 
 from xentcheck.core.cases import Case
 from xentcheck.core.dtypes import numpy_working_type
+from xentcheck.problems.distill import clip
 from xentcheck.problems.distill.cases import DistillInputs, DistillSpec, parse
 
 
@@ -147,7 +151,11 @@ def distill_reference(case: Case, inputs: DistillInputs, semantics: str = "plain
     b = inputs.teacher.astype(wide) / t
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         ls, lt = _log_softmax(a), _log_softmax(b)
-        d = divergence(spec, ls, lt)
+        if semantics == clip.SEMANTICS:
+            clip.check(spec)
+            d = clip.clipped_fkl(ls, lt, clip.epsilon(case.dtype))
+        else:
+            d = divergence(spec, ls, lt)
     counted = inputs.counted()
     n_counted = int(counted.sum())
     denom = {"batchmean": n_counted, "mean": n_counted * case.k, "sum": 1, "none": 1}[case.reduction]
