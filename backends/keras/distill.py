@@ -4,21 +4,20 @@ student's gradient through its softmax by the backend's own autodiff (the teache
 detached), times T^2 where the case asks for it.
 
 KLDivergence clips both distributions to [epsilon, 1] (epsilon = 1e-7, Keras's
-`backend.epsilon()`) before sum y_true log(y_true / y_pred). Where every probability is at least
-epsilon the clip is the identity and the loss is forward KL; where one is smaller the loss is of
-the clipped distributions, which the reference does not model, so such a case is `skipped`
-saying so (backends.base.NotApplicable). Reductions: "sum_over_batch_size" (the mean over rows:
+`backend.epsilon()`, in the tensors' dtype) before sum y_true log(y_true / y_pred): the variant's
+semantics "keras_clip" give it the clipped reference (xentcheck.problems.distill.clip). A case
+where the dtype cannot tell on which side of epsilon a student's probability lies, and the side
+moves the gradient by more than one u of its scale, is `skipped` saying so
+(backends.base.NotApplicable). Reductions: "sum_over_batch_size" (the mean over rows:
 batchmean), "sum", None (per row)."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from xentcheck.backends.base import NotApplicable, Output, Variant
 from xentcheck.core.cases import Case
+from xentcheck.problems.distill import clip
 from xentcheck.problems.distill.cases import parse
 
-EPSILON = 1e-7  # keras.backend.epsilon(), the clip's lower end
 REDUCTIONS = {"batchmean": "sum_over_batch_size", "sum": "sum", "none": None}
 FEATURES = ("fkl", "t", "sq", *REDUCTIONS)
 IMPL = "KLDivergence"
@@ -27,25 +26,13 @@ CALL = "keras.losses.KLDivergence(reduction, dtype)(softmax(z_t / T), softmax(z_
 
 def variants(backend) -> list[Variant]:
     return [Variant(IMPL, m, ("soft",), backend.compiled.get(m, "{}").format(CALL), options=FEATURES,
-                    kind="distill", opt_in=m in backend.opt_in_modes) for m in backend.modes]
-
-
-def _clipped(case: Case, inputs) -> float:
-    """The smallest probability of either distribution at T (float64): the clip acts below EPSILON."""
-    t = parse(case.spec).temperature
-    low = np.inf
-    for z in (inputs.student, inputs.teacher):
-        x = np.asarray(z, dtype=np.float64) / t
-        x = x - x.max(axis=-1, keepdims=True)
-        low = min(low, float((np.exp(x) / np.exp(x).sum(axis=-1, keepdims=True)).min()))
-    return low
+                    semantics=clip.SEMANTICS, kind="distill", opt_in=m in backend.opt_in_modes) for m in backend.modes]
 
 
 def run(backend, variant: Variant, case: Case, inputs, device: str) -> Output:
-    low = _clipped(case, inputs)
-    if low < EPSILON:
-        raise NotApplicable(f"KLDivergence clips probabilities to [{EPSILON:g}, 1]; this case has one of "
-                            f"{low:.3g}, where the loss is the clipped distributions' (not modelled)")
+    why = clip.undecidable(case, inputs)
+    if why:
+        raise NotApplicable(why)
     spec = parse(case.spec)
     keras, ops = backend.keras, backend.keras.ops
     key = ("distill", case.spec, case.reduction, variant.mode, case.dtype)

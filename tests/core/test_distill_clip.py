@@ -165,7 +165,10 @@ def test_a_probability_at_the_clip_is_undecidable_only_where_its_flip_matters():
     # away from the band (x 1.01, 100 times the softmax's error): decided, whatever the teacher
     far = np.array([[0, 0, math.log(2 * e) + 0.01]], np.float32)
     assert clip.undecidable(case, DistillInputs(far, np.array([[0, 0, 5]], np.float32), None)) is None
-    # float16: eps is two subnormal spacings, and p within two spacings of it is undecided
+    # float16: eps is two subnormal spacings s; p within s of it is undecided, p = 4e-18 is not (it
+    # rounds to 0 or to s, both below eps)
     case16 = Case.from_id("scale1e+0_float16_1x3_kd-fkl_soft_sum")
-    near = np.array([[0, 0, math.log(2 * 1.5e-7)]], np.float16)
-    assert clip.undecidable(case16, DistillInputs(near, np.array([[0, 0, 5]], np.float16), None))
+    teacher = np.array([[0, 0, 5]], np.float16)
+    for p, undecided in ((1.5e-7, True), (7e-8, True), (4e-18, False), (3e-7, False)):
+        near = np.array([[0, 0, math.log(2 * p)]], np.float16)
+        assert bool(clip.undecidable(case16, DistillInputs(near, teacher, None))) is undecided, p

@@ -34,17 +34,20 @@ unclipped, sum (p_t + p_s): the present ones.
 
 The clip's edge (`undecidable`). The loss is continuous in p, the gradient is not: where p_s,j
 lies so close to eps that the dtype cannot tell which side, I_j is undecided and the gradient may
-be either. A probability computed in the dtype errs by p c_j u + 2 s, s the dtype's smallest
+be either. A probability computed in the dtype errs by p c_j u + s, s the dtype's smallest
 subnormal, c_j = |a_j - m| + (|a_j| + |m| where T is not a power of two) + 3 + ceil(log2 K), m the
 row maximum: fl(z_j / T) errs by u |a_j| (exact for a power of two), a_j - m by u |a_j - m| on top
 of the errors of a_j and m, exp turns an argument's absolute error into that relative error and
 adds its own rounding, the K-term sum errs by ceil(log2 K) u (pairwise or blocked), the division
 by one more u (3: exp, subtraction, division); below the smallest normal, exp and the division
-round to the subnormal grid, half a spacing each. A flip of I_j moves dL/da_j by c(p_t,j) (1 - p_s,j)
-and the others by p_s,k c(p_t,j): at most c(p_t,j) in any entry. So a case is undecidable where,
-in some row, the entries in the band |p_s,j - eps| <= p_s,j c_j u + 2 s move it by more than
-sum c(p_t,j) > u (1 + the row's gradient magnitudes + w), one u of its natural scale (an eighth of
-the default 8 u tolerance); other flips stay within the tolerance and are judged. Rounding p_s,j to
+round to the subnormal grid of spacing s, half a spacing each. float16's eps is 2 s, on that grid:
+every p in [1.5 s, 2.5 s) computes to eps exactly, where jnp.clip passes half the gradient (TF and
+torch all of it), so the band is |p_s,j - eps| <= p_s,j c_j u + s (p = 4e-18 rounds to 0 or s:
+clipped; 1.33e-7 to eps: undecided). A flip of I_j moves dL/da_j by c(p_t,j) (1 - p_s,j) and the
+others by p_s,k c(p_t,j): at most c(p_t,j) in any entry. So a case is undecidable where the
+band's entries of a row can move its gradient by more than one u of its natural scale (an eighth
+of the default 8 u tolerance): sum over them of c(p_t,j) > u (1 + the row's gradient magnitudes +
+w); smaller flips stay within the tolerance and are judged. Rounding p_s,j to
 1 (the others summing below u) halves v_j on JAX: dL/da_j = p_j (v_j - sum p v) does not depend on
 v_j to first order and the others move by p_k c(p_t,j) / 2 < u / 2: not undecidable.
 """
@@ -114,7 +117,7 @@ def undecidable(case: Case, inputs: DistillInputs) -> str | None:
     pow2 = math.frexp(t)[0] == 0.5
     with np.errstate(invalid="ignore"):
         c = np.abs(a - m) + (0 if pow2 else np.abs(a) + np.abs(m)) + 3 + math.ceil(math.log2(max(2, case.k)))
-        band = (ps > 0) & (np.abs(ps - eps) <= ps * c * u + 2 * sub)  # p = 0 only from a -inf logit: exact
+        band = (ps > 0) & (np.abs(ps - eps) <= ps * c * u + sub)  # p = 0 only from a -inf logit: exact
         finite = lambda x: np.where(np.isfinite(x), np.abs(x), 0).max(axis=1)  # noqa: E731
     w = 0.0 if pow2 else finite(a) + finite(b)
     with np.errstate(divide="ignore"):
