@@ -194,8 +194,8 @@ AnyOutput = Output  # the old name of what a variant of any kind returns
 
 
 class NotApplicable(Exception):
-    """Raised by `run_variant` for a case its API does not define as the reference does (Keras's
-    KLDivergence clips probabilities below 1e-7): the result is `skipped` with this reason, not an
+    """Raised by `run_variant` for a case its reference cannot judge (Keras's KLDivergence where the
+    dtype cannot tell which side of its clip at 1e-7 a probability is): `skipped` with this reason, not an
     error. For what a variant can say in advance, use its label forms and options instead."""
 
 
