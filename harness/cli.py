@@ -11,6 +11,7 @@ run (Ctrl-C, SIGKILL, power loss) with that configuration, running only what is 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -87,8 +88,9 @@ def cli() -> None:
               help="Also run the backends in this interpreter (repeatable); results name them BACKEND@LABEL.")
 @click.option("--repro/--no-repro", default=True, show_default=True,
               help="Write repro/<id>.npz and .py for every failing result.")
-@click.option("--timing", is_flag=True, help="After the run, time the run's own shapes and dtypes as `xentcheck bench` does "
-              "(one backend at a time, 1 thread; several seconds per shape, dtype and implementation).")
+@click.option("--timing", is_flag=True, help="After the run, time the run's own shapes and dtypes as `xentcheck bench` does: "
+              "plain and linear CE cases, each kind at its own shapes (one backend at a time, 1 thread; several "
+              "seconds per shape, dtype and implementation).")
 @overwrite_option
 @worker_memory_option
 @executor_options
@@ -140,17 +142,36 @@ def run(backends, backend_files, dtypes, seed, n_cases, case_ids, input_files, o
         raise click.UsageError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}") from None
     status = _execute(plan, out_dir, prior or [], progress, repro, where)
     if timing and status != EXIT_INTERRUPTED:
-        from xentcheck.problems import DEFAULT_KIND
-        from xentcheck.timing import bench
-        # bench times (N, K) logits: an extra-dimension case is timed as its M x K rows
-        shapes: list[tuple[int, ...]] = sorted({(c.rows, c.k) for c in plan.cases if c.rows}, key=lambda s: s[0] * s[1])
-        config = bench.BenchConfig(backends=plan.backends, dtypes=sorted({c.dtype for c in plan.cases}),
-                                   shapes={DEFAULT_KIND: shapes},
-                                   impls=plan.impls, modes=plan.modes, device=plan.device, log_dir=out_dir / "logs",
-                                   progress=progress, worker_memory=plan.worker_memory)
-        _write_timing(out_dir, bench.run_bench(config))
-        click.echo(f"timings in {out_dir / 'timing.md'}")
+        _time_run_shapes(plan, out_dir, progress)
     return status
+
+
+def _time_run_shapes(plan, out_dir: Path, progress: bool) -> None:
+    """`run --timing`: bench each timed kind (a record with `timing`) at the run's own shapes and
+    dtypes; cases of other kinds are not timed, and the message says so."""
+    from xentcheck.problems import PROBLEMS, problem_of
+    from xentcheck.timing import bench
+    shapes: dict[str, set[tuple[int, ...]]] = {}
+    untimed: set[str] = set()
+    for c in plan.cases:
+        problem = problem_of(c)
+        shape = problem.timing.shape_of(c) if problem.timing else None
+        if shape:
+            shapes.setdefault(problem.kind, set()).add(shape)
+        elif problem.timing is None:
+            untimed.add(problem.title)
+    if untimed:
+        click.echo(f"--timing: {', '.join(sorted(untimed))} cases are not timed (bench times "
+                   f"{', '.join(p.title for p in PROBLEMS.values() if p.timing)})")
+    if not shapes:
+        click.echo("--timing: no case of the run has a shape to time")
+        return
+    config = bench.BenchConfig(backends=plan.backends, dtypes=sorted({c.dtype for c in plan.cases}),
+                               shapes={kind: sorted(s, key=math.prod) for kind, s in shapes.items()},
+                               impls=plan.impls, modes=plan.modes, device=plan.device, log_dir=out_dir / "logs",
+                               progress=progress, worker_memory=plan.worker_memory)
+    _write_timing(out_dir, bench.run_bench(config))
+    click.echo(f"timings in {out_dir / 'timing.md'}")
 
 
 def _execute(plan, out_dir: Path, prior: list[Result], progress: bool, repro: bool = True, executor=None) -> int:

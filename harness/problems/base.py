@@ -75,6 +75,8 @@ class Timing:
     # beyond n and k (k: the classes, the logits' N x K)
     label: Callable[[Case], str]
     fields: Callable[[Case], dict[str, int]] = lambda case: {}
+    # a suite case's bench shape, for `run --timing` (the run's own shapes); None: not timed (empty)
+    shape_of: Callable[[Case], tuple[int, ...] | None] = lambda case: None
     # what bench times of this kind when the command line names none (no shapes: none of it; no
     # backends, no implementations: every backend, each backend's default implementations)
     default_shapes: tuple[tuple[int, ...], ...] = ()

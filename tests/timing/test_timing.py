@@ -131,6 +131,21 @@ def test_run_timing_times_the_runs_own_shapes(tmp_path):
     assert "Timing (xentcheck bench)" in (out / "report.html").read_text()
 
 
+def test_run_timing_times_each_kind_at_its_own_shape(tmp_path):
+    """A linear-CE case is timed as linear-CE at N x D x V (not as plain CE at its N x V logits), and
+    a kind bench cannot time is named, not timed as plain CE."""
+    out = tmp_path / "o"
+    res = run_here("run", "--backends", "numpy", "--case", "scale1e+0_float32_4x8_index_mean",
+                   "--case", "scale1e+0_float32_3x16_lin5_index_mean", "--case",
+                   "scale1e+0_float32_4x10_kd-fkl_soft_batchmean", "--timing", "--out", str(out), "--no-progress",
+                   env=QUICK)
+    assert res.returncode == 0, res.stderr
+    rows = json.loads((out / "timing.json").read_text())["rows"]
+    assert sorted((r["kind"], r["shape"], r["status"]) for r in rows) == [("ce", "4 x 8", "ok"),
+                                                                          ("linear", "3 x 5 x 16", "ok")]
+    assert "distillation cases are not timed" in res.stdout
+
+
 def test_the_timing_workers_get_the_allocator_setting(monkeypatch):
     config = bench.BenchConfig(backends=["numpy"], threads=2)
     env = bench.timing_worker_env(config)

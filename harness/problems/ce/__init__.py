@@ -145,6 +145,7 @@ TIMING = Timing(grammar="NxK", parse=_timing("parse"), workload=_timing("workloa
                 inputs=_timing("inputs"), floor_bytes=_timing("floor"), need_bytes=_timing("need"),
                 floor_text="bytes >= N*K*(logit + gradient bytes) + N*(label + loss bytes) (N*K label bytes for "
                            "probability labels)", need_text="10 x the logits", label=lambda case: f"{case.rows} x {case.k}",
+                shape_of=lambda case: (case.rows, case.k) if case.rows else None,  # extra dimensions: M x K rows
                 default_shapes=((256, 1000), (1024, 8192), (1024, 32000), (512, 128256)))
 
 CE = Problem(

@@ -103,7 +103,8 @@ TIMING = Timing(grammar="NxDxV", parse=_timing("parse"), workload=_timing("workl
                 inputs=_timing("inputs"), floor_bytes=_timing("floor"), need_bytes=_timing("need"),
                 floor_text="bytes >= 2*(N + V)*D*(input bytes) (read h and W, write dh and dW) + N*8 (labels) + the loss",
                 need_text="4 x the logits N x V and 3 x h and W", label=lambda case: f"{case.n} x {case.d} x {case.k}",
-                fields=lambda case: {"d": case.d, "v": case.k}, default_backends=("torch",),
+                fields=lambda case: {"d": case.d, "v": case.k},
+                shape_of=lambda case: (case.n, case.d, case.k) if case.n else None, default_backends=("torch",),
                 default_impls=("linear_then_cross_entropy", "linear_cross_entropy", "linear_cross_entropy_accurate_c16"))
 
 LINEAR = Problem(
