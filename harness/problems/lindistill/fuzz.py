@@ -1,0 +1,33 @@
+"""Fuzzing linear distillation: a drawn plain case turned into a linear distillation one (the
+record's fuzz_draw)."""
+
+from __future__ import annotations
+
+import random
+
+from xentcheck.core.cases import Case
+from xentcheck.fuzz.draw import MANTISSAS, log_uniform
+from xentcheck.problems.distill.cases import DistillSpec
+from xentcheck.problems.lindistill.cases import KIND_TOKEN, REDUCTIONS
+
+MAX_LOGITS = 1 << 18  # N x V, each model's
+MAX_WEIGHTS = 1 << 20  # V x D, each model's W: 8 MiB in float64
+MAX_PRODUCT = 1 << 22  # N x V x D: the float64 reference forms both models' logits in long double (2 s)
+
+
+def draw(rng: random.Random, case: Case) -> Case:
+    """A divergence (beta in (0, 1) for jsd), a temperature (or none), T^2, N rows, hidden size D,
+    a label form and reduction and a logit scale, on the drawn case's dtype and V = K, with the
+    logits, weights and products bounded. The teacher is independent and detached: the grammar's
+    only one."""
+    div = rng.choice(("fkl", "rkl", "jsd"))
+    beta = rng.choice((0.5, 0.1, 0.9, round(rng.uniform(0.01, 0.99), 3))) if div == "jsd" else 0.0
+    t = rng.choice((1.0, 1.0, 2.0, 0.5, 0.7, 3.0, round(rng.uniform(0.1, 10), 2)))
+    spec = DistillSpec(div, beta, t, t != 1.0 and rng.random() < 0.5)
+    v = case.k
+    d = max(1, min(log_uniform(rng, 1, 512), MAX_WEIGHTS // v))
+    n = max(1, min(log_uniform(rng, 1, 64), MAX_LOGITS // v, MAX_PRODUCT // (v * d)))
+    family = f"scale{rng.choice(MANTISSAS)}e{rng.randint(-2, 1):+d}"
+    kd = spec.token.partition("-")[2]
+    return Case(family, case.dtype, n, v, rng.choice(("soft", "index")), rng.choice(REDUCTIONS),
+                spec=f"{KIND_TOKEN}-d{d}+{kd}")
