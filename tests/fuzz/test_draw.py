@@ -8,6 +8,7 @@ from xentcheck.core.records import Result
 from xentcheck.fuzz import draw
 from xentcheck.fuzz.kinds import Findings, key_of, strip_numbers
 from xentcheck.problems import PROBLEMS, problem_of
+from xentcheck.problems.distill import cases as distill_cases
 from xentcheck.problems.grpo import cases as grpo_cases
 from xentcheck.problems.grpo import fuzz as grpo_fuzz
 from xentcheck.problems.lindistill import cases as lindistill_cases
@@ -108,6 +109,9 @@ def test_grpo_and_linear_distillation_cases_come_at_their_share_over_their_range
     for c, k in zip(lkd, kds):
         assert c.n * c.k <= lindistill_fuzz.MAX_LOGITS and c.k * k.d <= lindistill_fuzz.MAX_WEIGHTS
         assert c.n * c.k * k.d <= lindistill_fuzz.MAX_PRODUCT
+        # dW entries stay above the dtype's subnormals (the comparison has no floor below them)
+        t = distill_cases.parse(k.kd).temperature
+        assert float(c.family[len("scale"):]) / t <= lindistill_fuzz.MAX_SCALE_OVER_T[c.dtype], c.id
     assert max(k.d for k in kds) > 256 and min(k.d for k in kds) < 8
 
 
