@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from xentcheck.core.records import Result
-from xentcheck.fuzz.draw import draw_cases
+from xentcheck.fuzz.draw import DRAW_VERSION, draw_cases
 from xentcheck.fuzz.kinds import Findings, Kind
 from xentcheck.run.plan import RunPlan
 
@@ -64,6 +64,7 @@ class State:
     elapsed_s: float = 0.0  # time spent in the campaign so far, over every session
     stopped: str | None = None  # "budget", "cases" or "interrupted"
     kinds: list[dict] = field(default_factory=list)
+    draw_version: int = DRAW_VERSION  # what (seed, i) drew (xentcheck.fuzz.draw): a resume draws alike
 
     def template(self) -> RunPlan:
         return RunPlan.from_json(self.plan)
@@ -80,6 +81,7 @@ class State:
             data = json.loads(path.read_text(encoding="utf-8"))
             if data.pop("format", None) != FORMAT:
                 raise ValueError(f"unsupported format (expected {FORMAT})")
+            data.setdefault("draw_version", 1)  # written before draw versions: the first draw
             state = cls(**data)
             state.template()  # validates the plan
             return state

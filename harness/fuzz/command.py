@@ -80,6 +80,7 @@ def fuzz_cmd(budget, n_cases, seed, backends, backend_files, dtypes, impls, mode
     run them through every backend x implementation x mode, and keep each new kind of finding with its case,
     its repro script and a shrunk one. Writes report.md and report.json in --out."""
     from xentcheck.fuzz.campaign import Campaign, State, parse_duration
+    from xentcheck.fuzz.draw import DRAW_VERSION
     from xentcheck.run import outdir
 
     budget_s = _usage(parse_duration, budget) if budget is not None else None
@@ -89,6 +90,9 @@ def fuzz_cmd(budget, n_cases, seed, backends, backend_files, dtypes, impls, mode
         refuse_given(ctx, CAMPAIGN_OPTIONS, f"--resume reuses the configuration stored in {resume}")
         out_dir = Path(resume)
         state = _usage(State.load, out_dir)
+        if state.draw_version != DRAW_VERSION:  # its next cases would come from another draw than its first
+            raise click.UsageError(f"the campaign in {resume} was drawn with draw version {state.draw_version}, this "
+                                   f"xentcheck draws version {DRAW_VERSION}: start a new campaign")
         if n_cases is not None:
             if n_cases < state.next_index:
                 raise click.UsageError(f"--cases {n_cases}: the campaign has drawn {state.next_index} already")

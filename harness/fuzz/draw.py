@@ -1,9 +1,11 @@
 """Drawing fuzz cases: random shapes, families, label forms, reductions and options, as case ids.
 
-Case i of a campaign is a pure function of (seed, i): its generator is Python's `random.Random`
-seeded with the text "xentcheck-fuzz/<seed>/<i>" (string seeds go through SHA-512, and the
-methods used here have given the same numbers since Python 3.2), so the same seed gives the same
-cases on every machine, and a campaign can resume, or run in batches, from any index.
+Case i of a campaign is a pure function of (seed, i) and the draw version: its generator is
+Python's `random.Random` seeded with the text "xentcheck-fuzz/<seed>/<i>" (string seeds go
+through SHA-512, and the methods used here have given the same numbers since Python 3.2), so for
+one DRAW_VERSION the same seed gives the same cases on every machine, and a campaign can resume,
+or run in batches, from any index. A change to what (seed, i) draws bumps DRAW_VERSION: a
+campaign records the version it was drawn with and refuses to resume under another.
 
 Every drawn case is an ordinary canonical case id (xentcheck.core.cases), so the workers, the
 reference, repro and shrinking run it as they run the suites' cases. The draw covers:
@@ -19,7 +21,8 @@ reference, repro and shrinking run it as they run the suites' cases. The draw co
   smoothing, an out-of-range class, and the LLM options (logit scale, softcap, z-loss, cotangent)
   with parameters from small to large;
 - cases of other kinds, each the share its problem record asks for (fuzz_share), drawn by its
-  fuzz_draw from a plain one (linear-CE: xentcheck.problems.linear.fuzz).
+  fuzz_draw from a plain one (linear-CE: xentcheck.problems.linear.fuzz), the kinds taking their
+  shares in KIND_ORDER.
 """
 
 from __future__ import annotations
@@ -32,6 +35,11 @@ from xentcheck.core import dtypes
 from xentcheck.core.cases import ALL_LABEL_FORMS, OPTIONS, REDUCTIONS, Case, format_param
 from xentcheck.problems import PROBLEMS
 
+# 1: plain, linear-CE, distillation and RL cases; 2: GRPO and linear distillation cases too
+DRAW_VERSION = 2
+# the order in which kinds take their shares of the draw: a kind given a share later comes last,
+# so that the kinds before it keep their cases (only plain cases of earlier versions change kind)
+KIND_ORDER = ("linear", "distill", "rl", "grpo", "lindistill")
 MAX_K = 1 << 18  # 262,144 classes ("256k")
 MAX_ELEMENTS = 1 << 18  # N x d1 x ... x K: K = 256k only with N = 1
 MAX_ROWS = 4096
@@ -147,7 +155,7 @@ def token_name(token: str) -> str:
 def _as_other_kind(rng: random.Random, case: Case) -> Case:
     """The drawn plain case, or (with the share each kind's record asks for) one of another kind."""
     u, below = rng.random(), 0.0
-    for problem in PROBLEMS.values():
+    for problem in [PROBLEMS[k] for k in KIND_ORDER] + [p for p in PROBLEMS.values() if p.kind not in KIND_ORDER]:
         below += problem.fuzz_share
         if problem.fuzz_draw is not None and u < below:
             return problem.fuzz_draw(rng, case)

@@ -1,7 +1,8 @@
-"""The built-in GRPO variants (NumPy's analytic one, torch as TRL writes it, JAX's composition) pass the default
-suite's GRPO cases and one of each loss type; Liger-Kernel's triton_grpo_loss and
-LigerFusedLinearGRPOLoss (`--backends liger-grpo`, Triton's CPU interpreter) pass float16 and
-float32 and compute float64 in float32 (docs/rl.md). Skipped without the framework."""
+"""The built-in GRPO variants (NumPy's analytic one, torch as TRL writes it, JAX's and TensorFlow's
+compositions, TensorFlow's in each of its modes) pass the default suite's GRPO cases and one of each
+loss type; Liger-Kernel's triton_grpo_loss and LigerFusedLinearGRPOLoss (`--backends liger-grpo`,
+Triton's CPU interpreter) pass float16 and float32 and compute float64 in float32 (docs/rl.md).
+Skipped without the framework."""
 
 import json
 
@@ -18,14 +19,17 @@ def _results(out):
     return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("name", ["numpy", "torch", "jax"])
+@pytest.mark.parametrize("name", ["numpy", "torch", "jax", "tensorflow"])
 def test_grpo_variants_pass(name, tmp_path):
     require(name)
+    modes = ("eager", "function", "xla") if name == "tensorflow" else ()
     res = run_here("run", "--backends", name, *[a for c in (*DEFAULT, *TYPES) for a in ("--case", c)],
-                   "--out", str(tmp_path), "--no-progress", "--no-repro")
+                   *(("--modes", ",".join(modes)) if modes else ()), "--out", str(tmp_path), "--no-progress", "--no-repro")
     assert res.returncode == 0, res.stderr
-    ran = [r for r in _results(tmp_path) if r["impl"] in ("grpo_analytic", "trl_grpo_loss", "grpo_log_softmax_take")]
+    ran = [r for r in _results(tmp_path)
+           if r["impl"] in ("grpo_analytic", "trl_grpo_loss", "grpo_log_softmax_take", "grpo_log_softmax_gather")]
     assert {r["case_id"] for r in ran} == {*DEFAULT, *TYPES}
+    assert len(ran) == len({*DEFAULT, *TYPES}) * max(1, len(modes)) and {r["mode"] for r in ran} >= set(modes)
     for r in ran:
         # TRL's mask.sum(-1).clamp(min=1.0) turns an integer mask into float32: a 16-bit loss widens
         assert r["verdict"] in ("pass", "widened"), (r["case_id"], r["reasons"])

@@ -3,7 +3,7 @@ passes them: end to end, through the CLI."""
 
 import json
 
-from tests.conftest import ROOT, run_here
+from tests.conftest import ROOT, require, run_here
 from xentcheck.problems.grpo.cases import grpo_cases
 
 TOYS = ROOT / "tests/helpers/toy_backends/grpo_toys.py"
@@ -55,3 +55,22 @@ def test_a_grpo_repro_script_shows_the_cut_gradient(tmp_path):
     assert "recorded verdict fail" in run.stdout and "loss[] framework" in run.stdout
     grad = next(line for line in run.stdout.splitlines() if line.startswith("grad["))
     assert " framework 0.0 reference " in grad and abs(float(grad.split(" reference ")[1].split()[0])) > 0.01, grad
+
+
+def test_tensorflow_grpo_with_its_clip_written_wrong_is_caught(tmp_path):
+    """The TensorFlow composition with the clip's sides swapped fails the clip-higher case on its loss
+    (a symmetric clip, F64, is the same either way), and with a straight-through clip fails both on
+    the gradient of the clipped tokens."""
+    require("tensorflow")
+    toys = ROOT / "tests/helpers/toy_backends/tf_grpo_toys.py"
+    files = [a for t in ("TfGrpoClipSidesSwapped", "TfGrpoClipStraightThrough") for a in ("--backend-file", f"{toys}::{t}")]
+    res = run_here("run", *files, "--case", F32, "--case", F64, "--out", str(tmp_path), "--no-progress", "--no-repro")
+    assert res.returncode == 1, res.stderr
+    by = {(r["backend"], r["case_id"]): r for r in map(json.loads, (tmp_path / "results.jsonl").read_text().splitlines())}
+    expect = {("tf-grpo-clip-sides-swapped", F32): {"loss"}, ("tf-grpo-clip-sides-swapped", F64): set(),
+              ("tf-grpo-clip-straight-through", F32): {"grad"}, ("tf-grpo-clip-straight-through", F64): {"grad"}}
+    assert set(by) == set(expect)
+    for key, outputs in expect.items():
+        r = by[key]
+        assert {k for k in ("loss", "grad") if r[k]["n_exceed"]} == outputs, (key, r["reasons"])
+        assert r["verdict"] == ("fail" if outputs else "pass"), (key, r["reasons"])

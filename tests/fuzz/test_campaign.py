@@ -149,3 +149,40 @@ def test_the_campaign_process_loads_no_framework():
             "print(sorted(m for m in ('torch', 'tensorflow', 'jax', 'optax', 'keras') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_drawn_grpo_and_linear_distillation_cases_run(tmp_path):
+    """Seed 591's first four float32 cases hold a GRPO and a linear distillation case (found by
+    searching seeds): NumPy's analytic GRPO and the careful linear distillation toy pass them."""
+    out = tmp_path / "k"
+    res = run_here("fuzz", "--backends", "numpy", "--backend-file", str(TOYS / "lindistill_toys.py::CarefulLinDistill"),
+                   "--dtypes", "float32", "--cases", "4", "--seed", "591", "--out", str(out), "--no-progress")
+    assert res.returncode == 0, res.stdout + res.stderr
+    ran = [json.loads(line) for line in (out / "batches" / "0000" / "results.jsonl").read_text().splitlines()]
+    by_kind = {Case.from_id(r["case_id"]).kind: r for r in ran if r["verdict"] != "skipped"}
+    assert by_kind["grpo"]["impl"] == "grpo_analytic" and by_kind["grpo"]["verdict"] == "pass"
+    assert by_kind["lindistill"]["impl"] == "toy_lindistill" and by_kind["lindistill"]["verdict"] == "pass"
+    assert not by_kind["grpo"]["grad"]["n_exceed"] and not by_kind["lindistill"]["dw"]["n_exceed"]
+
+
+@pytest.mark.parametrize("stored", [None, 1, 3])
+def test_resume_refuses_a_campaign_of_another_draw_version(tmp_path, stored):
+    """A campaign records its draw version; one without it was drawn by version 1. Resuming it
+    under another draw would mix two draws' cases: refused, one line, exit 2, nothing run."""
+    from xentcheck.fuzz.draw import DRAW_VERSION
+
+    out = tmp_path / "v"
+    res = run_here("fuzz", "--backends", "numpy", "--dtypes", "float32", "--cases", "1", "--seed", "2",
+                   "--out", str(out), "--no-progress")
+    assert res.returncode == 0, res.stderr
+    state = json.loads((out / "campaign.json").read_text())
+    assert state["draw_version"] == DRAW_VERSION == 2
+    if stored is None:
+        del state["draw_version"]
+    else:
+        state["draw_version"] = stored
+    (out / "campaign.json").write_text(json.dumps(state))
+    res = run_cli("fuzz", "--resume", str(out), "--cases", "3", "--no-progress", timeout=60)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert f"drawn with draw version {stored or 1}, this xentcheck draws version 2" in res.stderr
+    assert json.loads((out / "campaign.json").read_text())["next_index"] == 1

@@ -7,6 +7,12 @@ from xentcheck.core.dtypes import DTYPE_NAMES
 from xentcheck.core.records import Result
 from xentcheck.fuzz import draw
 from xentcheck.fuzz.kinds import Findings, key_of, strip_numbers
+from xentcheck.problems import PROBLEMS, problem_of
+from xentcheck.problems.distill import cases as distill_cases
+from xentcheck.problems.grpo import cases as grpo_cases
+from xentcheck.problems.grpo import fuzz as grpo_fuzz
+from xentcheck.problems.lindistill import cases as lindistill_cases
+from xentcheck.problems.lindistill import fuzz as lindistill_fuzz
 from xentcheck.problems.linear import fuzz as linear_fuzz
 
 ALL = list(DTYPE_NAMES)
@@ -44,7 +50,7 @@ def test_the_draw_covers_every_family_label_form_reduction_option_and_dtype():
     families = {draw.token_name(c.family) for c in cases}
     assert families == {"scale", "offset", "neartie", "dominant", "masked", "rowmasked", "posinf", "nan", "nearmax"}
     assert {c.labels for c in cases} == set(ALL_LABEL_FORMS)
-    assert {c.reduction for c in cases if c.kind != "distill"} == set(REDUCTIONS)
+    assert {c.reduction for c in cases if c.kind not in ("distill", "grpo", "lindistill")} == set(REDUCTIONS)
     assert {c.dtype for c in cases} == set(ALL)
     assert set().union(*(c.option_set for c in cases)) == set(OPTIONS)
     assert sum(len(c.option_set) >= 3 for c in cases) >= 50  # combinations, not one option at a time
@@ -67,10 +73,66 @@ def test_drawn_cases_make_inputs():
         inputs = make_inputs(c, 5)
         if c.kind == "distill":
             assert inputs.student.shape == inputs.teacher.shape == (c.n, c.k)
+        elif c.kind == "grpo":
+            assert inputs.logits.shape == (c.n, *c.extra, c.k) and inputs.mask.shape == (c.n, *c.extra)
+        elif c.kind == "lindistill":
+            d = lindistill_cases.parse(c.spec).d
+            assert inputs.student_hidden.shape == inputs.teacher_hidden.shape == (c.n, d)
+            assert inputs.student_weight.shape == inputs.teacher_weight.shape == (c.k, d)
         elif c.linear:
             assert inputs.hidden.shape == (c.n, c.d) and inputs.weight.shape == (c.k, c.d)
         else:
             assert inputs.logits.shape == (c.rows, c.k)
+
+
+def test_grpo_and_linear_distillation_cases_come_at_their_share_over_their_ranges():
+    cases = draw.draw_cases(13, 0, 3000, ALL)
+    grpo = [c for c in cases if c.kind == "grpo"]
+    lkd = [c for c in cases if c.kind == "lindistill"]
+    # 5 % each: 150 of 3000, a binomial's standard deviation 12
+    assert 110 <= len(grpo) <= 190 and 110 <= len(lkd) <= 190, (len(grpo), len(lkd))
+    for c in grpo + lkd:
+        assert Case.from_id(c.id) == c and Case.from_id(c.id).id == c.id
+        c.validate()
+    specs = [grpo_cases.parse(c.spec) for c in grpo]
+    assert {c.reduction for c in grpo} == set(grpo_cases.LOSS_TYPES) and {c.dtype for c in grpo} == set(ALL)
+    assert any(s.eps_high > s.eps_low for s in specs) and any(s.eps_high < s.eps_low for s in specs)
+    assert min(s.eps_low for s in specs) == grpo_cases.MIN_EPS and max(s.eps_low for s in specs) == 0.9
+    assert max(s.eps_high for s in specs) == 10 and max(s.beta for s in specs) == 100
+    assert 0.3 < sum(s.beta > 0 for s in specs) / len(specs) < 0.7
+    assert {s.temperature for s in specs} >= {0.1, 1.0, 10.0}
+    assert all(c.n * c.extra[0] * c.k <= grpo_fuzz.MAX_ELEMENTS for c in grpo)
+    assert max(c.n for c in grpo) == 16 and max(c.extra[0] for c in grpo) >= 48 and min(c.extra[0] for c in grpo) == 1
+    kds = [lindistill_cases.parse(c.spec) for c in lkd]
+    assert {c.labels for c in lkd} == {"soft", "index"} and {c.reduction for c in lkd} == {"batchmean", "sum"}
+    assert {k.kd.split("+")[0][:6] for k in kds} == {"kd-fkl", "kd-rkl", "kd-jsd"} and any("+sq" in k.kd for k in kds)
+    for c, k in zip(lkd, kds):
+        assert c.n * c.k <= lindistill_fuzz.MAX_LOGITS and c.k * k.d <= lindistill_fuzz.MAX_WEIGHTS
+        assert c.n * c.k * k.d <= lindistill_fuzz.MAX_PRODUCT
+        # dW entries stay above the dtype's subnormals (the comparison has no floor below them)
+        t = distill_cases.parse(k.kd).temperature
+        assert float(c.family[len("scale"):]) / t <= lindistill_fuzz.MAX_SCALE_OVER_T[c.dtype], c.id
+    assert max(k.d for k in kds) > 256 and min(k.d for k in kds) < 8
+
+
+def test_every_kind_with_a_draw_takes_its_share_in_the_draw_order():
+    """A kind left out of KIND_ORDER would draw after the listed ones; a new kind goes last, so
+    that the kinds before it keep their cases (and DRAW_VERSION goes up: plain cases change)."""
+    assert {k for k, p in PROBLEMS.items() if p.fuzz_draw is not None} == set(draw.KIND_ORDER)
+    assert draw.KIND_ORDER[-2:] == ("grpo", "lindistill") and draw.DRAW_VERSION == 2
+    assert PROBLEMS["grpo"].fuzz_share == PROBLEMS["lindistill"].fuzz_share == 0.05
+
+
+def test_small_drawn_grpo_and_linear_distillation_cases_get_a_finite_reference():
+    cases = [c for c in draw.draw_cases(17, 0, 600, ["float32", "float64"]) if c.kind in ("grpo", "lindistill")]
+    small = [c for c in cases if c.n * c.k * (c.extra[0] if c.extra else 64) <= 50_000][:12]
+    assert {c.kind for c in small} == {"grpo", "lindistill"}
+    for c in small:
+        inputs = make_inputs(c, 17)
+        ref = problem_of(c).reference(c, inputs, "plain")
+        outputs = ("loss", "grad") if c.kind == "grpo" else ("loss", "dh", "dw")
+        for name in outputs:
+            assert math.isfinite(float(abs(ref.get(name)).sum())), (c.id, name)
 
 
 def test_numbers_are_stripped_from_kinds_but_words_keep_theirs():

@@ -12,6 +12,7 @@ from xentcheck.problems.base import OutputSpec, Problem, Section
 
 if TYPE_CHECKING:
     from pathlib import Path
+    from random import Random
 
     from xentcheck.core.cases import Case
     from xentcheck.core.records import Result, VariantOutput
@@ -88,10 +89,16 @@ def _write_repro(folder: Path, name: str, record: Result, inputs: GrpoInputs, ca
     return repro.write(folder, name, record, inputs, case, ref, shrunk, spec, prelude)
 
 
+def _fuzz_draw(rng: Random, case: Case) -> Case:
+    from xentcheck.problems.grpo.fuzz import draw
+    return draw(rng, case)
+
+
 GRPO = Problem(
     kind="grpo", title="GRPO clipped objective", claims=lambda case: case.spec.startswith("grpo-"), outputs=OUTPUTS,
     sections=(Section(38, _cases),), validate=_validate, make_inputs=_make_inputs, reference=_reference,
     reference_arrays=lambda case, ref: {o.name: ref.get(o.name) for o in OUTPUTS}, compute=_compute,
     compare=_compare, shrink_steps=_shrink_steps, write_repro=_write_repro, dims=lambda case: f"{case.dims}_{case.spec}",
     arrays=_arrays, array_keys=("policy_logits", "tokens", "old_logps"), reductions=("grpo", "bnpo", "drgrpo"),
+    fuzz_draw=_fuzz_draw, fuzz_share=0.05,  # B x L x K clipped objectives among the drawn cases
 )

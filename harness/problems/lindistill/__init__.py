@@ -11,6 +11,7 @@ from xentcheck.problems.base import OutputSpec, Problem, Section
 
 if TYPE_CHECKING:
     from pathlib import Path
+    from random import Random
 
     from xentcheck.core.cases import Case
     from xentcheck.core.records import Result, VariantOutput
@@ -86,6 +87,11 @@ def _write_repro(folder: Path, name: str, record: Result, inputs: LinDistillInpu
     return repro.write(folder, name, record, inputs, case, ref, shrunk, spec, prelude)
 
 
+def _fuzz_draw(rng: Random, case: Case) -> Case:
+    from xentcheck.problems.lindistill.fuzz import draw
+    return draw(rng, case)
+
+
 LINDISTILL = Problem(
     kind="lindistill", title="linear distillation", claims=lambda case: case.spec.startswith("lkd-"),
     outputs=OUTPUTS, sections=(Section(36, _cases),), validate=_validate, make_inputs=_make_inputs,
@@ -93,5 +99,5 @@ LINDISTILL = Problem(
     compute=_compute, compare=_compare, shrink_steps=_shrink_steps, write_repro=_write_repro,
     dims=lambda case: f"{case.dims}_{case.spec}", arrays=_arrays,
     array_keys=("student_hidden", "student_weight", "teacher_hidden", "teacher_weight"),
-    reductions=("batchmean", "sum"),
+    reductions=("batchmean", "sum"), fuzz_draw=_fuzz_draw, fuzz_share=0.05,  # h W^T distillation among the drawn
 )
