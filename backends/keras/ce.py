@@ -29,8 +29,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from xentcheck.backends.base import Backend, Output, Variant
+from xentcheck.backends.base import Backend, Output, Variant, kind_adapter
 from xentcheck.backends.keras import distill as keras_distill
+from xentcheck.backends.keras import rl as keras_rl
 from xentcheck.core.cases import IGNORE_INDEX, Case, Inputs
 
 _LLM = ("s", "cap", "z", "ct")  # logit scale, softcap, z-loss, upstream cotangent: composed around the call
@@ -95,7 +96,7 @@ class KerasBackend(Backend):
         return [Variant(a.impl, m, a.labels, self.compiled.get(m, "{}").format(a.call), options=a.options,
                         semantics=self._semantics(a), default=a.default and m == "eager",
                         opt_in=m in self.opt_in_modes, takes="logits" if a.from_logits else "probs")
-                for m in self.modes for a in _APIS] + keras_distill.variants(self)
+                for m in self.modes for a in _APIS] + keras_distill.variants(self) + keras_rl.variants(self)
 
     def _semantics(self, api: _Api) -> str:
         # On TensorFlow, keras.ops.softmax tags its output with the logits (`_keras_logits`) and the
@@ -210,8 +211,9 @@ class KerasBackend(Backend):
         return ["cpu"]
 
     def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
-        if variant.kind == "distill":
-            return keras_distill.run(self, variant, case, inputs, device)
+        adapter = kind_adapter("keras", variant.kind)
+        if adapter is not None:
+            return adapter.run(self, variant, case, inputs, device)
         api = _BY_IMPL[variant.impl]
         with self.keras.device("gpu:0" if device == "cuda" else "cpu:0"):
             f = self._value_and_grad(api, case, variant.mode, inputs.smoothing)

@@ -1,6 +1,7 @@
 """The built-in RL variants pass small RL cases; torch.distributions.Categorical's entropy, verl's
 entropy_from_logits (logsumexp - sum p z) and optax's integer-label cross-entropy lose the
-precision a large common logit offset leaves, while log_softmax compositions keep it (docs/rl.md)."""
+precision a large common logit offset leaves, while log_softmax compositions (Keras's sparse
+categorical cross-entropy among them) keep it (docs/rl.md)."""
 
 import json
 
@@ -8,7 +9,10 @@ import pytest
 
 from tests.conftest import require, run_here
 
-FRAMEWORK_MODULE = {"numpy": "numpy", "torch": "torch", "tensorflow": "tensorflow", "jax": "optax"}
+FRAMEWORK_MODULE = {"numpy": "numpy", "torch": "torch", "tensorflow": "tensorflow", "jax": "optax", "keras-jax": "keras",
+                    "keras-torch": "keras", "keras-tensorflow": "keras"}
+# Keras on TensorFlow (its three modes, the import of both) with -m slow
+NAMES = [pytest.param(n, marks=pytest.mark.slow) if n == "keras-tensorflow" else n for n in FRAMEWORK_MODULE]
 PLAIN = ("scale1e+1_float32_16x100_rl-lp+t0.7_index_none", "scale1e+0_float16_16x50_rl-lp+peak_index_none",
          "scale1e+0_float64_8x20_rl-lp_index_none")
 OFFSET = "offset-1e+4_float32_8x64_rl-lp_index_none"
@@ -17,7 +21,7 @@ LOSSY = {"log_softmax_gather": {"entropy", "egrad"}, "cross_entropy_verl_entropy
          "optax_ce_lse_entropy": {"loss", "entropy", "egrad"}}
 
 
-@pytest.mark.parametrize("name", list(FRAMEWORK_MODULE))
+@pytest.mark.parametrize("name", NAMES)
 def test_rl_variants(name, tmp_path):
     require(FRAMEWORK_MODULE[name])
     res = run_here("run", "--backends", name, *[a for c in (*PLAIN, OFFSET) for a in ("--case", c)],
