@@ -7,9 +7,11 @@ timings of results.jsonl, per backend and mode; JSON under benchmarks/results/.
 The first form runs `python -m xentcheck run ARGS --out OUT` (OUT: --out, default a temporary
 folder) and samples /proc every --interval seconds: each process of the run's tree (the parent,
 its forked report children, each backend worker by its spec) with its CPU seconds (user +
-system, as last seen: a process's last interval before it exits is lost) and its lifetime, and
-the load average. The CPU of the whole tree is exact (getrusage of the waited children). `--code
-DIR` runs another checkout's xentcheck (its PYTHONPATH), for an A/B on the same machine.
+system, as last seen: a process's last interval before it exits is lost), its largest resident
+set and its lifetime; the load average; the tree's largest resident total and the machine's
+smallest MemAvailable (whether the run fits the machine's memory). The CPU of the whole tree
+is exact (getrusage of the waited children). `--code DIR` runs another checkout's xentcheck
+(its PYTHONPATH), for an A/B on the same machine.
 
 From results.jsonl, per backend and per (backend, mode): results; worker seconds (each case's
 reply time, `timing.wall_seconds`, counted once per case and backend: it covers every variant,
@@ -36,18 +38,30 @@ from pathlib import Path
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _proc(pid: int) -> tuple[int, float, list[str]] | None:
-    """(parent pid, CPU seconds, command line) of a live process, None when it is gone."""
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _proc(pid: int) -> tuple[int, float, list[str], int] | None:
+    """(parent pid, CPU seconds, command line, resident bytes) of a live process, None when it is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return None
     fields = stat[stat.rindex(")") + 2:].split()  # after the command name, which may hold spaces
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK, [c.decode() for c in cmd if c]
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK, [c.decode() for c in cmd if c], \
+        int(fields[21]) * PAGE
 
 
-def _tree(root: int) -> dict[int, tuple[int, float, list[str]]]:
+def _available() -> int:
+    """MemAvailable of /proc/meminfo, in bytes."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return -1
+
+
+def _tree(root: int) -> dict[int, tuple[int, float, list[str], int]]:
     """Every live process under root (root included)."""
     procs = {}
     for entry in os.listdir("/proc"):
@@ -58,7 +72,7 @@ def _tree(root: int) -> dict[int, tuple[int, float, list[str]]]:
     keep, changed = {root}, True
     while changed:
         changed = False
-        for pid, (ppid, _, _) in procs.items():
+        for pid, (ppid, *_) in procs.items():
             if ppid in keep and pid not in keep:
                 keep.add(pid)
                 changed = True
@@ -83,13 +97,23 @@ def profile_run(run_args: list[str], out: Path, code: Path, interval: float) -> 
     seen: dict[int, dict] = {}
     root_cmd: list[str] = []
     last_load = start
+    # memory: the tree's resident bytes at their largest (summed over its processes in one sample)
+    # and the machine's MemAvailable at its smallest, each with when
+    memory = {"tree_rss_peak_bytes": 0, "tree_rss_peak_at": 0.0, "available_min_bytes": _available(),
+              "available_min_at": 0.0, "available_start_bytes": _available()}
     while proc.poll() is None:
         now = time.monotonic()
-        for pid, (_, cpu, pcmd) in _tree(proc.pid).items():
+        tree = _tree(proc.pid)
+        for pid, (_, cpu, pcmd, rss) in tree.items():
             if pid == proc.pid:
                 root_cmd = pcmd
-            rec = seen.setdefault(pid, {"pid": pid, "cmd": pcmd, "first_seen": round(now - start, 2)})
-            rec.update(cpu_seconds=cpu, last_seen=round(now - start, 2))
+            rec = seen.setdefault(pid, {"pid": pid, "cmd": pcmd, "first_seen": round(now - start, 2), "rss_peak_bytes": 0})
+            rec.update(cpu_seconds=cpu, last_seen=round(now - start, 2), rss_peak_bytes=max(rec["rss_peak_bytes"], rss))
+        total, avail = sum(info[3] for info in tree.values()), _available()
+        if total > memory["tree_rss_peak_bytes"]:
+            memory.update(tree_rss_peak_bytes=total, tree_rss_peak_at=round(now - start, 1))
+        if 0 <= avail < memory["available_min_bytes"]:
+            memory.update(available_min_bytes=avail, available_min_at=round(now - start, 1))
         if now - last_load >= 5:
             load.append({"t": round(now - start, 1), "loadavg": os.getloadavg()})
             last_load = now
@@ -104,17 +128,18 @@ def profile_run(run_args: list[str], out: Path, code: Path, interval: float) -> 
         rec["cpu_seconds"] = round(rec["cpu_seconds"], 2)
         rec["cmd"] = " ".join(rec["cmd"])[:200]
         processes.append(rec)
-    by_role: dict[str, dict] = defaultdict(lambda: {"processes": 0, "cpu_seconds": 0.0})
+    by_role: dict[str, dict] = defaultdict(lambda: {"processes": 0, "cpu_seconds": 0.0, "rss_peak_bytes": 0})
     for rec in processes:
         r = by_role[rec["role"]]
         r["processes"] += 1
         r["cpu_seconds"] = round(r["cpu_seconds"] + rec["cpu_seconds"], 2)
+        r["rss_peak_bytes"] = max(r["rss_peak_bytes"], rec["rss_peak_bytes"])  # its largest process's
     results = out / "results.jsonl"
     last_result = results.stat().st_mtime - (time.time() - (time.monotonic() - start)) if results.exists() else None
     return {"command": " ".join(cmd), "exit_status": proc.returncode, "output_tail": output[-2000:],
             "wall_seconds": round(wall, 1), "cpu_seconds_all": round(usage.ru_utime + usage.ru_stime, 1),
             "last_result_at": None if last_result is None else round(last_result, 1),
-            "interval": interval, "load": load, "by_role": dict(sorted(by_role.items())),
+            "interval": interval, "load": load, "memory": memory, "by_role": dict(sorted(by_role.items())),
             "processes": sorted(processes, key=lambda r: r["first_seen"])}
 
 

@@ -84,11 +84,17 @@ def reference_kernel(request, monkeypatch):
 # runs. pytest-xdist hands a worker whole files (--dist loadfile) in collection order
 # (--no-loadscope-reorder; by default it hands out the files with the most tests first, which left
 # these few-test ones to the end, one worker busy with them while the other had nothing left).
-# Measured on 2 cores; a module missing from the list only runs later than it could.
-LONGEST_FIRST = ("regress/test_repro.py", "test_cli.py", "run/test_reliability.py", "backends/test_backends.py",
-                 "backends/test_keras_backend.py", "core/test_extra_dims.py", "timing/test_timing.py",
-                 "run/test_ray_executor.py", "test_bad_input.py", "backends/test_linear_adapters.py",
-                 "fuzz/test_campaign.py", "test_api.py", "regress/test_pytest_plugin.py", "core/test_reference.py")
+# Measured on 2 cores (--durations=0, 2026-12-06); a module missing from the list only runs later
+# than it could.
+LONGEST_FIRST = ("run/test_ray_executor.py", "bisect/test_bisect_modes.py", "backends/test_linear_adapters.py",
+                 "backends/test_keras_backend.py", "regress/test_repro.py", "test_cli.py", "bisect/test_bisect_offline.py",
+                 "backends/test_distill_adapters.py", "backends/test_sharded_frameworks.py",
+                 "backends/test_grpo_adapters.py", "run/test_outdir.py", "regress/test_linear_repro.py",
+                 "run/test_reliability.py", "backends/test_backends.py", "core/test_parsing_properties.py",
+                 "backends/test_keras_distill.py", "fuzz/test_campaign.py", "backends/test_liger_distill.py",
+                 "test_api.py", "run/test_memory_ceiling.py", "regress/test_compare.py", "backends/test_rl_adapters.py",
+                 "regress/test_kind_repro.py", "test_inputs_cli.py", "timing/test_timing.py", "run/test_release.py",
+                 "backends/test_lindistill.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -17,16 +17,23 @@ CASES = ("scale1e+1_float32_16x100_kd-fkl+t2+sq+tg_index_batchmean", "scale1e+0_
 PADDED = "scale1e+0_float32_8x64_kd-jsd0.5+mask_soft_sum"  # shared -inf classes: 0 * (-inf - -inf)
 
 
-@pytest.mark.parametrize("name", list(FRAMEWORK_MODULE))
-def test_every_distill_variant_and_mode_passes_small_cases(name, tmp_path):
+# the default tier runs one mode of each framework's compiled ones; every mode with -m slow (each a
+# compilation per variant and case)
+QUICK_MODES = {"tensorflow": {"eager"}}
+FRAMEWORK_MODES = [pytest.param(n, QUICK_MODES.get(n, MODES[n]), id=n) for n in FRAMEWORK_MODULE] + \
+    [pytest.param(n, MODES[n], id=f"{n}-every-mode", marks=pytest.mark.slow) for n in QUICK_MODES]
+
+
+@pytest.mark.parametrize("name, modes", FRAMEWORK_MODES)
+def test_every_distill_variant_and_mode_passes_small_cases(name, modes, tmp_path):
     require(FRAMEWORK_MODULE[name])
     case_args = [a for c in (*CASES, PADDED) for a in ("--case", c)]
-    res = run_here("run", "--backends", name, *case_args, "--modes", ",".join(sorted(MODES[name])),
+    res = run_here("run", "--backends", name, *case_args, "--modes", ",".join(sorted(modes)),
                    "--out", str(tmp_path), "--no-progress", "--no-repro")
     assert res.returncode in (0, 1), res.stderr
     results = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     ran = [r for r in results if r["verdict"] != "skipped"]
-    assert {r["mode"] for r in ran} == MODES[name]
+    assert {r["mode"] for r in ran} == modes
     assert {r["case_id"] for r in ran} == {*CASES, PADDED}
     for r in ran:
         if r["case_id"] == PADDED and name != "numpy":

@@ -15,16 +15,23 @@ CASES = ("scale1e+0_float32_16x100_lin16_index_mean_opt-b", "scale1e+0_float16_1
          "scale1e+1_float64_12x50_lin8_index_none_opt-ct+b", "dominant_bfloat16_8x300_lin32_index_mean")
 
 
-@pytest.mark.parametrize("name", list(FRAMEWORK_MODULE))
-def test_every_linear_variant_and_mode_passes_small_cases(name, tmp_path):
+# the default tier runs one mode of each framework's compiled ones; every mode with -m slow (each a
+# compilation per variant and case)
+QUICK_MODES = {"jax": {"jit"}, "tensorflow": {"eager"}}
+FRAMEWORK_MODES = [pytest.param(n, QUICK_MODES.get(n, MODES[n]), id=n) for n in FRAMEWORK_MODULE] + \
+    [pytest.param(n, MODES[n], id=f"{n}-every-mode", marks=pytest.mark.slow) for n in QUICK_MODES]
+
+
+@pytest.mark.parametrize("name, modes", FRAMEWORK_MODES)
+def test_every_linear_variant_and_mode_passes_small_cases(name, modes, tmp_path):
     require(FRAMEWORK_MODULE[name])
     case_args = [a for c in CASES for a in ("--case", c)]
-    res = run_here("run", "--backends", name, *case_args, "--modes", ",".join(sorted(MODES[name])),
+    res = run_here("run", "--backends", name, *case_args, "--modes", ",".join(sorted(modes)),
                   "--out", str(tmp_path), "--no-progress", "--no-repro")
     assert res.returncode in (0, 1), res.stderr
     results = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     linear = [r for r in results if r["verdict"] != "skipped"]
-    assert {r["mode"] for r in linear} == MODES[name]
+    assert {r["mode"] for r in linear} == modes
     assert {r["case_id"] for r in linear} == set(CASES)
     for r in linear:
         assert r["verdict"] == "pass", (name, r["impl"], r["mode"], r["case_id"], r["reasons"])

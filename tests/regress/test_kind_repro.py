@@ -15,7 +15,8 @@ ENTROPY = "offset-1e+4_bfloat16_8x64_rl-lp_index_none"
 def test_distillation_and_rl_scripts_reproduce_their_findings(tmp_path):
     require("torch")
     out = tmp_path / "o"
-    res = run_here("run", "--backends", "torch", "--impls", "kl_div_log_target,log_softmax_gather", "--case", JSD,
+    res = run_here("run", "--backends", "torch", "--impls", "kl_div_log_target,log_softmax_gather", "--modes", "eager",
+                   "--case", JSD,
                    "--case", ENTROPY, "--out", str(out), "--no-progress")
     assert res.returncode == 1, res.stderr
     scripts = {p.name: p for p in (out / "repro").glob("*.py")}

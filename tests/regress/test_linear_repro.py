@@ -20,15 +20,22 @@ from xentcheck.run.worker import output_of
 TOY = ROOT / "tests/helpers/toy_backends/linear_broken_dw.py"
 
 
+# one script per framework by default, the other modes and options with -m slow
+SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize("backend, impl, mode, case_id", [
     ("torch", "linear_cross_entropy_accurate_c8", "eager", "scale1e+1_float32_24x777_lin16_index_mean_opt-w+ign+ls"),
-    ("torch", "linear_then_cross_entropy", "eager", "scale1e+1_bfloat16_16x100_lin64_index_none_opt-ign+ct+b"),
+    pytest.param("torch", "linear_then_cross_entropy", "eager", "scale1e+1_bfloat16_16x100_lin64_index_none_opt-ign+ct+b",
+                 marks=SLOW),
     ("jax", "linear_optax_int", "jit", "scale1e+0_float32_16x100_lin32_index_mean_opt-ct0.3333333333333333"),
-    ("jax", "linear_optax_int", "eager", "scale1e+0_float64_12x100_lin16_index_sum_opt-b"),
-    ("tensorflow", "linear_sparse_sce", "xla", "scale1e+1_float32_16x100_lin64_index_none_opt-ct+b"),
+    pytest.param("jax", "linear_optax_int", "eager", "scale1e+0_float64_12x100_lin16_index_sum_opt-b", marks=SLOW),
+    pytest.param("tensorflow", "linear_sparse_sce", "xla", "scale1e+1_float32_16x100_lin64_index_none_opt-ct+b",
+                 marks=SLOW),
     ("tensorflow", "linear_sparse_sce", "function", "scale1e+0_float16_16x100_lin16_index_mean_opt-b"),
     ("numpy", "linear_analytic", "eager", "scale1e+0_float16_32x1000_lin64_index_mean_opt-b"),
-    ("numpy", "linear_analytic", "eager", "scale1e+1_float32_16x100_lin16_index_none_opt-ct+b"),
+    pytest.param("numpy", "linear_analytic", "eager", "scale1e+1_float32_16x100_lin16_index_none_opt-ct+b",
+                 marks=SLOW),
 ])
 def test_linear_scripts_compute_what_the_adapter_computes(tmp_path, backend, impl, mode, case_id):
     require({"jax": "optax"}.get(backend, backend))

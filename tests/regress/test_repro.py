@@ -181,15 +181,21 @@ def test_shrinking_a_tolerance_failure_keeps_labels_valid(monkeypatch):
     assert again["verdict"] == "pass"
 
 
+# one script per framework by default; the other APIs and modes (each a framework's subprocess:
+# seconds of import and compilation) with -m slow
+SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize("backend, impl, mode, semantics, case_id", [
     ("torch", "cross_entropy_index", "eager", "torch", "scale1e+0_float32_16x10_index_mean_opt-w+ign+ls"),
-    ("torch", "log_softmax_nll", "eager", "torch", "scale1e+0_float32_16x10_index_sum_opt-w+ign"),
-    ("keras-tensorflow", "keras_sparse_cce", "function", "keras", "scale1e+0_float32_16x10_index_mean_opt-ign"),
-    ("keras-tensorflow", "keras_cce", "xla", "keras", "scale1e+0_float32_16x10_soft_mean_opt-ls"),
+    pytest.param("torch", "log_softmax_nll", "eager", "torch", "scale1e+0_float32_16x10_index_sum_opt-w+ign", marks=SLOW),
+    pytest.param("keras-tensorflow", "keras_sparse_cce", "function", "keras", "scale1e+0_float32_16x10_index_mean_opt-ign",
+                 marks=SLOW),
+    pytest.param("keras-tensorflow", "keras_cce", "xla", "keras", "scale1e+0_float32_16x10_soft_mean_opt-ls", marks=SLOW),
     ("keras-jax", "keras_sparse_cce_dtype", "jit", "keras", "scale1e+0_float32_16x10_index_mean_opt-ign"),
-    ("keras-torch", "keras_ops_cce", "eager", "plain", "scale1e+0_float32_16x10_soft_sum"),
+    pytest.param("keras-torch", "keras_ops_cce", "eager", "plain", "scale1e+0_float32_16x10_soft_sum", marks=SLOW),
     ("jax", "optax_sce", "jit", "plain", "scale1e+0_float32_16x10_onehot_none_opt-ls"),
-    ("jax", "log_softmax", "eager", "plain", "scale1e+0_float32_4x10x3_index_mean"),
+    pytest.param("jax", "log_softmax", "eager", "plain", "scale1e+0_float32_4x10x3_index_mean", marks=SLOW),
 ])
 def test_scripts_call_the_recorded_api_with_the_case_options(tmp_path, backend, impl, mode, semantics, case_id):
     """Class weights, ignored targets and smoothing reach the API in the script, through the recorded
