@@ -22,7 +22,7 @@ reference, repro and shrinking run it as they run the suites' cases. The draw co
   with parameters from small to large;
 - cases of other kinds, each the share its problem record asks for (fuzz_share), drawn by its
   fuzz_draw from a plain one (linear-CE: xentcheck.problems.linear.fuzz), the kinds taking their
-  shares in KIND_ORDER.
+  shares in the order of the draw version that gave each its share (Problem.fuzz_since).
 """
 
 from __future__ import annotations
@@ -37,9 +37,6 @@ from xentcheck.problems import PROBLEMS
 
 # 1: plain, linear-CE, distillation and RL cases; 2: GRPO and linear distillation cases too
 DRAW_VERSION = 2
-# the order in which kinds take their shares of the draw: a kind given a share later comes last,
-# so that the kinds before it keep their cases (only plain cases of earlier versions change kind)
-KIND_ORDER = ("linear", "distill", "rl", "grpo", "lindistill")
 MAX_K = 1 << 18  # 262,144 classes ("256k")
 MAX_ELEMENTS = 1 << 18  # N x d1 x ... x K: K = 256k only with N = 1
 MAX_ROWS = 4096
@@ -155,7 +152,8 @@ def token_name(token: str) -> str:
 def _as_other_kind(rng: random.Random, case: Case) -> Case:
     """The drawn plain case, or (with the share each kind's record asks for) one of another kind."""
     u, below = rng.random(), 0.0
-    for problem in [PROBLEMS[k] for k in KIND_ORDER] + [p for p in PROBLEMS.values() if p.kind not in KIND_ORDER]:
+    # stable: within one version, the registry's order
+    for problem in sorted(PROBLEMS.values(), key=lambda p: p.fuzz_since):
         below += problem.fuzz_share
         if problem.fuzz_draw is not None and u < below:
             return problem.fuzz_draw(rng, case)

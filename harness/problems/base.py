@@ -129,6 +129,9 @@ class Problem:
     # fuzz: a drawn case turned into one of this kind (`fuzz_share` of the draws)
     fuzz_draw: Callable[[Random, Case], Case] | None = None
     fuzz_share: float = 0.0
+    # the fuzz draw version (xentcheck.fuzz.draw.DRAW_VERSION) that gave the kind its share: kinds
+    # take their shares in this order, so a kind added later moves only plain cases, not other kinds'
+    fuzz_since: int = 1
     # how it executes: the ranks one case is split over (1: the worker computes it; a kind split
     # over ranks says how many, and its compute runs them through xentcheck.run.ranks), and a
     # rank's part of the case's inputs: (case, inputs, rank, world) -> what the adapter is handed

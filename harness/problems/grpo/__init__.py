@@ -100,5 +100,5 @@ GRPO = Problem(
     reference_arrays=lambda case, ref: {o.name: ref.get(o.name) for o in OUTPUTS}, compute=_compute,
     compare=_compare, shrink_steps=_shrink_steps, write_repro=_write_repro, dims=lambda case: f"{case.dims}_{case.spec}",
     arrays=_arrays, array_keys=("policy_logits", "tokens", "old_logps"), reductions=("grpo", "bnpo", "drgrpo"),
-    fuzz_draw=_fuzz_draw, fuzz_share=0.05,  # B x L x K clipped objectives among the drawn cases
+    fuzz_draw=_fuzz_draw, fuzz_share=0.05, fuzz_since=2,  # B x L x K clipped objectives among the drawn cases
 )
