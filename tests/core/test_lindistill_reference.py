@@ -100,3 +100,26 @@ def test_xentcheck_reference_takes_a_callers_hidden_states_and_weights():
     want = lindistill_reference(case, i)
     assert set(got.outputs) == {"loss", "dh", "dw"} and float(got.loss) == float(want.loss)
     assert np.array_equal(got.outputs["dw"], want.dw)
+
+
+def test_a_dw_rounded_once_passes_where_the_true_entries_underflow():
+    """Peaked rows at scale 50 / T 0.7 give dW entries far below float32's subnormals (the true
+    value rounds to 0, correctly): the floor of the natural scales judges that rounding in bound,
+    while an error of a subnormal spacing's thousands stays out of it."""
+    from xentcheck.core.tolerances import Tolerances
+    from xentcheck.problems.distill.metrics import metrics_of
+
+    case = Case.from_id("scale5e+1_float32_6x665_lkd-d43+rkl+t0.7+sq_index_sum")
+    ref = lindistill_reference(case, make_inputs(case, 0))
+    dw = np.asarray(ref.dw, dtype=np.float64)
+    tiny = 2.0 ** info("float32").min_exp
+    underflow = (dw != 0) & (np.abs(dw) < 2.0 ** -149)  # below the smallest subnormal: rounds to 0
+    assert underflow.sum() > 100 and np.all(np.asarray(ref.scales["dw"]) >= tiny)
+    tol = Tolerances()
+    once = metrics_of(case, "dw", "grad", dw.astype(np.float32), ref.dw, ref.scales["dw"], tol)
+    assert once["n_exceed"] == 0
+    at_floor = underflow & (np.asarray(ref.scales["dw"]) < 2 * tiny)  # no other term in the scale
+    off = dw.astype(np.float32)
+    off[at_floor] = np.float32(2.0 ** -149 * 1000)
+    assert at_floor.sum() > 100
+    assert metrics_of(case, "dw", "grad", off, ref.dw, ref.scales["dw"], tol)["n_exceed"] == at_floor.sum()

@@ -18,6 +18,12 @@ A_nv = g_n ((p_s + p_t) (1 + |log p_s| + |log p_t|) + p_s w_s,n + p_t w_t,n), g_
     dh_nd at sum_v A_nv |W_vd|,   dW_vd at sum_n A_nv |h_nd|,
 
 the loss at the distillation kind's scale plus g_n 2 (w_s,n + w_t,n) T summed over the counted rows.
+
+Underflow: an entry of G, dh or dW below the dtype's smallest normal number t is rounded on the
+subnormal grid (spacing 2 u t), an absolute error that no relative scale covers where the true
+value is far below t (peaked rows: p = 1e-55 in float32 rounds to 0, correctly). So each counted
+row's A_nv is at least t, and dh and dW at least t too (their own rounding): dW_vd at sum_n
+A_nv |h_nd| + t, a floor of 8 u t, four subnormal spacings, under the default 8 u tolerance.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from xentcheck.core.cases import Case
-from xentcheck.core.dtypes import numpy_working_type
+from xentcheck.core.dtypes import info, numpy_working_type
 from xentcheck.problems.distill.cases import DistillInputs
 from xentcheck.problems.distill.cases import parse as parse_kd
 from xentcheck.problems.distill.reference import distill_reference
@@ -75,8 +81,10 @@ def lindistill_reference(case: Case, inputs: LinDistillInputs, semantics: str = 
     ht, wt = np.abs(inputs.teacher_hidden.astype(np.float64)), np.abs(inputs.teacher_weight.astype(np.float64))
     w_s = (np.abs(np.asarray(zs, dtype=np.float64)) + hs @ ws.T).max(axis=1, initial=0.0) / t
     w_t = (np.abs(np.asarray(zt, dtype=np.float64)) + ht @ wt.T).max(axis=1, initial=0.0) / t
-    a = fac[:, None] * ((ps + pt) * (1 + np.abs(ls) + np.abs(lt)) + ps * w_s[:, None] + pt * w_t[:, None])
+    tiny = 2.0 ** info(case.dtype).min_exp  # the smallest normal number (docstring: underflow)
+    a = fac[:, None] * ((ps + pt) * (1 + np.abs(ls) + np.abs(lt)) + ps * w_s[:, None] + pt * w_t[:, None]) \
+        + tiny * counted[:, None]
     scales = {"loss": np.asarray(np.asarray(ref.scales["loss"], dtype=np.float64).sum()
                                  + (fac * 2 * (w_s + w_t) * t).sum()),
-              "dh": a @ ws, "dw": a.T @ hs}
+              "dh": a @ ws + tiny, "dw": a.T @ hs + tiny}
     return LinDistillReference(np.asarray(ref.loss), dh, dw, scales, precision)
