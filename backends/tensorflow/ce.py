@@ -185,6 +185,7 @@ def _llm(case: Case) -> tuple[float | None, float | None, float | None]:
 def _linear_variants() -> list[Variant]:
     from xentcheck.backends.tensorflow import distill as tf_distill
     from xentcheck.backends.tensorflow import grpo as tf_grpo
+    from xentcheck.backends.tensorflow import lindistill as tf_lindistill
     from xentcheck.backends.tensorflow import linear as tf_linear
     from xentcheck.backends.tensorflow import rl as tf_rl
-    return tf_linear.variants() + tf_distill.variants() + tf_rl.variants() + tf_grpo.variants()
+    return tf_linear.variants() + tf_distill.variants() + tf_rl.variants() + tf_grpo.variants() + tf_lindistill.variants()

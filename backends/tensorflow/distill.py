@@ -27,7 +27,9 @@ def variants() -> list[Variant]:
                     options=FEATURES, kind="distill", default=m == "eager") for m in MODES]
 
 
-def _fn(tf, case: Case):
+def loss_fn(tf, case: Case):
+    """The loss from the logits, (zs, zt, mask) -> loss, as the module docstring composes it; the
+    teacher through tf.stop_gradient unless "tg". For a tape around it (lindistill.py takes it too)."""
     s = parse(case.spec)
     T, beta = s.temperature, s.beta
 
@@ -58,6 +60,13 @@ def _fn(tf, case: Case):
         else:
             loss = tf.reduce_sum(rows) / (count * tf.cast(tf.shape(zs)[-1], rows.dtype))
         return loss * T ** 2 if s.squared else loss
+
+    return loss_of
+
+
+def _fn(tf, case: Case):
+    s = parse(case.spec)
+    loss_of = loss_fn(tf, case)
 
     def f(zs, zt, mask):
         with tf.GradientTape(persistent=True) as tape:
