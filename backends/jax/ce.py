@@ -43,12 +43,13 @@ class JaxBackend(Backend):
     def variants(self) -> list[Variant]:
         from xentcheck.backends.jax import distill as jax_distill
         from xentcheck.backends.jax import grpo as jax_grpo
+        from xentcheck.backends.jax import lindistill as jax_lindistill
         from xentcheck.backends.jax import linear as jax_linear
         from xentcheck.backends.jax import rl as jax_rl
         return [Variant(i, m, lf, api if m == "eager" else f"jax.jit({api})", default=d and m == "eager", options=o,
                         takes=_TAKES.get(i, "logits"))
                 for m in ("eager", "jit") for i, lf, api, d, o in _IMPLS] + jax_linear.variants() + jax_distill.variants() \
-            + jax_rl.variants() + jax_grpo.variants() + _sharded_variants()
+            + jax_rl.variants() + jax_grpo.variants() + jax_lindistill.variants() + _sharded_variants()
 
     def load(self) -> None:
         import jax
