@@ -31,11 +31,12 @@ class NumpyBackend(Backend):
     def variants(self) -> list[Variant]:
         from xentcheck.backends.numpy import distill as numpy_distill
         from xentcheck.backends.numpy import grpo as numpy_grpo
+        from xentcheck.backends.numpy import lindistill as numpy_lindistill
         from xentcheck.backends.numpy import linear as numpy_linear
         from xentcheck.backends.numpy import rl as numpy_rl
         from xentcheck.backends.numpy import sharded as numpy_sharded
         return super().variants() + numpy_linear.variants() + numpy_distill.variants() + numpy_rl.variants() \
-            + numpy_grpo.variants() + numpy_sharded.variants()
+            + numpy_grpo.variants() + numpy_lindistill.variants() + numpy_sharded.variants()
 
     def run_variant(self, variant: Variant, case: Case, inputs: Inputs, device: str) -> Output:
         adapter = kind_adapter("numpy", variant.kind)

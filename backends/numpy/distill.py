@@ -26,22 +26,27 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
         return (x - m) - np.log(np.exp(x - m).sum(axis=1, keepdims=True))
 
 
-def run(backend, variant: Variant, case: Case, inputs, device: str) -> Output:
+def analytic(case: Case, zs: np.ndarray, zt: np.ndarray, counted: np.ndarray):
+    """The loss and the gradients w.r.t. the student's and the teacher's logits zs, zt (given in the
+    accumulation dtype), unrounded: lindistill.py chains the student's through h W^T."""
     spec = parse(case.spec)
-    dt = inputs.student.dtype
-    acc = np.float32 if dt.itemsize < 4 else dt.type
+    acc = zs.dtype.type
     t = acc(spec.temperature)
-    ls = _log_softmax(inputs.student.astype(acc) / t)
-    lt = _log_softmax(inputs.teacher.astype(acc) / t)
-    d = divergence(spec, ls, lt)
-    counted = inputs.counted()
+    d = divergence(spec, _log_softmax(zs / t), _log_softmax(zt / t))
     denom = {"batchmean": counted.sum(), "mean": counted.sum() * case.k}.get(case.reduction, 1)
     c = acc(spec.factor)
     rows = np.where(counted, d["row"], 0).astype(acc) * c
     with np.errstate(invalid="ignore", divide="ignore"):
         loss = rows if case.reduction == "none" else rows.sum(dtype=acc) / acc(denom)
         g = (c / t / acc(denom) * counted.astype(acc))[:, None]
-    grads = {"grad": (d["gs"] * g).astype(dt)}
-    if spec.teacher_grad:
-        grads["tgrad"] = (d["gt"] * g).astype(dt)
+    return loss, d["gs"] * g, d["gt"] * g
+
+
+def run(backend, variant: Variant, case: Case, inputs, device: str) -> Output:
+    dt = inputs.student.dtype
+    acc = np.float32 if dt.itemsize < 4 else dt.type
+    loss, gs, gt = analytic(case, inputs.student.astype(acc), inputs.teacher.astype(acc), inputs.counted())
+    grads = {"grad": gs.astype(dt)}
+    if parse(case.spec).teacher_grad:
+        grads["tgrad"] = gt.astype(dt)
     return Output(np.asarray(loss).astype(dt), grads=grads)
