@@ -1,9 +1,13 @@
 """The linear distillation kind end to end: torch's composition (F.linear, then the divergence as
-TRL writes it) passes the default cases and a few of the grid, a careful toy passes and two broken
-ones fail in the output they break, and Liger's LigerFusedLinearJSDLoss on real hidden states and
-weights passes 16 and 32 bits and sums a float64 loss in float32 (docs/distillation.md)."""
+TRL writes it) passes the default cases and a few of the grid, NumPy's analytic chain rule, JAX's
+and TensorFlow's compositions pass the default cases, JAX's probability-form JSD gives NaN where a
+student probability underflows to 0, a careful toy passes and two broken ones fail in the output
+they break, and Liger's LigerFusedLinearJSDLoss on real hidden states and weights passes 16 and 32
+bits and sums a float64 loss in float32 (docs/distillation.md)."""
 
 import json
+
+import pytest
 
 from tests.conftest import ROOT, require, run_here
 from xentcheck.problems.lindistill.cases import lindistill_cases
@@ -12,6 +16,9 @@ DEFAULT = [c.id for c in lindistill_cases(["float16", "bfloat16", "float32", "fl
 F32 = "scale1e+0_float32_16x1000_lkd-d64+jsd0.5+t2_index_batchmean"
 GRID = ["scale1e+0_float64_16x1000_lkd-d16+rkl_index_sum", "scale1e+0_float16_16x1000_lkd-d256+jsd0.5+t2+sq_index_sum",
         "scale1e+1_float64_8x1000_lkd-d64+jsd0.5+t0.7_index_batchmean"]
+# scale 10 over T = 0.7: logits 105 below the row's maximum, so float32 rounds 60 of the student's
+# probabilities to 0, where optax.kl_divergence's gradient w.r.t. its targets is NaN
+UNDERFLOW = "scale1e+1_float32_8x1000_lkd-d64+jsd0.5+t0.7_index_batchmean"
 TOYS = ROOT / "tests/helpers/toy_backends/lindistill_toys.py"
 
 
@@ -38,6 +45,34 @@ def test_torch_composition_and_toys(tmp_path):
         r = by[(name, F32)]
         bad = {k for k in ("loss", "dh", "dw") if r[k]["n_exceed"]}
         assert r["verdict"] == "fail" and bad == {"dw"}, (name, r["reasons"])
+
+
+FRAMEWORK_MODULE = {"numpy": "numpy", "jax": "optax", "tensorflow": "tensorflow"}
+MODES = {"numpy": {"eager"}, "jax": {"eager", "jit"}, "tensorflow": {"eager", "function", "xla"}}
+# the default tier runs one mode of each (each mode compiles per variant and case); every mode with -m slow
+QUICK_MODES = {"jax": {"jit"}, "tensorflow": {"eager"}}
+FRAMEWORK_MODES = [pytest.param(n, QUICK_MODES.get(n, MODES[n]), id=n) for n in FRAMEWORK_MODULE] + \
+    [pytest.param(n, MODES[n], id=f"{n}-every-mode", marks=pytest.mark.slow) for n in QUICK_MODES]
+
+
+@pytest.mark.parametrize("name, modes", FRAMEWORK_MODES)
+def test_framework_compositions_pass_the_default_cases(name, modes, tmp_path):
+    require(FRAMEWORK_MODULE[name])
+    cases = (*DEFAULT, UNDERFLOW) if name == "jax" else DEFAULT
+    res = run_here("run", "--backends", name, *[a for c in cases for a in ("--case", c)], "--modes",
+                   ",".join(sorted(modes)), "--out", str(tmp_path), "--no-progress", "--no-repro")
+    assert res.returncode == (1 if name == "jax" else 0), res.stderr
+    ran = [r for r in _results(tmp_path) if r["verdict"] != "skipped"]
+    assert {r["mode"] for r in ran} == modes
+    impls = {r["impl"] for r in ran}
+    assert len(ran) == len(impls) * len(modes) * len(cases)
+    for r in ran:
+        if r["case_id"] == UNDERFLOW and r["impl"] == "linear_optax_kl":
+            # the loss right, dh and dW NaN in every row holding a zero probability (all 8 here)
+            assert r["verdict"] == "nonfinite" and not r["loss"]["n_nonfinite_mismatch"], r["reasons"]
+            assert r["dh"]["n_nonfinite_mismatch"] == 8 * 64 and r["dw"]["n_nonfinite_mismatch"] == 1000 * 64
+            continue
+        assert r["verdict"] == "pass", (name, r["impl"], r["mode"], r["case_id"], r["reasons"])
 
 
 def test_liger_fused_linear_jsd_on_hidden_states(tmp_path):
