@@ -11,6 +11,7 @@ tape.gradient(loss, x, output_gradients=v), v the case's cotangent (ones without
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 
@@ -98,9 +99,16 @@ class TensorflowBackend(Backend):
         reduce = {"mean": tf.reduce_mean, "sum": tf.reduce_sum, "none": lambda r: r}[reduction]
         return lambda x, labels, per_row=lambda r: r: reduce(per_row(op(labels=labels, logits=x)))
 
-    def _value_and_grad(self, impl: str, reduction: str, mode: str, llm: tuple = (None, None, None)):
-        key = (impl, reduction, mode, llm)
+    def _compiled(self, key: tuple, mode: str, build: Callable[[], Callable]) -> Callable:
+        """The function build() makes, made once per key and kept (release() drops them): as it is
+        in eager mode, under tf.function in "function", with jit_compile=True in "xla"."""
         if key not in self._fns:
+            f = build()
+            self._fns[key] = f if mode == "eager" else self.tf.function(f, jit_compile=(mode == "xla"))
+        return self._fns[key]
+
+    def _value_and_grad(self, impl: str, reduction: str, mode: str, llm: tuple = (None, None, None)):
+        def build():
             tf, loss_fn = self.tf, self._loss(impl, reduction, llm)
 
             def f(x, labels, cotangent=None):
@@ -110,8 +118,9 @@ class TensorflowBackend(Backend):
                 v = tf.ones_like(loss) if cotangent is None else tf.cast(cotangent, loss.dtype)
                 return loss, tape.gradient(loss, x, output_gradients=v)
 
-            self._fns[key] = f if mode == "eager" else tf.function(f, jit_compile=(mode == "xla"))
-        return self._fns[key]
+            return f
+
+        return self._compiled((impl, reduction, mode, llm), mode, build)
 
     def _device(self, device: str) -> str:
         return "/GPU:0" if device == "cuda" else "/CPU:0"

@@ -83,11 +83,9 @@ def _fn(tf, case: Case):
 def run(backend, variant: Variant, case: Case, inputs, device: str) -> Output:
     tf = backend.tf
     key = ("distill", case.spec, case.reduction, variant.mode, inputs.labels is None)
-    if key not in backend._fns:
-        f = _fn(tf, case)
-        backend._fns[key] = f if variant.mode == "eager" else tf.function(f, jit_compile=(variant.mode == "xla"))
+    f = backend._compiled(key, variant.mode, lambda: _fn(tf, case))
     with tf.device(backend._device(device)):
         mask = None if inputs.labels is None else tf.constant(inputs.counted())
-        loss, gs, gt = backend._fns[key](tf.constant(inputs.student), tf.constant(inputs.teacher), mask)
+        loss, gs, gt = f(tf.constant(inputs.student), tf.constant(inputs.teacher), mask)
     grads = {"grad": np.asarray(gs.numpy()), "tgrad": None if gt is None else np.asarray(gt.numpy())}
     return Output(np.asarray(loss.numpy()), grads=grads, loss_dtype=loss.dtype.name, grad_dtype=gs.dtype.name)

@@ -61,11 +61,9 @@ def _fn(tf, case: Case, clip=None):
 def run(backend, variant: Variant, case: Case, inputs, device: str) -> Output:
     tf = backend.tf
     key = ("grpo", case.spec, case.reduction, variant.mode)
-    if key not in backend._fns:
-        f = _fn(tf, case)
-        backend._fns[key] = f if variant.mode == "eager" else tf.function(f, jit_compile=(variant.mode == "xla"))
+    f = backend._compiled(key, variant.mode, lambda: _fn(tf, case))
     with tf.device(backend._device(device)):
-        loss, g = backend._fns[key](*(tf.constant(a) for a in (inputs.logits, inputs.labels, inputs.old_logp,
-                                                                inputs.ref_logp, inputs.advantages, inputs.mask)))
+        loss, g = f(*(tf.constant(a) for a in (inputs.logits, inputs.labels, inputs.old_logp, inputs.ref_logp,
+                                                inputs.advantages, inputs.mask)))
     return Output(np.asarray(loss.numpy()), grads={"grad": np.asarray(g.numpy())},
                   loss_dtype=loss.dtype.name, grad_dtype=g.dtype.name)

@@ -39,11 +39,9 @@ def _fn(tf, case: Case):
 def run(backend, variant: Variant, case: Case, inputs, device: str) -> Output:
     tf = backend.tf
     key = ("lindistill", case.spec, case.reduction, variant.mode, inputs.labels is None)
-    if key not in backend._fns:
-        f = _fn(tf, case)
-        backend._fns[key] = f if variant.mode == "eager" else tf.function(f, jit_compile=(variant.mode == "xla"))
+    f = backend._compiled(key, variant.mode, lambda: _fn(tf, case))
     with tf.device(backend._device(device)):
         mask = None if inputs.labels is None else tf.constant(inputs.labels != IGNORE_INDEX)
-        loss, dh, dw = backend._fns[key](*(tf.constant(getattr(inputs, a)) for a in inputs.ARRAYS[:4]), mask)
+        loss, dh, dw = f(*(tf.constant(getattr(inputs, a)) for a in inputs.ARRAYS[:4]), mask)
     return Output(np.asarray(loss.numpy()), grads={"dh": np.asarray(dh.numpy()), "dw": np.asarray(dw.numpy())},
                   loss_dtype=loss.dtype.name, grad_dtype=dh.dtype.name)
