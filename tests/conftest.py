@@ -64,6 +64,14 @@ def require(module: str) -> None:
         pytest.skip(f"{module} is not installed")
 
 
+def mode_tiers(modes: dict[str, set[str]], quick: dict[str, set[str]]) -> list:
+    """(framework, modes) parameters for a test that runs an adapter in each mode: the default
+    tier runs `quick`'s modes where given (each compiled mode compiles per variant and case),
+    every framework's whole `modes` set under -m slow ("<framework>-every-mode")."""
+    return [pytest.param(n, quick.get(n, m), id=n) for n, m in modes.items()] + \
+        [pytest.param(n, modes[n], id=f"{n}-every-mode", marks=pytest.mark.slow) for n in quick]
+
+
 @pytest.fixture
 def cli():
     return run_cli

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.conftest import require, run_here
+from tests.conftest import mode_tiers, require, run_here
 
 FRAMEWORK_MODULE = {"numpy": "numpy", "torch": "torch", "tensorflow": "tensorflow", "jax": "optax"}
 MODES = {"numpy": {"eager"}, "torch": {"eager"}, "jax": {"jit"}, "tensorflow": {"eager", "function", "xla"}}
@@ -20,8 +20,7 @@ PADDED = "scale1e+0_float32_8x64_kd-jsd0.5+mask_soft_sum"  # shared -inf classes
 # the default tier runs one mode of each framework's compiled ones; every mode with -m slow (each a
 # compilation per variant and case)
 QUICK_MODES = {"tensorflow": {"eager"}}
-FRAMEWORK_MODES = [pytest.param(n, QUICK_MODES.get(n, MODES[n]), id=n) for n in FRAMEWORK_MODULE] + \
-    [pytest.param(n, MODES[n], id=f"{n}-every-mode", marks=pytest.mark.slow) for n in QUICK_MODES]
+FRAMEWORK_MODES = mode_tiers(MODES, QUICK_MODES)
 
 
 @pytest.mark.parametrize("name, modes", FRAMEWORK_MODES)

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.conftest import ROOT, require, run_here
+from tests.conftest import ROOT, mode_tiers, require, run_here
 from xentcheck.problems.lindistill.cases import lindistill_cases
 
 DEFAULT = [c.id for c in lindistill_cases(["float16", "bfloat16", "float32", "float64"])]
@@ -51,8 +51,7 @@ FRAMEWORK_MODULE = {"numpy": "numpy", "jax": "optax", "tensorflow": "tensorflow"
 MODES = {"numpy": {"eager"}, "jax": {"eager", "jit"}, "tensorflow": {"eager", "function", "xla"}}
 # the default tier runs one mode of each (each mode compiles per variant and case); every mode with -m slow
 QUICK_MODES = {"jax": {"jit"}, "tensorflow": {"eager"}}
-FRAMEWORK_MODES = [pytest.param(n, QUICK_MODES.get(n, MODES[n]), id=n) for n in FRAMEWORK_MODULE] + \
-    [pytest.param(n, MODES[n], id=f"{n}-every-mode", marks=pytest.mark.slow) for n in QUICK_MODES]
+FRAMEWORK_MODES = mode_tiers(MODES, QUICK_MODES)
 
 
 @pytest.mark.parametrize("name, modes", FRAMEWORK_MODES)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.conftest import require, run_here
+from tests.conftest import mode_tiers, require, run_here
 
 FRAMEWORK_MODULE = {"numpy": "numpy", "torch": "torch", "tensorflow": "tensorflow", "jax": "optax"}
 MODES = {"numpy": {"eager"}, "torch": {"eager"}, "jax": {"eager", "jit"}, "tensorflow": {"eager", "function", "xla"}}
@@ -18,8 +18,7 @@ CASES = ("scale1e+0_float32_16x100_lin16_index_mean_opt-b", "scale1e+0_float16_1
 # the default tier runs one mode of each framework's compiled ones; every mode with -m slow (each a
 # compilation per variant and case)
 QUICK_MODES = {"jax": {"jit"}, "tensorflow": {"eager"}}
-FRAMEWORK_MODES = [pytest.param(n, QUICK_MODES.get(n, MODES[n]), id=n) for n in FRAMEWORK_MODULE] + \
-    [pytest.param(n, MODES[n], id=f"{n}-every-mode", marks=pytest.mark.slow) for n in QUICK_MODES]
+FRAMEWORK_MODES = mode_tiers(MODES, QUICK_MODES)
 
 
 @pytest.mark.parametrize("name, modes", FRAMEWORK_MODES)
