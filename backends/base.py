@@ -222,6 +222,8 @@ class Backend:
     # Takes cases with extra dimensions: logits (N, d1, ..., K), labels (N, d1, ...), class axis
     # last. Off by default: a plugin written for (N, K) gets those cases skipped, with this reason.
     extra_dims: bool = False
+    # Modules a rank of a gloo variant imports (run/zygote.py imports them once and forks each rank)
+    rank_preload: tuple[str, ...] = ()
 
     def load(self) -> None:
         """Import the framework and configure it. Raise ImportError when it is missing."""

@@ -87,6 +87,16 @@ def _role(pid: int, root: int, cmd: list[str], root_cmd: list[str]) -> str:
     return "parent-fork" if cmd == root_cmd else "other:" + " ".join(cmd[:3])
 
 
+def _cache_state() -> dict:
+    """XENTCHECK_COMPILE_CACHE as the run starts: a kept cache (its folder, files and bytes) or none
+    (the run compiles everything; its workers share a cache in its scratch folder)."""
+    folder = os.environ.get("XENTCHECK_COMPILE_CACHE")
+    if not folder:
+        return {"kept": False}
+    files = [p for p in Path(folder).rglob("*") if p.is_file()] if Path(folder).is_dir() else []
+    return {"kept": True, "folder": folder, "files": len(files), "bytes": sum(p.stat().st_size for p in files)}
+
+
 def profile_run(run_args: list[str], out: Path, code: Path, interval: float) -> dict:
     """Run `xentcheck run` and sample its process tree; returns the processes, the load and the times."""
     env = {**os.environ, "PYTHONPATH": str(code)}
@@ -197,6 +207,7 @@ def main() -> int:
     from xentcheck.run.environment import fingerprint
     data: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "label": args.label,
                   "code": args.code, "uptime_start": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}
+    data["compile_cache"] = _cache_state()
     if args.from_dir:
         run_dir = Path(args.from_dir)
     else:

@@ -48,6 +48,8 @@ class TorchBackend(Backend):
     framework = "torch"
     impl = "cross_entropy_index"
     extra_dims = True
+    # what the gloo variants' ranks import (backends/torch/sharded.py): 2 to 8 CPU s a fresh rank
+    rank_preload = ("torch", "torch.distributed", "torch.distributed.tensor", "megatron.core.tensor_parallel")
 
     def variants(self) -> list[Variant]:
         out = [Variant(i, "eager", lf, api, default=d, options=o, semantics="torch", takes=_TAKES.get(i, "logits"))

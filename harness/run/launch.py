@@ -1,10 +1,10 @@
 """Starts a backend worker in any interpreter, on this run's own copy of xentcheck.
 
-`python .../xentcheck/run/launch.py SPEC` (or `--rank TASK`: run/rank.py) with XENTCHECK_PACKAGES set to the folders the parent
-imported `xentcheck`, `xentcheck.backends` and `xentcheck.reports` from (a source checkout maps
-them from harness/, backends/ and reports/). They are imported from there whatever the
-interpreter has installed, so a `--python` interpreter runs the parent's code, and its
-frameworks from its own site-packages.
+`python .../xentcheck/run/launch.py SPEC` (or `--rank TASK`: run/rank.py; `--zygote PRELOAD`:
+run/zygote.py) with XENTCHECK_PACKAGES set to the folders the parent imported `xentcheck`,
+`xentcheck.backends` and `xentcheck.reports` from (a source checkout maps them from harness/,
+backends/ and reports/). They are imported from there whatever the interpreter has installed, so
+a `--python` interpreter runs the parent's code, and its frameworks from its own site-packages.
 """
 
 import importlib.abc
@@ -36,6 +36,9 @@ def main() -> int:
     if sys.argv[1:2] == ["--rank"]:  # one rank of a variant run on several (run/ranks.py)
         from xentcheck.run.rank import main as rank_main
         return rank_main(sys.argv[2:])
+    if sys.argv[1:2] == ["--zygote"]:  # the starter of a worker's gloo ranks (run/zygote.py)
+        from xentcheck.run.zygote import main as zygote_main
+        return zygote_main(json.loads(sys.argv[2]))
     from xentcheck.run.worker import main as worker_main
     return worker_main(sys.argv[1:])
 

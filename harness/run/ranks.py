@@ -10,10 +10,13 @@ task per process. The variant's mode says how its ranks live:
 - "devices": one process holding every rank as a host device
   (XLA_FLAGS=--xla_force_host_platform_device_count=W: JAX's shard_map).
 
-Every rank process is `launch.py --rank TASK`, in a process group of its own (rank 0 leads it),
-and dies with the worker that started it (PR_SET_PDEATHSIG), so a worker killed by the runner
-leaves no rank behind. A rank that dies by a signal or exits with an error status, or ranks still
-running at the deadline, end the variant: the whole group is killed and reaped (its ports close
+Every rank process runs run/rank.py's `run(TASK)`, in a process group of its own (rank 0 leads
+it), and dies with the process that started it (PR_SET_PDEATHSIG), so a worker killed by the
+runner leaves no rank behind. A gloo rank is forked by the worker's zygote (run/zygote.py: a
+process that has imported the rank's frameworks once, and itself dies with the worker); a
+"devices" process, and every rank where no zygote can be used, is `launch.py --rank TASK`.
+A rank that dies by a signal or exits with an error status, or ranks still running at the
+deadline, end the variant: the whole group is killed and reaped (its ports close
 with it), and the outcome says `crashed` or `timeout`. The workers run under Ray too: the ranks
 are children of the worker, on its node.
 """
@@ -35,6 +38,7 @@ from pathlib import Path
 from xentcheck.run import launch
 
 TIMEOUT_ENV = "XENTCHECK_RANK_TIMEOUT"  # seconds a variant's ranks may run (default DEFAULT_TIMEOUT)
+ZYGOTE_ENV = "XENTCHECK_RANK_ZYGOTE"  # 0: every gloo rank a fresh interpreter (run/zygote.py)
 DEFAULT_TIMEOUT = 240.0
 POLL = 0.02
 CRASH_SETTLE = 2.0  # seconds the other ranks get to end once one has failed (see _first_cause)
@@ -57,10 +61,11 @@ def timeout() -> float:
 _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: the child between fork and exec only calls it
 
 
-def _child(group: int) -> None:
-    """In the child before exec: join the ranks' process group (0: lead a new one), and get
-    SIGKILL when the worker that started it ends."""
-    os.setpgid(0, group)
+def set_death_signal(group: int | None) -> None:
+    """In a child (before exec, or after a zygote's fork): join the ranks' process group (0: lead a
+    new one; None: stay in its parent's), and get SIGKILL when the process that started it ends."""
+    if group is not None:
+        os.setpgid(0, group)
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
@@ -81,12 +86,31 @@ def _env(world: int, devices: bool) -> dict[str, str]:
 def launch_ranks(task: dict, world: int, mode: str, folder: Path, limit: float | None = None) -> RankOutcome:
     """Run `task` (a JSON-able dict: the backend, variant, case and seed) on `world` ranks as `mode`
     says ("gloo": a process per rank; "devices": one process with `world` host devices). Each
-    process writes `<folder>/rank-<r>.npz` and `.json`; their prefixes come back in rank order."""
+    process writes `<folder>/rank-<r>.npz` and `.json`; their prefixes come back in rank order.
+    gloo ranks are forked by this worker's zygote (run/zygote.py), which has imported the modules
+    of task["preload"] once; fresh interpreters where it cannot be used or ZYGOTE_ENV is 0."""
     limit = timeout() if limit is None else limit
-    procs: list[subprocess.Popen] = []
+    env = _env(world, mode == "devices")
+    if mode == "gloo" and os.environ.get(ZYGOTE_ENV, "1") != "0":
+        from xentcheck.run.zygote import zygote
+        z = zygote(tuple(task.get("preload", ())), env)
+        if z is not None:
+            return z.run(task, world, folder, limit)
+    return run_group(task, world, folder, limit, functools.partial(_popen_rank, env), mode)
+
+
+def _popen_rank(env: dict[str, str], this: dict, err, fds: tuple[int, ...], group: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, launch.__file__, "--rank", json.dumps(this)], stdin=subprocess.DEVNULL,
+                            stdout=err, stderr=err, env=env, pass_fds=fds,
+                            preexec_fn=functools.partial(set_death_signal, group))
+
+
+def run_group(task: dict, world: int, folder: Path, limit: float, start, mode: str = "gloo") -> RankOutcome:
+    """Start the ranks with `start(this, err, fds, group)` (a handle with Popen's poll, kill, wait,
+    pid and returncode), wait for them within `limit` seconds, and leave none running."""
+    procs: list = []
     listener = None
     n = world if mode == "gloo" else 1
-    env = _env(world, mode == "devices")
     errs = []
     try:
         if mode == "gloo":
@@ -104,11 +128,7 @@ def launch_ranks(task: dict, world: int, mode: str, folder: Path, limit: float |
                     fds = (listener.fileno(),)
             err = open(f"{prefix}.stderr", "w+b")
             errs.append(err)
-            group = 0 if r == 0 else procs[0].pid
-            procs.append(subprocess.Popen(
-                [sys.executable, launch.__file__, "--rank", json.dumps(this)], stdin=subprocess.DEVNULL,
-                stdout=err, stderr=err, env=env, pass_fds=fds,
-                preexec_fn=functools.partial(_child, group)))
+            procs.append(start(this, err, fds, 0 if r == 0 else procs[0].pid))
         if listener is not None:  # rank 0 holds it now
             listener.close()
             listener = None
@@ -121,7 +141,7 @@ def launch_ranks(task: dict, world: int, mode: str, folder: Path, limit: float |
             err.close()
 
 
-def _wait(procs: list[subprocess.Popen], folder: Path, limit: float, errs) -> RankOutcome:
+def _wait(procs: list, folder: Path, limit: float, errs) -> RankOutcome:
     deadline = time.monotonic() + limit
     while True:
         codes = [p.poll() for p in procs]
@@ -136,7 +156,7 @@ def _wait(procs: list[subprocess.Popen], folder: Path, limit: float, errs) -> Ra
         time.sleep(POLL)
 
 
-def _first_cause(procs: list[subprocess.Popen], folder: Path, errs) -> RankOutcome:
+def _first_cause(procs: list, folder: Path, errs) -> RankOutcome:
     """A rank ended badly. A rank killed mid-collective makes its peers fail too, with errors of
     their own ("connection closed"), and the one polled first need not be the cause: give the
     others a moment to end, then name a crash before any rank's own report of an error."""
@@ -164,7 +184,7 @@ def _failed(r: int, code: int, folder: Path, err) -> RankOutcome:
 RANK_FAILED = 3  # a rank's exit status after writing its own failure report
 
 
-def _kill(procs: list[subprocess.Popen]) -> None:
+def _kill(procs: list) -> None:
     """Kill the ranks' process group (and any rank that left it) and reap every one."""
     if not procs:
         return
