@@ -44,6 +44,7 @@ from xentcheck.run.environment import allocator_env, proc_kib, thread_env  # noq
 from xentcheck.timing.measure import dtype_bytes  # noqa: E402
 
 REFERENCE = "reference"
+PRODUCTS = "reference_products"  # the reference's six BLAS products alone: its floor
 
 
 @dataclass
@@ -84,17 +85,47 @@ def backend_outputs(case: Case):
 
 
 def reference_and_comparison(case: Case, inputs: LinearInputs, output) -> tuple:
-    """The reference (torch semantics) and evaluate's judgement of `output` against it."""
+    """The reference (torch semantics) and evaluate's judgement of `output` against it, and the
+    seconds (wall, CPU) of each: a streamed dW is formed in the second."""
     from xentcheck.core.evaluate import Subject, evaluate
     from xentcheck.core.tolerances import Tolerances
     from xentcheck.problems.linear.reference import linear_reference
+    t0, c0 = time.perf_counter(), time.process_time()
     ref = linear_reference(case, inputs, "torch")
-    return ref, evaluate(case, Subject("bench"), output, Tolerances(), reference=ref)
+    t1, c1 = time.perf_counter(), time.process_time()
+    verdict = evaluate(case, Subject("bench"), output, Tolerances(), reference=ref)
+    parts = {"reference": [t1 - t0, c1 - c0], "comparison": [time.perf_counter() - t1, time.process_time() - c1]}
+    return ref, verdict, parts
+
+
+def reference_products(case: Case, inputs: LinearInputs) -> dict:
+    """The products linear_reference and its comparison make for a 16- or 32-bit case, on its
+    vocabulary blocks, and nothing else: h W_b^T and dh += G_b W_b and dW_b = G_b^T h in float64,
+    |h| |W_b|^T and A_b |W_b| and A_b^T |h| in float32 (G_b and A_b constant blocks): what any
+    reference of this precision and these natural scales pays before its elementwise work."""
+    from xentcheck.problems.linear.reference import _blocks
+    n, d = inputs.hidden.shape
+    h64, h32 = inputs.hidden.astype(np.float64), np.abs(inputs.hidden.astype(np.float32))
+    dh, s_dh = np.zeros((n, d)), np.zeros((n, d), dtype=np.float32)
+    width = 0
+    for vb in _blocks(case.k, d, n):
+        w = inputs.weight[vb]
+        w64, w32 = w.astype(np.float64), np.abs(w.astype(np.float32))
+        g = h64 @ w64.T  # the logits' product; its result stands in for G_b
+        a = h32 @ w32.T  # w_n's; stands in for A_b
+        dh += g @ w64
+        s_dh += a @ w32
+        g.T @ h64  # dW_b and its scale, formed and dropped as the comparison does
+        a.T @ h32
+        width = max(width, vb.stop - vb.start)
+    return {"blocks": len(_blocks(case.k, d, n)), "block_width": width}
 
 
 def runner(request: dict):
     """(fn(case, inputs[, outputs]) doing forward+backward once (the reference: and the comparison)
     and returning its outputs, what it is)."""
+    if request["impl"] == PRODUCTS:
+        return reference_products, {"api": "the reference's BLAS products alone (benchmarks/linear_probe.py)"}
     if request["impl"] == REFERENCE:
         if "stream_dw_entries" in request:  # tests: the streamed dW at a small shape
             import xentcheck.problems.linear.reference as lr
@@ -117,6 +148,8 @@ def runner(request: dict):
 
 
 def outputs_bytes(request: dict, result) -> int:
+    if request["impl"] == PRODUCTS:
+        return 0
     if request["impl"] == REFERENCE:  # its outputs: loss, dh, dW (db; dW not when streamed), their scales
         ref = result[0]
         return nbytes(ref.loss, ref.dh, ref.dw, ref.db, *ref.scales.values())
@@ -153,6 +186,7 @@ def probe(request: dict) -> dict:
             out["outputs_bytes"] = outputs_bytes(request, result)
             if reference:
                 out["streamed_dw"], out["verdict"] = result[0].streamed, result[1].verdict
+                out["parts"] = {k: {"seconds": w, "cpu_seconds": c} for k, (w, c) in result[2].items()}
         del result
     # CPU seconds (all threads) beside the wall clock: on a shared host the CPU time is what the
     # call cost, the wall time also what the neighbours took

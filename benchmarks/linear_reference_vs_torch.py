@@ -7,8 +7,10 @@ Each side runs in a fresh process (benchmarks/linear_probe.py), one after the ot
 same thread count: torch's F.cross_entropy(F.linear(h, W), y) forward and backward to h and W in
 float32 (the `linear_then_cross_entropy` adapter, NumPy in and out), then the reference
 (xentcheck.problems.linear.reference, torch semantics) with evaluate()'s comparison of a backend's
-float32 outputs. Per side: wall and CPU seconds of the first call (after a warm-up on 8 x 16 x 64),
-its peak resident memory (VmHWM) and the load average before and after. The ratio is the
+float32 outputs (`parts`: the reference's and the comparison's seconds), then (unless
+--no-floor) the reference's six BLAS products alone, what any reference of its precision and
+natural scales pays (`floor_ratio`). Per side: wall and CPU seconds of the first call (after a
+warm-up on 8 x 16 x 64), its peak resident memory (VmHWM) and the load average before and after. The ratio is the
 reference's wall time over torch's; a side that failed or made no call gets no ratio (`refused`
 says why), as benchmarks/bench_harness.py refuses a figure without its work. The machine (CPU
 model, cores, AVX-512 flags), NumPy's BLAS and the packages' versions are in the record.
@@ -88,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shape", default="4096x2048x128256", help="N x D x V")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=0, help="calls after the first (median of all quoted)")
+    ap.add_argument("--no-floor", dest="floor", action="store_false",
+                    help="skip the third side: the reference's BLAS products alone (its floor)")
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/linear_ref_vs_torch-SHAPE-DATE.json)")
     args = ap.parse_args(argv)
     try:
@@ -101,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()
     torch_row = side({**TORCH, **shape}, config)
     ref_row = side({"impl": lp.REFERENCE, "mode": "", **shape}, config)
+    floor_row = side({"impl": lp.PRODUCTS, "mode": "", **shape}, config) if args.floor else None
     if ref_row.get("status") == "ok" and "peak_bytes" in ref_row:
         ref_row["peak_over_io"] = lp.peak_over_io(ref_row)
     why = refusal(torch_row, ref_row)
@@ -114,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
                   "call after a warm-up on 8 x 16 x 64 (and `repeats` more: median); memory VmHWM of that process "
                   "(peak_bytes: above VmRSS before the inputs were made)",
         "torch_float32": torch_row, "reference": ref_row, "target": target}
+    if floor_row is not None:
+        data["products_alone"] = floor_row
+        if floor_row.get("status") == "ok" and torch_row.get("status") == "ok" and torch_row.get("median"):
+            data["floor_ratio"] = floor_row["median"] / torch_row["median"]
+            data["floor_cpu_ratio"] = floor_row["cpu_median"] / torch_row["cpu_median"]
     if why:
         data["refused"] = why
         print(f"no ratio: {why}", flush=True)
@@ -131,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reference {ref_row['median']:.1f} s, torch float32 {torch_row['median']:.1f} s: ratio {ratio:.2f} "
               f"(CPU seconds {data['cpu_ratio']:.2f}; target {target}); reference peak / (inputs + outputs) "
               f"{ref_row.get('peak_over_io', float('nan')):.2f}", flush=True)
+        if "floor_ratio" in data:
+            print(f"its BLAS products alone: {floor_row['median']:.1f} s, ratio {data['floor_ratio']:.2f} "  # type: ignore[index]
+                  f"(CPU seconds {data['floor_cpu_ratio']:.2f})", flush=True)
     out = Path(args.out) if args.out else RESULTS / f"linear_ref_vs_torch-{n}x{d}x{v}-{started.date()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=1) + "\n")

@@ -42,6 +42,12 @@ def test_a_tiny_run_records_both_sides_the_ratio_and_the_machine(tmp_path):
     assert (ref_row["n"], ref_row["d"], ref_row["v"]) == (8, 16, 64) and data["shape"] == "8x16x64"
     assert data["ratio"] == ref_row["median"] / torch_row["median"] > 0
     assert "refused" not in data and data["target"] == 2.0
+    floor = data["products_alone"]  # the third side: the reference's products alone
+    assert floor["status"] == "ok" and floor["impl"] == lp.PRODUCTS
+    assert data["floor_ratio"] == floor["median"] / torch_row["median"] > 0
+    parts = ref_row["parts"]  # the reference and the comparison, timed apart
+    assert set(parts) == {"reference", "comparison"} and all(p["seconds"] >= 0 for p in parts.values())
+    assert sum(p["seconds"] for p in parts.values()) <= ref_row["median"]
     for row in (torch_row, ref_row):
         assert row["hwm"] > 0 and len(row["load_average"]["before"]) == 3
     assert data["machine"]["cpu_count"] >= 1 and "cpu_flags" in data["machine"]
