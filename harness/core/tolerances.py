@@ -129,16 +129,44 @@ def default_table(preset: str, dtype: str, output: str) -> tuple[float, float]:
     return rtol, atol
 
 
-def allowed(kind: str, rtol: float, atol: float, ref, natural_scale, model_bound):
-    """Per-element allowed |actual - reference| under a preset of `kind` (arrays broadcast)."""
+def allowed(kind: str, rtol: float, atol: float, ref, natural_scale, model_bound, mag=None):
+    """Per-element allowed |actual - reference| under a preset of `kind` (arrays broadcast);
+    `mag`: |ref| when the caller has it."""
     import numpy as np
 
-    mag = np.abs(ref)
+    mag = np.abs(ref) if mag is None else mag
     if kind == "scaled":
         return atol * np.asarray(natural_scale, dtype=mag.dtype) + rtol * mag
     if kind == "model":
         return np.asarray(model_bound, dtype=mag.dtype) + rtol * mag + atol
     return atol + rtol * mag
+
+
+def allowances(tolerances: Tolerances, dtype: str, row: str, expected, natural_scale, model_bound):
+    """(the run's allowed array, {preset: allowed array}) of one output: what array_metrics judges
+    (`allowed`) and reports every preset's excess under (`others`). |expected| is formed once per
+    precision, and presets that allow the same (kind, rtol, atol) share one array (array_metrics
+    then computes their excess once). The "model" preset needs `model_bound`: left out without it."""
+    import numpy as np
+
+    e = np.asarray(expected)
+    e64 = e if e.dtype == np.float64 else e.astype(np.float64)
+    mags = {e64.dtype: np.abs(e64)}
+    made: dict[tuple, object] = {}
+
+    def one(kind: str, rtol: float, atol: float, ref):
+        key = (kind, rtol, atol, ref.dtype)
+        if key not in made:
+            if ref.dtype not in mags:
+                mags[ref.dtype] = np.abs(ref)
+            made[key] = allowed(kind, rtol, atol, ref, natural_scale, model_bound, mags[ref.dtype])
+        return made[key]
+
+    others = {name: one(p["kind"], *default_table(name, dtype, row), e64)
+              for name, p in PRESETS.items() if p["kind"] != "model" or model_bound is not None}
+    if tolerances.kind == "model" and model_bound is None:
+        raise ValueError("the model tolerance needs the reference's logits and labels")
+    return one(tolerances.kind, *tolerances.get(dtype, row), e), others
 
 
 def _number(text: str, what: str) -> float:

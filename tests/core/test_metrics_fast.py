@@ -1,5 +1,6 @@
-"""The comparison's shortcuts (all-finite fast path, atol grid over the nonzero differences, ulp by
-table lookup, the error model's bounds kept per case) give exactly what the plain formulas give.
+"""The comparison's shortcuts (all-finite fast path, atol grid over the nonzero differences in
+chunks, quantiles from their order statistics, ulp by table lookup, the error model's bounds kept
+per case, presets' allowed arrays shared) give exactly what the plain formulas give.
 `plain_array_metrics` is array_metrics as it was before them, verbatim: the oracle."""
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def plain_array_metrics(actual: np.ndarray, ref: np.ndarray, dtype: str, rtol: f
     fin_abs = diff[both_finite].astype(np.float64)
     fin_rel, fin_ulp = rel[both_finite].astype(np.float64), ulps[both_finite].astype(np.float64)
     for name, v in (("abs", fin_abs), ("rel", fin_rel), ("ulp", fin_ulp)):
-        out[f"p50_{name}"], out[f"p99_{name}"] = _q(v, (0.5, 0.99))  # one partition for both
+        out[f"p50_{name}"], out[f"p99_{name}"] = [float(x) for x in np.quantile(v, (0.5, 0.99))] if v.size else [0.0, 0.0]
     mag = np.where(both_finite, np.abs(r), 0).astype(np.float64)
     d64 = diff.astype(np.float64)
     out["atol_needed"] = [float(np.max(d64 - t * mag, initial=0.0)) for t in rtol_grid(dtype)]
@@ -100,7 +101,7 @@ def _arrays(rng, shape, dtype: str, wp, nonfinite: bool, zeros: bool):
 
 
 @pytest.mark.parametrize("dtype", DTYPE_NAMES)
-@pytest.mark.parametrize("shape", [(), (1,), (7,), (5, 9), (0, 4), (40, 300)])
+@pytest.mark.parametrize("shape", [(), (1,), (7,), (5, 9), (0, 4), (40, 300), (200, 300)])  # the last: atol in chunks
 @pytest.mark.parametrize("nonfinite", [False, True])
 @pytest.mark.parametrize("zeros", [False, True])
 def test_array_metrics_equals_the_plain_formulas(dtype, shape, nonfinite, zeros):
@@ -115,6 +116,37 @@ def test_array_metrics_equals_the_plain_formulas(dtype, shape, nonfinite, zeros)
             got = array_metrics(actual, ref, dtype, 1e-6, 1e-6, nat, natural=nat, others=others, **kw)
             want = plain_array_metrics(actual, ref, dtype, 1e-6, 1e-6, nat, natural=nat, others=others, **kw)
         assert json.dumps(got, sort_keys=True) == json.dumps(want, sort_keys=True)
+
+
+def test_quantiles_from_order_statistics_are_numpys_bit_for_bit():
+    rng = np.random.default_rng(7)
+    for trial in range(600):
+        n = int(rng.integers(1, 300)) if trial < 580 else int(rng.integers(40000, 120000))
+        v = np.abs(rng.standard_normal(n)) * 10.0 ** int(rng.integers(-9, 3))
+        if trial % 3 == 1:
+            v = np.round(v * 2) / 2  # ties
+        if trial % 5 == 2:
+            v[rng.integers(0, n, n // 4 + 1)] = np.inf
+        if trial % 7 == 3:
+            v[rng.integers(0, n)] = np.nan
+        shaped = v.reshape(-1, 1) if trial % 2 else v  # 2-D: the whole array's, as np.quantile
+        with np.errstate(invalid="ignore"):  # inf - inf in the interpolation, in numpy's too
+            want = [float(x) for x in np.quantile(shaped, (0.5, 0.99))]
+            got = _q(shaped, (0.5, 0.99))
+        assert json.dumps(got) == json.dumps(want), (trial, got, want)
+    assert _q(np.zeros(0), (0.5, 0.99)) == [0.0, 0.0]
+
+
+def test_presets_with_the_same_tolerance_share_one_allowed_array():
+    from xentcheck.core.tolerances import allowances
+    ref = np.linspace(-1, 1, 11)
+    scale, bound = np.full(11, 2.0), np.full(11, 1e-9)
+    mine, others = allowances(Tolerances(), "float32", "grad", ref, scale, bound)
+    assert mine is others["xentcheck"]  # the default run's tolerance is that preset's
+    assert np.array_equal(mine, 8 * 2.0 ** -24 * (scale + np.abs(ref)))
+    assert set(others) == {"xentcheck", "torch", "jax", "tensorflow", "model"}
+    assert np.array_equal(others["torch"], 1e-5 + 1.3e-6 * np.abs(ref))
+    assert "model" not in allowances(Tolerances(), "float32", "grad", ref, scale, None)[1]
 
 
 def test_ulp_by_table_equals_the_formula():

@@ -8,8 +8,7 @@ import numpy as np
 
 from xentcheck.core.dtypes import info
 from xentcheck.core.metrics import array_metrics
-from xentcheck.core.tolerances import PRESETS, default_table
-from xentcheck.core.tolerances import allowed as allowed_by
+from xentcheck.core.tolerances import allowances
 from xentcheck.problems.ce import error_model
 
 
@@ -112,16 +111,7 @@ def measure(case, ref, actual: dict[str, np.ndarray], tolerances) -> dict[str, d
         expected, row = getattr(ref, spec.name), spec.tolerance
         rtol, atol = tolerances.get(case.dtype, row)
         bound = None if model is None else model[i]
-        others = {}
-        expected64 = np.asarray(expected, dtype=np.float64)  # once, not once per preset
-        for name, p in PRESETS.items():
-            if p["kind"] == "model" and bound is None:
-                continue
-            o_rtol, o_atol = default_table(name, case.dtype, row)
-            others[name] = allowed_by(p["kind"], o_rtol, o_atol, expected64, scales[i], bound)
-        if tolerances.kind == "model" and bound is None:
-            raise ValueError("the model tolerance needs the reference's logits and labels")
-        mine = allowed_by(tolerances.kind, rtol, atol, np.asarray(expected), scales[i], bound)
+        mine, others = allowances(tolerances, case.dtype, row, expected, scales[i], bound)
         scale = scales[i] if tolerances.scaled else 1.0
         out[spec.name] = array_metrics(actual[spec.name], expected, case.dtype, rtol, atol, scale, allowed=mine,
                                        natural=scales[i], others=others)

@@ -12,8 +12,7 @@ import numpy as np
 from xentcheck.core.cases import Case
 from xentcheck.core.dtypes import info
 from xentcheck.core.metrics import array_metrics
-from xentcheck.core.tolerances import PRESETS, default_table
-from xentcheck.core.tolerances import allowed as allowed_by
+from xentcheck.core.tolerances import allowances
 
 
 def model_bound(case: Case, scale) -> np.ndarray:
@@ -24,10 +23,7 @@ def metrics_of(case: Case, what: str, tol_key: str, actual, expected, scale, tol
     rtol, atol = tolerances.get(case.dtype, tol_key)
     scale = np.asarray(scale, dtype=np.float64)
     bound = model_bound(case, scale)
-    e64 = np.asarray(expected, dtype=np.float64)
-    others = {name: allowed_by(p["kind"], *default_table(name, case.dtype, tol_key), e64, scale, bound)
-              for name, p in PRESETS.items()}
-    mine = allowed_by(tolerances.kind, rtol, atol, np.asarray(expected), scale, bound)
+    mine, others = allowances(tolerances, case.dtype, tol_key, expected, scale, bound)
     return array_metrics(actual, expected, case.dtype, rtol, atol, scale if tolerances.scaled else 1.0,
                          allowed=mine, natural=scale, others=others)
 

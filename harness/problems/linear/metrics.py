@@ -19,8 +19,7 @@ import numpy as np
 from xentcheck.core.cases import Case
 from xentcheck.core.dtypes import info
 from xentcheck.core.metrics import array_metrics, sample_positions
-from xentcheck.core.tolerances import PRESETS, default_table
-from xentcheck.core.tolerances import allowed as allowed_by
+from xentcheck.core.tolerances import allowances
 
 GRADS = ("dh", "dw", "db")
 
@@ -43,10 +42,7 @@ def _metrics(case: Case, ref, what: str, actual: np.ndarray, expected: np.ndarra
     rtol, atol = tolerances.get(case.dtype, tol_key)
     scale = np.asarray(scale)
     bound = model_bound(case, ref, what, scale)
-    e64 = np.asarray(expected, dtype=np.float64)
-    others = {name: allowed_by(p["kind"], *default_table(name, case.dtype, tol_key), e64, scale, bound)
-              for name, p in PRESETS.items()}
-    mine = allowed_by(tolerances.kind, rtol, atol, np.asarray(expected), scale, bound)
+    mine, others = allowances(tolerances, case.dtype, tol_key, expected, scale, bound)
     return array_metrics(actual, expected, case.dtype, rtol, atol, scale if tolerances.scaled else 1.0,
                          allowed=mine, natural=scale, others=others, **part)
 
