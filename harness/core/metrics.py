@@ -40,11 +40,12 @@ def sample_positions(size: int) -> np.ndarray:
         np.zeros(0, dtype=np.int64)
 
 
-def _q(v: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+def _q(v: np.ndarray, qs: tuple[float, ...], scratch: bool = False) -> list[float]:
     """np.quantile(v, qs) (its "linear" method: (n - 1) q, interpolated as numpy's _lerp does),
     bit for bit, from the order statistics it needs alone. np.quantile partitions at six ranks at
     once (the two neighbours of each quantile, the first and the last), which costs twice a full
-    sort; one rank at a time on what is left above the previous costs a fifth of it."""
+    sort; one rank at a time on what is left above the previous costs a fifth of it. `scratch`:
+    v is the caller's to reorder (no copy of it is made)."""
     v = v.ravel()  # the whole array's quantiles, as np.quantile without an axis
     n = v.size
     if not n:
@@ -54,7 +55,7 @@ def _q(v: np.ndarray, qs: tuple[float, ...]) -> list[float]:
     if n < 2 or not (q < 1).all() or np.isnan(v).any():  # NaN, ends and one value: numpy's own rules
         return [float(x) for x in np.quantile(v, qs)]
     lo = np.floor(virtual).astype(np.intp)
-    stats = _order_statistics(v, {*lo.tolist(), *(lo + 1).tolist()})
+    stats = _order_statistics(v, {*lo.tolist(), *(lo + 1).tolist()}, scratch)
     a = np.array([stats[i] for i in lo.tolist()], dtype=v.dtype)
     b = np.array([stats[i + 1] for i in lo.tolist()], dtype=v.dtype)
     t = virtual - lo
@@ -64,16 +65,20 @@ def _q(v: np.ndarray, qs: tuple[float, ...]) -> list[float]:
     return [float(x) for x in out]
 
 
-def _order_statistics(v: np.ndarray, ranks: set[int]) -> dict[int, np.floating]:
-    """The values of ascending ranks `ranks` of v (no NaN), each partition on the part above the last."""
+def _order_statistics(v: np.ndarray, ranks: set[int], scratch: bool = False) -> dict[int, np.floating]:
+    """The values of ascending ranks `ranks` of v (1-D, no NaN), each partition on the part above
+    the last (in place when v is `scratch`, else on one copy)."""
     out: dict[int, np.floating] = {}
-    part, base = v, 0
+    part, base = (v if scratch else None), 0
     for k in sorted(ranks):
         j = k - base
         if j == 0:  # the smallest of what is left: `part` keeps it, at its rank 0
-            out[k] = part.min()
+            out[k] = (v if part is None else part).min()
             continue
-        part = np.partition(part, j)
+        if part is None:
+            part = np.partition(v, j)
+        else:
+            part.partition(j)
         out[k] = part[j]
         part, base = part[j + 1:], k + 1
     return out
@@ -141,8 +146,8 @@ def array_metrics(actual: np.ndarray, ref: np.ndarray, dtype: str, rtol: float, 
     d64 = diff.astype(np.float64, copy=False)
     for name, v in (("abs", d64), ("rel", rel), ("ulp", ulps)):
         v = (v if both_finite is None else v[both_finite]).astype(np.float64, copy=False)
-        if keep is None:
-            out[f"p50_{name}"], out[f"p99_{name}"] = _q(v, (0.5, 0.99))  # one partition for both
+        if keep is None:  # rel and ulp are not read after this: reordered in place
+            out[f"p50_{name}"], out[f"p99_{name}"] = _q(v, (0.5, 0.99), scratch=name != "abs" or v is not d64)
         else:  # a part: the caller forms the whole array's quantiles from `keep`
             out[f"p50_{name}"], out[f"p99_{name}"] = 0.0, 0.0
             keep[name] = v
@@ -209,10 +214,10 @@ def _atol_needed(d64: np.ndarray, mag: np.ndarray, rtols: list[float]) -> list[f
 def _excess(diff: np.ndarray, allowed: np.ndarray) -> float | str:
     """max(diff / allowed): <= 1 passes. 0 / 0 counts as 0, d / 0 as inf."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        positive = allowed > 0
-        if positive.all():  # the usual case: one division, no selects
+        if allowed.size and allowed.min() > 0:  # the usual case: one division, no selects (NaN: below)
             ratio = diff / allowed
         else:
+            positive = allowed > 0
             ratio = np.where(positive, diff / np.where(positive, allowed, 1), np.where(diff > 0, np.inf, 0.0))
     return _json_float(float(ratio.max())) if ratio.size else 0.0
 
