@@ -99,17 +99,20 @@ def compile_cache_env(folder: Path, env: Mapping[str, str]) -> dict[str, str]:
     """Variables that make a run's workers share their compiled programs through `folder`: JAX's
     persistent compilation cache (every compilation, however short) and TensorFlow's XLA cache,
     each in a subfolder named by the framework's version, so that an upgraded framework compiles
-    afresh. A worker then loads what a sibling (a helper of the same backend, docs/architecture.md)
-    or, with XENTCHECK_COMPILE_CACHE, an earlier run already compiled for the same program, shapes
+    afresh, and by the CPU (cpu_key: XLA compiles for the features of the machine it runs on, so
+    a cache shared by machines of different CPUs, as CI runners are, keeps one set for each).
+    A worker then loads what a sibling (a helper of the same backend, docs/architecture.md) or,
+    with XENTCHECK_COMPILE_CACHE, an earlier run already compiled for the same program, shapes
     and dtypes: the same machine code, so the same results. A cache the user set up in `env` is kept."""
     out: dict[str, str] = {}
+    cpu = cpu_key()
     if "JAX_COMPILATION_CACHE_DIR" not in env:
-        jax = folder / f"{_installed('jax')}-{_installed('jaxlib')}"
+        jax = folder / f"{_installed('jax')}-{_installed('jaxlib')}-cpu-{cpu}"
         out.update(JAX_COMPILATION_CACHE_DIR=str(jax), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                    JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
     tf_flags = env.get("TF_XLA_FLAGS", "")
     if "tf_xla_persistent_cache_directory" not in tf_flags:
-        tf = folder / f"xla-{_installed('tensorflow', 'tensorflow-cpu')}"
+        tf = folder / f"xla-{_installed('tensorflow', 'tensorflow-cpu')}-cpu-{cpu}"
         out["TF_XLA_FLAGS"] = f"{tf_flags} --tf_xla_persistent_cache_directory={tf}".strip()
     return out
 
@@ -117,7 +120,7 @@ def compile_cache_env(folder: Path, env: Mapping[str, str]) -> dict[str, str]:
 def compile_cache_folder(scratch: Path, env: Mapping[str, str]) -> Path:
     """Where a run's workers share their compiled programs: XENTCHECK_COMPILE_CACHE when set (kept
     after the run), else the run's scratch folder (removed with it)."""
-    return Path(env[COMPILE_CACHE_ENV]) if env.get(COMPILE_CACHE_ENV) else scratch / "compile-cache"
+    return Path(env[COMPILE_CACHE_ENV]).expanduser() if env.get(COMPILE_CACHE_ENV) else scratch / "compile-cache"
 
 
 def worker_env() -> dict[str, str]:
@@ -148,6 +151,13 @@ def _cpu_flags() -> list[str]:
     except OSError:
         pass
     return []
+
+
+def cpu_key() -> str:
+    """8 hex digits of the CPU model and its feature flags: machines with the same key run the
+    same compiled code."""
+    import hashlib
+    return hashlib.sha256(f"{_cpu_model()}|{' '.join(_cpu_flags())}".encode()).hexdigest()[:8]
 
 
 def _libc() -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from xentcheck.backends.registry import create
 from xentcheck.core.records import VariantOutput
-from xentcheck.run.environment import compile_cache_env, compile_cache_folder
+from xentcheck.run.environment import compile_cache_env, compile_cache_folder, cpu_key
 from xentcheck.run.plan import RunPlan
 from xentcheck.run.protocol import RunRequest
 from xentcheck.run.runner import Runner, RunOptions
@@ -24,12 +24,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_cache_variables_point_into_the_folder_by_framework_version(tmp_path):
     from importlib.metadata import version
     env = compile_cache_env(tmp_path, {})
-    jax = tmp_path / f"jax-{version('jax')}-jaxlib-{version('jaxlib')}"
+    cpu = cpu_key()  # XLA compiles for this CPU's features: another CPU keeps its own programs
+    assert len(cpu) == 8 and int(cpu, 16) >= 0
+    jax = tmp_path / f"jax-{version('jax')}-jaxlib-{version('jaxlib')}-cpu-{cpu}"
     assert env["JAX_COMPILATION_CACHE_DIR"] == str(jax)  # an upgraded JAX compiles afresh
     assert env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0"  # eager JAX compiles each op in milliseconds
     assert env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] == "-1"
     tf = next(n for n in ("tensorflow", "tensorflow-cpu") if _has(n))
-    assert env["TF_XLA_FLAGS"] == f"--tf_xla_persistent_cache_directory={tmp_path / f'xla-{tf}-{version(tf)}'}"
+    assert env["TF_XLA_FLAGS"] == f"--tf_xla_persistent_cache_directory={tmp_path / f'xla-{tf}-{version(tf)}-cpu-{cpu}'}"
 
 
 def _has(name: str) -> bool:
@@ -51,6 +53,7 @@ def test_a_cache_the_user_set_up_is_kept_and_other_xla_flags_stay(tmp_path):
 def test_the_folder_is_the_runs_scratch_unless_one_is_kept_from_run_to_run(tmp_path):
     assert compile_cache_folder(tmp_path, {}) == tmp_path / "compile-cache"
     assert compile_cache_folder(tmp_path, {"XENTCHECK_COMPILE_CACHE": "/ci/cache"}) == Path("/ci/cache")
+    assert compile_cache_folder(tmp_path, {"XENTCHECK_COMPILE_CACHE": "~/c"}) == Path.home() / "c"  # as CI files write it
 
 
 def _made_with(options: RunOptions) -> dict:
@@ -113,3 +116,14 @@ def test_suite_time_breaks_a_run_folder_down(tmp_path):
     assert b["backends"]["numpy"] == {"results": 1, "compute_seconds": 0.12, "worker_seconds": 0.5, "replies": 1}
     # sums of the unrounded seconds
     assert b["totals"] == {"results": 4, "worker_seconds": 5.5, "compute_seconds": 2.38, "properties_seconds": 2.75}
+
+
+def test_a_machine_with_other_cpu_features_keeps_its_own_programs(tmp_path, monkeypatch):
+    """A cache shared by CI runners of different CPUs: an AVX2 machine must not load code XLA
+    compiled for AVX-512."""
+    from xentcheck.run import environment
+    folders = []
+    for flags in (["avx", "avx2", "fma"], ["avx", "avx2", "avx512f", "fma"], ["avx", "avx2", "fma"]):
+        monkeypatch.setattr(environment, "_cpu_flags", lambda flags=flags: flags)
+        folders.append(compile_cache_env(tmp_path, {})["JAX_COMPILATION_CACHE_DIR"])
+    assert folders[0] != folders[1] and folders[0] == folders[2]
