@@ -8,12 +8,13 @@ hang in its first parallel region. The zygote is a process that has only *import
 the backend names (`Backend.rank_preload`), never run an op, and forks every rank from that state.
 
 Protocol: `launch.py --zygote PRELOAD` (PRELOAD a JSON list of modules) answers one JSON line
-once it has imported them ({"threads": n}), then takes one request a line on stdin ({"task",
-"world", "folder", "limit"}), forks the ranks, waits for them as run/ranks.py waits for its
-own (the first failure, a moment to settle, the group killed; the deadline), and answers one
-JSON line, the RankOutcome. It ends at EOF on stdin, and by PR_SET_PDEATHSIG when the worker
-ends; each rank likewise ends with the zygote. A zygote whose imports left a thread running
-besides OpenBLAS's (which forks safely) is not used: the worker starts fresh interpreters then.
+once it has imported them ({"threads": n, "base": threads before them}), then takes one request
+a line on stdin ({"task", "world", "folder", "limit"}), forks the ranks, waits for them as
+run/ranks.py waits for its own (the first failure, a moment to settle, the group killed; the
+deadline), and answers one JSON line, the RankOutcome. It ends at EOF on stdin, and by PR_SET_PDEATHSIG when the worker
+ends; each rank likewise ends with the zygote. A zygote whose preloaded modules started a thread
+(beyond numpy's OpenBLAS pool, which handles a fork itself) is not used: the worker starts fresh
+interpreters then.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from xentcheck.run import launch
 from xentcheck.run.ranks import RankOutcome, run_group, set_death_signal
 
 REPLY_SLACK = 30.0  # seconds past a request's limit before the worker gives the zygote up
-SAFE_THREADS = 2  # the main thread and OpenBLAS's pool (numpy), which handles a fork itself
 _zygotes: dict[tuple[str, ...], Zygote | None] = {}  # by preload; None: not usable in this worker
 
 
@@ -48,7 +48,8 @@ class Zygote:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
                                      preexec_fn=functools.partial(set_death_signal, None))
         hello = self._reply(600.0)  # imports: seconds, minutes on a loaded machine
-        self.usable = hello is not None and hello.get("threads", SAFE_THREADS + 1) <= SAFE_THREADS
+        # a preloaded module that started a thread: a fork would copy it stopped, its locks held
+        self.usable = hello is not None and hello["threads"] == hello["base"]
 
     def _reply(self, limit: float) -> dict | None:
         """The zygote's next line within `limit` seconds, None when it ended or said nothing."""
@@ -176,15 +177,20 @@ def _close_others(keep: set[int]) -> None:
     os.closerange(lo, 1 << 16)
 
 
+def _threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
 def main(preload: list[str]) -> int:
+    import xentcheck.run.rank  # noqa: F401  (numpy, whose OpenBLAS pool forks safely, and the core)
+    base = _threads()
     for name in preload:
         try:
             importlib.import_module(name)
         except Exception:  # a missing framework: the rank reports it itself
             pass
-    import xentcheck.run.rank  # noqa: F401  (numpy and the core, imported once)
     out = sys.stdout.buffer
-    out.write(json.dumps({"threads": len(os.listdir("/proc/self/task"))}).encode() + b"\n")
+    out.write(json.dumps({"threads": _threads(), "base": base}).encode() + b"\n")
     out.flush()
     for line in sys.stdin.buffer:
         req = json.loads(line)
