@@ -107,8 +107,8 @@ def reference_products(case: Case, inputs: LinearInputs) -> dict:
     n, d = inputs.hidden.shape
     h64, h32 = inputs.hidden.astype(np.float64), np.abs(inputs.hidden.astype(np.float32))
     dh, s_dh = np.zeros((n, d)), np.zeros((n, d), dtype=np.float32)
-    width = 0
-    for vb in _blocks(case.k, d, n):
+    blocks = _blocks(case.k, d, n)
+    for vb in blocks:
         w = inputs.weight[vb]
         w64, w32 = w.astype(np.float64), np.abs(w.astype(np.float32))
         g = h64 @ w64.T  # the logits' product; its result stands in for G_b
@@ -117,8 +117,7 @@ def reference_products(case: Case, inputs: LinearInputs) -> dict:
         s_dh += a @ w32
         g.T @ h64  # dW_b and its scale, formed and dropped as the comparison does
         a.T @ h32
-        width = max(width, vb.stop - vb.start)
-    return {"blocks": len(_blocks(case.k, d, n)), "block_width": width}
+    return {"blocks": len(blocks), "block_width": max(vb.stop - vb.start for vb in blocks)}
 
 
 def runner(request: dict):

@@ -86,15 +86,14 @@ class Zygote:
 
 def zygote(preload: tuple[str, ...], env: dict[str, str]) -> Zygote | None:
     """This worker's zygote for `preload`, started on first use; None when it cannot be used."""
-    z = _zygotes.get(preload)
-    if z is not None and z.proc.poll() is not None:  # ended since: start another
-        z = None
-    if preload not in _zygotes or (z is None and _zygotes[preload] is not None):
-        z = Zygote(preload, env)
-        if not z.usable:
-            z.stop()
-            z = None
-        _zygotes[preload] = z
+    if preload in _zygotes:
+        known = _zygotes[preload]
+        if known is None or known.proc.poll() is None:  # not usable here, or alive
+            return known
+    z = Zygote(preload, env)  # the first, or one that ended: start another
+    if not z.usable:
+        z.stop()
+    _zygotes[preload] = z if z.usable else None
     return _zygotes[preload]
 
 

@@ -59,10 +59,11 @@ def _on_ranks(backend, v, case: Case, pristine: Inputs, device: str, world: int)
     with tempfile.TemporaryDirectory(prefix="xentcheck-ranks-") as tmp:
         folder = Path(tmp)
         save_inputs(folder / "inputs.npz", pristine)
-        task = {"backend": backend_ref(backend), "variant": [v.impl, v.mode], "case_id": case.id,
+        ref = backend_ref(backend)
+        task = {"backend": ref, "variant": [v.impl, v.mode], "case_id": case.id,
                 "inputs_file": str(folder / "inputs.npz"),
                 "load_inputs": f"{__name__}:load_inputs", "device": device,
-                "preload": [m for m in (backend_ref(backend).get("module"), *backend.rank_preload) if m]}
+                "preload": [m for m in (ref.get("module"), *backend.rank_preload) if m]}
         outcome = launch_ranks(task, world, v.mode, folder)
         if outcome.status == "skipped":
             return VariantOutput("skipped", variant_info(v), reason=outcome.reason)
